@@ -1,0 +1,397 @@
+"""The ``promptedit`` command line.
+
+Every command takes ``--model``, ``--steps``, ``--guidance`` and ``--seed``;
+bad input ends in one ``error: ...`` line and exit code 2; outputs are
+written atomically, with a JSON record of every parameter and timing beside
+them. ``main(argv)`` returns the exit code, so tests call it directly.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import click
+
+from .errors import ParameterError, PromptEditError
+
+EXIT_USAGE = 2
+EMBEDDED_MODEL = Path(__file__).parent / "assets" / "shapes-model"
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def _quiet_libraries() -> None:
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    for name in ("diffusers", "transformers", "huggingface_hub"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    try:
+        from diffusers.utils import logging as dlog
+        from transformers.utils import logging as tlog
+
+        dlog.set_verbosity_error()
+        dlog.disable_progress_bar()
+        tlog.set_verbosity_error()
+        tlog.disable_progress_bar()
+    except Exception:  # pragma: no cover - logging is cosmetic
+        pass
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None):
+    click.echo(f"warning: {message}", err=True)
+
+
+def resolve_model_path(model: str | None) -> str:
+    if model:
+        return model
+    if EMBEDDED_MODEL.is_dir():
+        return str(EMBEDDED_MODEL)
+    raise PromptEditError(
+        "no --model given and the embedded shapes-world model is not installed yet; "
+        "pass --model PATH (a diffusers Stable Diffusion folder; `promptedit dev tiny-model DIR` makes a tiny one)"
+    )
+
+
+def load(model: str | None, device: str | None):
+    from .models import load_model
+
+    path = resolve_model_path(model)
+    click.echo(f"loading model {path}", err=True)
+    return load_model(path, device=device)
+
+
+def parse_window(text: str, what: str):
+    """``F`` → F; ``START,END`` → (START, END)."""
+    try:
+        parts = [float(v) for v in text.split(",")]
+    except ValueError:
+        raise ParameterError(f"{what} must be F or START,END with numbers, got {text!r}") from None
+    if len(parts) == 1:
+        return parts[0]
+    if len(parts) == 2:
+        return (parts[0], parts[1])
+    raise ParameterError(f"{what} must be F or START,END, got {text!r}")
+
+
+def parse_word_value(text: str, what: str) -> tuple[str, str]:
+    if "=" not in text:
+        raise ParameterError(f"{what} must be WORD=VALUE, got {text!r}")
+    word, value = text.rsplit("=", 1)
+    if not word.strip():
+        raise ParameterError(f"{what} needs a word before '=', got {text!r}")
+    return word.strip(), value.strip()
+
+
+def common_options(f):
+    """--model, --steps, --guidance, --seed, --height, --width, --device."""
+    @click.option("--model", "model", metavar="PATH", default=None,
+                  help="Diffusers Stable Diffusion folder (default: the embedded shapes-world model).")
+    @click.option("--steps", type=int, default=None, help="DDIM steps (default: the model's, else 50).")
+    @click.option("--guidance", type=float, default=None, help="Classifier-free guidance scale (default 7.5).")
+    @click.option("--seed", type=int, default=0, show_default=True, help="Seed of x_T; the same seed reproduces.")
+    @click.option("--height", type=int, default=None, help="Image height (default: the model's size).")
+    @click.option("--width", type=int, default=None, help="Image width (default: the model's size).")
+    @click.option("--device", default=None, help="cpu or cuda (default: cuda with fp16 when present).")
+    @click.option("--quiet", is_flag=True, help="No progress bars.")
+    @functools.wraps(f)
+    def wrapper(*args, **kwargs):
+        return f(*args, **kwargs)
+
+    return wrapper
+
+
+def sampling_kwargs(kw) -> dict:
+    return dict(seed=kw["seed"], num_inference_steps=kw["steps"], guidance_scale=kw["guidance"],
+                height=kw["height"], width=kw["width"], progress=not kw["quiet"])
+
+
+def record(command: str, model, result, extra: dict, started: float) -> dict:
+    from dataclasses import asdict
+
+    from .outputs import environment
+
+    return {
+        "command": command,
+        "model": model.name,
+        "model_defaults": asdict(model.defaults),
+        "prompts": result.prompts,
+        "seed": result.seed,
+        "num_inference_steps": result.num_inference_steps,
+        "guidance_scale": result.guidance_scale,
+        "height": result.height,
+        "width": result.width,
+        "scheduler": "DDIM",
+        **extra,
+        "timings": {**{k: round(v, 4) for k, v in result.timings.items()},
+                    "wall": round(time.perf_counter() - started, 4)},
+        "environment": environment(),
+    }
+
+
+# ----------------------------------------------------------------------------- commands
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(package_name="promptedit")
+def cli():
+    """Edit images by editing their prompts (Prompt-to-Prompt on Stable Diffusion)."""
+
+
+@cli.command()
+@click.argument("prompt")
+@click.option("--out", required=True, metavar="FILE.png", help="Output image; FILE.json records the run.")
+@common_options
+def generate(prompt, out, **kw):
+    """Generate an image from PROMPT."""
+    from .editing import generate as run
+    from .outputs import check_output_file, write_image, write_json
+
+    started = time.perf_counter()
+    out = check_output_file(out)
+    model = load(kw["model"], kw["device"])
+    result = run(model, prompt, **sampling_kwargs(kw))
+    write_image(out, result.images[0])
+    write_json(out.with_suffix(".json"), record("generate", model, result, {}, started))
+    click.echo(f"wrote {out} ({result.timings['total']:.1f} s)")
+
+
+@cli.command()
+@click.option("--source", required=True, help="The source prompt.")
+@click.option("--target", "targets", multiple=True, help="An edited prompt (repeat for several).")
+@click.option("--out", required=True, metavar="DIR", help="Output folder.")
+@click.option("--mode", type=click.Choice(["replace", "refine", "reweight", "auto"]), default="auto",
+              show_default=True, help="Word swap, added phrase, re-weighting, or chosen from the prompts.")
+@click.option("--cross-replace", "cross_replace", multiple=True, metavar="F | START,END | WORD=F",
+              help="Cross-attention injection window (fraction of steps); WORD=... sets one word's window.")
+@click.option("--self-replace", default=None, metavar="F | START,END", help="Self-attention injection window (default 0.4).")
+@click.option("--reweight", multiple=True, metavar="WORD=C", help="Scale WORD's attention by C (negative allowed).")
+@click.option("--blend", "blend", multiple=True, metavar="WORD", help="Local blend: edit only where WORD attends.")
+@click.option("--blend-subtract", multiple=True, metavar="WORD", help="Local blend: leave WORD's region out.")
+@click.option("--blend-threshold", type=float, default=None, help="Local-blend mask threshold (default 0.3).")
+@click.option("--blend-start", type=float, default=None, help="Fraction of steps before blending (default 0.2).")
+@click.option("--inject-features", default=None, metavar="F | START,END",
+              help="Plug-and-Play: inject the source's decoder features over this window.")
+@click.option("--save-attention", is_flag=True, help="Also write DIR/attention.png (maps of source and edits).")
+@common_options
+def edit(source, targets, out, mode, cross_replace, self_replace, reweight, blend, blend_subtract,
+         blend_threshold, blend_start, inject_features, save_attention, **kw):
+    """Edit a generated image: SOURCE prompt → TARGET prompt(s), same seed, attention injected.
+
+    Writes DIR/source.png, DIR/edited.png (edited-K.png for several targets), DIR/grid.png and
+    DIR/result.json.
+    """
+    from .editing import EditSpec
+    from .editing import edit as run
+    from .outputs import check_output_dir
+
+    started = time.perf_counter()
+    if not targets:
+        if mode != "reweight":
+            raise ParameterError("give at least one --target (or --mode reweight with --reweight WORD=C)")
+        targets = (source,)
+    windows, cross = {}, None
+    for item in cross_replace:
+        head = item.split("=", 1)[0]
+        if "=" in item and not _is_number(head):
+            word, value = parse_word_value(item, "--cross-replace")
+            windows[word] = parse_window(value, f"--cross-replace {word}")
+        else:
+            cross = parse_window(item, "--cross-replace")
+    weights = {}
+    for item in reweight:
+        word, value = parse_word_value(item, "--reweight")
+        try:
+            weights[word] = float(value)
+        except ValueError:
+            raise ParameterError(f"--reweight {word} needs a number, got {value!r}") from None
+    spec = EditSpec(
+        source=source, targets=tuple(targets), mode=mode, cross_replace=cross, cross_replace_words=windows,
+        self_replace=parse_window(self_replace, "--self-replace") if self_replace else None,
+        reweight=weights, blend_words=tuple(blend), blend_subtract=tuple(blend_subtract),
+        blend_threshold=blend_threshold, blend_start=blend_start,
+        inject_features=parse_window(inject_features, "--inject-features") if inject_features else None,
+    )
+    out = check_output_dir(out)
+    model = load(kw["model"], kw["device"])
+    result = run(model, spec, store_attention=save_attention, **sampling_kwargs(kw))
+    for note in result.notes:
+        click.echo(note, err=True)
+    write_edit_outputs(out, model, spec, result, started)
+    click.echo(f"wrote {out} (mode {result.mode}, {result.timings['total']:.1f} s)")
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+        return True
+    except ValueError:
+        return False
+
+
+def write_edit_outputs(out: Path, model, spec, result, started: float) -> None:
+    from dataclasses import asdict
+
+    from .outputs import write_image, write_json
+    from .visualize import cross_attention_grid, image_grid, mask_overlay, token_labels
+
+    files = {"source": "source.png"}
+    names = ["edited.png"] if len(spec.targets) == 1 else [f"edited-{k + 1}.png" for k in range(len(spec.targets))]
+    write_image(out / "source.png", result.images[0])
+    for name, image in zip(names, result.images[1:]):
+        write_image(out / name, image)
+    files["edited"] = names
+    grid = image_grid(list(result.images), ["source"] + [f"edit {k + 1}" for k in range(len(names))],
+                      cell=max(128, result.width))
+    write_image(out / "grid.png", grid)
+    files["grid"] = "grid.png"
+    if result.attention is not None:
+        f = model.defaults.attention_downsample
+        maps = result.attention.maps(downsample=f)
+        rows = [cross_attention_grid(result.images[i], maps[i], token_labels(model.tokenizer, p))
+                for i, p in enumerate(result.prompts)]
+        width = max(r.width for r in rows)
+        import numpy as np
+        from PIL import Image
+
+        sheet = Image.new("RGB", (width, sum(r.height for r in rows)), "white")
+        y = 0
+        for r in rows:
+            sheet.paste(r, (0, y))
+            y += r.height
+        write_image(out / "attention.png", np.asarray(sheet))
+        files["attention"] = "attention.png"
+    if result.blend_mask is not None:
+        mask = result.blend_mask[1:].any(0)[0].cpu().numpy()
+        write_image(out / "blend-mask.png", mask_overlay(result.images[1], mask))
+        files["blend_mask"] = "blend-mask.png"
+    spec_dict = asdict(spec)
+    write_json(out / "result.json", record("edit", model, result, {
+        "mode": result.mode, "mode_notes": result.notes, "spec": spec_dict, "files": files}, started))
+
+
+@cli.command()
+@click.argument("prompt")
+@click.option("--out", required=True, metavar="FILE.png", help="Output grid of per-token maps.")
+@click.option("--resolution", "downsample", type=int, default=None,
+              help="Maps of layers this many times smaller than the latent (default: the model's, 4 for SD).")
+@click.option("--components", type=int, default=6, show_default=True,
+              help="Top self-attention components written to FILE-self.png (0: none).")
+@common_options
+def attention(prompt, out, downsample, components, **kw):
+    """Generate PROMPT and show its cross-attention maps per token (and self-attention components)."""
+    from .editing import attention as run
+    from .outputs import check_output_file, write_image, write_json
+    from .visualize import cross_attention_grid, self_attention_grid, token_labels
+
+    started = time.perf_counter()
+    out = check_output_file(out)
+    if downsample is not None and downsample < 1:
+        raise ParameterError(f"--resolution must be a positive integer, got {downsample}")
+    if components < 0:
+        raise ParameterError(f"--components must be >= 0, got {components}")
+    model = load(kw["model"], kw["device"])
+    f = downsample or model.defaults.attention_downsample
+    result = run(model, prompt, downsample=f, self_attention=components > 0, **sampling_kwargs(kw))
+    maps = result.attention.maps(downsample=f)[0]
+    write_image(out, cross_attention_grid(result.images[0], maps, token_labels(model.tokenizer, prompt)))
+    files = {"cross": out.name}
+    if components > 0:
+        self_maps = result.attention.maps(is_cross=False, downsample=f)[0]
+        self_out = out.with_name(out.stem + "-self.png")
+        write_image(self_out, self_attention_grid(self_maps, k=components))
+        files["self"] = self_out.name
+    write_json(out.with_suffix(".json"), record("attention", model, result,
+                                                 {"resolution": f, "files": files}, started))
+    click.echo(f"wrote {out}")
+
+
+@cli.command()
+@click.option("--out", default="out/demo", show_default=True, metavar="DIR", help="Output folder.")
+@common_options
+def demo(out, **kw):
+    """Run a word swap, an added phrase and a re-weighting; write DIR/gallery.png and DIR/index.html."""
+    from .demo import gallery_html, gallery_png, run_demo
+    from .outputs import check_output_dir, write_bytes, write_image, write_json
+
+    started = time.perf_counter()
+    out = check_output_dir(out)
+    note = ""
+    if kw["model"] is None and not EMBEDDED_MODEL.is_dir():
+        from .testing import tiny_components
+
+        note = ("The embedded shapes-world model is not installed yet: this demo ran on tiny random weights, "
+                "so the images are noise. It shows the plumbing only.")
+        click.echo(f"warning: {note}", err=True)
+        model = tiny_components(0)
+    else:
+        model = load(kw["model"], kw["device"])
+    items = run_demo(model, **sampling_kwargs(kw))
+    write_image(out / "gallery.png", gallery_png(items))
+    write_bytes(out / "index.html", gallery_html(items, model.name, note).encode())
+    write_json(out / "result.json", {
+        "command": "demo", "model": model.name, "note": note,
+        "edits": [{"title": i.title, "mode": i.result.mode, "prompts": i.result.prompts,
+                   "seed": i.result.seed, "num_inference_steps": i.result.num_inference_steps,
+                   "guidance_scale": i.result.guidance_scale, "timings": i.result.timings} for i in items],
+        "timings": {"wall": round(time.perf_counter() - started, 3)},
+    })
+    click.echo(f"wrote {out / 'index.html'} and {out / 'gallery.png'} ({time.perf_counter() - started:.1f} s)")
+
+
+@cli.group()
+def dev():
+    """Developer tools."""
+
+
+@dev.command("tiny-model")
+@click.argument("folder")
+@click.option("--seed", type=int, default=0, show_default=True)
+def tiny_model(folder, seed):
+    """Write a tiny random-weight SD model FOLDER (noise images; for smoke tests only)."""
+    from .outputs import check_output_dir, make_output_dir
+    from .testing import save_model, tiny_components
+
+    save_model(tiny_components(seed), make_output_dir(check_output_dir(folder)))
+    click.echo(f"wrote {folder}")
+
+
+# ----------------------------------------------------------------------------- entry point
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; returns the exit code (2 for bad input, with one ``error:`` line)."""
+    _quiet_libraries()
+    args = sys.argv[1:] if argv is None else list(argv)
+    with warnings.catch_warnings():
+        warnings.showwarning = _show_warning
+        try:
+            cli.main(args=args, prog_name="promptedit", standalone_mode=False)
+            return 0
+        except click.exceptions.Exit as e:
+            return e.exit_code
+        except click.exceptions.ClickException as e:
+            click.echo(f"error: {e.format_message()}", err=True)
+            return EXIT_USAGE
+        except click.exceptions.Abort:
+            click.echo("aborted", err=True)
+            return 130
+        except PromptEditError as e:
+            click.echo(f"error: {e}", err=True)
+            return EXIT_USAGE
+        except KeyboardInterrupt:
+            click.echo("interrupted", err=True)
+            return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

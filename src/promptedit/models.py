@@ -1,0 +1,215 @@
+"""Loading Stable Diffusion checkpoints in diffusers format.
+
+A :class:`DiffusionModel` holds the components (VAE, UNet, text encoder,
+tokenizer) and the scheduler configuration, on one device and dtype, plus the
+sampling defaults: the papers' unless the model folder ships a
+``promptedit.json`` with better ones for that model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from .errors import ModelLoadError
+
+COMPONENTS = ("vae", "unet", "text_encoder", "tokenizer", "scheduler")
+DEFAULTS_FILE = "promptedit.json"
+
+
+@dataclass(frozen=True)
+class ModelDefaults:
+    """Sampling and editing defaults. The papers' values unless a model's ``promptedit.json`` overrides them.
+
+    Attributes:
+        num_inference_steps: DDIM steps (P2P and null-text: 50).
+        guidance_scale: classifier-free guidance w (7.5).
+        cross_replace: cross-attention injection window, fraction of steps (P2P: 0.8).
+        self_replace: self-attention injection window (P2P: 0.4).
+        self_replace_min_downsample: self-attention injected at layers ≥ this many times smaller than the latent (P2P: 4).
+        blend_downsample: resolution of the maps used by local blending, relative to the latent (P2P: 4).
+        blend_threshold: local-blend threshold (P2P code: 0.3).
+        blend_start: fraction of steps before local blending starts (P2P null-text notebook: 0.2).
+        attention_downsample: resolution of attention-map figures (P2P: 16×16 of 64×64 → 4).
+    """
+
+    num_inference_steps: int = 50
+    guidance_scale: float = 7.5
+    cross_replace: float = 0.8
+    self_replace: float = 0.4
+    self_replace_min_downsample: int = 4
+    blend_downsample: int = 4
+    blend_threshold: float = 0.3
+    blend_start: float = 0.2
+    attention_downsample: int = 4
+
+    @classmethod
+    def from_file(cls, path: Path) -> "ModelDefaults":
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError) as e:
+            raise ModelLoadError(f"cannot read {path}: {e}") from None
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.get("defaults", data).items() if k in known})
+
+
+@dataclass
+class DiffusionModel:
+    """A loaded Stable Diffusion model.
+
+    Attributes:
+        vae, unet, text_encoder, tokenizer: the components, in eval mode.
+        scheduler_config: the checkpoint's scheduler configuration (a fresh DDIM scheduler is made per run).
+        name: where the model came from (folder or hub id).
+        defaults: sampling and editing defaults for this model.
+    """
+
+    vae: torch.nn.Module
+    unet: torch.nn.Module
+    text_encoder: torch.nn.Module
+    tokenizer: object
+    scheduler_config: dict
+    name: str
+    defaults: ModelDefaults = field(default_factory=ModelDefaults)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.unet.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.unet.parameters()).dtype
+
+    @property
+    def vae_scale_factor(self) -> int:
+        return 2 ** (len(self.vae.config.block_out_channels) - 1)
+
+    @property
+    def latent_channels(self) -> int:
+        return int(self.unet.config.in_channels)
+
+    @property
+    def image_size(self) -> int:
+        """Native image side: the UNet's sample size times the VAE's factor."""
+        return int(self.unet.config.sample_size) * self.vae_scale_factor
+
+    @property
+    def max_length(self) -> int:
+        return int(self.tokenizer.model_max_length)
+
+    @property
+    def prediction_type(self) -> str:
+        return self.scheduler_config.get("prediction_type", "epsilon")
+
+    def make_scheduler(self, **overrides):
+        """A new DDIM scheduler from the checkpoint's configuration (the papers' DDIM: no clipping,
+        ``set_alpha_to_one=False``)."""
+        from diffusers import DDIMScheduler
+
+        config = dict(self.scheduler_config)
+        config.update({"clip_sample": False, "set_alpha_to_one": False})
+        config.update(overrides)
+        return DDIMScheduler.from_config(config)
+
+    def to(self, device=None, dtype=None) -> "DiffusionModel":
+        for m in (self.vae, self.unet, self.text_encoder):
+            m.to(device=device, dtype=dtype)
+        return self
+
+
+def default_device_and_dtype() -> tuple[torch.device, torch.dtype]:
+    """CUDA with fp16 when present, else CPU with fp32."""
+    if torch.cuda.is_available():
+        return torch.device("cuda"), torch.float16
+    return torch.device("cpu"), torch.float32
+
+
+def _is_hub_id(name: str) -> bool:
+    parts = name.split("/")
+    return len(parts) == 2 and all(parts) and not name.startswith((".", "/", "~"))
+
+
+def _load_component(root: str, name: str, spec, local: bool):
+    try:
+        library, class_name = spec
+        module = importlib.import_module(library)
+        cls = getattr(module, class_name)
+    except (ImportError, AttributeError, TypeError, ValueError):
+        raise ModelLoadError(f"{root}: unknown {name} class {spec!r} in model_index.json") from None
+    try:
+        return cls.from_pretrained(root, subfolder=name, local_files_only=local)
+    except Exception as e:  # diffusers/transformers raise many kinds
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ModelLoadError(f"{root}: cannot load the {name}: {first}") from None
+
+
+def load_model(
+    name_or_path: str | os.PathLike,
+    *,
+    device: str | torch.device | None = None,
+    dtype: torch.dtype | None = None,
+) -> DiffusionModel:
+    """Load a Stable Diffusion checkpoint in diffusers format from a local folder (or a hub id).
+
+    Raises :class:`ModelLoadError` for a missing folder, a folder that is not a
+    diffusers SD checkpoint, or a component that cannot be loaded.
+    """
+    from diffusers import ConfigMixin  # noqa: F401  (ensures diffusers is importable)
+
+    name = str(name_or_path)
+    path = Path(name).expanduser()
+    local = path.exists()
+    if local:
+        if not path.is_dir():
+            raise ModelLoadError(f"model path {name} is not a folder")
+        index_file = path / "model_index.json"
+        if not index_file.is_file():
+            raise ModelLoadError(f"{name} is not a diffusers Stable Diffusion folder (no model_index.json)")
+        try:
+            index = json.loads(index_file.read_text())
+        except (OSError, json.JSONDecodeError) as e:
+            raise ModelLoadError(f"cannot read {index_file}: {e}") from None
+        root = str(path)
+    elif _is_hub_id(name):
+        try:
+            from huggingface_hub import hf_hub_download
+
+            index = json.loads(Path(hf_hub_download(name, "model_index.json")).read_text())
+        except Exception as e:
+            raise ModelLoadError(f"model {name!r} is not a local folder and could not be fetched: {e}".splitlines()[0]) from None
+        root = name
+    else:
+        raise ModelLoadError(f"model folder {name} not found")
+
+    missing = [c for c in COMPONENTS if c not in index]
+    if missing:
+        raise ModelLoadError(f"{name} lacks {', '.join(missing)}: not a Stable Diffusion checkpoint")
+
+    parts = {c: _load_component(root, c, index[c], local) for c in ("vae", "unet", "text_encoder", "tokenizer")}
+    try:
+        from diffusers import DDIMScheduler
+
+        scheduler_config = dict(DDIMScheduler.load_config(root, subfolder="scheduler", local_files_only=local))
+    except Exception as e:
+        raise ModelLoadError(f"{name}: cannot load the scheduler: {str(e).splitlines()[0]}") from None
+    if not getattr(parts["tokenizer"], "is_fast", False):
+        raise ModelLoadError(f"{name}: the tokenizer is not a fast tokenizer")
+    defaults = ModelDefaults.from_file(path / DEFAULTS_FILE) if local and (path / DEFAULTS_FILE).is_file() else ModelDefaults()
+
+    if device is None or dtype is None:
+        d, t = default_device_and_dtype()
+        device = device or d
+        dtype = dtype or (t if torch.device(device).type == "cuda" else torch.float32)
+    model = DiffusionModel(
+        vae=parts["vae"], unet=parts["unet"], text_encoder=parts["text_encoder"], tokenizer=parts["tokenizer"],
+        scheduler_config=scheduler_config, name=name, defaults=defaults,
+    )
+    for m in (model.vae, model.unet, model.text_encoder):
+        m.eval().requires_grad_(False)
+    return model.to(torch.device(device), dtype)

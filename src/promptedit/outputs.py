@@ -1,0 +1,118 @@
+"""File output for the CLI and the app: atomic writes, result.json, output-path checks.
+
+The library never writes files; these helpers are used by :mod:`promptedit.cli`
+and the web app only.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from .errors import OutputPathError
+
+
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+
+def _atomic_write(path: Path, write) -> None:
+    path = Path(path)
+    make_output_dir(path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; outputs get the usual mode
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def write_bytes(path: Path, data: bytes) -> None:
+    _atomic_write(path, lambda f: f.write(data))
+
+
+def write_json(path: Path, obj) -> None:
+    write_bytes(path, (json.dumps(obj, indent=2, default=_json_default) + "\n").encode())
+
+
+def write_image(path: Path, image: np.ndarray | Image.Image) -> None:
+    im = image if isinstance(image, Image.Image) else Image.fromarray(np.asarray(image))
+    _atomic_write(path, lambda f: im.save(f, format="PNG"))
+
+
+def _json_default(o):
+    if isinstance(o, (np.integer,)):
+        return int(o)
+    if isinstance(o, (np.floating,)):
+        return float(o)
+    if isinstance(o, (Path,)):
+        return str(o)
+    if isinstance(o, (set, frozenset, tuple)):
+        return list(o)
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+def check_output_file(path: str | os.PathLike, suffixes=(".png",)) -> Path:
+    """An output file path whose folder exists or can be made, and can be written (nothing is created)."""
+    p = Path(path)
+    if suffixes and p.suffix.lower() not in suffixes:
+        raise OutputPathError(f"output {p} must end in {' or '.join(suffixes)}")
+    if p.is_dir():
+        raise OutputPathError(f"output {p} is a folder, not a file")
+    check_output_dir(p.parent if str(p.parent) else Path("."))
+    return p
+
+
+def check_output_dir(path: str | os.PathLike) -> Path:
+    """Check, without creating anything, that the output folder exists or can be made, and is writable."""
+    p = Path(path)
+    if p.exists() and not p.is_dir():
+        raise OutputPathError(f"output {p} exists and is not a folder")
+    probe = p.absolute()
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir():
+        raise OutputPathError(f"cannot create {p}: {probe} is not a folder")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise OutputPathError(f"cannot write to {p}: {probe} is not writable")
+    return p
+
+
+def make_output_dir(path: Path) -> Path:
+    """Create the output folder (just before the first file is written)."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise OutputPathError(f"cannot create {path}: {e.strerror or e}") from None
+    return path
+
+
+def environment() -> dict:
+    """Versions and machine, for result.json."""
+    import diffusers
+    import torch
+    import transformers
+
+    from . import __version__
+
+    return {
+        "promptedit": __version__,
+        "torch": torch.__version__,
+        "diffusers": diffusers.__version__,
+        "transformers": transformers.__version__,
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "device": "cuda" if torch.cuda.is_available() else "cpu",
+    }

@@ -1,0 +1,126 @@
+"""Tiny random-weight Stable Diffusion components, built in code (as diffusers' own tests do).
+
+Used by the tests and by ``promptedit dev tiny-model`` to smoke-test the CLI
+without any download. The images they make are noise: they prove plumbing,
+not quality.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from .models import DiffusionModel, ModelDefaults
+from .vocab import build_clip_tokenizer
+
+TINY_CORPUS = [
+    "a photo of a cat sitting on the mat",
+    "a photo of a dog sitting on the mat",
+    "a red circle on a white background",
+    "a blue square on a black background",
+    "a big striped yellow star and a small dotted green heart on a gray background at night",
+    "a sketch of a purple triangle, a pixel art of an orange house",
+    "a blurry photo of a pink cat and a cyan dog",
+    "a cat and a dog in the garden",
+]
+
+
+def tiny_tokenizer(max_length: int = 77):
+    """A CLIP-style tokenizer whose common words are one token and rare ones several."""
+    return build_clip_tokenizer(TINY_CORPUS * 4, vocab_size=400, model_max_length=max_length)
+
+
+def tiny_components(seed: int = 0, *, max_length: int = 77, prediction_type: str = "epsilon") -> DiffusionModel:
+    """A 3-level UNet (cross-attention at 1/1, 1/2 and 1/4 of a 16×16 latent), a 2-level VAE (32 px images)
+    and a 2-layer CLIP text encoder, all with random weights from ``seed``."""
+    from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    tokenizer = tiny_tokenizer(max_length)
+    torch.manual_seed(seed)
+    unet = UNet2DConditionModel(
+        sample_size=16,
+        in_channels=4,
+        out_channels=4,
+        block_out_channels=(16, 32, 32),
+        layers_per_block=1,
+        down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
+        cross_attention_dim=32,
+        attention_head_dim=8,
+        norm_num_groups=8,
+    )
+    torch.manual_seed(seed + 1)
+    vae = AutoencoderKL(
+        block_out_channels=(16, 32),
+        in_channels=3,
+        out_channels=3,
+        down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
+        up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"),
+        latent_channels=4,
+        norm_num_groups=8,
+        sample_size=32,
+    )
+    torch.manual_seed(seed + 2)
+    text_encoder = CLIPTextModel(
+        CLIPTextConfig(
+            bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id,
+            hidden_size=32,
+            intermediate_size=37,
+            num_attention_heads=4,
+            num_hidden_layers=2,
+            vocab_size=len(tokenizer),
+            max_position_embeddings=max_length,
+        )
+    )
+    scheduler = DDIMScheduler(
+        beta_start=0.00085,
+        beta_end=0.012,
+        beta_schedule="scaled_linear",
+        clip_sample=False,
+        set_alpha_to_one=False,
+        steps_offset=1,
+        prediction_type=prediction_type,
+    )
+    for m in (unet, vae, text_encoder):
+        m.eval().requires_grad_(False)
+    return DiffusionModel(
+        vae=vae, unet=unet, text_encoder=text_encoder, tokenizer=tokenizer,
+        scheduler_config=dict(scheduler.config), name=f"tiny-random-{seed}",
+        defaults=ModelDefaults(num_inference_steps=4, blend_downsample=2, attention_downsample=2,
+                               self_replace_min_downsample=2),
+    )
+
+
+def save_model(model: DiffusionModel, folder: str | Path) -> Path:
+    """Write a model as a diffusers folder (safetensors), with its defaults in ``promptedit.json``."""
+    from dataclasses import asdict
+
+    from diffusers import DDIMScheduler
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    model.unet.save_pretrained(folder / "unet")
+    model.vae.save_pretrained(folder / "vae")
+    model.text_encoder.save_pretrained(folder / "text_encoder")
+    model.tokenizer.save_pretrained(folder / "tokenizer")
+    DDIMScheduler.from_config(model.scheduler_config).save_pretrained(folder / "scheduler")
+    index = {
+        "_class_name": "StableDiffusionPipeline",
+        "_diffusers_version": __import__("diffusers").__version__,
+        "vae": ["diffusers", type(model.vae).__name__],
+        "unet": ["diffusers", type(model.unet).__name__],
+        "text_encoder": ["transformers", type(model.text_encoder).__name__],
+        "tokenizer": ["transformers", "CLIPTokenizer"],
+        "scheduler": ["diffusers", "DDIMScheduler"],
+        "safety_checker": [None, None],
+        "feature_extractor": [None, None],
+        "requires_safety_checker": False,
+    }
+    (folder / "model_index.json").write_text(json.dumps(index, indent=2))
+    (folder / "promptedit.json").write_text(json.dumps({"defaults": asdict(model.defaults)}, indent=2))
+    return folder

@@ -1,0 +1,122 @@
+"""The command line on a tiny random-weight model folder: outputs, and one-line errors with exit 2."""
+
+import json
+
+import pytest
+from PIL import Image
+
+from promptedit.cli import main
+
+
+def run(capsys, *argv):
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_help_everywhere(capsys):
+    for argv in ([], ["generate"], ["edit"], ["attention"], ["dev", "tiny-model"]):
+        code, out, _ = run(capsys, *argv, "--help")
+        assert code == 0 and "Usage:" in out
+
+
+def test_generate_writes_image_and_record(tiny_model_dir, tmp_path, capsys):
+    out = tmp_path / "gen.png"
+    code, _, err = run(capsys, "generate", "a photo of a cat", "--model", tiny_model_dir, "--seed", 7,
+                       "--steps", 2, "--out", out, "--quiet")
+    assert code == 0, err
+    assert Image.open(out).size == (32, 32)
+    rec = json.loads(out.with_suffix(".json").read_text())
+    assert rec["seed"] == 7 and rec["num_inference_steps"] == 2 and rec["prompts"] == ["a photo of a cat"]
+    assert rec["timings"]["total"] > 0
+
+
+def test_edit_writes_its_files(tiny_model_dir, tmp_path, capsys):
+    out = tmp_path / "edit"
+    code, _, err = run(capsys, "edit", "--model", tiny_model_dir, "--source", "a photo of a cat",
+                       "--target", "a photo of a dog", "--out", out, "--cross-replace", "0.2,0.9",
+                       "--cross-replace", "dog=0.5", "--self-replace", "0.5", "--reweight", "dog=2",
+                       "--blend", "cat", "--blend", "dog", "--inject-features", "0.5", "--save-attention",
+                       "--quiet")
+    assert code == 0, err
+    for name in ("source.png", "edited.png", "grid.png", "result.json", "attention.png", "blend-mask.png"):
+        assert (out / name).is_file(), name
+    rec = json.loads((out / "result.json").read_text())
+    assert rec["mode"] == "replace"
+    assert rec["spec"]["cross_replace"] == [0.2, 0.9] and rec["spec"]["cross_replace_words"] == {"dog": 0.5}
+    assert rec["spec"]["reweight"] == {"dog": 2.0} and rec["seed"] == 0
+    assert not [p for p in out.iterdir() if p.name.startswith(".")], "temporary files left behind"
+
+
+def test_edit_several_targets_and_auto_refine(tiny_model_dir, tmp_path, capsys):
+    out = tmp_path / "multi"
+    code, _, err = run(capsys, "edit", "--model", tiny_model_dir, "--source", "a photo of a cat",
+                       "--target", "a photo of a dog", "--target", "a photo of a big cat", "--out", out, "--quiet")
+    assert code == 0, err
+    assert (out / "edited-1.png").is_file() and (out / "edited-2.png").is_file()
+    assert "refine" in err
+    assert json.loads((out / "result.json").read_text())["mode"] == "refine"
+
+
+def test_attention_writes_grids(tiny_model_dir, tmp_path, capsys):
+    out = tmp_path / "maps.png"
+    code, _, err = run(capsys, "attention", "a photo of a cat", "--model", tiny_model_dir, "--out", out, "--quiet")
+    assert code == 0, err
+    assert out.is_file() and (tmp_path / "maps-self.png").is_file() and (tmp_path / "maps.json").is_file()
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["generate", "a cat", "--model", "{tmp}/nowhere", "--out", "{tmp}/x.png"], "not found"),
+        (["generate", "a cat", "--model", "{tmp}", "--out", "{tmp}/x.png"], "model_index.json"),
+        (["generate", "a cat", "--model", "{model}", "--out", "{tmp}/x.png", "--steps", "0"], "num_inference_steps"),
+        (["generate", "a cat", "--model", "{model}", "--out", "{tmp}/x.png", "--guidance", "lots"], "guidance"),
+        (["generate", "a cat", "--model", "{model}", "--out", "{tmp}/x.png", "--height", "30"], "multiple of"),
+        (["generate", "a cat", "--model", "{model}", "--out", "{tmp}/blocker/x.png"], "not a folder"),
+        (["generate", "a cat", "--model", "{model}", "--out", "{tmp}/x.jpg"], ".png"),
+        (["edit", "--model", "{model}", "--source", "a cat", "--target", "a dog", "--out", "{tmp}/o",
+          "--reweight", "horse=2"], "'horse'"),
+        (["edit", "--model", "{model}", "--source", "a cat", "--target", "a big dog", "--out", "{tmp}/o",
+          "--mode", "replace"], "refine"),
+        (["edit", "--model", "{model}", "--source", "a cat", "--target", "a dog", "--out", "{tmp}/o",
+          "--cross-replace", "1.5"], "0 <= start <= end <= 1"),
+        (["edit", "--model", "{model}", "--source", "a cat", "--target", "a dog", "--out", "{tmp}/o",
+          "--self-replace", "a,b"], "self-replace"),
+        (["edit", "--model", "{model}", "--source", "a cat", "--target", "a dog", "--out", "{tmp}/o",
+          "--blend", "horse"], "'horse'"),
+        (["edit", "--model", "{model}", "--source", "cat", "--target", "dog", "--out", "{tmp}/o",
+          "--mode", "refine"], "share no words"),
+        (["edit", "--model", "{model}", "--source", "a cat", "--out", "{tmp}/o"], "--target"),
+        (["edit", "--model", "{model}", "--source", "a cat", "--target", "a dog", "--out", "{tmp}/o",
+          "--mode", "swap"], "swap"),
+    ],
+)
+def test_bad_input_exits_2_with_one_line(argv, message, tiny_model_dir, tmp_path, capsys):
+    (tmp_path / "blocker").write_text("a file where a folder is expected")
+    argv = [a.format(tmp=tmp_path, model=tiny_model_dir) for a in argv]
+    code, out, err = run(capsys, *argv, "--quiet") if argv[0] != "dev" else run(capsys, *argv)
+    lines = [l for l in err.splitlines() if l.strip() and not l.startswith("loading model")]
+    assert code == 2, err
+    assert len(lines) == 1 and lines[0].startswith("error:"), err
+    assert message in lines[0]
+    assert "Traceback" not in err
+    assert not (tmp_path / "o").exists(), "no partial output"
+    assert not (tmp_path / "x.png").exists()
+
+
+def test_overlong_prompt_warns_in_one_line(tiny_model_dir, tmp_path, capsys):
+    code, _, err = run(capsys, "generate", "a cat " * 60, "--model", tiny_model_dir, "--steps", 1,
+                       "--out", tmp_path / "long.png", "--quiet")
+    assert code == 0
+    assert sum(l.startswith("warning:") for l in err.splitlines()) == 1 and "truncated" in err
+
+
+def test_demo_runs_without_a_model(tmp_path, capsys):
+    out = tmp_path / "demo"
+    code, _, err = run(capsys, "demo", "--out", out, "--steps", 2, "--quiet")
+    assert code == 0, err
+    assert (out / "gallery.png").is_file() and (out / "index.html").is_file()
+    page = (out / "index.html").read_text()
+    assert page.count("<h2>") == 4 and "data:image/png;base64," in page
+    assert (out / "gallery.png").stat().st_mode & 0o044, "outputs are readable like ordinary files"

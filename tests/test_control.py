@@ -1,0 +1,154 @@
+"""Controllers as pure torch: no UNet needed."""
+
+import pytest
+import torch
+
+from promptedit.control import (
+    AttentionLayer,
+    AttentionRefine,
+    AttentionReplace,
+    AttentionReweight,
+    AttentionStore,
+    LocalBlend,
+    blend_latents,
+    cross_replace_alpha,
+    step_window,
+)
+from promptedit.errors import ParameterError
+
+K = 8  # keys
+CROSS = AttentionLayer("up_blocks.1.attentions.0.transformer_blocks.0.attn2", "up", True)
+SELF = AttentionLayer("up_blocks.1.attentions.0.transformer_blocks.0.attn1", "up", False)
+
+
+def probs(n, heads=2, pixels=16, keys=K, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand(n, heads, pixels, keys, generator=g).softmax(-1)
+
+
+def started(ctrl, n=2, steps=4, latent=(8, 8)):
+    ctrl.begin(num_steps=steps, latent_size=latent, n_prompts=n)
+    ctrl.begin_step(0)
+    return ctrl
+
+
+def test_step_window():
+    assert step_window(0.8, 50) == (0, 40)
+    assert step_window((0.2, 0.6), 10) == (2, 6)
+    for bad in (1.5, (0.6, 0.2), (-0.1, 0.5), "x", float("nan")):
+        with pytest.raises(ParameterError):
+            step_window(bad, 10)
+
+
+def test_cross_replace_alpha_windows_and_words():
+    a = cross_replace_alpha(10, 2, K, 0.5, [{3: (0.0, 1.0)}, {}])
+    assert a.shape == (10, 2, K)
+    assert a[:5].eq(1).all() and a[5:, 1].eq(0).all()
+    assert a[:, 0, 3].eq(1).all()  # the word's own window
+    assert a[5:, 0, 2].eq(0).all()
+
+
+def test_reweight_with_c_one_is_identity_and_otherwise_scales_one_column():
+    base, rep = probs(1)[0], probs(1, seed=1)
+    alpha = torch.ones(4, 1, K)
+    ident = AttentionReweight(torch.ones(1, K), alpha)
+    assert torch.equal(ident.replace_cross_attention(base, rep), base[None])
+    eq = torch.ones(1, K)
+    eq[0, 3] = -2.5
+    out = AttentionReweight(eq, alpha).replace_cross_attention(base, rep)[0]
+    assert torch.allclose(out[..., 3], -2.5 * base[..., 3])
+    others = [i for i in range(K) if i != 3]
+    assert torch.equal(out[..., others], base[..., others])
+
+
+def test_reweight_composes_on_replace():
+    base, rep = probs(1)[0], probs(1, seed=1)
+    mapper = torch.eye(K)[None].roll(1, dims=2)  # target token j takes source token j-1
+    alpha = torch.ones(4, 1, K)
+    eq = torch.ones(1, K)
+    eq[0, 5] = 3.0
+    out = AttentionReweight(eq, alpha, prev=AttentionReplace(mapper, alpha)).replace_cross_attention(base, rep)[0]
+    assert torch.allclose(out[..., 5], 3.0 * base[..., 4])
+    assert torch.allclose(out[..., 6], base[..., 5])
+
+
+def test_replace_forward_injects_through_mapper_within_window():
+    mapper = torch.eye(K)[None]
+    mapper[0, 2, 2], mapper[0, 2, 3], mapper[0, 3, 3] = 0, 0.5, 0.5  # arbitrary mapping
+    alpha = cross_replace_alpha(4, 1, K, 0.5)
+    ctrl = started(AttentionReplace(mapper, alpha))
+    attn = probs(2)
+    out = ctrl(attn, CROSS, 16)
+    assert torch.equal(out[0], attn[0])
+    assert torch.allclose(out[1], torch.einsum("hpw,wn->hpn", attn[0], mapper[0]))
+    ctrl.begin_step(3)  # outside the window: the target keeps its own maps
+    assert not ctrl.wants(CROSS, 16)
+    assert torch.equal(ctrl(attn, CROSS, 16), attn)
+
+
+def test_controller_leaves_unconditional_half_alone():
+    ctrl = started(AttentionReplace(torch.eye(K)[None], torch.ones(4, 1, K)))
+    attn = probs(4)  # (uncond 2, cond 2)
+    out = ctrl(attn, CROSS, 16)
+    assert torch.equal(out[:2], attn[:2])
+    assert torch.allclose(out[3], attn[2])
+
+
+def test_refine_keeps_added_tokens_own_attention():
+    mapper = torch.tensor([[0, 1, 0, 2, 3, 4, 5, 6]])
+    alphas = torch.tensor([[1, 1, 0, 1, 1, 1, 1, 1]], dtype=torch.float)
+    ctrl = started(AttentionRefine(mapper, alphas, torch.ones(4, 1, K)))
+    attn = probs(2)
+    out = ctrl(attn, CROSS, 16)
+    assert torch.equal(out[1, ..., 2], attn[1, ..., 2])  # added token untouched
+    assert torch.equal(out[1, ..., 3], attn[0, ..., 2])  # aligned token takes the source's map
+
+
+def test_self_attention_injection_only_in_window_and_small_layers():
+    ctrl = started(AttentionReplace(torch.eye(K)[None], torch.zeros(4, 1, K), self_replace_steps=(0, 2),
+                                    self_replace_min_downsample=2), latent=(8, 8))
+    attn = probs(2, pixels=16, keys=16)  # 4x4 layer: downsample 2
+    out = ctrl(attn, SELF, 16)
+    assert torch.equal(out[1], attn[0])
+    assert not ctrl.wants(SELF, 64)  # full resolution: not injected
+    ctrl.begin_step(2)
+    assert not ctrl.wants(SELF, 16)
+
+
+def test_store_averages_over_steps_and_layers():
+    store = started(AttentionStore(downsamples=[2]), n=1, latent=(8, 8))
+    a, b = probs(1, seed=1), probs(1, seed=2)
+    assert store.wants(CROSS, 16) and not store.wants(CROSS, 64) and not store.wants(SELF, 16)
+    store(a, CROSS, 16)
+    store.begin_step(1)
+    store(b, CROSS, 16)
+    maps = store.maps(downsample=2, places=("up",))
+    assert maps.shape == (1, 4, 4, K)
+    assert torch.allclose(maps.reshape(1, 16, K), (a.mean(1) + b.mean(1)) / 2)
+    with pytest.raises(ParameterError, match="1/2"):
+        store.maps(downsample=4)
+
+
+def test_local_blend_all_ones_mask_is_no_blend():
+    x = torch.randn(3, 4, 8, 8)
+    assert torch.equal(blend_latents(x, torch.ones(3, 1, 8, 8)), x)
+    assert torch.equal(blend_latents(x, torch.zeros(3, 1, 8, 8)), x[:1].expand_as(x))
+    blend = LocalBlend(torch.ones(3, K), threshold=-1.0, downsample=2)
+    blend.observe(probs(3), (4, 4))
+    assert torch.equal(blend(x, step=0), x)
+
+
+def test_local_blend_mask_follows_the_words_attention():
+    attn = torch.full((2, 1, 16, K), 1.0 / K)
+    attn[:, :, 0, 2] = 5.0  # pixel (0, 0) attends to token 2
+    alphas = torch.zeros(2, K)
+    alphas[:, 2] = 1
+    blend = LocalBlend(alphas, threshold=0.5, downsample=2, pool_size=1)
+    blend.observe(attn, (4, 4))
+    mask = blend.mask((4, 4))
+    assert mask[1, 0, 0, 0] and mask[1].sum() == 1
+    x = torch.randn(2, 4, 4, 4)
+    blend.observe(attn, (4, 4))
+    out = blend(x, step=0)
+    assert torch.equal(out[1, :, 0, 0], x[1, :, 0, 0])
+    assert torch.equal(out[1, :, 1:, :], x[0, :, 1:, :])

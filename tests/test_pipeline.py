@@ -1,0 +1,230 @@
+"""Prompt-to-Prompt on tiny random-weight SD components: the properties that pin results."""
+
+import pytest
+import torch
+
+from promptedit.control import AttentionControl, AttentionReplace, Compose
+from promptedit.editing import EditSpec, build_controller, edit, generate, run_prompts
+from promptedit.errors import HookError, ParameterError, PromptError, PromptTruncatedWarning, WordNotInPromptError
+from promptedit.hooks import ControlledAttnProcessor, attention_control
+from promptedit.pipeline import denoise, encode_prompts, initial_latents, make_generator
+from promptedit.tokens import word_token_indices
+
+SRC, TGT = "a photo of a cat", "a photo of a dog"
+STEPS = 4
+
+
+def latents_of(model, prompts, controller=None, seed=0, **kw):
+    cond = encode_prompts(model, prompts)
+    x_T = initial_latents(model, 32, 32, make_generator(seed))
+    return denoise(model, cond, x_T, num_inference_steps=STEPS, guidance_scale=7.5, controller=controller,
+                   progress=False, **kw)
+
+
+class AllLayers(AttentionControl):
+    """Wants every layer (explicit probabilities everywhere) and changes nothing."""
+
+    def wants(self, layer, pixels):
+        return True
+
+
+class Spy(AttentionControl):
+    """Records what the wrapped controller receives and returns at cross-attention layers."""
+
+    def __init__(self, inner):
+        super().__init__()
+        self.inner, self.seen = inner, []
+
+    def begin(self, **kw):
+        super().begin(**kw)
+        self.inner.begin(**kw)
+
+    def begin_step(self, step):
+        super().begin_step(step)
+        self.inner.begin_step(step)
+
+    def wants(self, layer, pixels):
+        return layer.is_cross
+
+    def forward(self, attn, layer, pixels):
+        out = self.inner.forward(attn, layer, pixels) if self.inner.wants(layer, pixels) else attn
+        self.seen.append((self.cur_step, attn.clone(), out.clone()))
+        return out
+
+
+def test_empty_controller_reproduces_plain_loop_exactly(tiny_model):
+    plain = latents_of(tiny_model, [SRC])
+    assert torch.equal(latents_of(tiny_model, [SRC], AttentionControl()), plain)
+    # the explicit-probability path matches the fused kernel to float precision
+    assert torch.allclose(latents_of(tiny_model, [SRC], AllLayers()), plain, atol=1e-4)
+
+
+def test_seeds_reproduce(tiny_model):
+    a = generate(tiny_model, SRC, seed=3, num_inference_steps=2, progress=False).images
+    b = generate(tiny_model, SRC, seed=3, num_inference_steps=2, progress=False).images
+    c = generate(tiny_model, SRC, seed=4, num_inference_steps=2, progress=False).images
+    assert (a == b).all() and not (a == c).all()
+
+
+def test_replace_with_identical_prompts_changes_nothing(tiny_model):
+    res = edit(tiny_model, EditSpec(SRC, (SRC,), mode="replace", self_replace=0.5), seed=1, progress=False)
+    plain = generate(tiny_model, SRC, seed=1, progress=False)
+    assert (res.images[0] == res.images[1]).all()
+    # the same as plain generation, up to the explicit-softmax path's float rounding
+    assert abs(res.images[0].astype(int) - plain.images[0]).max() <= 1
+
+
+def test_full_cross_injection_gives_target_the_source_maps_through_the_mapper(tiny_model):
+    inner, mode, _ = build_controller(EditSpec(SRC, (TGT,), cross_replace=1.0, self_replace=0.0),
+                                      tiny_model.tokenizer, STEPS, tiny_model.defaults)
+    assert mode == "replace" and isinstance(inner, AttentionReplace)
+    spy = Spy(inner)
+    latents_of(tiny_model, [SRC, TGT], spy)
+    assert {s for s, *_ in spy.seen} == set(range(STEPS))
+    for _, before, after in spy.seen:
+        expected = torch.einsum("hpw,wn->hpn", before[0], inner.mapper[0])
+        assert torch.allclose(after[1], expected, atol=1e-6)
+        assert torch.equal(after[0], before[0])
+    cat = word_token_indices(tiny_model.tokenizer, SRC, "cat")[0]
+    dog = word_token_indices(tiny_model.tokenizer, TGT, "dog")[0]
+    _, before, after = spy.seen[0]
+    assert torch.allclose(after[1, ..., dog], before[0, ..., cat])
+
+
+def test_refine_leaves_added_tokens_attention_untouched(tiny_model):
+    tgt = "a photo of a striped cat"
+    inner, mode, _ = build_controller(EditSpec(SRC, (tgt,), cross_replace=1.0), tiny_model.tokenizer, STEPS,
+                                      tiny_model.defaults)
+    assert mode == "refine"
+    spy = Spy(inner)
+    latents_of(tiny_model, [SRC, tgt], spy)
+    added = word_token_indices(tiny_model.tokenizer, tgt, "striped")
+    cat_t = word_token_indices(tiny_model.tokenizer, tgt, "cat")
+    cat_s = word_token_indices(tiny_model.tokenizer, SRC, "cat")
+    for _, before, after in spy.seen:
+        assert torch.equal(after[1][..., added], before[1][..., added])
+        assert torch.allclose(after[1][..., cat_t], before[0][..., cat_s])
+
+
+def test_reweight_with_c_one_changes_nothing(tiny_model):
+    res = edit(tiny_model, EditSpec(SRC, (SRC,), mode="reweight", reweight={"cat": 1.0}), seed=2, progress=False)
+    plain = generate(tiny_model, SRC, seed=2, progress=False)
+    assert abs(res.images[1].astype(int) - plain.images[0]).max() <= 1
+    strong = edit(tiny_model, EditSpec(SRC, (SRC,), mode="reweight", reweight={"cat": 4.0}), seed=2, progress=False)
+    assert not (strong.images[1] == plain.images[0]).all()
+
+
+def test_local_blend_with_all_ones_mask_equals_no_blend(tiny_model):
+    spec = EditSpec(SRC, (TGT,), blend_words=("cat", "dog"), blend_start=0.0)
+    blended, _, _ = build_controller(spec, tiny_model.tokenizer, STEPS, tiny_model.defaults)
+    blended.local_blend.threshold = -1.0  # every pixel is inside the mask
+    plain, _, _ = build_controller(EditSpec(SRC, (TGT,)), tiny_model.tokenizer, STEPS, tiny_model.defaults)
+    a = latents_of(tiny_model, [SRC, TGT], blended)
+    b = latents_of(tiny_model, [SRC, TGT], plain)
+    assert blended.local_blend.last_mask is not None and blended.local_blend.last_mask.all()
+    assert torch.allclose(a, b, atol=1e-5)
+    # a real threshold keeps the source's latents outside the words' region
+    spec2 = EditSpec(SRC, (TGT,), blend_words=("cat", "dog"), blend_start=0.0, blend_threshold=0.95)
+    ctrl, _, _ = build_controller(spec2, tiny_model.tokenizer, STEPS, tiny_model.defaults)
+    x0 = latents_of(tiny_model, [SRC, TGT], ctrl)
+    mask = ctrl.local_blend.last_mask  # (2, 1, h, w) of the last step
+    assert 0 < mask[1].float().mean() < 1
+    outside = ~mask[1, 0]
+    assert torch.equal(x0[1][:, outside], x0[0][:, outside])
+    assert not torch.equal(x0[1][:, mask[1, 0]], x0[0][:, mask[1, 0]])
+
+
+def test_processors_are_restored(tiny_model):
+    before = dict(tiny_model.unet.attn_processors)
+    edit(tiny_model, EditSpec(SRC, (TGT,)), progress=False, num_inference_steps=2)
+    after = tiny_model.unet.attn_processors
+    assert after.keys() == before.keys()
+    assert all(after[k] is before[k] for k in before)
+    with pytest.raises(RuntimeError):
+        with attention_control(tiny_model.unet, AttentionControl()) as report:
+            assert report.cross_layers == 10 and report.self_layers == 10
+            assert all(isinstance(p, ControlledAttnProcessor) for p in tiny_model.unet.attn_processors.values())
+            raise RuntimeError("boom")
+    assert all(tiny_model.unet.attn_processors[k] is before[k] for k in before)
+
+
+def test_hooking_a_unet_without_cross_attention_fails_loudly():
+    from diffusers import UNet2DConditionModel
+
+    unet = UNet2DConditionModel(sample_size=8, block_out_channels=(8, 16), layers_per_block=1,
+                                down_block_types=("DownBlock2D", "DownBlock2D"),
+                                up_block_types=("UpBlock2D", "UpBlock2D"), mid_block_type=None,
+                                cross_attention_dim=8, norm_num_groups=4)
+    with pytest.raises(HookError, match="no cross-attention"):
+        with attention_control(unet, AttentionControl()):
+            pass
+
+
+def test_unknown_word_raises(tiny_model):
+    with pytest.raises(WordNotInPromptError, match="'horse'"):
+        edit(tiny_model, EditSpec(SRC, (SRC,), mode="reweight", reweight={"horse": 2.0}), progress=False)
+    with pytest.raises(PromptError, match="'horse'"):
+        edit(tiny_model, EditSpec(SRC, (TGT,), blend_words=("horse",)), progress=False)
+
+
+def test_overlong_prompt_is_truncated_with_a_warning(tiny_model):
+    with pytest.warns(PromptTruncatedWarning):
+        res = generate(tiny_model, "a cat " * 60, num_inference_steps=1, progress=False)
+    assert res.images.shape == (1, 32, 32, 3)
+
+
+def test_bad_parameters_raise_value_errors(tiny_model):
+    with pytest.raises(ParameterError, match="num_inference_steps"):
+        generate(tiny_model, SRC, num_inference_steps=0, progress=False)
+    with pytest.raises(ParameterError, match="guidance"):
+        generate(tiny_model, SRC, guidance_scale="lots", progress=False)
+    with pytest.raises(ParameterError, match="multiple of"):
+        generate(tiny_model, SRC, height=36, progress=False)
+    with pytest.raises(ParameterError, match="0 <= start <= end <= 1"):
+        EditSpec(SRC, (TGT,), cross_replace=1.5)
+    with pytest.raises(ParameterError):
+        EditSpec(SRC, (TGT,), mode="swap")
+    assert issubclass(ParameterError, ValueError)
+
+
+def test_mode_auto_picks_refine_and_says_so(tiny_model):
+    res = edit(tiny_model, EditSpec(SRC, ("a photo of a big cat",)), num_inference_steps=2, progress=False)
+    assert res.mode == "refine" and "refine" in res.notes[0]
+    from promptedit.errors import AlignmentError
+
+    with pytest.raises(AlignmentError, match="refine"):
+        edit(tiny_model, EditSpec(SRC, ("a photo of a big cat",), mode="replace"), progress=False)
+
+
+def test_several_targets_in_one_batch(tiny_model):
+    res = edit(tiny_model, EditSpec(SRC, (TGT, "a photo of a mat")), seed=5, progress=False)
+    assert res.images.shape[0] == 3
+    alone = edit(tiny_model, EditSpec(SRC, (TGT,)), seed=5, progress=False)
+    assert (res.images[0] == alone.images[0]).all()  # the source branch is not affected by the targets
+    assert torch.allclose(torch.tensor(res.images[1], dtype=torch.float), torch.tensor(alone.images[1], dtype=torch.float), atol=2)
+
+
+def test_feature_injection_copies_source_features_into_targets(tiny_model):
+    from promptedit.hooks import default_feature_layers
+
+    name = default_feature_layers(tiny_model.unet)[0]
+    module = dict(tiny_model.unet.named_modules())[name]
+    seen = []
+    handle = module.register_forward_hook(lambda m, i, o: seen.append(o.detach().clone()))
+    try:
+        edit(tiny_model, EditSpec(SRC, (TGT,), inject_features=0.5), progress=False)
+    finally:
+        handle.remove()
+    assert len(seen) == STEPS
+    for step, out in enumerate(seen):  # (uncond src, uncond tgt, cond src, cond tgt)
+        same = torch.equal(out[1], out[0]) and torch.equal(out[3], out[2])
+        assert same == (step < STEPS // 2)
+
+
+def test_v_prediction_model_runs():
+    from promptedit.testing import tiny_components
+
+    model = tiny_components(1, prediction_type="v_prediction")
+    assert model.prediction_type == "v_prediction"
+    res = edit(model, EditSpec(SRC, (TGT,)), num_inference_steps=2, progress=False)
+    assert res.images.shape == (2, 32, 32, 3)
