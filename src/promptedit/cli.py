@@ -348,6 +348,58 @@ def demo(out, **kw):
     click.echo(f"wrote {out / 'index.html'} and {out / 'gallery.png'} ({time.perf_counter() - started:.1f} s)")
 
 
+@cli.command()
+@click.option("--out", default="runs/shapes", show_default=True, metavar="DIR",
+              help="Run folder: checkpoint.pt (resumable), config.json, preview.png.")
+@click.option("--steps", type=int, default=None, help="Optimisation steps (default 3000).")
+@click.option("--batch-size", type=int, default=None, help="Batch size (default 64).")
+@click.option("--minutes", type=float, default=None, help="Stop (and export) after this much training time.")
+@click.option("--lr", type=float, default=None, help="Peak learning rate (default 5e-4).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--fresh", is_flag=True, help="Start over instead of resuming DIR/checkpoint.pt.")
+@click.option("--export", "export", default=None, metavar="DIR",
+              help="Write the trained model (EMA weights) as a diffusers folder here.")
+@click.option("--threads", type=int, default=None, help="torch CPU threads (default: all cores).")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def train(out, steps, batch_size, minutes, lr, seed, fresh, export, threads, quiet):
+    """Train the embedded shapes-world model (resumable); see MODEL_CARD.md for the shipped run."""
+    import torch
+
+    from .outputs import check_output_dir, make_output_dir, write_image
+    from .train.shapes import TrainConfig, train as run_train
+
+    overrides = {k: v for k, v in dict(steps=steps, batch_size=batch_size, max_minutes=minutes, lr=lr).items()
+                 if v is not None}
+    try:
+        config = TrainConfig(seed=seed, **overrides)
+    except ValueError as e:
+        raise ParameterError(str(e)) from None
+    if threads:
+        torch.set_num_threads(threads)
+    run_dir = make_output_dir(check_output_dir(out))
+    if export:
+        check_output_dir(export)
+    started = time.perf_counter()
+    model = run_train(config, run_dir, resume=not fresh, progress=not quiet,
+                      log=lambda m: click.echo(m, err=True))
+    from .editing import generate as gen
+    from .visualize import image_grid
+
+    prompts = ["a red circle on a white background", "a blue square on a black background",
+               "a big striped yellow star on a gray background", "a green heart and a purple triangle on a white background",
+               "a sketch of a cyan circle on a white background", "a pixel art of an orange heart on a gray background".replace("an ", "a "),
+               "a blurry photo of a pink star on a black background", "a dotted blue triangle on a white background at night"]
+    result = gen(model, prompts, seed=0, progress=False)
+    write_image(run_dir / "preview.png", image_grid(list(result.images), [p[:40] for p in prompts], cols=4, cell=160))
+    if export:
+        from .models import save_model
+
+        save_model(model, export)
+        click.echo(f"exported {export}")
+    click.echo(f"trained {model.training_info['steps']} steps in {model.training_info['minutes']:.1f} min; "
+               f"preview {run_dir / 'preview.png'} ({time.perf_counter() - started:.0f} s)")
+
+
 @cli.group()
 def dev():
     """Developer tools."""

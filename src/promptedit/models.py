@@ -88,6 +88,10 @@ class DiffusionModel:
 
     @property
     def vae_scale_factor(self) -> int:
+        """Image pixels per latent position, per side (the VAE's, or the codec's patch size)."""
+        patch = getattr(self.vae.config, "patch_size", None)
+        if patch:
+            return int(patch)
         return 2 ** (len(self.vae.config.block_out_channels) - 1)
 
     @property
@@ -213,3 +217,38 @@ def load_model(
     for m in (model.vae, model.unet, model.text_encoder):
         m.eval().requires_grad_(False)
     return model.to(torch.device(device), dtype)
+
+
+def save_model(model: DiffusionModel, folder: str | os.PathLike, *, extra_files: dict[str, str] | None = None) -> Path:
+    """Write a model as a diffusers folder (safetensors), with its defaults in ``promptedit.json``."""
+    from dataclasses import asdict
+
+    import diffusers
+    from diffusers import DDIMScheduler
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    model.unet.save_pretrained(folder / "unet")
+    model.vae.save_pretrained(folder / "vae")
+    model.text_encoder.save_pretrained(folder / "text_encoder")
+    model.tokenizer.save_pretrained(folder / "tokenizer")
+    DDIMScheduler.from_config(model.scheduler_config).save_pretrained(folder / "scheduler")
+    vae_cls = type(model.vae)
+    vae_lib = "diffusers" if vae_cls.__module__.startswith("diffusers") else vae_cls.__module__
+    index = {
+        "_class_name": "StableDiffusionPipeline",
+        "_diffusers_version": diffusers.__version__,
+        "vae": [vae_lib, vae_cls.__name__],
+        "unet": ["diffusers", type(model.unet).__name__],
+        "text_encoder": ["transformers", type(model.text_encoder).__name__],
+        "tokenizer": ["transformers", "CLIPTokenizer"],
+        "scheduler": ["diffusers", "DDIMScheduler"],
+        "safety_checker": [None, None],
+        "feature_extractor": [None, None],
+        "requires_safety_checker": False,
+    }
+    (folder / "model_index.json").write_text(json.dumps(index, indent=2))
+    (folder / DEFAULTS_FILE).write_text(json.dumps({"defaults": asdict(model.defaults)}, indent=2))
+    for name, text in (extra_files or {}).items():
+        (folder / name).write_text(text)
+    return folder

@@ -7,12 +7,9 @@ not quality.
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import torch
 
-from .models import DiffusionModel, ModelDefaults
+from .models import DiffusionModel, ModelDefaults, save_model  # noqa: F401  (re-exported)
 from .vocab import build_clip_tokenizer
 
 TINY_CORPUS = [
@@ -94,33 +91,3 @@ def tiny_components(seed: int = 0, *, max_length: int = 77, prediction_type: str
         defaults=ModelDefaults(num_inference_steps=4, blend_downsample=2, attention_downsample=2,
                                self_replace_min_downsample=2),
     )
-
-
-def save_model(model: DiffusionModel, folder: str | Path) -> Path:
-    """Write a model as a diffusers folder (safetensors), with its defaults in ``promptedit.json``."""
-    from dataclasses import asdict
-
-    from diffusers import DDIMScheduler
-
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    model.unet.save_pretrained(folder / "unet")
-    model.vae.save_pretrained(folder / "vae")
-    model.text_encoder.save_pretrained(folder / "text_encoder")
-    model.tokenizer.save_pretrained(folder / "tokenizer")
-    DDIMScheduler.from_config(model.scheduler_config).save_pretrained(folder / "scheduler")
-    index = {
-        "_class_name": "StableDiffusionPipeline",
-        "_diffusers_version": __import__("diffusers").__version__,
-        "vae": ["diffusers", type(model.vae).__name__],
-        "unet": ["diffusers", type(model.unet).__name__],
-        "text_encoder": ["transformers", type(model.text_encoder).__name__],
-        "tokenizer": ["transformers", "CLIPTokenizer"],
-        "scheduler": ["diffusers", "DDIMScheduler"],
-        "safety_checker": [None, None],
-        "feature_extractor": [None, None],
-        "requires_safety_checker": False,
-    }
-    (folder / "model_index.json").write_text(json.dumps(index, indent=2))
-    (folder / "promptedit.json").write_text(json.dumps({"defaults": asdict(model.defaults)}, indent=2))
-    return folder

@@ -1,0 +1,1 @@
+"""Training the embedded shapes-world model. The library never imports this package."""
