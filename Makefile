@@ -6,6 +6,8 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 OUT    ?= out
+# the offline torch wheel lies here on our machines; pip also reads PIP_FIND_LINKS when set
+PIPFLAGS := $(if $(wildcard /opt/wheels),--find-links /opt/wheels,)
 
 .PHONY: demo test test-slow setup clean
 
@@ -14,8 +16,8 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q torch==2.13.0
-	$(BIN)/python -m pip install -q -e ".[dev]"
+	$(BIN)/python -m pip install -q $(PIPFLAGS) torch==2.13.0
+	$(BIN)/python -m pip install -q $(PIPFLAGS) -e ".[dev]"
 	rm -f $(VENV)/.installed-*
 	touch $@
 

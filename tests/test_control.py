@@ -152,3 +152,11 @@ def test_local_blend_mask_follows_the_words_attention():
     out = blend(x, step=0)
     assert torch.equal(out[1, :, 0, 0], x[1, :, 0, 0])
     assert torch.equal(out[1, :, 1:, :], x[0, :, 1:, :])
+
+
+def test_local_blend_without_maps_at_its_resolution_fails_loudly():
+    blend = LocalBlend(torch.ones(2, K), downsample=8, start_step=1)
+    x = torch.randn(2, 4, 8, 8)
+    assert torch.equal(blend(x, step=0), x)  # before its start step nothing is needed
+    with pytest.raises(ParameterError, match="1/8"):
+        blend(x, step=1)

@@ -348,8 +348,13 @@ class LocalBlend:
     def __call__(self, x_t: torch.Tensor, step: int) -> torch.Tensor:
         """Blend x_t (n, C, H, W) with the source's x_t[0] outside the mask."""
         try:
-            if step < self.start_step or self._sum is None:
+            if step < self.start_step:
                 return x_t
+            if self._sum is None:
+                raise ParameterError(
+                    f"local blend saw no cross-attention maps at 1/{self.downsample} of the latent size "
+                    f"in {', '.join(sorted(self.places))} blocks; choose a resolution this UNet has"
+                )
             mask = self.mask(tuple(x_t.shape[2:]))
             self.last_mask = mask
             return blend_latents(x_t, mask)

@@ -46,7 +46,7 @@ HELD_OUT_SEED = 1_000_003  # benchmarks draw scenes from this seed; training nev
 class TrainConfig:
     """Every hyper-parameter of the recipe (defaults: the shipped model's)."""
 
-    steps: int = 3000
+    steps: int = 3200
     batch_size: int = 64
     lr: float = 5e-4
     warmup_steps: int = 100
@@ -62,8 +62,8 @@ class TrainConfig:
     checkpoint_every: int = 250
     # architecture
     unet_channels: tuple[int, ...] = (32, 64, 128)
-    layers_per_block: int = 1
-    attention_head_dim: int = 16
+    layers_per_block: int = 2
+    head_channels: int = 32  # channels per attention head (heads = block channels // this)
     text_hidden: int = 128
     text_layers: int = 2
     text_heads: int = 4
@@ -120,7 +120,8 @@ def build_model(config: TrainConfig, tokenizer) -> DiffusionModel:
         down_block_types=("CrossAttnDownBlock2D",) * n,
         up_block_types=("CrossAttnUpBlock2D",) * n,
         cross_attention_dim=config.text_hidden,
-        attention_head_dim=config.attention_head_dim,
+        # diffusers reads `attention_head_dim` as the number of heads per block (a legacy naming quirk)
+        attention_head_dim=tuple(max(1, c // config.head_channels) for c in config.unet_channels),
         norm_num_groups=min(32, config.unet_channels[0]),
     )
     text_encoder = CLIPTextModel(
@@ -239,9 +240,13 @@ def train(config: TrainConfig, out: str | os.PathLike, *, resume: bool = True, p
     (out / "config.json").write_text(json.dumps(dataclasses.asdict(config), indent=2))
 
     def lr_at(s: int) -> float:
+        """Linear warm-up, then cosine decay over the steps or the time budget, whichever ends first."""
         if s < config.warmup_steps:
             return config.lr * (s + 1) / config.warmup_steps
         p = (s - config.warmup_steps) / max(1, config.steps - config.warmup_steps)
+        if config.max_minutes:
+            p = max(p, elapsed / 60 / config.max_minutes)
+        p = min(p, 1.0)
         return config.lr * (config.min_lr_fraction + (1 - config.min_lr_fraction) * 0.5 * (1 + math.cos(math.pi * p)))
 
     def save():
