@@ -95,8 +95,9 @@ def caption_corpus(n: int = 20000, seed: int = 12345) -> list[str]:
 
 def build_tokenizer(config: TrainConfig):
     """The CLIP-style tokenizer: every word of the world's captions is one token."""
-    tok = build_clip_tokenizer(caption_corpus(), vocab_size=config.vocab_size, model_max_length=config.max_length)
-    words = sorted(set(" ".join(caption_corpus(2000)).split()))
+    corpus = caption_corpus()
+    tok = build_clip_tokenizer(corpus, vocab_size=config.vocab_size, model_max_length=config.max_length)
+    words = sorted(set(" ".join(corpus).split()))
     split = [w for w in words if len(tok(w, add_special_tokens=False).input_ids) != 1]
     if split:
         raise RuntimeError(f"tokenizer splits vocabulary words {split}; raise vocab_size")
@@ -214,7 +215,13 @@ def train(config: TrainConfig, out: str | os.PathLike, *, resume: bool = True, p
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     ckpt_path = out / "checkpoint.pt"
-    tokenizer = build_tokenizer(config)
+    if (out / "tokenizer").is_dir():  # a resumed run keeps the tokenizer it started with
+        from transformers import CLIPTokenizer
+
+        tokenizer = CLIPTokenizer.from_pretrained(out / "tokenizer")
+    else:
+        tokenizer = build_tokenizer(config)
+        tokenizer.save_pretrained(out / "tokenizer")
     model = build_model(config, tokenizer)
     unet, text_encoder, codec = model.unet, model.text_encoder, model.vae
     unet.train()

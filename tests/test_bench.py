@@ -1,0 +1,178 @@
+"""The shapes-world benchmark (promptedit bench world) on a tiny random-weight model: plumbing, not quality."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from promptedit.bench import SECTIONS
+from promptedit.bench.world import (
+    REWEIGHTS,
+    BenchResult,
+    Metric,
+    SectionResult,
+    Target,
+    box_iou,
+    colour_swap_target,
+    held_out_items,
+    markdown_report,
+    metric_rows,
+    psnr,
+    run_world_bench,
+    to_canvas,
+)
+from promptedit.cli import main
+from promptedit.errors import ParameterError
+from promptedit.world import parse_caption, spec
+
+STEPS = 2  # the tiny model's images are noise whatever the steps; fewer keep the tests fast
+
+EXPECTED = {
+    "generation": {"colour_accuracy", "shape_accuracy", "background_accuracy", "two_objects_both_right"},
+    "p2p_colour_swap": {"mask_iou_mean", "mask_iou_frac_ge_0.9", "new_colour_accuracy", "source_colour_accuracy",
+                        "baseline_mask_iou_mean", "baseline_mask_iou_frac_ge_0.9", "baseline_colour_accuracy"},
+    "p2p_background_swap": {"mask_iou_mean", "mask_iou_frac_ge_0.9", "new_background_accuracy", "colour_kept"},
+    "p2p_shape_swap": {"new_shape_accuracy", "box_iou_mean", "box_iou_frac_ge_0.9", "centre_distance_px_mean",
+                       "colour_kept"},
+    "p2p_add_word": {"box_iou_mean", "box_iou_frac_ge_0.9", "texture_took_effect", "texture_strength_source_mean",
+                     "texture_strength_edit_mean", "night_took_effect", "prefix_took_effect"},
+    "p2p_reweight": {"texture_strength_by_c", "monotonic", "texture_strength_source_mean",
+                     *(f"texture_strength_c={c:g}" for c in REWEIGHTS)},
+    "p2p_local_blend": {"psnr_other_object_db", "psnr_background_db", "new_colour_accuracy"},
+}
+
+
+@pytest.fixture
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_every_section_runs_and_returns_every_key(tiny_model, one_thread):
+    assert tiny_model.image_size == 32  # exercises the resize to the 64 x 64 canvas
+    result = run_world_bench(tiny_model, n=2, steps=STEPS, progress=False, examples=1)
+    assert list(result.sections) == list(SECTIONS)
+    assert result.settings["resized_from"] == [32, 32] and result.settings["num_inference_steps"] == STEPS
+    for name, keys in EXPECTED.items():
+        section = result.sections[name]
+        assert set(section.metrics) == keys, name
+        assert section.items and section.seconds > 0 and section.examples
+        for m in section.metrics.values():
+            assert m.n <= 6
+    assert result.sections["generation"].metrics["colour_accuracy"].n == 2
+    assert result.sections["p2p_add_word"].metrics["box_iou_mean"].n == 6  # 2 each of texture, night, prefix
+    seq = result.sections["p2p_reweight"].metrics["texture_strength_by_c"].value
+    assert len(seq) == len(REWEIGHTS)
+    # the report and the JSON record carry every metric
+    text = markdown_report(result)
+    for name, keys in EXPECTED.items():
+        for k in keys:
+            assert f"| {name}.{k} |" in text
+    json.dumps(result.to_dict())
+
+
+def test_held_out_captions_are_reproducible_and_not_training_seeds():
+    from promptedit.train.shapes import HELD_OUT_SEED, TrainConfig
+    from promptedit.world import scene_at
+
+    a = [(i, c.caption) for i, c, _ in held_out_items(2, 5, lambda c: len(c.objects) == 1)]
+    b = [(i, c.caption) for i, c, _ in held_out_items(2, 5, lambda c: len(c.objects) == 1)]
+    assert a == b and len(a) == 5 and all(len(parse_caption(c).objects) == 1 for _, c in a)
+    # draw i of stream k is the caption of scene_at(HELD_OUT_SEED + k, i), far from the training seeds
+    assert all(scene_at(HELD_OUT_SEED + 2, i).caption == c for i, c in a)
+    assert HELD_OUT_SEED not in (TrainConfig().seed, TrainConfig().data_seed)
+    assert [c for _, c in a] != [scene_at(TrainConfig().data_seed, i).caption for i, _ in a]
+
+
+def test_colour_swap_target_changes_exactly_one_word():
+    for i, cap, rng in held_out_items(2, 30):
+        for k in range(len(cap.objects)):
+            new = next(c for c in spec.COLOURS if c != cap.objects[k].colour)
+            tgt = colour_swap_target(cap, new, k)
+            a, b = cap.caption.split(), tgt.split()
+            assert len(a) == len(b)
+            diff = [j for j in range(len(a)) if a[j] != b[j]]
+            assert len(diff) == 1 and a[diff[0]] == cap.objects[k].colour and b[diff[0]] == new
+            assert parse_caption(tgt).objects[k].colour == new
+    with pytest.raises(ParameterError):
+        colour_swap_target("a red circle on a white background", "red")
+
+
+def _result(metrics: dict[str, Metric]) -> BenchResult:
+    return BenchResult({"model": "m", "seed": 0, "num_inference_steps": 1, "guidance_scale": 1.0,
+                        "held_out_seed": 1, "resized_from": None}, {"s": SectionResult("s", metrics=metrics)})
+
+
+def test_table_marks_pass_and_fail_from_hand_made_numbers():
+    result = _result({
+        "at": Metric(0.95, 10, Target(">=", 0.95)),
+        "below": Metric(0.9499, 10, Target(">=", 0.95)),
+        "above": Metric(1.0, 10, Target(">=", 0.95)),
+        "max_ok": Metric(2.0, 5, Target("<=", 3.0)),
+        "max_bad": Metric(3.5, 5, Target("<=", 3.0)),
+        "flag_ok": Metric(True, 4, Target("==", True)),
+        "flag_bad": Metric(False, 4, Target("==", True)),
+        "empty": Metric(None, 0, Target(">=", 0.5)),
+        "nan": Metric(math.nan, 0, Target(">=", 0.5)),
+        "info": Metric(0.1, 3),
+    })
+    rows = {r["metric"]: r for r in metric_rows(result)}
+    assert {k: rows[f"s.{k}"]["result"] for k in ("at", "below", "above", "max_ok", "max_bad", "flag_ok",
+                                                   "flag_bad", "empty", "nan", "info")} == {
+        "at": "pass", "below": "fail", "above": "pass", "max_ok": "pass", "max_bad": "fail",
+        "flag_ok": "pass", "flag_bad": "fail", "empty": "—", "nan": "—", "info": "—"}
+    assert rows["s.below"]["n"] == 10 and rows["s.below"]["target"] == ">= 0.95"
+    text = markdown_report(result)
+    assert "| s.below | 0.950 | >= 0.95 | fail | 10 |" in text
+    assert "| s.at | 0.950 | >= 0.95 | pass | 10 |" in text
+    assert "3 target(s) not met" in text and not result.passed
+    assert _result({"a": Metric(0.99, 1, Target(">=", 0.95))}).passed
+
+
+def test_helpers():
+    assert box_iou((0, 0, 10), (0, 0, 10)) == 1.0
+    assert box_iou((0, 0, 10), (10, 0, 10)) == 0.0
+    assert box_iou((0, 0, 10), (5, 0, 10)) == pytest.approx(50 / 150)
+    img = np.zeros((64, 64, 3), np.uint8)
+    mask = np.ones((64, 64), bool)
+    assert psnr(img, img, mask) == 100.0 and psnr(img, img, ~mask) is None
+    assert psnr(img, img + 1, mask) == pytest.approx(20 * math.log10(255))
+    small = np.arange(32 * 32 * 3, dtype=np.uint8).reshape(32, 32, 3)
+    big = to_canvas(small)
+    assert big.shape == (64, 64, 3) and (big[::2, ::2] == small).all()
+    assert to_canvas(big) is big
+
+
+def run(capsys, *argv):
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_cli_bench_world_writes_json_and_markdown(tiny_model_dir, tmp_path, capsys, one_thread):
+    out = tmp_path / "bench"
+    code, stdout, err = run(capsys, "bench", "world", "--only", "generation", "--n", 2, "--steps", STEPS,
+                            "--model", tiny_model_dir, "--out", out, "--quiet")
+    assert code == 0, err
+    rec = json.loads((out / "bench-world.json").read_text())
+    assert list(rec["sections"]) == ["generation"]
+    assert rec["sections"]["generation"]["metrics"]["colour_accuracy"]["n"] == 2
+    assert rec["settings"]["num_inference_steps"] == STEPS
+    md = (out / "bench-world.md").read_text()
+    assert "| metric | value | target | pass/fail | n |" in md and "generation.colour_accuracy" in md
+    assert (out / "bench-world.png").is_file()
+    assert "wrote" in stdout
+
+
+@pytest.mark.parametrize("argv", [["--n", 0], ["--only", "nonsense"], ["--n", 1, "--examples", -1]])
+def test_cli_bench_world_bad_input_is_one_error_line(argv, tiny_model_dir, tmp_path, capsys):
+    out = tmp_path / "bench"
+    code, _, err = run(capsys, "bench", "world", *argv, "--model", tiny_model_dir, "--out", out, "--quiet")
+    assert code == 2
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:"), err
+    assert not out.exists()

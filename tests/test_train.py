@@ -1,0 +1,59 @@
+"""The embedded model's codec and training recipe, on a tiny configuration."""
+
+import torch
+
+from promptedit.codec import PatchCodec
+from promptedit.models import load_model, save_model
+from promptedit.train.shapes import TrainConfig, build_tokenizer, min_snr_weights, train
+from promptedit.world import spec
+
+TINY = dict(steps=3, batch_size=4, unet_channels=(8, 16, 32), head_channels=8, text_hidden=32, text_layers=1,
+            text_heads=2, checkpoint_every=1, warmup_steps=1)
+
+
+def test_codec_is_exact_and_round_trips_through_a_folder(tmp_path):
+    codec = PatchCodec(patch_size=4)
+    x = torch.rand(2, 3, 64, 64) * 2 - 1
+    z = codec.encode(x).latent_dist.mean
+    assert z.shape == (2, 48, 16, 16)
+    assert torch.equal(codec.decode(z).sample, x)
+    # a 4x4 patch becomes the 48 channels of one latent position
+    assert torch.equal(z[0, :16, 0, 0], x[0, 0, :4, :4].reshape(16))
+    codec.save_pretrained(tmp_path / "vae")
+    assert torch.equal(PatchCodec.from_pretrained(tmp_path / "vae")(x), x)
+
+
+def test_tokenizer_has_every_word_as_one_token():
+    tok = build_tokenizer(TrainConfig(**TINY))
+    words = {w for group in (spec.COLOURS, spec.SHAPES, spec.BACKGROUNDS, spec.SIZES, spec.TEXTURES) for w in group}
+    words |= {"a", "and", "on", "background", "at", "night", "blurry", "photo", "of", "sketch", "pixel", "art"}
+    for w in sorted(words):
+        assert len(tok(w, add_special_tokens=False).input_ids) == 1, w
+    ids = tok("a red circle on a white background").input_ids
+    assert ids[0] == tok.bos_token_id and ids[-1] == tok.eos_token_id and len(ids) == 9
+    assert tok.model_max_length == 32
+
+
+def test_min_snr_weights():
+    a = torch.tensor([0.999, 0.5, 0.001])
+    w = min_snr_weights(a, torch.arange(3), gamma=5.0)
+    snr = a / (1 - a)
+    assert torch.allclose(w, torch.tensor([5.0 / snr[0], 1.0, 1.0]))
+
+
+def test_train_resume_and_export(tmp_path):
+    config = TrainConfig(**TINY)
+    logs = []
+    model = train(config, tmp_path / "run", progress=False, log=logs.append)
+    assert model.training_info["steps"] == 3 and (tmp_path / "run" / "checkpoint.pt").is_file()
+    more = train(TrainConfig(**{**TINY, "steps": 4}), tmp_path / "run", progress=False, log=logs.append)
+    assert any("resumed from step 3" in m for m in logs)
+    assert more.training_info["steps"] == 4
+    folder = save_model(more, tmp_path / "export")
+    loaded = load_model(folder)
+    assert isinstance(loaded.vae, PatchCodec) and loaded.image_size == 64 and loaded.max_length == 32
+    from promptedit.editing import EditSpec, edit
+
+    res = edit(loaded, EditSpec("a red circle on a white background", ("a blue circle on a white background",)),
+               num_inference_steps=2, progress=False)
+    assert res.images.shape == (2, 64, 64, 3)
