@@ -120,3 +120,58 @@ def test_demo_runs_without_a_model(tmp_path, capsys):
     page = (out / "index.html").read_text()
     assert page.count("<h2>") == 4 and "data:image/png;base64," in page
     assert (out / "gallery.png").stat().st_mode & 0o044, "outputs are readable like ordinary files"
+
+
+@pytest.fixture(scope="module")
+def photo(tmp_path_factory):
+    import numpy as np
+
+    path = tmp_path_factory.mktemp("photos") / "photo.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (40, 50, 3), dtype=np.uint8)).save(path)
+    return path
+
+
+def test_invert_then_edit_the_inversion(tiny_model_dir, photo, tmp_path, capsys):
+    inv = tmp_path / "inv" / "photo.safetensors"
+    code, out, err = run(capsys, "invert", photo, "--prompt", "a photo of a cat", "--out", inv, "--model",
+                         tiny_model_dir, "--inner-steps", 2, "--quiet")
+    assert code == 0, err
+    assert "PSNR" in out and (tmp_path / "inv" / "photo-reconstruction.png").is_file()
+    rec = json.loads((tmp_path / "inv" / "photo.json").read_text())
+    assert rec["method"] == "null-text" and "centre-cropped 50x40" in rec["image_rule"]
+    code, _, err = run(capsys, "edit", "--inversion", inv, "--target", "a photo of a dog", "--out", tmp_path / "e",
+                       "--model", tiny_model_dir, "--quiet")
+    assert code == 0, err
+    for name in ("reconstruction.png", "edited.png", "grid.png", "result.json"):
+        assert (tmp_path / "e" / name).is_file(), name
+    assert json.loads((tmp_path / "e" / "result.json").read_text())["inversion"]["prompt"] == "a photo of a cat"
+
+
+@pytest.mark.parametrize("method", ["negative-prompt", "direct", "ddim"])
+def test_edit_a_real_image_with_each_fast_method(method, tiny_model_dir, photo, tmp_path, capsys):
+    code, _, err = run(capsys, "edit", "--image", photo, "--source", "a photo of a cat", "--target",
+                       "a photo of a dog", "--method", method, "--out", tmp_path / "e", "--model", tiny_model_dir,
+                       "--quiet")
+    assert code == 0, err
+    rec = json.loads((tmp_path / "e" / "result.json").read_text())
+    assert rec["inversion"]["method"] == method and "reconstruction_psnr" in rec["image"]
+    assert (tmp_path / "e" / "inversion.safetensors").is_file() and (tmp_path / "e" / "input.png").is_file()
+
+
+def test_real_image_bad_inputs(tiny_model_dir, photo, tmp_path, capsys):
+    (tmp_path / "text.png").write_text("hello")
+    cases = [
+        (["invert", tmp_path / "text.png", "--prompt", "a cat", "--out", tmp_path / "x.safetensors"], "not an image"),
+        (["invert", tmp_path / "nope.png", "--prompt", "a cat", "--out", tmp_path / "x.safetensors"], "not found"),
+        (["invert", photo, "--prompt", "a cat", "--out", tmp_path / "x.png"], ".safetensors"),
+        (["edit", "--inversion", tmp_path / "text.png", "--target", "a dog", "--out", tmp_path / "o"],
+         "not a promptedit inversion"),
+        (["edit", "--image", photo, "--inversion", photo, "--source", "a", "--target", "b", "--out", tmp_path / "o"],
+         "not both"),
+        (["edit", "--image", photo, "--target", "a dog", "--out", tmp_path / "o"], "--source"),
+    ]
+    for argv, message in cases:
+        code, _, err = run(capsys, *argv, "--model", tiny_model_dir, "--quiet")
+        lines = [l for l in err.splitlines() if l.strip() and not l.startswith(("loading", "inverting"))]
+        assert code == 2 and len(lines) == 1 and message in lines[0], (argv, err)
+    assert not (tmp_path / "o").exists() and not (tmp_path / "x.safetensors").exists()

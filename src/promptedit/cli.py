@@ -166,9 +166,17 @@ def generate(prompt, out, **kw):
 
 
 @cli.command()
-@click.option("--source", required=True, help="The source prompt.")
+@click.option("--source", default=None, help="The source prompt (for --image: the image's caption).")
 @click.option("--target", "targets", multiple=True, help="An edited prompt (repeat for several).")
 @click.option("--out", required=True, metavar="DIR", help="Output folder.")
+@click.option("--image", default=None, metavar="IMAGE", help="Edit this real image (inverted first with --method).")
+@click.option("--inversion", default=None, metavar="FILE",
+              help="Edit a saved inversion (promptedit invert); its prompt is the source.")
+@click.option("--method", type=click.Choice(["null-text", "negative-prompt", "direct", "ddim"]), default="null-text",
+              show_default=True, help="Inversion method for --image.")
+@click.option("--fit", type=click.Choice(["crop", "pad"]), default="crop", show_default=True,
+              help="How --image is brought to the model's aspect ratio before resizing.")
+@click.option("--inner-steps", type=int, default=10, show_default=True, help="Null-text: Adam iterations per step.")
 @click.option("--mode", type=click.Choice(["replace", "refine", "reweight", "auto"]), default="auto",
               show_default=True, help="Word swap, added phrase, re-weighting, or chosen from the prompts.")
 @click.option("--cross-replace", "cross_replace", multiple=True, metavar="F | START,END | WORD=F",
@@ -183,18 +191,29 @@ def generate(prompt, out, **kw):
               help="Plug-and-Play: inject the source's decoder features over this window.")
 @click.option("--save-attention", is_flag=True, help="Also write DIR/attention.png (maps of source and edits).")
 @common_options
-def edit(source, targets, out, mode, cross_replace, self_replace, reweight, blend, blend_subtract,
-         blend_threshold, blend_start, inject_features, save_attention, **kw):
-    """Edit a generated image: SOURCE prompt → TARGET prompt(s), same seed, attention injected.
+def edit(source, targets, out, image, inversion, method, fit, inner_steps, mode, cross_replace, self_replace,
+         reweight, blend, blend_subtract, blend_threshold, blend_start, inject_features, save_attention, **kw):
+    """Edit an image by editing its prompt: SOURCE → TARGET prompt(s), attention injected.
 
-    Writes DIR/source.png, DIR/edited.png (edited-K.png for several targets), DIR/grid.png and
-    DIR/result.json.
+    A generated image (from --seed) writes DIR/source.png; a real image (--image, or --inversion)
+    writes DIR/reconstruction.png and DIR/inversion.safetensors. Both write DIR/edited.png
+    (edited-K.png for several targets), DIR/grid.png and DIR/result.json.
     """
     from .editing import EditSpec
     from .editing import edit as run
     from .outputs import check_output_dir
 
     started = time.perf_counter()
+    if image and inversion:
+        raise ParameterError("give --image or --inversion, not both")
+    inv = None
+    if inversion:
+        inv = read_inversion(inversion)
+        if source is not None and source != inv.prompt:
+            raise ParameterError(f"--source differs from the inversion's prompt {inv.prompt!r}")
+        source = inv.prompt
+    if source is None:
+        raise ParameterError("give --source (the prompt of the image to edit)")
     if not targets:
         if mode != "reweight":
             raise ParameterError("give at least one --target (or --mode reweight with --reweight WORD=C)")
@@ -222,12 +241,77 @@ def edit(source, targets, out, mode, cross_replace, self_replace, reweight, blen
         inject_features=parse_window(inject_features, "--inject-features") if inject_features else None,
     )
     out = check_output_dir(out)
+    check_not_inputs(out, [image, inversion])
     model = load(kw["model"], kw["device"])
-    result = run(model, spec, store_attention=save_attention, **sampling_kwargs(kw))
-    for note in result.notes:
-        click.echo(note, err=True)
-    write_edit_outputs(out, model, spec, result, started)
+    if image or inv is not None:
+        from .inversion import edit_inversion, psnr
+
+        prepared = None
+        if image:
+            prepared, inv = invert_image(model, image, source, method, fit, inner_steps, kw)
+        else:
+            inv.check_compatible(model)
+        result = edit_inversion(model, inv, spec, progress=not kw["quiet"], store_attention=save_attention)
+        extra = {"inversion": {**inv.metadata(), "file": str(inversion) if inversion else "inversion.safetensors"}}
+        if prepared is not None:
+            extra["image"] = {"path": str(image), "rule": prepared.rule, "original_size": prepared.original_size,
+                              "original_mode": prepared.original_mode,
+                              "reconstruction_psnr": round(psnr(result.images[0], prepared.image), 3)}
+        for note in result.notes:
+            click.echo(note, err=True)
+        write_edit_outputs(out, model, spec, result, started, real=prepared, inversion=inv if image else None,
+                           extra=extra)
+    else:
+        result = run(model, spec, store_attention=save_attention, **sampling_kwargs(kw))
+        for note in result.notes:
+            click.echo(note, err=True)
+        write_edit_outputs(out, model, spec, result, started)
     click.echo(f"wrote {out} (mode {result.mode}, {result.timings['total']:.1f} s)")
+
+
+def read_inversion(path):
+    from .errors import ImageInputError
+    from .inversion import Inversion
+
+    p = Path(path)
+    if not p.is_file():
+        raise ImageInputError(f"inversion file {p} not found")
+    try:
+        data = p.read_bytes()
+    except OSError as e:
+        raise ImageInputError(f"cannot read {p}: {e.strerror or e}") from None
+    return Inversion.from_bytes(data, str(p))
+
+
+def check_not_inputs(out: Path, inputs) -> None:
+    """Refuse an output folder that would overwrite an input file."""
+    from .errors import OutputPathError
+
+    for item in inputs:
+        if item and Path(item).resolve().parent == out.resolve():
+            name = Path(item).name
+            if name in OUTPUT_NAMES:
+                raise OutputPathError(f"writing to {out} would overwrite the input {item}")
+
+
+OUTPUT_NAMES = {"source.png", "reconstruction.png", "input.png", "grid.png", "result.json", "attention.png",
+                "blend-mask.png", "inversion.safetensors", "edited.png"}
+
+
+def invert_image(model, image, prompt, method, fit, inner_steps, kw):
+    from .images import load_image
+    from .inversion import invert
+
+    size = (kw["height"] or model.image_size, kw["width"] or model.image_size)
+    from .pipeline import check_size
+
+    check_size(model, *size)
+    prepared = load_image(image, size, fit)
+    click.echo(f"inverting {image} ({prepared.rule}) with {method}", err=True)
+    inv = invert(model, prepared.image, prompt, method=method, num_inference_steps=kw["steps"],
+                 guidance_scale=kw["guidance"], num_inner_steps=inner_steps, progress=not kw["quiet"],
+                 image_rule=prepared.rule)
+    return prepared, inv
 
 
 def _is_number(text: str) -> bool:
@@ -238,20 +322,29 @@ def _is_number(text: str) -> bool:
         return False
 
 
-def write_edit_outputs(out: Path, model, spec, result, started: float) -> None:
+def write_edit_outputs(out: Path, model, spec, result, started: float, *, real=None, inversion=None,
+                       extra: dict | None = None) -> None:
     from dataclasses import asdict
 
-    from .outputs import write_image, write_json
+    from .outputs import write_bytes, write_image, write_json
     from .visualize import cross_attention_grid, image_grid, mask_overlay, token_labels
 
-    files = {"source": "source.png"}
+    first = "reconstruction.png" if (real is not None or extra) else "source.png"
+    files = {"source": first}
     names = ["edited.png"] if len(spec.targets) == 1 else [f"edited-{k + 1}.png" for k in range(len(spec.targets))]
-    write_image(out / "source.png", result.images[0])
+    write_image(out / first, result.images[0])
     for name, image in zip(names, result.images[1:]):
         write_image(out / name, image)
     files["edited"] = names
-    grid = image_grid(list(result.images), ["source"] + [f"edit {k + 1}" for k in range(len(names))],
-                      cell=max(128, result.width))
+    tiles, labels = list(result.images), [first.removesuffix(".png")] + [f"edit {k + 1}" for k in range(len(names))]
+    if real is not None:
+        write_image(out / "input.png", real.image)
+        files["input"] = "input.png"
+        tiles, labels = [real.image] + tiles, ["input"] + labels
+    if inversion is not None:
+        write_bytes(out / "inversion.safetensors", inversion.to_bytes())
+        files["inversion"] = "inversion.safetensors"
+    grid = image_grid(tiles, labels, cell=max(128, result.width))
     write_image(out / "grid.png", grid)
     files["grid"] = "grid.png"
     if result.attention is not None:
@@ -276,7 +369,45 @@ def write_edit_outputs(out: Path, model, spec, result, started: float) -> None:
         files["blend_mask"] = "blend-mask.png"
     spec_dict = asdict(spec)
     write_json(out / "result.json", record("edit", model, result, {
-        "mode": result.mode, "mode_notes": result.notes, "spec": spec_dict, "files": files}, started))
+        "mode": result.mode, "mode_notes": result.notes, "spec": spec_dict, "files": files, **(extra or {})},
+        started))
+
+
+@cli.command()
+@click.argument("image")
+@click.option("--prompt", required=True, help="The image's caption (the source prompt of later edits).")
+@click.option("--method", type=click.Choice(["null-text", "negative-prompt", "direct", "ddim"]), default="null-text",
+              show_default=True, help="Inversion method.")
+@click.option("--out", required=True, metavar="FILE.safetensors",
+              help="The inversion; FILE-reconstruction.png and FILE.json are written beside it.")
+@click.option("--fit", type=click.Choice(["crop", "pad"]), default="crop", show_default=True,
+              help="How IMAGE is brought to the model's aspect ratio before resizing.")
+@click.option("--inner-steps", type=int, default=10, show_default=True, help="Null-text: Adam iterations per step.")
+@common_options
+def invert(image, prompt, method, out, fit, inner_steps, **kw):
+    """Invert a real IMAGE under its caption, for editing with `promptedit edit --inversion`."""
+    from .inversion import psnr, reconstruct
+    from .outputs import check_output_file, write_bytes, write_image, write_json
+
+    started = time.perf_counter()
+    out = check_output_file(out, suffixes=(".safetensors",))
+    if Path(image).resolve() in {out.resolve(), out.with_name(out.stem + "-reconstruction.png").resolve()}:
+        raise ParameterError(f"--out {out} would overwrite the input image")
+    model = load(kw["model"], kw["device"])
+    prepared, inv = invert_image(model, image, prompt, method, fit, inner_steps, kw)
+    rec = reconstruct(model, inv, progress=False)
+    value = psnr(rec, prepared.image)
+    write_bytes(out, inv.to_bytes())
+    rec_path = out.with_name(out.stem + "-reconstruction.png")
+    write_image(rec_path, rec)
+
+    write_json(out.with_suffix(".json"), {
+        "command": "invert", "model": model.name, "image": str(image), "image_rule": prepared.rule,
+        "original_size": prepared.original_size, "original_mode": prepared.original_mode,
+        **inv.metadata(), "reconstruction_psnr": round(value, 3),
+        "timings": {"inversion": round(inv.seconds, 3), "wall": round(time.perf_counter() - started, 3)},
+    })
+    click.echo(f"wrote {out} and {rec_path}: reconstruction PSNR {value:.2f} dB ({inv.seconds:.1f} s, {method})")
 
 
 @cli.command()

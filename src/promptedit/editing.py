@@ -277,6 +277,7 @@ class GenerationResult:
     mode: str | None = None
     notes: list[str] = field(default_factory=list)
     blend_mask: torch.Tensor | None = None
+    final_latents: torch.Tensor | None = None  # x_0 (n, C, h, w) before decoding
 
 
 def _settings(model: DiffusionModel, num_inference_steps, guidance_scale, height, width):
@@ -319,6 +320,7 @@ def run_prompts(
         prompts=list(prompts), images=images, latents=x_T, seed=seed, num_inference_steps=steps,
         guidance_scale=w, height=height, width=width,
         timings={"encode": t1 - t0, "denoise": t2 - t1, "decode": t3 - t2, "total": t3 - t0},
+        final_latents=x_0,
     )
 
 

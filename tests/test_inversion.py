@@ -1,0 +1,115 @@
+"""Inversions on tiny random-weight components: the properties that define each method."""
+
+import numpy as np
+import pytest
+import torch
+
+from promptedit.editing import EditSpec
+from promptedit.errors import ImageInputError
+from promptedit.inversion import (
+    Inversion,
+    InversionError,
+    ddim_inverse_step,
+    ddim_step,
+    edit_inversion,
+    invert,
+    psnr,
+    reconstruct,
+    run_inversion,
+)
+
+PROMPT = "a photo of a cat"
+STEPS = 4
+
+
+@pytest.fixture(scope="module")
+def image():
+    rng = np.random.default_rng(0)
+    img = np.full((32, 32, 3), 200, np.uint8)
+    img[8:24, 8:24] = rng.integers(0, 255, 3)
+    return img
+
+
+def test_ddim_step_and_inverse_step_are_inverse():
+    x, eps = torch.randn(1, 4, 8, 8), torch.randn(1, 4, 8, 8)
+    assert torch.allclose(ddim_inverse_step(eps, ddim_step(eps, x, 0.3, 0.6), 0.3, 0.6), x, atol=1e-5)
+
+
+def test_direct_inversion_reconstructs_the_latents_exactly(tiny_model, image):
+    inv = invert(tiny_model, image, PROMPT, method="direct", num_inference_steps=STEPS, progress=False)
+    res = run_inversion(tiny_model, inv, [PROMPT, "a photo of a dog"], progress=False)
+    from promptedit.pipeline import encode_images
+
+    z0 = encode_images(tiny_model, image[None].astype(np.float32) / 255)
+    assert torch.equal(inv.latents[0:1], z0)
+    assert (res.images[0] == reconstruct(tiny_model, inv, progress=False)).all()
+
+
+def test_negative_prompt_inversion_samples_like_guidance_one(tiny_model, image):
+    npi = invert(tiny_model, image, PROMPT, method="negative-prompt", num_inference_steps=STEPS, progress=False)
+    ddim = invert(tiny_model, image, PROMPT, method="ddim", num_inference_steps=STEPS, guidance_scale=1.0,
+                  progress=False)
+    assert torch.equal(npi.latents, ddim.latents)
+    a, b = reconstruct(tiny_model, npi, progress=False), reconstruct(tiny_model, ddim, progress=False)
+    assert np.abs(a.astype(int) - b).max() <= 1
+
+
+def test_null_text_inversion_beats_plain_ddim_at_the_same_guidance(tiny_model, image):
+    steps = []
+    nti = invert(tiny_model, image, PROMPT, method="null-text", num_inference_steps=STEPS, num_inner_steps=5,
+                 progress=False, on_step=lambda i, loss, iters: steps.append((i, loss, iters)))
+    ddim = invert(tiny_model, image, PROMPT, method="ddim", num_inference_steps=STEPS, progress=False)
+    assert nti.null_embeddings.shape == (STEPS, tiny_model.max_length, 32)
+    assert len(nti.losses) == STEPS and [s[0] for s in steps] == list(range(STEPS))
+    assert nti.guidance_scale == ddim.guidance_scale == 7.5
+    # what inversion must give back is z*_0 (the random tiny VAE cannot reproduce the image itself)
+    def latent_error(inv):
+        x0 = run_inversion(tiny_model, inv, [PROMPT], progress=False).final_latents
+        return (x0 - inv.latents[:1]).pow(2).mean().item()
+
+    assert latent_error(nti) < 0.75 * latent_error(ddim)
+
+
+def test_save_load_and_refuse_other_models(tiny_model, image, tmp_path):
+    inv = invert(tiny_model, image, PROMPT, method="null-text", num_inference_steps=2, num_inner_steps=1,
+                 progress=False)
+    again = Inversion.from_bytes(inv.to_bytes())
+    assert torch.equal(again.latents, inv.latents) and torch.equal(again.null_embeddings, inv.null_embeddings)
+    assert again.prompt == PROMPT and again.method == "null-text" and again.losses == inv.losses
+    with pytest.raises(InversionError, match="not a promptedit inversion"):
+        Inversion.from_bytes(b"garbage" * 10)
+    other = Inversion(**{**inv.__dict__, "latents": inv.latents[:, :, :8, :8]})
+    with pytest.raises(InversionError, match="another model or size"):
+        other.check_compatible(tiny_model)
+
+
+def test_edit_an_inverted_image_keeps_the_source(tiny_model, image):
+    inv = invert(tiny_model, image, PROMPT, method="direct", num_inference_steps=STEPS, progress=False)
+    res = edit_inversion(tiny_model, inv, EditSpec(PROMPT, ("a photo of a dog",), blend_words=("cat", "dog")),
+                         progress=False)
+    assert res.mode == "replace" and res.images.shape == (2, 32, 32, 3)
+    with pytest.raises(InversionError, match="inversion's prompt"):
+        edit_inversion(tiny_model, inv, EditSpec("a photo of a dog", ("a photo of a cat",)), progress=False)
+
+
+def test_image_loading_rules(tmp_path):
+    from PIL import Image
+
+    from promptedit.images import load_image
+
+    rgba = Image.new("RGBA", (40, 20), (255, 0, 0, 0))
+    rgba.save(tmp_path / "a.png")
+    out = load_image(tmp_path / "a.png", (16, 16))
+    assert out.image.shape == (16, 16, 3) and (out.image == 255).all()  # transparent over white
+    assert "centre-cropped 40x20 to 20x20" in out.rule and "alpha" in out.rule
+    g16 = Image.fromarray(np.full((8, 8), 65535, np.uint16))
+    g16.save(tmp_path / "g.png")
+    out = load_image(tmp_path / "g.png", (8, 8))
+    assert (out.image == 255).all() and "16-bit" in out.rule
+    pad = load_image(tmp_path / "a.png", (16, 16), fit="pad")
+    assert "padded" in pad.rule
+    (tmp_path / "t.png").write_text("not an image")
+    with pytest.raises(ImageInputError, match="not an image"):
+        load_image(tmp_path / "t.png", (8, 8))
+    with pytest.raises(ImageInputError, match="not found"):
+        load_image(tmp_path / "missing.png", (8, 8))
