@@ -41,6 +41,9 @@ EXPECTED = {
     "p2p_reweight": {"texture_strength_by_c", "monotonic", "texture_strength_source_mean",
                      *(f"texture_strength_c={c:g}" for c in REWEIGHTS)},
     "p2p_local_blend": {"psnr_other_object_db", "psnr_background_db", "new_colour_accuracy"},
+    "real_images": {f"{m}_{k}" for m in ("null-text", "negative-prompt", "direct", "ddim")
+                    for k in ("reconstruction_psnr", "seconds", "edit_colour_accuracy", "edit_background_psnr",
+                              "time_ratio_to_null_text")},
 }
 
 
@@ -54,7 +57,8 @@ def one_thread():
 
 def test_every_section_runs_and_returns_every_key(tiny_model, one_thread):
     assert tiny_model.image_size == 32  # exercises the resize to the 64 x 64 canvas
-    result = run_world_bench(tiny_model, n=2, steps=STEPS, progress=False, examples=1)
+    result = run_world_bench(tiny_model, n=2, steps=STEPS, progress=False, examples=1,
+                             n_overrides={"real_images": {"n": 1}})
     assert list(result.sections) == list(SECTIONS)
     assert result.settings["resized_from"] == [32, 32] and result.settings["num_inference_steps"] == STEPS
     for name, keys in EXPECTED.items():
@@ -63,6 +67,9 @@ def test_every_section_runs_and_returns_every_key(tiny_model, one_thread):
         assert section.items and section.seconds > 0 and section.examples
         for m in section.metrics.values():
             assert m.n <= 6
+    real = result.sections["real_images"].metrics
+    assert real["direct_reconstruction_psnr"].value > real["ddim_reconstruction_psnr"].value
+    assert real["null-text_time_ratio_to_null_text"].value == pytest.approx(1.0)
     assert result.sections["generation"].metrics["colour_accuracy"].n == 2
     assert result.sections["p2p_add_word"].metrics["box_iou_mean"].n == 6  # 2 each of texture, night, prefix
     seq = result.sections["p2p_reweight"].metrics["texture_strength_by_c"].value

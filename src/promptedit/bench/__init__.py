@@ -16,6 +16,7 @@ SECTIONS: tuple[str, ...] = (
     "p2p_add_word",
     "p2p_reweight",
     "p2p_local_blend",
+    "real_images",
 )
 
 __all__ = ["SECTIONS"]
