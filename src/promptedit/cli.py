@@ -172,8 +172,14 @@ def generate(prompt, out, **kw):
 @click.option("--image", default=None, metavar="IMAGE", help="Edit this real image (inverted first with --method).")
 @click.option("--inversion", default=None, metavar="FILE",
               help="Edit a saved inversion (promptedit invert); its prompt is the source.")
-@click.option("--method", type=click.Choice(["null-text", "negative-prompt", "direct", "ddim"]), default="null-text",
-              show_default=True, help="Inversion method for --image.")
+@click.option("--method", type=click.Choice(["null-text", "negative-prompt", "direct", "ddim", "instdiffedit", "diffedit"]),
+              default="null-text", show_default=True,
+              help="Inversion method for Prompt-to-Prompt on --image, or a mask-guided edit: instdiffedit "
+                   "(instant attention masks) or diffedit.")
+@click.option("--mask", "mask_file", default=None, metavar="MASK.png",
+              help="Edit only inside this mask (white = edit), instead of a mask the method makes.")
+@click.option("--strength", type=float, default=0.5, show_default=True,
+              help="Mask-guided edits: how far the source is noised (fraction of the steps).")
 @click.option("--fit", type=click.Choice(["crop", "pad"]), default="crop", show_default=True,
               help="How --image is brought to the model's aspect ratio before resizing.")
 @click.option("--inner-steps", type=int, default=10, show_default=True, help="Null-text: Adam iterations per step.")
@@ -191,8 +197,9 @@ def generate(prompt, out, **kw):
               help="Plug-and-Play: inject the source's decoder features over this window.")
 @click.option("--save-attention", is_flag=True, help="Also write DIR/attention.png (maps of source and edits).")
 @common_options
-def edit(source, targets, out, image, inversion, method, fit, inner_steps, mode, cross_replace, self_replace,
-         reweight, blend, blend_subtract, blend_threshold, blend_start, inject_features, save_attention, **kw):
+def edit(source, targets, out, image, inversion, method, mask_file, strength, fit, inner_steps, mode, cross_replace,
+         self_replace, reweight, blend, blend_subtract, blend_threshold, blend_start, inject_features, save_attention,
+         **kw):
     """Edit an image by editing its prompt: SOURCE → TARGET prompt(s), attention injected.
 
     A generated image (from --seed) writes DIR/source.png; a real image (--image, or --inversion)
@@ -206,6 +213,9 @@ def edit(source, targets, out, image, inversion, method, fit, inner_steps, mode,
     started = time.perf_counter()
     if image and inversion:
         raise ParameterError("give --image or --inversion, not both")
+    if method in ("instdiffedit", "diffedit") or mask_file:
+        return mask_edit_command(source, targets, out, image, inversion, method, mask_file, strength, fit, kw,
+                                 started)
     inv = None
     if inversion:
         inv = read_inversion(inversion)
@@ -269,6 +279,136 @@ def edit(source, targets, out, image, inversion, method, fit, inner_steps, mode,
     click.echo(f"wrote {out} (mode {result.mode}, {result.timings['total']:.1f} s)")
 
 
+def mask_edit_command(source, targets, out, image, inversion, method, mask_file, strength, fit, kw, started):
+    """edit --method instdiffedit|diffedit, or --mask: a mask-guided edit of a real or generated image."""
+    from .maskedit import diffedit, instdiffedit, masked_edit
+    from .outputs import check_output_dir, write_image, write_json
+    from .visualize import image_grid, mask_overlay
+
+    if inversion:
+        raise ParameterError("mask-guided edits take --image (or a generated image), not --inversion")
+    if source is None or len(targets) != 1:
+        raise ParameterError("a mask-guided edit needs --source and exactly one --target")
+    if method not in ("instdiffedit", "diffedit"):
+        method = "user"
+    elif mask_file:
+        raise ParameterError(f"--mask replaces the mask that {method} makes: give one of them")
+    out = check_output_dir(out)
+    check_not_inputs(out, [image, mask_file])
+    model = load(kw["model"], kw["device"])
+    size = (kw["height"] or model.image_size, kw["width"] or model.image_size)
+    prepared = None
+    if image:
+        from .images import load_image
+        from .pipeline import check_size
+
+        check_size(model, *size)
+        prepared = load_image(image, size, fit)
+        source_image = prepared.image
+    else:
+        from .editing import generate as gen
+
+        source_image = gen(model, source, **sampling_kwargs(kw)).images[0]
+    common = dict(strength=strength, num_inference_steps=kw["steps"], guidance_scale=kw["guidance"],
+                  seed=kw["seed"], progress=not kw["quiet"])
+    if method == "instdiffedit":
+        result = instdiffedit(model, source_image, source, targets[0], **common)
+    elif method == "diffedit":
+        result = diffedit(model, source_image, source, targets[0], **common)
+    else:
+        result = masked_edit(model, source_image, read_mask(mask_file, source_image.shape[:2]), targets[0], **common)
+    first = "input.png" if image else "source.png"
+    write_image(out / first, source_image)
+    write_image(out / "edited.png", result.edited)
+    write_image(out / "mask.png", result.mask.astype("uint8") * 255)
+    overlay = mask_overlay(source_image, result.mask)
+    write_image(out / "mask-overlay.png", overlay)
+    write_image(out / "grid.png", image_grid([source_image, overlay, result.edited], [first[:-4], "mask", "edited"],
+                                             cell=max(128, source_image.shape[1])))
+    record_ = {"command": "edit", "method": result.method, "model": model.name, "source": source,
+               "target": targets[0], "settings": result.settings, "words": result.words,
+               "mask_fraction": round(float(result.mask.mean()), 4),
+               "files": {"source": first, "edited": "edited.png", "mask": "mask.png", "overlay": "mask-overlay.png",
+                         "grid": "grid.png"},
+               "timings": {**{k: round(v, 4) for k, v in result.timings.items()},
+                           "wall": round(time.perf_counter() - started, 4)}}
+    if prepared is not None:
+        record_["image"] = {"path": str(image), "rule": prepared.rule, "original_size": prepared.original_size,
+                            "original_mode": prepared.original_mode}
+    if mask_file:
+        record_["mask_file"] = str(mask_file)
+    from .outputs import environment
+
+    record_["environment"] = environment()
+    write_json(out / "result.json", record_)
+    click.echo(f"wrote {out} ({result.method}, mask {result.mask.mean():.0%} of the image, "
+               f"mask {result.timings['mask']:.2f} s, total {result.timings['total']:.1f} s)")
+
+
+def read_mask(path, size) -> "np.ndarray":
+    """A user mask PNG (white = edit) as (H, W) bool at ``size`` (nearest resize)."""
+    import numpy as np
+    from PIL import Image, UnidentifiedImageError
+
+    from .errors import ImageInputError
+
+    p = Path(path)
+    if not p.is_file():
+        raise ImageInputError(f"mask {p} not found")
+    try:
+        with Image.open(p) as im:
+            im = im.convert("L").resize((size[1], size[0]), Image.NEAREST)
+            mask = np.asarray(im) > 127
+    except (UnidentifiedImageError, OSError):
+        raise ImageInputError(f"mask {p} is not an image that can be read") from None
+    if not mask.any():
+        raise ImageInputError(f"mask {p} is empty (no white pixels)")
+    return mask
+
+
+@cli.command()
+@click.argument("image")
+@click.option("--source", required=True, help="The image's caption.")
+@click.option("--target", required=True, help="The edited prompt.")
+@click.option("--out", required=True, metavar="MASK.png", help="The mask; MASK-overlay.png and MASK.json beside it.")
+@click.option("--method", type=click.Choice(["instant", "diffedit"]), default="instant", show_default=True,
+              help="Instant attention masks (InstDiffEdit) or DiffEdit's noise-difference masks.")
+@click.option("--strength", type=float, default=0.5, show_default=True, help="Noise level the mask is made at.")
+@click.option("--mask-steps", type=int, default=None,
+              help="Instant: steps of the denoising pass to run before taking the mask (default: the whole pass).")
+@click.option("--fit", type=click.Choice(["crop", "pad"]), default="crop", show_default=True)
+@common_options
+def mask(image, source, target, out, method, strength, mask_steps, fit, **kw):
+    """Make the mask of the region that changes from SOURCE to TARGET in IMAGE."""
+    from .images import load_image
+    from .maskedit import make_mask
+    from .outputs import check_output_file, write_image, write_json
+    from .pipeline import check_size
+    from .visualize import mask_overlay
+
+    started = time.perf_counter()
+    out = check_output_file(out)
+    if Path(image).resolve() in {out.resolve(), out.with_name(out.stem + "-overlay.png").resolve()}:
+        raise ParameterError(f"--out {out} would overwrite the input image")
+    model = load(kw["model"], kw["device"])
+    size = (kw["height"] or model.image_size, kw["width"] or model.image_size)
+    check_size(model, *size)
+    prepared = load_image(image, size, fit)
+    extra = {"mask_steps": mask_steps} if method == "instant" else {}
+    result = make_mask(model, prepared.image, source, target, method=method, strength=strength,
+                       num_inference_steps=kw["steps"], guidance_scale=kw["guidance"], seed=kw["seed"],
+                       progress=not kw["quiet"], **extra)
+    write_image(out, result.mask.astype("uint8") * 255)
+    write_image(out.with_name(out.stem + "-overlay.png"), mask_overlay(prepared.image, result.mask))
+    write_json(out.with_suffix(".json"), {
+        "command": "mask", "method": method, "model": model.name, "image": str(image), "image_rule": prepared.rule,
+        "source": source, "target": target, "settings": result.settings, "words": result.words,
+        "mask_fraction": round(float(result.mask.mean()), 4),
+        "timings": {**{k: round(v, 4) for k, v in result.timings.items()},
+                    "wall": round(time.perf_counter() - started, 4)}})
+    click.echo(f"wrote {out}: {result.mask.mean():.0%} of the image ({method}, {result.timings['mask']:.2f} s)")
+
+
 def read_inversion(path):
     from .errors import ImageInputError
     from .inversion import Inversion
@@ -295,7 +435,7 @@ def check_not_inputs(out: Path, inputs) -> None:
 
 
 OUTPUT_NAMES = {"source.png", "reconstruction.png", "input.png", "grid.png", "result.json", "attention.png",
-                "blend-mask.png", "inversion.safetensors", "edited.png"}
+                "blend-mask.png", "inversion.safetensors", "edited.png", "mask.png", "mask-overlay.png"}
 
 
 def invert_image(model, image, prompt, method, fit, inner_steps, kw):

@@ -54,8 +54,12 @@ class PatchCodec(ModelMixin, ConfigMixin):
     config_name = "config.json"
 
     @register_to_config
-    def __init__(self, patch_size: int = 4, in_channels: int = 3, scaling_factor: float = 1.0):
+    def __init__(self, patch_size: int = 4, in_channels: int = 3, scaling_factor: float = 1.0,
+                 block_out_channels: tuple[int, ...] | None = None):
         super().__init__()
+        # diffusers pipelines derive the VAE factor as 2 ** (len(block_out_channels) - 1); keep that true
+        if block_out_channels is None:
+            self.register_to_config(block_out_channels=(in_channels * patch_size**2,) * (patch_size.bit_length()))
         c = in_channels * patch_size**2
         # fixed orthonormal transform of the patch vector (identity: plain space to depth)
         self.transform = torch.nn.Parameter(torch.eye(c), requires_grad=False)

@@ -87,6 +87,8 @@ def denoise(
     callback: StepCallback | None = None,
     progress: bool = True,
     scheduler=None,
+    start_step: int = 0,
+    end_step: int | None = None,
 ) -> torch.Tensor:
     """Run the DDIM loop from x_T to x_0 for a batch of prompts sharing one layout.
 
@@ -98,6 +100,9 @@ def denoise(
         controller: attention controller; None runs the plain loop.
         features: optional Plug-and-Play feature injection.
         callback: called after each step with a dict: ``step``, ``t``, ``x_t``, ``noise_pred``.
+        start_step: skip the first steps of the schedule (SDEdit-style partial denoising: ``latents``
+            is then x at ``timesteps[start_step]``); controllers count steps from there.
+        end_step: stop before this step (returns the partly denoised latents).
 
     Returns x_0 latents (n, C, h, w).
     """
@@ -113,24 +118,30 @@ def denoise(
     per_step_uncond = isinstance(uncond_embeddings, (list, tuple))
     if per_step_uncond and len(uncond_embeddings) != num_inference_steps:
         raise ParameterError(f"{len(uncond_embeddings)} null embeddings for {num_inference_steps} steps")
+    if not 0 <= start_step < num_inference_steps:
+        raise ParameterError(f"start_step must be in [0, {num_inference_steps}), got {start_step}")
 
     # 2. Set timesteps
     scheduler = scheduler or model.make_scheduler()
     scheduler.set_timesteps(num_inference_steps, device=model.device)
-    latents = latents * scheduler.init_noise_sigma
+    timesteps = scheduler.timesteps[start_step:end_step]
+    if start_step == 0:
+        latents = latents * scheduler.init_noise_sigma
+    if per_step_uncond:
+        uncond_embeddings = list(uncond_embeddings)[start_step:end_step]
 
     # 3. Install hooks
     h, w = latents.shape[-2:]
     with contextlib.ExitStack() as stack:
         if controller is not None:
-            controller.begin(num_steps=num_inference_steps, latent_size=(h, w), n_prompts=n)
+            controller.begin(num_steps=len(timesteps), latent_size=(h, w), n_prompts=n)
             stack.enter_context(attention_control(model.unet, controller))
         if features is not None:
-            features.begin(num_steps=num_inference_steps, n_prompts=n)
+            features.begin(num_steps=len(timesteps), n_prompts=n)
             stack.enter_context(feature_injection(model.unet, features))
 
         # 4. Denoising loop
-        for i, t in enumerate(tqdm(scheduler.timesteps, desc="denoising", disable=not progress, leave=False)):
+        for i, t in enumerate(tqdm(timesteps, desc="denoising", disable=not progress, leave=False)):
             if controller is not None:
                 controller.begin_step(i)
             if features is not None:

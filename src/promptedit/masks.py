@@ -1,0 +1,167 @@
+"""Instant attention masks (Zou et al., "Towards Efficient Diffusion-Based Image Editing with Instant
+Attention Masks", AAAI 2024), as pure torch: the mask maths and the controller that applies it.
+
+While the edit text denoises the noised source, the cross-attention maps the UNet computes anyway
+give the edited region: at the first step the start-token map is the reference, the word most
+similar to it (cosine) the anchor, and each word's similarity to the anchor sorts it into object
+(≥ 0.9), background (≤ 0.6) or neither; at every step the mask is the min–max-normalised mean of
+the object maps minus that of the background maps, clamped at 0, Gaussian-smoothed (5×5, twice),
+normalised and binarised at φ (0.2); x_t is blended with the noised source outside it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from .control import AttentionControl, AttentionLayer
+from .errors import ParameterError
+
+
+def minmax(x: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+    """Min–max normalisation over the last two dims (h, w)."""
+    lo = x.amin(dim=(-2, -1), keepdim=True)
+    hi = x.amax(dim=(-2, -1), keepdim=True)
+    return (x - lo) / (hi - lo).clamp_min(eps)
+
+
+def word_maps(maps: torch.Tensor, word_tokens: Sequence[Sequence[int]]) -> torch.Tensor:
+    """Per-word maps: the mean over each word's tokens. maps (n, h, w, keys) → (n, words, h, w)."""
+    return torch.stack([maps[..., list(toks)].mean(-1) for toks in word_tokens], dim=1)
+
+
+def cosine(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Cosine similarity of maps over (h, w): a (..., h, w), b (..., h, w) → (...)."""
+    return F.cosine_similarity(a.flatten(-2), b.flatten(-2), dim=-1)
+
+
+@dataclass(frozen=True)
+class WordSelection:
+    """Mask refinement's choice of words (InstDiffEdit, Sec. 3.2): indices into the word list."""
+
+    anchor: int
+    objects: tuple[int, ...]
+    background: tuple[int, ...]
+    similarity: tuple[float, ...]  # each word's similarity to the anchor
+
+
+def select_words(start_map: torch.Tensor, maps: torch.Tensor, *, object_threshold: float = 0.9,
+                 background_threshold: float = 0.6) -> WordSelection:
+    """Anchor = the word map most similar to the start-token map; words ≥ ``object_threshold`` similar to
+    the anchor are the object, ≤ ``background_threshold`` the background. start_map (h, w), maps (W, h, w)."""
+    anchor = int(cosine(maps, start_map[None]).argmax())
+    sim = cosine(maps, maps[anchor][None])
+    objects = tuple(int(i) for i in torch.nonzero(sim >= object_threshold).flatten())
+    background = tuple(int(i) for i in torch.nonzero(sim <= background_threshold).flatten())
+    return WordSelection(anchor, objects, background, tuple(float(v) for v in sim))
+
+
+def gaussian_kernel(size: int = 5, sigma: float = 1.0) -> torch.Tensor:
+    """A normalised (size, size) Gaussian kernel."""
+    r = torch.arange(size, dtype=torch.float32) - (size - 1) / 2
+    g = torch.exp(-(r**2) / (2 * sigma**2))
+    k = g[:, None] * g[None, :]
+    return k / k.sum()
+
+
+def smooth(x: torch.Tensor, *, size: int = 5, sigma: float = 1.0, times: int = 2) -> torch.Tensor:
+    """Gaussian smoothing of maps (..., h, w), ``times`` times, reflect padding."""
+    k = gaussian_kernel(size, sigma).to(x)[None, None]
+    shape = x.shape
+    y = x.reshape(-1, 1, *shape[-2:])
+    for _ in range(times):
+        y = F.conv2d(F.pad(y, (size // 2,) * 4, mode="reflect" if min(shape[-2:]) > size // 2 else "replicate"), k)
+    return y.reshape(shape)
+
+
+def instant_mask(maps: torch.Tensor, selection: WordSelection, *, threshold: float = 0.2, smooth_size: int = 5,
+                 smooth_sigma: float = 1.0, smooth_times: int = 2) -> tuple[torch.Tensor, torch.Tensor]:
+    """The mask of one step (InstDiffEdit, Eq. 4–5): maps (n, W, h, w) → (soft (n, h, w), binary (n, h, w))."""
+    obj = minmax(maps[:, list(selection.objects)].mean(1))
+    if selection.background:
+        obj = obj - minmax(maps[:, list(selection.background)].mean(1))
+    m = minmax(smooth(obj.clamp_min(0), size=smooth_size, sigma=smooth_sigma, times=smooth_times))
+    return m, m > threshold
+
+
+class InstantMask(AttentionControl):
+    """Controller of InstDiffEdit's denoising pass: records the edit text's cross-attention maps, makes the
+    mask after each step and blends x_t with the noised source outside it.
+
+    Args:
+        word_tokens: token positions of each word of the edit text (see ``tokens.words_token_indices``).
+        sources: (steps, [n,] C, h, w) noised source latents after each step of the pass (x_{t-1} level).
+        downsample: resolution of the maps, relative to the latent (paper: 16×16 of 64×64 → 4).
+        places: UNet parts whose maps are used (paper: down and up).
+        object_threshold, background_threshold: word selection thresholds (0.9, 0.6).
+        threshold: φ, the binarisation threshold (0.2).
+        blend: blend x_t with the source (False only records masks).
+    """
+
+    def __init__(self, word_tokens: Sequence[Sequence[int]], sources: torch.Tensor | None, *, downsample: int = 4,
+                 places: Iterable[str] = ("down", "up"), object_threshold: float = 0.9,
+                 background_threshold: float = 0.6, threshold: float = 0.2, smooth_size: int = 5,
+                 smooth_sigma: float = 1.0, smooth_times: int = 2, blend: bool = True):
+        super().__init__()
+        if not word_tokens:
+            raise ParameterError("instant masks need at least one word in the edit text")
+        if not 0.0 <= threshold < 1.0:
+            raise ParameterError(f"mask threshold must be in [0, 1), got {threshold}")
+        if background_threshold >= object_threshold:
+            raise ParameterError("the background threshold must be below the object threshold")
+        self.word_tokens = [list(t) for t in word_tokens]
+        self.sources = sources
+        self.downsample_factor = int(downsample)
+        self.places = frozenset(places)
+        self.object_threshold, self.background_threshold = float(object_threshold), float(background_threshold)
+        self.threshold = float(threshold)
+        self.smooth = dict(smooth_size=smooth_size, smooth_sigma=smooth_sigma, smooth_times=smooth_times)
+        self.blend = blend
+        self.selection: WordSelection | None = None
+        self.soft_masks: list[torch.Tensor] = []  # per step, (h, w) mean over the batch (seeds)
+        self.masks: list[torch.Tensor] = []  # per step, (h, w) bool
+        self._sum: torch.Tensor | None = None
+        self._count = 0
+
+    def begin(self, **kwargs) -> None:
+        super().begin(**kwargs)
+        self.selection, self.soft_masks, self.masks = None, [], []
+        self._sum, self._count = None, 0
+
+    def wants(self, layer: AttentionLayer, pixels: int) -> bool:
+        return layer.is_cross and layer.place in self.places and self.downsample(pixels) == self.downsample_factor
+
+    def forward(self, attn: torch.Tensor, layer: AttentionLayer, pixels: int) -> torch.Tensor:
+        mean = attn.detach().float().mean(1)  # (n, pixels, keys)
+        self._sum = mean if self._sum is None else self._sum + mean
+        self._count += 1
+        return attn
+
+    def step_callback(self, x_t: torch.Tensor) -> torch.Tensor:
+        if self._sum is None:
+            raise ParameterError(
+                f"instant masks saw no cross-attention maps at 1/{self.downsample_factor} of the latent size; "
+                "choose a resolution this UNet has"
+            )
+        h, w = self.latent_size[0] // self.downsample_factor, self.latent_size[1] // self.downsample_factor
+        maps = (self._sum / self._count).reshape(self._sum.shape[0], h, w, -1)  # (n, h, w, keys)
+        self._sum, self._count = None, 0
+        words = word_maps(maps, self.word_tokens)  # (n, W, h, w)
+        if self.selection is None:  # mask refinement: first step only, on the mean over seeds
+            self.selection = select_words(maps[..., 0].mean(0), words.mean(0),
+                                          object_threshold=self.object_threshold,
+                                          background_threshold=self.background_threshold)
+        soft, _ = instant_mask(words, self.selection, threshold=self.threshold, **self.smooth)
+        soft = soft.mean(0)  # average over seeds
+        mask = soft > self.threshold
+        self.soft_masks.append(soft)
+        self.masks.append(mask)
+        if not self.blend or self.sources is None:
+            return x_t
+        m = F.interpolate(mask[None, None].float(), size=x_t.shape[-2:], mode="nearest").to(x_t.dtype)
+        src = self.sources[self.cur_step].to(x_t.device, x_t.dtype)  # ([n,] C, h, w)
+        src = src[None] if src.dim() == 3 else src
+        return src + m * (x_t - src)  # x_t = noised source + M_t ⊙ (x_t − noised source)

@@ -1,0 +1,129 @@
+"""Instant attention masks (pure maths), mask-guided editing and DiffEdit on tiny random components."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from promptedit.cli import main
+from promptedit.errors import ParameterError
+from promptedit.masks import InstantMask, instant_mask, minmax, select_words, smooth
+
+SRC, TGT = "a photo of a cat", "a photo of a dog"
+
+
+def blob(h, w, y0, y1, x0, x1):
+    m = torch.zeros(h, w)
+    m[y0:y1, x0:x1] = 1.0
+    return m
+
+
+def test_select_words_by_similarity_to_the_start_token_map():
+    obj = blob(8, 8, 2, 6, 2, 6)
+    bg = 1 - obj
+    maps = torch.stack([obj + 0.01, obj * 0.9 + 0.02, bg, bg * 0.3 + obj * 0.7])
+    sel = select_words(obj, maps)
+    assert sel.anchor == 0
+    assert set(sel.objects) == {0, 1} and sel.background == (2,)
+    assert 3 not in sel.objects and 3 not in sel.background  # neither
+
+
+def test_instant_mask_keeps_the_object_and_removes_the_background():
+    obj = blob(16, 16, 4, 12, 4, 12)
+    maps = torch.stack([obj + 0.05 * torch.rand(16, 16), 1 - obj])[None]  # (1, W=2, h, w)
+    sel = select_words(obj, maps[0])
+    soft, mask = instant_mask(maps, sel, threshold=0.2)
+    assert mask.shape == (1, 16, 16)
+    assert mask[0, 5:11, 5:11].all() and not mask[0, :2].any()
+    assert float(soft.max()) == pytest.approx(1.0) and float(soft.min()) == pytest.approx(0.0)
+
+
+def test_smooth_and_minmax():
+    x = torch.zeros(1, 9, 9)
+    x[0, 4, 4] = 1.0
+    y = smooth(x, times=1)
+    assert y.sum().item() == pytest.approx(1.0, abs=1e-5) and torch.allclose(y, y.flip(-1))
+    assert minmax(torch.tensor([[[2.0, 4.0]]])).tolist() == [[[0.0, 1.0]]]
+
+
+def test_instant_mask_without_maps_at_its_resolution_fails_loudly():
+    ctrl = InstantMask([[1]], None, downsample=8)
+    ctrl.begin(num_steps=2, latent_size=(16, 16), n_prompts=1)
+    with pytest.raises(ParameterError, match="1/8"):
+        ctrl.step_callback(torch.zeros(1, 4, 16, 16))
+
+
+@pytest.fixture(scope="module")
+def image():
+    img = np.full((32, 32, 3), 220, np.uint8)
+    img[8:24, 8:24] = (200, 30, 30)
+    return img
+
+
+def test_masked_pass_keeps_the_source_latents_outside_the_mask(tiny_model, image):
+    from promptedit.maskedit import _masked_pass, noised_sources
+    from promptedit.pipeline import encode_images, encode_prompts
+
+    z0 = encode_images(tiny_model, image[None] / 255.0)
+    noise = torch.randn(z0.shape, generator=torch.Generator().manual_seed(0))
+    x_start, sources = noised_sources(tiny_model, z0, noise, 8, 4)
+    mask = torch.zeros(16, 16, dtype=torch.bool)
+    mask[4:12, 4:12] = True
+    x0 = _masked_pass(tiny_model, encode_prompts(tiny_model, [TGT]), encode_prompts(tiny_model, [""]), x_start,
+                      sources, mask, 8, 7.5, 4, False)
+    assert torch.equal(x0[0][:, ~mask], z0[0][:, ~mask])
+    assert not torch.equal(x0[0][:, mask], z0[0][:, mask])
+
+
+def test_instdiffedit_and_diffedit_run(tiny_model, image):
+    from promptedit.maskedit import diffedit, instdiffedit, make_mask
+
+    r = instdiffedit(tiny_model, image, SRC, TGT, num_inference_steps=6, num_seeds=2, progress=False)
+    assert r.edited.shape == image.shape and r.mask.shape == (32, 32) and r.latent_mask.shape == (16, 16)
+    assert r.words["anchor"] in {"a", "photo", "of", "dog"} and r.timings["inpaint"] > 0
+    only = make_mask(tiny_model, image, SRC, TGT, num_inference_steps=6, mask_steps=1, progress=False)
+    assert only.edited is None and only.timings["mask"] < r.timings["total"]
+    d = diffedit(tiny_model, image, SRC, TGT, num_inference_steps=6, num_maps=2, progress=False)
+    assert d.edited.shape == image.shape and d.latent_mask.dtype == bool
+    with pytest.raises(ParameterError, match="strength"):
+        instdiffedit(tiny_model, image, SRC, TGT, strength=0.0, progress=False)
+
+
+def run(capsys, *argv):
+    code = main([str(a) for a in argv])
+    return (code, *capsys.readouterr())
+
+
+def test_mask_and_mask_guided_edit_commands(tiny_model_dir, tmp_path, capsys, image):
+    Image.fromarray(image).save(tmp_path / "in.png")
+    for method in ("instant", "diffedit"):
+        code, _, err = run(capsys, "mask", tmp_path / "in.png", "--source", SRC, "--target", TGT, "--out",
+                           tmp_path / f"{method}.png", "--method", method, "--model", tiny_model_dir, "--steps", 6,
+                           "--quiet")
+        assert code == 0, err
+        rec = json.loads((tmp_path / f"{method}.json").read_text())
+        assert rec["timings"]["mask"] > 0 and (tmp_path / f"{method}-overlay.png").is_file()
+    for method in ("instdiffedit", "diffedit"):
+        code, _, err = run(capsys, "edit", "--image", tmp_path / "in.png", "--source", SRC, "--target", TGT,
+                           "--method", method, "--out", tmp_path / method, "--model", tiny_model_dir, "--steps", 6,
+                           "--quiet")
+        assert code == 0, err
+        for name in ("input.png", "edited.png", "mask.png", "mask-overlay.png", "grid.png", "result.json"):
+            assert (tmp_path / method / name).is_file(), (method, name)
+    code, _, err = run(capsys, "edit", "--source", SRC, "--target", TGT, "--mask", tmp_path / "instant.png",
+                       "--out", tmp_path / "user", "--model", tiny_model_dir, "--steps", 6, "--quiet")
+    assert code == 0, err
+    assert json.loads((tmp_path / "user" / "result.json").read_text())["method"] == "user"
+    Image.new("L", (32, 32), 0).save(tmp_path / "empty.png")
+    for argv, message in (
+        (["--mask", tmp_path / "empty.png"], "empty"),
+        (["--mask", tmp_path / "instant.png", "--method", "diffedit"], "one of them"),
+        (["--method", "instdiffedit", "--strength", "1.5"], "strength"),
+    ):
+        code, _, err = run(capsys, "edit", "--source", SRC, "--target", TGT, "--out", tmp_path / "bad",
+                           "--model", tiny_model_dir, "--quiet", *argv)
+        lines = [l for l in err.splitlines() if l.startswith("error:")]
+        assert code == 2 and len(lines) == 1 and message in lines[0], err
+    assert not (tmp_path / "bad").exists()
