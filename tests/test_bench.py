@@ -44,6 +44,11 @@ EXPECTED = {
     "real_images": {f"{m}_{k}" for m in ("null-text", "negative-prompt", "direct", "ddim")
                     for k in ("reconstruction_psnr", "seconds", "edit_colour_accuracy", "edit_background_psnr",
                               "time_ratio_to_null_text")},
+    "masks": {"instant_mask_iou", "diffedit_mask_iou", "instant_1step_mask_iou", "instant_iou_minus_diffedit",
+              "instant_background_psnr", "diffedit_background_psnr", "instant_new_colour_accuracy",
+              "diffedit_new_colour_accuracy", "instant_mask_seconds", "instant_1step_mask_seconds",
+              "diffedit_mask_seconds", "instant_edit_seconds", "diffedit_edit_seconds", "instant_mask_time_ratio",
+              "instant_1step_mask_time_ratio"},
 }
 
 
@@ -58,7 +63,7 @@ def one_thread():
 def test_every_section_runs_and_returns_every_key(tiny_model, one_thread):
     assert tiny_model.image_size == 32  # exercises the resize to the 64 x 64 canvas
     result = run_world_bench(tiny_model, n=2, steps=STEPS, progress=False, examples=1,
-                             n_overrides={"real_images": {"n": 1}})
+                             n_overrides={"real_images": {"n": 1}, "masks": {"n": 1}})
     assert list(result.sections) == list(SECTIONS)
     assert result.settings["resized_from"] == [32, 32] and result.settings["num_inference_steps"] == STEPS
     for name, keys in EXPECTED.items():

@@ -17,6 +17,7 @@ SECTIONS: tuple[str, ...] = (
     "p2p_reweight",
     "p2p_local_blend",
     "real_images",
+    "masks",
 )
 
 __all__ = ["SECTIONS"]

@@ -880,6 +880,108 @@ def bench_real_images(run: _Run, n: int = 50, inner_steps: int = 10) -> SectionR
     return _section("real_images", body)
 
 
+@_with_run
+def bench_masks(run: _Run, n: int = 50) -> SectionResult:
+    """Mask-guided editing on two-object rendered scenes (real images to the model): the first object's
+    colour is swapped. For instant masks (InstDiffEdit) and DiffEdit side by side, in the same run: mask IoU
+    with the true mask of the edited object, PSNR outside that mask against the ground-truth render of the
+    edited caption, the new colour read inside the true mask, and times (mask, whole edit). ``instant_1step``
+    is the instant mask taken after the first step of the pass, alone.
+    """
+    from ..maskedit import diffedit, instdiffedit, make_mask
+    from ..world import colour_of, edit_scene, render
+    from ..world.dataset import scene_at
+
+    _check_n(n=n)
+    stream = 9
+    size = run.model.image_size
+    kw = {"num_inference_steps": run.kw["num_inference_steps"], "guidance_scale": run.kw["guidance_scale"]}
+
+    def model_image(img: np.ndarray) -> np.ndarray:
+        if img.shape[0] == size:
+            return img
+        from PIL import Image
+
+        return np.asarray(Image.fromarray(img).resize((size, size), Image.NEAREST))
+
+    def body(out: SectionResult):
+        rows = {k: {"iou": [], "psnr": [], "colour": [], "mask_s": [], "total_s": []}
+                for k in ("instant", "diffedit", "instant_1step")}
+        found, i = 0, 0
+        while found < n:
+            scene = scene_at(HELD_OUT_SEED + stream, i)
+            i += 1
+            if len(scene.objects) != 2 or scene.prefix is not None or scene.night:
+                continue
+            rng = np.random.default_rng(np.random.SeedSequence(HELD_OUT_SEED + stream, spawn_key=(i, 1)))
+            obj = scene.objects[0]
+            new = _other(rng, spec.COLOURS, [o.colour for o in scene.objects])
+            src = render(scene)
+            tgt = colour_swap_target(scene.caption, new)
+            truth = render(edit_scene(scene, tgt))
+            true_mask = truth.masks[0]
+            image = model_image(src.image)
+            seed = run.seed + found
+            row = {"caption": scene.caption, "target": tgt}
+            results = {
+                "instant": instdiffedit(run.model, image, scene.caption, tgt, seed=seed, progress=False, **kw),
+                "diffedit": diffedit(run.model, image, scene.caption, tgt, seed=seed, progress=False, **kw),
+                "instant_1step": make_mask(run.model, image, scene.caption, tgt, mask_steps=1, seed=seed,
+                                           progress=False, **kw),
+            }
+            out.units += 3
+            for k, r in results.items():
+                m = to_canvas(r.mask.astype(np.uint8) * 255) > 127
+                rows[k]["iou"].append(float(mask_iou(m, true_mask)))
+                rows[k]["mask_s"].append(r.timings["mask"])
+                if r.edited is not None:
+                    edited = to_canvas(r.edited)
+                    rows[k]["psnr"].append(psnr(edited, truth.image, ~true_mask))
+                    rows[k]["colour"].append(colour_of(edited, true_mask) == new)
+                    rows[k]["total_s"].append(r.timings["total"])
+                row[k] = {"mask_iou": rows[k]["iou"][-1], "mask_seconds": round(r.timings["mask"], 4),
+                          "words": r.words}
+            out.items.append(row)
+            if found < run.examples:
+                from ..visualize import mask_overlay
+
+                out.examples.append(Example(f"{scene.caption} -> {new}", [
+                    ("rendered", src.image), ("truth", truth.image),
+                    ("instant mask", mask_overlay(src.image, to_canvas(results["instant"].mask.astype(np.uint8) * 255) > 127)),
+                    ("instant edit", to_canvas(results["instant"].edited)),
+                    ("diffedit mask", mask_overlay(src.image, to_canvas(results["diffedit"].mask.astype(np.uint8) * 255) > 127)),
+                    ("diffedit edit", to_canvas(results["diffedit"].edited))]))
+            found += 1
+            run.tick(out.name)
+        inst, diff, one = rows["instant"], rows["diffedit"], rows["instant_1step"]
+        d_iou = _mean(diff["iou"])
+        out.metrics = {
+            "instant_mask_iou": _metric(inst["iou"], "mean", Target(">=", 0.7), "IoU with the edited object's true mask"),
+            "diffedit_mask_iou": _metric(diff["iou"], "mean", None, "same, DiffEdit"),
+            "instant_1step_mask_iou": _metric(one["iou"], "mean", None, "same, instant mask after one step"),
+            "instant_iou_minus_diffedit": Metric(None if d_iou is None or _mean(inst["iou"]) is None
+                                                 else _mean(inst["iou"]) - d_iou, len(inst["iou"]), Target(">=", 1e-9),
+                                                 "instant IoU − DiffEdit IoU (must be above 0)"),
+            "instant_background_psnr": _metric(inst["psnr"], "mean", Target(">=", 30.0),
+                                               "PSNR outside the true mask vs the ground-truth edit, dB"),
+            "diffedit_background_psnr": _metric(diff["psnr"], "mean", None, "same, DiffEdit"),
+            "instant_new_colour_accuracy": _metric(inst["colour"], "rate", None, "new colour read inside the true mask"),
+            "diffedit_new_colour_accuracy": _metric(diff["colour"], "rate", None, "same, DiffEdit"),
+            "instant_mask_seconds": _metric(inst["mask_s"], "mean", None, "instant mask: its whole denoising pass, s"),
+            "instant_1step_mask_seconds": _metric(one["mask_s"], "mean", None, "instant mask after one step, s"),
+            "diffedit_mask_seconds": _metric(diff["mask_s"], "mean", None, "DiffEdit's generate_mask, s"),
+            "instant_edit_seconds": _metric(inst["total_s"], "mean", None, "whole InstDiffEdit edit incl. inpainting, s"),
+            "diffedit_edit_seconds": _metric(diff["total_s"], "mean", None, "whole DiffEdit edit, s"),
+        }
+        dm = _mean(diff["mask_s"])
+        for k, label in (("instant", "instant_mask_time_ratio"), ("instant_1step", "instant_1step_mask_time_ratio")):
+            v = _mean(rows[k]["mask_s"])
+            out.metrics[label] = Metric(None if not dm or v is None else v / dm, len(rows[k]["mask_s"]),
+                                        Target("<=", 0.2), f"{k} mask time / DiffEdit mask time, same run")
+
+    return _section("masks", body)
+
+
 SECTION_FUNCTIONS = {
     "generation": (bench_generation, ("n_one", "n_two")),
     "p2p_colour_swap": (bench_colour_swap, ("n",)),
@@ -889,6 +991,7 @@ SECTION_FUNCTIONS = {
     "p2p_reweight": (bench_reweight, ("n",)),
     "p2p_local_blend": (bench_local_blend, ("n",)),
     "real_images": (bench_real_images, ("n",)),
+    "masks": (bench_masks, ("n",)),
 }
 assert tuple(SECTION_FUNCTIONS) == SECTIONS
 
