@@ -21,7 +21,7 @@ import time
 import torch
 
 from promptedit.editing import EditSpec, build_controller, run_prompts
-from promptedit.models import load_model
+from common import get_model  # noqa: E402
 
 SRC = "a red circle on a white background"
 EDITS = {
@@ -31,14 +31,6 @@ EDITS = {
     "replace+blend": EditSpec(SRC, ("a blue circle on a white background",), mode="replace",
                               blend_words=("circle",)),
 }
-
-
-def get_model(name: str):
-    if name == "tiny":
-        from promptedit.testing import tiny_components
-
-        return tiny_components(0)
-    return load_model(name)
 
 
 def diffusers_pipeline(model):

@@ -1,0 +1,120 @@
+"""Shared pieces of the benchmark scripts: models, timing, tables.
+
+Models: ``tiny`` (random weights, 32 px), ``sd15-random`` (random weights with the full Stable Diffusion 1.5
+architecture, built from its configuration in code: no download), ``embedded`` (the shipped shapes-world
+model), or a diffusers folder.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import statistics
+import time
+from collections.abc import Callable
+
+import torch
+
+
+def sd15_random(seed: int = 0):
+    """Random weights, SD 1.5's architecture (UNet 860 M, CLIP ViT-L/14 text encoder, KL VAE f=8)."""
+    from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    from promptedit.models import DiffusionModel, ModelDefaults
+    from promptedit.testing import TINY_CORPUS
+    from promptedit.vocab import build_clip_tokenizer
+
+    torch.manual_seed(seed)
+    unet = UNet2DConditionModel(sample_size=64, cross_attention_dim=768, attention_head_dim=8)  # SD 1.5's config
+    vae = AutoencoderKL(block_out_channels=(128, 256, 512, 512), down_block_types=("DownEncoderBlock2D",) * 4,
+                        up_block_types=("UpDecoderBlock2D",) * 4, latent_channels=4, layers_per_block=2,
+                        sample_size=512, scaling_factor=0.18215)
+    tokenizer = build_clip_tokenizer(TINY_CORPUS * 4, vocab_size=1000)
+    text = CLIPTextModel(CLIPTextConfig(vocab_size=len(tokenizer), hidden_size=768, intermediate_size=3072,
+                                        num_hidden_layers=12, num_attention_heads=12, max_position_embeddings=77,
+                                        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+                                        pad_token_id=tokenizer.pad_token_id))
+    sched = DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False,
+                          set_alpha_to_one=False, steps_offset=1)
+    for m in (unet, vae, text):
+        m.eval().requires_grad_(False)
+    return DiffusionModel(vae=vae, unet=unet, text_encoder=text, tokenizer=tokenizer,
+                          scheduler_config=dict(sched.config), name="sd15-random", defaults=ModelDefaults())
+
+
+def get_model(name: str, device: str | None = None, fp16: bool = False):
+    if name == "tiny":
+        from promptedit.testing import tiny_components
+
+        model = tiny_components(0)
+    elif name == "sd15-random":
+        model = sd15_random()
+    else:
+        from promptedit.cli import EMBEDDED_MODEL
+        from promptedit.models import load_model
+
+        return load_model(str(EMBEDDED_MODEL) if name == "embedded" else name, device=device,
+                          dtype=torch.float16 if fp16 else None)
+    if device or fp16:
+        model.to(device or model.device, torch.float16 if fp16 else None)
+    return model
+
+
+def sync(device) -> None:
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize()
+
+
+def time_cases(cases: dict[str, Callable[[], object]], repeats: int, device) -> tuple[dict, dict]:
+    """Median seconds per case (interleaved runs after one warm-up each) and peak CUDA memory."""
+    times = {k: [] for k in cases}
+    peaks = {k: 0 for k in cases}
+    cuda = torch.device(device).type == "cuda"
+    for fn in cases.values():
+        fn()
+    for _ in range(repeats):
+        for name, fn in cases.items():
+            if cuda:
+                torch.cuda.reset_peak_memory_stats()
+            sync(device)
+            t = time.perf_counter()
+            fn()
+            sync(device)
+            times[name].append(time.perf_counter() - t)
+            if cuda:
+                peaks[name] = max(peaks[name], torch.cuda.max_memory_allocated())
+    return {k: statistics.median(v) for k, v in times.items()}, peaks
+
+
+def print_table(title: str, medians: dict, peaks: dict, base: str, extra: dict | None = None) -> list[dict]:
+    """Print seconds, ratio to ``base``, peak memory and any extra columns; returns the rows."""
+    extra = extra or {}
+    cols = sorted({c for v in extra.values() for c in v})
+    print(title)
+    print(f"{'case':28s} {'seconds':>9s} {'ratio':>7s} {'peak MiB':>9s} {'mem ratio':>9s}"
+          + "".join(f" {c:>12s}" for c in cols))
+    rows = []
+    for name, med in medians.items():
+        ratio = med / medians[base]
+        pm = peaks.get(name, 0)
+        mem = f"{pm / 2**20:9.1f} {pm / max(peaks.get(base, 0), 1):9.2f}" if pm else f"{'-':>9s} {'-':>9s}"
+        ex = extra.get(name, {})
+        print(f"{name:28s} {med:9.3f} {ratio:7.2f} {mem}" + "".join(
+            f" {ex[c]:12.3f}" if isinstance(ex.get(c), float) else f" {str(ex.get(c, '-')):>12s}" for c in cols))
+        rows.append({"case": name, "seconds": med, "ratio": ratio, "peak_mib": pm / 2**20 if pm else None, **ex})
+    return rows
+
+
+def machine() -> dict:
+    info = {"python": platform.python_version(), "torch": torch.__version__, "threads": torch.get_num_threads(),
+            "cpu": platform.processor() or platform.machine()}
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name()
+    return info
+
+
+def dump(path: str | None, payload: dict) -> None:
+    if path:
+        with open(path, "w") as f:
+            json.dump(payload, f, indent=2)

@@ -1,0 +1,71 @@
+"""Time each inversion method side by side on the same images, with ratios against null-text inversion
+(the paper's settings: 50 DDIM steps — or the model's default —, at most 10 Adam iterations per step,
+lr 1e-2·(1 − i/100), early stop at 1e-5 + i·2e-5), and each reconstruction's PSNR.
+
+Images: shapes-world renders (held-out seeds) at the model's size.
+
+    python benchmarks/inversion.py --model embedded --images 4 --repeats 1
+    python benchmarks/inversion.py --model tiny
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+import torch
+from common import dump, get_model, machine, print_table, time_cases
+
+from promptedit.inversion import METHODS, invert, psnr, reconstruct
+
+
+def images_for(model, n: int):
+    from PIL import Image
+
+    from promptedit.train.shapes import HELD_OUT_SEED
+    from promptedit.world import render
+    from promptedit.world.dataset import scene_at
+
+    out = []
+    for i in range(n):
+        r = render(scene_at(HELD_OUT_SEED + 20, i))
+        img = r.image
+        if img.shape[0] != model.image_size:
+            img = np.asarray(Image.fromarray(img).resize((model.image_size,) * 2, Image.LANCZOS))
+        out.append((r.caption, img))
+    return out
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default="tiny")
+    ap.add_argument("--images", type=int, default=2)
+    ap.add_argument("--repeats", type=int, default=1)
+    ap.add_argument("--steps", type=int, default=None)
+    ap.add_argument("--device", default=None)
+    ap.add_argument("--fp16", action="store_true")
+    ap.add_argument("--json", default=None)
+    args = ap.parse_args(argv)
+    model = get_model(args.model, args.device, args.fp16)
+    items = images_for(model, args.images)
+    rec = {}
+
+    def case(method):
+        def run():
+            values = []
+            for caption, img in items:
+                inv = invert(model, img, caption, method=method, num_inference_steps=args.steps, progress=False)
+                values.append(psnr(reconstruct(model, inv, progress=False), img))
+            rec[method] = {"psnr_db": float(np.mean(values))}
+        return run
+
+    cases = {m: case(m) for m in METHODS}
+    medians, peaks = time_cases(cases, args.repeats, model.device)
+    rows = print_table(f"inversion + reconstruction of {args.images} image(s), model {model.name}, device "
+                       f"{model.device}, median of {args.repeats}", medians, peaks, "null-text", rec)
+    dump(args.json, {"machine": machine(), "model": model.name, "rows": rows})
+
+
+if __name__ == "__main__":
+    torch.set_grad_enabled(False)
+    main()

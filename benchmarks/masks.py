@@ -1,0 +1,56 @@
+"""Time instant attention masks (InstDiffEdit) against DiffEdit masks, side by side, with ratios.
+
+Cases: DiffEdit's generate_mask (10 maps, strength 0.5; the baseline), the instant mask after its first
+step, the instant mask of the whole pass, and each whole edit.
+
+    python benchmarks/masks.py --model embedded --images 4
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import torch
+from common import dump, get_model, machine, print_table, time_cases
+from inversion import images_for
+
+from promptedit.maskedit import diffedit, instdiffedit, make_mask
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default="tiny")
+    ap.add_argument("--images", type=int, default=2)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--steps", type=int, default=None)
+    ap.add_argument("--device", default=None)
+    ap.add_argument("--fp16", action="store_true")
+    ap.add_argument("--json", default=None)
+    args = ap.parse_args(argv)
+    model = get_model(args.model, args.device, args.fp16)
+    items = images_for(model, args.images)
+    from promptedit.bench.world import colour_swap_target
+
+    pairs = []
+    for caption, img in items:
+        from promptedit.world import parse_caption
+
+        colour = parse_caption(caption).objects[0].colour
+        pairs.append((caption, colour_swap_target(caption, "blue" if colour != "blue" else "red"), img))
+    kw = dict(num_inference_steps=args.steps, progress=False)
+    cases = {
+        "diffedit mask": lambda: [diffedit(model, im, s, t, mask_only=True, **kw) for s, t, im in pairs],
+        "instant mask (1 step)": lambda: [make_mask(model, im, s, t, mask_steps=1, **kw) for s, t, im in pairs],
+        "instant mask (whole pass)": lambda: [make_mask(model, im, s, t, **kw) for s, t, im in pairs],
+        "diffedit edit": lambda: [diffedit(model, im, s, t, **kw) for s, t, im in pairs],
+        "instdiffedit edit": lambda: [instdiffedit(model, im, s, t, **kw) for s, t, im in pairs],
+    }
+    medians, peaks = time_cases(cases, args.repeats, model.device)
+    rows = print_table(f"masks for {args.images} image(s), model {model.name}, device {model.device}, "
+                       f"median of {args.repeats}", medians, peaks, "diffedit mask")
+    dump(args.json, {"machine": machine(), "model": model.name, "rows": rows})
+
+
+if __name__ == "__main__":
+    torch.set_grad_enabled(False)
+    main()
