@@ -622,10 +622,10 @@ def demo(out, **kw):
 @cli.command()
 @click.option("--out", default="runs/shapes", show_default=True, metavar="DIR",
               help="Run folder: checkpoint.pt (resumable), config.json, preview.png.")
-@click.option("--steps", type=int, default=None, help="Optimisation steps (default 3200).")
-@click.option("--batch-size", type=int, default=None, help="Batch size (default 64).")
+@click.option("--steps", type=int, default=None, help="Optimisation steps (default 4000).")
+@click.option("--batch-size", type=int, default=None, help="Batch size (default 32).")
 @click.option("--minutes", type=float, default=None, help="Stop (and export) after this much training time.")
-@click.option("--lr", type=float, default=None, help="Peak learning rate (default 5e-4).")
+@click.option("--lr", type=float, default=None, help="Peak learning rate (default 7e-4).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--fresh", is_flag=True, help="Start over instead of resuming DIR/checkpoint.pt.")
 @click.option("--export", "export", default=None, metavar="DIR",
@@ -728,6 +728,26 @@ def bench_world(model, out, n, seed, steps, guidance, only, examples, device, qu
     })
     verdict = "all targets met" if result.passed else "some targets not met"
     click.echo(f"wrote {out / 'bench-world.md'} ({verdict}; {time.perf_counter() - started:.0f} s)")
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind (127.0.0.1: this machine only).")
+@click.option("--port", type=int, default=7860, show_default=True)
+@click.option("--model", "model", metavar="PATH", default=None, help="Diffusers SD folder (default: the embedded model).")
+@click.option("--device", default=None, help="cpu or cuda.")
+def serve(host, port, model, device):
+    """Start the web app (Gradio) for editing in a browser."""
+    try:
+        import gradio  # noqa: F401
+    except ImportError:
+        raise PromptEditError("the web app needs Gradio: pip install 'promptedit[app]'") from None
+    if not 0 < port < 65536:
+        raise ParameterError(f"--port must be in 1..65535, got {port}")
+    from .app import serve as run
+
+    m = load(model, device)
+    click.echo(f"serving {m.name} on http://{host}:{port}", err=True)
+    run(m, host=host, port=port)
 
 
 @cli.group()

@@ -1,0 +1,297 @@
+"""The web app: ``promptedit serve`` (Gradio).
+
+Tabs: Prompt-to-Prompt on generated images; real images (upload, invert, see the reconstruction and its
+PSNR, then edit as often as wanted from the same inversion); masks (instant and DiffEdit masks with
+overlays, or a painted mask); attention maps. Every result comes as a gallery (downloadable) and a
+``result.json``.
+
+Safe by default: binds 127.0.0.1; uploads are limited in bytes and pixels and must be images; the app
+reads no path given by a browser and writes only to its own temporary folder; requests queue.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .errors import PromptEditError
+
+MAX_UPLOAD_BYTES = 10 * 1024 * 1024
+MAX_UPLOAD_PIXELS = 16_000_000
+
+
+def _parse_weights(text: str) -> dict[str, float]:
+    from .errors import ParameterError
+
+    out = {}
+    for item in filter(None, (t.strip() for t in (text or "").split(","))):
+        if "=" not in item:
+            raise ParameterError(f"re-weighting must be WORD=C, got {item!r}")
+        word, value = item.rsplit("=", 1)
+        try:
+            out[word.strip()] = float(value)
+        except ValueError:
+            raise ParameterError(f"re-weighting of {word.strip()!r} needs a number, got {value!r}") from None
+    return out
+
+
+def _words(text: str) -> tuple[str, ...]:
+    return tuple(w.strip() for w in (text or "").split(",") if w.strip())
+
+
+def _check_upload(path: str | None) -> Path:
+    from .errors import ImageInputError
+
+    if not path:
+        raise ImageInputError("upload an image first")
+    p = Path(path)
+    if p.stat().st_size > MAX_UPLOAD_BYTES:
+        raise ImageInputError(f"the upload is larger than {MAX_UPLOAD_BYTES // 2**20} MB")
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(p) as im:
+            if im.size[0] * im.size[1] > MAX_UPLOAD_PIXELS:
+                raise ImageInputError(f"the image has more than {MAX_UPLOAD_PIXELS:,} pixels")
+    except (UnidentifiedImageError, OSError):
+        raise ImageInputError("the upload is not an image (PNG, JPEG or WebP)") from None
+    return p
+
+
+class App:
+    """The app's state: one model and a private output folder."""
+
+    def __init__(self, model, out_dir: str | None = None):
+        self.model = model
+        self.out = Path(out_dir or tempfile.mkdtemp(prefix="promptedit-app-"))
+        self.out.mkdir(parents=True, exist_ok=True)
+
+    def _record(self, kind: str, payload: dict) -> str:
+        from .outputs import write_json
+
+        path = self.out / f"{kind}-{time.strftime('%Y%m%d-%H%M%S')}-{time.perf_counter_ns() % 10**6}.json"
+        write_json(path, {"command": kind, "model": self.model.name, **payload})
+        return str(path)
+
+    # ------------------------------------------------------------------ Prompt-to-Prompt
+    def p2p(self, source, target, mode, cross_start, cross_end, self_replace, reweight, blend, seed, steps, guidance):
+        from .editing import EditSpec, edit
+        from .visualize import cross_attention_grid, token_labels
+
+        spec = EditSpec(source=source, targets=(target or source,), mode=mode,
+                        cross_replace=(float(cross_start), float(cross_end)), self_replace=float(self_replace),
+                        reweight=_parse_weights(reweight), blend_words=_words(blend))
+        res = edit(self.model, spec, seed=int(seed), num_inference_steps=int(steps), guidance_scale=float(guidance),
+                   store_attention=True, progress=True)
+        maps = res.attention.maps(downsample=self.model.defaults.attention_downsample)
+        grids = [np.asarray(cross_attention_grid(res.images[i], maps[i], token_labels(self.model.tokenizer, p)))
+                 for i, p in enumerate(res.prompts)]
+        gallery = [(res.images[0], "source"), (res.images[1], "edit"), (grids[0], "attention: source"),
+                   (grids[1], "attention: edit")]
+        from dataclasses import asdict
+
+        record = self._record("edit", {"spec": asdict(spec), "mode": res.mode, "notes": res.notes,
+                                       "seed": int(seed), "num_inference_steps": res.num_inference_steps,
+                                       "guidance_scale": res.guidance_scale, "timings": res.timings})
+        mode_text = res.mode + (f" ({res.notes[0]})" if res.notes else "")
+        return gallery, mode_text, record
+
+    # ------------------------------------------------------------------ real images
+    def invert(self, upload, caption, method, steps, guidance):
+        from .images import load_image
+        from .inversion import invert, psnr, reconstruct
+
+        size = (self.model.image_size, self.model.image_size)
+        prepared = load_image(_check_upload(upload), size)
+        inv = invert(self.model, prepared.image, caption, method=method, num_inference_steps=int(steps),
+                     guidance_scale=float(guidance), progress=True, image_rule=prepared.rule)
+        rec = reconstruct(self.model, inv, progress=False)
+        value = psnr(rec, prepared.image)
+        record = self._record("invert", {**inv.metadata(), "reconstruction_psnr": round(value, 3)})
+        info = f"{method}: reconstruction PSNR {value:.2f} dB in {inv.seconds:.1f} s ({prepared.rule})"
+        return [(prepared.image, "input"), (rec, "reconstruction")], info, inv.to_bytes(), record
+
+    def edit_real(self, inversion_bytes, target, mode, blend, reweight):
+        from .editing import EditSpec
+        from .errors import ParameterError
+        from .inversion import Inversion, edit_inversion
+
+        if not inversion_bytes:
+            raise ParameterError("invert an image first")
+        inv = Inversion.from_bytes(inversion_bytes)
+        spec = EditSpec(source=inv.prompt, targets=(target,), mode=mode, blend_words=_words(blend),
+                        reweight=_parse_weights(reweight))
+        res = edit_inversion(self.model, inv, spec, progress=True)
+        record = self._record("edit", {"inversion": inv.metadata(), "target": target, "mode": res.mode,
+                                       "timings": res.timings})
+        return [(res.images[0], "reconstruction"), (res.images[1], "edit")], record
+
+    # ------------------------------------------------------------------ masks
+    def masks(self, upload, painted, source, target, method, seed, steps, guidance):
+        from .images import load_image
+        from .maskedit import diffedit, instdiffedit, masked_edit
+        from .visualize import mask_overlay
+
+        size = (self.model.image_size, self.model.image_size)
+        prepared = load_image(_check_upload(upload), size)
+        kw = dict(seed=int(seed), num_inference_steps=int(steps), guidance_scale=float(guidance), progress=True)
+        if method == "painted":
+            mask = _painted_mask(painted, size)
+            res = masked_edit(self.model, prepared.image, mask, target, **kw)
+        elif method == "diffedit":
+            res = diffedit(self.model, prepared.image, source, target, **kw)
+        else:
+            res = instdiffedit(self.model, prepared.image, source, target, **kw)
+        record = self._record("mask-edit", {"method": res.method, "settings": res.settings, "words": res.words,
+                                            "timings": res.timings})
+        info = f"{res.method}: mask {res.mask.mean():.0%} of the image, made in {res.timings['mask']:.2f} s"
+        return ([(prepared.image, "input"), (mask_overlay(prepared.image, res.mask), "mask"),
+                 (res.mask.astype(np.uint8) * 255, "mask (white = edited)"), (res.edited, "edit")], info, record)
+
+    # ------------------------------------------------------------------ attention
+    def attention(self, prompt, seed, steps, guidance):
+        from .editing import attention
+        from .visualize import cross_attention_grid, token_labels
+
+        res = attention(self.model, prompt, seed=int(seed), num_inference_steps=int(steps),
+                        guidance_scale=float(guidance), self_attention=False, progress=True)
+        maps = res.attention.maps(downsample=self.model.defaults.attention_downsample)[0]
+        grid = np.asarray(cross_attention_grid(res.images[0], maps, token_labels(self.model.tokenizer, prompt)))
+        record = self._record("attention", {"prompt": prompt, "seed": int(seed), "timings": res.timings})
+        return [(res.images[0], "image"), (grid, "cross-attention per token")], record
+
+
+def _painted_mask(painted, size) -> np.ndarray:
+    """The painted layers of a Gradio ImageEditor value, as an (H, W) bool mask at ``size``."""
+    from PIL import Image
+
+    from .errors import ImageInputError
+
+    layers = (painted or {}).get("layers") or []
+    if not layers:
+        raise ImageInputError("paint the region to edit on the mask canvas first")
+    alpha = None
+    for layer in layers:
+        a = np.asarray(layer)
+        a = a[..., 3] if a.ndim == 3 and a.shape[2] == 4 else (a.max(-1) if a.ndim == 3 else a)
+        alpha = a if alpha is None else np.maximum(alpha, a)
+    m = np.asarray(Image.fromarray((alpha > 0).astype(np.uint8) * 255).resize((size[1], size[0]), Image.NEAREST)) > 127
+    if not m.any():
+        raise ImageInputError("the painted mask is empty")
+    return m
+
+
+def _guard(fn):
+    """Turn library errors into a clear message in the browser (no traceback)."""
+    import functools
+
+    import gradio as gr
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except PromptEditError as e:
+            raise gr.Error(str(e), print_exception=False) from None
+
+    return wrapper
+
+
+def build(app: App):
+    """The Gradio Blocks of the app."""
+    import gradio as gr
+
+    d = app.model.defaults
+    steps_kw = dict(minimum=1, maximum=100, step=1, value=d.num_inference_steps, label="steps")
+    guide_kw = dict(minimum=0.0, maximum=20.0, step=0.5, value=d.guidance_scale, label="guidance")
+    with gr.Blocks(title="promptedit") as demo:
+        gr.Markdown(f"# promptedit\nEdit images by editing their prompts. Model: `{app.model.name}`.")
+        with gr.Tab("Prompt-to-Prompt"):
+            with gr.Row():
+                source = gr.Textbox(label="source prompt", value="a red circle on a white background", elem_id="p2p-source")
+                target = gr.Textbox(label="edited prompt", value="a blue circle on a white background", elem_id="p2p-target")
+            with gr.Row():
+                mode = gr.Dropdown(["auto", "replace", "refine", "reweight"], value="auto", label="mode")
+                cross_start = gr.Slider(0, 1, value=0.0, step=0.05, label="cross-attention window: start")
+                cross_end = gr.Slider(0, 1, value=d.cross_replace, step=0.05, label="cross-attention window: end")
+                self_rep = gr.Slider(0, 1, value=d.self_replace, step=0.05, label="self-attention window")
+            with gr.Row():
+                reweight = gr.Textbox(label="re-weight (WORD=C, …)", placeholder="striped=3")
+                blend = gr.Textbox(label="local blend words (comma-separated)", placeholder="red, blue")
+                seed = gr.Number(value=0, precision=0, label="seed")
+                steps = gr.Slider(**steps_kw)
+                guidance = gr.Slider(**guide_kw)
+            run = gr.Button("Edit", variant="primary", elem_id="p2p-run")
+            used = gr.Textbox(label="mode used", interactive=False, elem_id="p2p-mode")
+            gallery = gr.Gallery(label="results", columns=4, elem_id="p2p-gallery")
+            record = gr.File(label="result.json")
+            run.click(_guard(app.p2p), [source, target, mode, cross_start, cross_end, self_rep, reweight, blend, seed,
+                                        steps, guidance], [gallery, used, record])
+        with gr.Tab("Real image"):
+            with gr.Row():
+                upload = gr.File(label="image (PNG, JPEG, WebP)", file_types=["image"], elem_id="real-upload")
+                caption = gr.Textbox(label="caption (source prompt)", value="a red circle on a white background",
+                                     elem_id="real-caption")
+                method = gr.Dropdown(["null-text", "negative-prompt", "direct", "ddim"], value="negative-prompt",
+                                     label="inversion method")
+                r_steps = gr.Slider(**steps_kw)
+                r_guidance = gr.Slider(**guide_kw)
+            invert_btn = gr.Button("Invert", variant="primary", elem_id="real-invert")
+            inv_state = gr.State(None)
+            inv_info = gr.Textbox(label="inversion", interactive=False, elem_id="real-info")
+            inv_gallery = gr.Gallery(label="input and reconstruction", columns=2, elem_id="real-recon")
+            inv_record = gr.File(label="result.json")
+            with gr.Row():
+                r_target = gr.Textbox(label="edited prompt", value="a blue circle on a white background",
+                                      elem_id="real-target")
+                r_mode = gr.Dropdown(["auto", "replace", "refine", "reweight"], value="auto", label="mode")
+                r_blend = gr.Textbox(label="local blend words")
+                r_reweight = gr.Textbox(label="re-weight (WORD=C, …)")
+            edit_btn = gr.Button("Edit (reuses the inversion)", elem_id="real-edit")
+            edit_gallery = gr.Gallery(label="edit", columns=2, elem_id="real-gallery")
+            edit_record = gr.File(label="result.json")
+            invert_btn.click(_guard(app.invert), [upload, caption, method, r_steps, r_guidance],
+                             [inv_gallery, inv_info, inv_state, inv_record])
+            edit_btn.click(_guard(app.edit_real), [inv_state, r_target, r_mode, r_blend, r_reweight],
+                           [edit_gallery, edit_record])
+        with gr.Tab("Masks"):
+            with gr.Row():
+                m_upload = gr.File(label="image", file_types=["image"], elem_id="mask-upload")
+                m_source = gr.Textbox(label="source prompt", value="a red circle and a blue star on a white background")
+                m_target = gr.Textbox(label="edited prompt", value="a green circle and a blue star on a white background")
+                m_method = gr.Dropdown(["instant", "diffedit", "painted"], value="instant", label="mask")
+            painted = gr.ImageEditor(label="painted mask (for 'painted')", type="numpy")
+            with gr.Row():
+                m_seed = gr.Number(value=0, precision=0, label="seed")
+                m_steps = gr.Slider(**steps_kw)
+                m_guidance = gr.Slider(**guide_kw)
+            m_run = gr.Button("Mask and edit", variant="primary", elem_id="mask-run")
+            m_info = gr.Textbox(label="mask", interactive=False)
+            m_gallery = gr.Gallery(label="mask and edit", columns=4, elem_id="mask-gallery")
+            m_record = gr.File(label="result.json")
+            m_run.click(_guard(app.masks), [m_upload, painted, m_source, m_target, m_method, m_seed, m_steps,
+                                            m_guidance], [m_gallery, m_info, m_record])
+        with gr.Tab("Attention maps"):
+            with gr.Row():
+                a_prompt = gr.Textbox(label="prompt", value="a striped yellow star on a gray background")
+                a_seed = gr.Number(value=0, precision=0, label="seed")
+                a_steps = gr.Slider(**steps_kw)
+                a_guidance = gr.Slider(**guide_kw)
+            a_run = gr.Button("Show attention", variant="primary")
+            a_gallery = gr.Gallery(label="attention", columns=2)
+            a_record = gr.File(label="result.json")
+            a_run.click(_guard(app.attention), [a_prompt, a_seed, a_steps, a_guidance], [a_gallery, a_record])
+    return demo
+
+
+def serve(model, *, host: str = "127.0.0.1", port: int = 7860, out_dir: str | None = None, block: bool = True):
+    """Build and launch the app; requests queue one at a time on the model."""
+    app = App(model, out_dir)
+    demo = build(app)
+    demo.queue(default_concurrency_limit=1, max_size=32)
+    return demo.launch(server_name=host, server_port=port, max_file_size=MAX_UPLOAD_BYTES, share=False,
+                       show_error=True, prevent_thread_lock=not block, allowed_paths=[str(app.out)])
