@@ -630,9 +630,10 @@ def demo(out, **kw):
 @click.option("--fresh", is_flag=True, help="Start over instead of resuming DIR/checkpoint.pt.")
 @click.option("--export", "export", default=None, metavar="DIR",
               help="Write the trained model (EMA weights) as a diffusers folder here.")
+@click.option("--half", is_flag=True, help="Export the weights in fp16 (how the embedded model ships).")
 @click.option("--threads", type=int, default=None, help="torch CPU threads (default: all cores).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def train(out, steps, batch_size, minutes, lr, seed, fresh, export, threads, quiet):
+def train(out, steps, batch_size, minutes, lr, seed, fresh, export, half, threads, quiet):
     """Train the embedded shapes-world model (resumable); see MODEL_CARD.md for the shipped run."""
     import torch
 
@@ -665,7 +666,7 @@ def train(out, steps, batch_size, minutes, lr, seed, fresh, export, threads, qui
     if export:
         from .models import save_model
 
-        save_model(model, export)
+        save_model(model, export, half=half)
         click.echo(f"exported {export}")
     click.echo(f"trained {model.training_info['steps']} steps in {model.training_info['minutes']:.1f} min; "
                f"preview {run_dir / 'preview.png'} ({time.perf_counter() - started:.0f} s)")

@@ -219,8 +219,13 @@ def load_model(
     return model.to(torch.device(device), dtype)
 
 
-def save_model(model: DiffusionModel, folder: str | os.PathLike, *, extra_files: dict[str, str] | None = None) -> Path:
-    """Write a model as a diffusers folder (safetensors), with its defaults in ``promptedit.json``."""
+def save_model(model: DiffusionModel, folder: str | os.PathLike, *, extra_files: dict[str, str] | None = None,
+               half: bool = False) -> Path:
+    """Write a model as a diffusers folder (safetensors), with its defaults in ``promptedit.json``.
+
+    ``half`` stores the UNet's and text encoder's weights in fp16 (half the size; loading casts them back).
+    """
+    import copy
     from dataclasses import asdict
 
     import diffusers
@@ -228,9 +233,9 @@ def save_model(model: DiffusionModel, folder: str | os.PathLike, *, extra_files:
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    model.unet.save_pretrained(folder / "unet")
+    for name, module in (("unet", model.unet), ("text_encoder", model.text_encoder)):
+        (copy.deepcopy(module).half() if half else module).save_pretrained(folder / name)
     model.vae.save_pretrained(folder / "vae")
-    model.text_encoder.save_pretrained(folder / "text_encoder")
     model.tokenizer.save_pretrained(folder / "tokenizer")
     DDIMScheduler.from_config(model.scheduler_config).save_pretrained(folder / "scheduler")
     vae_cls = type(model.vae)
