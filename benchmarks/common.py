@@ -43,6 +43,22 @@ def sd15_random(seed: int = 0):
                           scheduler_config=dict(sched.config), name="sd15-random", defaults=ModelDefaults())
 
 
+def arg_parser(doc: str, *, images: int | None = 2, repeats: int = 3):
+    """The options every benchmark takes: --model, --steps, --repeats, --device, --fp16, --json (and --images)."""
+    import argparse
+
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default="tiny", help="tiny, sd15-random, embedded or a diffusers folder")
+    if images is not None:
+        ap.add_argument("--images", type=int, default=images)
+    ap.add_argument("--repeats", type=int, default=repeats)
+    ap.add_argument("--steps", type=int, default=None)
+    ap.add_argument("--device", default=None)
+    ap.add_argument("--fp16", action="store_true")
+    ap.add_argument("--json", default=None, help="also write the table as JSON here")
+    return ap
+
+
 def get_model(name: str, device: str | None = None, fp16: bool = False):
     if name == "tiny":
         from promptedit.testing import tiny_components

@@ -10,11 +10,9 @@ Images: shapes-world renders (held-out seeds) at the model's size.
 
 from __future__ import annotations
 
-import argparse
-
 import numpy as np
 import torch
-from common import dump, get_model, machine, print_table, time_cases
+from common import arg_parser, dump, get_model, machine, print_table, time_cases
 
 from promptedit.inversion import METHODS, invert, psnr, reconstruct
 
@@ -37,14 +35,7 @@ def images_for(model, n: int):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", default="tiny")
-    ap.add_argument("--images", type=int, default=2)
-    ap.add_argument("--repeats", type=int, default=1)
-    ap.add_argument("--steps", type=int, default=None)
-    ap.add_argument("--device", default=None)
-    ap.add_argument("--fp16", action="store_true")
-    ap.add_argument("--json", default=None)
+    ap = arg_parser(__doc__, images=2, repeats=1)
     args = ap.parse_args(argv)
     model = get_model(args.model, args.device, args.fp16)
     items = images_for(model, args.images)
