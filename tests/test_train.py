@@ -39,6 +39,8 @@ def test_min_snr_weights():
     w = min_snr_weights(a, torch.arange(3), gamma=5.0)
     snr = a / (1 - a)
     assert torch.allclose(w, torch.tensor([5.0 / snr[0], 1.0, 1.0]))
+    v = min_snr_weights(a, torch.arange(3), gamma=5.0, prediction_type="v_prediction")
+    assert torch.allclose(v, torch.clamp(snr, max=5.0) / (snr + 1))
 
 
 def test_train_resume_and_export(tmp_path):

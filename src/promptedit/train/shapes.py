@@ -9,7 +9,7 @@ cores in about 90 minutes:
   denoiser, on a CLIP-style BPE tokenizer built from the world's captions
   (every word of the specification is one token; start and end tokens as CLIP);
 * denoiser: ``UNet2DConditionModel`` with cross-attention at 1/1, 1/2 and 1/4 of
-  the latent size; ε-prediction on the DDPM linear schedule (β 1e-4 → 0.02,
+  the latent size; v-prediction on the DDPM linear schedule (β 1e-4 → 0.02,
   1000 steps), Min-SNR-γ loss weighting (Hang et al. 2023), caption dropout for
   classifier-free guidance, EMA weights exported.
 
@@ -75,6 +75,8 @@ class TrainConfig:
     beta_start: float = 1e-4
     beta_end: float = 0.02
     num_train_timesteps: int = 1000
+    # v-prediction (Salimans & Ho 2022): the x_0 estimate at high noise does not divide ε errors by √ᾱ_t
+    prediction_type: str = "v_prediction"
 
     def __post_init__(self):
         self.unet_channels = tuple(int(c) for c in self.unet_channels)
@@ -82,6 +84,8 @@ class TrainConfig:
             raise ValueError("steps and batch size must be positive")
         if not 0 <= self.caption_dropout < 1:
             raise ValueError("caption dropout must be in [0, 1)")
+        if self.prediction_type not in ("epsilon", "v_prediction"):
+            raise ValueError(f"prediction type must be epsilon or v_prediction, got {self.prediction_type!r}")
 
 
 def caption_corpus(n: int = 20000, seed: int = 12345) -> list[str]:
@@ -147,7 +151,7 @@ def build_model(config: TrainConfig, tokenizer) -> DiffusionModel:
         clip_sample=False,
         set_alpha_to_one=False,
         steps_offset=1,
-        prediction_type="epsilon",
+        prediction_type=config.prediction_type,
     )
     return DiffusionModel(
         vae=codec, unet=unet, text_encoder=text_encoder, tokenizer=tokenizer,
@@ -170,11 +174,13 @@ def batch_of(config: TrainConfig, step: int, rng: torch.Generator):
     return captions, x
 
 
-def min_snr_weights(alphas_cumprod: torch.Tensor, t: torch.Tensor, gamma: float) -> torch.Tensor:
-    """Min-SNR-γ weighting for ε-prediction (Hang et al. 2023, Eq. 8): min(SNR_t, γ) / SNR_t."""
+def min_snr_weights(alphas_cumprod: torch.Tensor, t: torch.Tensor, gamma: float,
+                    prediction_type: str = "epsilon") -> torch.Tensor:
+    """Min-SNR-γ weighting (Hang et al. 2023): min(SNR_t, γ) / SNR_t for ε-prediction,
+    min(SNR_t, γ) / (SNR_t + 1) for v-prediction."""
     a = alphas_cumprod[t]
     snr = a / (1 - a)
-    return torch.clamp(snr, max=gamma) / snr
+    return torch.clamp(snr, max=gamma) / (snr + 1 if prediction_type == "v_prediction" else snr)
 
 
 class EMA:
@@ -281,8 +287,9 @@ def train(config: TrainConfig, out: str | os.PathLike, *, resume: bool = True, p
         t = torch.randint(0, config.num_train_timesteps, (z0.shape[0],), generator=rng)
         zt = noise_scheduler.add_noise(z0, noise, t)
         pred = unet(zt, t, encoder_hidden_states=text_encoder(ids)[0]).sample
-        per_sample = F.mse_loss(pred, noise, reduction="none").mean(dim=(1, 2, 3))
-        loss = (per_sample * min_snr_weights(alphas_cumprod, t, config.min_snr_gamma)).mean()
+        target = noise_scheduler.get_velocity(z0, noise, t) if config.prediction_type == "v_prediction" else noise
+        per_sample = F.mse_loss(pred, target, reduction="none").mean(dim=(1, 2, 3))
+        loss = (per_sample * min_snr_weights(alphas_cumprod, t, config.min_snr_gamma, config.prediction_type)).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
