@@ -192,7 +192,8 @@ def instdiffedit(
     elif inpaint:
         # regenerate the masked region from the first pass's edit, the known region re-noised from the source
         x_edit = x0[:1]
-        a_start, _ = ddim_alphas(_sched(model, steps), int(_sched(model, steps).timesteps[start]))
+        scheduler = _sched(model, steps)
+        a_start, _ = ddim_alphas(scheduler, int(scheduler.timesteps[start]))
         x_re = a_start**0.5 * x_edit + (1 - a_start) ** 0.5 * noise[:1]
         x_re = torch.where(latent_mask[None, None], x_re, x_start[:1])
         xi = _masked_pass(model, cond[:1], uncond[:1], x_re, sources[:, :1], latent_mask, steps, w, start, progress)
