@@ -290,6 +290,9 @@ def build(app: App):
 
 def serve(model, *, host: str = "127.0.0.1", port: int = 7860, out_dir: str | None = None, block: bool = True):
     """Build and launch the app; requests queue one at a time on the model."""
+    import os
+
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no calls home from a local tool
     app = App(model, out_dir)
     demo = build(app)
     demo.queue(default_concurrency_limit=1, max_size=32)
