@@ -240,6 +240,15 @@ def to_canvas(image: np.ndarray) -> np.ndarray:
     return np.asarray(Image.fromarray(image).resize((CANVAS, CANVAS), Image.NEAREST))
 
 
+def to_model_size(image: np.ndarray, size: int) -> np.ndarray:
+    """A canvas image at the model's size (nearest), for models whose size is not the canvas's."""
+    if image.shape[0] == size:
+        return image
+    from PIL import Image
+
+    return np.asarray(Image.fromarray(image).resize((size, size), Image.NEAREST))
+
+
 def _read(image: np.ndarray, n_objects: int, style: str | None = None) -> Reading:
     return read_image(to_canvas(image), n_objects=n_objects, style=style)
 
@@ -803,14 +812,6 @@ def bench_real_images(run: _Run, n: int = 50, inner_steps: int = 10) -> SectionR
 
     _check_n(n=n)
     stream = 8
-    size = run.model.image_size
-
-    def model_image(img: np.ndarray) -> np.ndarray:
-        if img.shape[0] == size:
-            return img
-        from PIL import Image
-
-        return np.asarray(Image.fromarray(img).resize((size, size), Image.NEAREST))
 
     def body(out: SectionResult):
         per = {label: {"psnr": [], "seconds": [], "colour": [], "bg_psnr": []} for label, _ in REAL_METHODS}
@@ -832,7 +833,7 @@ def bench_real_images(run: _Run, n: int = 50, inner_steps: int = 10) -> SectionR
             edit_spec = EditSpec(scene.caption, (tgt_caption,), mode="replace",
                                  blend_words=(obj.colour, new, obj.shape))
             for label, method in REAL_METHODS:
-                inv = invert(run.model, model_image(src.image), scene.caption, method=method,
+                inv = invert(run.model, to_model_size(src.image, run.model.image_size), scene.caption, method=method,
                              num_inference_steps=run.kw["num_inference_steps"], guidance_scale=run.kw["guidance_scale"],
                              num_inner_steps=inner_steps, progress=False)
                 rec = to_canvas(reconstruct(run.model, inv, progress=False))
@@ -894,15 +895,7 @@ def bench_masks(run: _Run, n: int = 50) -> SectionResult:
 
     _check_n(n=n)
     stream = 9
-    size = run.model.image_size
     kw = {"num_inference_steps": run.kw["num_inference_steps"], "guidance_scale": run.kw["guidance_scale"]}
-
-    def model_image(img: np.ndarray) -> np.ndarray:
-        if img.shape[0] == size:
-            return img
-        from PIL import Image
-
-        return np.asarray(Image.fromarray(img).resize((size, size), Image.NEAREST))
 
     def body(out: SectionResult):
         rows = {k: {"iou": [], "psnr": [], "colour": [], "mask_s": [], "total_s": []}
@@ -920,7 +913,7 @@ def bench_masks(run: _Run, n: int = 50) -> SectionResult:
             tgt = colour_swap_target(scene.caption, new)
             truth = render(edit_scene(scene, tgt))
             true_mask = truth.masks[0]
-            image = model_image(src.image)
+            image = to_model_size(src.image, run.model.image_size)
             seed = run.seed + found
             row = {"caption": scene.caption, "target": tgt}
             results = {

@@ -115,27 +115,29 @@ def colour_of(image: np.ndarray, mask: np.ndarray, night: bool | None = None) ->
     return best[1]
 
 
-def _erode(mask: np.ndarray, radius: int) -> np.ndarray:
-    """Binary erosion by the closed Euclidean disc of ``radius``; outside counts as False."""
+def _disc_shifts(mask: np.ndarray, radius: int):
+    """``mask`` shifted by every offset of the closed Euclidean disc of ``radius`` (False beyond the edge)."""
     h, w = mask.shape
     padded = np.pad(mask, radius, constant_values=False)
-    out = np.ones_like(mask)
     for dy in range(-radius, radius + 1):
         for dx in range(-radius, radius + 1):
             if dx * dx + dy * dy <= radius * radius:
-                out &= padded[radius + dy : radius + dy + h, radius + dx : radius + dx + w]
+                yield padded[radius + dy : radius + dy + h, radius + dx : radius + dx + w]
+
+
+def _erode(mask: np.ndarray, radius: int) -> np.ndarray:
+    """Binary erosion by the closed Euclidean disc of ``radius``; outside counts as False."""
+    out = np.ones_like(mask)
+    for shifted in _disc_shifts(mask, radius):
+        out &= shifted
     return out
 
 
 def _dilate(mask: np.ndarray, radius: int) -> np.ndarray:
     """Binary dilation by the closed Euclidean disc of ``radius`` (nothing beyond the edge)."""
-    h, w = mask.shape
-    padded = np.pad(mask, radius, constant_values=False)
     out = np.zeros_like(mask)
-    for dy in range(-radius, radius + 1):
-        for dx in range(-radius, radius + 1):
-            if dx * dx + dy * dy <= radius * radius:
-                out |= padded[radius + dy : radius + dy + h, radius + dx : radius + dx + w]
+    for shifted in _disc_shifts(mask, radius):
+        out |= shifted
     return out
 
 
