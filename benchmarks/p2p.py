@@ -3,7 +3,8 @@
 Runs, interleaved and on the same model, steps and prompts:
   * plain: diffusers' own StableDiffusionPipeline on [source, target] in one batch;
   * loop: promptedit's denoising loop with no controller (same batch);
-  * one row per edit kind (replace, refine, reweight, replace + local blend).
+  * one row per edit kind (replace, refine, reweight, replace + local blend), and the linear
+    ones again with explicit probabilities everywhere (fused=False), to show what ValueEdit buys.
 Prints median seconds over --repeats runs after a warm-up, ratios against `plain`,
 and peak memory (CUDA only; on CPU peak RSS growth is not separable per run).
 
@@ -58,15 +59,18 @@ def main(argv=None):
         run_prompts(model, prompts, seed=0, num_inference_steps=steps, guidance_scale=7.5,
                     height=size, width=size, progress=False)
 
-    def edit_fn(spec):
+    def edit_fn(spec, fused=True):
         def run():
             ctrl, _, _ = build_controller(spec, model.tokenizer, steps, model.defaults)
+            ctrl.fused = fused
             run_prompts(model, spec.prompts, seed=0, num_inference_steps=steps, guidance_scale=7.5,
                         height=size, width=size, controller=ctrl, progress=False)
         return run
 
     cases = {"plain (diffusers)": plain, "loop (no control)": loop}
     cases.update({f"edit: {k}": edit_fn(v) for k, v in EDITS.items()})
+    # what applying linear edits through the values (ValueEdit) buys: the same edits with explicit probabilities
+    cases.update({f"edit: {k}, explicit probs": edit_fn(v, fused=False) for k, v in EDITS.items() if k != "replace+blend"})
     medians, peaks = time_cases(cases, args.repeats, model.device)
     rows = print_table(f"model {model.name}, device {model.device}, {size} px, {steps} steps, median of "
                        f"{args.repeats}, torch threads {torch.get_num_threads()}", medians, peaks, "plain (diffusers)")

@@ -160,3 +160,49 @@ def test_local_blend_without_maps_at_its_resolution_fails_loudly():
     assert torch.equal(blend(x, step=0), x)  # before its start step nothing is needed
     with pytest.raises(ParameterError, match="1/8"):
         blend(x, step=1)
+
+
+def _linear_controllers():
+    g = torch.Generator().manual_seed(5)
+    mapper = torch.rand(2, K, K, generator=g)  # any matrix: the algebra must hold for every mapper
+    ref_mapper = torch.tensor([[0, 1, 0, 2, 3, 4, 5, 6], [0, 1, 2, 3, 3, 5, 6, 7]])
+    ref_alphas = torch.tensor([[1, 1, 0, 1, 1, 1, 1, 1], [1, 1, 1, 0, 1, 1, 1, 1]], dtype=torch.float)
+    eq = torch.ones(2, K)
+    eq[0, 3], eq[1, 5] = 2.5, -1.0
+    alpha = cross_replace_alpha(4, 2, K, 1.0, [{2: (0.0, 0.5)}, {}])  # a per-token window: 0 at token 2 later
+    return {
+        "replace": AttentionReplace(mapper, alpha),
+        "refine": AttentionRefine(ref_mapper, ref_alphas, alpha),
+        "reweight": AttentionReweight(eq, alpha),
+        "refine+reweight": AttentionReweight(eq, alpha, prev=AttentionRefine(ref_mapper, ref_alphas, alpha)),
+    }
+
+
+@pytest.mark.parametrize("kind", ["replace", "refine", "reweight", "refine+reweight"])
+def test_linear_form_of_each_edit_equals_its_probability_edit(kind):
+    """P*_k = P_0 A_k + P_k diag(b_k) (what ValueEdit applies through the values) equals forward() on the maps."""
+    ctrl = started(_linear_controllers()[kind], n=3)
+    attn = probs(3)
+    for step in (0, 3):  # inside and after token 2's window
+        ctrl.begin_step(step)
+        edit = ctrl.value_edit(CROSS, 16)
+        assert edit is not None and edit.mix.shape == (2, K, K)
+        keep = torch.zeros(2, K) if edit.keep is None else edit.keep
+        linear = torch.einsum("hpi,tij->thpj", attn[0], edit.mix) + attn[1:] * keep[:, None, None, :]
+        assert torch.allclose(linear, ctrl(attn, CROSS, 16)[1:], atol=1e-6)
+
+
+def test_value_edit_is_withheld_where_maps_are_needed_or_nothing_is_edited():
+    alpha = cross_replace_alpha(4, 1, K, 0.5)
+    blend = LocalBlend(torch.ones(2, K), downsample=2)
+    ctrl = started(AttentionReplace(torch.eye(K)[None], alpha, local_blend=blend, self_replace_steps=(0, 2),
+                                    self_replace_min_downsample=2))
+    assert ctrl.value_edit(CROSS, 16) is None  # local blend reads this layer's maps: explicit
+    assert ctrl.value_edit(CROSS, 64) is not None
+    self_edit = ctrl.value_edit(SELF, 16)
+    assert self_edit is not None and self_edit.mix is None and self_edit.keep is None  # targets take P_0
+    ctrl.fused = False
+    assert ctrl.value_edit(CROSS, 64) is None
+    ctrl.fused = True
+    ctrl.begin_step(3)
+    assert not ctrl.wants(CROSS, 64) and ctrl.value_edit(CROSS, 64) is None

@@ -44,6 +44,30 @@ class AttentionLayer:
     is_cross: bool
 
 
+@dataclass(frozen=True)
+class ValueEdit:
+    """A linear edit of the targets' probabilities, applied through the values so a fused kernel still runs.
+
+    For each target k the edited probabilities are ``P*_k = P_0 · A_k + P_k · diag(b_k)``
+    (P_0 the source's, P_k the target's own, rows are pixels, columns keys), so its
+    attention output is ``P_0 · (A_k V_k) + P_k · (b_k ⊙ V_k)``: two softmax-attention
+    calls with modified values, no explicit probabilities.
+
+    Attributes:
+        mix: A, (n_targets, keys, keys); None means the identity (self-attention injection).
+        keep: b, (n_targets, keys); None means zero (the target's own maps are not used).
+    """
+
+    mix: torch.Tensor | None = None
+    keep: torch.Tensor | None = None
+
+    def to(self, device, dtype) -> "ValueEdit":
+        return ValueEdit(
+            None if self.mix is None else self.mix.to(device, dtype),
+            None if self.keep is None else self.keep.to(device, dtype),
+        )
+
+
 # ----------------------------------------------------------------------------- schedules
 
 
@@ -102,10 +126,21 @@ class AttentionControl:
         self.cur_step = 0
         self.latent_size: tuple[int, int] = (0, 0)
         self.n_prompts = 0
+        self.device, self.dtype = torch.device("cpu"), torch.float32
 
     # lifecycle -----------------------------------------------------------
-    def begin(self, *, num_steps: int, latent_size: tuple[int, int], n_prompts: int) -> None:
-        """Start a run of ``num_steps`` steps on latents of ``latent_size`` (h, w) for ``n_prompts`` prompts."""
+    def begin(
+        self,
+        *,
+        num_steps: int,
+        latent_size: tuple[int, int],
+        n_prompts: int,
+        device: torch.device | str = "cpu",
+        dtype: torch.dtype = torch.float32,
+    ) -> None:
+        """Start a run of ``num_steps`` steps on latents of ``latent_size`` (h, w) for ``n_prompts`` prompts,
+        with the UNet's activations on ``device`` in ``dtype``."""
+        self.device, self.dtype = torch.device(device), dtype
         self.num_steps = int(num_steps)
         self.latent_size = (int(latent_size[0]), int(latent_size[1]))
         self.n_prompts = int(n_prompts)
@@ -133,6 +168,12 @@ class AttentionControl:
     def wants(self, layer: AttentionLayer, pixels: int) -> bool:
         """Whether this layer needs explicit attention probabilities at the current step."""
         return False
+
+    def value_edit(self, layer: AttentionLayer, pixels: int) -> ValueEdit | None:
+        """For a layer this controller :meth:`wants`: its edit as a :class:`ValueEdit` when it is linear
+        and needs no probabilities otherwise, so the processor can keep the fused kernel; None means
+        the processor computes explicit probabilities and calls :meth:`__call__`."""
+        return None
 
     def forward(self, attn: torch.Tensor, layer: AttentionLayer, pixels: int) -> torch.Tensor:
         """Edit the conditional branch's probabilities (n_prompts, heads, pixels, keys); return the result."""
@@ -173,6 +214,10 @@ class Compose(AttentionControl):
 
     def wants(self, layer: AttentionLayer, pixels: int) -> bool:
         return any(c.wants(layer, pixels) for c in self.controllers)
+
+    def value_edit(self, layer: AttentionLayer, pixels: int) -> ValueEdit | None:
+        wanting = [c for c in self.controllers if c.wants(layer, pixels)]
+        return wanting[0].value_edit(layer, pixels) if len(wanting) == 1 else None
 
     def forward(self, attn: torch.Tensor, layer: AttentionLayer, pixels: int) -> torch.Tensor:
         for c in self.controllers:
@@ -384,6 +429,8 @@ class AttentionEdit(AttentionControl):
         self_replace_steps: [start, end) step indices of self-attention injection.
         self_replace_min_downsample: only layers at least this many times smaller than the latent.
         local_blend: optional :class:`LocalBlend`.
+        fused: apply linear edits through the values (:class:`ValueEdit`) so the layer keeps its
+            fused attention kernel; False computes explicit probabilities everywhere (same result).
     """
 
     def __init__(
@@ -393,6 +440,7 @@ class AttentionEdit(AttentionControl):
         self_replace_steps: tuple[int, int] = (0, 0),
         self_replace_min_downsample: int = 4,
         local_blend: LocalBlend | None = None,
+        fused: bool = True,
     ):
         super().__init__()
         if cross_alpha.ndim != 3:
@@ -401,7 +449,9 @@ class AttentionEdit(AttentionControl):
         self.self_replace_steps = (int(self_replace_steps[0]), int(self_replace_steps[1]))
         self.self_replace_min_downsample = int(self_replace_min_downsample)
         self.local_blend = local_blend
+        self.fused = bool(fused)
         self._cross_on = cross_alpha.flatten(1).any(1).tolist()  # per step, computed once
+        self._step_edit: ValueEdit | None = None  # this step's cross-attention ValueEdit (see begin_step)
 
     def begin(self, **kwargs) -> None:
         super().begin(**kwargs)
@@ -416,6 +466,24 @@ class AttentionEdit(AttentionControl):
         if self.local_blend is not None:
             self.local_blend.reset()
 
+    def begin_step(self, step: int) -> None:
+        super().begin_step(step)
+        self._step_edit = None
+        if self.fused and 0 <= step < self.num_steps and self._cross_on[step]:
+            linear = self.linear_cross_edit()
+            if linear is not None:
+                # α · Edit + (1 − α) · P_k with Edit = P_0 A + P_k diag(b): scale A's columns by α, b by α, add 1 − α
+                mix, keep = linear
+                alpha = self.cross_alpha[step]  # (n_t, keys)
+                keep = keep * alpha + (1 - alpha)
+                edit = ValueEdit(mix * alpha[:, None, :], keep if keep.any() else None)
+                self._step_edit = edit.to(self.device, self.dtype)  # once per step, not per layer
+
+    def linear_cross_edit(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """Edit(M_t, M*_t) as ``P_0 · A_k + P_k · diag(b_k)``: (A (n_t, keys, keys), b (n_t, keys)),
+        or None when the edit is not linear in the maps (then probabilities are computed explicitly)."""
+        return None
+
     def _self_on(self, pixels: int) -> bool:
         s, e = self.self_replace_steps
         return s <= self.cur_step < e and self.downsample(pixels) >= self.self_replace_min_downsample
@@ -427,6 +495,13 @@ class AttentionEdit(AttentionControl):
         if layer.is_cross:
             return self._cross_on[self.cur_step] or self._blend_wants(layer, pixels)
         return self._self_on(pixels)
+
+    def value_edit(self, layer: AttentionLayer, pixels: int) -> ValueEdit | None:
+        if not self.fused or self._blend_wants(layer, pixels):  # local blend needs this layer's maps
+            return None
+        if layer.is_cross:
+            return self._step_edit if self._cross_on[self.cur_step] else None
+        return ValueEdit() if self._self_on(pixels) else None  # targets take the source's maps
 
     def replace_cross_attention(self, attn_base: torch.Tensor, attn_replace: torch.Tensor) -> torch.Tensor:
         """Edit(M_t, M*_t): source maps (heads, pixels, keys), target maps (n_t, heads, pixels, keys)
@@ -468,6 +543,9 @@ class AttentionReplace(AttentionEdit):
         # (heads, pixels, keys) × (n_t, keys, keys') -> (n_t, heads, pixels, keys')
         return torch.einsum("hpw,bwn->bhpn", attn_base, self.mapper.to(attn_base.device, attn_base.dtype))
 
+    def linear_cross_edit(self):
+        return self.mapper, torch.zeros(self.mapper.shape[:2])
+
 
 class AttentionRefine(AttentionEdit):
     """Adding a phrase: aligned target tokens take the source's maps; new tokens keep their own.
@@ -487,6 +565,13 @@ class AttentionRefine(AttentionEdit):
         mapped = attn_base[:, :, self.mapper.to(attn_base.device)].permute(2, 0, 1, 3)
         alphas = self.alphas.to(attn_base.device, attn_base.dtype)[:, None, None, :]
         return mapped * alphas + attn_replace * (1 - alphas)
+
+    def linear_cross_edit(self):
+        # A[k, mapper[k, j], j] = alphas[k, j]: aligned target token j reads the source's token mapper[k, j]
+        n_t, keys = self.mapper.shape
+        mix = torch.zeros(n_t, keys, keys)
+        mix.scatter_(1, self.mapper.clamp_min(0)[:, None, :], self.alphas[:, None, :])
+        return mix, 1 - self.alphas
 
 
 class AttentionReweight(AttentionEdit):
@@ -510,3 +595,14 @@ class AttentionReweight(AttentionEdit):
         else:
             base = attn_base[None].expand_as(attn_replace)
         return base * self.equalizer.to(attn_base.device, attn_base.dtype)[:, None, None, :]
+
+    def linear_cross_edit(self):
+        if self.prev is not None:
+            prev = self.prev.linear_cross_edit()
+            if prev is None:
+                return None
+            mix, keep = prev
+        else:
+            n_t, keys = self.equalizer.shape
+            mix, keep = torch.eye(keys).expand(n_t, keys, keys), torch.zeros(n_t, keys)
+        return mix * self.equalizer[:, None, :], keep * self.equalizer

@@ -5,10 +5,13 @@ Attention is changed only through diffusers' public processor API
 (``unet.set_attn_processor``). Every attention layer gets a
 :class:`ControlledAttnProcessor` that keeps the layer's original (fast, fused
 SDPA) processor and uses it whenever the controller does not want this layer
-at this step; otherwise it computes the probabilities explicitly with
-``Attention.get_attention_scores`` (which honours ``upcast_attention`` and
-``upcast_softmax``), passes them to the controller and uses the tensor it
-returns.
+at this step. When the controller's edit of the layer is linear in the maps
+(word swap, refinement, re-weighting, self-attention injection) it comes as a
+:class:`~promptedit.control.ValueEdit` and is applied through the values, so
+the fused kernel still runs; otherwise the processor computes the probabilities
+explicitly with ``Attention.get_attention_scores`` (which honours
+``upcast_attention`` and ``upcast_softmax``), passes them to the controller and
+uses the tensor it returns.
 """
 
 from __future__ import annotations
@@ -19,7 +22,9 @@ from dataclasses import dataclass
 
 import torch
 
-from .control import AttentionControl, AttentionLayer, step_window
+import torch.nn.functional as F
+
+from .control import AttentionControl, AttentionLayer, ValueEdit, step_window
 from .errors import HookError, ParameterError
 
 _PLACE_OF_PREFIX = {"down_blocks": "down", "mid_block": "mid", "up_blocks": "up"}
@@ -51,6 +56,7 @@ class ControlledAttnProcessor:
         pixels = hidden_states.shape[1] if hidden_states.ndim == 3 else hidden_states.shape[2] * hidden_states.shape[3]
         if self.layer.place == "other" or not self.controller.wants(self.layer, pixels):
             return self.fallback(attn, hidden_states, encoder_hidden_states, attention_mask, temb, *args, **kwargs)
+        edit = self.controller.value_edit(self.layer, pixels) if attention_mask is None else None
 
         residual = hidden_states
         if attn.spatial_norm is not None:
@@ -74,6 +80,21 @@ class ControlledAttnProcessor:
         key = attn.to_k(encoder_hidden_states)
         value = attn.to_v(encoder_hidden_states)
 
+        if edit is not None:
+            hidden_states = self._value_edited(attn, edit, query, key, value)  # (batch, pixels, channels)
+        else:
+            hidden_states = self._explicit(attn, query, key, value, attention_mask, pixels)
+        hidden_states = attn.to_out[0](hidden_states)
+        hidden_states = attn.to_out[1](hidden_states)
+        if input_ndim == 4:
+            hidden_states = hidden_states.transpose(-1, -2).reshape(batch_size, channel, height, width)
+        if attn.residual_connection:
+            hidden_states = hidden_states + residual
+        return hidden_states / attn.rescale_output_factor
+
+    def _explicit(self, attn, query, key, value, attention_mask, pixels: int) -> torch.Tensor:
+        """Probabilities computed, handed to the controller, and the returned ones used."""
+        batch_size = query.shape[0]
         query = attn.head_to_batch_dim(query)  # (batch * heads, pixels, head_dim)
         key = attn.head_to_batch_dim(key)  # (batch * heads, keys, head_dim)
         value = attn.head_to_batch_dim(value)
@@ -84,14 +105,31 @@ class ControlledAttnProcessor:
         probs = probs.reshape(batch_size * attn.heads, *probs.shape[2:]).to(value.dtype)
 
         hidden_states = torch.bmm(probs, value)
-        hidden_states = attn.batch_to_head_dim(hidden_states)  # (batch, pixels, channels)
-        hidden_states = attn.to_out[0](hidden_states)
-        hidden_states = attn.to_out[1](hidden_states)
-        if input_ndim == 4:
-            hidden_states = hidden_states.transpose(-1, -2).reshape(batch_size, channel, height, width)
-        if attn.residual_connection:
-            hidden_states = hidden_states + residual
-        return hidden_states / attn.rescale_output_factor
+        return attn.batch_to_head_dim(hidden_states)  # (batch, pixels, channels)
+
+    def _value_edited(self, attn, edit: ValueEdit, query, key, value) -> torch.Tensor:
+        """Target k's output ``P_0 · (A_k V_k) + P_k · (b_k ⊙ V_k)`` with the fused kernel (see ValueEdit)."""
+        batch, heads = query.shape[0], attn.heads
+        # (batch, tokens, channels) -> (batch, heads, tokens, head_dim)
+        q, k, v = (x.view(batch, -1, heads, x.shape[-1] // heads).transpose(1, 2) for x in (query, key, value))
+        n = self.controller.n_prompts
+        if batch not in (n, 2 * n):
+            raise RuntimeError(f"attention batch {batch} does not match {n} prompts")
+        src = batch - n  # the source's row in the conditional half; the targets follow it
+        edit = edit.to(v.device, v.dtype)  # a no-op when the controller built it for this device
+        v_t = v[src + 1:]  # (n_t, heads, keys, head_dim)
+        v_mixed = v_t if edit.mix is None else torch.einsum("tij,thjd->thid", edit.mix, v_t)
+
+        def with_source_rows(x):  # the targets read the source's queries and keys: P_0 in every target row
+            return torch.cat([x[: src + 1], x[src: src + 1].expand(n - 1, *x.shape[1:])])
+
+        out = F.scaled_dot_product_attention(with_source_rows(q), with_source_rows(k),
+                                             torch.cat([v[: src + 1], v_mixed]), scale=attn.scale)
+        if edit.keep is not None:  # the targets' own maps, weighted per key
+            own = F.scaled_dot_product_attention(q[src + 1:], k[src + 1:], edit.keep[:, None, :, None] * v_t,
+                                                 scale=attn.scale)
+            out = torch.cat([out[: src + 1], out[src + 1:] + own])
+        return out.transpose(1, 2).reshape(batch, -1, heads * out.shape[-1]).to(query.dtype)
 
 
 @dataclass(frozen=True)

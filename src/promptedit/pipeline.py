@@ -134,7 +134,8 @@ def denoise(
     h, w = latents.shape[-2:]
     with contextlib.ExitStack() as stack:
         if controller is not None:
-            controller.begin(num_steps=len(timesteps), latent_size=(h, w), n_prompts=n)
+            controller.begin(num_steps=len(timesteps), latent_size=(h, w), n_prompts=n,
+                             device=latents.device, dtype=model.unet.dtype)
             stack.enter_context(attention_control(model.unet, controller))
         if features is not None:
             features.begin(num_steps=len(timesteps), n_prompts=n)
