@@ -22,7 +22,7 @@ offline on a CPU in seconds and every editing method can be measured against exa
 | text encoder | `CLIPTextModel`, {config["text_layers"]} layers, width {config["text_hidden"]}, {config["text_heads"]} heads, {config["max_length"]} positions, trained from scratch with the denoiser | {params["text_encoder"] / 1e6:.2f} M |
 | tokenizer | CLIP-style byte-level BPE built from the world's captions; every word of the specification is one token; `<|startoftext|>` / `<|endoftext|>` as CLIP | — |
 | UNet | `UNet2DConditionModel`, channels {tuple(unet)}, {config["layers_per_block"]} layers per block, cross-attention at 16×16, 8×8 and 4×4 | {params["unet"] / 1e6:.2f} M |
-| scheduler | DDIM over a 1000-step linear β schedule ({config["beta_start"]} → {config["beta_end"]}), ε-prediction | — |
+| scheduler | DDIM over a 1000-step linear β schedule ({config["beta_start"]} → {config["beta_end"]}), {"v-prediction" if config.get("prediction_type") == "v_prediction" else "ε-prediction"} | — |
 
 ## Training
 - Command: `{command}`
