@@ -1,4 +1,5 @@
-"""Take the README's screenshot of the web app: serve the embedded model, run one edit, capture the page.
+"""Take the README's screenshot of the web app: serve the embedded model, run one edit, capture the page,
+and print how long the edit took end to end (click to result images in the browser).
 
     .venv/bin/python docs/screenshot.py docs/app.png
 """
@@ -8,6 +9,7 @@ from __future__ import annotations
 import shutil
 import socket
 import sys
+import time
 
 
 def main(out: str) -> None:
@@ -29,8 +31,11 @@ def main(out: str) -> None:
             page = browser.new_page(viewport={"width": 1280, "height": 1000})
             page.set_default_timeout(180_000)
             page.goto(f"http://127.0.0.1:{port}/")
+            page.wait_for_selector("#p2p-run")
+            started = time.perf_counter()
             page.click("#p2p-run")
             page.wait_for_function("document.querySelectorAll('#p2p-gallery img').length >= 2")
+            print(f"one edit in the app, click to result in the browser: {time.perf_counter() - started:.1f} s")
             page.wait_for_timeout(1000)
             page.screenshot(path=out, full_page=True)
             browser.close()
