@@ -123,7 +123,8 @@ class DiffusionModel:
 
     def to(self, device=None, dtype=None) -> "DiffusionModel":
         for m in (self.vae, self.unet, self.text_encoder):
-            m.to(device=device, dtype=dtype)
+            # torch's own Module.to: diffusers' override warns about fp32 modules on every dtype cast
+            torch.nn.Module.to(m, device=device, dtype=dtype)
         return self
 
 
@@ -139,15 +140,21 @@ def _is_hub_id(name: str) -> bool:
     return len(parts) == 2 and all(parts) and not name.startswith((".", "/", "~"))
 
 
-def _load_component(root: str, name: str, spec, local: bool):
+def _load_component(root: str, name: str, spec, local: bool, dtype: torch.dtype | None = None):
     try:
         library, class_name = spec
         module = importlib.import_module(library)
         cls = getattr(module, class_name)
     except (ImportError, AttributeError, TypeError, ValueError):
         raise ModelLoadError(f"{root}: unknown {name} class {spec!r} in model_index.json") from None
+    kwargs = {}
+    if dtype is not None:
+        from diffusers import ModelMixin
+
+        if isinstance(cls, type) and issubclass(cls, ModelMixin):
+            kwargs["torch_dtype"] = dtype  # cast while loading (fp16 files on CPU), not afterwards
     try:
-        return cls.from_pretrained(root, subfolder=name, local_files_only=local)
+        return cls.from_pretrained(root, subfolder=name, local_files_only=local, **kwargs)
     except Exception as e:  # diffusers/transformers raise many kinds
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ModelLoadError(f"{root}: cannot load the {name}: {first}") from None
@@ -195,7 +202,11 @@ def load_model(
     if missing:
         raise ModelLoadError(f"{name} lacks {', '.join(missing)}: not a Stable Diffusion checkpoint")
 
-    parts = {c: _load_component(root, c, index[c], local) for c in ("vae", "unet", "text_encoder", "tokenizer")}
+    if device is None or dtype is None:
+        d, t = default_device_and_dtype()
+        device = device or d
+        dtype = dtype or (t if torch.device(device).type == "cuda" else torch.float32)
+    parts = {c: _load_component(root, c, index[c], local, dtype) for c in ("vae", "unet", "text_encoder", "tokenizer")}
     try:
         from diffusers import DDIMScheduler
 
@@ -205,11 +216,6 @@ def load_model(
     if not getattr(parts["tokenizer"], "is_fast", False):
         raise ModelLoadError(f"{name}: the tokenizer is not a fast tokenizer")
     defaults = ModelDefaults.from_file(path / DEFAULTS_FILE) if local and (path / DEFAULTS_FILE).is_file() else ModelDefaults()
-
-    if device is None or dtype is None:
-        d, t = default_device_and_dtype()
-        device = device or d
-        dtype = dtype or (t if torch.device(device).type == "cuda" else torch.float32)
     model = DiffusionModel(
         vae=parts["vae"], unet=parts["unet"], text_encoder=parts["text_encoder"], tokenizer=parts["tokenizer"],
         scheduler_config=scheduler_config, name=name, defaults=defaults,

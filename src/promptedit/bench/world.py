@@ -1,6 +1,6 @@
 """The shapes-world benchmark: generation and each Prompt-to-Prompt edit, read back exactly.
 
-Every prompt is a held-out caption of the shapes world (``shared/shapes-world.md``):
+Every prompt is a held-out caption of the shapes world (``docs/shapes-world.md``):
 item ``i`` of a section's stream ``k`` is drawn with
 ``sample_caption_spec(numpy.random.default_rng(SeedSequence(HELD_OUT_SEED + k, spawn_key=(i,))))``
 (the training data use seed 1, never these), items that do not fit the section

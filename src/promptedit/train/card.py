@@ -12,7 +12,7 @@ def model_card(*, config: dict, steps: int, minutes: float, params: dict, comman
     return f"""# promptedit shapes-world model
 
 The default model of every promptedit command: a small text-to-image model with Stable Diffusion's
-structure, trained by the project on the shapes world (`shared/shapes-world.md`), so that everything runs
+structure, trained by the project on the shapes world (`docs/shapes-world.md`, a copy of the project's normative specification), so that everything runs
 offline on a CPU in seconds and every editing method can be measured against exact ground truth.
 
 ## Architecture ({sum(params.values()) / 1e6:.2f} M parameters)

@@ -1,4 +1,4 @@
-"""The shapes world (``shared/shapes-world.md``): captions, sampling, rendering, reading.
+"""The shapes world (``docs/shapes-world.md``): captions, sampling, rendering, reading.
 
 Pure numpy + Pillow. Typical use::
 

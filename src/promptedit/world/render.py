@@ -1,4 +1,4 @@
-"""Renderer of the shapes world: ``shared/shapes-world.md`` "Geometry", "Textures", "Styles".
+"""Renderer of the shapes world: ``docs/shapes-world.md`` "Geometry", "Textures", "Styles".
 
 Rasterisation rule (the specification leaves it open): pixel (px, py) belongs to a
 shape in box (x, y, s) when its centre, mapped to box-normalised coordinates

@@ -1,6 +1,6 @@
 """Data model of the shapes world: captions, objects, scenes and edits.
 
-Follows ``shared/shapes-world.md``, sections "Captions" (grammar), "Geometry"
+Follows ``docs/shapes-world.md``, sections "Captions" (grammar), "Geometry"
 (boxes) and "What an edit means here" (:func:`edit_scene`).
 """
 

@@ -1,4 +1,4 @@
-"""Constants of the shapes world, named after ``shared/shapes-world.md`` (v1).
+"""Constants of the shapes world, named after ``docs/shapes-world.md`` (v1).
 
 Every number of the specification lives here once; the renderer, the sampler and
 the reader import them from this module and nowhere else.  The few places where
