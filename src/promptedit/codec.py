@@ -60,6 +60,8 @@ class PatchCodec(ModelMixin, ConfigMixin):
         # diffusers pipelines derive the VAE factor as 2 ** (len(block_out_channels) - 1); keep that true
         if block_out_channels is None:
             self.register_to_config(block_out_channels=(in_channels * patch_size**2,) * (patch_size.bit_length()))
+        # and pipelines such as DiffEdit read config.latent_channels (derived, so old config files work too)
+        self.register_to_config(latent_channels=in_channels * patch_size**2)
         c = in_channels * patch_size**2
         # fixed orthonormal transform of the patch vector (identity: plain space to depth)
         self.transform = torch.nn.Parameter(torch.eye(c), requires_grad=False)

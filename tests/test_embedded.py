@@ -1,0 +1,85 @@
+"""The shipped shapes-world model: found in the package without a download, within its size budget, and
+doing what its card says — spot checks against the world's exact ground truth (the full figures come
+from `promptedit bench world`)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from promptedit.cli import EMBEDDED_MODEL
+
+pytestmark = pytest.mark.skipif(not (EMBEDDED_MODEL / "model_index.json").is_file(),
+                                reason="the embedded model is not installed")
+
+
+@pytest.fixture(scope="module")
+def shapes():
+    from promptedit.models import load_model
+
+    return load_model(str(EMBEDDED_MODEL), device="cpu")
+
+
+def test_ships_inside_the_package_as_safetensors_within_40_mb():
+    files = [p for p in EMBEDDED_MODEL.rglob("*") if p.is_file()]
+    assert sum(p.stat().st_size for p in files) <= 40 * 2**20
+    weights = [p for p in files if p.suffix in (".safetensors", ".bin", ".pt", ".pth", ".ckpt")]
+    assert weights and all(p.suffix == ".safetensors" for p in weights)
+    card = (EMBEDDED_MODEL / "MODEL_CARD.md").read_text()
+    for section in ("## Architecture", "## Training", "## Recommended sampling", "## Measured scores"):
+        assert section in card
+
+
+def test_is_the_default_and_uses_its_own_sampling_defaults(shapes):
+    from promptedit.cli import resolve_model_path
+
+    assert resolve_model_path(None) == str(EMBEDDED_MODEL)
+    assert shapes.image_size == 64 and shapes.vae_scale_factor == 4
+    assert shapes.defaults.num_inference_steps < 50  # the card's recommendation, not the paper's 50
+
+
+def test_codec_is_lossless_on_a_rendered_image(shapes):
+    from promptedit.pipeline import decode_latents, encode_images, to_uint8
+    from promptedit.world import render, scene_at
+
+    image = render(scene_at(7, 0)).image
+    z = encode_images(shapes, image[None].astype(np.float32) / 255)
+    assert np.array_equal(to_uint8(decode_latents(shapes, z))[0], image)
+
+
+def test_generated_backgrounds_read_back_right(shapes):
+    from promptedit.editing import generate
+    from promptedit.world import read_image
+
+    prompts = ["a red circle on a white background", "a blue square on a black background",
+               "a yellow star on a gray background", "a green heart on a white background"]
+    images = generate(shapes, prompts, seed=0, progress=False).images
+    readings = [read_image(im, n_objects=1) for im in images]
+    assert [r.background for r in readings] == ["white", "black", "gray", "white"]
+
+
+def test_background_swap_changes_the_background_and_keeps_the_objects_colour(shapes):
+    # (how well the mask is kept is the benchmark's p2p_background_swap.mask_iou_mean: far from its target)
+    from promptedit.editing import EditSpec, edit
+    from promptedit.world import read_image
+
+    spec = EditSpec("a red circle on a white background", ("a red circle on a black background",))
+    result = edit(shapes, spec, seed=0, progress=False)
+    source, edited = (read_image(im, n_objects=1) for im in result.images)
+    assert (source.background, edited.background) == ("white", "black")
+    assert source.objects and edited.objects
+    assert source.objects[0].colour == edited.objects[0].colour == "red"
+
+
+def test_diffedit_and_instdiffedit_run_on_the_patch_codec(shapes):
+    """diffusers' DiffEdit pipeline reads vae.config.latent_channels: the codec must provide it."""
+    from promptedit.maskedit import diffedit, instdiffedit
+    from promptedit.world import render, scene_at
+
+    scene = scene_at(11, 0)
+    colour = scene.objects[0].colour
+    target = scene.caption.replace(colour, "blue" if colour != "blue" else "red", 1)
+    image = render(scene).image
+    for run in (diffedit, instdiffedit):
+        result = run(shapes, image, scene.caption, target, num_inference_steps=4, progress=False)
+        assert result.edited.shape == (64, 64, 3) and result.mask.any()
