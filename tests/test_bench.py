@@ -173,7 +173,7 @@ def test_cli_bench_world_writes_json_and_markdown(tiny_model_dir, tmp_path, caps
     rec = json.loads((out / "bench-world.json").read_text())
     assert list(rec["sections"]) == ["generation"]
     assert rec["sections"]["generation"]["metrics"]["colour_accuracy"]["n"] == 2
-    assert rec["settings"]["num_inference_steps"] == STEPS
+    assert rec["settings"]["num_inference_steps"] == STEPS and rec["complete"] is True
     md = (out / "bench-world.md").read_text()
     assert "| metric | value | target | pass/fail | n |" in md and "generation.colour_accuracy" in md
     assert (out / "bench-world.png").is_file()
@@ -188,3 +188,19 @@ def test_cli_bench_world_bad_input_is_one_error_line(argv, tiny_model_dir, tmp_p
     lines = [line for line in err.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("error:"), err
     assert not out.exists()
+
+
+def test_results_are_handed_over_after_each_section_so_a_later_failure_loses_nothing(tiny_model, one_thread,
+                                                                                        monkeypatch):
+    from promptedit.bench import world
+
+    def broken(model, _run=None, **ns):
+        raise RuntimeError("section exploded")
+
+    monkeypatch.setitem(world.SECTION_FUNCTIONS, "p2p_colour_swap", (broken, ("n",)))
+    seen = []
+    with pytest.raises(RuntimeError, match="exploded"):
+        world.run_world_bench(tiny_model, n=1, sections=["generation", "p2p_colour_swap"], steps=STEPS,
+                              progress=False, on_section=seen.append)
+    assert [list(r.sections) for r in seen] == [["generation"]]
+    assert "generation.colour_accuracy" in world.markdown_report(seen[0])

@@ -715,18 +715,22 @@ def bench_world(model, out, n, seed, steps, guidance, only, examples, device, qu
     from .visualize import image_grid
 
     loaded = load(model, device)
+
+    def save(result, complete: bool) -> None:  # after every section, so a later failure loses nothing
+        files = {"json": "bench-world.json", "markdown": "bench-world.md"}
+        images, labels, cols = example_cells(result)
+        if images:
+            write_image(out / "bench-world.png", image_grid(images, labels, cols=cols, cell=128))
+            files["examples"] = "bench-world.png"
+        write_bytes(out / "bench-world.md", markdown_report(result).encode())
+        write_json(out / "bench-world.json", {
+            "command": "bench world", "complete": complete, **result.to_dict(), "files": files,
+            "timings": {"wall": round(time.perf_counter() - started, 3)}, "environment": environment(),
+        })
+
     result = run_world_bench(loaded, n=n, sections=list(only) or None, seed=seed, steps=steps, guidance=guidance,
-                             examples=examples, progress=not quiet)
-    files = {"json": "bench-world.json", "markdown": "bench-world.md"}
-    images, labels, cols = example_cells(result)
-    if images:
-        write_image(out / "bench-world.png", image_grid(images, labels, cols=cols, cell=128))
-        files["examples"] = "bench-world.png"
-    write_bytes(out / "bench-world.md", markdown_report(result).encode())
-    write_json(out / "bench-world.json", {
-        "command": "bench world", **result.to_dict(), "files": files,
-        "timings": {"wall": round(time.perf_counter() - started, 3)}, "environment": environment(),
-    })
+                             examples=examples, progress=not quiet, on_section=lambda r: save(r, False))
+    save(result, True)
     verdict = "all targets met" if result.passed else "some targets not met"
     click.echo(f"wrote {out / 'bench-world.md'} ({verdict}; {time.perf_counter() - started:.0f} s)")
 

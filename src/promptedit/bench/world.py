@@ -1005,12 +1005,14 @@ def run_world_bench(
     guidance: float | None = None,
     examples: int = 2,
     progress: bool = True,
+    on_section: Callable[[BenchResult], None] | None = None,
 ) -> BenchResult:
     """Run the chosen ``sections`` (default: all of :data:`SECTIONS`) with ``n`` items per metric.
 
     ``n_overrides`` sets a section's own counts, e.g. ``{"generation": {"n_two": 10}}``.
     ``steps`` / ``guidance`` default to the model's. ``examples`` items per section are kept
-    for the picture grid. A tqdm bar counts items when ``progress``.
+    for the picture grid. A tqdm bar counts items when ``progress``. ``on_section`` is called with the
+    results so far after each section (so a caller can save them before the next one starts).
     """
     _check_n(n=n, examples=examples)
     sections = list(SECTIONS if not sections else sections)
@@ -1046,6 +1048,8 @@ def run_world_bench(
     try:
         for s, ns in plan.items():
             out[s] = SECTION_FUNCTIONS[s][0](model, _run=run, **ns)
+            if on_section is not None:
+                on_section(BenchResult(settings, dict(out)))
     finally:
         if bar is not None:
             bar.close()
