@@ -57,18 +57,18 @@ class PatchCodec(ModelMixin, ConfigMixin):
     def __init__(self, patch_size: int = 4, in_channels: int = 3, scaling_factor: float = 1.0,
                  block_out_channels: tuple[int, ...] | None = None):
         super().__init__()
+        c = in_channels * patch_size**2  # latent channels: one per pixel value of a patch
         # diffusers pipelines derive the VAE factor as 2 ** (len(block_out_channels) - 1); keep that true
         if block_out_channels is None:
-            self.register_to_config(block_out_channels=(in_channels * patch_size**2,) * (patch_size.bit_length()))
+            self.register_to_config(block_out_channels=(c,) * (patch_size.bit_length()))
         # and pipelines such as DiffEdit read config.latent_channels (derived, so old config files work too)
-        self.register_to_config(latent_channels=in_channels * patch_size**2)
-        c = in_channels * patch_size**2
+        self.register_to_config(latent_channels=c)
         # fixed orthonormal transform of the patch vector (identity: plain space to depth)
         self.transform = torch.nn.Parameter(torch.eye(c), requires_grad=False)
 
     @property
     def latent_channels(self) -> int:
-        return self.config.in_channels * self.config.patch_size**2
+        return self.config.latent_channels
 
     def encode(self, x: torch.Tensor, return_dict: bool = True):
         z = F.pixel_unshuffle(x, self.config.patch_size)  # (B, 3·p², H/p, W/p)

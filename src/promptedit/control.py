@@ -500,7 +500,7 @@ class AttentionEdit(AttentionControl):
         if not self.fused or self._blend_wants(layer, pixels):  # local blend needs this layer's maps
             return None
         if layer.is_cross:
-            return self._step_edit if self._cross_on[self.cur_step] else None
+            return self._step_edit  # None outside the injection window (see begin_step)
         return ValueEdit() if self._self_on(pixels) else None  # targets take the source's maps
 
     def replace_cross_attention(self, attn_base: torch.Tensor, attn_replace: torch.Tensor) -> torch.Tensor:

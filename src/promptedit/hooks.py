@@ -21,7 +21,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
-
 import torch.nn.functional as F
 
 from .control import AttentionControl, AttentionLayer, ValueEdit, step_window
