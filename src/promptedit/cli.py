@@ -626,6 +626,9 @@ def demo(out, **kw):
 @click.option("--batch-size", type=int, default=None, help="Batch size (default 32).")
 @click.option("--minutes", type=float, default=None, help="Stop (and export) after this much training time.")
 @click.option("--lr", type=float, default=None, help="Peak learning rate (default 7e-4).")
+@click.option("--grounding-weight", type=float, default=None,
+              help="Weight of the token-grounding loss (default 0.05; 0 turns it off).")
+@click.option("--ema-decay", type=float, default=None, help="EMA decay of the exported weights (default 0.999).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--fresh", is_flag=True, help="Start over instead of resuming DIR/checkpoint.pt.")
 @click.option("--export", "export", default=None, metavar="DIR",
@@ -633,14 +636,15 @@ def demo(out, **kw):
 @click.option("--half", is_flag=True, help="Export the weights in fp16 (how the embedded model ships).")
 @click.option("--threads", type=int, default=None, help="torch CPU threads (default: all cores).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def train(out, steps, batch_size, minutes, lr, seed, fresh, export, half, threads, quiet):
+def train(out, steps, batch_size, minutes, lr, grounding_weight, ema_decay, seed, fresh, export, half, threads, quiet):
     """Train the embedded shapes-world model (resumable); see MODEL_CARD.md for the shipped run."""
     import torch
 
     from .outputs import check_output_dir, make_output_dir, write_image
     from .train.shapes import TrainConfig, train as run_train
 
-    overrides = {k: v for k, v in dict(steps=steps, batch_size=batch_size, max_minutes=minutes, lr=lr).items()
+    overrides = {k: v for k, v in dict(steps=steps, batch_size=batch_size, max_minutes=minutes, lr=lr,
+                                       grounding_weight=grounding_weight, ema_decay=ema_decay).items()
                  if v is not None}
     try:
         config = TrainConfig(seed=seed, **overrides)

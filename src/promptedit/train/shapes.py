@@ -11,7 +11,10 @@ cores in about 90 minutes:
 * denoiser: ``UNet2DConditionModel`` with cross-attention at 1/1, 1/2 and 1/4 of
   the latent size; v-prediction on the DDPM linear schedule (β 1e-4 → 0.02,
   1000 steps), Min-SNR-γ loss weighting (Hang et al. 2023), caption dropout for
-  classifier-free guidance, EMA weights exported.
+  classifier-free guidance, EMA weights exported;
+* token grounding (:mod:`.grounding`, after TokenCompose, Wang et al. 2024): each grounded word's
+  cross-attention is asked to fall inside the pixels it names, so the maps that Prompt-to-Prompt injects
+  and InstDiffEdit reads localise words as Stable Diffusion's do.
 
 Data are rendered on the fly from the world's sampler (``scene_at(data_seed, i)``),
 so resuming continues the same stream. Checkpoints are written atomically.
@@ -19,6 +22,7 @@ so resuming continues the same stream. Checkpoints are written atomically.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
@@ -33,11 +37,13 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from ..codec import PatchCodec
+from ..hooks import attention_control
 from ..models import DiffusionModel, ModelDefaults, save_model
 from ..vocab import build_clip_tokenizer
 from ..world import iter_samples, spec
 from ..world.dataset import scene_at
 from ..world.render import render
+from .grounding import GroundingRecorder, grounding_targets, token_grounding_loss
 
 HELD_OUT_SEED = 1_000_003  # benchmarks draw scenes from this seed; training never does
 
@@ -56,6 +62,8 @@ class TrainConfig:
     ema_decay: float = 0.999
     caption_dropout: float = 0.1
     min_snr_gamma: float = 5.0
+    # weight of the token-grounding loss (train/grounding.py: each word's cross-attention inside its pixels)
+    grounding_weight: float = 0.05
     seed: int = 0
     data_seed: int = 1
     max_minutes: float | None = None
@@ -82,6 +90,10 @@ class TrainConfig:
         self.unet_channels = tuple(int(c) for c in self.unet_channels)
         if self.steps <= 0 or self.batch_size <= 0:
             raise ValueError("steps and batch size must be positive")
+        if not 0 <= self.ema_decay < 1:
+            raise ValueError("the EMA decay must be in [0, 1)")
+        if self.grounding_weight < 0:
+            raise ValueError("the grounding weight must be >= 0")
         if not 0 <= self.caption_dropout < 1:
             raise ValueError("caption dropout must be in [0, 1)")
         if self.prediction_type not in ("epsilon", "v_prediction"):
@@ -162,16 +174,18 @@ def build_model(config: TrainConfig, tokenizer) -> DiffusionModel:
 
 
 def batch_of(config: TrainConfig, step: int, rng: torch.Generator):
-    """Captions and images [-1, 1] (B, 3, 64, 64) of training batch ``step`` (deterministic)."""
+    """Captions ("" where dropped), images [-1, 1] (B, 3, 64, 64) and the objects' masks (B arrays bool
+    (n_objects, 64, 64)) of training batch ``step`` (deterministic)."""
     start = step * config.batch_size
-    captions, images = [], []
-    for caption, image, _ in iter_samples(config.batch_size, seed=config.data_seed, start=start):
+    captions, images, masks = [], [], []
+    for caption, image, m in iter_samples(config.batch_size, seed=config.data_seed, start=start):
         captions.append(caption)
         images.append(image)
+        masks.append(m)
     drop = torch.rand(len(captions), generator=rng) < config.caption_dropout
     captions = ["" if d else c for c, d in zip(captions, drop.tolist())]
     x = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float() / 127.5 - 1.0
-    return captions, x
+    return captions, x, masks
 
 
 def min_snr_weights(alphas_cumprod: torch.Tensor, t: torch.Tensor, gamma: float,
@@ -270,15 +284,19 @@ def train(config: TrainConfig, out: str | os.PathLike, *, resume: bool = True, p
             "config": dataclasses.asdict(config),
         }, ckpt_path)
 
+    recorder = GroundingRecorder()
+    hooks = contextlib.ExitStack()
+    if config.grounding_weight > 0:
+        hooks.enter_context(attention_control(unet, recorder))
     bar = tqdm(total=config.steps, initial=step, desc="training", disable=not progress, smoothing=0.05)
-    window, t_last = [], time.perf_counter()
+    window, g_window, t_last = [], [], time.perf_counter()
     while step < config.steps:
         if config.max_minutes is not None and elapsed / 60 >= config.max_minutes:
             log(f"time budget of {config.max_minutes} min reached at step {step}")
             break
         for g in opt.param_groups:
             g["lr"] = lr_at(step)
-        captions, x = batch_of(config, step, rng)
+        captions, x, masks = batch_of(config, step, rng)
         ids = tokenizer(captions, padding="max_length", max_length=config.max_length, truncation=True,
                         return_tensors="pt").input_ids
         with torch.no_grad():
@@ -286,10 +304,18 @@ def train(config: TrainConfig, out: str | os.PathLike, *, resume: bool = True, p
         noise = torch.randn(z0.shape, generator=rng)
         t = torch.randint(0, config.num_train_timesteps, (z0.shape[0],), generator=rng)
         zt = noise_scheduler.add_noise(z0, noise, t)
+        recorder.begin(num_steps=1, latent_size=tuple(z0.shape[-2:]), n_prompts=z0.shape[0])
+        recorder.begin_step(0)
         pred = unet(zt, t, encoder_hidden_states=text_encoder(ids)[0]).sample
         target = noise_scheduler.get_velocity(z0, noise, t) if config.prediction_type == "v_prediction" else noise
         per_sample = F.mse_loss(pred, target, reduction="none").mean(dim=(1, 2, 3))
-        loss = (per_sample * min_snr_weights(alphas_cumprod, t, config.min_snr_gamma, config.prediction_type)).mean()
+        d_loss = (per_sample * min_snr_weights(alphas_cumprod, t, config.min_snr_gamma, config.prediction_type)).mean()
+        loss = d_loss
+        if config.grounding_weight > 0:
+            regions, grounded = grounding_targets(captions, masks, ids.shape[1])
+            g_loss = token_grounding_loss(recorder.maps, regions, grounded, alphas_cumprod[t] ** 0.5)
+            loss = loss + config.grounding_weight * g_loss
+            g_window.append(g_loss.item())
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
@@ -299,15 +325,20 @@ def train(config: TrainConfig, out: str | os.PathLike, *, resume: bool = True, p
         now = time.perf_counter()
         elapsed += now - t_last
         t_last = now
-        window.append(loss.item())
+        window.append(d_loss.item())
         bar.update(1)
         if step % 25 == 0:
-            history.append({"step": step, "loss": float(np.mean(window)), "minutes": elapsed / 60})
-            bar.set_postfix(loss=f"{np.mean(window):.4f}", lr=f"{lr_at(step):.1e}")
-            window = []
+            entry = {"step": step, "loss": float(np.mean(window)), "minutes": elapsed / 60}
+            if g_window:
+                entry["grounding"] = float(np.mean(g_window))
+            history.append(entry)
+            bar.set_postfix(loss=f"{np.mean(window):.4f}", lr=f"{lr_at(step):.1e}",
+                            **({"grounding": f"{np.mean(g_window):.3f}"} if g_window else {}))
+            window, g_window = [], []
         if step % config.checkpoint_every == 0 or step == config.steps:
             save()
     bar.close()
+    hooks.close()
     save()
     ema.copy_to()
     unet.eval()
