@@ -20,20 +20,48 @@ def blob(h, w, y0, y1, x0, x1):
     return m
 
 
-def test_select_words_by_similarity_to_the_start_token_map():
+def test_select_words_by_similarity_to_the_inverted_start_token_map():
     obj = blob(8, 8, 2, 6, 2, 6)
     bg = 1 - obj
-    maps = torch.stack([obj + 0.01, obj * 0.9 + 0.02, bg, bg * 0.3 + obj * 0.7])
-    sel = select_words(obj, maps)
+    near = blob(8, 8, 2, 6, 3, 7)  # overlaps the object by 3/4: neither object nor background
+    maps = torch.stack([obj + 0.01, obj * 0.9 + 0.02, bg, near * 0.5 + 0.1])
+    sel = select_words(bg * 0.3 + 0.5, maps)  # the start token attends to the background (authors' code inverts it)
     assert sel.anchor == 0
     assert set(sel.objects) == {0, 1} and sel.background == (2,)
-    assert 3 not in sel.objects and 3 not in sel.background  # neither
+    assert 3 not in sel.objects and 3 not in sel.background
+    assert sel.similarity[3] == pytest.approx(0.75, abs=1e-4)  # min-max normalised maps: blob overlap 12/16
+    # restricted to candidates, the anchor is the best of them
+    sel = select_words(bg, maps, anchor_candidates=[2, 3])
+    assert sel.anchor == 3
+
+
+def test_edited_words_are_the_inserted_and_replaced_ones():
+    from promptedit.masks import edited_words
+
+    src = "a red circle and a blue square on a white background".split()
+    assert edited_words(src, "a green circle and a blue square on a white background".split()) == [1]
+    assert edited_words(src, "a red circle and a big blue square on a white background".split()) == [5]
+    assert edited_words(src, src) == []
+
+
+def test_two_objects_the_edited_word_picks_the_object():
+    """Two objects in the text: the start token sees both; the edited word's object is the mask."""
+    a, b = blob(16, 16, 2, 7, 2, 7), blob(16, 16, 9, 14, 9, 14)
+    bg = 1 - a - b
+    # words: green circle | blue square | white background; object b is the more salient to the start token
+    maps = torch.stack([a, a * 0.8 + 0.05, b, b * 0.9, bg, bg * 0.7])
+    start = 1 - (0.4 * a + b)
+    assert select_words(start, maps).anchor == 2
+    sel = select_words(start, maps, anchor_candidates=[0])
+    assert set(sel.objects) == {0, 1} and set(sel.background) >= {2, 3, 4, 5}
+    _, mask = instant_mask(maps[None], sel, threshold=0.2)
+    assert mask[0][a.bool()].float().mean() > 0.9 and not mask[0][b.bool()].any()
 
 
 def test_instant_mask_keeps_the_object_and_removes_the_background():
     obj = blob(16, 16, 4, 12, 4, 12)
     maps = torch.stack([obj + 0.05 * torch.rand(16, 16), 1 - obj])[None]  # (1, W=2, h, w)
-    sel = select_words(obj, maps[0])
+    sel = select_words(1 - obj, maps[0])
     soft, mask = instant_mask(maps, sel, threshold=0.2)
     assert mask.shape == (1, 16, 16)
     assert mask[0, 5:11, 5:11].all() and not mask[0, :2].any()

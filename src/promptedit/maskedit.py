@@ -19,12 +19,13 @@ import torch.nn.functional as F
 from .control import AttentionControl
 from .errors import ParameterError, PromptError
 from .inversion import ddim_alphas
-from .masks import InstantMask
+from .masks import InstantMask, edited_words
 from .models import DiffusionModel
 from .pipeline import check_sampling, decode_latents, denoise, encode_images, encode_prompts, make_generator, to_uint8
 from .tokens import prompt_words, tokenize, span_token_indices
 
 MASK_METHODS = ("instant", "diffedit")
+ANCHORS = ("edited", "start-token")  # how instant masks pick their anchor word (see instdiffedit)
 
 
 @dataclass
@@ -132,6 +133,7 @@ def instdiffedit(
     object_threshold: float = 0.9,
     background_threshold: float = 0.6,
     threshold: float = 0.2,
+    anchor: str = "edited",
     mask_steps: int | None = None,
     inpaint: bool = True,
     inpaint_pipeline=None,
@@ -143,13 +145,21 @@ def instdiffedit(
     many steps and returns the mask only (no edit). ``inpaint`` runs the final pass over the last mask: with
     ``inpaint_pipeline`` (a diffusers ``StableDiffusionInpaintPipeline``) when given, else with the same model
     regenerating the masked region while the known region is re-noised from the source at every step.
-    ``source`` is recorded (the method itself denoises only under ``target``).
+    ``anchor`` picks the word whose map anchors the selection: ``start-token`` as the paper (the word most
+    like the inverted start-token map: right when the text names one object), ``edited`` (default) the same
+    but among the words the edit inserted or replaced, which says which object is meant when the text names
+    several (falls back to all words when the edit changed none). The method denoises only under
+    ``target``; ``source`` serves the edited-word anchor and is recorded.
     """
     steps, w, start = _settings(model, num_inference_steps, guidance_scale, strength)
     if num_seeds < 1:
         raise ParameterError(f"num_seeds must be >= 1, got {num_seeds}")
     f = model.defaults.attention_downsample if downsample is None else int(downsample)
     words, toks = edit_words(model.tokenizer, target)
+    if anchor not in ANCHORS:
+        raise ParameterError(f"anchor must be one of {', '.join(ANCHORS)}, got {anchor!r}")
+    source_words = [w.lower() for w, _, _ in prompt_words(source) if any(ch.isalnum() for ch in w)]
+    candidates = edited_words(source_words, [w.lower() for w in words]) if anchor == "edited" else None
     t0 = time.perf_counter()
     z0 = encode_images(model, image[None].astype(np.float32) / 255.0)
     g = make_generator(seed)
@@ -158,7 +168,8 @@ def instdiffedit(
     cond = encode_prompts(model, [target]).expand(num_seeds, -1, -1)
     uncond = encode_prompts(model, [""]).expand(num_seeds, -1, -1)
     ctrl = InstantMask(toks, sources, downsample=f, object_threshold=object_threshold,
-                       background_threshold=background_threshold, threshold=threshold)
+                       background_threshold=background_threshold, threshold=threshold,
+                       anchor_candidates=candidates)
     end = None if mask_steps is None else start + int(mask_steps)
     if mask_steps is not None and not 1 <= mask_steps <= steps - start:
         raise ParameterError(f"mask_steps must be in [1, {steps - start}], got {mask_steps}")
@@ -171,7 +182,7 @@ def instdiffedit(
               "background": [words[i] for i in sel.background],
               "similarity": [[wd, round(v, 4)] for wd, v in zip(words, sel.similarity)]}
     settings = {"strength": strength, "num_inference_steps": steps, "guidance_scale": w, "seed": seed,
-                "num_seeds": num_seeds, "downsample": f, "object_threshold": object_threshold,
+                "num_seeds": num_seeds, "downsample": f, "object_threshold": object_threshold, "anchor": anchor,
                 "background_threshold": background_threshold, "threshold": threshold, "mask_steps": mask_steps,
                 "inpaint": inpaint and mask_steps is None, "source": source, "target": target}
     soft = ctrl.soft_masks[-1].cpu().numpy()

@@ -2,7 +2,7 @@
 Attention Masks", AAAI 2024), as pure torch: the mask maths and the controller that applies it.
 
 While the edit text denoises the noised source, the cross-attention maps the UNet computes anyway
-give the edited region: at the first step the start-token map is the reference, the word most
+give the edited region: at the first step the (inverted) start-token map is the reference, the word most
 similar to it (cosine) the anchor, and each word's similarity to the anchor sorts it into object
 (≥ 0.9), background (≤ 0.6) or neither; at every step the mask is the min–max-normalised mean of
 the object maps minus that of the background maps, clamped at 0, Gaussian-smoothed (5×5, twice),
@@ -49,14 +49,28 @@ class WordSelection:
 
 
 def select_words(start_map: torch.Tensor, maps: torch.Tensor, *, object_threshold: float = 0.9,
-                 background_threshold: float = 0.6) -> WordSelection:
-    """Anchor = the word map most similar to the start-token map; words ≥ ``object_threshold`` similar to
-    the anchor are the object, ≤ ``background_threshold`` the background. start_map (h, w), maps (W, h, w)."""
-    anchor = int(cosine(maps, start_map[None]).argmax())
-    sim = cosine(maps, maps[anchor][None])
+                 background_threshold: float = 0.6, anchor_candidates: Sequence[int] | None = None) -> WordSelection:
+    """Mask refinement's word selection (InstDiffEdit, Sec. 3.2, as the authors' code computes it): every map
+    min–max normalised and the start-token map inverted (it is low where the objects are); the anchor is
+    the word (among ``anchor_candidates``, default all) most similar to that reference; words ≥
+    ``object_threshold`` similar to the anchor are the object, ≤ ``background_threshold`` the background.
+    start_map (h, w), maps (W, h, w)."""
+    reference = 1 - minmax(start_map)
+    norm = minmax(maps)
+    candidates = list(range(maps.shape[0])) if not anchor_candidates else [int(i) for i in anchor_candidates]
+    anchor = candidates[int(cosine(norm[candidates], reference[None]).argmax())]
+    sim = cosine(norm, norm[anchor][None])
     objects = tuple(int(i) for i in torch.nonzero(sim >= object_threshold).flatten())
     background = tuple(int(i) for i in torch.nonzero(sim <= background_threshold).flatten())
     return WordSelection(anchor, objects, background, tuple(float(v) for v in sim))
+
+
+def edited_words(source_words: Sequence[str], target_words: Sequence[str]) -> list[int]:
+    """Indices of the target's words that the edit inserted or replaced (word-level diff of the two texts)."""
+    from difflib import SequenceMatcher
+
+    ops = SequenceMatcher(a=list(source_words), b=list(target_words), autojunk=False).get_opcodes()
+    return [j for tag, _, _, j0, j1 in ops if tag in ("replace", "insert") for j in range(j0, j1)]
 
 
 def gaussian_kernel(size: int = 5, sigma: float = 1.0) -> torch.Tensor:
@@ -99,12 +113,16 @@ class InstantMask(AttentionControl):
         object_threshold, background_threshold: word selection thresholds (0.9, 0.6).
         threshold: φ, the binarisation threshold (0.2).
         blend: blend x_t with the source (False only records masks).
+        anchor_candidates: words the anchor may be (indices into ``word_tokens``; default all). With one
+            object in the text, as in the paper's benchmarks, the start token finds it; with several, the
+            edited words say which one is meant (:func:`edited_words`).
     """
 
     def __init__(self, word_tokens: Sequence[Sequence[int]], sources: torch.Tensor | None, *, downsample: int = 4,
                  places: Iterable[str] = ("down", "up"), object_threshold: float = 0.9,
                  background_threshold: float = 0.6, threshold: float = 0.2, smooth_size: int = 5,
-                 smooth_sigma: float = 1.0, smooth_times: int = 2, blend: bool = True):
+                 smooth_sigma: float = 1.0, smooth_times: int = 2, blend: bool = True,
+                 anchor_candidates: Sequence[int] | None = None):
         super().__init__()
         if not word_tokens:
             raise ParameterError("instant masks need at least one word in the edit text")
@@ -120,6 +138,9 @@ class InstantMask(AttentionControl):
         self.threshold = float(threshold)
         self.smooth = dict(smooth_size=smooth_size, smooth_sigma=smooth_sigma, smooth_times=smooth_times)
         self.blend = blend
+        self.anchor_candidates = list(anchor_candidates) if anchor_candidates else None
+        if self.anchor_candidates and not all(0 <= i < len(self.word_tokens) for i in self.anchor_candidates):
+            raise ParameterError("anchor candidates must index the edit text's words")
         self.selection: WordSelection | None = None
         self.soft_masks: list[torch.Tensor] = []  # per step, (h, w) mean over the batch (seeds)
         self.masks: list[torch.Tensor] = []  # per step, (h, w) bool
@@ -153,7 +174,8 @@ class InstantMask(AttentionControl):
         if self.selection is None:  # mask refinement: first step only, on the mean over seeds
             self.selection = select_words(maps[..., 0].mean(0), words.mean(0),
                                           object_threshold=self.object_threshold,
-                                          background_threshold=self.background_threshold)
+                                          background_threshold=self.background_threshold,
+                                          anchor_candidates=self.anchor_candidates)
         soft, _ = instant_mask(words, self.selection, threshold=self.threshold, **self.smooth)
         soft = soft.mean(0)  # average over seeds
         mask = soft > self.threshold
