@@ -10,6 +10,7 @@ and peak memory (CUDA only; on CPU peak RSS growth is not separable per run).
 
     python benchmarks/p2p.py --model tiny --steps 10
     python benchmarks/p2p.py --model PATH --steps 50 --repeats 5
+    python benchmarks/p2p.py --model sd15-random --size 256 --steps 5 --repeats 2 --cases replace,reweight
 """
 
 from __future__ import annotations
@@ -44,6 +45,9 @@ def diffusers_pipeline(model):
 def main(argv=None):
     ap = arg_parser(__doc__, images=None, repeats=3)
     ap.add_argument("--size", type=int, default=None)
+    ap.add_argument("--cases", default=None,
+                    help="comma-separated subset of: plain, loop, " + ", ".join(EDITS) + ", explicit "
+                         "(the explicit-probability rows); plain is always run (the baseline)")
     args = ap.parse_args(argv)
     model = get_model(args.model, args.device, args.fp16)
     size = args.size or model.image_size
@@ -67,10 +71,18 @@ def main(argv=None):
                         height=size, width=size, controller=ctrl, progress=False)
         return run
 
-    cases = {"plain (diffusers)": plain, "loop (no control)": loop}
-    cases.update({f"edit: {k}": edit_fn(v) for k, v in EDITS.items()})
+    wanted = {"plain", "loop", *EDITS, "explicit"} if args.cases is None else {"plain", *args.cases.split(",")}
+    unknown = wanted - {"plain", "loop", *EDITS, "explicit"}
+    if unknown:
+        ap.error(f"unknown case(s) {', '.join(sorted(unknown))}")
+    cases = {"plain (diffusers)": plain}
+    if "loop" in wanted:
+        cases["loop (no control)"] = loop
+    cases.update({f"edit: {k}": edit_fn(v) for k, v in EDITS.items() if k in wanted})
     # what applying linear edits through the values (ValueEdit) buys: the same edits with explicit probabilities
-    cases.update({f"edit: {k}, explicit probs": edit_fn(v, fused=False) for k, v in EDITS.items() if k != "replace+blend"})
+    if "explicit" in wanted:
+        cases.update({f"edit: {k}, explicit probs": edit_fn(v, fused=False) for k, v in EDITS.items()
+                      if k != "replace+blend" and k in wanted})
     medians, peaks = time_cases(cases, args.repeats, model.device)
     rows = print_table(f"model {model.name}, device {model.device}, {size} px, {steps} steps, median of "
                        f"{args.repeats}, torch threads {torch.get_num_threads()}", medians, peaks, "plain (diffusers)")

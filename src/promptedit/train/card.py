@@ -32,6 +32,11 @@ offline on a CPU in seconds and every editing method can be measured against exa
   budget, whichever ends first), weight decay {config["weight_decay"]}, gradient clip {config["grad_clip"]};
   Min-SNR-γ weighting (γ = {config["min_snr_gamma"]}); caption dropout {config["caption_dropout"]} for classifier-free
   guidance; EMA of the weights (decay {config["ema_decay"]}) is what ships.
+- Token grounding (`promptedit/train/grounding.py`, after TokenCompose's L_token, Wang et al. 2024), weight
+  {config.get("grounding_weight", 0.0)}: each object word's cross-attention (size, texture, colour, shape) is asked to fall
+  inside its object's mask, the background words' inside the background, from the renderer's exact masks,
+  weighted by √ᾱ_t. Without it a model this small learns near-uniform cross-attention (every word's map had
+  cosine ≥ 0.98 with every other), and attention-based editing has no layout to inject and no mask to read.
 - Final training loss (weighted, last 25 steps): {final_loss if final_loss is None else f"{final_loss:.4f}"}.
 
 ## Recommended sampling
