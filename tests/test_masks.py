@@ -110,13 +110,18 @@ def test_instdiffedit_and_diffedit_run(tiny_model, image):
 
     r = instdiffedit(tiny_model, image, SRC, TGT, num_inference_steps=6, num_seeds=2, progress=False)
     assert r.edited.shape == image.shape and r.mask.shape == (32, 32) and r.latent_mask.shape == (16, 16)
-    assert r.words["anchor"] in {"a", "photo", "of", "dog"} and r.timings["inpaint"] > 0
+    assert r.words["anchor"] == "dog" and r.timings["inpaint"] > 0  # the edited word anchors by default
     only = make_mask(tiny_model, image, SRC, TGT, num_inference_steps=6, mask_steps=1, progress=False)
     assert only.edited is None and only.timings["mask"] < r.timings["total"]
     d = diffedit(tiny_model, image, SRC, TGT, num_inference_steps=6, num_maps=2, progress=False)
     assert d.edited.shape == image.shape and d.latent_mask.dtype == bool
     with pytest.raises(ParameterError, match="strength"):
         instdiffedit(tiny_model, image, SRC, TGT, strength=0.0, progress=False)
+    with pytest.raises(ParameterError, match="anchor"):
+        instdiffedit(tiny_model, image, SRC, TGT, anchor="middle", progress=False)
+    paper = make_mask(tiny_model, image, SRC, TGT, num_inference_steps=6, mask_steps=1, anchor="start-token",
+                      progress=False)
+    assert paper.words["anchor"] in {"a", "photo", "of", "dog"} and paper.settings["anchor"] == "start-token"
 
 
 def run(capsys, *argv):

@@ -6,7 +6,10 @@ import platform
 
 
 def model_card(*, config: dict, steps: int, minutes: float, params: dict, command: str, bench_md: str,
-               final_loss: float | None, hardware: str | None = None) -> str:
+               final_loss: float | None, hardware: str | None = None, history_md: str = "",
+               shortfalls_md: str = "") -> str:
+    """MODEL_CARD.md. ``history_md``: bullets on how the run went (sittings, loss curve);
+    ``shortfalls_md``: the "Known shortfalls" section's body (omitted when empty)."""
     hardware = hardware or f"{platform.machine()} CPU, 2 cores, no GPU"
     unet = config["unet_channels"]
     return f"""# promptedit shapes-world model
@@ -38,7 +41,9 @@ offline on a CPU in seconds and every editing method can be measured against exa
   weighted by √ᾱ_t. Without it a model this small learns near-uniform cross-attention (every word's map had
   cosine ≥ 0.98 with every other), and attention-based editing has no layout to inject and no mask to read.
 - Final training loss (weighted, last 25 steps): {final_loss if final_loss is None else f"{final_loss:.4f}"}.
+{history_md.rstrip()}
 
+{"## Known shortfalls (read before trusting a figure)" + chr(10) + shortfalls_md.rstrip() + chr(10) if shortfalls_md else ""}
 ## Recommended sampling
 20 DDIM steps, guidance 5.0 (`promptedit.json` in the model folder sets these as defaults, with attention maps and
 local blending at the full 16×16 latent resolution and self-attention injection at 8×8 and below).
