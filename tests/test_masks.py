@@ -138,6 +138,8 @@ def test_mask_and_mask_guided_edit_commands(tiny_model_dir, tmp_path, capsys, im
         assert code == 0, err
         rec = json.loads((tmp_path / f"{method}.json").read_text())
         assert rec["timings"]["mask"] > 0 and (tmp_path / f"{method}-overlay.png").is_file()
+        if method == "instant":
+            assert rec["settings"]["anchor"] == "edited" and rec["words"]["anchor"] == "dog"
     for method in ("instdiffedit", "diffedit"):
         code, _, err = run(capsys, "edit", "--image", tmp_path / "in.png", "--source", SRC, "--target", TGT,
                            "--method", method, "--out", tmp_path / method, "--model", tiny_model_dir, "--steps", 6,

@@ -376,9 +376,12 @@ def read_mask(path, size) -> "np.ndarray":
 @click.option("--strength", type=float, default=0.5, show_default=True, help="Noise level the mask is made at.")
 @click.option("--mask-steps", type=int, default=None,
               help="Instant: steps of the denoising pass to run before taking the mask (default: the whole pass).")
+@click.option("--anchor", type=click.Choice(["edited", "start-token"]), default="edited", show_default=True,
+              help="Instant: the anchor word is the edited word most like the inverted start-token map "
+                   "(names the object when the text has several), or any word (the paper's rule).")
 @click.option("--fit", type=click.Choice(["crop", "pad"]), default="crop", show_default=True)
 @common_options
-def mask(image, source, target, out, method, strength, mask_steps, fit, **kw):
+def mask(image, source, target, out, method, strength, mask_steps, anchor, fit, **kw):
     """Make the mask of the region that changes from SOURCE to TARGET in IMAGE."""
     from .images import load_image
     from .maskedit import make_mask
@@ -394,7 +397,7 @@ def mask(image, source, target, out, method, strength, mask_steps, fit, **kw):
     size = (kw["height"] or model.image_size, kw["width"] or model.image_size)
     check_size(model, *size)
     prepared = load_image(image, size, fit)
-    extra = {"mask_steps": mask_steps} if method == "instant" else {}
+    extra = {"mask_steps": mask_steps, "anchor": anchor} if method == "instant" else {}
     result = make_mask(model, prepared.image, source, target, method=method, strength=strength,
                        num_inference_steps=kw["steps"], guidance_scale=kw["guidance"], seed=kw["seed"],
                        progress=not kw["quiet"], **extra)
