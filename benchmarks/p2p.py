@@ -6,7 +6,7 @@ Runs, interleaved and on the same model, steps and prompts:
   * one row per edit kind (replace, refine, reweight, replace + local blend), and the linear
     ones again with explicit probabilities everywhere (fused=False), to show what ValueEdit buys.
 Prints median seconds over --repeats runs after a warm-up, ratios against `plain`,
-and peak memory (CUDA only; on CPU peak RSS growth is not separable per run).
+and peak memory per case (CUDA: the allocator's peak; Linux CPU: peak resident-set growth during the run).
 
     python benchmarks/p2p.py --model tiny --steps 10
     python benchmarks/p2p.py --model PATH --steps 50 --repeats 5

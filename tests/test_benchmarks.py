@@ -30,6 +30,7 @@ def test_p2p_benchmark_times_edits_against_plain_generation(tmp_path):
     rows = _rows(_run("p2p", "--steps", "2", "--cases", "loop,replace,explicit", tmp_path=tmp_path))
     assert set(rows) == {"plain (diffusers)", "loop (no control)", "edit: replace", "edit: replace, explicit probs"}
     assert rows["plain (diffusers)"]["ratio"] == pytest.approx(1.0)
+    assert all("peak_mib" in r for r in rows.values())  # peak memory per case (CPU: resident-set growth)
 
 
 def test_p2p_benchmark_refuses_unknown_cases(tmp_path):
