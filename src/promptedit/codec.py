@@ -55,13 +55,17 @@ class PatchCodec(ModelMixin, ConfigMixin):
 
     @register_to_config
     def __init__(self, patch_size: int = 4, in_channels: int = 3, scaling_factor: float = 1.0,
-                 block_out_channels: tuple[int, ...] | None = None):
+                 block_out_channels: tuple[int, ...] | None = None, latent_channels: int | None = None):
         super().__init__()
         c = in_channels * patch_size**2  # latent channels: one per pixel value of a patch
+        if latent_channels is not None and latent_channels != c:
+            raise ValueError(f"a {patch_size}x{patch_size} patch codec of {in_channels} channels has {c} latent "
+                             f"channels, not {latent_channels}")
         # diffusers pipelines derive the VAE factor as 2 ** (len(block_out_channels) - 1); keep that true
         if block_out_channels is None:
             self.register_to_config(block_out_channels=(c,) * (patch_size.bit_length()))
-        # and pipelines such as DiffEdit read config.latent_channels (derived, so old config files work too)
+        # and pipelines such as DiffEdit read config.latent_channels (derived, so old config files work too;
+        # accepted as an argument so that a saved config loads without a warning)
         self.register_to_config(latent_channels=c)
         # fixed orthonormal transform of the patch vector (identity: plain space to depth)
         self.transform = torch.nn.Parameter(torch.eye(c), requires_grad=False)
