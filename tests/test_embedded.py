@@ -85,33 +85,35 @@ def test_diffedit_and_instdiffedit_run_on_the_patch_codec(shapes):
         assert result.edited.shape == (64, 64, 3) and result.mask.any()
 
 
-def test_cross_attention_ties_words_to_their_objects(shapes):
-    """What the token-grounding term of the recipe buys, and what every attention method here relies on: on a
-    generated two-object scene, each object's colour and shape words put most of their attention on that
-    object (read back by the world's reader), far above the object's share of the image."""
-    import torch.nn.functional as F
+def test_cross_attention_ties_words_to_their_pixels(shapes):
+    """What the token-grounding term of the recipe buys, and what every attention method here relies on: on
+    generated scenes, the object's colour and shape words put most of their attention on the object (read
+    back by the world's reader), far above its share of the image, and the background words on the rest.
+    (Before grounding, the shipped model's words put 0.19–0.50 of their attention on objects covering
+    0.23–0.51 of the image: no better than chance.)"""
     import torch
+    import torch.nn.functional as F
 
     from promptedit.editing import attention
     from promptedit.world import read_image
 
-    prompt = "a big red circle and a big blue square on a white background"
-    words = prompt.split()
-    checked = 0
-    for seed in range(6):
+    prompts = ["a big red circle on a white background", "a big blue square on a black background",
+               "a big yellow star on a gray background", "a big green heart on a white background",
+               "a big pink triangle on a gray background"]
+    grounded = []
+    for seed, prompt in enumerate(prompts):
+        words = prompt.split()
         res = attention(shapes, prompt, seed=seed, progress=False, self_attention=False)
-        reading = read_image(res.images[0], n_objects=2)
-        objs = {o.colour: o for o in reading.objects if o is not None and o.colour in ("red", "blue")}
-        if set(objs) != {"red", "blue"}:
-            continue  # not drawn as two objects of those colours: nothing to measure on
+        obj = read_image(res.images[0], n_objects=1).objects[0]
+        if obj is None:
+            grounded.append(False)
+            continue
         maps = res.attention.maps(downsample=shapes.defaults.attention_downsample)[0]  # (h, w, keys)
-        for colour, shape in (("red", "circle"), ("blue", "square")):
-            region = torch.from_numpy(objs[colour].mask).float()[None, None]
-            region = F.adaptive_avg_pool2d(region, maps.shape[:2])[0, 0]  # (h, w) share of each position
-            share = float(region.mean())
-            for w in (colour, shape):
-                m = maps[..., words.index(w) + 1]
-                inside = float((m * region).sum() / m.sum())
-                assert inside > max(0.5, 3 * share), (seed, w, inside, share)
-        checked += 1
-    assert checked >= 2, "the model drew fewer than two of six two-object scenes"
+        region = F.adaptive_avg_pool2d(torch.from_numpy(obj.mask).float()[None, None], maps.shape[:2])[0, 0]
+        ok = True
+        for w, where in ((words[2], region), (words[3], region), (words[6], 1 - region), ("background", 1 - region)):
+            m = maps[..., words.index(w) + 1]
+            inside, share = float((m * where).sum() / m.sum()), float(where.mean())
+            ok &= inside > share + 0.5 * (1 - share)  # at least half of the mass that chance puts elsewhere
+        grounded.append(ok)
+    assert sum(grounded) >= 3, grounded
