@@ -46,7 +46,8 @@ offline on a CPU in seconds and every editing method can be measured against exa
 {"## Known shortfalls (read before trusting a figure)" + chr(10) + shortfalls_md.rstrip() + chr(10) if shortfalls_md else ""}
 ## Recommended sampling
 20 DDIM steps, guidance 5.0 (`promptedit.json` in the model folder sets these as defaults, with attention maps and
-local blending at the full 16×16 latent resolution and self-attention injection at 8×8 and below).
+local blending at the full 16×16 latent resolution, and self-attention injected at every resolution, 16×16
+included: on a 10-edit probe of colour swaps that raised the mask IoU from 0.64 to 0.70).
 
 ## What it knows and does not know
 It knows only the shapes world: 8 object colours, 5 shapes, 3 backgrounds, sizes, stripes and dots, the sketch /
