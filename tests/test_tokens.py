@@ -130,3 +130,16 @@ def test_replacement_mapper_swaps(tokenizer):
 def test_replace_refuses_different_word_counts(tokenizer):
     with pytest.raises(AlignmentError, match="refine"):
         get_replacement_mapper(tokenizer, "a photo of a cat", ["a photo of a striped cat"])
+
+
+def test_built_tokenizer_is_the_same_in_every_process():
+    """The BPE merges break ties by the pair itself, not by hash-map order: two processes, one tokenizer."""
+    import subprocess
+    import sys
+
+    code = ("import hashlib, json; from promptedit.vocab import build_clip_tokenizer; "
+            "t = build_clip_tokenizer(['a photo of a cat', 'a photo of a dog', 'a red circle'] * 3, vocab_size=300); "
+            "print(hashlib.md5(json.dumps(sorted(t.get_vocab().items())).encode()).hexdigest())")
+    runs = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+            for _ in range(3)}
+    assert len(runs) == 1, runs

@@ -4,13 +4,12 @@ Stable Diffusion's tokenizer is CLIP's: byte-level BPE with an end-of-word
 suffix ``</w>``, lower-casing, and ``<|startoftext|>`` / ``<|endoftext|>``
 around every prompt. Tests and the embedded shapes-world model need one that
 is built here, without a download; this trains the same kind of tokenizer on a
-small corpus with the ``tokenizers`` library and wraps it as a
-``transformers.CLIPTokenizer``.
+small corpus (the ``tokenizers`` library's normaliser and pre-tokeniser, our own deterministic merge
+loop) and wraps it as a ``transformers.CLIPTokenizer``.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 
 BOS = "<|startoftext|>"
@@ -21,38 +20,73 @@ CLIP_SPLIT_PATTERN = (
 )
 
 
+def _bpe_merges(word_counts: dict[tuple[str, ...], int], vocab: dict[str, int], vocab_size: int
+                ) -> list[tuple[str, str]]:
+    """Byte-pair merges (Sennrich et al. 2016) over words given as symbol tuples with their counts, until the
+    vocabulary has ``vocab_size`` entries or nothing is left to merge. Ties go to the lexicographically
+    smallest pair, so the result depends only on the corpus (the ``tokenizers`` trainer breaks ties by
+    hash-map order, which changes from process to process). Adds the merged symbols to ``vocab``."""
+    words = {w: c for w, c in word_counts.items()}
+    merges: list[tuple[str, str]] = []
+    while len(vocab) < vocab_size:
+        pairs: dict[tuple[str, str], int] = {}
+        for w, c in words.items():
+            for pair in zip(w, w[1:]):
+                pairs[pair] = pairs.get(pair, 0) + c
+        if not pairs:
+            break
+        best = min(pairs, key=lambda p: (-pairs[p], p))
+        merged = best[0] + best[1]
+        merges.append(best)
+        vocab.setdefault(merged, len(vocab))
+        new_words: dict[tuple[str, ...], int] = {}
+        for w, c in words.items():
+            out, k = [], 0
+            while k < len(w):
+                if k + 1 < len(w) and (w[k], w[k + 1]) == best:
+                    out.append(merged)
+                    k += 2
+                else:
+                    out.append(w[k])
+                    k += 1
+            new_words[tuple(out)] = new_words.get(tuple(out), 0) + c
+        words = new_words
+    return merges
+
+
 def build_clip_tokenizer(corpus: Iterable[str], vocab_size: int = 1000, model_max_length: int = 77):
-    """Train a byte-level BPE on ``corpus`` and return it as a ``CLIPTokenizer``.
+    """Train a byte-level BPE on ``corpus`` and return it as a ``CLIPTokenizer``; the same corpus gives the
+    same tokenizer in every process.
 
     Every byte is in the vocabulary both inside and at the end of a word, so
     any text can be tokenized; words seen often in the corpus become single
     tokens, rare ones are split into several.
     """
-    from tokenizers import Regex, Tokenizer, models, normalizers, pre_tokenizers, trainers
+    from tokenizers import Regex, normalizers, pre_tokenizers
     from transformers import CLIPTokenizer
 
-    bpe = Tokenizer(models.BPE(end_of_word_suffix="</w>", continuing_subword_prefix="", unk_token=EOS))
-    bpe.normalizer = normalizers.Sequence(
+    normalizer = normalizers.Sequence(
         [normalizers.NFC(), normalizers.Replace(Regex(r"\s+"), " "), normalizers.Lowercase()]
     )
-    bpe.pre_tokenizer = pre_tokenizers.Sequence(
+    pre_tokenizer = pre_tokenizers.Sequence(
         [
             pre_tokenizers.Split(Regex(CLIP_SPLIT_PATTERN), behavior="removed", invert=True),
             pre_tokenizers.ByteLevel(add_prefix_space=False),
         ]
     )
-    alphabet = pre_tokenizers.ByteLevel.alphabet()
-    trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size,
-        special_tokens=[BOS, EOS],
-        initial_alphabet=alphabet,
-        end_of_word_suffix="</w>",
-        show_progress=False,
-    )
-    bpe.train_from_iterator(list(corpus), trainer)
-    model = json.loads(bpe.to_str())["model"]
-    vocab: dict[str, int] = dict(model["vocab"])
-    for ch in sorted(alphabet):  # every byte may also end a word
+    counts: dict[tuple[str, ...], int] = {}
+    for text in corpus:
+        for piece, _ in pre_tokenizer.pre_tokenize_str(normalizer.normalize_str(text)):
+            if piece:
+                symbols = (*piece[:-1], piece[-1] + "</w>")  # CLIP marks the end of every word
+                counts[symbols] = counts.get(symbols, 0) + 1
+    alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
+    vocab: dict[str, int] = {BOS: 0, EOS: 1}
+    for ch in alphabet:  # every byte inside a word, and the word endings the corpus has (as the trainer does)
+        vocab.setdefault(ch, len(vocab))
+    for end in sorted({w[-1] for w in counts}):
+        vocab.setdefault(end, len(vocab))
+    merges = _bpe_merges(counts, vocab, vocab_size)
+    for ch in alphabet:  # every byte may also end a word
         vocab.setdefault(ch + "</w>", len(vocab))
-    merges = [tuple(m) if isinstance(m, list) else tuple(m.split(" ")) for m in model["merges"]]
     return CLIPTokenizer(vocab=vocab, merges=merges, model_max_length=model_max_length)
