@@ -71,8 +71,9 @@ def main(argv=None):
                         height=size, width=size, controller=ctrl, progress=False)
         return run
 
-    wanted = {"plain", "loop", *EDITS, "explicit"} if args.cases is None else {"plain", *args.cases.split(",")}
-    unknown = wanted - {"plain", "loop", *EDITS, "explicit"}
+    known = {"plain", "loop", *EDITS, "explicit"}
+    wanted = known if args.cases is None else {"plain", *args.cases.split(",")}
+    unknown = wanted - known
     if unknown:
         ap.error(f"unknown case(s) {', '.join(sorted(unknown))}")
     cases = {"plain (diffusers)": plain}

@@ -96,10 +96,12 @@ def token_grounding_loss(maps: Sequence[torch.Tensor], regions: torch.Tensor, gr
     total = weight.sum().clamp_min(1.0)
     if sample_weight is not None:
         weight = weight * sample_weight.to(weight)[:, None]
-    losses = []
+    losses, pooled = [], {}  # pooled: the regions at each layer resolution, computed once per side
     for a in maps:
         side = int(round(a.shape[1] ** 0.5))
-        m = F.adaptive_avg_pool2d(regions.to(a), side).flatten(2)  # (B, keys, pixels)
+        if side not in pooled:
+            pooled[side] = F.adaptive_avg_pool2d(regions.to(a), side).flatten(2)  # (B, keys, pixels)
+        m = pooled[side]
         a = a.transpose(1, 2)  # (B, keys, pixels)
         inside = (a * m).sum(-1) / a.sum(-1).clamp_min(eps)  # (B, keys): fraction of the word's mass inside
         losses.append(((1 - inside) ** 2 * weight).sum() / total)
