@@ -1,5 +1,5 @@
 """Time each inversion method side by side on the same images, with ratios against null-text inversion
-(the paper's settings: 50 DDIM steps — or the model's default —, at most 10 Adam iterations per step,
+(the paper's settings: 50 DDIM steps — the model's inversion steps unless --steps —, at most 10 Adam iterations per step,
 lr 1e-2·(1 − i/100), early stop at 1e-5 + i·2e-5), and each reconstruction's PSNR.
 
 Images: shapes-world renders (held-out seeds) at the model's size.

@@ -9,6 +9,7 @@ import torch
 
 from promptedit.bench import SECTIONS
 from promptedit.bench.world import (
+    REAL_METHODS,
     REWEIGHTS,
     BenchResult,
     Metric,
@@ -41,7 +42,7 @@ EXPECTED = {
     "p2p_reweight": {"texture_strength_by_c", "monotonic", "texture_strength_source_mean",
                      *(f"texture_strength_c={c:g}" for c in REWEIGHTS)},
     "p2p_local_blend": {"psnr_other_object_db", "psnr_background_db", "new_colour_accuracy"},
-    "real_images": {f"{m}_{k}" for m in ("null-text", "negative-prompt", "direct", "ddim")
+    "real_images": {f"{m}_{k}" for m in ("null-text", "null-text@7.5", "negative-prompt", "direct", "ddim")
                     for k in ("reconstruction_psnr", "seconds", "edit_colour_accuracy", "edit_background_psnr",
                               "time_ratio_to_null_text")},
     "masks": {"instant_mask_iou", "diffedit_mask_iou", "instant_1step_mask_iou", "instant_iou_minus_diffedit",
@@ -75,6 +76,8 @@ def test_every_section_runs_and_returns_every_key(tiny_model, one_thread):
     real = result.sections["real_images"].metrics
     assert real["direct_reconstruction_psnr"].value > real["ddim_reconstruction_psnr"].value
     assert real["null-text_time_ratio_to_null_text"].value == pytest.approx(1.0)
+    inversions = [r["methods"] for r in result.sections["real_images"].items]
+    assert inversions and all(set(m) == {label for label, _, _ in REAL_METHODS} for m in inversions)
     assert result.sections["generation"].metrics["colour_accuracy"].n == 2
     assert result.sections["p2p_add_word"].metrics["box_iou_mean"].n == 6  # 2 each of texture, night, prefix
     seq = result.sections["p2p_reweight"].metrics["texture_strength_by_c"].value

@@ -45,6 +45,16 @@ def test_direct_inversion_reconstructs_the_latents_exactly(tiny_model, image):
     assert (res.images[0] == reconstruct(tiny_model, inv, progress=False)).all()
 
 
+def test_inversions_take_the_models_inversion_steps_not_its_sampling_steps(tiny_model, image):
+    import dataclasses
+
+    model = dataclasses.replace(tiny_model, defaults=dataclasses.replace(tiny_model.defaults, inversion_steps=3))
+    inv = invert(model, image, PROMPT, method="ddim", progress=False)
+    assert inv.num_inference_steps == 3 != model.defaults.num_inference_steps
+    assert inv.latents.shape[0] == 4  # z*_0 … z*_T
+    assert invert(model, image, PROMPT, method="ddim", num_inference_steps=2, progress=False).num_inference_steps == 2
+
+
 def test_negative_prompt_inversion_samples_like_guidance_one(tiny_model, image):
     npi = invert(tiny_model, image, PROMPT, method="negative-prompt", num_inference_steps=STEPS, progress=False)
     ddim = invert(tiny_model, image, PROMPT, method="ddim", num_inference_steps=STEPS, guidance_scale=1.0,

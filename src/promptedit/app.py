@@ -238,7 +238,7 @@ def build(app: App):
                                      elem_id="real-caption")
                 method = gr.Dropdown(["null-text", "negative-prompt", "direct", "ddim"], value="negative-prompt",
                                      label="inversion method")
-                r_steps = gr.Slider(**steps_kw)
+                r_steps = gr.Slider(**{**steps_kw, "value": d.inversion_steps})
                 r_guidance = gr.Slider(**guide_kw)
             invert_btn = gr.Button("Invert", variant="primary", elem_id="real-invert")
             inv_state = gr.State(None)

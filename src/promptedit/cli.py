@@ -528,7 +528,10 @@ def write_edit_outputs(out: Path, model, spec, result, started: float, *, real=N
 @click.option("--inner-steps", type=int, default=10, show_default=True, help="Null-text: Adam iterations per step.")
 @common_options
 def invert(image, prompt, method, out, fit, inner_steps, **kw):
-    """Invert a real IMAGE under its caption, for editing with `promptedit edit --inversion`."""
+    """Invert a real IMAGE under its caption, for editing with `promptedit edit --inversion`.
+
+    --steps defaults to the model's inversion steps (the paper's 50), which the edits of the inversion reuse.
+    """
     from .inversion import psnr, reconstruct
     from .outputs import check_output_file, write_bytes, write_image, write_json
 
@@ -631,6 +634,10 @@ def demo(out, **kw):
 @click.option("--lr", type=float, default=None, help="Peak learning rate (default 7e-4).")
 @click.option("--grounding-weight", type=float, default=None,
               help="Weight of the token-grounding loss (default 0.05; 0 turns it off).")
+@click.option("--word-mass-weight", type=float, default=None,
+              help="Weight of the word-mass term: the words describing a pixel get at least --word-mass-floor "
+                   "of its attention (default 0: off).")
+@click.option("--word-mass-floor", type=float, default=None, help="Floor of the word-mass term (default 0.5).")
 @click.option("--ema-decay", type=float, default=None, help="EMA decay of the exported weights (default 0.999).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--fresh", is_flag=True, help="Start over instead of resuming DIR/checkpoint.pt.")
@@ -639,7 +646,7 @@ def demo(out, **kw):
 @click.option("--half", is_flag=True, help="Export the weights in fp16 (how the embedded model ships).")
 @click.option("--threads", type=int, default=None, help="torch CPU threads (default: all cores).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def train(out, steps, batch_size, minutes, lr, grounding_weight, ema_decay, seed, fresh, export, half, threads, quiet):
+def train(out, steps, batch_size, minutes, lr, grounding_weight, word_mass_weight, word_mass_floor, ema_decay, seed, fresh, export, half, threads, quiet):
     """Train the embedded shapes-world model (resumable); see MODEL_CARD.md for the shipped run."""
     import torch
 
@@ -647,7 +654,8 @@ def train(out, steps, batch_size, minutes, lr, grounding_weight, ema_decay, seed
     from .train.shapes import TrainConfig, train as run_train
 
     overrides = {k: v for k, v in dict(steps=steps, batch_size=batch_size, max_minutes=minutes, lr=lr,
-                                       grounding_weight=grounding_weight, ema_decay=ema_decay).items()
+                                       grounding_weight=grounding_weight, word_mass_weight=word_mass_weight,
+                                       word_mass_floor=word_mass_floor, ema_decay=ema_decay).items()
                  if v is not None}
     try:
         config = TrainConfig(seed=seed, **overrides)
@@ -697,7 +705,8 @@ def _bench_sections():
               help="Writes DIR/bench-world.json, DIR/bench-world.md and DIR/bench-world.png.")
 @click.option("--n", "n", type=int, default=50, show_default=True, help="Items per metric.")
 @click.option("--seed", type=int, default=0, show_default=True, help="x_T seed of item 0 (item i uses SEED + i).")
-@click.option("--steps", type=int, default=None, help="DDIM steps (default: the model's).")
+@click.option("--steps", type=int, default=None,
+              help="DDIM steps (default: the model's; its inversion steps, 50, for the real-image section).")
 @click.option("--guidance", type=float, default=None, help="Classifier-free guidance scale (default: the model's).")
 @click.option("--only", "only", type=click.Choice(_bench_sections()), multiple=True,
               help="Run only this section (repeat for several).")

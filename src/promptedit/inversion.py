@@ -267,10 +267,14 @@ def invert(
     on_step: Callable[[int, float, int], None] | None = None,
     image_rule: str = "",
 ) -> Inversion:
-    """Invert ``image`` ((H, W, 3) uint8 at the model's size) under ``prompt`` with ``method``."""
+    """Invert ``image`` ((H, W, 3) uint8 at the model's size) under ``prompt`` with ``method``.
+
+    ``num_inference_steps`` defaults to the model's ``inversion_steps`` (the paper's 50), not its sampling
+    steps; ``guidance_scale`` to its sampling guidance (the edits' w).
+    """
     if method not in METHODS:
         raise ParameterError(f"inversion method must be one of {', '.join(METHODS)}, got {method!r}")
-    steps = model.defaults.num_inference_steps if num_inference_steps is None else num_inference_steps
+    steps = model.defaults.inversion_steps if num_inference_steps is None else num_inference_steps
     w = model.defaults.guidance_scale if guidance_scale is None else float(guidance_scale)
     check_sampling(steps, w)
     if num_inner_steps < 1:

@@ -37,6 +37,8 @@ class ModelDefaults:
         blend_threshold: local-blend threshold (P2P code: 0.3).
         blend_start: fraction of steps before local blending starts (P2P null-text notebook: 0.2).
         attention_downsample: resolution of attention-map figures (P2P: 16×16 of 64×64 → 4).
+        inversion_steps: DDIM steps of real-image inversion, and so of the edits made from it (null-text: 50;
+            fewer steps make DDIM inversion's linearisation coarser and cap every inversion's reconstruction).
     """
 
     num_inference_steps: int = 50
@@ -48,6 +50,7 @@ class ModelDefaults:
     blend_threshold: float = 0.3
     blend_start: float = 0.2
     attention_downsample: int = 4
+    inversion_steps: int = 50
 
     @classmethod
     def from_file(cls, path: Path) -> "ModelDefaults":

@@ -88,6 +88,6 @@ def tiny_components(seed: int = 0, *, max_length: int = 77, prediction_type: str
     return DiffusionModel(
         vae=vae, unet=unet, text_encoder=text_encoder, tokenizer=tokenizer,
         scheduler_config=dict(scheduler.config), name=f"tiny-random-{seed}",
-        defaults=ModelDefaults(num_inference_steps=4, blend_downsample=2, attention_downsample=2,
+        defaults=ModelDefaults(num_inference_steps=4, inversion_steps=4, blend_downsample=2, attention_downsample=2,
                                self_replace_min_downsample=2),
     )

@@ -43,7 +43,7 @@ from ..vocab import build_clip_tokenizer
 from ..world import iter_samples, spec
 from ..world.dataset import scene_at
 from ..world.render import render
-from .grounding import GroundingRecorder, grounding_targets, token_grounding_loss
+from .grounding import GroundingRecorder, grounding_targets, token_grounding_loss, word_mass_loss
 
 HELD_OUT_SEED = 1_000_003  # benchmarks draw scenes from this seed; training never does
 
@@ -64,6 +64,9 @@ class TrainConfig:
     min_snr_gamma: float = 5.0
     # weight of the token-grounding loss (train/grounding.py: each word's cross-attention inside its pixels)
     grounding_weight: float = 0.05
+    # weight of the word-mass term (train/grounding.py: the words describing a pixel get ≥ floor of its mass)
+    word_mass_weight: float = 0.0
+    word_mass_floor: float = 0.5
     seed: int = 0
     data_seed: int = 1
     max_minutes: float | None = None
@@ -92,8 +95,10 @@ class TrainConfig:
             raise ValueError("steps and batch size must be positive")
         if not 0 <= self.ema_decay < 1:
             raise ValueError("the EMA decay must be in [0, 1)")
-        if self.grounding_weight < 0:
-            raise ValueError("the grounding weight must be >= 0")
+        if self.grounding_weight < 0 or self.word_mass_weight < 0:
+            raise ValueError("the grounding and word-mass weights must be >= 0")
+        if not 0 < self.word_mass_floor <= 1:
+            raise ValueError("the word-mass floor must be in (0, 1]")
         if not 0 <= self.caption_dropout < 1:
             raise ValueError("caption dropout must be in [0, 1)")
         if self.prediction_type not in ("epsilon", "v_prediction"):
@@ -286,10 +291,11 @@ def train(config: TrainConfig, out: str | os.PathLike, *, resume: bool = True, p
 
     recorder = GroundingRecorder()
     hooks = contextlib.ExitStack()
-    if config.grounding_weight > 0:
+    grounding = config.grounding_weight > 0 or config.word_mass_weight > 0
+    if grounding:
         hooks.enter_context(attention_control(unet, recorder))
     bar = tqdm(total=config.steps, initial=step, desc="training", disable=not progress, smoothing=0.05)
-    window, g_window, t_last = [], [], time.perf_counter()
+    window, g_window, m_window, t_last = [], [], [], time.perf_counter()
     while step < config.steps:
         if config.max_minutes is not None and elapsed / 60 >= config.max_minutes:
             log(f"time budget of {config.max_minutes} min reached at step {step}")
@@ -311,11 +317,17 @@ def train(config: TrainConfig, out: str | os.PathLike, *, resume: bool = True, p
         per_sample = F.mse_loss(pred, target, reduction="none").mean(dim=(1, 2, 3))
         d_loss = (per_sample * min_snr_weights(alphas_cumprod, t, config.min_snr_gamma, config.prediction_type)).mean()
         loss = d_loss
-        if config.grounding_weight > 0:
+        if grounding:
             regions, grounded = grounding_targets(captions, masks, ids.shape[1])
-            g_loss = token_grounding_loss(recorder.maps, regions, grounded, alphas_cumprod[t] ** 0.5)
-            loss = loss + config.grounding_weight * g_loss
-            g_window.append(g_loss.item())
+            signal = alphas_cumprod[t] ** 0.5  # √ᾱ_t: layout is unknowable from pure noise
+            if config.grounding_weight > 0:
+                g_loss = token_grounding_loss(recorder.maps, regions, grounded, signal)
+                loss = loss + config.grounding_weight * g_loss
+                g_window.append(g_loss.item())
+            if config.word_mass_weight > 0:
+                m_loss = word_mass_loss(recorder.maps, regions, grounded, signal, floor=config.word_mass_floor)
+                loss = loss + config.word_mass_weight * m_loss
+                m_window.append(m_loss.item())
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
@@ -331,10 +343,13 @@ def train(config: TrainConfig, out: str | os.PathLike, *, resume: bool = True, p
             entry = {"step": step, "loss": float(np.mean(window)), "minutes": elapsed / 60}
             if g_window:
                 entry["grounding"] = float(np.mean(g_window))
+            if m_window:
+                entry["word_mass"] = float(np.mean(m_window))
             history.append(entry)
             bar.set_postfix(loss=f"{np.mean(window):.4f}", lr=f"{lr_at(step):.1e}",
-                            **({"grounding": f"{np.mean(g_window):.3f}"} if g_window else {}))
-            window, g_window = [], []
+                            **({"grounding": f"{np.mean(g_window):.3f}"} if g_window else {}),
+                            **({"word_mass": f"{np.mean(m_window):.3f}"} if m_window else {}))
+            window, g_window, m_window = [], [], []
         if step % config.checkpoint_every == 0 or step == config.steps:
             save()
     bar.close()
