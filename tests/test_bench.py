@@ -31,7 +31,8 @@ from promptedit.world import parse_caption, spec
 STEPS = 2  # the tiny model's images are noise whatever the steps; fewer keep the tests fast
 
 EXPECTED = {
-    "generation": {"colour_accuracy", "shape_accuracy", "background_accuracy", "two_objects_both_right"},
+    "generation": {"colour_accuracy", "shape_accuracy", "background_accuracy", "two_objects_both_right",
+                   "two_objects_both_colours"},
     "p2p_colour_swap": {"mask_iou_mean", "mask_iou_frac_ge_0.9", "new_colour_accuracy", "source_colour_accuracy",
                         "baseline_mask_iou_mean", "baseline_mask_iou_frac_ge_0.9", "baseline_colour_accuracy"},
     "p2p_background_swap": {"mask_iou_mean", "mask_iou_frac_ge_0.9", "new_background_accuracy", "colour_kept"},

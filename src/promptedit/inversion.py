@@ -138,7 +138,8 @@ def null_text_optimization(
         target = pivots[T - i - 1 : T - i]
         with torch.no_grad():
             eps_cond = _unet_eps(model, x, t, cond, a_t)  # computed once, reused by every iteration
-        null = null.detach().requires_grad_(True)
+        # a fresh tensor per step: Adam updates in place, and ∅_{t+1} (kept below) must not move with ∅_t
+        null = null.detach().clone().requires_grad_(True)
         opt = torch.optim.Adam([null], lr=lr * (1.0 - i * lr_decay))
         threshold = epsilon + i * epsilon_growth
         loss_value, j = float("inf"), 0
