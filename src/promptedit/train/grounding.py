@@ -85,6 +85,19 @@ def grounding_targets(captions: Sequence[str], masks: Sequence[np.ndarray], num_
     return regions, grounded
 
 
+def pooled_regions(maps: Sequence[torch.Tensor], regions: torch.Tensor) -> list[torch.Tensor]:
+    """``regions`` (B, keys, H, W) pooled to each map's square layer resolution: (B, keys, pixels) per map,
+    pooled once per resolution."""
+    by_side: dict[int, torch.Tensor] = {}
+    out = []
+    for a in maps:  # (B, pixels, keys)
+        side = int(round(a.shape[1] ** 0.5))
+        if side not in by_side:
+            by_side[side] = F.adaptive_avg_pool2d(regions.to(a), side).flatten(2)
+        out.append(by_side[side])
+    return out
+
+
 def token_grounding_loss(maps: Sequence[torch.Tensor], regions: torch.Tensor, grounded: torch.Tensor,
                          sample_weight: torch.Tensor | None = None, eps: float = 1e-8) -> torch.Tensor:
     """L_token (TokenCompose, Eq. 3), averaged over layers: maps are (B, pixels, keys) cross-attention
@@ -96,12 +109,8 @@ def token_grounding_loss(maps: Sequence[torch.Tensor], regions: torch.Tensor, gr
     total = weight.sum().clamp_min(1.0)
     if sample_weight is not None:
         weight = weight * sample_weight.to(weight)[:, None]
-    losses, pooled = [], {}  # pooled: the regions at each layer resolution, computed once per side
-    for a in maps:
-        side = int(round(a.shape[1] ** 0.5))
-        if side not in pooled:
-            pooled[side] = F.adaptive_avg_pool2d(regions.to(a), side).flatten(2)  # (B, keys, pixels)
-        m = pooled[side]
+    losses = []
+    for a, m in zip(maps, pooled_regions(maps, regions)):  # m: (B, keys, pixels)
         a = a.transpose(1, 2)  # (B, keys, pixels)
         inside = (a * m).sum(-1) / a.sum(-1).clamp_min(eps)  # (B, keys): fraction of the word's mass inside
         losses.append(((1 - inside) ** 2 * weight).sum() / total)
@@ -124,13 +133,10 @@ def word_mass_loss(maps: Sequence[torch.Tensor], regions: torch.Tensor, grounded
     if not 0.0 < floor <= 1.0:
         raise ValueError(f"the word-mass floor must be in (0, 1], got {floor}")
     keep = grounded.to(maps[0].dtype)[:, :, None]  # (B, keys, 1)
-    losses, pooled = [], {}
-    for a in maps:  # (B, pixels, keys)
-        side = int(round(a.shape[1] ** 0.5))
-        if side not in pooled:
-            m = F.adaptive_avg_pool2d(regions.to(a), side).flatten(2) * keep  # (B, keys, pixels)
-            pooled[side] = (m, m.amax(1))  # the regions, and each pixel's coverage by grounded words (B, pixels)
-        m, cover = pooled[side]
+    losses = []
+    for a, m in zip(maps, pooled_regions(maps, regions)):  # a: (B, pixels, keys); m: (B, keys, pixels)
+        m = m * keep  # the grounded words' regions only
+        cover = m.amax(1)  # (B, pixels): each pixel's coverage by grounded words
         own = torch.einsum("bpk,bkp->bp", a, m)  # (B, pixels): mass on the words that describe the pixel
         short = F.relu(floor * cover - own) ** 2
         if sample_weight is not None:
