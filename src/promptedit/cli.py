@@ -638,6 +638,9 @@ def demo(out, **kw):
               help="Weight of the word-mass term: the words describing a pixel get at least --word-mass-floor "
                    "of its attention (default 0: off).")
 @click.option("--word-mass-floor", type=float, default=None, help="Floor of the word-mass term (default 0.5).")
+@click.option("--identity-weight", type=float, default=None,
+              help="Weight of the word-identity term: each word's text-encoder output must name its word "
+                   "(default 0: off).")
 @click.option("--ema-decay", type=float, default=None, help="EMA decay of the exported weights (default 0.999).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--fresh", is_flag=True, help="Start over instead of resuming DIR/checkpoint.pt.")
@@ -646,7 +649,8 @@ def demo(out, **kw):
 @click.option("--half", is_flag=True, help="Export the weights in fp16 (how the embedded model ships).")
 @click.option("--threads", type=int, default=None, help="torch CPU threads (default: all cores).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def train(out, steps, batch_size, minutes, lr, grounding_weight, word_mass_weight, word_mass_floor, ema_decay, seed, fresh, export, half, threads, quiet):
+def train(out, steps, batch_size, minutes, lr, grounding_weight, word_mass_weight, word_mass_floor, identity_weight,
+          ema_decay, seed, fresh, export, half, threads, quiet):
     """Train the embedded shapes-world model (resumable); see MODEL_CARD.md for the shipped run."""
     import torch
 
@@ -655,7 +659,8 @@ def train(out, steps, batch_size, minutes, lr, grounding_weight, word_mass_weigh
 
     overrides = {k: v for k, v in dict(steps=steps, batch_size=batch_size, max_minutes=minutes, lr=lr,
                                        grounding_weight=grounding_weight, word_mass_weight=word_mass_weight,
-                                       word_mass_floor=word_mass_floor, ema_decay=ema_decay).items()
+                                       word_mass_floor=word_mass_floor, identity_weight=identity_weight,
+                                       ema_decay=ema_decay).items()
                  if v is not None}
     try:
         config = TrainConfig(seed=seed, **overrides)

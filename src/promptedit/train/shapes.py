@@ -44,6 +44,7 @@ from ..world import iter_samples, spec
 from ..world.dataset import scene_at
 from ..world.render import render
 from .grounding import GroundingRecorder, grounding_targets, token_grounding_loss, word_mass_loss
+from .words import token_identity_loss, word_positions
 
 HELD_OUT_SEED = 1_000_003  # benchmarks draw scenes from this seed; training never does
 
@@ -67,6 +68,9 @@ class TrainConfig:
     # weight of the word-mass term (train/grounding.py: the words describing a pixel get ≥ floor of its mass)
     word_mass_weight: float = 0.0
     word_mass_floor: float = 0.5
+    # weight of the word-identity term (train/words.py: each word's encoder output names its word)
+    identity_weight: float = 0.0
+    identity_temperature: float = 10.0
     seed: int = 0
     data_seed: int = 1
     max_minutes: float | None = None
@@ -95,8 +99,10 @@ class TrainConfig:
             raise ValueError("steps and batch size must be positive")
         if not 0 <= self.ema_decay < 1:
             raise ValueError("the EMA decay must be in [0, 1)")
-        if self.grounding_weight < 0 or self.word_mass_weight < 0:
-            raise ValueError("the grounding and word-mass weights must be >= 0")
+        if self.grounding_weight < 0 or self.word_mass_weight < 0 or self.identity_weight < 0:
+            raise ValueError("the grounding, word-mass and identity weights must be >= 0")
+        if self.identity_temperature <= 0:
+            raise ValueError("the identity temperature must be positive")
         if not 0 < self.word_mass_floor <= 1:
             raise ValueError("the word-mass floor must be in (0, 1]")
         if not 0 <= self.caption_dropout < 1:
@@ -260,7 +266,7 @@ def train(config: TrainConfig, out: str | os.PathLike, *, resume: bool = True, p
     noise_scheduler = DDPMScheduler.from_config(model.scheduler_config)
     alphas_cumprod = noise_scheduler.alphas_cumprod
     rng = torch.Generator().manual_seed(config.seed + 1)
-    step, elapsed, history = 0, 0.0, []
+    step, elapsed, history, state = 0, 0.0, [], None
     if resume and ckpt_path.exists():
         state = torch.load(ckpt_path, map_location="cpu", weights_only=False)
         unet.load_state_dict(state["unet"])
@@ -270,6 +276,15 @@ def train(config: TrainConfig, out: str | os.PathLike, *, resume: bool = True, p
         rng.set_state(state["rng"])
         step, elapsed, history = state["step"], state["elapsed"], state["history"]
         log(f"resumed from step {step} ({elapsed / 60:.1f} min trained)")
+    # the word-identity classifier (train/words.py): trained beside the model, not exported; it starts from
+    # the token embeddings (one direction per word) and has its own optimiser, so that checkpoints of runs
+    # without it resume unchanged
+    identity_head = torch.nn.Parameter(text_encoder.get_input_embeddings().weight.detach().clone())  # (V, D)
+    identity_opt = torch.optim.AdamW([identity_head], lr=config.lr, weight_decay=0.0, betas=(0.9, 0.99))
+    if state is not None and "identity_head" in state:
+        identity_head.data.copy_(state["identity_head"])
+        identity_opt.load_state_dict(state["identity_optimizer"])
+    special_ids = {tokenizer.bos_token_id, tokenizer.eos_token_id, tokenizer.pad_token_id}
     (out / "config.json").write_text(json.dumps(dataclasses.asdict(config), indent=2))
 
     def lr_at(s: int) -> float:
@@ -285,7 +300,8 @@ def train(config: TrainConfig, out: str | os.PathLike, *, resume: bool = True, p
     def save():
         _atomic_torch_save({
             "unet": unet.state_dict(), "text_encoder": text_encoder.state_dict(), "optimizer": opt.state_dict(),
-            "ema": ema.shadow, "rng": rng.get_state(), "step": step, "elapsed": elapsed, "history": history,
+            "ema": ema.shadow, "rng": rng.get_state(),
+            "identity_head": identity_head.detach().clone(), "identity_optimizer": identity_opt.state_dict(), "step": step, "elapsed": elapsed, "history": history,
             "config": dataclasses.asdict(config),
         }, ckpt_path)
 
@@ -295,12 +311,12 @@ def train(config: TrainConfig, out: str | os.PathLike, *, resume: bool = True, p
     if grounding:
         hooks.enter_context(attention_control(unet, recorder))
     bar = tqdm(total=config.steps, initial=step, desc="training", disable=not progress, smoothing=0.05)
-    window, g_window, m_window, t_last = [], [], [], time.perf_counter()
+    window, g_window, m_window, i_window, t_last = [], [], [], [], time.perf_counter()
     while step < config.steps:
         if config.max_minutes is not None and elapsed / 60 >= config.max_minutes:
             log(f"time budget of {config.max_minutes} min reached at step {step}")
             break
-        for g in opt.param_groups:
+        for g in (*opt.param_groups, *identity_opt.param_groups):
             g["lr"] = lr_at(step)
         captions, x, masks = batch_of(config, step, rng)
         ids = tokenizer(captions, padding="max_length", max_length=config.max_length, truncation=True,
@@ -312,7 +328,8 @@ def train(config: TrainConfig, out: str | os.PathLike, *, resume: bool = True, p
         zt = noise_scheduler.add_noise(z0, noise, t)
         recorder.begin(num_steps=1, latent_size=tuple(z0.shape[-2:]), n_prompts=z0.shape[0])
         recorder.begin_step(0)
-        pred = unet(zt, t, encoder_hidden_states=text_encoder(ids)[0]).sample
+        hidden = text_encoder(ids)[0]  # (B, L, D)
+        pred = unet(zt, t, encoder_hidden_states=hidden).sample
         target = noise_scheduler.get_velocity(z0, noise, t) if config.prediction_type == "v_prediction" else noise
         per_sample = F.mse_loss(pred, target, reduction="none").mean(dim=(1, 2, 3))
         d_loss = (per_sample * min_snr_weights(alphas_cumprod, t, config.min_snr_gamma, config.prediction_type)).mean()
@@ -328,10 +345,18 @@ def train(config: TrainConfig, out: str | os.PathLike, *, resume: bool = True, p
                 m_loss = word_mass_loss(recorder.maps, regions, grounded, signal, floor=config.word_mass_floor)
                 loss = loss + config.word_mass_weight * m_loss
                 m_window.append(m_loss.item())
+        if config.identity_weight > 0:
+            i_loss = token_identity_loss(hidden, ids, word_positions(ids, special_ids), identity_head,
+                                         config.identity_temperature)
+            loss = loss + config.identity_weight * i_loss
+            i_window.append(i_loss.item())
         opt.zero_grad(set_to_none=True)
+        identity_opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
         opt.step()
+        if config.identity_weight > 0:
+            identity_opt.step()
         ema.update(step)
         step += 1
         now = time.perf_counter()
@@ -345,11 +370,14 @@ def train(config: TrainConfig, out: str | os.PathLike, *, resume: bool = True, p
                 entry["grounding"] = float(np.mean(g_window))
             if m_window:
                 entry["word_mass"] = float(np.mean(m_window))
+            if i_window:
+                entry["identity"] = float(np.mean(i_window))
             history.append(entry)
             bar.set_postfix(loss=f"{np.mean(window):.4f}", lr=f"{lr_at(step):.1e}",
                             **({"grounding": f"{np.mean(g_window):.3f}"} if g_window else {}),
-                            **({"word_mass": f"{np.mean(m_window):.3f}"} if m_window else {}))
-            window, g_window, m_window = [], [], []
+                            **({"word_mass": f"{np.mean(m_window):.3f}"} if m_window else {}),
+                            **({"identity": f"{np.mean(i_window):.3f}"} if i_window else {}))
+            window, g_window, m_window, i_window = [], [], [], []
         if step % config.checkpoint_every == 0 or step == config.steps:
             save()
     bar.close()
