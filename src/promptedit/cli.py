@@ -641,6 +641,8 @@ def demo(out, **kw):
 @click.option("--identity-weight", type=float, default=None,
               help="Weight of the word-identity term: each word's text-encoder output must name its word "
                    "(default 0: off).")
+@click.option("--identity-temperature", type=float, default=None,
+              help="Temperature τ of the word-identity term's cosine classifier (default 10).")
 @click.option("--ema-decay", type=float, default=None, help="EMA decay of the exported weights (default 0.999).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--fresh", is_flag=True, help="Start over instead of resuming DIR/checkpoint.pt.")
@@ -650,7 +652,7 @@ def demo(out, **kw):
 @click.option("--threads", type=int, default=None, help="torch CPU threads (default: all cores).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def train(out, steps, batch_size, minutes, lr, grounding_weight, word_mass_weight, word_mass_floor, identity_weight,
-          ema_decay, seed, fresh, export, half, threads, quiet):
+          identity_temperature, ema_decay, seed, fresh, export, half, threads, quiet):
     """Train the embedded shapes-world model (resumable); see MODEL_CARD.md for the shipped run."""
     import torch
 
@@ -660,7 +662,7 @@ def train(out, steps, batch_size, minutes, lr, grounding_weight, word_mass_weigh
     overrides = {k: v for k, v in dict(steps=steps, batch_size=batch_size, max_minutes=minutes, lr=lr,
                                        grounding_weight=grounding_weight, word_mass_weight=word_mass_weight,
                                        word_mass_floor=word_mass_floor, identity_weight=identity_weight,
-                                       ema_decay=ema_decay).items()
+                                       identity_temperature=identity_temperature, ema_decay=ema_decay).items()
                  if v is not None}
     try:
         config = TrainConfig(seed=seed, **overrides)
