@@ -148,7 +148,8 @@ def test_training_with_the_word_mass_term_moves_mass_onto_the_words(tmp_path):
     for caption, _, m in iter_samples(8, seed=99):
         captions.append(caption)
         masks.append(m)
-    base = dict(TINY, steps=30, checkpoint_every=100, batch_size=8, lr=3e-3, ema_decay=0.0, grounding_weight=0.0)
+    base = dict(TINY, steps=30, checkpoint_every=100, batch_size=8, lr=3e-3, ema_decay=0.0, grounding_weight=0.0,
+                word_mass_weight=0.0)
     off = train(TrainConfig(**base), tmp_path / "off", progress=False, log=lambda m: None)
     on = train(TrainConfig(**dict(base, word_mass_weight=5.0)), tmp_path / "on", progress=False, log=lambda m: None)
     assert "word_mass" in on.training_info["history"][-1] and "word_mass" not in off.training_info["history"][-1]

@@ -55,7 +55,8 @@ def _shape_word_cosine(model) -> float:
 def test_training_with_the_identity_term_keeps_the_shape_words_apart(tmp_path):
     """The term is logged, pulls the outputs of different shape words apart, and its classifier is
     checkpointed (a resumed run picks it up)."""
-    base = dict(TINY, steps=30, checkpoint_every=100, batch_size=8, lr=3e-3, ema_decay=0.0, grounding_weight=0.0)
+    base = dict(TINY, steps=30, checkpoint_every=100, batch_size=8, lr=3e-3, ema_decay=0.0, grounding_weight=0.0,
+                identity_weight=0.0)
     off = train(TrainConfig(**base), tmp_path / "off", progress=False, log=lambda m: None)
     on = train(TrainConfig(**dict(base, identity_weight=1.0)), tmp_path / "on", progress=False, log=lambda m: None)
     assert "identity" in on.training_info["history"][-1] and "identity" not in off.training_info["history"][-1]

@@ -636,14 +636,14 @@ def demo(out, **kw):
               help="Weight of the token-grounding loss (default 0.05; 0 turns it off).")
 @click.option("--word-mass-weight", type=float, default=None,
               help="Weight of the word-mass term: the words describing a pixel get at least --word-mass-floor "
-                   "of its attention (default 0: off).")
+                   "of its attention (default 0.05; 0 turns it off).")
 @click.option("--word-mass-floor", type=float, default=None, help="Floor of the word-mass term (default 0.5).")
 @click.option("--identity-weight", type=float, default=None,
               help="Weight of the word-identity term: each word's text-encoder output must name its word "
-                   "(default 0: off).")
+                   "(default 0.02; 0 turns it off).")
 @click.option("--identity-temperature", type=float, default=None,
               help="Temperature τ of the word-identity term's cosine classifier (default 10).")
-@click.option("--ema-decay", type=float, default=None, help="EMA decay of the exported weights (default 0.999).")
+@click.option("--ema-decay", type=float, default=None, help="EMA decay of the exported weights (default 0.998).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--fresh", is_flag=True, help="Start over instead of resuming DIR/checkpoint.pt.")
 @click.option("--export", "export", default=None, metavar="DIR",

@@ -60,16 +60,16 @@ class TrainConfig:
     min_lr_fraction: float = 0.1
     weight_decay: float = 0.01
     grad_clip: float = 1.0
-    ema_decay: float = 0.999
+    ema_decay: float = 0.998
     caption_dropout: float = 0.1
     min_snr_gamma: float = 5.0
     # weight of the token-grounding loss (train/grounding.py: each word's cross-attention inside its pixels)
     grounding_weight: float = 0.05
     # weight of the word-mass term (train/grounding.py: the words describing a pixel get ≥ floor of its mass)
-    word_mass_weight: float = 0.0
+    word_mass_weight: float = 0.05
     word_mass_floor: float = 0.5
     # weight of the word-identity term (train/words.py: each word's encoder output names its word)
-    identity_weight: float = 0.0
+    identity_weight: float = 0.02
     identity_temperature: float = 10.0
     seed: int = 0
     data_seed: int = 1
