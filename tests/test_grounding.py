@@ -8,9 +8,7 @@ from promptedit.train.grounding import (BACKGROUND, GroundingRecorder, grounding
                                         word_mass_loss, word_regions)
 from promptedit.train.shapes import TrainConfig, build_tokenizer, train
 from promptedit.world.dataset import iter_samples
-
-TINY = dict(steps=3, batch_size=4, unet_channels=(8, 16, 32), head_channels=8, text_hidden=32, text_layers=1,
-            text_heads=2, checkpoint_every=1, warmup_steps=1)
+from promptedit.testing import TINY_TRAIN as TINY
 
 
 def test_word_regions_follow_the_grammar():

@@ -6,9 +6,7 @@ from promptedit.codec import PatchCodec
 from promptedit.models import load_model, save_model
 from promptedit.train.shapes import TrainConfig, build_tokenizer, min_snr_weights, train
 from promptedit.world import spec
-
-TINY = dict(steps=3, batch_size=4, unet_channels=(8, 16, 32), head_channels=8, text_hidden=32, text_layers=1,
-            text_heads=2, checkpoint_every=1, warmup_steps=1)
+from promptedit.testing import TINY_TRAIN as TINY
 
 
 def test_codec_is_exact_and_round_trips_through_a_folder(tmp_path, capfd):

@@ -7,9 +7,7 @@ import torch
 
 from promptedit.train.shapes import TrainConfig, train
 from promptedit.train.words import token_identity_loss, word_positions
-
-TINY = dict(steps=3, batch_size=4, unet_channels=(8, 16, 32), head_channels=8, text_hidden=32, text_layers=1,
-            text_heads=2, checkpoint_every=1, warmup_steps=1)
+from promptedit.testing import TINY_TRAIN as TINY
 
 
 def test_word_positions_leave_out_start_end_and_padding():

@@ -23,6 +23,10 @@ TINY_CORPUS = [
     "a cat and a dog in the garden",
 ]
 
+# a training recipe (promptedit.train.shapes.TrainConfig overrides) small enough for a test to run in seconds
+TINY_TRAIN = dict(steps=3, batch_size=4, unet_channels=(8, 16, 32), head_channels=8, text_hidden=32, text_layers=1,
+                  text_heads=2, checkpoint_every=1, warmup_steps=1)
+
 
 def tiny_tokenizer(max_length: int = 77):
     """A CLIP-style tokenizer whose common words are one token and rare ones several."""

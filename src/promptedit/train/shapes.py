@@ -300,8 +300,8 @@ def train(config: TrainConfig, out: str | os.PathLike, *, resume: bool = True, p
     def save():
         _atomic_torch_save({
             "unet": unet.state_dict(), "text_encoder": text_encoder.state_dict(), "optimizer": opt.state_dict(),
-            "ema": ema.shadow, "rng": rng.get_state(),
-            "identity_head": identity_head.detach().clone(), "identity_optimizer": identity_opt.state_dict(), "step": step, "elapsed": elapsed, "history": history,
+            "ema": ema.shadow, "rng": rng.get_state(), "step": step, "elapsed": elapsed, "history": history,
+            "identity_head": identity_head.detach().clone(), "identity_optimizer": identity_opt.state_dict(),
             "config": dataclasses.asdict(config),
         }, ckpt_path)
 
