@@ -76,6 +76,22 @@ def test_smooth_and_minmax():
     assert minmax(torch.tensor([[[2.0, 4.0]]])).tolist() == [[[0.0, 1.0]]]
 
 
+def test_instant_mask_reads_only_its_rows_and_blends_every_row():
+    """The source text's rows make the mask (``rows``) while the edit text's rows denoise beside them."""
+    from promptedit.control import AttentionLayer
+
+    a, b = blob(16, 16, 2, 7, 2, 7), blob(16, 16, 9, 14, 9, 14)
+    # keys: start token, then one word; row 0 (edit text) sees the word at b, row 1 (source text) at a
+    attn = torch.stack([torch.stack([1 - m, m], -1).reshape(256, 2) for m in (b, a)])[:, None]  # (2, 1, 256, 2)
+    sources = torch.zeros(1, 2, 1, 16, 16)  # (steps, rows, C, h, w)
+    ctrl = InstantMask([[1]], sources, downsample=1, rows=slice(1, 2))
+    ctrl.begin(num_steps=1, latent_size=(16, 16), n_prompts=2)
+    ctrl(attn, AttentionLayer("down_blocks.0.attentions.0.transformer_blocks.0.attn2", "down", True), 256)
+    x = ctrl.step_callback(torch.ones(2, 1, 16, 16))
+    assert ctrl.masks[0][a.bool()].all() and not ctrl.masks[0][b.bool()].any()
+    assert torch.equal(x[0, 0] > 0, ctrl.masks[0]) and torch.equal(x[1, 0] > 0, ctrl.masks[0])
+
+
 def test_instant_mask_without_maps_at_its_resolution_fails_loudly():
     ctrl = InstantMask([[1]], None, downsample=8)
     ctrl.begin(num_steps=2, latent_size=(16, 16), n_prompts=1)
@@ -110,7 +126,14 @@ def test_instdiffedit_and_diffedit_run(tiny_model, image):
 
     r = instdiffedit(tiny_model, image, SRC, TGT, num_inference_steps=6, num_seeds=2, progress=False)
     assert r.edited.shape == image.shape and r.mask.shape == (32, 32) and r.latent_mask.shape == (16, 16)
-    assert r.words["anchor"] == "dog" and r.timings["inpaint"] > 0  # the edited word anchors by default
+    # by default the source text's maps make the mask, anchored on the word the edit replaces
+    assert r.words["anchor"] == "cat" and r.settings["maps_from"] == "source" and r.timings["inpaint"] > 0
+    edited = make_mask(tiny_model, image, SRC, TGT, num_inference_steps=6, mask_steps=1, anchor="edited",
+                       progress=False)
+    assert edited.words["anchor"] == "dog" and edited.settings["maps_from"] == "target"
+    inserted = make_mask(tiny_model, image, SRC, SRC + " in a hat", num_inference_steps=6, mask_steps=1,
+                         progress=False)  # nothing replaced: the edit text's maps, anchored on the inserted words
+    assert inserted.settings["maps_from"] == "target" and inserted.words["anchor"] in {"in", "a", "hat"}
     only = make_mask(tiny_model, image, SRC, TGT, num_inference_steps=6, mask_steps=1, progress=False)
     assert only.edited is None and only.timings["mask"] < r.timings["total"]
     d = diffedit(tiny_model, image, SRC, TGT, num_inference_steps=6, num_maps=2, progress=False)
@@ -119,6 +142,8 @@ def test_instdiffedit_and_diffedit_run(tiny_model, image):
         instdiffedit(tiny_model, image, SRC, TGT, strength=0.0, progress=False)
     with pytest.raises(ParameterError, match="anchor"):
         instdiffedit(tiny_model, image, SRC, TGT, anchor="middle", progress=False)
+    with pytest.raises(ValueError, match="source text"):
+        instdiffedit(tiny_model, image, "...", TGT, progress=False)
     paper = make_mask(tiny_model, image, SRC, TGT, num_inference_steps=6, mask_steps=1, anchor="start-token",
                       progress=False)
     assert paper.words["anchor"] in {"a", "photo", "of", "dog"} and paper.settings["anchor"] == "start-token"
@@ -139,7 +164,7 @@ def test_mask_and_mask_guided_edit_commands(tiny_model_dir, tmp_path, capsys, im
         rec = json.loads((tmp_path / f"{method}.json").read_text())
         assert rec["timings"]["mask"] > 0 and (tmp_path / f"{method}-overlay.png").is_file()
         if method == "instant":
-            assert rec["settings"]["anchor"] == "edited" and rec["words"]["anchor"] == "dog"
+            assert rec["settings"]["anchor"] == "source" and rec["words"]["anchor"] == "cat"
     for method in ("instdiffedit", "diffedit"):
         code, _, err = run(capsys, "edit", "--image", tmp_path / "in.png", "--source", SRC, "--target", TGT,
                            "--method", method, "--out", tmp_path / method, "--model", tiny_model_dir, "--steps", 6,

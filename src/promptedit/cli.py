@@ -376,9 +376,10 @@ def read_mask(path, size) -> "np.ndarray":
 @click.option("--strength", type=float, default=0.5, show_default=True, help="Noise level the mask is made at.")
 @click.option("--mask-steps", type=int, default=None,
               help="Instant: steps of the denoising pass to run before taking the mask (default: the whole pass).")
-@click.option("--anchor", type=click.Choice(["edited", "start-token"]), default="edited", show_default=True,
-              help="Instant: the anchor word is the edited word most like the inverted start-token map "
-                   "(names the object when the text has several), or any word (the paper's rule).")
+@click.option("--anchor", type=click.Choice(["source", "edited", "start-token"]), default="source", show_default=True,
+              help="Instant: whose maps make the mask: the source text's, anchored on the words the edit "
+                   "replaces; the edit text's, anchored on the edited words; or the edit text's, anchored on "
+                   "any word (start-token: the paper's rule).")
 @click.option("--fit", type=click.Choice(["crop", "pad"]), default="crop", show_default=True)
 @common_options
 def mask(image, source, target, out, method, strength, mask_steps, anchor, fit, **kw):

@@ -116,13 +116,15 @@ class InstantMask(AttentionControl):
         anchor_candidates: words the anchor may be (indices into ``word_tokens``; default all). With one
             object in the text, as in the paper's benchmarks, the start token finds it; with several, the
             edited words say which one is meant (:func:`edited_words`).
+        rows: the conditional rows whose maps make the mask (default all; e.g. the source text's rows when
+            they denoise beside the edit's). The blend applies to every row.
     """
 
     def __init__(self, word_tokens: Sequence[Sequence[int]], sources: torch.Tensor | None, *, downsample: int = 4,
                  places: Iterable[str] = ("down", "up"), object_threshold: float = 0.9,
                  background_threshold: float = 0.6, threshold: float = 0.2, smooth_size: int = 5,
                  smooth_sigma: float = 1.0, smooth_times: int = 2, blend: bool = True,
-                 anchor_candidates: Sequence[int] | None = None):
+                 anchor_candidates: Sequence[int] | None = None, rows: slice | None = None):
         super().__init__()
         if not word_tokens:
             raise ParameterError("instant masks need at least one word in the edit text")
@@ -141,6 +143,7 @@ class InstantMask(AttentionControl):
         self.anchor_candidates = list(anchor_candidates) if anchor_candidates else None
         if self.anchor_candidates and not all(0 <= i < len(self.word_tokens) for i in self.anchor_candidates):
             raise ParameterError("anchor candidates must index the edit text's words")
+        self.rows = slice(None) if rows is None else rows
         self.selection: WordSelection | None = None
         self.soft_masks: list[torch.Tensor] = []  # per step, (h, w) mean over the batch (seeds)
         self.masks: list[torch.Tensor] = []  # per step, (h, w) bool
@@ -156,7 +159,7 @@ class InstantMask(AttentionControl):
         return layer.is_cross and layer.place in self.places and self.downsample(pixels) == self.downsample_factor
 
     def forward(self, attn: torch.Tensor, layer: AttentionLayer, pixels: int) -> torch.Tensor:
-        mean = attn.detach().float().mean(1)  # (n, pixels, keys)
+        mean = attn[self.rows].detach().float().mean(1)  # (rows, pixels, keys)
         self._sum = mean if self._sum is None else self._sum + mean
         self._count += 1
         return attn
@@ -168,9 +171,9 @@ class InstantMask(AttentionControl):
                 "choose a resolution this UNet has"
             )
         h, w = self.latent_size[0] // self.downsample_factor, self.latent_size[1] // self.downsample_factor
-        maps = (self._sum / self._count).reshape(self._sum.shape[0], h, w, -1)  # (n, h, w, keys)
+        maps = (self._sum / self._count).reshape(self._sum.shape[0], h, w, -1)  # (rows, h, w, keys)
         self._sum, self._count = None, 0
-        words = word_maps(maps, self.word_tokens)  # (n, W, h, w)
+        words = word_maps(maps, self.word_tokens)  # (rows, W, h, w)
         if self.selection is None:  # mask refinement: first step only, on the mean over seeds
             self.selection = select_words(maps[..., 0].mean(0), words.mean(0),
                                           object_threshold=self.object_threshold,
