@@ -1,7 +1,8 @@
 """Time instant attention masks (InstDiffEdit) against DiffEdit masks, side by side, with ratios.
 
 Cases: DiffEdit's generate_mask (10 maps, strength 0.5; the baseline), the instant mask after its first
-step, the instant mask of the whole pass, and each whole edit.
+step, the instant mask of the whole pass (by default with the source text's rows beside the edit text's;
+also with the edit text's maps alone, the paper's rule), and each whole edit.
 
     python benchmarks/masks.py --model embedded --images 4
 """
@@ -33,6 +34,9 @@ def main(argv=None):
         "diffedit mask": lambda: [diffedit(model, im, s, t, mask_only=True, **kw) for s, t, im in pairs],
         "instant mask (1 step)": lambda: [make_mask(model, im, s, t, mask_steps=1, **kw) for s, t, im in pairs],
         "instant mask (whole pass)": lambda: [make_mask(model, im, s, t, **kw) for s, t, im in pairs],
+        # the paper's rule: the edit text's maps only (half the batch; the default adds the source text's rows)
+        "instant mask (whole pass, edit text's maps)": lambda: [make_mask(model, im, s, t, anchor="edited", **kw)
+                                                                for s, t, im in pairs],
         "diffedit edit": lambda: [diffedit(model, im, s, t, **kw) for s, t, im in pairs],
         "instdiffedit edit": lambda: [instdiffedit(model, im, s, t, **kw) for s, t, im in pairs],
     }
