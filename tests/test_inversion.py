@@ -55,6 +55,23 @@ def test_inversions_take_the_models_inversion_steps_not_its_sampling_steps(tiny_
     assert invert(model, image, PROMPT, method="ddim", num_inference_steps=2, progress=False).num_inference_steps == 2
 
 
+def test_edits_of_an_inversion_take_the_models_inversion_self_attention_window(tiny_model, image):
+    import dataclasses
+
+    model = dataclasses.replace(tiny_model, defaults=dataclasses.replace(tiny_model.defaults,
+                                                                         inversion_self_replace=1.0))
+    inv = invert(model, image, PROMPT, method="ddim", num_inference_steps=STEPS, progress=False)
+
+    def edited(m, **window):
+        spec = EditSpec(PROMPT, ("a photo of a dog",), mode="replace", **window)
+        return edit_inversion(m, inv, spec, progress=False).images[1]
+
+    default = edited(model)
+    assert (default == edited(model, self_replace=1.0)).all()
+    assert not (default == edited(model, self_replace=0.0)).all()
+    assert (edited(tiny_model) == edited(model, self_replace=tiny_model.defaults.self_replace)).all()
+
+
 def test_negative_prompt_inversion_samples_like_guidance_one(tiny_model, image):
     npi = invert(tiny_model, image, PROMPT, method="negative-prompt", num_inference_steps=STEPS, progress=False)
     ddim = invert(tiny_model, image, PROMPT, method="ddim", num_inference_steps=STEPS, guidance_scale=1.0,

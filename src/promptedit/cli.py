@@ -187,7 +187,9 @@ def generate(prompt, out, **kw):
               show_default=True, help="Word swap, added phrase, re-weighting, or chosen from the prompts.")
 @click.option("--cross-replace", "cross_replace", multiple=True, metavar="F | START,END | WORD=F",
               help="Cross-attention injection window (fraction of steps); WORD=... sets one word's window.")
-@click.option("--self-replace", default=None, metavar="F | START,END", help="Self-attention injection window (default 0.4).")
+@click.option("--self-replace", default=None, metavar="F | START,END",
+              help="Self-attention injection window (default: the model's; edits of a real image take its "
+                   "inversion_self_replace, 0.8 on the embedded model).")
 @click.option("--reweight", multiple=True, metavar="WORD=C", help="Scale WORD's attention by C (negative allowed).")
 @click.option("--blend", "blend", multiple=True, metavar="WORD", help="Local blend: edit only where WORD attends.")
 @click.option("--blend-subtract", multiple=True, metavar="WORD", help="Local blend: leave WORD's region out.")

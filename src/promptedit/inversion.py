@@ -19,6 +19,7 @@ from one safetensors file and serves any number of edits through :func:`edit_inv
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from collections.abc import Callable, Sequence
@@ -368,13 +369,17 @@ def reconstruct(model: DiffusionModel, inv: Inversion, *, progress: bool = True)
 
 def edit_inversion(model: DiffusionModel, inv: Inversion, spec: EditSpec, *, progress: bool = True,
                    store_attention: bool = False) -> GenerationResult:
-    """Prompt-to-Prompt edit of an inverted real image: the source branch reconstructs the image."""
+    """Prompt-to-Prompt edit of an inverted real image: the source branch reconstructs the image. An unset
+    self-attention window takes the model's ``inversion_self_replace`` default (see :class:`~promptedit.models.ModelDefaults`)."""
     from .control import AttentionStore
     from .hooks import FeatureInjection
 
     if spec.source != inv.prompt:
         raise InversionError(f"the edit's source prompt {spec.source!r} is not the inversion's prompt {inv.prompt!r}")
-    controller, mode, notes = build_controller(spec, model.tokenizer, inv.num_inference_steps, model.defaults)
+    defaults = model.defaults
+    if defaults.inversion_self_replace is not None:
+        defaults = dataclasses.replace(defaults, self_replace=defaults.inversion_self_replace)
+    controller, mode, notes = build_controller(spec, model.tokenizer, inv.num_inference_steps, defaults)
     store = AttentionStore(downsamples=[model.defaults.attention_downsample], places=("down", "up")) if store_attention else None
     features = FeatureInjection(spec.inject_features) if spec.inject_features is not None else None
     result = run_inversion(model, inv, spec.prompts, controller=Compose([controller, store]) if store else controller,

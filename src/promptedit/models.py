@@ -39,6 +39,9 @@ class ModelDefaults:
         attention_downsample: resolution of attention-map figures (P2P: 16×16 of 64×64 → 4).
         inversion_steps: DDIM steps of real-image inversion, and so of the edits made from it (null-text: 50;
             fewer steps make DDIM inversion's linearisation coarser and cap every inversion's reconstruction).
+        inversion_self_replace: self-attention injection window of the edits made from an inversion (None:
+            ``self_replace``). A real image's layout is only in its inversion's self-attention, so a longer
+            window keeps more of it; each model measures its own.
     """
 
     num_inference_steps: int = 50
@@ -51,6 +54,7 @@ class ModelDefaults:
     blend_start: float = 0.2
     attention_downsample: int = 4
     inversion_steps: int = 50
+    inversion_self_replace: float | None = None
 
     @classmethod
     def from_file(cls, path: Path) -> "ModelDefaults":

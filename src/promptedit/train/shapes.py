@@ -180,7 +180,8 @@ def build_model(config: TrainConfig, tokenizer) -> DiffusionModel:
         vae=codec, unet=unet, text_encoder=text_encoder, tokenizer=tokenizer,
         scheduler_config=dict(scheduler.config), name="promptedit-shapes",
         defaults=ModelDefaults(num_inference_steps=20, guidance_scale=5.0, cross_replace=0.8, self_replace=0.4,
-                               self_replace_min_downsample=1, blend_downsample=1, attention_downsample=1),
+                               self_replace_min_downsample=1, blend_downsample=1, attention_downsample=1,
+                               inversion_self_replace=0.8),
     )
 
 
