@@ -159,12 +159,20 @@ def test_mask_and_mask_guided_edit_commands(tiny_model_dir, tmp_path, capsys, im
     for method in ("instant", "diffedit"):
         code, _, err = run(capsys, "mask", tmp_path / "in.png", "--source", SRC, "--target", TGT, "--out",
                            tmp_path / f"{method}.png", "--method", method, "--model", tiny_model_dir, "--steps", 6,
-                           "--quiet")
+                           "--quiet", *(["--seeds", 2, "--threshold", 0.3] if method == "instant" else []))
         assert code == 0, err
         rec = json.loads((tmp_path / f"{method}.json").read_text())
         assert rec["timings"]["mask"] > 0 and (tmp_path / f"{method}-overlay.png").is_file()
         if method == "instant":
             assert rec["settings"]["anchor"] == "source" and rec["words"]["anchor"] == "cat"
+            assert rec["settings"]["num_seeds"] == 2 and rec["settings"]["threshold"] == 0.3
+    for argv, message in ((["--threshold", 1.5], "threshold"), (["--seeds", 0], "num_seeds"),
+                          (["--background-threshold", 0.95], "background threshold")):
+        code, _, err = run(capsys, "mask", tmp_path / "in.png", "--source", SRC, "--target", TGT, "--out",
+                           tmp_path / "bad.png", "--model", tiny_model_dir, "--quiet", *argv)
+        lines = [l for l in err.splitlines() if l.startswith("error:")]
+        assert code == 2 and len(lines) == 1 and message in lines[0], err
+        assert not (tmp_path / "bad.png").exists()
     for method in ("instdiffedit", "diffedit"):
         code, _, err = run(capsys, "edit", "--image", tmp_path / "in.png", "--source", SRC, "--target", TGT,
                            "--method", method, "--out", tmp_path / method, "--model", tiny_model_dir, "--steps", 6,

@@ -382,9 +382,18 @@ def read_mask(path, size) -> "np.ndarray":
               help="Instant: whose maps make the mask: the source text's, anchored on the words the edit "
                    "replaces; the edit text's, anchored on the edited words; or the edit text's, anchored on "
                    "any word (start-token: the paper's rule).")
+@click.option("--threshold", type=float, default=0.2, show_default=True,
+              help="Instant: φ, the binarisation threshold of the normalised mask (the authors' 0.2).")
+@click.option("--object-threshold", type=float, default=0.9, show_default=True,
+              help="Instant: words at least this similar to the anchor are the object.")
+@click.option("--background-threshold", type=float, default=0.6, show_default=True,
+              help="Instant: words at most this similar to the anchor are the background.")
+@click.option("--seeds", "num_seeds", type=int, default=1, show_default=True,
+              help="Instant: noise draws whose masks are averaged (the authors average 3).")
 @click.option("--fit", type=click.Choice(["crop", "pad"]), default="crop", show_default=True)
 @common_options
-def mask(image, source, target, out, method, strength, mask_steps, anchor, fit, **kw):
+def mask(image, source, target, out, method, strength, mask_steps, anchor, threshold, object_threshold,
+         background_threshold, num_seeds, fit, **kw):
     """Make the mask of the region that changes from SOURCE to TARGET in IMAGE."""
     from .images import load_image
     from .maskedit import make_mask
@@ -400,7 +409,8 @@ def mask(image, source, target, out, method, strength, mask_steps, anchor, fit, 
     size = (kw["height"] or model.image_size, kw["width"] or model.image_size)
     check_size(model, *size)
     prepared = load_image(image, size, fit)
-    extra = {"mask_steps": mask_steps, "anchor": anchor} if method == "instant" else {}
+    extra = {"mask_steps": mask_steps, "anchor": anchor, "threshold": threshold, "object_threshold": object_threshold,
+             "background_threshold": background_threshold, "num_seeds": num_seeds} if method == "instant" else {}
     result = make_mask(model, prepared.image, source, target, method=method, strength=strength,
                        num_inference_steps=kw["steps"], guidance_scale=kw["guidance"], seed=kw["seed"],
                        progress=not kw["quiet"], **extra)
