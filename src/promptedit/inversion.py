@@ -370,7 +370,8 @@ def reconstruct(model: DiffusionModel, inv: Inversion, *, progress: bool = True)
 def edit_inversion(model: DiffusionModel, inv: Inversion, spec: EditSpec, *, progress: bool = True,
                    store_attention: bool = False) -> GenerationResult:
     """Prompt-to-Prompt edit of an inverted real image: the source branch reconstructs the image. An unset
-    self-attention window takes the model's ``inversion_self_replace`` default (see :class:`~promptedit.models.ModelDefaults`)."""
+    self-attention window takes the model's ``inversion_self_replace``
+    (:class:`~promptedit.models.ModelDefaults`)."""
     from .control import AttentionStore
     from .hooks import FeatureInjection
 
