@@ -154,6 +154,12 @@ def run(capsys, *argv):
     return (code, *capsys.readouterr())
 
 
+def assert_one_error_line(code, err, message):
+    """Bad input: exit code 2 and exactly one ``error:`` line, naming ``message``."""
+    lines = [l for l in err.splitlines() if l.startswith("error:")]
+    assert code == 2 and len(lines) == 1 and message in lines[0], err
+
+
 def test_mask_and_mask_guided_edit_commands(tiny_model_dir, tmp_path, capsys, image):
     Image.fromarray(image).save(tmp_path / "in.png")
     for method in ("instant", "diffedit"):
@@ -170,8 +176,7 @@ def test_mask_and_mask_guided_edit_commands(tiny_model_dir, tmp_path, capsys, im
                           (["--background-threshold", 0.95], "background threshold")):
         code, _, err = run(capsys, "mask", tmp_path / "in.png", "--source", SRC, "--target", TGT, "--out",
                            tmp_path / "bad.png", "--model", tiny_model_dir, "--quiet", *argv)
-        lines = [l for l in err.splitlines() if l.startswith("error:")]
-        assert code == 2 and len(lines) == 1 and message in lines[0], err
+        assert_one_error_line(code, err, message)
         assert not (tmp_path / "bad.png").exists()
     for method in ("instdiffedit", "diffedit"):
         code, _, err = run(capsys, "edit", "--image", tmp_path / "in.png", "--source", SRC, "--target", TGT,
@@ -192,6 +197,5 @@ def test_mask_and_mask_guided_edit_commands(tiny_model_dir, tmp_path, capsys, im
     ):
         code, _, err = run(capsys, "edit", "--source", SRC, "--target", TGT, "--out", tmp_path / "bad",
                            "--model", tiny_model_dir, "--quiet", *argv)
-        lines = [l for l in err.splitlines() if l.startswith("error:")]
-        assert code == 2 and len(lines) == 1 and message in lines[0], err
+        assert_one_error_line(code, err, message)
     assert not (tmp_path / "bad").exists()
