@@ -150,3 +150,20 @@ def test_image_loading_rules(tmp_path):
         load_image(tmp_path / "t.png", (8, 8))
     with pytest.raises(ImageInputError, match="not found"):
         load_image(tmp_path / "missing.png", (8, 8))
+
+
+def test_null_text_optimisation_in_half_precision_stays_finite(image):
+    """A UNet in fp16 (the default on a GPU) must not make ∅ NaN: Adam's ε is 0 in fp16."""
+    from promptedit.testing import tiny_components
+
+    half = tiny_components(0).to(dtype=torch.float16)
+    nti = invert(half, image, PROMPT, method="null-text", num_inference_steps=STEPS, num_inner_steps=3,
+                 progress=False)
+    assert torch.isfinite(nti.null_embeddings).all() and all(np.isfinite(nti.losses))
+    ddim = invert(half, image, PROMPT, method="ddim", num_inference_steps=STEPS, progress=False)
+
+    def latent_error(inv):
+        x0 = run_inversion(half, inv, [PROMPT], progress=False).final_latents.float()
+        return (x0 - inv.latents[:1]).pow(2).mean().item()
+
+    assert latent_error(nti) < latent_error(ddim)

@@ -130,22 +130,26 @@ def null_text_optimization(
     scheduler = model.make_scheduler()
     T = pivots.shape[0] - 1
     scheduler.set_timesteps(T)
-    null = uncond.detach().clone()
-    x = pivots[T : T + 1]
+    # ∅ is optimised, and the loss taken, in fp32 even when the UNet runs in fp16: Adam's ε (1e-8) is 0 in
+    # fp16 and the early-stop losses (~1e-5) are below fp16's resolution, so a half-precision ∅ turns NaN
+    unet_dtype = model.unet.dtype
+    null = uncond.detach().float().clone()  # (1, L, D) fp32
+    x = pivots[T : T + 1].float()  # (1, C, h, w) the current latent, fp32
     nulls, losses = [], []
     bar = tqdm(total=T, desc="null-text", disable=not progress, leave=False)
     for i, t in enumerate(scheduler.timesteps):
         a_t, a_prev = ddim_alphas(scheduler, int(t))
-        target = pivots[T - i - 1 : T - i]
+        target = pivots[T - i - 1 : T - i].float()  # z*_{t-1}
+        x_in = x.to(unet_dtype)
         with torch.no_grad():
-            eps_cond = _unet_eps(model, x, t, cond, a_t)  # computed once, reused by every iteration
+            eps_cond = _unet_eps(model, x_in, t, cond, a_t).float()  # computed once, reused by every iteration
         # a fresh tensor per step: Adam updates in place, and ∅_{t+1} (kept below) must not move with ∅_t
         null = null.detach().clone().requires_grad_(True)
         opt = torch.optim.Adam([null], lr=lr * (1.0 - i * lr_decay))
         threshold = epsilon + i * epsilon_growth
         loss_value, j = float("inf"), 0
         for j in range(num_inner_steps):
-            eps_uncond = _unet_eps(model, x, t, null, a_t)
+            eps_uncond = _unet_eps(model, x_in, t, null.to(unet_dtype), a_t).float()
             eps = eps_uncond + guidance_scale * (eps_cond - eps_uncond)
             loss = F.mse_loss(ddim_step(eps, x, a_t, a_prev), target)
             opt.zero_grad(set_to_none=True)
@@ -158,7 +162,7 @@ def null_text_optimization(
         nulls.append(null)
         losses.append(loss_value)
         with torch.no_grad():
-            eps_uncond = _unet_eps(model, x, t, null, a_t)
+            eps_uncond = _unet_eps(model, x_in, t, null.to(unet_dtype), a_t).float()
             x = ddim_step(eps_uncond + guidance_scale * (eps_cond - eps_uncond), x, a_t, a_prev)
         bar.update(1)
         bar.set_postfix(loss=f"{loss_value:.2e}", iters=j + 1)
