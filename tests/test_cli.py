@@ -90,6 +90,9 @@ def test_attention_writes_grids(tiny_model_dir, tmp_path, capsys):
         (["edit", "--model", "{model}", "--source", "a cat", "--out", "{tmp}/o"], "--target"),
         (["edit", "--model", "{model}", "--source", "a cat", "--target", "a dog", "--out", "{tmp}/o",
           "--mode", "swap"], "swap"),
+        (["train", "--out", "{tmp}/o", "--device", "bogus"], "unknown device 'bogus'"),
+        (["train", "--out", "{tmp}/o", "--device", "cuda:99"], "cuda:99"),
+        (["train", "--out", "{tmp}/o", "--workers", "-1"], "--workers"),
     ],
 )
 def test_bad_input_exits_2_with_one_line(argv, message, tiny_model_dir, tmp_path, capsys):

@@ -60,3 +60,22 @@ def test_train_resume_and_export(tmp_path):
     res = edit(loaded, EditSpec("a red circle on a white background", ("a blue circle on a white background",)),
                num_inference_steps=2, progress=False)
     assert res.images.shape == (2, 64, 64, 3)
+
+
+def test_batches_rendered_ahead_by_workers_are_the_stream_in_order():
+    """--workers renders in other processes; the batches, and so the run, must be the same as in-process."""
+    from promptedit.train.shapes import rendered_batch, rendered_batches
+
+    config = TrainConfig(**{**TINY, "steps": 5, "batch_size": 3})
+    ahead = list(rendered_batches(config, start=2, workers=2))
+    assert len(ahead) == 3
+    for step, (captions, x, masks) in zip(range(2, 5), ahead):
+        want_captions, want_x, want_masks = rendered_batch(config, step)
+        assert captions == want_captions and torch.equal(x, want_x)
+        assert all((a == b).all() for a, b in zip(masks, want_masks))
+
+
+def test_training_with_workers_gives_the_same_weights(tmp_path):
+    a = train(TrainConfig(**TINY), tmp_path / "a", progress=False, log=lambda m: None)
+    b = train(TrainConfig(**TINY), tmp_path / "b", progress=False, log=lambda m: None, workers=1)
+    assert all(torch.equal(p, q) for p, q in zip(a.unet.parameters(), b.unet.parameters()))

@@ -663,9 +663,13 @@ def demo(out, **kw):
               help="Write the trained model (EMA weights) as a diffusers folder here.")
 @click.option("--half", is_flag=True, help="Export the weights in fp16 (how the embedded model ships).")
 @click.option("--threads", type=int, default=None, help="torch CPU threads (default: all cores).")
+@click.option("--device", default="cpu", show_default=True, help="Where to train: cpu, cuda, cuda:1, ...")
+@click.option("--workers", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Processes that render batches ahead (0: render in the training process; on a GPU the "
+                   "renderer is the bottleneck without them).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def train(out, steps, batch_size, minutes, lr, grounding_weight, word_mass_weight, word_mass_floor, identity_weight,
-          identity_temperature, ema_decay, seed, fresh, export, half, threads, quiet):
+          identity_temperature, ema_decay, seed, fresh, export, half, threads, device, workers, quiet):
     """Train the embedded shapes-world model (resumable); see MODEL_CARD.md for the shipped run."""
     import torch
 
@@ -683,12 +687,18 @@ def train(out, steps, batch_size, minutes, lr, grounding_weight, word_mass_weigh
         raise ParameterError(str(e)) from None
     if threads:
         torch.set_num_threads(threads)
+    try:
+        device = torch.device(device)
+    except RuntimeError:
+        raise ParameterError(f"unknown device {device!r} (cpu, cuda, cuda:N, ...)") from None
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise ParameterError(f"device {device} asked for, but torch sees {torch.cuda.device_count()} CUDA GPU(s) here")
     run_dir = make_output_dir(check_output_dir(out))
     if export:
         check_output_dir(export)
     started = time.perf_counter()
     model = run_train(config, run_dir, resume=not fresh, progress=not quiet,
-                      log=lambda m: click.echo(m, err=True))
+                      log=lambda m: click.echo(m, err=True), device=device, workers=workers)
     from .editing import generate as gen
     from .visualize import image_grid
 

@@ -185,19 +185,60 @@ def build_model(config: TrainConfig, tokenizer) -> DiffusionModel:
     )
 
 
-def batch_of(config: TrainConfig, step: int, rng: torch.Generator):
-    """Captions ("" where dropped), images [-1, 1] (B, 3, 64, 64) and the objects' masks (B arrays bool
-    (n_objects, 64, 64)) of training batch ``step`` (deterministic)."""
+def rendered_batch(config: TrainConfig, step: int) -> tuple[list[str], torch.Tensor, list[np.ndarray]]:
+    """Captions, images [-1, 1] (B, 3, 64, 64) and the objects' masks (B arrays bool (n_objects, 64, 64)) of
+    training batch ``step``: a pure function of the step, so any worker can render any batch."""
     start = step * config.batch_size
     captions, images, masks = [], [], []
     for caption, image, m in iter_samples(config.batch_size, seed=config.data_seed, start=start):
         captions.append(caption)
         images.append(image)
         masks.append(m)
-    drop = torch.rand(len(captions), generator=rng) < config.caption_dropout
-    captions = ["" if d else c for c, d in zip(captions, drop.tolist())]
     x = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float() / 127.5 - 1.0
     return captions, x, masks
+
+
+def drop_captions(captions: list[str], p: float, rng: torch.Generator) -> list[str]:
+    """Caption dropout for classifier-free guidance (Ho & Salimans 2022): each caption becomes "" with
+    probability ``p``."""
+    drop = torch.rand(len(captions), generator=rng) < p
+    return ["" if d else c for c, d in zip(captions, drop.tolist())]
+
+
+def batch_of(config: TrainConfig, step: int, rng: torch.Generator):
+    """Training batch ``step`` (deterministic) with its captions dropped: :func:`rendered_batch` then
+    :func:`drop_captions`."""
+    captions, x, masks = rendered_batch(config, step)
+    return drop_captions(captions, config.caption_dropout, rng), x, masks
+
+
+class _StepBatches(torch.utils.data.Dataset):
+    """Batch ``start + i`` of the recipe's stream as item i (rendered in a DataLoader worker)."""
+
+    def __init__(self, config: TrainConfig, start: int):
+        self.config, self.start = config, start
+
+    def __len__(self) -> int:
+        return max(0, self.config.steps - self.start)
+
+    def __getitem__(self, i: int):
+        return rendered_batch(self.config, self.start + i)
+
+
+def _as_is(item):
+    return item
+
+
+def rendered_batches(config: TrainConfig, start: int, workers: int = 0):
+    """Yield :func:`rendered_batch` for steps ``start``, ``start + 1``, … up to ``config.steps``; with
+    ``workers`` > 0 they are rendered ahead by that many processes (the same batches, in order)."""
+    if workers <= 0:
+        for step in range(start, config.steps):
+            yield rendered_batch(config, step)
+        return
+    loader = torch.utils.data.DataLoader(_StepBatches(config, start), batch_size=None, shuffle=False,
+                                         num_workers=workers, prefetch_factor=4, collate_fn=_as_is)
+    yield from loader
 
 
 def min_snr_weights(alphas_cumprod: torch.Tensor, t: torch.Tensor, gamma: float,
@@ -243,8 +284,11 @@ def _atomic_torch_save(obj, path: Path) -> None:
 
 
 def train(config: TrainConfig, out: str | os.PathLike, *, resume: bool = True, progress: bool = True,
-          log=print) -> DiffusionModel:
-    """Train (or resume) in ``out``; returns the model with EMA weights, ready to export."""
+          log=print, device: str | torch.device = "cpu", workers: int = 0) -> DiffusionModel:
+    """Train (or resume) in ``out`` on ``device``, rendering batches ahead in ``workers`` processes (0: in this
+    one); returns the model with EMA weights on the CPU, ready to export. The random stream (caption dropout,
+    noise, timesteps) is drawn on the CPU, so a run is the same on any device up to floating-point order."""
+    device = torch.device(device)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     ckpt_path = out / "checkpoint.pt"
@@ -257,6 +301,8 @@ def train(config: TrainConfig, out: str | os.PathLike, *, resume: bool = True, p
         tokenizer.save_pretrained(out / "tokenizer")
     model = build_model(config, tokenizer)
     unet, text_encoder, codec = model.unet, model.text_encoder, model.vae
+    for m in (unet, text_encoder, codec):
+        m.to(device)
     unet.train()
     text_encoder.train()
     params = [p for m in (unet, text_encoder) for p in m.parameters()]
@@ -265,7 +311,7 @@ def train(config: TrainConfig, out: str | os.PathLike, *, resume: bool = True, p
     from diffusers import DDPMScheduler
 
     noise_scheduler = DDPMScheduler.from_config(model.scheduler_config)
-    alphas_cumprod = noise_scheduler.alphas_cumprod
+    alphas_cumprod = noise_scheduler.alphas_cumprod.to(device)
     rng = torch.Generator().manual_seed(config.seed + 1)
     step, elapsed, history, state = 0, 0.0, [], None
     if resume and ckpt_path.exists():
@@ -273,7 +319,7 @@ def train(config: TrainConfig, out: str | os.PathLike, *, resume: bool = True, p
         unet.load_state_dict(state["unet"])
         text_encoder.load_state_dict(state["text_encoder"])
         opt.load_state_dict(state["optimizer"])
-        ema.shadow = state["ema"]
+        ema.shadow = [s.to(device) for s in state["ema"]]
         rng.set_state(state["rng"])
         step, elapsed, history = state["step"], state["elapsed"], state["history"]
         log(f"resumed from step {step} ({elapsed / 60:.1f} min trained)")
@@ -313,19 +359,22 @@ def train(config: TrainConfig, out: str | os.PathLike, *, resume: bool = True, p
         hooks.enter_context(attention_control(unet, recorder))
     bar = tqdm(total=config.steps, initial=step, desc="training", disable=not progress, smoothing=0.05)
     window, g_window, m_window, i_window, t_last = [], [], [], [], time.perf_counter()
+    batches = rendered_batches(config, step, workers)
     while step < config.steps:
         if config.max_minutes is not None and elapsed / 60 >= config.max_minutes:
             log(f"time budget of {config.max_minutes} min reached at step {step}")
             break
         for g in (*opt.param_groups, *identity_opt.param_groups):
             g["lr"] = lr_at(step)
-        captions, x, masks = batch_of(config, step, rng)
+        # 1. the batch: rendered images, captions with dropout, noise and timesteps (drawn on the CPU)
+        captions, x, masks = next(batches)
+        captions = drop_captions(captions, config.caption_dropout, rng)
         ids = tokenizer(captions, padding="max_length", max_length=config.max_length, truncation=True,
-                        return_tensors="pt").input_ids
+                        return_tensors="pt").input_ids.to(device)  # (B, L)
         with torch.no_grad():
-            z0 = codec.encode(x).latent_dist.mean * codec.config.scaling_factor
-        noise = torch.randn(z0.shape, generator=rng)
-        t = torch.randint(0, config.num_train_timesteps, (z0.shape[0],), generator=rng)
+            z0 = codec.encode(x.to(device)).latent_dist.mean * codec.config.scaling_factor  # (B, C, h, w)
+        noise = torch.randn(z0.shape, generator=rng).to(device)
+        t = torch.randint(0, config.num_train_timesteps, (z0.shape[0],), generator=rng).to(device)
         zt = noise_scheduler.add_noise(z0, noise, t)
         recorder.begin(num_steps=1, latent_size=tuple(z0.shape[-2:]), n_prompts=z0.shape[0])
         recorder.begin_step(0)
@@ -337,6 +386,7 @@ def train(config: TrainConfig, out: str | os.PathLike, *, resume: bool = True, p
         loss = d_loss
         if grounding:
             regions, grounded = grounding_targets(captions, masks, ids.shape[1])
+            regions, grounded = regions.to(device), grounded.to(device)
             signal = alphas_cumprod[t] ** 0.5  # √ᾱ_t: layout is unknowable from pure noise
             if config.grounding_weight > 0:
                 g_loss = token_grounding_loss(recorder.maps, regions, grounded, signal)
@@ -383,8 +433,10 @@ def train(config: TrainConfig, out: str | os.PathLike, *, resume: bool = True, p
             save()
     bar.close()
     hooks.close()
+    batches.close()
     save()
     ema.copy_to()
+    model.to("cpu")
     unet.eval()
     text_encoder.eval()
     for m in (unet, text_encoder, codec):
