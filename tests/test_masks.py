@@ -172,7 +172,7 @@ def test_mask_and_mask_guided_edit_commands(tiny_model_dir, tmp_path, capsys, im
         if method == "instant":
             assert rec["settings"]["anchor"] == "source" and rec["words"]["anchor"] == "cat"
             assert rec["settings"]["num_seeds"] == 2 and rec["settings"]["threshold"] == 0.3
-    for argv, message in ((["--threshold", 1.5], "threshold"), (["--seeds", 0], "num_seeds"),
+    for argv, message in ((["--threshold", 1.5], "threshold"), (["--seeds", 0], "--seeds"),
                           (["--background-threshold", 0.95], "background threshold")):
         code, _, err = run(capsys, "mask", tmp_path / "in.png", "--source", SRC, "--target", TGT, "--out",
                            tmp_path / "bad.png", "--model", tiny_model_dir, "--quiet", *argv)
@@ -198,4 +198,42 @@ def test_mask_and_mask_guided_edit_commands(tiny_model_dir, tmp_path, capsys, im
         code, _, err = run(capsys, "edit", "--source", SRC, "--target", TGT, "--out", tmp_path / "bad",
                            "--model", tiny_model_dir, "--quiet", *argv)
         assert_one_error_line(code, err, message)
+    assert not (tmp_path / "bad").exists()
+
+
+def test_instdiffedit_edit_takes_the_mask_options_and_an_inpainting_checkpoint(tiny_model_dir, tmp_path, capsys,
+                                                                                 image):
+    """edit --method instdiffedit takes mask's options, and --inpaint-model runs the final pass with a diffusers
+    inpainting pipeline (a 9-channel UNet) instead of the same model."""
+    from promptedit.testing import save_model, tiny_components
+
+    Image.fromarray(image).save(tmp_path / "in.png")
+    inpainter = save_model(tiny_components(3, inpainting=True), tmp_path / "inpaint-model")
+    base = ["edit", "--image", tmp_path / "in.png", "--source", SRC, "--target", TGT, "--method", "instdiffedit",
+            "--model", tiny_model_dir, "--steps", 6, "--quiet", "--anchor", "edited", "--threshold", 0.3,
+            "--seeds", 2]
+    edited = {}
+    for name, extra in (("same", []), ("pipe", ["--inpaint-model", inpainter])):
+        code, _, err = run(capsys, *base, "--out", tmp_path / name, *extra)
+        assert code == 0, err
+        rec = json.loads((tmp_path / name / "result.json").read_text())
+        assert rec["settings"]["anchor"] == "edited" and rec["words"]["anchor"] == "dog"
+        assert rec["settings"]["threshold"] == 0.3 and rec["settings"]["num_seeds"] == 2
+        edited[name] = np.asarray(Image.open(tmp_path / name / "edited.png"))
+        mask = np.asarray(Image.open(tmp_path / name / "mask.png")) > 127
+        if name == "pipe":
+            assert rec["settings"]["inpaint_with"] == str(inpainter)
+        else:
+            assert rec["settings"]["inpaint_with"] == "same model"
+    assert mask.any()
+    assert not np.array_equal(edited["same"][mask], edited["pipe"][mask])  # another model painted the mask
+    for argv, message in ((["--inpaint-model", tiny_model_dir], "not an inpainting checkpoint"),
+                          (["--inpaint-model", tmp_path / "nowhere"], "not found"),
+                          (["--seeds", 0], "--seeds")):
+        code, _, err = run(capsys, *base, "--out", tmp_path / "bad", *argv)
+        assert_one_error_line(code, err, message)
+    code, _, err = run(capsys, "edit", "--image", tmp_path / "in.png", "--source", SRC, "--target", TGT,
+                       "--method", "direct", "--model", tiny_model_dir, "--out", tmp_path / "bad", "--quiet",
+                       "--inpaint-model", inpainter)
+    assert_one_error_line(code, err, "--inpaint-model is for --method instdiffedit")
     assert not (tmp_path / "bad").exists()

@@ -110,6 +110,34 @@ def common_options(f):
     return wrapper
 
 
+def instant_mask_options(f):
+    """The instant-mask (InstDiffEdit) options shared by ``mask`` and ``edit --method instdiffedit``, with the
+    authors' values as defaults."""
+    @click.option("--anchor", type=click.Choice(["source", "edited", "start-token"]), default="source",
+                  show_default=True,
+                  help="Instant masks: whose maps make the mask: the source text's, anchored on the words the edit "
+                       "replaces; the edit text's, anchored on the edited words; or the edit text's, anchored on "
+                       "any word (start-token: the paper's rule).")
+    @click.option("--threshold", type=click.FloatRange(0, 1, max_open=True), default=0.2, show_default=True,
+                  help="Instant masks: φ, the binarisation threshold of the normalised mask (the authors' 0.2).")
+    @click.option("--object-threshold", type=click.FloatRange(-1, 1), default=0.9, show_default=True,
+                  help="Instant masks: words at least this similar to the anchor are the object.")
+    @click.option("--background-threshold", type=click.FloatRange(-1, 1), default=0.6, show_default=True,
+                  help="Instant masks: words at most this similar to the anchor are the background.")
+    @click.option("--seeds", "num_seeds", type=click.IntRange(min=1), default=1, show_default=True,
+                  help="Instant masks: noise draws whose masks are averaged (the authors average 3).")
+    @functools.wraps(f)
+    def wrapper(*args, **kwargs):
+        return f(*args, **kwargs)
+
+    return wrapper
+
+
+def instant_settings(kw) -> dict:
+    """The instant-mask options of a command, as keyword arguments of the library."""
+    return {k: kw.pop(k) for k in ("anchor", "threshold", "object_threshold", "background_threshold", "num_seeds")}
+
+
 def sampling_kwargs(kw) -> dict:
     return dict(seed=kw["seed"], num_inference_steps=kw["steps"], guidance_scale=kw["guidance"],
                 height=kw["height"], width=kw["width"], progress=not kw["quiet"])
@@ -198,10 +226,14 @@ def generate(prompt, out, **kw):
 @click.option("--inject-features", default=None, metavar="F | START,END",
               help="Plug-and-Play: inject the source's decoder features over this window.")
 @click.option("--save-attention", is_flag=True, help="Also write DIR/attention.png (maps of source and edits).")
+@click.option("--inpaint-model", default=None, metavar="PATH",
+              help="instdiffedit: a diffusers Stable Diffusion inpainting folder for the final pass over the mask "
+                   "(default: the same model regenerates the masked region).")
+@instant_mask_options
 @common_options
 def edit(source, targets, out, image, inversion, method, mask_file, strength, fit, inner_steps, mode, cross_replace,
          self_replace, reweight, blend, blend_subtract, blend_threshold, blend_start, inject_features, save_attention,
-         **kw):
+         inpaint_model, **kw):
     """Edit an image by editing its prompt: SOURCE → TARGET prompt(s), attention injected.
 
     A generated image (from --seed) writes DIR/source.png; a real image (--image, or --inversion)
@@ -213,11 +245,14 @@ def edit(source, targets, out, image, inversion, method, mask_file, strength, fi
     from .outputs import check_output_dir
 
     started = time.perf_counter()
+    instant = instant_settings(kw)
     if image and inversion:
         raise ParameterError("give --image or --inversion, not both")
+    if inpaint_model and method != "instdiffedit":
+        raise ParameterError("--inpaint-model is for --method instdiffedit")
     if method in ("instdiffedit", "diffedit") or mask_file:
         return mask_edit_command(source, targets, out, image, inversion, method, mask_file, strength, fit, kw,
-                                 started)
+                                 started, instant=instant, inpaint_model=inpaint_model)
     inv = None
     if inversion:
         inv = read_inversion(inversion)
@@ -281,7 +316,8 @@ def edit(source, targets, out, image, inversion, method, mask_file, strength, fi
     click.echo(f"wrote {out} (mode {result.mode}, {result.timings['total']:.1f} s)")
 
 
-def mask_edit_command(source, targets, out, image, inversion, method, mask_file, strength, fit, kw, started):
+def mask_edit_command(source, targets, out, image, inversion, method, mask_file, strength, fit, kw, started, *,
+                      instant: dict, inpaint_model: str | None = None):
     """edit --method instdiffedit|diffedit, or --mask: a mask-guided edit of a real or generated image."""
     from .maskedit import diffedit, instdiffedit, masked_edit
     from .outputs import check_output_dir, write_image, write_json
@@ -298,6 +334,12 @@ def mask_edit_command(source, targets, out, image, inversion, method, mask_file,
     out = check_output_dir(out)
     check_not_inputs(out, [image, mask_file])
     model = load(kw["model"], kw["device"])
+    inpainter = None
+    if inpaint_model:
+        from .models import load_inpaint_pipeline
+
+        inpainter = load_inpaint_pipeline(inpaint_model, device=model.device, dtype=model.dtype,
+                                          progress=not kw["quiet"])
     size = (kw["height"] or model.image_size, kw["width"] or model.image_size)
     prepared = None
     if image:
@@ -314,7 +356,8 @@ def mask_edit_command(source, targets, out, image, inversion, method, mask_file,
     common = dict(strength=strength, num_inference_steps=kw["steps"], guidance_scale=kw["guidance"],
                   seed=kw["seed"], progress=not kw["quiet"])
     if method == "instdiffedit":
-        result = instdiffedit(model, source_image, source, targets[0], **common)
+        result = instdiffedit(model, source_image, source, targets[0], inpaint_pipeline=inpainter, **instant,
+                              **common)
     elif method == "diffedit":
         result = diffedit(model, source_image, source, targets[0], **common)
     else:
@@ -378,22 +421,10 @@ def read_mask(path, size) -> "np.ndarray":
 @click.option("--strength", type=float, default=0.5, show_default=True, help="Noise level the mask is made at.")
 @click.option("--mask-steps", type=int, default=None,
               help="Instant: steps of the denoising pass to run before taking the mask (default: the whole pass).")
-@click.option("--anchor", type=click.Choice(["source", "edited", "start-token"]), default="source", show_default=True,
-              help="Instant: whose maps make the mask: the source text's, anchored on the words the edit "
-                   "replaces; the edit text's, anchored on the edited words; or the edit text's, anchored on "
-                   "any word (start-token: the paper's rule).")
-@click.option("--threshold", type=float, default=0.2, show_default=True,
-              help="Instant: φ, the binarisation threshold of the normalised mask (the authors' 0.2).")
-@click.option("--object-threshold", type=float, default=0.9, show_default=True,
-              help="Instant: words at least this similar to the anchor are the object.")
-@click.option("--background-threshold", type=float, default=0.6, show_default=True,
-              help="Instant: words at most this similar to the anchor are the background.")
-@click.option("--seeds", "num_seeds", type=int, default=1, show_default=True,
-              help="Instant: noise draws whose masks are averaged (the authors average 3).")
 @click.option("--fit", type=click.Choice(["crop", "pad"]), default="crop", show_default=True)
+@instant_mask_options
 @common_options
-def mask(image, source, target, out, method, strength, mask_steps, anchor, threshold, object_threshold,
-         background_threshold, num_seeds, fit, **kw):
+def mask(image, source, target, out, method, strength, mask_steps, fit, **kw):
     """Make the mask of the region that changes from SOURCE to TARGET in IMAGE."""
     from .images import load_image
     from .maskedit import make_mask
@@ -409,8 +440,8 @@ def mask(image, source, target, out, method, strength, mask_steps, anchor, thres
     size = (kw["height"] or model.image_size, kw["width"] or model.image_size)
     check_size(model, *size)
     prepared = load_image(image, size, fit)
-    extra = {"mask_steps": mask_steps, "anchor": anchor, "threshold": threshold, "object_threshold": object_threshold,
-             "background_threshold": background_threshold, "num_seeds": num_seeds} if method == "instant" else {}
+    instant = instant_settings(kw)
+    extra = {"mask_steps": mask_steps, **instant} if method == "instant" else {}
     result = make_mask(model, prepared.image, source, target, method=method, strength=strength,
                        num_inference_steps=kw["steps"], guidance_scale=kw["guidance"], seed=kw["seed"],
                        progress=not kw["quiet"], **extra)

@@ -201,7 +201,10 @@ def instdiffedit(
                 "num_seeds": num_seeds, "downsample": f, "object_threshold": object_threshold, "anchor": anchor,
                 "maps_from": maps_from,
                 "background_threshold": background_threshold, "threshold": threshold, "mask_steps": mask_steps,
-                "inpaint": inpaint and mask_steps is None, "source": source, "target": target}
+                "inpaint": inpaint and mask_steps is None,
+                "inpaint_with": None if not inpaint or mask_steps is not None else (
+                    "same model" if inpaint_pipeline is None else getattr(inpaint_pipeline, "name_or_path", "pipeline")),
+                "source": source, "target": target}
     soft = ctrl.soft_masks[-1].cpu().numpy()
     result = MaskEditResult("instdiffedit", image, None, _upsample(latent_mask, image.shape[:2]),
                             latent_mask.cpu().numpy(), chosen, {"mask": t1 - t0}, settings, soft)

@@ -232,6 +232,28 @@ def load_model(
     return model.to(torch.device(device), dtype)
 
 
+def load_inpaint_pipeline(name_or_path: str | os.PathLike, *, device=None, dtype=None, progress: bool = False):
+    """A diffusers ``StableDiffusionInpaintPipeline`` from a Stable Diffusion inpainting folder (its UNet takes
+    the 4 latent channels, the mask and the masked image's latents: 9 channels), for InstDiffEdit's final pass.
+
+    Raises :class:`ModelLoadError` as :func:`load_model` does, and for a checkpoint that does not inpaint.
+    """
+    from diffusers import StableDiffusionInpaintPipeline
+
+    model = load_model(name_or_path, device=device, dtype=dtype)
+    channels, latent = model.unet.config.in_channels, model.unet.config.out_channels
+    if channels != 2 * latent + 1:
+        raise ModelLoadError(f"{name_or_path} is not an inpainting checkpoint: its UNet takes {channels} input "
+                             f"channels, an inpainting UNet {2 * latent + 1}")
+    pipe = StableDiffusionInpaintPipeline(
+        vae=model.vae, text_encoder=model.text_encoder, tokenizer=model.tokenizer, unet=model.unet,
+        scheduler=model.make_scheduler(), safety_checker=None, feature_extractor=None,
+        requires_safety_checker=False)
+    pipe.set_progress_bar_config(disable=not progress, leave=False)
+    pipe.register_to_config(_name_or_path=str(name_or_path))  # what result.json names
+    return pipe
+
+
 def save_model(model: DiffusionModel, folder: str | os.PathLike, *, extra_files: dict[str, str] | None = None,
                half: bool = False) -> Path:
     """Write a model as a diffusers folder (safetensors), with its defaults in ``promptedit.json``.

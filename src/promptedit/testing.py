@@ -33,9 +33,11 @@ def tiny_tokenizer(max_length: int = 77):
     return build_clip_tokenizer(TINY_CORPUS * 4, vocab_size=400, model_max_length=max_length)
 
 
-def tiny_components(seed: int = 0, *, max_length: int = 77, prediction_type: str = "epsilon") -> DiffusionModel:
+def tiny_components(seed: int = 0, *, max_length: int = 77, prediction_type: str = "epsilon",
+                    inpainting: bool = False) -> DiffusionModel:
     """A 3-level UNet (cross-attention at 1/1, 1/2 and 1/4 of a 16×16 latent), a 2-level VAE (32 px images)
-    and a 2-layer CLIP text encoder, all with random weights from ``seed``."""
+    and a 2-layer CLIP text encoder, all with random weights from ``seed``; ``inpainting``: the UNet takes
+    the 9 channels of an SD inpainting checkpoint (latents, mask, masked image's latents)."""
     from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
 
@@ -43,7 +45,7 @@ def tiny_components(seed: int = 0, *, max_length: int = 77, prediction_type: str
     torch.manual_seed(seed)
     unet = UNet2DConditionModel(
         sample_size=16,
-        in_channels=4,
+        in_channels=9 if inpainting else 4,
         out_channels=4,
         block_out_channels=(16, 32, 32),
         layers_per_block=1,
@@ -91,7 +93,7 @@ def tiny_components(seed: int = 0, *, max_length: int = 77, prediction_type: str
         m.eval().requires_grad_(False)
     return DiffusionModel(
         vae=vae, unet=unet, text_encoder=text_encoder, tokenizer=tokenizer,
-        scheduler_config=dict(scheduler.config), name=f"tiny-random-{seed}",
+        scheduler_config=dict(scheduler.config), name=f"tiny-{'inpaint' if inpainting else 'random'}-{seed}",
         defaults=ModelDefaults(num_inference_steps=4, inversion_steps=4, blend_downsample=2, attention_downsample=2,
                                self_replace_min_downsample=2),
     )
