@@ -205,13 +205,6 @@ def drop_captions(captions: list[str], p: float, rng: torch.Generator) -> list[s
     return ["" if d else c for c, d in zip(captions, drop.tolist())]
 
 
-def batch_of(config: TrainConfig, step: int, rng: torch.Generator):
-    """Training batch ``step`` (deterministic) with its captions dropped: :func:`rendered_batch` then
-    :func:`drop_captions`."""
-    captions, x, masks = rendered_batch(config, step)
-    return drop_captions(captions, config.caption_dropout, rng), x, masks
-
-
 class _StepBatches(torch.utils.data.Dataset):
     """Batch ``start + i`` of the recipe's stream as item i (rendered in a DataLoader worker)."""
 
@@ -366,7 +359,7 @@ def train(config: TrainConfig, out: str | os.PathLike, *, resume: bool = True, p
             break
         for g in (*opt.param_groups, *identity_opt.param_groups):
             g["lr"] = lr_at(step)
-        # 1. the batch: rendered images, captions with dropout, noise and timesteps (drawn on the CPU)
+        # the batch: rendered images, captions with dropout, noise and timesteps (drawn on the CPU)
         captions, x, masks = next(batches)
         captions = drop_captions(captions, config.caption_dropout, rng)
         ids = tokenizer(captions, padding="max_length", max_length=config.max_length, truncation=True,
