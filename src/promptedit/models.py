@@ -103,7 +103,8 @@ class DiffusionModel:
 
     @property
     def latent_channels(self) -> int:
-        return int(self.unet.config.in_channels)
+        """Channels of x_t: what the UNet predicts (an inpainting UNet takes more in: mask and masked image)."""
+        return int(self.unet.config.out_channels)
 
     @property
     def image_size(self) -> int:
@@ -241,7 +242,7 @@ def load_inpaint_pipeline(name_or_path: str | os.PathLike, *, device=None, dtype
     from diffusers import StableDiffusionInpaintPipeline
 
     model = load_model(name_or_path, device=device, dtype=dtype)
-    channels, latent = model.unet.config.in_channels, model.unet.config.out_channels
+    channels, latent = model.unet.config.in_channels, model.latent_channels
     if channels != 2 * latent + 1:
         raise ModelLoadError(f"{name_or_path} is not an inpainting checkpoint: its UNet takes {channels} input "
                              f"channels, an inpainting UNet {2 * latent + 1}")
