@@ -235,5 +235,29 @@ def test_instdiffedit_edit_takes_the_mask_options_and_an_inpainting_checkpoint(t
     code, _, err = run(capsys, "edit", "--image", tmp_path / "in.png", "--source", SRC, "--target", TGT,
                        "--method", "direct", "--model", tiny_model_dir, "--out", tmp_path / "bad", "--quiet",
                        "--inpaint-model", inpainter)
-    assert_one_error_line(code, err, "--inpaint-model is for --method instdiffedit")
+    assert_one_error_line(code, err, "--inpaint-model is not used with --method direct")
     assert not (tmp_path / "bad").exists()
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--method", "diffedit", "--threshold", "0.3", "--seeds", "2"],
+     "--threshold, --seeds are not used with --method diffedit (only with instdiffedit)"),
+    (["--method", "instdiffedit", "--reweight", "dog=2"], "--reweight is not used in a mask-guided edit"),
+    (["--method", "direct", "--strength", "0.7"], "--strength is not used in a Prompt-to-Prompt edit"),
+    (["--method", "direct", "--inner-steps", "3"], "--inner-steps is not used unless --image is inverted with"),
+])
+def test_edit_refuses_options_its_method_would_ignore(tiny_model_dir, tmp_path, capsys, image, argv, message):
+    """An option the chosen method would silently ignore is refused in one line before any work."""
+    Image.fromarray(image).save(tmp_path / "in.png")
+    code, _, err = run(capsys, "edit", "--image", tmp_path / "in.png", "--source", SRC, "--target", TGT,
+                       "--model", tiny_model_dir, "--out", tmp_path / "bad", "--quiet", *argv)
+    assert_one_error_line(code, err, message)
+    assert not (tmp_path / "bad").exists()
+
+
+def test_mask_refuses_instant_options_with_diffedit(tiny_model_dir, tmp_path, capsys, image):
+    Image.fromarray(image).save(tmp_path / "in.png")
+    code, _, err = run(capsys, "mask", tmp_path / "in.png", "--source", SRC, "--target", TGT, "--method", "diffedit",
+                       "--anchor", "edited", "--model", tiny_model_dir, "--out", tmp_path / "m.png", "--quiet")
+    assert_one_error_line(code, err, "--anchor is not used with --method diffedit")
+    assert not (tmp_path / "m.png").exists()

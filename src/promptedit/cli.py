@@ -133,9 +133,26 @@ def instant_mask_options(f):
     return wrapper
 
 
+INSTANT_OPTIONS = ("anchor", "threshold", "object_threshold", "background_threshold", "num_seeds")
+P2P_OPTIONS = ("mode", "cross_replace", "self_replace", "reweight", "blend", "blend_subtract", "blend_threshold",
+               "blend_start", "inject_features", "save_attention")
+
+
+def refuse_unused(names, why: str) -> None:
+    """Refuse options given on the command line that would be ignored ``why`` (one line, exit 2)."""
+    from click.core import ParameterSource
+
+    ctx = click.get_current_context()
+    given = [p.opts[0] for p in ctx.command.params
+             if p.name in names and ctx.get_parameter_source(p.name) in (ParameterSource.COMMANDLINE,
+                                                                           ParameterSource.ENVIRONMENT)]
+    if given:
+        raise ParameterError(f"{', '.join(given)} {'is' if len(given) == 1 else 'are'} not used {why}")
+
+
 def instant_settings(kw) -> dict:
     """The instant-mask options of a command, as keyword arguments of the library."""
-    return {k: kw.pop(k) for k in ("anchor", "threshold", "object_threshold", "background_threshold", "num_seeds")}
+    return {k: kw.pop(k) for k in INSTANT_OPTIONS}
 
 
 def sampling_kwargs(kw) -> dict:
@@ -248,8 +265,14 @@ def edit(source, targets, out, image, inversion, method, mask_file, strength, fi
     instant = instant_settings(kw)
     if image and inversion:
         raise ParameterError("give --image or --inversion, not both")
-    if inpaint_model and method != "instdiffedit":
-        raise ParameterError("--inpaint-model is for --method instdiffedit")
+    if method != "instdiffedit":
+        refuse_unused(INSTANT_OPTIONS + ("inpaint_model",), f"with --method {method} (only with instdiffedit)")
+    if method in ("instdiffedit", "diffedit") or mask_file:
+        refuse_unused(P2P_OPTIONS, "in a mask-guided edit (only in Prompt-to-Prompt edits)")
+    else:
+        refuse_unused(("strength",), "in a Prompt-to-Prompt edit (only in mask-guided edits)")
+    if not (image and method == "null-text"):
+        refuse_unused(("inner_steps",), "unless --image is inverted with --method null-text")
     if method in ("instdiffedit", "diffedit") or mask_file:
         return mask_edit_command(source, targets, out, image, inversion, method, mask_file, strength, fit, kw,
                                  started, instant=instant, inpaint_model=inpaint_model)
@@ -440,6 +463,8 @@ def mask(image, source, target, out, method, strength, mask_steps, fit, **kw):
     size = (kw["height"] or model.image_size, kw["width"] or model.image_size)
     check_size(model, *size)
     prepared = load_image(image, size, fit)
+    if method != "instant":
+        refuse_unused(INSTANT_OPTIONS + ("mask_steps",), f"with --method {method} (only with instant)")
     instant = instant_settings(kw)
     extra = {"mask_steps": mask_steps, **instant} if method == "instant" else {}
     result = make_mask(model, prepared.image, source, target, method=method, strength=strength,
