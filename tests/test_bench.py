@@ -50,7 +50,8 @@ EXPECTED = {
               "instant_background_psnr", "diffedit_background_psnr", "instant_new_colour_accuracy",
               "diffedit_new_colour_accuracy", "instant_mask_seconds", "instant_1step_mask_seconds",
               "diffedit_mask_seconds", "instant_edit_seconds", "diffedit_edit_seconds", "instant_mask_time_ratio",
-              "instant_1step_mask_time_ratio"},
+              "instant_1step_mask_time_ratio", "instant_authors_mask_iou", "instant_authors_background_psnr",
+              "instant_background_psnr_item_mean", "instant_authors_new_colour_accuracy"},
 }
 
 
@@ -89,6 +90,22 @@ def test_every_section_runs_and_returns_every_key(tiny_model, one_thread):
         for k in keys:
             assert f"| {name}.{k} |" in text
     json.dumps(result.to_dict())
+
+
+def test_pooled_psnr_is_not_hidden_by_exact_items():
+    from promptedit.bench.world import PSNR_CAP, pooled_psnr, squared_error
+
+    a = np.zeros((4, 4, 3), np.uint8)
+    b = a.copy()
+    b[0, 0] = 255
+    everywhere = np.ones((4, 4), bool)
+    err = squared_error(a, b, everywhere)
+    assert err == pytest.approx(255.0**2 / 16)
+    assert pooled_psnr([err]) == pytest.approx(10 * np.log10(16))
+    # an exact item halves the mean error (+3 dB), where a mean of capped PSNRs would jump towards 100 dB
+    assert pooled_psnr([err, 0.0]) == pytest.approx(10 * np.log10(32))
+    assert pooled_psnr([0.0, None]) == PSNR_CAP and pooled_psnr([None]) is None
+    assert squared_error(a, b, np.zeros((4, 4), bool)) is None
 
 
 def test_held_out_captions_are_reproducible_and_not_training_seeds():

@@ -99,6 +99,20 @@ def test_instant_mask_without_maps_at_its_resolution_fails_loudly():
         ctrl.step_callback(torch.zeros(1, 4, 16, 16))
 
 
+def test_upsampled_mask_edges_fall_inside_cells_and_cells_touched_cover_it():
+    from promptedit.masks import cells_touched, upsample_mask
+
+    soft = torch.zeros(4, 4)
+    soft[1:3, 1:3] = 1.0
+    fine = upsample_mask(soft, (16, 16), 0.5)
+    nearest = torch.nn.functional.interpolate(soft[None, None], size=(16, 16))[0, 0] > 0.5
+    assert fine.shape == (16, 16) and fine[6:10, 6:10].all() and not fine[:3].any()
+    assert fine.sum() != nearest.sum()  # edges moved off the 4-pixel cell borders
+    cells = cells_touched(fine, (4, 4))
+    assert torch.equal(cells, cells_touched(fine, (4, 4)) | (soft > 0.5))  # every cell of the soft mask is in
+    assert bool(((cells_touched(fine, (4, 4)).repeat_interleave(4, 0).repeat_interleave(4, 1)) | ~fine).all())
+
+
 @pytest.fixture(scope="module")
 def image():
     img = np.full((32, 32, 3), 220, np.uint8)
@@ -147,6 +161,38 @@ def test_instdiffedit_and_diffedit_run(tiny_model, image):
     paper = make_mask(tiny_model, image, SRC, TGT, num_inference_steps=6, mask_steps=1, anchor="start-token",
                       progress=False)
     assert paper.words["anchor"] in {"a", "photo", "of", "dog"} and paper.settings["anchor"] == "start-token"
+
+
+def test_mask_guided_edits_keep_the_pixels_outside_the_mask(tiny_model, image):
+    """Outside the final mask the edit is the input, pixel for pixel (the autoencoder would change them)."""
+    from promptedit.maskedit import instdiffedit, masked_edit
+
+    r = instdiffedit(tiny_model, image, SRC, TGT, num_inference_steps=6, progress=False)
+    assert r.settings["threshold"] == tiny_model.defaults.mask_threshold and r.settings["keep_outside"]
+    assert r.mask.any() and not r.mask.all()
+    assert np.array_equal(r.edited[~r.mask], image[~r.mask])
+    assert not np.array_equal(r.edited[r.mask], image[r.mask])
+    loose = instdiffedit(tiny_model, image, SRC, TGT, num_inference_steps=6, progress=False, keep_outside=False)
+    assert not np.array_equal(loose.edited[~loose.mask], image[~loose.mask])  # the random VAE's drift
+    mask = np.zeros(image.shape[:2], bool)
+    mask[5:19, 9:22] = True  # not on the latent grid
+    u = masked_edit(tiny_model, image, mask, TGT, num_inference_steps=6, progress=False)
+    assert np.array_equal(u.edited[~mask], image[~mask]) and not np.array_equal(u.edited[mask], image[mask])
+    assert u.latent_mask[2:10, 4:11].all() and u.latent_mask.sum() == 8 * 7
+    with pytest.raises(ParameterError, match="smooth_times"):
+        instdiffedit(tiny_model, image, SRC, TGT, smooth_times=-1, progress=False)
+
+
+def test_model_defaults_set_the_instant_mask_settings():
+    import dataclasses
+
+    from promptedit.errors import ModelLoadError
+    from promptedit.models import ModelDefaults
+
+    d = ModelDefaults()
+    assert (d.mask_threshold, d.mask_smooth_times) == (0.2, 2)  # the authors'
+    with pytest.raises(ModelLoadError, match="mask_threshold"):
+        dataclasses.replace(d, mask_threshold=1.5)
 
 
 def run(capsys, *argv):

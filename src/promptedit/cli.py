@@ -118,8 +118,13 @@ def instant_mask_options(f):
                   help="Instant masks: whose maps make the mask: the source text's, anchored on the words the edit "
                        "replaces; the edit text's, anchored on the edited words; or the edit text's, anchored on "
                        "any word (start-token: the paper's rule).")
-    @click.option("--threshold", type=click.FloatRange(0, 1, max_open=True), default=0.2, show_default=True,
-                  help="Instant masks: φ, the binarisation threshold of the normalised mask (the authors' 0.2).")
+    @click.option("--threshold", type=click.FloatRange(0, 1, max_open=True), default=None,
+                  help="Instant masks: φ, the binarisation threshold of the normalised mask (default: the model's; "
+                       "the authors' 0.2 unless its promptedit.json says otherwise).")
+    @click.option("--smooth", "smooth_times", type=click.IntRange(min=0), default=None,
+                  help="Instant masks: passes of 5x5 Gaussian smoothing (default: the model's; the authors' 2 "
+                       "unless its promptedit.json says otherwise; the embedded model: 0, its maps are trained to "
+                       "fall inside their objects).")
     @click.option("--object-threshold", type=click.FloatRange(-1, 1), default=0.9, show_default=True,
                   help="Instant masks: words at least this similar to the anchor are the object.")
     @click.option("--background-threshold", type=click.FloatRange(-1, 1), default=0.6, show_default=True,
@@ -133,7 +138,7 @@ def instant_mask_options(f):
     return wrapper
 
 
-INSTANT_OPTIONS = ("anchor", "threshold", "object_threshold", "background_threshold", "num_seeds")
+INSTANT_OPTIONS = ("anchor", "threshold", "smooth_times", "object_threshold", "background_threshold", "num_seeds")
 P2P_OPTIONS = ("mode", "cross_replace", "self_replace", "reweight", "blend", "blend_subtract", "blend_threshold",
                "blend_start", "inject_features", "save_attention")
 

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from .control import AttentionControl
 from .errors import ParameterError, PromptError
 from .inversion import ddim_alphas
-from .masks import InstantMask, edited_words
+from .masks import InstantMask, cells_touched, edited_words, upsample_mask
 from .models import DiffusionModel
 from .pipeline import check_sampling, decode_latents, denoise, encode_images, encode_prompts, make_generator, to_uint8
 from .tokens import prompt_words, tokenize, span_token_indices
@@ -132,11 +132,13 @@ def instdiffedit(
     downsample: int | None = None,
     object_threshold: float = 0.9,
     background_threshold: float = 0.6,
-    threshold: float = 0.2,
+    threshold: float | None = None,
+    smooth_times: int | None = None,
     anchor: str = "source",
     mask_steps: int | None = None,
     inpaint: bool = True,
     inpaint_pipeline=None,
+    keep_outside: bool = True,
     progress: bool = True,
 ) -> MaskEditResult:
     """InstDiffEdit (Zou et al. 2024): edit ``image`` (H, W, 3) uint8 with instant attention masks.
@@ -145,6 +147,13 @@ def instdiffedit(
     many steps and returns the mask only (no edit). ``inpaint`` runs the final pass over the last mask: with
     ``inpaint_pipeline`` (a diffusers ``StableDiffusionInpaintPipeline``) when given, else with the same model
     regenerating the masked region while the known region is re-noised from the source at every step.
+    ``threshold`` (φ) and ``smooth_times`` default to the model's (the authors' 0.2 and 2 unless its
+    ``promptedit.json`` says otherwise).
+
+    The final mask is the last step's soft mask upsampled bilinearly to the image and binarised at φ (its
+    edges fall inside the maps' cells); the final pass regenerates every latent cell it touches, and the
+    pixels outside it are the input's, exactly (``keep_outside``; ours: the paper keeps the inpainting
+    pass's whole output, and an autoencoder then changes the unmasked pixels too).
 
     ``anchor`` says whose maps make the mask and which word anchors the selection:
 
@@ -168,6 +177,10 @@ def instdiffedit(
     if mask_steps is not None and not 1 <= mask_steps <= steps - start:
         raise ParameterError(f"mask_steps must be in [1, {steps - start}], got {mask_steps}")
     f = model.defaults.attention_downsample if downsample is None else int(downsample)
+    threshold = model.defaults.mask_threshold if threshold is None else float(threshold)
+    smooth_times = model.defaults.mask_smooth_times if smooth_times is None else int(smooth_times)
+    if smooth_times < 0:
+        raise ParameterError(f"smooth_times must be >= 0, got {smooth_times}")
     words, toks = edit_words(model.tokenizer, target)
     source_words, source_toks = edit_words(model.tokenizer, source, "source text")
     replaced = edited_words(words, source_words)  # source words the edit replaces or deletes
@@ -186,13 +199,14 @@ def instdiffedit(
     cond = torch.cat([encode_prompts(model, [t]).expand(num_seeds, -1, -1) for t in texts])
     uncond = encode_prompts(model, [""]).expand(rows, -1, -1)
     ctrl = InstantMask(toks, sources.repeat(1, len(texts), 1, 1, 1), downsample=f, object_threshold=object_threshold,
-                       background_threshold=background_threshold, threshold=threshold,
+                       background_threshold=background_threshold, threshold=threshold, smooth_times=smooth_times,
                        anchor_candidates=candidates, rows=slice(rows - num_seeds, rows))
     end = None if mask_steps is None else start + int(mask_steps)
     x0 = denoise(model, cond, x_start.repeat(len(texts), 1, 1, 1), num_inference_steps=steps, guidance_scale=w,
                  uncond_embeddings=uncond, controller=ctrl, start_step=start, end_step=end, progress=progress)
     t1 = time.perf_counter()
-    latent_mask = F.interpolate(ctrl.masks[-1][None, None].float(), size=z0.shape[-2:], mode="nearest")[0, 0] > 0.5
+    pixel_mask = upsample_mask(ctrl.soft_masks[-1], image.shape[:2], threshold)  # (H, W)
+    latent_mask = cells_touched(pixel_mask, z0.shape[-2:]).to(z0.device)  # (h, w)
     sel = ctrl.selection
     chosen = {"anchor": words[sel.anchor], "object": [words[i] for i in sel.objects],
               "background": [words[i] for i in sel.background],
@@ -200,13 +214,15 @@ def instdiffedit(
     settings = {"strength": strength, "num_inference_steps": steps, "guidance_scale": w, "seed": seed,
                 "num_seeds": num_seeds, "downsample": f, "object_threshold": object_threshold, "anchor": anchor,
                 "maps_from": maps_from,
-                "background_threshold": background_threshold, "threshold": threshold, "mask_steps": mask_steps,
+                "background_threshold": background_threshold, "threshold": threshold,
+                "smooth_times": smooth_times, "mask_upsample": "bilinear", "keep_outside": keep_outside,
+                "mask_steps": mask_steps,
                 "inpaint": inpaint and mask_steps is None,
                 "inpaint_with": None if not inpaint or mask_steps is not None else (
                     "same model" if inpaint_pipeline is None else getattr(inpaint_pipeline, "name_or_path", "pipeline")),
                 "source": source, "target": target}
     soft = ctrl.soft_masks[-1].cpu().numpy()
-    result = MaskEditResult("instdiffedit", image, None, _upsample(latent_mask, image.shape[:2]),
+    result = MaskEditResult("instdiffedit", image, None, pixel_mask.cpu().numpy(),
                             latent_mask.cpu().numpy(), chosen, {"mask": t1 - t0}, settings, soft)
     if mask_steps is not None:
         result.timings["total"] = t1 - t0
@@ -231,9 +247,16 @@ def instdiffedit(
         result.edited = to_uint8(decode_latents(model, xi))[0]
     else:
         result.edited = to_uint8(decode_latents(model, x0[:1]))[0]
+    if keep_outside and inpaint:
+        result.edited = keep_outside_mask(result.edited, image, result.mask)
     t2 = time.perf_counter()
     result.timings.update({"edit": t1 - t0, "inpaint": t2 - t1, "total": t2 - t0})
     return result
+
+
+def keep_outside_mask(edited: np.ndarray, image: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """The edit inside ``mask`` (H, W) bool, the input ``image`` (H, W, 3) outside it, pixel for pixel."""
+    return np.where(mask[..., None], edited, image)
 
 
 def _sched(model, steps):
@@ -245,9 +268,10 @@ def _sched(model, steps):
 @torch.no_grad()
 def masked_edit(model: DiffusionModel, image: np.ndarray, mask: np.ndarray, target: str, *, strength: float = 0.5,
                 num_inference_steps: int | None = None, guidance_scale: float | None = None, seed: int = 0,
-                progress: bool = True, method: str = "user") -> MaskEditResult:
+                progress: bool = True, method: str = "user", keep_outside: bool = True) -> MaskEditResult:
     """Edit inside a given mask ((H, W) bool): the source noised to ``strength``, denoised under ``target``,
-    the outside replaced by the noised source at every step."""
+    the outside replaced by the noised source at every step; every latent cell the mask touches is edited,
+    and the pixels outside the mask are the input's, exactly (``keep_outside``)."""
     steps, w, start = _settings(model, num_inference_steps, guidance_scale, strength)
     mask = np.asarray(mask, bool)
     if mask.shape != image.shape[:2]:
@@ -256,16 +280,17 @@ def masked_edit(model: DiffusionModel, image: np.ndarray, mask: np.ndarray, targ
     z0 = encode_images(model, image[None].astype(np.float32) / 255.0)
     noise = torch.randn(z0.shape, generator=make_generator(seed)).to(z0)
     x_start, sources = noised_sources(model, z0, noise, steps, start)
-    # a latent position is edited when any pixel of its patch is
-    lm = F.adaptive_max_pool2d(torch.from_numpy(mask)[None, None].float(), z0.shape[-2:])[0, 0] > 0.5
+    lm = cells_touched(torch.from_numpy(mask), z0.shape[-2:])  # (h, w)
     cond, uncond = encode_prompts(model, [target]), encode_prompts(model, [""])
     x0 = _masked_pass(model, cond, uncond, x_start, sources, lm.to(z0.device), steps, w, start, progress)
     edited = to_uint8(decode_latents(model, x0))[0]
+    if keep_outside:
+        edited = keep_outside_mask(edited, image, mask)
     t1 = time.perf_counter()
     return MaskEditResult(method, image, edited, mask, lm.cpu().numpy(), None,
                           {"mask": 0.0, "edit": t1 - t0, "total": t1 - t0},
                           {"strength": strength, "num_inference_steps": steps, "guidance_scale": w, "seed": seed,
-                           "target": target})
+                           "target": target, "keep_outside": keep_outside})
 
 
 # ----------------------------------------------------------------------------- DiffEdit

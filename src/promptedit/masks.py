@@ -101,6 +101,19 @@ def instant_mask(maps: torch.Tensor, selection: WordSelection, *, threshold: flo
     return m, m > threshold
 
 
+def upsample_mask(soft: torch.Tensor, size: tuple[int, int], threshold: float) -> torch.Tensor:
+    """The binary mask at ``size`` (e.g. the image's) from a soft mask (h, w): bilinear upsampling, then φ.
+    Its edges fall inside the map's cells instead of on their borders (ours; the paper upsamples the binary
+    mask)."""
+    up = F.interpolate(soft[None, None].float(), size=size, mode="bilinear", align_corners=False)[0, 0]
+    return up > threshold
+
+
+def cells_touched(mask: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """A fine binary mask (H, W) at a coarser ``size`` (h, w): a cell is in when any of its pixels is."""
+    return F.adaptive_max_pool2d(mask[None, None].float(), size)[0, 0] > 0.5
+
+
 class InstantMask(AttentionControl):
     """Controller of InstDiffEdit's denoising pass: records the edit text's cross-attention maps, makes the
     mask after each step and blends x_t with the noised source outside it.

@@ -42,6 +42,8 @@ class ModelDefaults:
         inversion_self_replace: self-attention injection window of the edits made from an inversion (None:
             ``self_replace``). A real image's layout is only in its inversion's self-attention, so a longer
             window keeps more of it; each model measures its own.
+        mask_threshold: φ, instant masks' binarisation threshold (InstDiffEdit: 0.2).
+        mask_smooth_times: passes of instant masks' 5×5 Gaussian smoothing (InstDiffEdit: 2).
     """
 
     num_inference_steps: int = 50
@@ -55,6 +57,14 @@ class ModelDefaults:
     attention_downsample: int = 4
     inversion_steps: int = 50
     inversion_self_replace: float | None = None
+    mask_threshold: float = 0.2
+    mask_smooth_times: int = 2
+
+    def __post_init__(self):
+        if not 0.0 <= float(self.mask_threshold) < 1.0:
+            raise ModelLoadError(f"promptedit.json: mask_threshold must be in [0, 1), got {self.mask_threshold}")
+        if int(self.mask_smooth_times) < 0:
+            raise ModelLoadError(f"promptedit.json: mask_smooth_times must be >= 0, got {self.mask_smooth_times}")
 
     @classmethod
     def from_file(cls, path: Path) -> "ModelDefaults":
