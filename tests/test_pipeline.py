@@ -134,6 +134,26 @@ def test_local_blend_with_all_ones_mask_equals_no_blend(tiny_model):
     assert not torch.equal(x0[1][:, mask[1, 0]], x0[0][:, mask[1, 0]])
 
 
+def test_local_blend_pool_size_comes_from_the_model_defaults(tiny_model):
+    """The max-pool dilation before local blending's threshold is the model's (P2P code: 3); 1 dilates nothing,
+    so its mask lies inside the mask of the default."""
+    import dataclasses
+
+    from promptedit.errors import ModelLoadError
+
+    spec = EditSpec(SRC, (TGT,), blend_words=("cat", "dog"), blend_start=0.0, blend_threshold=0.95)
+    masks = {}
+    for k in (3, 1):
+        ctrl, _, _ = build_controller(spec, tiny_model.tokenizer, STEPS,
+                                      dataclasses.replace(tiny_model.defaults, blend_pool_size=k))
+        assert ctrl.local_blend.pool_size == k
+        latents_of(tiny_model, [SRC, TGT], ctrl)
+        masks[k] = ctrl.local_blend.last_mask
+    assert masks[1].sum() < masks[3].sum()
+    with pytest.raises(ModelLoadError, match="blend_pool_size"):
+        dataclasses.replace(tiny_model.defaults, blend_pool_size=2)
+
+
 def test_processors_are_restored(tiny_model):
     before = dict(tiny_model.unet.attn_processors)
     edit(tiny_model, EditSpec(SRC, (TGT,)), progress=False, num_inference_steps=2)

@@ -214,6 +214,7 @@ def build_controller(
             subtract_threshold=spec.blend_threshold if spec.blend_threshold is not None else defaults.blend_threshold,
             start_step=int((spec.blend_start if spec.blend_start is not None else defaults.blend_start) * num_steps),
             downsample=defaults.blend_downsample,
+            pool_size=defaults.blend_pool_size,
         )
     common = dict(
         self_replace_steps=step_window(self_window, num_steps),

@@ -35,6 +35,8 @@ class ModelDefaults:
         self_replace_min_downsample: self-attention injected at layers ≥ this many times smaller than the latent (P2P: 4).
         blend_downsample: resolution of the maps used by local blending, relative to the latent (P2P: 4).
         blend_threshold: local-blend threshold (P2P code: 0.3).
+        blend_pool_size: max-pool window over the maps before local blending's threshold (P2P code: 3, i.e. a
+            dilation by one map cell).
         blend_start: fraction of steps before local blending starts (P2P null-text notebook: 0.2).
         attention_downsample: resolution of attention-map figures (P2P: 16×16 of 64×64 → 4).
         inversion_steps: DDIM steps of real-image inversion, and so of the edits made from it (null-text: 50;
@@ -53,6 +55,7 @@ class ModelDefaults:
     self_replace_min_downsample: int = 4
     blend_downsample: int = 4
     blend_threshold: float = 0.3
+    blend_pool_size: int = 3
     blend_start: float = 0.2
     attention_downsample: int = 4
     inversion_steps: int = 50
@@ -61,6 +64,8 @@ class ModelDefaults:
     mask_smooth_times: int = 2
 
     def __post_init__(self):
+        if int(self.blend_pool_size) < 1 or int(self.blend_pool_size) % 2 == 0:
+            raise ModelLoadError(f"promptedit.json: blend_pool_size must be odd and positive, got {self.blend_pool_size}")
         if not 0.0 <= float(self.mask_threshold) < 1.0:
             raise ModelLoadError(f"promptedit.json: mask_threshold must be in [0, 1), got {self.mask_threshold}")
         if int(self.mask_smooth_times) < 0:
