@@ -78,6 +78,9 @@ def test_every_section_runs_and_returns_every_key(tiny_model, one_thread):
     real = result.sections["real_images"].metrics
     assert real["direct_reconstruction_psnr"].value > real["ddim_reconstruction_psnr"].value
     assert real["null-text_time_ratio_to_null_text"].value == pytest.approx(1.0)
+    # calls: invert, reconstruct and edit per method and image; four mask-guided runs per mask scene
+    assert result.sections["real_images"].units == 3 * len(REAL_METHODS) * len(result.sections["real_images"].items)
+    assert result.sections["masks"].units == 4 * len(result.sections["masks"].items)
     inversions = [r["methods"] for r in result.sections["real_images"].items]
     assert inversions and all(set(m) == {label for label, _, _ in REAL_METHODS} for m in inversions)
     assert result.sections["generation"].metrics["colour_accuracy"].n == 2

@@ -247,7 +247,7 @@ def instdiffedit(
         result.edited = to_uint8(decode_latents(model, xi))[0]
     else:
         result.edited = to_uint8(decode_latents(model, x0[:1]))[0]
-    if keep_outside and inpaint:
+    if keep_outside:
         result.edited = keep_outside_mask(result.edited, image, result.mask)
     t2 = time.perf_counter()
     result.timings.update({"edit": t1 - t0, "inpaint": t2 - t1, "total": t2 - t0})
