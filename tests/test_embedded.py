@@ -38,6 +38,14 @@ def test_is_the_default_and_uses_its_own_sampling_defaults(shapes):
     assert shapes.defaults.num_inference_steps < 50  # the card's recommendation, not the paper's 50
 
 
+def test_shipped_defaults_are_the_ones_the_recipe_exports(shapes):
+    """promptedit.json in the package is what `promptedit train` writes for a new export (no hand edit drifts)."""
+    from promptedit.train.shapes import TrainConfig, build_model, build_tokenizer
+
+    config = TrainConfig(unet_channels=(8, 16, 16), text_hidden=16, text_layers=1, text_heads=2)
+    assert build_model(config, build_tokenizer(config)).defaults == shapes.defaults
+
+
 def test_codec_is_lossless_on_a_rendered_image(shapes):
     from promptedit.pipeline import decode_latents, encode_images, to_uint8
     from promptedit.world import render, scene_at
