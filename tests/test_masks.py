@@ -191,8 +191,11 @@ def test_model_defaults_set_the_instant_mask_settings():
 
     d = ModelDefaults()
     assert (d.mask_threshold, d.mask_smooth_times) == (0.2, 2)  # the authors'
-    with pytest.raises(ModelLoadError, match="mask_threshold"):
-        dataclasses.replace(d, mask_threshold=1.5)
+    for bad in (dict(mask_threshold=1.5), dict(mask_threshold="0.2"), dict(mask_smooth_times=1.5),
+                dict(mask_smooth_times=-1), dict(blend_pool_size=2)):
+        with pytest.raises(ModelLoadError, match=next(iter(bad))):
+            dataclasses.replace(d, **bad)
+    assert dataclasses.replace(d, mask_threshold=0, mask_smooth_times=0).mask_threshold == 0
 
 
 def run(capsys, *argv):

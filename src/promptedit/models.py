@@ -64,12 +64,13 @@ class ModelDefaults:
     mask_smooth_times: int = 2
 
     def __post_init__(self):
-        if int(self.blend_pool_size) < 1 or int(self.blend_pool_size) % 2 == 0:
-            raise ModelLoadError(f"promptedit.json: blend_pool_size must be odd and positive, got {self.blend_pool_size}")
-        if not 0.0 <= float(self.mask_threshold) < 1.0:
-            raise ModelLoadError(f"promptedit.json: mask_threshold must be in [0, 1), got {self.mask_threshold}")
-        if int(self.mask_smooth_times) < 0:
-            raise ModelLoadError(f"promptedit.json: mask_smooth_times must be >= 0, got {self.mask_smooth_times}")
+        checks = (("blend_pool_size", int, lambda v: v >= 1 and v % 2 == 1, "odd and positive"),
+                  ("mask_threshold", float, lambda v: 0.0 <= v < 1.0, "in [0, 1)"),
+                  ("mask_smooth_times", int, lambda v: v >= 0, ">= 0"))
+        for name, kind, ok, rule in checks:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value != kind(value) or not ok(kind(value)):
+                raise ModelLoadError(f"promptedit.json: {name} must be {rule}, got {value!r}")
 
     @classmethod
     def from_file(cls, path: Path) -> "ModelDefaults":
