@@ -272,13 +272,14 @@ def edit(source, targets, out, image, inversion, method, mask_file, strength, fi
         raise ParameterError("give --image or --inversion, not both")
     if method != "instdiffedit":
         refuse_unused(INSTANT_OPTIONS + ("inpaint_model",), f"with --method {method} (only with instdiffedit)")
-    if method in ("instdiffedit", "diffedit") or mask_file:
+    mask_guided = method in ("instdiffedit", "diffedit") or bool(mask_file)
+    if mask_guided:
         refuse_unused(P2P_OPTIONS, "in a mask-guided edit (only in Prompt-to-Prompt edits)")
     else:
         refuse_unused(("strength",), "in a Prompt-to-Prompt edit (only in mask-guided edits)")
     if not (image and method == "null-text"):
         refuse_unused(("inner_steps",), "unless --image is inverted with --method null-text")
-    if method in ("instdiffedit", "diffedit") or mask_file:
+    if mask_guided:
         return mask_edit_command(source, targets, out, image, inversion, method, mask_file, strength, fit, kw,
                                  started, instant=instant, inpaint_model=inpaint_model)
     inv = None

@@ -275,15 +275,6 @@ def centre_distance(a: Sequence[float], b: Sequence[float]) -> float:
     return float(math.hypot(a[0] + a[2] / 2 - b[0] - b[2] / 2, a[1] + a[2] / 2 - b[1] - b[2] / 2))
 
 
-def psnr(a: np.ndarray, b: np.ndarray, mask: np.ndarray) -> float | None:
-    """PSNR in dB between two uint8 images over ``mask`` (None for an empty mask; capped at PSNR_CAP)."""
-    mask = np.asarray(mask, bool)
-    if not mask.any():
-        return None
-    mse = float(np.mean((a[mask].astype(np.float64) - b[mask].astype(np.float64)) ** 2))
-    return PSNR_CAP if mse == 0 else min(PSNR_CAP, 10 * math.log10(255.0 ** 2 / mse))
-
-
 def squared_error(a: np.ndarray, b: np.ndarray, mask: np.ndarray) -> float | None:
     """Mean squared error between two uint8 images over ``mask`` (None for an empty mask)."""
     mask = np.asarray(mask, bool)
@@ -292,14 +283,23 @@ def squared_error(a: np.ndarray, b: np.ndarray, mask: np.ndarray) -> float | Non
     return float(np.mean((a[mask].astype(np.float64) - b[mask].astype(np.float64)) ** 2))
 
 
+def psnr_db(mse: float | None) -> float | None:
+    """A mean squared error of uint8 images in dB of PSNR, capped at PSNR_CAP (None stays None)."""
+    if mse is None:
+        return None
+    return PSNR_CAP if mse == 0 else min(PSNR_CAP, 10 * math.log10(255.0 ** 2 / mse))
+
+
+def psnr(a: np.ndarray, b: np.ndarray, mask: np.ndarray) -> float | None:
+    """PSNR in dB between two uint8 images over ``mask`` (None for an empty mask; capped at PSNR_CAP)."""
+    return psnr_db(squared_error(a, b, mask))
+
+
 def pooled_psnr(errors: Sequence[float | None]) -> float | None:
     """PSNR in dB of the mean of per-item squared errors (capped at PSNR_CAP): unlike a mean of per-item
     PSNRs, items that are exact (infinite PSNR) cannot hide the others' errors."""
     vals = [e for e in errors if e is not None]
-    if not vals:
-        return None
-    mse = float(np.mean(vals))
-    return PSNR_CAP if mse == 0 else min(PSNR_CAP, 10 * math.log10(255.0 ** 2 / mse))
+    return psnr_db(float(np.mean(vals))) if vals else None
 
 
 def sharpness(image: np.ndarray) -> float:
@@ -962,8 +962,8 @@ def bench_masks(run: _Run, n: int = 50) -> SectionResult:
                 rows[k]["mask_s"].append(r.timings["mask"])
                 if r.edited is not None:
                     edited = to_canvas(r.edited)
-                    rows[k]["psnr"].append(psnr(edited, truth.image, ~true_mask))
                     rows[k]["mse"].append(squared_error(edited, truth.image, ~true_mask))
+                    rows[k]["psnr"].append(psnr_db(rows[k]["mse"][-1]))
                     rows[k]["colour"].append(colour_of(edited, true_mask) == new)
                     rows[k]["total_s"].append(r.timings["total"])
                 row[k] = {"mask_iou": rows[k]["iou"][-1], "mask_seconds": round(r.timings["mask"], 4),
