@@ -95,6 +95,21 @@ def test_every_section_runs_and_returns_every_key(tiny_model, one_thread):
     json.dumps(result.to_dict())
 
 
+def test_masks_section_reports_the_refinement_when_the_model_refines(tiny_model, one_thread):
+    """With a model that refines its instant masks, the section also gives the mask before refinement and
+    DiffEdit's mask after it, so that the refinement's share of the IoU is on the table."""
+    import dataclasses
+
+    from promptedit.bench.world import bench_masks
+
+    refining = dataclasses.replace(tiny_model, defaults=dataclasses.replace(tiny_model.defaults, mask_refine_radius=1.0))
+    section = bench_masks(refining, n=1, steps=STEPS, examples=0)
+    for k in ("instant_unrefined_mask_iou", "diffedit_refined_mask_iou"):
+        assert section.metrics[k].n == 1 and 0.0 <= section.metrics[k].value <= 1.0
+        assert section.items[0][k.removesuffix("_mask_iou")]["mask_iou"] == section.metrics[k].value
+    assert section.units == 4  # masks only: no extra denoising calls
+
+
 def test_pooled_psnr_is_not_hidden_by_exact_items():
     from promptedit.bench.world import PSNR_CAP, pooled_psnr, squared_error
 

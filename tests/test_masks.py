@@ -113,6 +113,31 @@ def test_upsampled_mask_edges_fall_inside_cells_and_cells_touched_cover_it():
     assert bool(((cells_touched(fine, (4, 4)).repeat_interleave(4, 0).repeat_interleave(4, 1)) | ~fine).all())
 
 
+def test_refined_mask_edges_follow_the_image():
+    """The guided filter moves a coarse mask's edges onto the image's: a square off the map's cell grid, read
+    from a 4×4-cell soft mask, comes back exactly; without the image the bilinear mask is off by its cells."""
+    from promptedit.masks import refine_mask, upsample_mask
+    from promptedit.world.reader import mask_iou
+
+    truth = np.zeros((32, 32), bool)
+    truth[5:19, 9:22] = True  # edges inside the 8-pixel cells
+    guide = torch.full((3, 32, 32), 0.85)
+    guide[:, torch.from_numpy(truth)] = torch.tensor([0.8, 0.1, 0.1])[:, None]
+    soft = torch.nn.functional.adaptive_avg_pool2d(torch.from_numpy(truth).float()[None, None], 4)[0, 0]
+    soft = soft / soft.max()  # (4, 4): the object's share of each cell
+    coarse = upsample_mask(soft, (32, 32), 0.2).numpy()
+    refined = refine_mask(soft, guide, radius=2.0).numpy() > 0.2
+    assert mask_iou(coarse, truth) < 0.8 and mask_iou(refined, truth) == 1.0
+    flat = refine_mask(soft, torch.full((3, 32, 32), 0.5), radius=2.0)  # no edges to follow: a smoothed mask
+    assert mask_iou(flat.numpy() > 0.2, truth) < 0.8
+    big = refine_mask(soft, torch.nn.functional.interpolate(guide[None], size=(256, 256))[0], radius=2.0)
+    assert big.shape == (256, 256)  # 64-pixel window: the fast (subsampled) filter
+    assert mask_iou(big.numpy() > 0.2, np.kron(truth, np.ones((8, 8), bool))) > 0.95
+    for bad in (dict(radius=0.0), dict(radius=2.0, eps=0.0)):
+        with pytest.raises(ParameterError):
+            refine_mask(soft, guide, **bad)
+
+
 @pytest.fixture(scope="module")
 def image():
     img = np.full((32, 32, 3), 220, np.uint8)
@@ -181,6 +206,12 @@ def test_mask_guided_edits_keep_the_pixels_outside_the_mask(tiny_model, image):
     assert u.latent_mask[2:10, 4:11].all() and u.latent_mask.sum() == 8 * 7
     with pytest.raises(ParameterError, match="smooth_times"):
         instdiffedit(tiny_model, image, SRC, TGT, smooth_times=-1, progress=False)
+    refined = instdiffedit(tiny_model, image, SRC, TGT, num_inference_steps=6, refine_radius=1.5, progress=False)
+    assert refined.settings["refine_radius"] == 1.5 and refined.settings["refine_eps"] == 1e-4
+    assert r.settings["refine_radius"] == 0.0 and r.settings["refine_eps"] is None  # the paper's: none
+    assert np.array_equal(refined.edited[~refined.mask], image[~refined.mask])
+    with pytest.raises(ParameterError, match="refine_radius"):
+        instdiffedit(tiny_model, image, SRC, TGT, refine_radius=-1, progress=False)
 
 
 def test_model_defaults_set_the_instant_mask_settings():
@@ -190,9 +221,10 @@ def test_model_defaults_set_the_instant_mask_settings():
     from promptedit.models import ModelDefaults
 
     d = ModelDefaults()
-    assert (d.mask_threshold, d.mask_smooth_times) == (0.2, 2)  # the authors'
+    assert (d.mask_threshold, d.mask_smooth_times, d.mask_refine_radius) == (0.2, 2, 0.0)  # the authors'
     for bad in (dict(mask_threshold=1.5), dict(mask_threshold="0.2"), dict(mask_smooth_times=1.5),
-                dict(mask_smooth_times=-1), dict(blend_pool_size=2)):
+                dict(mask_smooth_times=-1), dict(blend_pool_size=2), dict(mask_refine_radius=-1),
+                dict(mask_refine_radius="2")):
         with pytest.raises(ModelLoadError, match=next(iter(bad))):
             dataclasses.replace(d, **bad)
     assert dataclasses.replace(d, mask_threshold=0, mask_smooth_times=0).mask_threshold == 0
@@ -214,14 +246,15 @@ def test_mask_and_mask_guided_edit_commands(tiny_model_dir, tmp_path, capsys, im
     for method in ("instant", "diffedit"):
         code, _, err = run(capsys, "mask", tmp_path / "in.png", "--source", SRC, "--target", TGT, "--out",
                            tmp_path / f"{method}.png", "--method", method, "--model", tiny_model_dir, "--steps", 6,
-                           "--quiet", *(["--seeds", 2, "--threshold", 0.3] if method == "instant" else []))
+                           "--quiet", *(["--seeds", 2, "--threshold", 0.3, "--refine", 1] if method == "instant" else []))
         assert code == 0, err
         rec = json.loads((tmp_path / f"{method}.json").read_text())
         assert rec["timings"]["mask"] > 0 and (tmp_path / f"{method}-overlay.png").is_file()
         if method == "instant":
             assert rec["settings"]["anchor"] == "source" and rec["words"]["anchor"] == "cat"
             assert rec["settings"]["num_seeds"] == 2 and rec["settings"]["threshold"] == 0.3
-    for argv, message in ((["--threshold", 1.5], "threshold"), (["--seeds", 0], "--seeds"),
+            assert rec["settings"]["refine_radius"] == 1.0
+    for argv, message in ((["--threshold", 1.5], "threshold"), (["--seeds", 0], "--seeds"), (["--refine", -1], "--refine"),
                           (["--background-threshold", 0.95], "background threshold")):
         code, _, err = run(capsys, "mask", tmp_path / "in.png", "--source", SRC, "--target", TGT, "--out",
                            tmp_path / "bad.png", "--model", tiny_model_dir, "--quiet", *argv)
@@ -310,3 +343,21 @@ def test_mask_refuses_instant_options_with_diffedit(tiny_model_dir, tmp_path, ca
                        "--anchor", "edited", "--model", tiny_model_dir, "--out", tmp_path / "m.png", "--quiet")
     assert_one_error_line(code, err, "--anchor is not used with --method diffedit")
     assert not (tmp_path / "m.png").exists()
+
+
+def test_the_web_apps_mask_tab_passes_its_settings(tiny_model, tmp_path, image):
+    """The Masks tab's strength, φ and refinement reach the edit and its record; left out, the model's."""
+    from promptedit.app import App
+
+    Image.fromarray(image).save(tmp_path / "in.png")
+    app = App(tiny_model, str(tmp_path / "app"))
+    gallery, info, record = app.masks(str(tmp_path / "in.png"), None, SRC, TGT, "instant", 0, 6, 7.5, 0.6, 0.3, 1.0)
+    settings = json.loads(open(record).read())["settings"]
+    assert (settings["strength"], settings["threshold"], settings["refine_radius"]) == (0.6, 0.3, 1.0)
+    assert len(gallery) == 4 and "instdiffedit" in info
+    _, _, record = app.masks(str(tmp_path / "in.png"), None, SRC, TGT, "diffedit", 0, 6, 7.5, 0.7)
+    assert json.loads(open(record).read())["settings"]["strength"] == 0.7
+    _, _, record = app.masks(str(tmp_path / "in.png"), None, SRC, TGT, "instant", 0, 6, 7.5)
+    settings = json.loads(open(record).read())["settings"]
+    assert (settings["threshold"], settings["refine_radius"]) == (tiny_model.defaults.mask_threshold,
+                                                                   tiny_model.defaults.mask_refine_radius)

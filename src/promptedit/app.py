@@ -131,21 +131,28 @@ class App:
         return [(res.images[0], "reconstruction"), (res.images[1], "edit")], record
 
     # ------------------------------------------------------------------ masks
-    def masks(self, upload, painted, source, target, method, seed, steps, guidance):
+    def masks(self, upload, painted, source, target, method, seed, steps, guidance, strength=0.5, threshold=None,
+              refine=None):
+        """A mask (instant, DiffEdit or painted) and the edit inside it. ``strength``: the noise level the edit
+        starts from; ``threshold`` (φ) and ``refine`` (guided-filter radius in map cells) are the instant
+        mask's, None for the model's defaults."""
         from .images import load_image
         from .maskedit import diffedit, instdiffedit, masked_edit
         from .visualize import mask_overlay
 
         size = (self.model.image_size, self.model.image_size)
         prepared = load_image(_check_upload(upload), size)
-        kw = dict(seed=int(seed), num_inference_steps=int(steps), guidance_scale=float(guidance), progress=True)
+        kw = dict(seed=int(seed), num_inference_steps=int(steps), guidance_scale=float(guidance),
+                  strength=float(strength), progress=True)
         if method == "painted":
             mask = _painted_mask(painted, size)
             res = masked_edit(self.model, prepared.image, mask, target, **kw)
         elif method == "diffedit":
             res = diffedit(self.model, prepared.image, source, target, **kw)
         else:
-            res = instdiffedit(self.model, prepared.image, source, target, **kw)
+            res = instdiffedit(self.model, prepared.image, source, target, **kw,
+                               threshold=None if threshold is None else float(threshold),
+                               refine_radius=None if refine is None else float(refine))
         record = self._record("mask-edit", {"method": res.method, "settings": res.settings, "words": res.words,
                                             "timings": res.timings})
         info = f"{res.method}: mask {res.mask.mean():.0%} of the image, made in {res.timings['mask']:.2f} s"
@@ -269,12 +276,20 @@ def build(app: App):
                 m_seed = gr.Number(value=0, precision=0, label="seed")
                 m_steps = gr.Slider(**steps_kw)
                 m_guidance = gr.Slider(**guide_kw)
+                m_strength = gr.Slider(0.05, 1.0, value=0.5, step=0.05, label="strength (noise level of the edit)")
+            with gr.Accordion("instant-mask settings", open=False):
+                with gr.Row():
+                    m_threshold = gr.Slider(0.0, 0.95, value=d.mask_threshold, step=0.05,
+                                            label="threshold φ of the normalised mask")
+                    m_refine = gr.Slider(0.0, 8.0, value=d.mask_refine_radius, step=0.5,
+                                         label="edge refinement: guided-filter radius in map cells (0: off)")
             m_run = gr.Button("Mask and edit", variant="primary", elem_id="mask-run")
             m_info = gr.Textbox(label="mask", interactive=False)
             m_gallery = gr.Gallery(label="mask and edit", columns=4, elem_id="mask-gallery")
             m_record = gr.File(label="result.json")
             m_run.click(_guard(app.masks), [m_upload, painted, m_source, m_target, m_method, m_seed, m_steps,
-                                            m_guidance], [m_gallery, m_info, m_record])
+                                            m_guidance, m_strength, m_threshold, m_refine],
+                        [m_gallery, m_info, m_record])
         with gr.Tab("Attention maps"):
             with gr.Row():
                 a_prompt = gr.Textbox(label="prompt", value="a striped yellow star on a gray background")

@@ -125,6 +125,10 @@ def instant_mask_options(f):
                   help="Instant masks: passes of 5x5 Gaussian smoothing (default: the model's; the authors' 2 "
                        "unless its promptedit.json says otherwise; the embedded model: 0, its maps are trained to "
                        "fall inside their objects).")
+    @click.option("--refine", "refine_radius", type=click.FloatRange(0, 64), default=None, metavar="CELLS",
+                  help="Instant masks: refine the final mask's edges with a guided filter that follows the image, "
+                       "radius in attention-map cells; 0 turns it off (default: the model's; none unless its "
+                       "promptedit.json says otherwise, as in the paper; the embedded model: 2).")
     @click.option("--object-threshold", type=click.FloatRange(-1, 1), default=0.9, show_default=True,
                   help="Instant masks: words at least this similar to the anchor are the object.")
     @click.option("--background-threshold", type=click.FloatRange(-1, 1), default=0.6, show_default=True,
@@ -138,7 +142,8 @@ def instant_mask_options(f):
     return wrapper
 
 
-INSTANT_OPTIONS = ("anchor", "threshold", "smooth_times", "object_threshold", "background_threshold", "num_seeds")
+INSTANT_OPTIONS = ("anchor", "threshold", "smooth_times", "refine_radius", "object_threshold", "background_threshold",
+                   "num_seeds")
 P2P_OPTIONS = ("mode", "cross_replace", "self_replace", "reweight", "blend", "blend_subtract", "blend_threshold",
                "blend_start", "inject_features", "save_attention")
 

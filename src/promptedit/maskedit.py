@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from .control import AttentionControl
 from .errors import ParameterError, PromptError
 from .inversion import ddim_alphas
-from .masks import InstantMask, cells_touched, edited_words, upsample_mask
+from .masks import InstantMask, cells_touched, edited_words, refine_mask, upsample_mask
 from .models import DiffusionModel
 from .pipeline import check_sampling, decode_latents, denoise, encode_images, encode_prompts, make_generator, to_uint8
 from .tokens import prompt_words, tokenize, span_token_indices
@@ -134,6 +134,8 @@ def instdiffedit(
     background_threshold: float = 0.6,
     threshold: float | None = None,
     smooth_times: int | None = None,
+    refine_radius: float | None = None,
+    refine_eps: float = 1e-4,
     anchor: str = "source",
     mask_steps: int | None = None,
     inpaint: bool = True,
@@ -147,11 +149,14 @@ def instdiffedit(
     many steps and returns the mask only (no edit). ``inpaint`` runs the final pass over the last mask: with
     ``inpaint_pipeline`` (a diffusers ``StableDiffusionInpaintPipeline``) when given, else with the same model
     regenerating the masked region while the known region is re-noised from the source at every step.
-    ``threshold`` (φ) and ``smooth_times`` default to the model's (the authors' 0.2 and 2 unless its
-    ``promptedit.json`` says otherwise).
+    ``threshold`` (φ), ``smooth_times`` and ``refine_radius`` default to the model's (the authors' 0.2 and 2,
+    and no refinement, unless its ``promptedit.json`` says otherwise).
 
     The final mask is the last step's soft mask upsampled bilinearly to the image and binarised at φ (its
-    edges fall inside the maps' cells); the final pass regenerates every latent cell it touches, and the
+    edges fall inside the maps' cells); with ``refine_radius`` > 0 (ours), the upsampled soft mask is first
+    refined by a guided filter with the image as guide (:func:`promptedit.masks.refine_mask`: radius in map
+    cells, regularisation ``refine_eps``), so that its edges follow the image's. The final pass regenerates
+    every latent cell the final mask touches, and the
     pixels outside it are the input's, exactly (``keep_outside``; ours: the paper keeps the inpainting
     pass's whole output, and an autoencoder then changes the unmasked pixels too).
 
@@ -181,6 +186,9 @@ def instdiffedit(
     smooth_times = model.defaults.mask_smooth_times if smooth_times is None else int(smooth_times)
     if smooth_times < 0:
         raise ParameterError(f"smooth_times must be >= 0, got {smooth_times}")
+    refine_radius = model.defaults.mask_refine_radius if refine_radius is None else float(refine_radius)
+    if refine_radius < 0 or refine_eps <= 0:
+        raise ParameterError(f"refine_radius must be >= 0 and refine_eps > 0, got {refine_radius} and {refine_eps}")
     words, toks = edit_words(model.tokenizer, target)
     source_words, source_toks = edit_words(model.tokenizer, source, "source text")
     replaced = edited_words(words, source_words)  # source words the edit replaces or deletes
@@ -204,9 +212,13 @@ def instdiffedit(
     end = None if mask_steps is None else start + int(mask_steps)
     x0 = denoise(model, cond, x_start.repeat(len(texts), 1, 1, 1), num_inference_steps=steps, guidance_scale=w,
                  uncond_embeddings=uncond, controller=ctrl, start_step=start, end_step=end, progress=progress)
-    t1 = time.perf_counter()
-    pixel_mask = upsample_mask(ctrl.soft_masks[-1], image.shape[:2], threshold)  # (H, W)
+    if refine_radius > 0:
+        guide = torch.from_numpy(image).permute(2, 0, 1).float() / 255.0  # (3, H, W)
+        pixel_mask = refine_mask(ctrl.soft_masks[-1], guide, radius=refine_radius, eps=refine_eps) > threshold
+    else:
+        pixel_mask = upsample_mask(ctrl.soft_masks[-1], image.shape[:2], threshold)  # (H, W)
     latent_mask = cells_touched(pixel_mask, z0.shape[-2:]).to(z0.device)  # (h, w)
+    t1 = time.perf_counter()  # the mask is made
     sel = ctrl.selection
     chosen = {"anchor": words[sel.anchor], "object": [words[i] for i in sel.objects],
               "background": [words[i] for i in sel.background],
@@ -215,7 +227,8 @@ def instdiffedit(
                 "num_seeds": num_seeds, "downsample": f, "object_threshold": object_threshold, "anchor": anchor,
                 "maps_from": maps_from,
                 "background_threshold": background_threshold, "threshold": threshold,
-                "smooth_times": smooth_times, "mask_upsample": "bilinear", "keep_outside": keep_outside,
+                "smooth_times": smooth_times, "mask_upsample": "bilinear", "refine_radius": refine_radius,
+                "refine_eps": refine_eps if refine_radius > 0 else None, "keep_outside": keep_outside,
                 "mask_steps": mask_steps,
                 "inpaint": inpaint and mask_steps is None,
                 "inpaint_with": None if not inpaint or mask_steps is not None else (

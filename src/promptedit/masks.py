@@ -109,6 +109,26 @@ def upsample_mask(soft: torch.Tensor, size: tuple[int, int], threshold: float) -
     return up > threshold
 
 
+def refine_mask(soft: torch.Tensor, guide: torch.Tensor, *, radius: float, eps: float = 1e-4) -> torch.Tensor:
+    """Edge-aware upsampling of a soft mask (h, w) to its guide image (3, H, W) in [0, 1]: bilinear, then the
+    guided filter with the image as guide (He et al., "Guided Image Filtering", ECCV 2010, Sec. 4: feathering a
+    coarse mask), so that the mask's edges move onto the image's. ``radius`` is in cells of the soft mask (one
+    cell = H / h pixels); large windows run on a subsampled grid (He & Sun, "Fast Guided Filter", 2015).
+    Returns the refined soft mask (H, W)."""
+    from kornia.filters import guided_blur
+
+    if radius <= 0:
+        raise ParameterError(f"the refinement radius must be > 0 cells, got {radius}")
+    if eps <= 0:
+        raise ParameterError(f"the guided filter's eps must be > 0, got {eps}")
+    size = tuple(guide.shape[-2:])
+    up = F.interpolate(soft[None, None].float(), size=size, mode="bilinear", align_corners=False)  # (1, 1, H, W)
+    r = max(1, round(float(radius) * size[0] / soft.shape[-2]))  # pixels
+    subsample = max(1, r // 8)  # keeps the box window at most ~17 pixels of the subsampled grid
+    out = guided_blur(guide[None].float().to(up.device), up, 2 * r + 1, float(eps), subsample=subsample)
+    return out[0, 0]
+
+
 def cells_touched(mask: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """A fine binary mask (H, W) at a coarser ``size`` (h, w): a cell is in when any of its pixels is."""
     return F.adaptive_max_pool2d(mask[None, None].float(), size)[0, 0] > 0.5

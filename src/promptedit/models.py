@@ -46,6 +46,8 @@ class ModelDefaults:
             window keeps more of it; each model measures its own.
         mask_threshold: φ, instant masks' binarisation threshold (InstDiffEdit: 0.2).
         mask_smooth_times: passes of instant masks' 5×5 Gaussian smoothing (InstDiffEdit: 2).
+        mask_refine_radius: the final instant mask's edge-aware refinement, a guided filter with the image as
+            guide, its radius in attention-map cells (0: none, as InstDiffEdit).
     """
 
     num_inference_steps: int = 50
@@ -62,11 +64,13 @@ class ModelDefaults:
     inversion_self_replace: float | None = None
     mask_threshold: float = 0.2
     mask_smooth_times: int = 2
+    mask_refine_radius: float = 0.0
 
     def __post_init__(self):
         checks = (("blend_pool_size", int, lambda v: v >= 1 and v % 2 == 1, "odd and positive"),
                   ("mask_threshold", float, lambda v: 0.0 <= v < 1.0, "in [0, 1)"),
-                  ("mask_smooth_times", int, lambda v: v >= 0, ">= 0"))
+                  ("mask_smooth_times", int, lambda v: v >= 0, ">= 0"),
+                  ("mask_refine_radius", float, lambda v: 0.0 <= v <= 64.0, "in [0, 64]"))
         for name, kind, ok, rule in checks:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or value != kind(value) or not ok(kind(value)):

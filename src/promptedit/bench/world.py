@@ -915,10 +915,15 @@ def bench_masks(run: _Run, n: int = 50) -> SectionResult:
     with the true mask of the edited object, PSNR outside that mask against the ground-truth render of the
     edited caption, the new colour read inside the true mask, and times (mask, whole edit). ``instant_1step``
     is the instant mask taken after the first step of the pass, alone; ``instant_authors`` the whole InstDiffEdit
-    edit with the authors' φ and smoothing instead of the model's. Background PSNRs are of the mean squared error
-    over the items (an exact item would make a mean of per-item PSNRs infinite).
+    edit with the authors' φ and smoothing (and no refinement) instead of the model's. ``instant_unrefined`` is the
+    default instant mask before its guided-filter refinement, and ``diffedit_refined`` DiffEdit's mask after the
+    same refinement (masks only, when the model refines). Background PSNRs are of the mean squared error over the
+    items (an exact item would make a mean of per-item PSNRs infinite).
     """
     from ..maskedit import diffedit, instdiffedit, make_mask
+    import torch
+
+    from ..masks import refine_mask, upsample_mask
     from ..models import ModelDefaults
     from ..world import colour_of, edit_scene, render
     from ..world.dataset import scene_at
@@ -930,7 +935,10 @@ def bench_masks(run: _Run, n: int = 50) -> SectionResult:
     def body(out: SectionResult):
         rows = {k: {"iou": [], "psnr": [], "mse": [], "colour": [], "mask_s": [], "total_s": []}
                 for k in ("instant", "instant_authors", "diffedit", "instant_1step")}
-        authors = {"threshold": ModelDefaults.mask_threshold, "smooth_times": ModelDefaults.mask_smooth_times}
+        refined = {"instant_unrefined": [], "diffedit_refined": []}  # mask IoUs
+        radius = run.model.defaults.mask_refine_radius
+        authors = {"threshold": ModelDefaults.mask_threshold, "smooth_times": ModelDefaults.mask_smooth_times,
+                   "refine_radius": ModelDefaults.mask_refine_radius}
         found, i = 0, 0
         while found < n:
             scene = scene_at(HELD_OUT_SEED + stream, i)
@@ -968,6 +976,14 @@ def bench_masks(run: _Run, n: int = 50) -> SectionResult:
                     rows[k]["total_s"].append(r.timings["total"])
                 row[k] = {"mask_iou": rows[k]["iou"][-1], "mask_seconds": round(r.timings["mask"], 4),
                           "words": r.words}
+            if radius > 0:
+                inst, diff = results["instant"], results["diffedit"]
+                unrefined = upsample_mask(torch.from_numpy(inst.soft_mask), image.shape[:2], inst.settings["threshold"])
+                guide = torch.from_numpy(image).permute(2, 0, 1).float() / 255.0
+                diff_refined = refine_mask(torch.from_numpy(diff.latent_mask).float(), guide, radius=radius) > 0.5
+                for k, m in (("instant_unrefined", unrefined), ("diffedit_refined", diff_refined)):
+                    refined[k].append(float(mask_iou(to_canvas(m.numpy().astype(np.uint8) * 255) > 127, true_mask)))
+                    row[k] = {"mask_iou": refined[k][-1]}
             out.items.append(row)
             if found < run.examples:
                 from ..visualize import mask_overlay
@@ -988,6 +1004,7 @@ def bench_masks(run: _Run, n: int = 50) -> SectionResult:
                                                 "same, instant masks with the authors' φ 0.2 and 2 smoothing passes"),
             "diffedit_mask_iou": _metric(diff["iou"], "mean", None, "same, DiffEdit"),
             "instant_1step_mask_iou": _metric(one["iou"], "mean", None, "same, instant mask after one step"),
+
             "instant_iou_minus_diffedit": Metric(None if d_iou is None or _mean(inst["iou"]) is None
                                                  else _mean(inst["iou"]) - d_iou, len(inst["iou"]), Target(">=", 1e-9),
                                                  "instant IoU − DiffEdit IoU (must be above 0)"),
@@ -1009,6 +1026,11 @@ def bench_masks(run: _Run, n: int = 50) -> SectionResult:
             "instant_edit_seconds": _metric(inst["total_s"], "mean", None, "whole InstDiffEdit edit incl. inpainting, s"),
             "diffedit_edit_seconds": _metric(diff["total_s"], "mean", None, "whole DiffEdit edit, s"),
         }
+        if radius > 0:
+            out.metrics["instant_unrefined_mask_iou"] = _metric(
+                refined["instant_unrefined"], "mean", None, "same, the instant mask before its guided-filter refinement")
+            out.metrics["diffedit_refined_mask_iou"] = _metric(
+                refined["diffedit_refined"], "mean", None, f"same, DiffEdit's mask after the same refinement ({radius} cells)")
         dm = _mean(diff["mask_s"])
         for k, label in (("instant", "instant_mask_time_ratio"), ("instant_1step", "instant_1step_mask_time_ratio")):
             v = _mean(rows[k]["mask_s"])

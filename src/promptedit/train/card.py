@@ -86,7 +86,10 @@ benchmark's own captions 50 % moved colour-swap IoU 0.82 → 0.84, background-sw
 box IoU 0.76 → 0.75: no gain beyond the noise of n = 20).
 Instant masks skip the authors' Gaussian smoothing (`mask_smooth_times` 0; φ stays their 0.2): this model's maps
 are trained to fall inside their objects, and smoothing bloats them (mask IoU 0.44 with it, 0.68 without, on the
-benchmark's scenes).
+benchmark's scenes). Their final mask is refined by a guided filter with the image as guide, radius 2 map cells
+(`mask_refine_radius`; ours, the paper has none): its edges move from the 16 × 16 cells onto the image's, and the
+benchmark's mask IoU rises from 0.68 to 0.89 (no refinement / radius 1 / 1.5 / 2 / 3 / 4 cells gave 0.69 / 0.86 / 0.89 / 0.89 / 0.90 / 0.89 on 24
+scenes apart from the benchmark's; the world's flat colours make its edges easy to follow).
 
 ## What it knows and does not know
 It knows only the shapes world: 8 object colours, 5 shapes, 3 backgrounds, sizes, stripes and dots, the sketch /
