@@ -96,15 +96,17 @@ def test_every_section_runs_and_returns_every_key(tiny_model, one_thread):
 
 
 def test_masks_section_reports_the_refinement_when_the_model_refines(tiny_model, one_thread):
-    """With a model that refines its instant masks, the section also gives the mask before refinement and
-    DiffEdit's mask after it, so that the refinement's share of the IoU is on the table."""
+    """With a model that refines its instant masks and selects their regions, the section also gives the mask
+    without either, with the refinement alone, and DiffEdit's mask refined, so that each step's share of the IoU
+    is on the table (and a model that does neither gets none of these rows)."""
     import dataclasses
 
     from promptedit.bench.world import bench_masks
 
-    refining = dataclasses.replace(tiny_model, defaults=dataclasses.replace(tiny_model.defaults, mask_refine_radius=1.0))
+    refining = dataclasses.replace(tiny_model, defaults=dataclasses.replace(
+        tiny_model.defaults, mask_refine_radius=1.0, mask_region_peak=0.9))
     section = bench_masks(refining, n=1, steps=STEPS, examples=0)
-    for k in ("instant_unrefined_mask_iou", "diffedit_refined_mask_iou"):
+    for k in ("instant_unrefined_mask_iou", "instant_all_regions_mask_iou", "diffedit_refined_mask_iou"):
         assert section.metrics[k].n == 1 and 0.0 <= section.metrics[k].value <= 1.0
         assert section.items[0][k.removesuffix("_mask_iou")]["mask_iou"] == section.metrics[k].value
     assert section.units == 4  # masks only: no extra denoising calls

@@ -138,6 +138,25 @@ def test_refined_mask_edges_follow_the_image():
             refine_mask(soft, guide, **bad)
 
 
+def test_strongest_regions_keep_the_regions_the_words_attend_to_most():
+    from promptedit.masks import strongest_regions
+
+    soft = torch.zeros(12, 12)
+    soft[1:4, 1:4] = 1.0  # the strongest region
+    soft[6:10, 6:10] = 0.5  # a weaker one
+    soft[8, 1] = 0.95  # a near-tie, one pixel
+    everything = strongest_regions(soft, 0.2, 0.0)
+    assert torch.equal(everything, soft > 0.2)
+    strong = strongest_regions(soft, 0.2, 0.9)
+    assert strong[1:4, 1:4].all() and strong[8, 1] and not strong[6:10, 6:10].any()
+    assert torch.equal(strongest_regions(soft, 0.2, 0.5), everything)  # 0.5 of the peak: the weaker one stays
+    assert not strongest_regions(torch.zeros(4, 4), 0.2, 0.9).any()
+    diagonal = torch.eye(4)
+    assert torch.equal(strongest_regions(diagonal * torch.linspace(1, 0.5, 4), 0.2, 1.0), diagonal > 0)  # 8-connected
+    with pytest.raises(ParameterError):
+        strongest_regions(soft, 0.2, 1.5)
+
+
 @pytest.fixture(scope="module")
 def image():
     img = np.full((32, 32, 3), 220, np.uint8)
@@ -206,12 +225,16 @@ def test_mask_guided_edits_keep_the_pixels_outside_the_mask(tiny_model, image):
     assert u.latent_mask[2:10, 4:11].all() and u.latent_mask.sum() == 8 * 7
     with pytest.raises(ParameterError, match="smooth_times"):
         instdiffedit(tiny_model, image, SRC, TGT, smooth_times=-1, progress=False)
-    refined = instdiffedit(tiny_model, image, SRC, TGT, num_inference_steps=6, refine_radius=1.5, progress=False)
+    refined = instdiffedit(tiny_model, image, SRC, TGT, num_inference_steps=6, refine_radius=1.5, region_peak=1.0,
+                           progress=False)
     assert refined.settings["refine_radius"] == 1.5 and refined.settings["refine_eps"] == 1e-4
+    assert refined.settings["region_peak"] == 1.0 and r.settings["region_peak"] == 0.0
     assert r.settings["refine_radius"] == 0.0 and r.settings["refine_eps"] is None  # the paper's: none
     assert np.array_equal(refined.edited[~refined.mask], image[~refined.mask])
     with pytest.raises(ParameterError, match="refine_radius"):
         instdiffedit(tiny_model, image, SRC, TGT, refine_radius=-1, progress=False)
+    with pytest.raises(ParameterError, match="region_peak"):
+        instdiffedit(tiny_model, image, SRC, TGT, region_peak=2, progress=False)
 
 
 def test_model_defaults_set_the_instant_mask_settings():
@@ -221,10 +244,10 @@ def test_model_defaults_set_the_instant_mask_settings():
     from promptedit.models import ModelDefaults
 
     d = ModelDefaults()
-    assert (d.mask_threshold, d.mask_smooth_times, d.mask_refine_radius) == (0.2, 2, 0.0)  # the authors'
+    assert (d.mask_threshold, d.mask_smooth_times, d.mask_refine_radius, d.mask_region_peak) == (0.2, 2, 0.0, 0.0)
     for bad in (dict(mask_threshold=1.5), dict(mask_threshold="0.2"), dict(mask_smooth_times=1.5),
                 dict(mask_smooth_times=-1), dict(blend_pool_size=2), dict(mask_refine_radius=-1),
-                dict(mask_refine_radius="2")):
+                dict(mask_refine_radius="2"), dict(mask_region_peak=1.5)):
         with pytest.raises(ModelLoadError, match=next(iter(bad))):
             dataclasses.replace(d, **bad)
     assert dataclasses.replace(d, mask_threshold=0, mask_smooth_times=0).mask_threshold == 0
@@ -246,15 +269,17 @@ def test_mask_and_mask_guided_edit_commands(tiny_model_dir, tmp_path, capsys, im
     for method in ("instant", "diffedit"):
         code, _, err = run(capsys, "mask", tmp_path / "in.png", "--source", SRC, "--target", TGT, "--out",
                            tmp_path / f"{method}.png", "--method", method, "--model", tiny_model_dir, "--steps", 6,
-                           "--quiet", *(["--seeds", 2, "--threshold", 0.3, "--refine", 1] if method == "instant" else []))
+                           "--quiet", *(["--seeds", 2, "--threshold", 0.3, "--refine", 1, "--region-peak", 0.8]
+                                        if method == "instant" else []))
         assert code == 0, err
         rec = json.loads((tmp_path / f"{method}.json").read_text())
         assert rec["timings"]["mask"] > 0 and (tmp_path / f"{method}-overlay.png").is_file()
         if method == "instant":
             assert rec["settings"]["anchor"] == "source" and rec["words"]["anchor"] == "cat"
             assert rec["settings"]["num_seeds"] == 2 and rec["settings"]["threshold"] == 0.3
-            assert rec["settings"]["refine_radius"] == 1.0
+            assert rec["settings"]["refine_radius"] == 1.0 and rec["settings"]["region_peak"] == 0.8
     for argv, message in ((["--threshold", 1.5], "threshold"), (["--seeds", 0], "--seeds"), (["--refine", -1], "--refine"),
+                          (["--region-peak", 1.5], "--region-peak"),
                           (["--background-threshold", 0.95], "background threshold")):
         code, _, err = run(capsys, "mask", tmp_path / "in.png", "--source", SRC, "--target", TGT, "--out",
                            tmp_path / "bad.png", "--model", tiny_model_dir, "--quiet", *argv)
@@ -351,13 +376,16 @@ def test_the_web_apps_mask_tab_passes_its_settings(tiny_model, tmp_path, image):
 
     Image.fromarray(image).save(tmp_path / "in.png")
     app = App(tiny_model, str(tmp_path / "app"))
-    gallery, info, record = app.masks(str(tmp_path / "in.png"), None, SRC, TGT, "instant", 0, 6, 7.5, 0.6, 0.3, 1.0)
+    gallery, info, record = app.masks(str(tmp_path / "in.png"), None, SRC, TGT, "instant", 0, 6, 7.5, 0.6, 0.3, 1.0,
+                                      0.5)
     settings = json.loads(open(record).read())["settings"]
-    assert (settings["strength"], settings["threshold"], settings["refine_radius"]) == (0.6, 0.3, 1.0)
+    assert (settings["strength"], settings["threshold"], settings["refine_radius"], settings["region_peak"]) == (
+        0.6, 0.3, 1.0, 0.5)
     assert len(gallery) == 4 and "instdiffedit" in info
     _, _, record = app.masks(str(tmp_path / "in.png"), None, SRC, TGT, "diffedit", 0, 6, 7.5, 0.7)
     assert json.loads(open(record).read())["settings"]["strength"] == 0.7
     _, _, record = app.masks(str(tmp_path / "in.png"), None, SRC, TGT, "instant", 0, 6, 7.5)
     settings = json.loads(open(record).read())["settings"]
-    assert (settings["threshold"], settings["refine_radius"]) == (tiny_model.defaults.mask_threshold,
-                                                                   tiny_model.defaults.mask_refine_radius)
+    d = tiny_model.defaults
+    assert (settings["threshold"], settings["refine_radius"], settings["region_peak"]) == (
+        d.mask_threshold, d.mask_refine_radius, d.mask_region_peak)

@@ -132,10 +132,10 @@ class App:
 
     # ------------------------------------------------------------------ masks
     def masks(self, upload, painted, source, target, method, seed, steps, guidance, strength=0.5, threshold=None,
-              refine=None):
+              refine=None, region_peak=None):
         """A mask (instant, DiffEdit or painted) and the edit inside it. ``strength``: the noise level the edit
-        starts from; ``threshold`` (φ) and ``refine`` (guided-filter radius in map cells) are the instant
-        mask's, None for the model's defaults."""
+        starts from; ``threshold`` (φ), ``refine`` (guided-filter radius in map cells) and ``region_peak`` are
+        the instant mask's, None for the model's defaults."""
         from .images import load_image
         from .maskedit import diffedit, instdiffedit, masked_edit
         from .visualize import mask_overlay
@@ -152,7 +152,8 @@ class App:
         else:
             res = instdiffedit(self.model, prepared.image, source, target, **kw,
                                threshold=None if threshold is None else float(threshold),
-                               refine_radius=None if refine is None else float(refine))
+                               refine_radius=None if refine is None else float(refine),
+                               region_peak=None if region_peak is None else float(region_peak))
         record = self._record("mask-edit", {"method": res.method, "settings": res.settings, "words": res.words,
                                             "timings": res.timings})
         info = f"{res.method}: mask {res.mask.mean():.0%} of the image, made in {res.timings['mask']:.2f} s"
@@ -283,12 +284,14 @@ def build(app: App):
                                             label="threshold φ of the normalised mask")
                     m_refine = gr.Slider(0.0, 8.0, value=d.mask_refine_radius, step=0.5,
                                          label="edge refinement: guided-filter radius in map cells (0: off)")
+                    m_region = gr.Slider(0.0, 1.0, value=d.mask_region_peak, step=0.05,
+                                         label="keep regions whose peak reaches this fraction of the strongest's")
             m_run = gr.Button("Mask and edit", variant="primary", elem_id="mask-run")
             m_info = gr.Textbox(label="mask", interactive=False)
             m_gallery = gr.Gallery(label="mask and edit", columns=4, elem_id="mask-gallery")
             m_record = gr.File(label="result.json")
             m_run.click(_guard(app.masks), [m_upload, painted, m_source, m_target, m_method, m_seed, m_steps,
-                                            m_guidance, m_strength, m_threshold, m_refine],
+                                            m_guidance, m_strength, m_threshold, m_refine, m_region],
                         [m_gallery, m_info, m_record])
         with gr.Tab("Attention maps"):
             with gr.Row():

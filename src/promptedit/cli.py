@@ -129,6 +129,10 @@ def instant_mask_options(f):
                   help="Instant masks: refine the final mask's edges with a guided filter that follows the image, "
                        "radius in attention-map cells; 0 turns it off (default: the model's; none unless its "
                        "promptedit.json says otherwise, as in the paper; the embedded model: 2).")
+    @click.option("--region-peak", "region_peak", type=click.FloatRange(0, 1), default=None, metavar="FRACTION",
+                  help="Instant masks: keep only the final mask's connected regions whose peak reaches this "
+                       "fraction of the strongest region's; 0 keeps them all (default: the model's; 0 unless its "
+                       "promptedit.json says otherwise, as in the paper; the embedded model: 0.9).")
     @click.option("--object-threshold", type=click.FloatRange(-1, 1), default=0.9, show_default=True,
                   help="Instant masks: words at least this similar to the anchor are the object.")
     @click.option("--background-threshold", type=click.FloatRange(-1, 1), default=0.6, show_default=True,
@@ -142,8 +146,8 @@ def instant_mask_options(f):
     return wrapper
 
 
-INSTANT_OPTIONS = ("anchor", "threshold", "smooth_times", "refine_radius", "object_threshold", "background_threshold",
-                   "num_seeds")
+INSTANT_OPTIONS = ("anchor", "threshold", "smooth_times", "refine_radius", "region_peak", "object_threshold",
+                   "background_threshold", "num_seeds")
 P2P_OPTIONS = ("mode", "cross_replace", "self_replace", "reweight", "blend", "blend_subtract", "blend_threshold",
                "blend_start", "inject_features", "save_attention")
 

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from .control import AttentionControl
 from .errors import ParameterError, PromptError
 from .inversion import ddim_alphas
-from .masks import InstantMask, cells_touched, edited_words, refine_mask, upsample_mask
+from .masks import InstantMask, cells_touched, edited_words, refine_mask, strongest_regions, upsample_soft
 from .models import DiffusionModel
 from .pipeline import check_sampling, decode_latents, denoise, encode_images, encode_prompts, make_generator, to_uint8
 from .tokens import prompt_words, tokenize, span_token_indices
@@ -136,6 +136,7 @@ def instdiffedit(
     smooth_times: int | None = None,
     refine_radius: float | None = None,
     refine_eps: float = 1e-4,
+    region_peak: float | None = None,
     anchor: str = "source",
     mask_steps: int | None = None,
     inpaint: bool = True,
@@ -149,13 +150,16 @@ def instdiffedit(
     many steps and returns the mask only (no edit). ``inpaint`` runs the final pass over the last mask: with
     ``inpaint_pipeline`` (a diffusers ``StableDiffusionInpaintPipeline``) when given, else with the same model
     regenerating the masked region while the known region is re-noised from the source at every step.
-    ``threshold`` (φ), ``smooth_times`` and ``refine_radius`` default to the model's (the authors' 0.2 and 2,
-    and no refinement, unless its ``promptedit.json`` says otherwise).
+    ``threshold`` (φ), ``smooth_times``, ``refine_radius`` and ``region_peak`` default to the model's (the
+    authors' 0.2 and 2, and neither refinement nor region selection, unless its ``promptedit.json`` says
+    otherwise).
 
     The final mask is the last step's soft mask upsampled bilinearly to the image and binarised at φ (its
     edges fall inside the maps' cells); with ``refine_radius`` > 0 (ours), the upsampled soft mask is first
     refined by a guided filter with the image as guide (:func:`promptedit.masks.refine_mask`: radius in map
-    cells, regularisation ``refine_eps``), so that its edges follow the image's. The final pass regenerates
+    cells, regularisation ``refine_eps``), so that its edges follow the image's; with ``region_peak`` > 0
+    (ours), only the mask's connected regions whose peak reaches that fraction of the strongest one's are kept
+    (:func:`promptedit.masks.strongest_regions`). The final pass regenerates
     every latent cell the final mask touches, and the
     pixels outside it are the input's, exactly (``keep_outside``; ours: the paper keeps the inpainting
     pass's whole output, and an autoencoder then changes the unmasked pixels too).
@@ -189,6 +193,9 @@ def instdiffedit(
     refine_radius = model.defaults.mask_refine_radius if refine_radius is None else float(refine_radius)
     if refine_radius < 0 or refine_eps <= 0:
         raise ParameterError(f"refine_radius must be >= 0 and refine_eps > 0, got {refine_radius} and {refine_eps}")
+    region_peak = model.defaults.mask_region_peak if region_peak is None else float(region_peak)
+    if not 0.0 <= region_peak <= 1.0:
+        raise ParameterError(f"region_peak must be in [0, 1], got {region_peak}")
     words, toks = edit_words(model.tokenizer, target)
     source_words, source_toks = edit_words(model.tokenizer, source, "source text")
     replaced = edited_words(words, source_words)  # source words the edit replaces or deletes
@@ -214,9 +221,10 @@ def instdiffedit(
                  uncond_embeddings=uncond, controller=ctrl, start_step=start, end_step=end, progress=progress)
     if refine_radius > 0:
         guide = torch.from_numpy(image).permute(2, 0, 1).float() / 255.0  # (3, H, W)
-        pixel_mask = refine_mask(ctrl.soft_masks[-1], guide, radius=refine_radius, eps=refine_eps) > threshold
+        soft_up = refine_mask(ctrl.soft_masks[-1], guide, radius=refine_radius, eps=refine_eps)  # (H, W)
     else:
-        pixel_mask = upsample_mask(ctrl.soft_masks[-1], image.shape[:2], threshold)  # (H, W)
+        soft_up = upsample_soft(ctrl.soft_masks[-1], image.shape[:2])  # (H, W)
+    pixel_mask = strongest_regions(soft_up, threshold, region_peak)  # (H, W)
     latent_mask = cells_touched(pixel_mask, z0.shape[-2:]).to(z0.device)  # (h, w)
     t1 = time.perf_counter()  # the mask is made
     sel = ctrl.selection
@@ -228,7 +236,8 @@ def instdiffedit(
                 "maps_from": maps_from,
                 "background_threshold": background_threshold, "threshold": threshold,
                 "smooth_times": smooth_times, "mask_upsample": "bilinear", "refine_radius": refine_radius,
-                "refine_eps": refine_eps if refine_radius > 0 else None, "keep_outside": keep_outside,
+                "refine_eps": refine_eps if refine_radius > 0 else None, "region_peak": region_peak,
+                "keep_outside": keep_outside,
                 "mask_steps": mask_steps,
                 "inpaint": inpaint and mask_steps is None,
                 "inpaint_with": None if not inpaint or mask_steps is not None else (

@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -101,12 +102,16 @@ def instant_mask(maps: torch.Tensor, selection: WordSelection, *, threshold: flo
     return m, m > threshold
 
 
+def upsample_soft(soft: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """A soft mask (h, w) at ``size`` (H, W), bilinear."""
+    return F.interpolate(soft[None, None].float(), size=size, mode="bilinear", align_corners=False)[0, 0]
+
+
 def upsample_mask(soft: torch.Tensor, size: tuple[int, int], threshold: float) -> torch.Tensor:
     """The binary mask at ``size`` (e.g. the image's) from a soft mask (h, w): bilinear upsampling, then φ.
     Its edges fall inside the map's cells instead of on their borders (ours; the paper upsamples the binary
     mask)."""
-    up = F.interpolate(soft[None, None].float(), size=size, mode="bilinear", align_corners=False)[0, 0]
-    return up > threshold
+    return upsample_soft(soft, size) > threshold
 
 
 def refine_mask(soft: torch.Tensor, guide: torch.Tensor, *, radius: float, eps: float = 1e-4) -> torch.Tensor:
@@ -122,11 +127,29 @@ def refine_mask(soft: torch.Tensor, guide: torch.Tensor, *, radius: float, eps: 
     if eps <= 0:
         raise ParameterError(f"the guided filter's eps must be > 0, got {eps}")
     size = tuple(guide.shape[-2:])
-    up = F.interpolate(soft[None, None].float(), size=size, mode="bilinear", align_corners=False)  # (1, 1, H, W)
+    up = upsample_soft(soft, size)[None, None]  # (1, 1, H, W)
     r = max(1, round(float(radius) * size[0] / soft.shape[-2]))  # pixels
     subsample = max(1, r // 8)  # keeps the box window at most ~17 pixels of the subsampled grid
     out = guided_blur(guide[None].float().to(up.device), up, 2 * r + 1, float(eps), subsample=subsample)
     return out[0, 0]
+
+
+def strongest_regions(soft: torch.Tensor, threshold: float, min_peak: float) -> torch.Tensor:
+    """The binary mask ``soft > threshold`` (H, W), keeping only its connected regions (8-connected) whose peak
+    reaches ``min_peak`` × the highest region's peak (ours; 0 keeps every region). After the guided filter the
+    regions are the image's objects, and where the words attend to several of them, the one they attend to
+    most is the one meant."""
+    from scipy import ndimage
+
+    if not 0.0 <= min_peak <= 1.0:
+        raise ParameterError(f"the region peak fraction must be in [0, 1], got {min_peak}")
+    mask = soft > threshold
+    if min_peak <= 0 or not bool(mask.any()):
+        return mask
+    labels, n = ndimage.label(mask.cpu().numpy(), structure=np.ones((3, 3), bool))
+    peaks = ndimage.maximum(soft.detach().float().cpu().numpy(), labels, index=np.arange(1, n + 1))
+    keep = np.flatnonzero(np.asarray(peaks) >= min_peak * np.max(peaks)) + 1
+    return torch.from_numpy(np.isin(labels, keep)).to(mask.device)
 
 
 def cells_touched(mask: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:

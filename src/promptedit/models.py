@@ -48,6 +48,8 @@ class ModelDefaults:
         mask_smooth_times: passes of instant masks' 5×5 Gaussian smoothing (InstDiffEdit: 2).
         mask_refine_radius: the final instant mask's edge-aware refinement, a guided filter with the image as
             guide, its radius in attention-map cells (0: none, as InstDiffEdit).
+        mask_region_peak: the final instant mask keeps only its connected regions whose peak reaches this
+            fraction of the strongest region's (0: every region, as InstDiffEdit).
     """
 
     num_inference_steps: int = 50
@@ -65,12 +67,14 @@ class ModelDefaults:
     mask_threshold: float = 0.2
     mask_smooth_times: int = 2
     mask_refine_radius: float = 0.0
+    mask_region_peak: float = 0.0
 
     def __post_init__(self):
         checks = (("blend_pool_size", int, lambda v: v >= 1 and v % 2 == 1, "odd and positive"),
                   ("mask_threshold", float, lambda v: 0.0 <= v < 1.0, "in [0, 1)"),
                   ("mask_smooth_times", int, lambda v: v >= 0, ">= 0"),
-                  ("mask_refine_radius", float, lambda v: 0.0 <= v <= 64.0, "in [0, 64]"))
+                  ("mask_refine_radius", float, lambda v: 0.0 <= v <= 64.0, "in [0, 64]"),
+                  ("mask_region_peak", float, lambda v: 0.0 <= v <= 1.0, "in [0, 1]"))
         for name, kind, ok, rule in checks:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or value != kind(value) or not ok(kind(value)):

@@ -915,15 +915,16 @@ def bench_masks(run: _Run, n: int = 50) -> SectionResult:
     with the true mask of the edited object, PSNR outside that mask against the ground-truth render of the
     edited caption, the new colour read inside the true mask, and times (mask, whole edit). ``instant_1step``
     is the instant mask taken after the first step of the pass, alone; ``instant_authors`` the whole InstDiffEdit
-    edit with the authors' φ and smoothing (and no refinement) instead of the model's. ``instant_unrefined`` is the
-    default instant mask before its guided-filter refinement, and ``diffedit_refined`` DiffEdit's mask after the
-    same refinement (masks only, when the model refines). Background PSNRs are of the mean squared error over the
-    items (an exact item would make a mean of per-item PSNRs infinite).
+    edit with the authors' φ and smoothing (no refinement, every region) instead of the model's. When the model
+    refines its instant masks or selects their regions, masks alone (no edits) show what each step adds:
+    ``instant_unrefined`` is the default instant mask with neither, ``instant_all_regions`` with the refinement
+    but every region, and ``diffedit_refined`` DiffEdit's mask after the same guided filter. Background PSNRs are
+    of the mean squared error over the items (an exact item would make a mean of per-item PSNRs infinite).
     """
     from ..maskedit import diffedit, instdiffedit, make_mask
     import torch
 
-    from ..masks import refine_mask, upsample_mask
+    from ..masks import refine_mask, upsample_mask, upsample_soft
     from ..models import ModelDefaults
     from ..world import colour_of, edit_scene, render
     from ..world.dataset import scene_at
@@ -935,10 +936,10 @@ def bench_masks(run: _Run, n: int = 50) -> SectionResult:
     def body(out: SectionResult):
         rows = {k: {"iou": [], "psnr": [], "mse": [], "colour": [], "mask_s": [], "total_s": []}
                 for k in ("instant", "instant_authors", "diffedit", "instant_1step")}
-        refined = {"instant_unrefined": [], "diffedit_refined": []}  # mask IoUs
-        radius = run.model.defaults.mask_refine_radius
+        refined = {"instant_unrefined": [], "instant_all_regions": [], "diffedit_refined": []}  # mask IoUs
+        radius, peak = run.model.defaults.mask_refine_radius, run.model.defaults.mask_region_peak
         authors = {"threshold": ModelDefaults.mask_threshold, "smooth_times": ModelDefaults.mask_smooth_times,
-                   "refine_radius": ModelDefaults.mask_refine_radius}
+                   "refine_radius": ModelDefaults.mask_refine_radius, "region_peak": ModelDefaults.mask_region_peak}
         found, i = 0, 0
         while found < n:
             scene = scene_at(HELD_OUT_SEED + stream, i)
@@ -976,12 +977,17 @@ def bench_masks(run: _Run, n: int = 50) -> SectionResult:
                     rows[k]["total_s"].append(r.timings["total"])
                 row[k] = {"mask_iou": rows[k]["iou"][-1], "mask_seconds": round(r.timings["mask"], 4),
                           "words": r.words}
-            if radius > 0:
-                inst, diff = results["instant"], results["diffedit"]
-                unrefined = upsample_mask(torch.from_numpy(inst.soft_mask), image.shape[:2], inst.settings["threshold"])
+            if radius > 0 or peak > 0:
+                soft, phi = torch.from_numpy(results["instant"].soft_mask), results["instant"].settings["threshold"]
                 guide = torch.from_numpy(image).permute(2, 0, 1).float() / 255.0
-                diff_refined = refine_mask(torch.from_numpy(diff.latent_mask).float(), guide, radius=radius) > 0.5
-                for k, m in (("instant_unrefined", unrefined), ("diffedit_refined", diff_refined)):
+                masks = {"instant_unrefined": upsample_mask(soft, image.shape[:2], phi)}
+                if peak > 0:
+                    masks["instant_all_regions"] = (refine_mask(soft, guide, radius=radius) if radius > 0
+                                                    else upsample_soft(soft, image.shape[:2])) > phi
+                if radius > 0:
+                    masks["diffedit_refined"] = refine_mask(torch.from_numpy(results["diffedit"].latent_mask).float(),
+                                                            guide, radius=radius) > 0.5
+                for k, m in masks.items():
                     refined[k].append(float(mask_iou(to_canvas(m.numpy().astype(np.uint8) * 255) > 127, true_mask)))
                     row[k] = {"mask_iou": refined[k][-1]}
             out.items.append(row)
@@ -1026,11 +1032,13 @@ def bench_masks(run: _Run, n: int = 50) -> SectionResult:
             "instant_edit_seconds": _metric(inst["total_s"], "mean", None, "whole InstDiffEdit edit incl. inpainting, s"),
             "diffedit_edit_seconds": _metric(diff["total_s"], "mean", None, "whole DiffEdit edit, s"),
         }
-        if radius > 0:
-            out.metrics["instant_unrefined_mask_iou"] = _metric(
-                refined["instant_unrefined"], "mean", None, "same, the instant mask before its guided-filter refinement")
-            out.metrics["diffedit_refined_mask_iou"] = _metric(
-                refined["diffedit_refined"], "mean", None, f"same, DiffEdit's mask after the same refinement ({radius} cells)")
+        described = {
+            "instant_unrefined": "same, the instant mask without refinement or region selection (bilinear, then φ)",
+            "instant_all_regions": "same, the instant mask refined but keeping every region",
+            "diffedit_refined": f"same, DiffEdit's mask after the same guided filter ({radius} cells)"}
+        for k, text in described.items():
+            if refined[k]:
+                out.metrics[f"{k}_mask_iou"] = _metric(refined[k], "mean", None, text)
         dm = _mean(diff["mask_s"])
         for k, label in (("instant", "instant_mask_time_ratio"), ("instant_1step", "instant_1step_mask_time_ratio")):
             v = _mean(rows[k]["mask_s"])
