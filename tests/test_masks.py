@@ -207,6 +207,26 @@ def test_instdiffedit_and_diffedit_run(tiny_model, image):
     assert paper.words["anchor"] in {"a", "photo", "of", "dog"} and paper.settings["anchor"] == "start-token"
 
 
+def test_a_mask_alone_skips_the_edit_texts_rows_and_is_the_same_mask(tiny_model, image):
+    """make_mask denoises only the source text (half the batch) and gets the edit's own final mask."""
+    from promptedit.maskedit import instdiffedit, make_mask
+
+    batches = []
+    hook = tiny_model.unet.register_forward_pre_hook(lambda module, args: batches.append(args[0].shape[0]))
+    try:
+        whole = instdiffedit(tiny_model, image, SRC, TGT, num_inference_steps=6, inpaint=False, num_seeds=2,
+                             refine_radius=1.0, progress=False)
+        whole_batches, batches[:] = list(batches), []
+        alone = make_mask(tiny_model, image, SRC, TGT, num_inference_steps=6, mask_steps=3, num_seeds=2,
+                          refine_radius=1.0, progress=False)
+    finally:
+        hook.remove()
+    assert set(whole_batches) == {8} and batches == [4] * 3  # (2 texts | 1 text) × 2 seeds × (cond, uncond)
+    assert whole.settings["mask_steps"] is None and alone.settings["maps_from"] == "source"
+    np.testing.assert_allclose(alone.soft_mask, whole.soft_mask, atol=1e-5)
+    assert np.array_equal(alone.mask, whole.mask) and alone.words == whole.words
+
+
 def test_mask_guided_edits_keep_the_pixels_outside_the_mask(tiny_model, image):
     """Outside the final mask the edit is the input, pixel for pixel (the autoencoder would change them)."""
     from promptedit.maskedit import instdiffedit, masked_edit

@@ -176,7 +176,9 @@ def instdiffedit(
       maps, 0.47 from the source's); the source text denoises beside the edit text (twice the UNet batch)
       only for its maps. An edit that only inserts words falls back to ``edited``.
 
-    ``edited`` falls back to every word when the edit changed none.
+    ``edited`` falls back to every word when the edit changed none. A mask alone (``mask_steps``) from the
+    source text's maps denoises the source text only: each row is denoised on its own and blended with the
+    same mask, so the edit text's rows change nothing in it.
     """
     steps, w, start = _settings(model, num_inference_steps, guidance_scale, strength)
     if num_seeds < 1:
@@ -205,6 +207,8 @@ def instdiffedit(
     else:
         candidates = None if anchor == "start-token" else edited_words(source_words, words)
     texts = [target, source] if maps_from == "source" else [target]
+    if mask_steps is not None and maps_from == "source":
+        texts = [source]  # a mask only: the edit text's rows would be denoised and never read
     rows = num_seeds * len(texts)  # the edit text's rows first, then the source text's (for its maps only)
     t0 = time.perf_counter()
     z0 = encode_images(model, image[None].astype(np.float32) / 255.0)
@@ -374,9 +378,11 @@ def make_mask(model: DiffusionModel, image: np.ndarray, source: str, target: str
               **kwargs) -> MaskEditResult:
     """A mask only, by ``instant`` (InstDiffEdit; ``mask_steps`` steps of its pass, default all) or ``diffedit``."""
     if method == "instant":
-        kwargs.setdefault("mask_steps", None)
-        res = instdiffedit(model, image, source, target, inpaint=False, **kwargs)
-        return res
+        if kwargs.get("mask_steps") is None:  # the whole pass, but no edit: its rows and decoding are skipped
+            steps, _, start = _settings(model, kwargs.get("num_inference_steps"), kwargs.get("guidance_scale"),
+                                        kwargs.get("strength", 0.5))
+            kwargs["mask_steps"] = steps - start
+        return instdiffedit(model, image, source, target, inpaint=False, **kwargs)
     if method == "diffedit":
         return diffedit(model, image, source, target, mask_only=True, **kwargs)
     raise ParameterError(f"mask method must be one of {', '.join(MASK_METHODS)}, got {method!r}")
