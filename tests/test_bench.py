@@ -112,6 +112,23 @@ def test_masks_section_reports_the_refinement_when_the_model_refines(tiny_model,
     assert section.units == 4  # masks only: no extra denoising calls
 
 
+def test_real_images_also_edit_as_the_papers_do_when_the_model_does_not(tiny_model, one_thread):
+    """A model whose edits give the inversion's null to the source branch only is also measured with every
+    branch taking it, for the methods that have such a null (one more edit each, no more inversions)."""
+    import dataclasses
+
+    from promptedit.bench.world import bench_real_images
+
+    model = dataclasses.replace(tiny_model, defaults=dataclasses.replace(tiny_model.defaults,
+                                                                         inversion_edit_null="source"))
+    section = bench_real_images(model, n=1, steps=STEPS, inner_steps=1, examples=0)
+    extra = {k for k in section.metrics if "all_branches" in k}
+    assert extra == {f"{m}_all_branches_edit_{k}" for m in ("null-text", "null-text@7.5", "negative-prompt")
+                     for k in ("colour_accuracy", "background_psnr")}
+    assert all(section.metrics[k].n == 1 for k in extra)
+    assert section.units == 3 * len(REAL_METHODS) + 3
+
+
 def test_pooled_psnr_is_not_hidden_by_exact_items():
     from promptedit.bench.world import PSNR_CAP, pooled_psnr, squared_error
 

@@ -147,7 +147,12 @@ def test_invert_then_edit_the_inversion(tiny_model_dir, photo, tmp_path, capsys)
     assert code == 0, err
     for name in ("reconstruction.png", "edited.png", "grid.png", "result.json"):
         assert (tmp_path / "e" / name).is_file(), name
-    assert json.loads((tmp_path / "e" / "result.json").read_text())["inversion"]["prompt"] == "a photo of a cat"
+    rec = json.loads((tmp_path / "e" / "result.json").read_text())
+    assert rec["inversion"]["prompt"] == "a photo of a cat" and rec["edit_null"] == "all"  # the tiny model's default
+    code, _, err = run(capsys, "edit", "--inversion", inv, "--target", "a photo of a dog", "--out", tmp_path / "s",
+                       "--model", tiny_model_dir, "--quiet", "--edit-null", "source")
+    assert code == 0, err
+    assert json.loads((tmp_path / "s" / "result.json").read_text())["edit_null"] == "source"
 
 
 @pytest.mark.parametrize("method", ["negative-prompt", "direct", "ddim"])
@@ -172,6 +177,10 @@ def test_real_image_bad_inputs(tiny_model_dir, photo, tmp_path, capsys):
         (["edit", "--image", photo, "--inversion", photo, "--source", "a", "--target", "b", "--out", tmp_path / "o"],
          "not both"),
         (["edit", "--image", photo, "--target", "a dog", "--out", tmp_path / "o"], "--source"),
+        (["edit", "--source", "a cat", "--target", "a dog", "--edit-null", "source", "--out", tmp_path / "o"],
+         "--edit-null is not used in an edit of a generated image"),
+        (["edit", "--image", photo, "--source", "a cat", "--target", "a dog", "--edit-null", "none", "--out",
+          tmp_path / "o"], "--edit-null"),
     ]
     for argv, message in cases:
         code, _, err = run(capsys, *argv, "--model", tiny_model_dir, "--quiet")

@@ -1,5 +1,7 @@
 """Inversions on tiny random-weight components: the properties that define each method."""
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -70,6 +72,39 @@ def test_edits_of_an_inversion_take_the_models_inversion_self_attention_window(t
     assert (default == edited(model, self_replace=1.0)).all()
     assert not (default == edited(model, self_replace=0.0)).all()
     assert (edited(tiny_model) == edited(model, self_replace=tiny_model.defaults.self_replace)).all()
+
+
+def test_edits_give_the_inversions_null_to_every_branch_or_to_the_source_branch_only(tiny_model, image):
+    """null_branches="source": the source branch still takes the inversion's null (the same reconstruction,
+    bit for bit), the edited branch the empty prompt's; the model's inversion_edit_null is the default."""
+    import dataclasses
+
+    from promptedit.errors import ModelLoadError, ParameterError
+    from promptedit.models import ModelDefaults
+
+    nti = invert(tiny_model, image, PROMPT, method="null-text", num_inference_steps=STEPS, num_inner_steps=2,
+                 progress=False)
+    npi = invert(tiny_model, image, PROMPT, method="negative-prompt", num_inference_steps=STEPS, progress=False)
+    ddim = invert(tiny_model, image, PROMPT, method="ddim", num_inference_steps=STEPS, progress=False)
+    spec = EditSpec(PROMPT, ("a photo of a dog",), mode="replace")
+    for inv in (nti, npi):
+        every = edit_inversion(tiny_model, inv, spec, progress=False, null_branches="all")
+        source = edit_inversion(tiny_model, inv, spec, progress=False, null_branches="source")
+        assert every.null_branches == "all" and source.null_branches == "source"
+        assert torch.equal(every.final_latents[0], source.final_latents[0])
+        assert not torch.allclose(every.final_latents[1], source.final_latents[1])
+    # direct and DDIM inversions have no null of their own: the same edit either way
+    a, b = (edit_inversion(tiny_model, ddim, spec, progress=False, null_branches=nb).final_latents
+            for nb in ("all", "source"))
+    assert torch.equal(a, b)
+    assert ModelDefaults().inversion_edit_null == "all"  # the papers'
+    model = dataclasses.replace(tiny_model, defaults=dataclasses.replace(tiny_model.defaults,
+                                                                         inversion_edit_null="source"))
+    assert edit_inversion(model, nti, spec, progress=False).null_branches == "source"
+    with pytest.raises(ParameterError, match="null_branches"):
+        edit_inversion(tiny_model, nti, spec, progress=False, null_branches="target")
+    with pytest.raises(ModelLoadError, match="inversion_edit_null"):
+        ModelDefaults(inversion_edit_null="none")
 
 
 def test_negative_prompt_inversion_samples_like_guidance_one(tiny_model, image):
@@ -167,3 +202,18 @@ def test_null_text_optimisation_in_half_precision_stays_finite(image):
         return (x0 - inv.latents[:1]).pow(2).mean().item()
 
     assert latent_error(nti) < latent_error(ddim)
+
+
+def test_the_web_apps_real_image_tab_passes_the_edit_null(tiny_model, image, tmp_path):
+    from PIL import Image
+
+    from promptedit.app import App
+
+    Image.fromarray(image).save(tmp_path / "in.png")
+    app = App(tiny_model, str(tmp_path / "app"))
+    _, _, inv_bytes, _ = app.invert(str(tmp_path / "in.png"), PROMPT, "negative-prompt", STEPS, 7.5)
+    for choice, expected in (("source", "source"), ("all", "all"), (None, tiny_model.defaults.inversion_edit_null)):
+        gallery, record = app.edit_real(inv_bytes, "a photo of a dog", "replace", "", "", choice)
+        assert len(gallery) == 2
+        with open(record) as f:
+            assert json.load(f)["edit_null"] == expected

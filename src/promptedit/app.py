@@ -115,7 +115,9 @@ class App:
         info = f"{method}: reconstruction PSNR {value:.2f} dB in {inv.seconds:.1f} s ({prepared.rule})"
         return [(prepared.image, "input"), (rec, "reconstruction")], info, inv.to_bytes(), record
 
-    def edit_real(self, inversion_bytes, target, mode, blend, reweight):
+    def edit_real(self, inversion_bytes, target, mode, blend, reweight, edit_null=None):
+        """An edit of the inversion made by ``invert``; ``edit_null``: which branches take its null embeddings
+        (``all`` or ``source``; None for the model's default)."""
         from .editing import EditSpec
         from .errors import ParameterError
         from .inversion import Inversion, edit_inversion
@@ -125,9 +127,9 @@ class App:
         inv = Inversion.from_bytes(inversion_bytes)
         spec = EditSpec(source=inv.prompt, targets=(target,), mode=mode, blend_words=_words(blend),
                         reweight=_parse_weights(reweight))
-        res = edit_inversion(self.model, inv, spec, progress=True)
+        res = edit_inversion(self.model, inv, spec, progress=True, null_branches=edit_null or None)
         record = self._record("edit", {"inversion": inv.metadata(), "target": target, "mode": res.mode,
-                                       "timings": res.timings})
+                                       "edit_null": res.null_branches, "timings": res.timings})
         return [(res.images[0], "reconstruction"), (res.images[1], "edit")], record
 
     # ------------------------------------------------------------------ masks
@@ -259,12 +261,14 @@ def build(app: App):
                 r_mode = gr.Dropdown(["auto", "replace", "refine", "reweight"], value="auto", label="mode")
                 r_blend = gr.Textbox(label="local blend words")
                 r_reweight = gr.Textbox(label="re-weight (WORD=C, …)")
+                r_null = gr.Dropdown(["all", "source"], value=d.inversion_edit_null,
+                                     label="inversion's null embeddings in: all branches (the papers') / the source only")
             edit_btn = gr.Button("Edit (reuses the inversion)", elem_id="real-edit")
             edit_gallery = gr.Gallery(label="edit", columns=2, elem_id="real-gallery")
             edit_record = gr.File(label="result.json")
             invert_btn.click(_guard(app.invert), [upload, caption, method, r_steps, r_guidance],
                              [inv_gallery, inv_info, inv_state, inv_record])
-            edit_btn.click(_guard(app.edit_real), [inv_state, r_target, r_mode, r_blend, r_reweight],
+            edit_btn.click(_guard(app.edit_real), [inv_state, r_target, r_mode, r_blend, r_reweight, r_null],
                            [edit_gallery, edit_record])
         with gr.Tab("Masks"):
             with gr.Row():

@@ -148,8 +148,8 @@ def instant_mask_options(f):
 
 INSTANT_OPTIONS = ("anchor", "threshold", "smooth_times", "refine_radius", "region_peak", "object_threshold",
                    "background_threshold", "num_seeds")
-P2P_OPTIONS = ("mode", "cross_replace", "self_replace", "reweight", "blend", "blend_subtract", "blend_threshold",
-               "blend_start", "inject_features", "save_attention")
+P2P_OPTIONS = ("mode", "cross_replace", "self_replace", "edit_null", "reweight", "blend", "blend_subtract",
+               "blend_threshold", "blend_start", "inject_features", "save_attention")
 
 
 def refuse_unused(names, why: str) -> None:
@@ -249,6 +249,11 @@ def generate(prompt, out, **kw):
 @click.option("--self-replace", default=None, metavar="F | START,END",
               help="Self-attention injection window (default: the model's; edits of a real image take its "
                    "inversion_self_replace, 0.8 on the embedded model).")
+@click.option("--edit-null", type=click.Choice(["all", "source"]), default=None,
+              help="Real images: which branches of the edit take the inversion's null embeddings: all (the "
+                   "null-text and negative-prompt papers') or the source branch only, the edits taking the empty "
+                   "prompt's (default: the model's; all unless its promptedit.json says otherwise; the embedded "
+                   "model: source).")
 @click.option("--reweight", multiple=True, metavar="WORD=C", help="Scale WORD's attention by C (negative allowed).")
 @click.option("--blend", "blend", multiple=True, metavar="WORD", help="Local blend: edit only where WORD attends.")
 @click.option("--blend-subtract", multiple=True, metavar="WORD", help="Local blend: leave WORD's region out.")
@@ -263,7 +268,7 @@ def generate(prompt, out, **kw):
 @instant_mask_options
 @common_options
 def edit(source, targets, out, image, inversion, method, mask_file, strength, fit, inner_steps, mode, cross_replace,
-         self_replace, reweight, blend, blend_subtract, blend_threshold, blend_start, inject_features, save_attention,
+         self_replace, edit_null, reweight, blend, blend_subtract, blend_threshold, blend_start, inject_features, save_attention,
          inpaint_model, **kw):
     """Edit an image by editing its prompt: SOURCE → TARGET prompt(s), attention injected.
 
@@ -288,6 +293,8 @@ def edit(source, targets, out, image, inversion, method, mask_file, strength, fi
         refuse_unused(("strength",), "in a Prompt-to-Prompt edit (only in mask-guided edits)")
     if not (image and method == "null-text"):
         refuse_unused(("inner_steps",), "unless --image is inverted with --method null-text")
+    if not (image or inversion):
+        refuse_unused(("edit_null",), "in an edit of a generated image (only with --image or --inversion)")
     if mask_guided:
         return mask_edit_command(source, targets, out, image, inversion, method, mask_file, strength, fit, kw,
                                  started, instant=instant, inpaint_model=inpaint_model)
@@ -336,8 +343,10 @@ def edit(source, targets, out, image, inversion, method, mask_file, strength, fi
             prepared, inv = invert_image(model, image, source, method, fit, inner_steps, kw)
         else:
             inv.check_compatible(model)
-        result = edit_inversion(model, inv, spec, progress=not kw["quiet"], store_attention=save_attention)
-        extra = {"inversion": {**inv.metadata(), "file": str(inversion) if inversion else "inversion.safetensors"}}
+        result = edit_inversion(model, inv, spec, progress=not kw["quiet"], store_attention=save_attention,
+                                null_branches=edit_null)
+        extra = {"inversion": {**inv.metadata(), "file": str(inversion) if inversion else "inversion.safetensors"},
+                 "edit_null": result.null_branches}
         if prepared is not None:
             extra["image"] = {"path": str(image), "rule": prepared.rule, "original_size": prepared.original_size,
                               "original_mode": prepared.original_mode,

@@ -263,6 +263,7 @@ class GenerationResult:
         timings: seconds per stage (``encode``, ``denoise``, ``decode``, ``total``).
         attention: the attention store when maps were recorded, else None.
         mode, notes: for edits, the mode used and notes on how it was chosen.
+        null_branches: for edits of an inversion, ``all`` or ``source`` (see ``inversion.edit_inversion``).
     """
 
     prompts: list[str]
@@ -279,6 +280,7 @@ class GenerationResult:
     notes: list[str] = field(default_factory=list)
     blend_mask: torch.Tensor | None = None
     final_latents: torch.Tensor | None = None  # x_0 (n, C, h, w) before decoding
+    null_branches: str | None = None  # edits of an inversion: which branches took its null embeddings
 
 
 def _settings(model: DiffusionModel, num_inference_steps, guidance_scale, height, width):

@@ -21,6 +21,7 @@ from .errors import ModelLoadError
 
 COMPONENTS = ("vae", "unet", "text_encoder", "tokenizer", "scheduler")
 DEFAULTS_FILE = "promptedit.json"
+EDIT_NULLS = ("all", "source")  # which branches of an inversion's edit take its null embeddings
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,9 @@ class ModelDefaults:
         inversion_self_replace: self-attention injection window of the edits made from an inversion (None:
             ``self_replace``). A real image's layout is only in its inversion's self-attention, so a longer
             window keeps more of it; each model measures its own.
+        inversion_edit_null: which branches of an edit of an inversion take the inversion's null embeddings
+            (null-text's ∅_t, negative-prompt's source prompt): ``all`` (the papers') or ``source``, the
+            edited branches then taking the plain empty-prompt null as direct inversion's do (ours).
         mask_threshold: φ, instant masks' binarisation threshold (InstDiffEdit: 0.2).
         mask_smooth_times: passes of instant masks' 5×5 Gaussian smoothing (InstDiffEdit: 2).
         mask_refine_radius: the final instant mask's edge-aware refinement, a guided filter with the image as
@@ -64,6 +68,7 @@ class ModelDefaults:
     attention_downsample: int = 4
     inversion_steps: int = 50
     inversion_self_replace: float | None = None
+    inversion_edit_null: str = "all"
     mask_threshold: float = 0.2
     mask_smooth_times: int = 2
     mask_refine_radius: float = 0.0
@@ -75,6 +80,9 @@ class ModelDefaults:
                   ("mask_smooth_times", int, lambda v: v >= 0, ">= 0"),
                   ("mask_refine_radius", float, lambda v: 0.0 <= v <= 64.0, "in [0, 64]"),
                   ("mask_region_peak", float, lambda v: 0.0 <= v <= 1.0, "in [0, 1]"))
+        if self.inversion_edit_null not in EDIT_NULLS:
+            raise ModelLoadError(f"promptedit.json: inversion_edit_null must be one of {', '.join(EDIT_NULLS)}, "
+                                 f"got {self.inversion_edit_null!r}")
         for name, kind, ok, rule in checks:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or value != kind(value) or not ok(kind(value)):

@@ -830,7 +830,9 @@ def bench_real_images(run: _Run, n: int = 50, inner_steps: int = 10) -> SectionR
     (``replace`` with local blend on the colour and shape words) edited from the inversion: the edited
     object's colour (read inside its true mask) and the PSNR outside the edited object against the
     ground-truth render of the edited caption. ``ddim`` is plain DDIM inversion reconstructed at the
-    sampling guidance (7.5 by the paper), to show what the pivotal methods add.
+    sampling guidance (7.5 by the paper), to show what the pivotal methods add. When the model's edits give
+    the inversion's null embeddings to the source branch only (``inversion_edit_null``), the methods that
+    have such embeddings are also edited as their papers do, every branch taking them (``…_all_branches_…``).
     """
     from ..inversion import edit_inversion, invert, reconstruct
     from ..world import colour_of, edit_scene, render
@@ -839,8 +841,11 @@ def bench_real_images(run: _Run, n: int = 50, inner_steps: int = 10) -> SectionR
     _check_n(n=n)
     stream = 8
 
+    papers = run.model.defaults.inversion_edit_null != "all"  # also edit as the papers do
+
     def body(out: SectionResult):
-        per = {label: {"psnr": [], "seconds": [], "colour": [], "bg_psnr": []} for label, _, _ in REAL_METHODS}
+        per = {label: {"psnr": [], "seconds": [], "colour": [], "bg_psnr": [], "all_colour": [], "all_bg_psnr": []}
+               for label, _, _ in REAL_METHODS}
         found, i = 0, 0
         while found < n:
             scene = scene_at(HELD_OUT_SEED + stream, i)
@@ -870,6 +875,12 @@ def bench_real_images(run: _Run, n: int = 50, inner_steps: int = 10) -> SectionR
                     out.skip(type(e).__name__, str(e))
                     continue
                 out.units += 3
+                if papers and method in ("null-text", "negative-prompt"):
+                    every = to_canvas(edit_inversion(run.model, inv, edit_spec, progress=False,
+                                                     null_branches="all").images[1])
+                    out.units += 1
+                    per[label]["all_colour"].append(colour_of(every, truth.masks[0]) == new)
+                    per[label]["all_bg_psnr"].append(psnr(every, truth.image, outside))
                 rec_psnr = psnr(rec, src.image, np.ones(rec.shape[:2], bool))
                 colour_right = colour_of(edited, truth.masks[0]) == new
                 bg = psnr(edited, truth.image, outside)
@@ -898,6 +909,11 @@ def bench_real_images(run: _Run, n: int = 50, inner_steps: int = 10) -> SectionR
             out.metrics[f"{label}_edit_background_psnr"] = _metric(
                 m["bg_psnr"], "mean", Target(">=", 28.0) if main else None,
                 "PSNR outside the edited object vs the ground-truth render of the edited caption, dB")
+            if m["all_colour"]:
+                out.metrics[f"{label}_all_branches_edit_colour_accuracy"] = _metric(
+                    m["all_colour"], "rate", None, "same edit, every branch taking the inversion's null (the paper's)")
+                out.metrics[f"{label}_all_branches_edit_background_psnr"] = _metric(
+                    m["all_bg_psnr"], "mean", None, "same edit, every branch taking the inversion's null, dB")
         nt = _mean(per["null-text"]["seconds"])
         for label, _, _ in REAL_METHODS:
             t = _mean(per[label]["seconds"])

@@ -181,8 +181,8 @@ def build_model(config: TrainConfig, tokenizer) -> DiffusionModel:
         scheduler_config=dict(scheduler.config), name="promptedit-shapes",
         defaults=ModelDefaults(num_inference_steps=20, guidance_scale=5.0, cross_replace=0.8, self_replace=0.4,
                                self_replace_min_downsample=1, blend_downsample=1, attention_downsample=1,
-                               inversion_self_replace=0.8, mask_smooth_times=0, mask_refine_radius=2.0,
-                               mask_region_peak=0.9),
+                               inversion_self_replace=0.8, inversion_edit_null="source", mask_smooth_times=0,
+                               mask_refine_radius=2.0, mask_region_peak=0.9),
     )
 
 
