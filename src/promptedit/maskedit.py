@@ -159,10 +159,9 @@ def instdiffedit(
     refined by a guided filter with the image as guide (:func:`promptedit.masks.refine_mask`: radius in map
     cells, regularisation ``refine_eps``), so that its edges follow the image's; with ``region_peak`` > 0
     (ours), only the mask's connected regions whose peak reaches that fraction of the strongest one's are kept
-    (:func:`promptedit.masks.strongest_regions`). The final pass regenerates
-    every latent cell the final mask touches, and the
-    pixels outside it are the input's, exactly (``keep_outside``; ours: the paper keeps the inpainting
-    pass's whole output, and an autoencoder then changes the unmasked pixels too).
+    (:func:`promptedit.masks.strongest_regions`). The final pass regenerates every latent cell the final
+    mask touches, and the pixels outside it are the input's, exactly (``keep_outside``; ours: the paper keeps
+    the inpainting pass's whole output, and an autoencoder then changes the unmasked pixels too).
 
     ``anchor`` says whose maps make the mask and which word anchors the selection:
 
