@@ -223,7 +223,7 @@ def instdiffedit(
     x0 = denoise(model, cond, x_start.repeat(len(texts), 1, 1, 1), num_inference_steps=steps, guidance_scale=w,
                  uncond_embeddings=uncond, controller=ctrl, start_step=start, end_step=end, progress=progress)
     if refine_radius > 0:
-        guide = torch.from_numpy(image).permute(2, 0, 1).float() / 255.0  # (3, H, W)
+        guide = torch.tensor(image, dtype=torch.float32).permute(2, 0, 1) / 255.0  # (3, H, W)
         soft_up = refine_mask(ctrl.soft_masks[-1], guide, radius=refine_radius, eps=refine_eps)  # (H, W)
     else:
         soft_up = upsample_soft(ctrl.soft_masks[-1], image.shape[:2])  # (H, W)

@@ -995,7 +995,7 @@ def bench_masks(run: _Run, n: int = 50) -> SectionResult:
                           "words": r.words}
             if radius > 0 or peak > 0:
                 soft, phi = torch.from_numpy(results["instant"].soft_mask), results["instant"].settings["threshold"]
-                guide = torch.from_numpy(image).permute(2, 0, 1).float() / 255.0
+                guide = torch.tensor(image, dtype=torch.float32).permute(2, 0, 1) / 255.0
                 masks = {"instant_unrefined": upsample_mask(soft, image.shape[:2], phi)}
                 if peak > 0:
                     masks["instant_all_regions"] = (refine_mask(soft, guide, radius=radius) if radius > 0
