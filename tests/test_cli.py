@@ -121,7 +121,10 @@ def test_demo_runs_without_a_model(tmp_path, capsys):
     assert code == 0, err
     assert (out / "gallery.png").is_file() and (out / "index.html").is_file()
     page = (out / "index.html").read_text()
-    assert page.count("<h2>") == 4 and "data:image/png;base64," in page
+    assert page.count("<h2>") == 6 and "data:image/png;base64," in page
+    edits = json.loads((out / "result.json").read_text())["edits"]
+    assert [e.get("method", "p2p") for e in edits] == ["p2p"] * 4 + ["null-text", "instdiffedit"]
+    assert edits[4]["edit_null"] in ("all", "source") and edits[5]["words"]["anchor"]
     assert (out / "gallery.png").stat().st_mode & 0o044, "outputs are readable like ordinary files"
 
 

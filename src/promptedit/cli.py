@@ -689,7 +689,8 @@ def attention(prompt, out, downsample, components, **kw):
 @click.option("--out", default="out/demo", show_default=True, metavar="DIR", help="Output folder.")
 @common_options
 def demo(out, **kw):
-    """Run a word swap, an added phrase and a re-weighting; write DIR/gallery.png and DIR/index.html."""
+    """Run a word swap, an added phrase, re-weighting, a real-image edit (null-text inversion) and an
+    instant-mask edit; write DIR/gallery.png and DIR/index.html."""
     from .demo import gallery_html, gallery_png, run_demo
     from .outputs import check_output_dir, write_bytes, write_image, write_json
 
@@ -710,9 +711,7 @@ def demo(out, **kw):
     write_bytes(out / "index.html", gallery_html(items, model.name, note).encode())
     write_json(out / "result.json", {
         "command": "demo", "model": model.name, "note": note,
-        "edits": [{"title": i.title, "mode": i.result.mode, "prompts": i.result.prompts,
-                   "seed": i.result.seed, "num_inference_steps": i.result.num_inference_steps,
-                   "guidance_scale": i.result.guidance_scale, "timings": i.result.timings} for i in items],
+        "edits": [i.record for i in items],
         "timings": {"wall": round(time.perf_counter() - started, 3)},
     })
     click.echo(f"wrote {out / 'index.html'} and {out / 'gallery.png'} ({time.perf_counter() - started:.1f} s)")
