@@ -110,3 +110,16 @@ def test_a_non_image_upload_gets_a_clear_message(page, tmp_path):
     page.click("#real-invert")
     page.wait_for_selector("text=not an image")
     assert page.locator("#real-recon img").count() == 0
+
+
+def test_masks_tab_makes_an_instant_mask_and_edits_inside_it(page, tmp_path):
+    """The Masks tab with its default prompts on a rendered scene of them: mask, overlay and edit come back."""
+    from promptedit.demo import rendered_scene
+
+    path = tmp_path / "two.png"
+    Image.fromarray(rendered_scene("a red circle and a blue star on a white background", 8, (64, 64))).save(path)
+    page.get_by_role("tab", name="Masks").click()
+    page.set_input_files("#mask-upload input[type=file]", str(path))
+    page.click("#mask-run")
+    assert gallery_images(page, "#mask-gallery", 4) == 4
+    assert page.input_value("#mask-info textarea").startswith("instdiffedit: mask")

@@ -291,7 +291,7 @@ def build(app: App):
                     m_region = gr.Slider(0.0, 1.0, value=d.mask_region_peak, step=0.05,
                                          label="keep regions whose peak reaches this fraction of the strongest's")
             m_run = gr.Button("Mask and edit", variant="primary", elem_id="mask-run")
-            m_info = gr.Textbox(label="mask", interactive=False)
+            m_info = gr.Textbox(label="mask", interactive=False, elem_id="mask-info")
             m_gallery = gr.Gallery(label="mask and edit", columns=4, elem_id="mask-gallery")
             m_record = gr.File(label="result.json")
             m_run.click(_guard(app.masks), [m_upload, painted, m_source, m_target, m_method, m_seed, m_steps,
