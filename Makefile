@@ -9,7 +9,7 @@ OUT    ?= out
 # the offline torch wheel lies here on our machines; pip also reads PIP_FIND_LINKS when set
 PIPFLAGS := $(if $(wildcard /opt/wheels),--find-links /opt/wheels,)
 
-.PHONY: demo test test-slow setup clean
+.PHONY: demo test test-slow setup clean gpu-wheels
 
 setup: $(STAMP)
 
@@ -32,3 +32,9 @@ test-slow: $(STAMP)
 
 clean:
 	rm -rf $(VENV) $(OUT) .pytest_cache
+
+# the wheels a lent GPU machine lacks (its Python 3.12 has torch and transformers), for benchmarks/gpu.sh
+gpu-wheels:
+	python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+	  --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
+	  -d .whl diffusers==0.42.1 kornia==0.9.0 kornia_rs==0.2.0 importlib_metadata
