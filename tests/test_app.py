@@ -9,7 +9,6 @@ import os
 import shutil
 import socket
 
-import numpy as np
 import pytest
 from PIL import Image
 

@@ -1,6 +1,5 @@
 """The token-grounding loss of the embedded model's recipe (train/grounding.py)."""
 
-import numpy as np
 import pytest
 import torch
 

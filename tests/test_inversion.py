@@ -15,7 +15,6 @@ from promptedit.inversion import (
     ddim_step,
     edit_inversion,
     invert,
-    psnr,
     reconstruct,
     run_inversion,
 )

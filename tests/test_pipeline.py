@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from promptedit.control import AttentionControl, AttentionReplace, Compose
-from promptedit.editing import EditSpec, build_controller, edit, generate, run_prompts
+from promptedit.control import AttentionControl, AttentionReplace
+from promptedit.editing import EditSpec, build_controller, edit, generate
 from promptedit.errors import HookError, ParameterError, PromptError, PromptTruncatedWarning, WordNotInPromptError
 from promptedit.hooks import ControlledAttnProcessor, attention_control
 from promptedit.pipeline import denoise, encode_prompts, initial_latents, make_generator

@@ -11,7 +11,6 @@ reads no path given by a browser and writes only to its own temporary folder; re
 
 from __future__ import annotations
 
-import json
 import tempfile
 import time
 from pathlib import Path

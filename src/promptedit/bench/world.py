@@ -963,7 +963,6 @@ def bench_masks(run: _Run, n: int = 50) -> SectionResult:
             if len(scene.objects) != 2 or scene.prefix is not None or scene.night:
                 continue
             rng = np.random.default_rng(np.random.SeedSequence(HELD_OUT_SEED + stream, spawn_key=(i, 1)))
-            obj = scene.objects[0]
             new = _other(rng, spec.COLOURS, [o.colour for o in scene.objects])
             src = render(scene)
             tgt = colour_swap_target(scene.caption, new)

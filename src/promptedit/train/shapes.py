@@ -28,7 +28,7 @@ import json
 import math
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -38,11 +38,9 @@ from tqdm.auto import tqdm
 
 from ..codec import PatchCodec
 from ..hooks import attention_control
-from ..models import DiffusionModel, ModelDefaults, save_model
+from ..models import DiffusionModel, ModelDefaults
 from ..vocab import build_clip_tokenizer
 from ..world import iter_samples, spec
-from ..world.dataset import scene_at
-from ..world.render import render
 from .grounding import GroundingRecorder, grounding_targets, token_grounding_loss, word_mass_loss
 from .words import token_identity_loss, word_positions
 
