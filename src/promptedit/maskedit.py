@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from .control import AttentionControl
 from .errors import ParameterError, PromptError
 from .inversion import ddim_alphas
-from .masks import InstantMask, cells_touched, edited_words, refine_mask, strongest_regions, upsample_soft
+from .masks import InstantMask, cells_touched, edited_words, image_soft_mask, strongest_regions
 from .models import DiffusionModel
 from .pipeline import check_sampling, decode_latents, denoise, encode_images, encode_prompts, make_generator, to_uint8
 from .tokens import prompt_words, tokenize, span_token_indices
@@ -222,11 +222,7 @@ def instdiffedit(
     end = None if mask_steps is None else start + int(mask_steps)
     x0 = denoise(model, cond, x_start.repeat(len(texts), 1, 1, 1), num_inference_steps=steps, guidance_scale=w,
                  uncond_embeddings=uncond, controller=ctrl, start_step=start, end_step=end, progress=progress)
-    if refine_radius > 0:
-        guide = torch.tensor(image, dtype=torch.float32).permute(2, 0, 1) / 255.0  # (3, H, W)
-        soft_up = refine_mask(ctrl.soft_masks[-1], guide, radius=refine_radius, eps=refine_eps)  # (H, W)
-    else:
-        soft_up = upsample_soft(ctrl.soft_masks[-1], image.shape[:2])  # (H, W)
+    soft_up = image_soft_mask(ctrl.soft_masks[-1], image, refine_radius=refine_radius, eps=refine_eps)  # (H, W)
     pixel_mask = strongest_regions(soft_up, threshold, region_peak)  # (H, W)
     latent_mask = cells_touched(pixel_mask, z0.shape[-2:]).to(z0.device)  # (h, w)
     t1 = time.perf_counter()  # the mask is made

@@ -134,6 +134,16 @@ def refine_mask(soft: torch.Tensor, guide: torch.Tensor, *, radius: float, eps: 
     return out[0, 0]
 
 
+def image_soft_mask(soft: torch.Tensor, image: np.ndarray, *, refine_radius: float = 0.0,
+                    eps: float = 1e-4) -> torch.Tensor:
+    """A soft mask (h, w) at the size of ``image`` (H, W, 3) uint8: bilinear, then (``refine_radius`` > 0,
+    in cells) the guided filter with the image as guide (:func:`refine_mask`). Returns (H, W)."""
+    if refine_radius <= 0:
+        return upsample_soft(soft, image.shape[:2])
+    guide = torch.tensor(image, dtype=torch.float32).permute(2, 0, 1) / 255.0  # (3, H, W)
+    return refine_mask(soft, guide, radius=refine_radius, eps=eps)
+
+
 def strongest_regions(soft: torch.Tensor, threshold: float, min_peak: float) -> torch.Tensor:
     """The binary mask ``soft > threshold`` (H, W), keeping only its connected regions (8-connected) whose peak
     reaches ``min_peak`` × the highest region's peak (ours; 0 keeps every region). After the guided filter the

@@ -937,10 +937,10 @@ def bench_masks(run: _Run, n: int = 50) -> SectionResult:
     but every region, and ``diffedit_refined`` DiffEdit's mask after the same guided filter. Background PSNRs are
     of the mean squared error over the items (an exact item would make a mean of per-item PSNRs infinite).
     """
-    from ..maskedit import diffedit, instdiffedit, make_mask
     import torch
 
-    from ..masks import refine_mask, upsample_mask, upsample_soft
+    from ..maskedit import diffedit, instdiffedit, make_mask
+    from ..masks import image_soft_mask, upsample_mask
     from ..models import ModelDefaults
     from ..world import colour_of, edit_scene, render
     from ..world.dataset import scene_at
@@ -994,14 +994,12 @@ def bench_masks(run: _Run, n: int = 50) -> SectionResult:
                           "words": r.words}
             if radius > 0 or peak > 0:
                 soft, phi = torch.from_numpy(results["instant"].soft_mask), results["instant"].settings["threshold"]
-                guide = torch.tensor(image, dtype=torch.float32).permute(2, 0, 1) / 255.0
                 masks = {"instant_unrefined": upsample_mask(soft, image.shape[:2], phi)}
                 if peak > 0:
-                    masks["instant_all_regions"] = (refine_mask(soft, guide, radius=radius) if radius > 0
-                                                    else upsample_soft(soft, image.shape[:2])) > phi
+                    masks["instant_all_regions"] = image_soft_mask(soft, image, refine_radius=radius) > phi
                 if radius > 0:
-                    masks["diffedit_refined"] = refine_mask(torch.from_numpy(results["diffedit"].latent_mask).float(),
-                                                            guide, radius=radius) > 0.5
+                    diff_mask = torch.from_numpy(results["diffedit"].latent_mask).float()
+                    masks["diffedit_refined"] = image_soft_mask(diff_mask, image, refine_radius=radius) > 0.5
                 for k, m in masks.items():
                     refined[k].append(float(mask_iou(to_canvas(m.numpy().astype(np.uint8) * 255) > 127, true_mask)))
                     row[k] = {"mask_iou": refined[k][-1]}
@@ -1025,7 +1023,6 @@ def bench_masks(run: _Run, n: int = 50) -> SectionResult:
                                                 "same, instant masks with the authors' φ 0.2 and 2 smoothing passes"),
             "diffedit_mask_iou": _metric(diff["iou"], "mean", None, "same, DiffEdit"),
             "instant_1step_mask_iou": _metric(one["iou"], "mean", None, "same, instant mask after one step"),
-
             "instant_iou_minus_diffedit": Metric(None if d_iou is None or _mean(inst["iou"]) is None
                                                  else _mean(inst["iou"]) - d_iou, len(inst["iou"]), Target(">=", 1e-9),
                                                  "instant IoU − DiffEdit IoU (must be above 0)"),
