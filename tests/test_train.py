@@ -79,3 +79,56 @@ def test_training_with_workers_gives_the_same_weights(tmp_path):
     a = train(TrainConfig(**TINY), tmp_path / "a", progress=False, log=lambda m: None)
     b = train(TrainConfig(**TINY), tmp_path / "b", progress=False, log=lambda m: None, workers=1)
     assert all(torch.equal(p, q) for p, q in zip(a.unet.parameters(), b.unet.parameters()))
+
+
+def test_a_run_can_start_from_an_exported_model(tmp_path):
+    """--init-from: the new run's weights are the given model's (lr 0 keeps them), with its tokenizer."""
+    start = train(TrainConfig(**TINY), tmp_path / "a", progress=False, log=lambda m: None)
+    logs = []
+    config = TrainConfig(**{**TINY, "steps": 1, "lr": 0.0, "data_seed": 5})
+    tuned = train(config, tmp_path / "b", progress=False, log=logs.append, init_from=start)
+    assert any("starting from" in m for m in logs)
+    for mine, theirs in ((tuned.unet, start.unet), (tuned.text_encoder, start.text_encoder)):
+        assert all(torch.equal(p, q) for p, q in zip(mine.parameters(), theirs.parameters()))
+    assert tuned.tokenizer.get_vocab() == start.tokenizer.get_vocab()
+    # a fresh run of the same config does not start there
+    fresh = train(config, tmp_path / "c", progress=False, log=lambda m: None)
+    assert not all(torch.equal(p, q) for p, q in zip(fresh.unet.parameters(), start.unet.parameters()))
+    # another architecture is refused, naming the component
+    import pytest
+
+    other = TrainConfig(**{**TINY, "unet_channels": (16, 16, 32), "steps": 1})
+    with pytest.raises(ValueError, match="UNet"):
+        train(other, tmp_path / "d", progress=False, log=lambda m: None, init_from=start)
+
+
+def test_identity_head_fitted_to_a_trained_encoder_lowers_its_loss():
+    """A run from trained weights fits the word-identity classifier first instead of starting it at the token
+    embeddings (which would pull the encoder's outputs towards them)."""
+    from promptedit.train.shapes import build_model, caption_corpus, fit_identity_head
+    from promptedit.train.words import token_identity_loss, word_positions
+
+    config = TrainConfig(**TINY)
+    tok = build_tokenizer(config)
+    encoder = build_model(config, tok).text_encoder
+    ids = tok(caption_corpus(n=64, seed=3)[:64], padding="max_length", max_length=config.max_length,
+              truncation=True, return_tensors="pt").input_ids
+    words = word_positions(ids, {tok.bos_token_id, tok.eos_token_id, tok.pad_token_id})
+    with torch.no_grad():
+        hidden = encoder(ids)[0]
+    before = token_identity_loss(hidden, ids, words, encoder.get_input_embeddings().weight)
+    head = fit_identity_head(encoder, tok, config, iters=50, batch_size=64)
+    after = token_identity_loss(hidden, ids, words, head)
+    assert after < 0.5 * before
+
+
+def test_training_stream_can_reweight_two_object_scenes():
+    from promptedit.world import scene_at
+
+    assert [scene_at(1, i) for i in range(20)] == [scene_at(1, i, spec.P_TWO_OBJECTS) for i in range(20)]
+    assert all(len(scene_at(1, i, 1.0).objects) == 2 for i in range(20))
+    assert all(len(scene_at(1, i, 0.0).objects) == 1 for i in range(20))
+    import pytest
+
+    with pytest.raises(ValueError, match="two-object"):
+        TrainConfig(**{**TINY, "two_object_fraction": 1.5})

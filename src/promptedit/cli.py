@@ -736,7 +736,16 @@ def demo(out, **kw):
 @click.option("--identity-temperature", type=float, default=None,
               help="Temperature τ of the word-identity term's cosine classifier (default 10).")
 @click.option("--ema-decay", type=float, default=None, help="EMA decay of the exported weights (default 0.998).")
+@click.option("--min-lr-fraction", type=float, default=None,
+              help="Where the cosine decay ends, as a fraction of --lr (default 0.1).")
+@click.option("--two-object-fraction", type=float, default=None,
+              help="Share of two-object captions in the training stream (default 0.4, the world's own).")
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--data-seed", type=int, default=None,
+              help="Seed of the rendered training stream (default 1; a fine-tuning run can take fresh scenes).")
+@click.option("--init-from", "init_from", default=None, metavar="MODEL",
+              help="Start a new run from this model's weights and tokenizer ('embedded' for the shipped one; a "
+                   "folder exported by this command), with a fresh optimiser. Ignored when DIR has a checkpoint.")
 @click.option("--fresh", is_flag=True, help="Start over instead of resuming DIR/checkpoint.pt.")
 @click.option("--export", "export", default=None, metavar="DIR",
               help="Write the trained model (EMA weights) as a diffusers folder here.")
@@ -748,7 +757,8 @@ def demo(out, **kw):
                    "batch of 32 on one core, which a GPU step then waits for).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def train(out, steps, batch_size, minutes, lr, grounding_weight, word_mass_weight, word_mass_floor, identity_weight,
-          identity_temperature, ema_decay, seed, fresh, export, half, threads, device, workers, quiet):
+          identity_temperature, ema_decay, min_lr_fraction, two_object_fraction, seed, data_seed, init_from, fresh,
+          export, half, threads, device, workers, quiet):
     """Train the embedded shapes-world model (resumable); see MODEL_CARD.md for the shipped run."""
     import torch
 
@@ -758,7 +768,9 @@ def train(out, steps, batch_size, minutes, lr, grounding_weight, word_mass_weigh
     overrides = {k: v for k, v in dict(steps=steps, batch_size=batch_size, max_minutes=minutes, lr=lr,
                                        grounding_weight=grounding_weight, word_mass_weight=word_mass_weight,
                                        word_mass_floor=word_mass_floor, identity_weight=identity_weight,
-                                       identity_temperature=identity_temperature, ema_decay=ema_decay).items()
+                                       identity_temperature=identity_temperature, ema_decay=ema_decay,
+                                       min_lr_fraction=min_lr_fraction, two_object_fraction=two_object_fraction,
+                                       data_seed=data_seed).items()
                  if v is not None}
     try:
         config = TrainConfig(seed=seed, **overrides)
@@ -775,9 +787,16 @@ def train(out, steps, batch_size, minutes, lr, grounding_weight, word_mass_weigh
     run_dir = make_output_dir(check_output_dir(out))
     if export:
         check_output_dir(export)
+    start_model = None
+    if init_from is not None and (fresh or not (run_dir / "checkpoint.pt").exists()):
+        start_model = load(None if init_from == "embedded" else init_from, "cpu")
     started = time.perf_counter()
-    model = run_train(config, run_dir, resume=not fresh, progress=not quiet,
-                      log=lambda m: click.echo(m, err=True), device=device, workers=workers)
+    try:
+        model = run_train(config, run_dir, resume=not fresh, progress=not quiet,
+                          log=lambda m: click.echo(m, err=True), device=device, workers=workers,
+                          init_from=start_model)
+    except ValueError as e:
+        raise ParameterError(str(e)) from None
     from .editing import generate as gen
     from .visualize import image_grid
 

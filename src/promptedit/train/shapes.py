@@ -71,6 +71,8 @@ class TrainConfig:
     identity_temperature: float = 10.0
     seed: int = 0
     data_seed: int = 1
+    # share of two-object captions in the training stream (the world's own: 0.4); a fine-tuning run may raise it
+    two_object_fraction: float = spec.P_TWO_OBJECTS
     max_minutes: float | None = None
     checkpoint_every: int = 250
     # architecture
@@ -105,6 +107,10 @@ class TrainConfig:
             raise ValueError("the word-mass floor must be in (0, 1]")
         if not 0 <= self.caption_dropout < 1:
             raise ValueError("caption dropout must be in [0, 1)")
+        if not 0 <= self.min_lr_fraction <= 1:
+            raise ValueError(f"the final learning-rate fraction must be in [0, 1], got {self.min_lr_fraction}")
+        if not 0 <= self.two_object_fraction <= 1:
+            raise ValueError(f"the two-object fraction must be in [0, 1], got {self.two_object_fraction}")
         if self.prediction_type not in ("epsilon", "v_prediction"):
             raise ValueError(f"prediction type must be epsilon or v_prediction, got {self.prediction_type!r}")
 
@@ -189,7 +195,8 @@ def rendered_batch(config: TrainConfig, step: int) -> tuple[list[str], torch.Ten
     training batch ``step``: a pure function of the step, so any worker can render any batch."""
     start = step * config.batch_size
     captions, images, masks = [], [], []
-    for caption, image, m in iter_samples(config.batch_size, seed=config.data_seed, start=start):
+    for caption, image, m in iter_samples(config.batch_size, seed=config.data_seed, start=start,
+                                          p_two_objects=config.two_object_fraction):
         captions.append(caption)
         images.append(image)
         masks.append(m)
@@ -275,24 +282,62 @@ def _atomic_torch_save(obj, path: Path) -> None:
     os.replace(tmp, path)
 
 
+def fit_identity_head(text_encoder: torch.nn.Module, tokenizer, config: TrainConfig, iters: int = 300,
+                      batch_size: int = 256) -> torch.Tensor:
+    """The word-identity classifier (V, D) fitted to a frozen text encoder's outputs, for a run that starts from
+    trained weights: a head started from the token embeddings would first pull the encoder's outputs towards
+    them."""
+    words = caption_corpus(n=4000, seed=config.seed + 7)
+    special_ids = {tokenizer.bos_token_id, tokenizer.eos_token_id, tokenizer.pad_token_id}
+    device = next(text_encoder.parameters()).device
+    head = torch.nn.Parameter(text_encoder.get_input_embeddings().weight.detach().clone())  # (V, D)
+    opt = torch.optim.Adam([head], lr=1e-2)
+    rng = np.random.default_rng(config.seed)
+    for _ in range(iters):
+        batch = [words[i] for i in rng.integers(0, len(words), batch_size)]
+        ids = tokenizer(batch, padding="max_length", max_length=config.max_length, truncation=True,
+                        return_tensors="pt").input_ids.to(device)  # (B, L)
+        with torch.no_grad():
+            hidden = text_encoder(ids)[0]  # (B, L, D)
+        loss = token_identity_loss(hidden, ids, word_positions(ids, special_ids), head, config.identity_temperature)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    return head.detach()
+
+
 def train(config: TrainConfig, out: str | os.PathLike, *, resume: bool = True, progress: bool = True,
-          log=print, device: str | torch.device = "cpu", workers: int = 0) -> DiffusionModel:
+          log=print, device: str | torch.device = "cpu", workers: int = 0,
+          init_from: DiffusionModel | None = None) -> DiffusionModel:
     """Train (or resume) in ``out`` on ``device``, rendering batches ahead in ``workers`` processes (0: in this
     one); returns the model with EMA weights on the CPU, ready to export. The random stream (caption dropout,
-    noise, timesteps) is drawn on the CPU, so a run is the same on any device up to floating-point order."""
+    noise, timesteps) is drawn on the CPU, so a run is the same on any device up to floating-point order.
+
+    ``init_from``: a model of this recipe's architecture (an exported run, e.g. the embedded model) whose text
+    encoder, UNet and tokenizer a new run starts from, with a fresh optimiser and its EMA started at those
+    weights (fine-tuning). Ignored when ``out`` holds a checkpoint to resume."""
     device = torch.device(device)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     ckpt_path = out / "checkpoint.pt"
+    resuming = resume and ckpt_path.exists()
     if (out / "tokenizer").is_dir():  # a resumed run keeps the tokenizer it started with
         from transformers import CLIPTokenizer
 
         tokenizer = CLIPTokenizer.from_pretrained(out / "tokenizer")
     else:
-        tokenizer = build_tokenizer(config)
+        tokenizer = init_from.tokenizer if init_from is not None else build_tokenizer(config)
         tokenizer.save_pretrained(out / "tokenizer")
     model = build_model(config, tokenizer)
     unet, text_encoder, codec = model.unet, model.text_encoder, model.vae
+    if init_from is not None and not resuming:
+        for mine, theirs, what in ((unet, init_from.unet, "UNet"), (text_encoder, init_from.text_encoder, "text encoder")):
+            state = {k: v.float() for k, v in theirs.state_dict().items()}
+            shapes = {k: tuple(v.shape) for k, v in mine.state_dict().items()}
+            if shapes != {k: tuple(v.shape) for k, v in state.items()}:
+                raise ValueError(f"the {what} to start from does not have this recipe's architecture")
+            mine.load_state_dict(state)
+        log(f"starting from {init_from.name}'s weights")
     for m in (unet, text_encoder, codec):
         m.to(device)
     unet.train()
@@ -306,7 +351,7 @@ def train(config: TrainConfig, out: str | os.PathLike, *, resume: bool = True, p
     alphas_cumprod = noise_scheduler.alphas_cumprod.to(device)
     rng = torch.Generator().manual_seed(config.seed + 1)
     step, elapsed, history, state = 0, 0.0, [], None
-    if resume and ckpt_path.exists():
+    if resuming:
         state = torch.load(ckpt_path, map_location="cpu", weights_only=False)
         unet.load_state_dict(state["unet"])
         text_encoder.load_state_dict(state["text_encoder"])
@@ -323,6 +368,8 @@ def train(config: TrainConfig, out: str | os.PathLike, *, resume: bool = True, p
     if state is not None and "identity_head" in state:
         identity_head.data.copy_(state["identity_head"])
         identity_opt.load_state_dict(state["identity_optimizer"])
+    elif init_from is not None and config.identity_weight > 0:
+        identity_head.data.copy_(fit_identity_head(text_encoder, tokenizer, config))
     special_ids = {tokenizer.bos_token_id, tokenizer.eos_token_id, tokenizer.pad_token_id}
     (out / "config.json").write_text(json.dumps(dataclasses.asdict(config), indent=2))
 

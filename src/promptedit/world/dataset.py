@@ -26,25 +26,27 @@ from typing import Any, Iterator
 import numpy as np
 from PIL import Image
 
+from . import spec
 from .render import RenderResult, render
 from .sample import sample_scene
 from .scene import Scene
 
 
-def scene_at(seed: int, index: int) -> Scene:
-    """Scene ``index`` of the dataset with this ``seed``."""
+def scene_at(seed: int, index: int, p_two_objects: float = spec.P_TWO_OBJECTS) -> Scene:
+    """Scene ``index`` of the dataset with this ``seed`` (``p_two_objects``: see :func:`sample_scene`)."""
     rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(index,)))
-    return sample_scene(rng)
+    return sample_scene(rng, p_two_objects)
 
 
-def iter_samples(n: int | None, seed: int, start: int = 0) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
+def iter_samples(n: int | None, seed: int, start: int = 0,
+                 p_two_objects: float = spec.P_TWO_OBJECTS) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
     """Yield ``(caption, image, masks)`` for samples start .. start + n - 1 (forever if n is None).
 
     image: uint8 (64, 64, 3); masks: bool (n_objects, 64, 64) in caption order.
     """
     i = start
     while n is None or i < start + n:
-        result = render(scene_at(seed, i))
+        result = render(scene_at(seed, i, p_two_objects))
         yield result.caption, result.image, result.masks
         i += 1
 

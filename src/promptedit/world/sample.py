@@ -25,15 +25,16 @@ def _sample_object(rng: np.random.Generator) -> ObjectSpec:
     return ObjectSpec(colour, shape, size, texture)
 
 
-def sample_caption_spec(rng: np.random.Generator) -> CaptionSpec:
+def sample_caption_spec(rng: np.random.Generator, p_two_objects: float = spec.P_TWO_OBJECTS) -> CaptionSpec:
     """Draw a caption's words from the training distribution ("Captions").
 
-    One object 60 %, two 40 %. The second object's (colour, shape) pair is redrawn
+    One object 60 %, two 40 % (``p_two_objects``: the specification's unless a training recipe reweights it;
+    the draws stay in the same order). The second object's (colour, shape) pair is redrawn
     until it differs from the first's (its size and texture words are kept), so the
     two objects differ in colour or shape. Then a prefix (25 %, the three equally),
     ``at night`` (15 %) and a uniform background.
     """
-    n = 2 if rng.random() < spec.P_TWO_OBJECTS else 1
+    n = 2 if rng.random() < p_two_objects else 1
     objects = [_sample_object(rng) for _ in range(n)]
     if n == 2:
         first, second = objects
@@ -69,7 +70,7 @@ def sample_layout(caption_spec: CaptionSpec, rng: np.random.Generator) -> tuple[
             return boxes
 
 
-def sample_scene(rng: np.random.Generator) -> Scene:
+def sample_scene(rng: np.random.Generator, p_two_objects: float = spec.P_TWO_OBJECTS) -> Scene:
     """A caption from the training distribution with its random layout."""
-    caption_spec = sample_caption_spec(rng)
+    caption_spec = sample_caption_spec(rng, p_two_objects)
     return Scene.from_spec(caption_spec, sample_layout(caption_spec, rng))
