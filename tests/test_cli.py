@@ -93,6 +93,9 @@ def test_attention_writes_grids(tiny_model_dir, tmp_path, capsys):
         (["train", "--out", "{tmp}/o", "--device", "bogus"], "unknown device 'bogus'"),
         (["train", "--out", "{tmp}/o", "--device", "cuda:99"], "cuda:99"),
         (["train", "--out", "{tmp}/o", "--workers", "-1"], "--workers"),
+        (["train", "--out", "{tmp}/o", "--init-from", "{tmp}/nowhere"], "not found"),
+        (["train", "--out", "{tmp}/o", "--init-from", "{model}"], "does not have this recipe's architecture"),
+        (["train", "--out", "{tmp}/o", "--two-object-fraction", "1.5"], "two-object fraction"),
     ],
 )
 def test_bad_input_exits_2_with_one_line(argv, message, tiny_model_dir, tmp_path, capsys):

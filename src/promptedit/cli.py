@@ -763,7 +763,7 @@ def train(out, steps, batch_size, minutes, lr, grounding_weight, word_mass_weigh
     import torch
 
     from .outputs import check_output_dir, make_output_dir, write_image
-    from .train.shapes import TrainConfig, train as run_train
+    from .train.shapes import TrainConfig, check_architecture, train as run_train
 
     overrides = {k: v for k, v in dict(steps=steps, batch_size=batch_size, max_minutes=minutes, lr=lr,
                                        grounding_weight=grounding_weight, word_mass_weight=word_mass_weight,
@@ -784,19 +784,20 @@ def train(out, steps, batch_size, minutes, lr, grounding_weight, word_mass_weigh
         raise ParameterError(f"unknown device {device!r} (cpu, cuda, cuda:N, ...)") from None
     if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
         raise ParameterError(f"device {device} asked for, but torch sees {torch.cuda.device_count()} CUDA GPU(s) here")
-    run_dir = make_output_dir(check_output_dir(out))
+    run_path = check_output_dir(out)
     if export:
         check_output_dir(export)
-    start_model = None
-    if init_from is not None and (fresh or not (run_dir / "checkpoint.pt").exists()):
+    start_model = None  # loaded before the run folder is made, so that a bad model leaves nothing behind
+    if init_from is not None and (fresh or not (run_path / "checkpoint.pt").exists()):
         start_model = load(None if init_from == "embedded" else init_from, "cpu")
+        try:
+            check_architecture(config, start_model)
+        except ValueError as e:
+            raise ParameterError(str(e)) from None
+    run_dir = make_output_dir(run_path)
     started = time.perf_counter()
-    try:
-        model = run_train(config, run_dir, resume=not fresh, progress=not quiet,
-                          log=lambda m: click.echo(m, err=True), device=device, workers=workers,
-                          init_from=start_model)
-    except ValueError as e:
-        raise ParameterError(str(e)) from None
+    model = run_train(config, run_dir, resume=not fresh, progress=not quiet,
+                      log=lambda m: click.echo(m, err=True), device=device, workers=workers, init_from=start_model)
     from .editing import generate as gen
     from .visualize import image_grid
 

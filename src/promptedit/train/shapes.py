@@ -282,6 +282,17 @@ def _atomic_torch_save(obj, path: Path) -> None:
     os.replace(tmp, path)
 
 
+def check_architecture(config: TrainConfig, model: DiffusionModel) -> None:
+    """Raise ValueError, naming the component, unless ``model``'s UNet and text encoder have the parameter shapes
+    that ``config`` builds (with the model's tokenizer)."""
+    with torch.device("meta"):
+        fresh = build_model(config, model.tokenizer)
+    for mine, theirs, what in ((fresh.unet, model.unet, "UNet"), (fresh.text_encoder, model.text_encoder, "text encoder")):
+        want = {k: tuple(v.shape) for k, v in mine.state_dict().items()}
+        if want != {k: tuple(v.shape) for k, v in theirs.state_dict().items()}:
+            raise ValueError(f"cannot start from {model.name}: its {what} does not have this recipe's architecture")
+
+
 def fit_identity_head(text_encoder: torch.nn.Module, tokenizer, config: TrainConfig, iters: int = 300,
                       batch_size: int = 256) -> torch.Tensor:
     """The word-identity classifier (V, D) fitted to a frozen text encoder's outputs, for a run that starts from
@@ -318,9 +329,11 @@ def train(config: TrainConfig, out: str | os.PathLike, *, resume: bool = True, p
     weights (fine-tuning). Ignored when ``out`` holds a checkpoint to resume."""
     device = torch.device(device)
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     ckpt_path = out / "checkpoint.pt"
     resuming = resume and ckpt_path.exists()
+    if init_from is not None and not resuming:  # refused before anything is written
+        check_architecture(config, init_from)
+    out.mkdir(parents=True, exist_ok=True)
     if (out / "tokenizer").is_dir():  # a resumed run keeps the tokenizer it started with
         from transformers import CLIPTokenizer
 
@@ -331,12 +344,8 @@ def train(config: TrainConfig, out: str | os.PathLike, *, resume: bool = True, p
     model = build_model(config, tokenizer)
     unet, text_encoder, codec = model.unet, model.text_encoder, model.vae
     if init_from is not None and not resuming:
-        for mine, theirs, what in ((unet, init_from.unet, "UNet"), (text_encoder, init_from.text_encoder, "text encoder")):
-            state = {k: v.float() for k, v in theirs.state_dict().items()}
-            shapes = {k: tuple(v.shape) for k, v in mine.state_dict().items()}
-            if shapes != {k: tuple(v.shape) for k, v in state.items()}:
-                raise ValueError(f"the {what} to start from does not have this recipe's architecture")
-            mine.load_state_dict(state)
+        unet.load_state_dict({k: v.float() for k, v in init_from.unet.state_dict().items()})
+        text_encoder.load_state_dict({k: v.float() for k, v in init_from.text_encoder.state_dict().items()})
         log(f"starting from {init_from.name}'s weights")
     for m in (unet, text_encoder, codec):
         m.to(device)
