@@ -331,22 +331,23 @@ def train(config: TrainConfig, out: str | os.PathLike, *, resume: bool = True, p
     out = Path(out)
     ckpt_path = out / "checkpoint.pt"
     resuming = resume and ckpt_path.exists()
-    if init_from is not None and not resuming:  # refused before anything is written
-        check_architecture(config, init_from)
+    start_from = None if resuming else init_from  # a checkpoint to resume wins over the model to start from
+    if start_from is not None:  # refused before anything is written
+        check_architecture(config, start_from)
     out.mkdir(parents=True, exist_ok=True)
     if (out / "tokenizer").is_dir():  # a resumed run keeps the tokenizer it started with
         from transformers import CLIPTokenizer
 
         tokenizer = CLIPTokenizer.from_pretrained(out / "tokenizer")
     else:
-        tokenizer = init_from.tokenizer if init_from is not None else build_tokenizer(config)
+        tokenizer = start_from.tokenizer if start_from is not None else build_tokenizer(config)
         tokenizer.save_pretrained(out / "tokenizer")
     model = build_model(config, tokenizer)
     unet, text_encoder, codec = model.unet, model.text_encoder, model.vae
-    if init_from is not None and not resuming:
-        unet.load_state_dict({k: v.float() for k, v in init_from.unet.state_dict().items()})
-        text_encoder.load_state_dict({k: v.float() for k, v in init_from.text_encoder.state_dict().items()})
-        log(f"starting from {init_from.name}'s weights")
+    if start_from is not None:
+        unet.load_state_dict({k: v.float() for k, v in start_from.unet.state_dict().items()})
+        text_encoder.load_state_dict({k: v.float() for k, v in start_from.text_encoder.state_dict().items()})
+        log(f"starting from {start_from.name}'s weights")
     for m in (unet, text_encoder, codec):
         m.to(device)
     unet.train()
@@ -377,7 +378,7 @@ def train(config: TrainConfig, out: str | os.PathLike, *, resume: bool = True, p
     if state is not None and "identity_head" in state:
         identity_head.data.copy_(state["identity_head"])
         identity_opt.load_state_dict(state["identity_optimizer"])
-    elif init_from is not None and config.identity_weight > 0:
+    elif start_from is not None and config.identity_weight > 0:
         identity_head.data.copy_(fit_identity_head(text_encoder, tokenizer, config))
     special_ids = {tokenizer.bos_token_id, tokenizer.eos_token_id, tokenizer.pad_token_id}
     (out / "config.json").write_text(json.dumps(dataclasses.asdict(config), indent=2))
