@@ -91,6 +91,15 @@ def test_a_run_can_start_from_an_exported_model(tmp_path):
     for mine, theirs in ((tuned.unet, start.unet), (tuned.text_encoder, start.text_encoder)):
         assert all(torch.equal(p, q) for p, q in zip(mine.parameters(), theirs.parameters()))
     assert tuned.tokenizer.get_vocab() == start.tokenizer.get_vocab()
+    # in a folder that holds another tokenizer but no checkpoint, it takes the model's tokenizer, not the folder's
+    from promptedit.testing import tiny_tokenizer
+
+    other = tiny_tokenizer(max_length=config.max_length)
+    assert other.get_vocab() != start.tokenizer.get_vocab()
+    other.save_pretrained(tmp_path / "e" / "tokenizer")
+    again = train(config, tmp_path / "e", progress=False, log=lambda m: None, init_from=start)
+    assert again.tokenizer.get_vocab() == start.tokenizer.get_vocab()
+    assert all(torch.equal(p, q) for p, q in zip(again.unet.parameters(), start.unet.parameters()))
     # a fresh run of the same config does not start there
     fresh = train(config, tmp_path / "c", progress=False, log=lambda m: None)
     assert not all(torch.equal(p, q) for p, q in zip(fresh.unet.parameters(), start.unet.parameters()))

@@ -335,12 +335,15 @@ def train(config: TrainConfig, out: str | os.PathLike, *, resume: bool = True, p
     if start_from is not None:  # refused before anything is written
         check_architecture(config, start_from)
     out.mkdir(parents=True, exist_ok=True)
-    if (out / "tokenizer").is_dir():  # a resumed run keeps the tokenizer it started with
+    if start_from is not None:  # its weights need its tokenizer, whatever an earlier run left in ``out``
+        tokenizer = start_from.tokenizer
+        tokenizer.save_pretrained(out / "tokenizer")
+    elif (out / "tokenizer").is_dir():  # a resumed run keeps the tokenizer it started with
         from transformers import CLIPTokenizer
 
         tokenizer = CLIPTokenizer.from_pretrained(out / "tokenizer")
     else:
-        tokenizer = start_from.tokenizer if start_from is not None else build_tokenizer(config)
+        tokenizer = build_tokenizer(config)
         tokenizer.save_pretrained(out / "tokenizer")
     model = build_model(config, tokenizer)
     unet, text_encoder, codec = model.unet, model.text_encoder, model.vae
