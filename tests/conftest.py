@@ -31,3 +31,12 @@ def tiny_model_dir(tiny_model, tmp_path_factory):
     from promptedit.testing import save_model
 
     return save_model(tiny_model, tmp_path_factory.mktemp("models") / "tiny")
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Say in one line when the web app's browser tests were skipped, and how to run them."""
+    skipped = [r for r in terminalreporter.stats.get("skipped", []) if "browser" in getattr(r, "keywords", {})]
+    if skipped:
+        terminalreporter.write_line(
+            f"note: {len(skipped)} browser test(s) of the web app skipped: no Chromium on this machine "
+            "(apt-get install chromium, or set PROMPTEDIT_CHROMIUM to its path; CI installs it)")

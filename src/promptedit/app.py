@@ -42,23 +42,21 @@ def _words(text: str) -> tuple[str, ...]:
     return tuple(w.strip() for w in (text or "").split(",") if w.strip())
 
 
-def _check_upload(path: str | None) -> Path:
+def _check_upload(path: str | None) -> tuple[Path, str]:
+    """An uploaded file checked by the image reader's rules: (its path, the name to show for it, never the
+    server's temporary path)."""
     from .errors import ImageInputError
+    from .images import open_image
 
     if not path:
         raise ImageInputError("upload an image first")
     p = Path(path)
+    name = p.name  # Gradio keeps the uploaded file's own name as the last component
     if p.stat().st_size > MAX_UPLOAD_BYTES:
-        raise ImageInputError(f"the upload is larger than {MAX_UPLOAD_BYTES // 2**20} MB")
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(p) as im:
-            if im.size[0] * im.size[1] > MAX_UPLOAD_PIXELS:
-                raise ImageInputError(f"the image has more than {MAX_UPLOAD_PIXELS:,} pixels")
-    except (UnidentifiedImageError, OSError):
-        raise ImageInputError("the upload is not an image (PNG, JPEG or WebP)") from None
-    return p
+        raise ImageInputError(f"the upload {name} is larger than {MAX_UPLOAD_BYTES // 2**20} MB")
+    with open_image(p, what="upload", name=name, max_pixels=MAX_UPLOAD_PIXELS):
+        pass
+    return p, name
 
 
 class App:
@@ -86,7 +84,7 @@ class App:
                         reweight=_parse_weights(reweight), blend_words=_words(blend))
         res = edit(self.model, spec, seed=int(seed), num_inference_steps=int(steps), guidance_scale=float(guidance),
                    store_attention=True, progress=True)
-        maps = res.attention.maps(downsample=self.model.defaults.attention_downsample)
+        maps = res.attention.maps(downsample=res.attention_downsample)
         grids = [np.asarray(cross_attention_grid(res.images[i], maps[i], token_labels(self.model.tokenizer, p)))
                  for i, p in enumerate(res.prompts)]
         gallery = [(res.images[0], "source"), (res.images[1], "edit"), (grids[0], "attention: source"),
@@ -105,7 +103,8 @@ class App:
         from .inversion import invert, psnr, reconstruct
 
         size = (self.model.image_size, self.model.image_size)
-        prepared = load_image(_check_upload(upload), size)
+        path, name = _check_upload(upload)
+        prepared = load_image(path, size, name=name)
         inv = invert(self.model, prepared.image, caption, method=method, num_inference_steps=int(steps),
                      guidance_scale=float(guidance), progress=True, image_rule=prepared.rule)
         rec = reconstruct(self.model, inv, progress=False)
@@ -142,7 +141,8 @@ class App:
         from .visualize import mask_overlay
 
         size = (self.model.image_size, self.model.image_size)
-        prepared = load_image(_check_upload(upload), size)
+        path, name = _check_upload(upload)
+        prepared = load_image(path, size, name=name)
         kw = dict(seed=int(seed), num_inference_steps=int(steps), guidance_scale=float(guidance),
                   strength=float(strength), progress=True)
         if method == "painted":
@@ -168,7 +168,7 @@ class App:
 
         res = attention(self.model, prompt, seed=int(seed), num_inference_steps=int(steps),
                         guidance_scale=float(guidance), self_attention=False, progress=True)
-        maps = res.attention.maps(downsample=self.model.defaults.attention_downsample)[0]
+        maps = res.attention.maps(downsample=res.attention_downsample)[0]
         grid = np.asarray(cross_attention_grid(res.images[0], maps, token_labels(self.model.tokenizer, prompt)))
         record = self._record("attention", {"prompt": prompt, "seed": int(seed), "timings": res.timings})
         return [(res.images[0], "image"), (grid, "cross-attention per token")], record

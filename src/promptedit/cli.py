@@ -28,23 +28,13 @@ EMBEDDED_MODEL = Path(__file__).parent / "assets" / "shapes-model"
 
 
 def _quiet_libraries() -> None:
+    """Library chatter off for this command: the verbosity variables are read when diffusers, transformers
+    and the hub client are first imported, which the commands do lazily after this."""
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    warnings.filterwarnings("ignore", category=FutureWarning)
-    warnings.filterwarnings("ignore", category=DeprecationWarning)
     for name in ("diffusers", "transformers", "huggingface_hub"):
         logging.getLogger(name).setLevel(logging.ERROR)
-    try:
-        from diffusers.utils import logging as dlog
-        from transformers.utils import logging as tlog
-
-        dlog.set_verbosity_error()
-        dlog.disable_progress_bar()
-        tlog.set_verbosity_error()
-        tlog.disable_progress_bar()
-    except Exception:  # pragma: no cover - logging is cosmetic
-        pass
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None):
@@ -62,11 +52,18 @@ def resolve_model_path(model: str | None) -> str:
     )
 
 
-def load(model: str | None, device: str | None):
+def load(model: str | None, device: str | None, quiet: bool = False):
+    from diffusers.utils import logging as diffusers_logging
+    from transformers.utils import logging as transformers_logging
+
     from .models import load_model
 
+    for lib in (diffusers_logging, transformers_logging):  # their loading bars and notices are not ours to show
+        lib.set_verbosity_error()
+        lib.disable_progress_bar()
     path = resolve_model_path(model)
-    click.echo(f"loading model {path}", err=True)
+    if not quiet:
+        click.echo(f"loading model {path}", err=True)
     return load_model(path, device=device)
 
 
@@ -437,24 +434,18 @@ def mask_edit_command(source, targets, out, image, inversion, method, mask_file,
                f"mask {result.timings['mask']:.2f} s, total {result.timings['total']:.1f} s)")
 
 
-def read_mask(path, size) -> "np.ndarray":
-    """A user mask PNG (white = edit) as (H, W) bool at ``size`` (nearest resize)."""
+def read_mask(path, size):
+    """A user mask image (white = edit) as an (H, W) bool array at ``size`` (nearest resize)."""
     import numpy as np
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image
 
     from .errors import ImageInputError
+    from .images import open_image
 
-    p = Path(path)
-    if not p.is_file():
-        raise ImageInputError(f"mask {p} not found")
-    try:
-        with Image.open(p) as im:
-            im = im.convert("L").resize((size[1], size[0]), Image.NEAREST)
-            mask = np.asarray(im) > 127
-    except (UnidentifiedImageError, OSError):
-        raise ImageInputError(f"mask {p} is not an image that can be read") from None
+    with open_image(path, what="mask") as im:
+        mask = np.asarray(im.convert("L").resize((size[1], size[0]), Image.NEAREST)) > 127
     if not mask.any():
-        raise ImageInputError(f"mask {p} is empty (no white pixels)")
+        raise ImageInputError(f"mask {path} is empty (no white pixels)")
     return mask
 
 
@@ -507,11 +498,10 @@ def mask(image, source, target, out, method, strength, mask_steps, fit, **kw):
 
 def read_inversion(path):
     from .errors import ImageInputError
+    from .images import check_input_file
     from .inversion import Inversion
 
-    p = Path(path)
-    if not p.is_file():
-        raise ImageInputError(f"inversion file {p} not found")
+    p = check_input_file(path, "inversion file")
     try:
         data = p.read_bytes()
     except OSError as e:
@@ -584,8 +574,7 @@ def write_edit_outputs(out: Path, model, spec, result, started: float, *, real=N
     write_image(out / "grid.png", grid)
     files["grid"] = "grid.png"
     if result.attention is not None:
-        f = model.defaults.attention_downsample
-        maps = result.attention.maps(downsample=f)
+        maps = result.attention.maps(downsample=result.attention_downsample)
         rows = [cross_attention_grid(result.images[i], maps[i], token_labels(model.tokenizer, p))
                 for i, p in enumerate(result.prompts)]
         width = max(r.width for r in rows)
@@ -670,8 +659,10 @@ def attention(prompt, out, downsample, components, **kw):
     if components < 0:
         raise ParameterError(f"--components must be >= 0, got {components}")
     model = load(kw["model"], kw["device"])
-    f = downsample or model.defaults.attention_downsample
-    result = run(model, prompt, downsample=f, self_attention=components > 0, **sampling_kwargs(kw))
+    result = run(model, prompt, downsample=downsample, self_attention=components > 0, **sampling_kwargs(kw))
+    for note in result.notes:
+        click.echo(note, err=True)
+    f = result.attention_downsample
     maps = result.attention.maps(downsample=f)[0]
     write_image(out, cross_attention_grid(result.images[0], maps, token_labels(model.tokenizer, prompt)))
     files = {"cross": out.name}
@@ -926,6 +917,8 @@ def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else list(argv)
     with warnings.catch_warnings():
         warnings.showwarning = _show_warning
+        warnings.filterwarnings("ignore", category=FutureWarning)  # the libraries' deprecation chatter
+        warnings.filterwarnings("ignore", category=DeprecationWarning)
         try:
             cli.main(args=args, prog_name="promptedit", standalone_mode=False)
             return 0

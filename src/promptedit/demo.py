@@ -70,7 +70,7 @@ def _p2p_items(model, seed, progress, kwargs) -> list[DemoItem]:
     items = []
     for title, spec in DEMO_EDITS:
         result = edit(model, spec, seed=seed, store_attention=True, progress=progress, **kwargs)
-        maps = result.attention.maps(downsample=model.defaults.attention_downsample)
+        maps = result.attention.maps(downsample=result.attention_downsample)
         grids = [cross_attention_grid(result.images[i], maps[i], token_labels(model.tokenizer, p), cell=96)
                  for i, p in enumerate(result.prompts)]
         info = (f"mode {result.mode}; seed {seed}; {result.num_inference_steps} steps; guidance "
@@ -85,20 +85,18 @@ def _p2p_items(model, seed, progress, kwargs) -> list[DemoItem]:
 
 def _real_item(model, size, steps, guidance, progress) -> DemoItem:
     from .inversion import edit_inversion, invert, psnr
-    from .world import parse_caption
 
     source, target, layout = REAL_DEMO
     image = rendered_scene(source, layout, size)
     inv = invert(model, image, source, method="null-text", num_inference_steps=steps, guidance_scale=guidance,
                  progress=progress, image_rule="rendered shapes-world scene")
-    old, new = parse_caption(source).objects[0], parse_caption(target).objects[0]
-    spec = EditSpec(source, (target,), mode="replace", blend_words=(old.colour, new.colour, old.shape))
+    spec = EditSpec(source, (target,))  # the defaults, as `promptedit edit --inversion` runs it
     result = edit_inversion(model, inv, spec, progress=progress)
     rec_psnr = psnr(result.images[0], image)
     title = "real image: null-text inversion, then a word swap"
     info = (f"{inv.num_inference_steps} steps, guidance {inv.guidance_scale}; inversion {inv.seconds:.1f} s, "
             f"reconstruction {rec_psnr:.1f} dB; edit {result.timings['total']:.1f} s (local blend on "
-            f"{', '.join(spec.blend_words)}; null embeddings in {result.null_branches} branches)")
+            f"{', '.join(result.spec.blend_words) or 'nothing'}; null embeddings in {result.null_branches} branches)")
     record = {"title": title, "method": "null-text", "prompts": [source, target], "inversion_seconds": inv.seconds,
               "reconstruction_psnr": round(rec_psnr, 3), "edit_null": result.null_branches,
               "num_inference_steps": inv.num_inference_steps, "guidance_scale": inv.guidance_scale,

@@ -9,6 +9,7 @@ attention-map capture.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Mapping, Sequence
@@ -44,7 +45,7 @@ from .pipeline import (
     to_uint8,
 )
 from .seq_aligner import get_refinement_mapper, get_replacement_mapper
-from .tokens import swapped_words, word_token_indices
+from .tokens import prompt_words, swapped_words, word_token_indices
 
 MODES = ("replace", "refine", "reweight", "auto")
 Window = float | tuple[float, float]
@@ -82,6 +83,8 @@ class EditSpec:
         blend_threshold: local-blend threshold in [0, 1).
         blend_start: fraction of steps before blending starts.
         inject_features: Plug-and-Play feature-injection window, or None for none.
+        blend_swapped: for word swaps of an inversion given no ``blend_words``: blend locally on the swapped
+            words (None: the model's ``inversion_blend_swapped``).
     """
 
     source: str
@@ -96,6 +99,7 @@ class EditSpec:
     blend_threshold: float | None = None
     blend_start: float | None = None
     inject_features: Window | None = None
+    blend_swapped: bool | None = None
 
     def __post_init__(self):
         _check_prompt("source", self.source)
@@ -138,6 +142,22 @@ class EditSpec:
     @property
     def prompts(self) -> list[str]:
         return [self.source, *self.targets]
+
+    def swapped_words(self) -> tuple[str, ...]:
+        """The words the targets swap, in the source and in the targets (empty unless every target only swaps
+        words of the source)."""
+        words: list[str] = []
+        src = [w for w, _, _ in prompt_words(self.source)]
+        for target in self.targets:
+            swapped = swapped_words(self.source, target)
+            if swapped is None:
+                return ()
+            tgt = [w for w, _, _ in prompt_words(target)]
+            for i in swapped:
+                for w in (src[i], tgt[i]):
+                    if w not in words and any(ch.isalnum() for ch in w):
+                        words.append(w)
+        return tuple(words)
 
 
 def resolve_mode(spec: EditSpec) -> tuple[str, str]:
@@ -280,7 +300,32 @@ class GenerationResult:
     notes: list[str] = field(default_factory=list)
     blend_mask: torch.Tensor | None = None
     final_latents: torch.Tensor | None = None  # x_0 (n, C, h, w) before decoding
+    attention_downsample: int | None = None  # the resolution ``attention`` recorded, when maps were recorded
+    spec: "EditSpec | None" = None  # for edits: the spec as run (e.g. with the blend words it was given)
     null_branches: str | None = None  # edits of an inversion: which branches took its null embeddings
+
+
+def resolved_defaults(model: DiffusionModel, spec: EditSpec, defaults: ModelDefaults | None = None
+                      ) -> tuple[ModelDefaults, list[str]]:
+    """The model's defaults with the resolutions an edit reads maps at (local blend) or injects self-attention
+    from replaced by ones the UNet has, when it lacks the defaults' (with a note saying so)."""
+    defaults = model.defaults if defaults is None else defaults
+    notes = []
+    if spec.blend_words:
+        f, note = model.resolve_downsample(None, defaults.blend_downsample, "local blend")
+        defaults = dataclasses.replace(defaults, blend_downsample=f)
+        notes += [note] if note else []
+    have = model.attention_downsamples(is_cross=False)
+    if have and defaults.self_replace_min_downsample > max(have):
+        notes.append(f"self-attention injection: this model has no self-attention at 1/"
+                     f"{defaults.self_replace_min_downsample} of the latent size or smaller; injecting at 1/{max(have)}")
+        defaults = dataclasses.replace(defaults, self_replace_min_downsample=max(have))
+    return defaults, notes
+
+
+def figure_downsample(model: DiffusionModel, requested: int | None = None) -> tuple[int, str]:
+    """The resolution of attention-map figures: ``requested``, or the model's default, or the nearest it has."""
+    return model.resolve_downsample(requested, model.defaults.attention_downsample, "attention maps")
 
 
 def _settings(model: DiffusionModel, num_inference_steps, guidance_scale, height, width):
@@ -349,12 +394,19 @@ def edit(
     """
     steps, *_ = _settings(model, kwargs.get("num_inference_steps"), kwargs.get("guidance_scale"),
                           kwargs.get("height"), kwargs.get("width"))
-    controller, mode, notes = build_controller(spec, model.tokenizer, steps, model.defaults)
-    store = AttentionStore(downsamples=[model.defaults.attention_downsample], places=("down", "up")) if store_attention else None
+    defaults, notes = resolved_defaults(model, spec)
+    controller, mode, mode_notes = build_controller(spec, model.tokenizer, steps, defaults)
+    notes = mode_notes + notes
+    store = None
+    if store_attention:
+        f, note = figure_downsample(model)
+        notes += [note] if note else []
+        store = AttentionStore(downsamples=[f], places=("down", "up"))
     features = FeatureInjection(spec.inject_features) if spec.inject_features is not None else None
     result = run_prompts(model, spec.prompts, controller=Compose([controller, store]) if store else controller,
                          features=features, **kwargs)
-    result.attention, result.mode, result.notes = store, mode, notes
+    result.attention, result.mode, result.notes, result.spec = store, mode, notes, spec
+    result.attention_downsample = None if store is None else next(iter(store.downsamples))
     if controller.local_blend is not None:
         result.blend_mask = controller.local_blend.last_mask
     return result
@@ -370,8 +422,10 @@ def attention(
 ) -> GenerationResult:
     """Generate ``prompt`` while recording its cross- (and self-) attention maps at 1/``downsample`` of the latent."""
     _check_prompt("prompt", prompt)
-    f = model.defaults.attention_downsample if downsample is None else int(downsample)
+    f, note = figure_downsample(model, downsample)
     store = AttentionStore(self_attention=self_attention, downsamples=[f], places=("down", "up"))
     result = run_prompts(model, [prompt], controller=store, **kwargs)
     result.attention = store
+    result.attention_downsample = f
+    result.notes = [note] if note else []
     return result

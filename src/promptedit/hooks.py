@@ -36,6 +36,40 @@ def layer_from_processor_key(key: str) -> AttentionLayer:
     return AttentionLayer(name=name, place=place, is_cross=name.endswith("attn2"))
 
 
+def layer_downsample(layer: AttentionLayer, n_levels: int) -> int | None:
+    """How many times smaller than the latent a layer's maps are, from its place in a diffusers UNet of
+    ``n_levels`` resolution levels (every down block but the last halves the size, every up block but the last
+    doubles it): ``down_blocks.i`` → 2^i, ``mid_block`` → 2^(n−1), ``up_blocks.j`` → 2^(n−1−j); None elsewhere."""
+    parts = layer.name.split(".")
+    if layer.place == "mid":
+        return 2 ** (n_levels - 1)
+    if layer.place in ("down", "up") and len(parts) > 1 and parts[1].isdigit():
+        i = int(parts[1])
+        return 2 ** i if layer.place == "down" else 2 ** (n_levels - 1 - i)
+    return None
+
+
+def attention_downsamples(unet, *, is_cross: bool = True, places=("down", "up")) -> list[int]:
+    """The resolutions (downsample factors relative to the latent) at which ``unet`` has attention layers of
+    the kind asked for in ``places``, ascending."""
+    n_levels = len(unet.config.block_out_channels)
+    found = set()
+    for key in unet.attn_processors:
+        layer = layer_from_processor_key(key)
+        if layer.is_cross == is_cross and layer.place in places:
+            f = layer_downsample(layer, n_levels)
+            if f is not None:
+                found.add(f)
+    return sorted(found)
+
+
+def nearest_downsample(available: Sequence[int], wanted: int) -> int:
+    """The factor among ``available`` closest to ``wanted`` on a log scale (ties: the larger maps)."""
+    import math
+
+    return min(available, key=lambda f: (abs(math.log2(f) - math.log2(wanted)), f))
+
+
 class ControlledAttnProcessor:
     """An attention processor that lets a controller see and replace attention probabilities.
 

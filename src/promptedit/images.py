@@ -10,6 +10,8 @@ Nothing is ever stretched. The rule applied is returned as text for result.json.
 from __future__ import annotations
 
 import os
+import stat
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -96,22 +98,58 @@ def prepare_image(im: Image.Image, size: tuple[int, int], fit: str = "crop") -> 
                          "; ".join(steps) or "used as is")
 
 
-def load_image(path: str | os.PathLike, size: tuple[int, int], fit: str = "crop") -> PreparedImage:
-    """Read an image file and prepare it (see :func:`prepare_image`); one-line ImageInputError otherwise."""
+def check_input_file(path: str | os.PathLike, what: str = "image", name: str | None = None) -> Path:
+    """An input path that exists and is a regular file (a folder, FIFO or device is refused: reading one could
+    hang or read forever); ``name`` replaces the path in messages (e.g. an upload's own file name)."""
     p = Path(path)
-    if not p.exists():
-        raise ImageInputError(f"image {p} not found")
-    if p.is_dir():
-        raise ImageInputError(f"image {p} is a folder")
+    shown = name or str(p)
     try:
-        with Image.open(p) as im:
-            if im.size[0] * im.size[1] > MAX_PIXELS:
-                raise ImageInputError(f"image {p} is {im.size[0]}x{im.size[1]}: more than {MAX_PIXELS:,} pixels")
+        st = p.stat()
+    except FileNotFoundError:
+        raise ImageInputError(f"{what} {shown} not found") from None
+    except OSError as e:
+        raise ImageInputError(f"cannot read {what} {shown}: {e.strerror or e}") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise ImageInputError(f"{what} {shown} is a folder, not a file")
+    if not stat.S_ISREG(st.st_mode):
+        raise ImageInputError(f"{what} {shown} is not a regular file")
+    if not os.access(p, os.R_OK):
+        raise ImageInputError(f"cannot read {what} {shown}: permission denied")
+    return p
+
+
+def open_image(path: str | os.PathLike, *, what: str = "image", name: str | None = None,
+               max_pixels: int = MAX_PIXELS) -> Image.Image:
+    """Open and decode an image file, refusing non-files, non-images, truncated files and images of more than
+    ``max_pixels`` pixels (checked from the header, before decoding); one-line ImageInputError otherwise.
+    Every reader of user images (images, masks, uploads) goes through here."""
+    p = check_input_file(path, what, name)
+    shown = name or str(p)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            im = Image.open(p)
+        try:
+            if im.size[0] * im.size[1] > max_pixels:
+                raise ImageInputError(f"{what} {shown} is {im.size[0]}x{im.size[1]}: more than {max_pixels:,} pixels")
             im.load()
-            return prepare_image(im, size, fit)
+        except BaseException:
+            im.close()
+            raise
+        return im
     except ImageInputError:
         raise
-    except (UnidentifiedImageError, Image.DecompressionBombError) as e:
-        raise ImageInputError(f"{p} is not an image that can be read ({type(e).__name__})") from None
-    except OSError as e:
-        raise ImageInputError(f"cannot read image {p}: {e.strerror or e}") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise ImageInputError(f"{what} {shown} has more than {max_pixels:,} pixels") from None
+    except UnidentifiedImageError as e:
+        raise ImageInputError(f"{what} {shown} is not an image that can be read ({type(e).__name__})") from None
+    except (OSError, SyntaxError, ValueError) as e:  # truncated or corrupt data
+        reason = getattr(e, "strerror", None) or str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise ImageInputError(f"cannot read {what} {shown}: {reason}") from None
+
+
+def load_image(path: str | os.PathLike, size: tuple[int, int], fit: str = "crop", *, name: str | None = None
+               ) -> PreparedImage:
+    """Read an image file and prepare it (see :func:`prepare_image`); one-line ImageInputError otherwise."""
+    with open_image(path, name=name) as im:
+        return prepare_image(im, size, fit)

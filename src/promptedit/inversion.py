@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -31,7 +32,8 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from .control import AttentionControl, Compose
-from .editing import EditSpec, GenerationResult, build_controller
+from .editing import (EditSpec, GenerationResult, build_controller, figure_downsample, resolve_mode,
+                      resolved_defaults)
 from .errors import ParameterError, PromptEditError
 from .models import EDIT_NULLS, DiffusionModel
 from .pipeline import check_sampling, decode_latents, denoise, encode_images, encode_prompts, to_uint8
@@ -221,6 +223,8 @@ class Inversion:
 
     @classmethod
     def from_bytes(cls, data: bytes, name: str = "inversion") -> "Inversion":
+        """Read an inversion file, validated completely before any work: its metadata (every key, of the
+        right type), its tensors' shapes (T + 1 latents and T null embeddings for T steps) and values (finite)."""
         from safetensors.torch import load
 
         try:
@@ -228,13 +232,42 @@ class Inversion:
             meta = json.loads(_safetensors_metadata(data)["promptedit"])
         except Exception:
             raise InversionError(f"{name} is not a promptedit inversion file") from None
-        if meta.get("format") != FORMAT_VERSION:
-            raise InversionError(f"{name} has inversion format {meta.get('format')}, expected {FORMAT_VERSION}")
-        return cls(method=meta["method"], prompt=meta["prompt"], latents=tensors["latents"],
-                   null_embeddings=tensors.get("null_embeddings"), num_inference_steps=meta["num_inference_steps"],
-                   guidance_scale=meta["guidance_scale"], model=meta["model"], height=meta["height"],
-                   width=meta["width"], settings=meta.get("settings", {}), losses=meta.get("losses", []),
-                   seconds=meta.get("seconds", 0.0), image_rule=meta.get("image_rule", ""))
+        if not isinstance(meta, dict) or meta.get("format") != FORMAT_VERSION:
+            raise InversionError(f"{name} has inversion format {meta.get('format') if isinstance(meta, dict) else None}"
+                                 f", expected {FORMAT_VERSION}")
+        kinds = {"method": str, "prompt": str, "num_inference_steps": int, "guidance_scale": (int, float),
+                 "model": str, "height": int, "width": int}
+        for key, kind in kinds.items():
+            if key not in meta:
+                raise InversionError(f"{name} is damaged: its metadata lacks {key!r}")
+            if isinstance(meta[key], bool) or not isinstance(meta[key], kind):
+                raise InversionError(f"{name} is damaged: {key!r} is {meta[key]!r}")
+        if meta["method"] not in METHODS:
+            raise InversionError(f"{name} has an unknown inversion method {meta['method']!r}")
+        steps = meta["num_inference_steps"]
+        if steps < 1 or meta["height"] < 1 or meta["width"] < 1 or not math.isfinite(meta["guidance_scale"]):
+            raise InversionError(f"{name} is damaged: steps, size or guidance out of range")
+        latents, nulls = tensors.get("latents"), tensors.get("null_embeddings")
+        if latents is None or latents.ndim != 4 or latents.shape[0] != steps + 1:
+            raise InversionError(f"{name} is damaged: expected {steps + 1} latents (T + 1, C, h, w), found "
+                                 f"{None if latents is None else tuple(latents.shape)}")
+        if (meta["method"] == "null-text") != (nulls is not None):
+            raise InversionError(f"{name} is damaged: null embeddings {'missing' if nulls is None else 'present'} "
+                                 f"for method {meta['method']}")
+        if nulls is not None and (nulls.ndim != 3 or nulls.shape[0] != steps):
+            raise InversionError(f"{name} is damaged: expected {steps} null embeddings (T, L, D), found "
+                                 f"{tuple(nulls.shape)}")
+        for key, t in (("latents", latents), ("null embeddings", nulls)):
+            if t is not None and not bool(torch.isfinite(t).all()):
+                raise InversionError(f"{name} is damaged: its {key} hold NaN or infinite values")
+        for key, kind in (("settings", dict), ("losses", list), ("seconds", (int, float)), ("image_rule", str)):
+            if key in meta and not isinstance(meta[key], kind):
+                raise InversionError(f"{name} is damaged: {key!r} is {meta[key]!r}")
+        return cls(method=meta["method"], prompt=meta["prompt"], latents=latents, null_embeddings=nulls,
+                   num_inference_steps=steps, guidance_scale=float(meta["guidance_scale"]), model=meta["model"],
+                   height=meta["height"], width=meta["width"], settings=meta.get("settings", {}),
+                   losses=meta.get("losses", []), seconds=float(meta.get("seconds", 0.0)),
+                   image_rule=meta.get("image_rule", ""))
 
     def check_compatible(self, model: DiffusionModel) -> None:
         """Refuse an inversion made for another model or latent shape."""
@@ -401,17 +434,31 @@ def edit_inversion(model: DiffusionModel, inv: Inversion, spec: EditSpec, *, pro
 
     if spec.source != inv.prompt:
         raise InversionError(f"the edit's source prompt {spec.source!r} is not the inversion's prompt {inv.prompt!r}")
-    defaults = model.defaults
+    blend_note = []
+    blend_swapped = model.defaults.inversion_blend_swapped if spec.blend_swapped is None else spec.blend_swapped
+    if blend_swapped and not spec.blend_words and resolve_mode(spec)[0] == "replace" and spec.swapped_words():
+        spec = dataclasses.replace(spec, blend_words=spec.swapped_words())
+        blend_note = [f"local blend on the swapped words {', '.join(spec.blend_words)}: the image is kept outside "
+                      "them (blend_swapped)"]
+    defaults, notes = resolved_defaults(model, spec)
+    notes = blend_note + notes
     if defaults.inversion_self_replace is not None:
         defaults = dataclasses.replace(defaults, self_replace=defaults.inversion_self_replace)
-    controller, mode, notes = build_controller(spec, model.tokenizer, inv.num_inference_steps, defaults)
-    store = AttentionStore(downsamples=[model.defaults.attention_downsample], places=("down", "up")) if store_attention else None
+    controller, mode, mode_notes = build_controller(spec, model.tokenizer, inv.num_inference_steps, defaults)
+    notes = mode_notes + notes
+    store = None
+    if store_attention:
+        f, note = figure_downsample(model)
+        notes += [note] if note else []
+        store = AttentionStore(downsamples=[f], places=("down", "up"))
     features = FeatureInjection(spec.inject_features) if spec.inject_features is not None else None
     null_branches = model.defaults.inversion_edit_null if null_branches is None else null_branches
     result = run_inversion(model, inv, spec.prompts, controller=Compose([controller, store]) if store else controller,
                            progress=progress, features=features, null_branches=null_branches)
     result.null_branches = null_branches
+    result.spec = spec
     result.attention, result.mode, result.notes = store, mode, notes
+    result.attention_downsample = None if store is None else next(iter(store.downsamples))
     if controller.local_blend is not None:
         result.blend_mask = controller.local_blend.last_mask
     return result

@@ -50,6 +50,7 @@ class MaskEditResult:
     timings: dict[str, float] = field(default_factory=dict)
     settings: dict = field(default_factory=dict)
     soft_mask: np.ndarray | None = None
+    notes: list[str] = field(default_factory=list)
 
 
 class MaskBlend(AttentionControl):
@@ -186,7 +187,7 @@ def instdiffedit(
         raise ParameterError(f"anchor must be one of {', '.join(ANCHORS)}, got {anchor!r}")
     if mask_steps is not None and not 1 <= mask_steps <= steps - start:
         raise ParameterError(f"mask_steps must be in [1, {steps - start}], got {mask_steps}")
-    f = model.defaults.attention_downsample if downsample is None else int(downsample)
+    f, note = model.resolve_downsample(downsample, model.defaults.attention_downsample, "instant masks")
     threshold = model.defaults.mask_threshold if threshold is None else float(threshold)
     smooth_times = model.defaults.mask_smooth_times if smooth_times is None else int(smooth_times)
     if smooth_times < 0:
@@ -244,7 +245,8 @@ def instdiffedit(
                 "source": source, "target": target}
     soft = ctrl.soft_masks[-1].cpu().numpy()
     result = MaskEditResult("instdiffedit", image, None, pixel_mask.cpu().numpy(),
-                            latent_mask.cpu().numpy(), chosen, {"mask": t1 - t0}, settings, soft)
+                            latent_mask.cpu().numpy(), chosen, {"mask": t1 - t0}, settings, soft,
+                            [note] if note else [])
     if mask_steps is not None:
         result.timings["total"] = t1 - t0
         return result

@@ -48,6 +48,9 @@ class ModelDefaults:
         inversion_edit_null: which branches of an edit of an inversion take the inversion's null embeddings
             (null-text's ∅_t, negative-prompt's source prompt): ``all`` (the papers') or ``source``, the
             edited branches then taking the plain empty-prompt null as direct inversion's do (ours).
+        inversion_blend_swapped: word swaps of an inversion given no blend words blend locally on the swapped
+            words (source's and target's), so the image outside them is kept (ours; the papers blend only on
+            words they are given).
         mask_threshold: φ, instant masks' binarisation threshold (InstDiffEdit: 0.2).
         mask_smooth_times: passes of instant masks' 5×5 Gaussian smoothing (InstDiffEdit: 2).
         mask_refine_radius: the final instant mask's edge-aware refinement, a guided filter with the image as
@@ -69,13 +72,24 @@ class ModelDefaults:
     inversion_steps: int = 50
     inversion_self_replace: float | None = None
     inversion_edit_null: str = "all"
+    inversion_blend_swapped: bool = True
     mask_threshold: float = 0.2
     mask_smooth_times: int = 2
     mask_refine_radius: float = 0.0
     mask_region_peak: float = 0.0
 
     def __post_init__(self):
-        checks = (("blend_pool_size", int, lambda v: v >= 1 and v % 2 == 1, "odd and positive"),
+        unit = (lambda v: 0.0 <= v <= 1.0, "in [0, 1]")
+        checks = (("num_inference_steps", int, lambda v: 1 <= v <= 1000, "in [1, 1000]"),
+                  ("guidance_scale", float, lambda v: 0.0 <= v < float("inf"), "a finite number >= 0"),
+                  ("cross_replace", float, *unit), ("self_replace", float, *unit),
+                  ("self_replace_min_downsample", int, lambda v: v >= 1, ">= 1"),
+                  ("blend_downsample", int, lambda v: v >= 1, ">= 1"),
+                  ("blend_threshold", float, lambda v: 0.0 <= v < 1.0, "in [0, 1)"),
+                  ("blend_start", float, *unit),
+                  ("attention_downsample", int, lambda v: v >= 1, ">= 1"),
+                  ("inversion_steps", int, lambda v: 1 <= v <= 1000, "in [1, 1000]"),
+                  ("blend_pool_size", int, lambda v: v >= 1 and v % 2 == 1, "odd and positive"),
                   ("mask_threshold", float, lambda v: 0.0 <= v < 1.0, "in [0, 1)"),
                   ("mask_smooth_times", int, lambda v: v >= 0, ">= 0"),
                   ("mask_refine_radius", float, lambda v: 0.0 <= v <= 64.0, "in [0, 64]"),
@@ -83,6 +97,11 @@ class ModelDefaults:
         if self.inversion_edit_null not in EDIT_NULLS:
             raise ModelLoadError(f"promptedit.json: inversion_edit_null must be one of {', '.join(EDIT_NULLS)}, "
                                  f"got {self.inversion_edit_null!r}")
+        if not isinstance(self.inversion_blend_swapped, bool):
+            raise ModelLoadError(f"promptedit.json: inversion_blend_swapped must be true or false, "
+                                 f"got {self.inversion_blend_swapped!r}")
+        if self.inversion_self_replace is not None:
+            checks += (("inversion_self_replace", float, *unit),)
         for name, kind, ok, rule in checks:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or value != kind(value) or not ok(kind(value)):
@@ -90,12 +109,24 @@ class ModelDefaults:
 
     @classmethod
     def from_file(cls, path: Path) -> "ModelDefaults":
+        """The defaults of a ``promptedit.json`` (``{"defaults": {...}}``); an unknown key, or a value of the wrong
+        type or out of range, is a ModelLoadError naming it and the file."""
         try:
             data = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError) as e:
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
             raise ModelLoadError(f"cannot read {path}: {e}") from None
+        values = data.get("defaults", data) if isinstance(data, dict) else None
+        if not isinstance(values, dict):
+            raise ModelLoadError(f"{path}: expected a JSON object of defaults")
         known = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in data.get("defaults", data).items() if k in known})
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ModelLoadError(f"{path}: unknown key{'s' if len(unknown) > 1 else ''} {', '.join(unknown)} "
+                                 f"(known: {', '.join(sorted(known))})")
+        try:
+            return cls(**values)
+        except ModelLoadError as e:
+            raise ModelLoadError(f"{path}: {str(e).removeprefix('promptedit.json: ')}") from None
 
 
 @dataclass
@@ -151,6 +182,35 @@ class DiffusionModel:
     def prediction_type(self) -> str:
         return self.scheduler_config.get("prediction_type", "epsilon")
 
+    def attention_downsamples(self, *, is_cross: bool = True) -> list[int]:
+        """Resolutions (factors relative to the latent) of the UNet's down and up attention layers."""
+        from .hooks import attention_downsamples
+
+        return attention_downsamples(self.unet, is_cross=is_cross)
+
+    def resolve_downsample(self, requested: int | None, default: int, what: str) -> tuple[int, str]:
+        """The cross-attention resolution to read maps at: ``requested`` when given (a ParameterError when the
+        UNet has no cross-attention there), else ``default`` or, when the UNet has none at ``default``, the
+        nearest it has. Returns (factor, a note saying so when the default was replaced, else "")."""
+        from .errors import ParameterError
+        from .hooks import nearest_downsample
+
+        have = self.attention_downsamples()
+        listed = ", ".join(f"1/{f}" for f in have) or "none"
+        if not have:
+            raise ParameterError(f"this model's UNet has no cross-attention maps in its down and up blocks; {what} "
+                                 "needs them")
+        if requested is not None:
+            if isinstance(requested, bool) or not isinstance(requested, int) or requested not in have:
+                raise ParameterError(f"{what}: no cross-attention maps at 1/{requested} of the latent size in this "
+                                     f"model; it has {listed}")
+            return requested, ""
+        if default in have:
+            return default, ""
+        f = nearest_downsample(have, default)
+        return f, (f"{what}: this model has no cross-attention maps at 1/{default} of the latent size (the default); "
+                   f"using 1/{f}, the nearest it has ({listed})")
+
     def make_scheduler(self, **overrides):
         """A new DDIM scheduler from the checkpoint's configuration (the papers' DDIM: no clipping,
         ``set_alpha_to_one=False``)."""
@@ -173,6 +233,29 @@ def default_device_and_dtype() -> tuple[torch.device, torch.dtype]:
     if torch.cuda.is_available():
         return torch.device("cuda"), torch.float16
     return torch.device("cpu"), torch.float32
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """A device that exists here: ``cpu``, ``cuda``/``cuda:N`` with that GPU present, or ``mps`` where available;
+    a ParameterError naming what is wrong otherwise."""
+    from .errors import ParameterError
+
+    try:
+        d = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise ParameterError(f"unknown device {device!r} (cpu, cuda, cuda:N or mps)") from None
+    if d.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise ParameterError(f"device {device!r} asked for, but torch sees no CUDA GPU here")
+        if (d.index or 0) >= count:
+            raise ParameterError(f"device {device!r} asked for, but torch sees {count} CUDA GPU(s) here")
+    elif d.type == "mps":
+        if not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+            raise ParameterError(f"device {device!r} asked for, but MPS is not available here")
+    elif d.type != "cpu":
+        raise ParameterError(f"device {device!r} is not supported (cpu, cuda, cuda:N or mps)")
+    return d
 
 
 def _is_hub_id(name: str) -> bool:
@@ -238,10 +321,19 @@ def load_model(
     else:
         raise ModelLoadError(f"model folder {name} not found")
 
+    if not isinstance(index, dict):
+        raise ModelLoadError(f"{name}: model_index.json is not a JSON object")
     missing = [c for c in COMPONENTS if c not in index]
     if missing:
         raise ModelLoadError(f"{name} lacks {', '.join(missing)}: not a Stable Diffusion checkpoint")
+    if local:
+        absent = [c for c in COMPONENTS if not (path / c).is_dir()]
+        if absent:
+            raise ModelLoadError(f"{name} is incomplete: its model_index.json names {', '.join(absent)} but the "
+                                 f"folder{'s are' if len(absent) > 1 else ' is'} missing")
 
+    if device is not None:
+        device = resolve_device(device)
     if device is None or dtype is None:
         d, t = default_device_and_dtype()
         device = device or d

@@ -826,10 +826,11 @@ def bench_real_images(run: _Run, n: int = 50, inner_steps: int = 10) -> SectionR
 
     Inversions take the model's ``inversion_steps`` (the paper's 50) unless the run sets its steps; guidance
     is the sampling guidance. Per method: reconstruction PSNR against the rendered image and inversion time;
-    then a colour word swap
-    (``replace`` with local blend on the colour and shape words) edited from the inversion: the edited
-    object's colour (read inside its true mask) and the PSNR outside the edited object against the
-    ground-truth render of the edited caption. ``ddim`` is plain DDIM inversion reconstructed at the
+    then a colour word swap edited from the inversion as a user edits it (``promptedit edit --inversion`` with
+    the model's defaults: a word swap of an inversion blends locally on the swapped words unless the model
+    says otherwise): the edited object's colour (read inside its true mask) and the PSNR outside the edited
+    object against the ground-truth render of the edited caption, i.e. what a user sees against what the
+    edit should give. ``ddim`` is plain DDIM inversion reconstructed at the
     sampling guidance (7.5 by the paper), to show what the pivotal methods add. When the model's edits give
     the inversion's null embeddings to the source branch only (``inversion_edit_null``), the methods that
     have such embeddings are also edited as their papers do, every branch taking them (``…_all_branches_…``).
@@ -861,8 +862,7 @@ def bench_real_images(run: _Run, n: int = 50, inner_steps: int = 10) -> SectionR
             outside = ~truth.masks[0]
             row = {"caption": scene.caption, "target": tgt_caption, "methods": {}}
             images = [("rendered", src.image), ("truth", truth.image)]
-            edit_spec = EditSpec(scene.caption, (tgt_caption,), mode="replace",
-                                 blend_words=(obj.colour, new, obj.shape))
+            edit_spec = EditSpec(scene.caption, (tgt_caption,))  # as a user edits: the defaults, nothing more
             for label, method, w in REAL_METHODS:
                 inv = invert(run.model, to_model_size(src.image, run.model.image_size), scene.caption, method=method,
                              num_inference_steps=run.kw["num_inference_steps"],
