@@ -22,7 +22,8 @@ def sd15_random(seed: int = 0):
     from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
 
-    from promptedit.models import DiffusionModel, ModelDefaults
+    from promptedit.conditioning import SDText
+    from promptedit.models import DiffusionModel
     from promptedit.testing import TINY_CORPUS
     from promptedit.vocab import build_clip_tokenizer
 
@@ -40,8 +41,8 @@ def sd15_random(seed: int = 0):
                           set_alpha_to_one=False, steps_offset=1)
     for m in (unet, vae, text):
         m.eval().requires_grad_(False)
-    return DiffusionModel(vae=vae, unet=unet, text_encoder=text, tokenizer=tokenizer,
-                          scheduler_config=dict(sched.config), name="sd15-random", defaults=ModelDefaults())
+    return DiffusionModel(vae=vae, unet=unet, text=SDText(tokenizer, text), scheduler_config=dict(sched.config),
+                          name="sd15-random")
 
 
 def arg_parser(doc: str, *, images: int | None = 2, repeats: int = 3):

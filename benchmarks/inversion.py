@@ -14,13 +14,14 @@ import numpy as np
 import torch
 from common import arg_parser, dump, get_model, machine, print_table, time_cases
 
-from promptedit.inversion import METHODS, invert, psnr, reconstruct
+from promptedit.inversion import METHODS, invert, reconstruct
+from promptedit.metrics import psnr
 
 
 def images_for(model, n: int):
     from PIL import Image
 
-    from promptedit.train.shapes import HELD_OUT_SEED
+    from promptedit.world.spec import HELD_OUT_SEED
     from promptedit.world import render
     from promptedit.world.dataset import scene_at
 
@@ -46,7 +47,7 @@ def main(argv=None):
             values = []
             for caption, img in items:
                 inv = invert(model, img, caption, method=method, num_inference_steps=args.steps, progress=False)
-                values.append(psnr(reconstruct(model, inv, progress=False), img))
+                values.append(psnr(reconstruct(model, inv, progress=False).images[0], img))
             rec[method] = {"psnr_db": float(np.mean(values))}
         return run
 

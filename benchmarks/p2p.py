@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import torch
 
-from promptedit.editing import EditSpec, build_controller, run_prompts
+from promptedit.runner import SeedStart, resolve_sampling, run as run_branches
+from promptedit.spec import EditSpec, build_controller
 from common import arg_parser, dump, get_model, machine, print_table, time_cases  # noqa: E402
 
 SRC = "a red circle on a white background"
@@ -59,16 +60,17 @@ def main(argv=None):
         pipe(prompts, num_inference_steps=steps, guidance_scale=7.5, height=size, width=size,
              generator=torch.Generator("cpu").manual_seed(0), output_type="np")
 
+    start = SeedStart(0)
+    sampling = resolve_sampling(model, start, steps, 7.5, size, size, allow_large=True)
+
     def loop():
-        run_prompts(model, prompts, seed=0, num_inference_steps=steps, guidance_scale=7.5,
-                    height=size, width=size, progress=False)
+        run_branches(model, prompts, start, sampling=sampling, progress=False)
 
     def edit_fn(spec, fused=True):
         def run():
-            ctrl, _, _ = build_controller(spec, model.tokenizer, steps, model.defaults)
+            ctrl, _, _ = build_controller(spec, model.tokenizer, steps, model.defaults.p2p)
             ctrl.fused = fused
-            run_prompts(model, spec.prompts, seed=0, num_inference_steps=steps, guidance_scale=7.5,
-                        height=size, width=size, controller=ctrl, progress=False)
+            run_branches(model, spec.prompts, start, sampling=sampling, controller=ctrl, progress=False)
         return run
 
     known = {"plain", "loop", *EDITS, "explicit"}

@@ -39,12 +39,13 @@ def url(tmp_path_factory):
 
         model = tiny_components(0)
     port = free_port()
-    demo = None
+    app = serve(model, host="127.0.0.1", port=port, block=False)
     try:
-        demo = serve(model, host="127.0.0.1", port=port, out_dir=str(tmp_path_factory.mktemp("app")), block=False)
         yield f"http://127.0.0.1:{port}/"
     finally:
-        gr.close_all()
+        folder = app.out
+        app.close()
+        assert not folder.exists(), "the app's temporary folder outlives it"
 
 
 @pytest.fixture(scope="module")

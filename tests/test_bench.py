@@ -103,8 +103,8 @@ def test_masks_section_reports_the_refinement_when_the_model_refines(tiny_model,
 
     from promptedit.bench.world import bench_masks
 
-    refining = dataclasses.replace(tiny_model, defaults=dataclasses.replace(
-        tiny_model.defaults, mask_refine_radius=1.0, mask_region_peak=0.9))
+    refining = dataclasses.replace(tiny_model, defaults=tiny_model.defaults.replace(
+        "masks", guided_filter_radius=1.0, region_peak=0.9))
     section = bench_masks(refining, n=1, steps=STEPS, examples=0)
     for k in ("instant_unrefined_mask_iou", "instant_all_regions_mask_iou", "diffedit_refined_mask_iou"):
         assert section.metrics[k].n == 1 and 0.0 <= section.metrics[k].value <= 1.0
@@ -119,8 +119,7 @@ def test_real_images_also_edit_as_the_papers_do_when_the_model_does_not(tiny_mod
 
     from promptedit.bench.world import bench_real_images
 
-    model = dataclasses.replace(tiny_model, defaults=dataclasses.replace(tiny_model.defaults,
-                                                                         inversion_edit_null="source"))
+    model = dataclasses.replace(tiny_model, defaults=tiny_model.defaults.replace("inversion", edit_null="source"))
     section = bench_real_images(model, n=1, steps=STEPS, inner_steps=1, examples=0)
     extra = {k for k in section.metrics if "all_branches" in k}
     assert extra == {f"{m}_all_branches_edit_{k}" for m in ("null-text", "null-text@7.5", "negative-prompt")
@@ -130,7 +129,9 @@ def test_real_images_also_edit_as_the_papers_do_when_the_model_does_not(tiny_mod
 
 
 def test_pooled_psnr_is_not_hidden_by_exact_items():
-    from promptedit.bench.world import PSNR_CAP, pooled_psnr, squared_error
+    from promptedit.bench.world import PSNR_CAP, pooled_psnr
+    from promptedit.metrics import psnr as plain_psnr
+    from promptedit.metrics import squared_error
 
     a = np.zeros((4, 4, 3), np.uint8)
     b = a.copy()
@@ -143,10 +144,12 @@ def test_pooled_psnr_is_not_hidden_by_exact_items():
     assert pooled_psnr([err, 0.0]) == pytest.approx(10 * np.log10(32))
     assert pooled_psnr([0.0, None]) == PSNR_CAP and pooled_psnr([None]) is None
     assert squared_error(a, b, np.zeros((4, 4), bool)) is None
+    assert plain_psnr(a, a) == float("inf") and plain_psnr(a, b) == pytest.approx(10 * np.log10(16))
 
 
 def test_held_out_captions_are_reproducible_and_not_training_seeds():
-    from promptedit.train.shapes import HELD_OUT_SEED, TrainConfig
+    from promptedit.train.shapes import TrainConfig
+    from promptedit.world.spec import HELD_OUT_SEED
     from promptedit.world import scene_at
 
     a = [(i, c.caption) for i, c, _ in held_out_items(2, 5, lambda c: len(c.objects) == 1)]

@@ -15,7 +15,8 @@ def run(capsys, *argv):
 
 
 def test_help_everywhere(capsys):
-    for argv in ([], ["generate"], ["edit"], ["attention"], ["dev", "tiny-model"]):
+    for argv in ([], ["generate"], ["edit"], ["mask"], ["mask-edit"], ["invert"], ["attention"], ["demo"], ["train"],
+                 ["bench", "world"], ["serve"], ["dev", "tiny-model"]):
         code, out, _ = run(capsys, *argv, "--help")
         assert code == 0 and "Usage:" in out
 
@@ -54,8 +55,8 @@ def test_edit_several_targets_and_auto_refine(tiny_model_dir, tmp_path, capsys):
                        "--target", "a photo of a dog", "--target", "a photo of a big cat", "--out", out, "--quiet")
     assert code == 0, err
     assert (out / "edited-1.png").is_file() and (out / "edited-2.png").is_file()
-    assert "refine" in err
-    assert json.loads((out / "result.json").read_text())["mode"] == "refine"
+    rec = json.loads((out / "result.json").read_text())
+    assert rec["mode"] == "refine" and "refine" in rec["notes"][0] and err == ""  # --quiet: the note is recorded
 
 
 def test_attention_writes_grids(tiny_model_dir, tmp_path, capsys):
@@ -70,7 +71,7 @@ def test_attention_writes_grids(tiny_model_dir, tmp_path, capsys):
     [
         (["generate", "a cat", "--model", "{tmp}/nowhere", "--out", "{tmp}/x.png"], "not found"),
         (["generate", "a cat", "--model", "{tmp}", "--out", "{tmp}/x.png"], "model_index.json"),
-        (["generate", "a cat", "--model", "{model}", "--out", "{tmp}/x.png", "--steps", "0"], "num_inference_steps"),
+        (["generate", "a cat", "--model", "{model}", "--out", "{tmp}/x.png", "--steps", "0"], "--steps"),
         (["generate", "a cat", "--model", "{model}", "--out", "{tmp}/x.png", "--guidance", "lots"], "guidance"),
         (["generate", "a cat", "--model", "{model}", "--out", "{tmp}/x.png", "--height", "30"], "multiple of"),
         (["generate", "a cat", "--model", "{model}", "--out", "{tmp}/blocker/x.png"], "not a folder"),
@@ -147,7 +148,7 @@ def test_invert_then_edit_the_inversion(tiny_model_dir, photo, tmp_path, capsys)
     assert code == 0, err
     assert "PSNR" in out and (tmp_path / "inv" / "photo-reconstruction.png").is_file()
     rec = json.loads((tmp_path / "inv" / "photo.json").read_text())
-    assert rec["method"] == "null-text" and "centre-cropped 50x40" in rec["image_rule"]
+    assert rec["method"] == "null-text" and "centre-cropped 50x40" in rec["inputs"]["image"]["rule"]
     code, _, err = run(capsys, "edit", "--inversion", inv, "--target", "a photo of a dog", "--out", tmp_path / "e",
                        "--model", tiny_model_dir, "--quiet")
     assert code == 0, err
@@ -168,7 +169,7 @@ def test_edit_a_real_image_with_each_fast_method(method, tiny_model_dir, photo, 
                        "--quiet")
     assert code == 0, err
     rec = json.loads((tmp_path / "e" / "result.json").read_text())
-    assert rec["inversion"]["method"] == method and "reconstruction_psnr" in rec["image"]
+    assert rec["inversion"]["method"] == method and "reconstruction_psnr" in rec["inputs"]["image"]
     assert (tmp_path / "e" / "inversion.safetensors").is_file() and (tmp_path / "e" / "input.png").is_file()
 
 
@@ -193,3 +194,112 @@ def test_real_image_bad_inputs(tiny_model_dir, photo, tmp_path, capsys):
         lines = [l for l in err.splitlines() if l.strip() and not l.startswith(("loading", "inverting"))]
         assert code == 2 and len(lines) == 1 and message in lines[0], (argv, err)
     assert not (tmp_path / "o").exists() and not (tmp_path / "x.safetensors").exists()
+
+
+def test_an_inversions_edit_refuses_what_the_inversion_fixes(tiny_model_dir, photo, tmp_path, capsys):
+    """--inversion runs at the inversion's steps, guidance and size: giving them is refused, not ignored."""
+    inv = tmp_path / "photo.safetensors"
+    code, _, err = run(capsys, "invert", photo, "--prompt", "a photo of a cat", "--method", "ddim", "--out", inv,
+                       "--model", tiny_model_dir, "--quiet")
+    assert code == 0, err
+    for flag, value in (("--steps", 3), ("--height", 64), ("--width", 64), ("--guidance", 2), ("--seed", 1)):
+        code, _, err = run(capsys, "edit", "--inversion", inv, "--target", "a photo of a dog", "--out",
+                           tmp_path / "o", "--model", tiny_model_dir, "--quiet", flag, value)
+        lines = [l for l in err.splitlines() if l.strip()]
+        assert code == 2 and len(lines) == 1 and f"{flag} is not used with --inversion" in lines[0], err
+    assert not (tmp_path / "o").exists()
+
+
+def test_bad_devices_seeds_and_sizes_end_in_one_line(tiny_model_dir, tmp_path, capsys):
+    import torch
+
+    cases = [(["--device", "tpu9"], "unknown device 'tpu9'"), (["--device", "cuda:99"], "cuda:99"),
+             (["--seed", str(2**63)], "--seed"), (["--seed", "-1"], "--seed"), (["--width", "0"], "--width"),
+             (["--height", "4096"], "allow large sizes"), (["--threads", "0"], "--threads")]
+    if not torch.cuda.is_available():
+        cases.append((["--device", "cuda"], "no CUDA GPU"))
+    for argv, message in cases:
+        code, _, err = run(capsys, "generate", "a cat", "--model", tiny_model_dir, "--out", tmp_path / "x.png",
+                           "--quiet", *argv)
+        lines = [l for l in err.splitlines() if l.strip()]
+        assert code == 2 and len(lines) == 1 and message in lines[0] and "Traceback" not in err, (argv, err)
+    assert not (tmp_path / "x.png").exists()
+    code, _, err = run(capsys, "generate", "a cat", "--model", tiny_model_dir, "--out", tmp_path / "x.png",
+                       "--quiet", "--steps", 1, "--seed", str(2**63 - 1))
+    assert code == 0, err
+
+
+def test_non_files_and_decompression_bombs_are_refused(tiny_model_dir, tmp_path, capsys):
+    """A FIFO (reading it would hang) and an image whose header claims 20000 x 20000 are one-line errors, for
+    images and masks alike; zero or huge sizes are refused in every command."""
+    import os
+    import struct
+    import zlib
+
+    os.mkfifo(tmp_path / "fifo.png")
+
+    def png_header(w, h):
+        chunk = lambda t, d: struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d))  # noqa: E731
+        return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0))
+                + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b""))
+
+    (tmp_path / "bomb.png").write_bytes(png_header(20000, 20000))
+    Image.new("RGB", (32, 32), "white").save(tmp_path / "ok.png")
+    common = ["--model", tiny_model_dir, "--quiet"]
+    cases = [
+        (["invert", tmp_path / "fifo.png", "--prompt", "a cat", "--out", tmp_path / "x.safetensors"], "not a regular file"),
+        (["invert", tmp_path / "bomb.png", "--prompt", "a cat", "--out", tmp_path / "x.safetensors"], "pixels"),
+        (["invert", tmp_path / "ok.png", "--prompt", "a cat", "--out", tmp_path / "x.safetensors", "--width", "0"],
+         "--width"),
+        (["mask", tmp_path / "ok.png", "--source", "a cat", "--target", "a dog", "--out", tmp_path / "m.png",
+          "--height", "0"], "--height"),
+        (["mask-edit", "--source", "a cat", "--target", "a dog", "--mask", tmp_path / "bomb.png", "--out",
+          tmp_path / "o"], "pixels"),
+        (["mask-edit", "--source", "a cat", "--target", "a dog", "--mask", tmp_path / "fifo.png", "--out",
+          tmp_path / "o"], "not a regular file"),
+        (["edit", "--image", tmp_path / "ok.png", "--source", "a cat", "--target", "a dog", "--out", tmp_path / "o",
+          "--width", "4096"], "allow large sizes"),
+    ]
+    for argv, message in cases:
+        code, _, err = run(capsys, *argv, *common)
+        lines = [l for l in err.splitlines() if l.strip()]
+        assert code == 2 and len(lines) == 1 and message in lines[0] and "Traceback" not in err, (argv, err)
+    assert not (tmp_path / "o").exists() and not (tmp_path / "x.safetensors").exists()
+
+
+def test_inputs_are_checked_before_the_model_loads(tmp_path, capsys):
+    """A missing image is named even when the model folder is bad too: inputs are checked first."""
+    code, _, err = run(capsys, "edit", "--image", tmp_path / "missing.png", "--source", "a cat", "--target", "a dog",
+                       "--out", tmp_path / "o", "--model", tmp_path / "no-model")
+    assert code == 2 and "missing.png not found" in err and "loading model" not in err
+
+
+def test_model_folder_problems_are_named(tiny_model_dir, tmp_path, capsys):
+    import json as _json
+    import shutil
+
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_model_dir, broken)
+    shutil.rmtree(broken / "unet")
+    code, _, err = run(capsys, "generate", "a cat", "--model", broken, "--out", tmp_path / "x.png", "--quiet")
+    assert code == 2 and "unet" in err and "folder is missing" in err
+    bad = tmp_path / "bad-defaults"
+    shutil.copytree(tiny_model_dir, bad)
+    (bad / "promptedit.json").write_text(_json.dumps({"sampling": {"guidance_scale": "lots"}}))
+    code, _, err = run(capsys, "generate", "a cat", "--model", bad, "--out", tmp_path / "x.png", "--quiet")
+    assert code == 2 and "promptedit.json" in err and "sampling.guidance_scale" in err
+    (bad / "promptedit.json").write_text(_json.dumps({"sampling": {"num_steps": 3}}))
+    code, _, err = run(capsys, "generate", "a cat", "--model", bad, "--out", tmp_path / "x.png", "--quiet")
+    assert code == 2 and "unknown key sampling.num_steps" in err and str(bad) in err
+
+
+def test_quiet_prints_only_the_result_line_and_debug_shows_the_traceback(tiny_model_dir, tmp_path, capsys):
+    code, out, err = run(capsys, "edit", "--source", "a photo of a cat", "--target", "a photo of a big cat", "--out",
+                         tmp_path / "e", "--model", tiny_model_dir, "--steps", 1, "--quiet")
+    assert code == 0 and err == "" and out.startswith("wrote")
+    code, out, err = run(capsys, "edit", "--source", "a photo of a cat", "--target", "a photo of a big cat", "--out",
+                         tmp_path / "e2", "--model", tiny_model_dir, "--steps", 1)
+    assert code == 0 and "loading model" in err and "refine" in err
+    code, _, err = run(capsys, "--debug", "generate", "a cat", "--model", tmp_path / "nowhere", "--out",
+                       tmp_path / "x.png")
+    assert code == 2 and "Traceback" in err and err.strip().splitlines()[-1].startswith("error:")

@@ -206,3 +206,32 @@ def test_value_edit_is_withheld_where_maps_are_needed_or_nothing_is_edited():
     ctrl.fused = True
     ctrl.begin_step(3)
     assert not ctrl.wants(CROSS, 64) and ctrl.value_edit(CROSS, 64) is None
+
+
+def test_local_blend_masks_from_the_maps_summed_over_every_step_so_far():
+    """As the paper's code (its attention store's running sum): the mask at step 1 comes from steps 0 and 1 together,
+    also from steps before blending starts; the current step's maps alone would give another mask."""
+    import torch
+
+    from promptedit.control import AttentionLayer, LocalBlend
+
+    layer = AttentionLayer("up_blocks.1.attentions.0.transformer_blocks.0.attn2", "up", True)
+    alphas = torch.zeros(2, 4)
+    alphas[:, 1] = 1.0  # the blend word is key 1 in both prompts
+    blend = LocalBlend(alphas, threshold=0.5, start_step=1, downsample=1, pool_size=1)
+    assert blend.wants(layer, 1, 0)  # recorded from step 0, before blending starts
+    left = torch.zeros(2, 1, 4, 4)  # (n, heads, pixels 2x2, keys): step 0 attends to the left column
+    left[..., [0, 2], 1] = 1.0
+    right = torch.zeros(2, 1, 4, 4)  # step 1: to the right column, a little less
+    right[..., [1, 3], 1] = 0.8
+    x = torch.arange(2 * 1 * 2 * 2, dtype=torch.float).reshape(2, 1, 2, 2)
+    blend.observe(left, (2, 2))
+    assert torch.equal(blend(x, 0), x) and blend.last_mask is None  # not started yet
+    blend.observe(right, (2, 2))
+    blend(x, 1)
+    # the sum (1.0 left, 0.8 right) max-normalised: both columns pass 0.5; the right alone would pass alone
+    assert blend.last_mask[1, 0].all()
+    alone = LocalBlend(alphas, threshold=0.5, start_step=0, downsample=1, pool_size=1)
+    alone.observe(right, (2, 2))
+    alone(x, 0)
+    assert alone.last_mask[1, 0, :, 1].all() and not alone.last_mask[1, 0, :, 0].any()

@@ -31,23 +31,28 @@ def test_ships_inside_the_package_as_safetensors_within_40_mb():
 
 
 def test_is_the_default_and_uses_its_own_sampling_defaults(shapes):
-    from promptedit.cli import resolve_model_path
+    from promptedit.cli.common import resolve_model_path
 
     assert resolve_model_path(None) == str(EMBEDDED_MODEL)
     assert shapes.image_size == 64 and shapes.vae_scale_factor == 4
-    assert shapes.defaults.num_inference_steps < 50  # the card's recommendation, not the paper's 50
+    assert shapes.defaults.sampling.num_inference_steps < 50  # the card's recommendation, not the paper's 50
 
 
 def test_shipped_defaults_are_the_ones_the_recipe_exports(shapes):
-    """promptedit.json in the package is what `promptedit train` writes for a new export (no hand edit drifts)."""
+    """promptedit.json in the package is what `promptedit train` writes for a new export (no hand edit drifts),
+    every group and key written out."""
+    import json
+
     from promptedit.train.shapes import TrainConfig, build_model, build_tokenizer
 
     config = TrainConfig(unet_channels=(8, 16, 16), text_hidden=16, text_layers=1, text_heads=2)
-    assert build_model(config, build_tokenizer(config)).defaults == shapes.defaults
+    exported = build_model(config, build_tokenizer(config)).defaults
+    assert exported == shapes.defaults
+    assert json.loads((EMBEDDED_MODEL / "promptedit.json").read_text()) == exported.to_dict()
 
 
 def test_codec_is_lossless_on_a_rendered_image(shapes):
-    from promptedit.pipeline import decode_latents, encode_images, to_uint8
+    from promptedit.runner import decode_latents, encode_images, to_uint8
     from promptedit.world import render, scene_at
 
     image = render(scene_at(7, 0)).image
@@ -116,7 +121,7 @@ def test_cross_attention_ties_words_to_their_pixels(shapes):
         if obj is None:
             grounded.append(False)
             continue
-        maps = res.attention.maps(downsample=shapes.defaults.attention_downsample)[0]  # (h, w, keys)
+        maps = res.attention.maps(downsample=res.attention_downsample)[0]  # (h, w, keys)
         region = F.adaptive_avg_pool2d(torch.from_numpy(obj.mask).float()[None, None], maps.shape[:2])[0, 0]
         ok = True
         for w, where in ((words[2], region), (words[3], region), (words[6], 1 - region), ("background", 1 - region)):

@@ -6,18 +6,18 @@ import numpy as np
 import pytest
 import torch
 
-from promptedit.editing import EditSpec
+from promptedit.ddim import ddim_inverse_step, ddim_step
+from promptedit.editing import EditSpec, edit
 from promptedit.errors import ImageInputError
-from promptedit.inversion import (
-    Inversion,
-    InversionError,
-    ddim_inverse_step,
-    ddim_step,
-    edit_inversion,
-    invert,
-    reconstruct,
-    run_inversion,
-)
+from promptedit.inversion import Inversion, InversionError, invert, reconstruct
+
+
+def edit_inversion(model, inv, spec, *, null_branches=None, **kw):
+    return edit(model, spec, start=inv, edit_null=null_branches, **kw)
+
+
+def final_latents(model, inv):
+    return reconstruct(model, inv, progress=False).final_latents
 
 PROMPT = "a photo of a cat"
 STEPS = 4
@@ -38,20 +38,20 @@ def test_ddim_step_and_inverse_step_are_inverse():
 
 def test_direct_inversion_reconstructs_the_latents_exactly(tiny_model, image):
     inv = invert(tiny_model, image, PROMPT, method="direct", num_inference_steps=STEPS, progress=False)
-    res = run_inversion(tiny_model, inv, [PROMPT, "a photo of a dog"], progress=False)
-    from promptedit.pipeline import encode_images
+    res = edit_inversion(tiny_model, inv, EditSpec(PROMPT, ("a photo of a dog",)), progress=False)
+    from promptedit.runner import encode_images
 
     z0 = encode_images(tiny_model, image[None].astype(np.float32) / 255)
     assert torch.equal(inv.latents[0:1], z0)
-    assert (res.images[0] == reconstruct(tiny_model, inv, progress=False)).all()
+    assert (res.images[0] == reconstruct(tiny_model, inv, progress=False).images[0]).all()
 
 
 def test_inversions_take_the_models_inversion_steps_not_its_sampling_steps(tiny_model, image):
     import dataclasses
 
-    model = dataclasses.replace(tiny_model, defaults=dataclasses.replace(tiny_model.defaults, inversion_steps=3))
+    model = dataclasses.replace(tiny_model, defaults=tiny_model.defaults.replace("inversion", num_inference_steps=3))
     inv = invert(model, image, PROMPT, method="ddim", progress=False)
-    assert inv.num_inference_steps == 3 != model.defaults.num_inference_steps
+    assert inv.num_inference_steps == 3 != model.defaults.sampling.num_inference_steps
     assert inv.latents.shape[0] == 4  # z*_0 … z*_T
     assert invert(model, image, PROMPT, method="ddim", num_inference_steps=2, progress=False).num_inference_steps == 2
 
@@ -59,8 +59,7 @@ def test_inversions_take_the_models_inversion_steps_not_its_sampling_steps(tiny_
 def test_edits_of_an_inversion_take_the_models_inversion_self_attention_window(tiny_model, image):
     import dataclasses
 
-    model = dataclasses.replace(tiny_model, defaults=dataclasses.replace(tiny_model.defaults,
-                                                                         inversion_self_replace=1.0))
+    model = dataclasses.replace(tiny_model, defaults=tiny_model.defaults.replace("inversion", self_replace=1.0))
     inv = invert(model, image, PROMPT, method="ddim", num_inference_steps=STEPS, progress=False)
 
     def edited(m, **window):
@@ -70,16 +69,16 @@ def test_edits_of_an_inversion_take_the_models_inversion_self_attention_window(t
     default = edited(model)
     assert (default == edited(model, self_replace=1.0)).all()
     assert not (default == edited(model, self_replace=0.0)).all()
-    assert (edited(tiny_model) == edited(model, self_replace=tiny_model.defaults.self_replace)).all()
+    assert (edited(tiny_model) == edited(model, self_replace=tiny_model.defaults.p2p.self_replace)).all()
 
 
 def test_edits_give_the_inversions_null_to_every_branch_or_to_the_source_branch_only(tiny_model, image):
-    """null_branches="source": the source branch still takes the inversion's null (the same reconstruction,
-    bit for bit), the edited branch the empty prompt's; the model's inversion_edit_null is the default."""
+    """edit_null="source": the source branch still takes the inversion's null (the same reconstruction,
+    bit for bit), the edited branch the empty prompt's; the model's inversion.edit_null is the default."""
     import dataclasses
 
+    from promptedit.defaults import InversionDefaults
     from promptedit.errors import ModelLoadError, ParameterError
-    from promptedit.models import ModelDefaults
 
     nti = invert(tiny_model, image, PROMPT, method="null-text", num_inference_steps=STEPS, num_inner_steps=2,
                  progress=False)
@@ -89,21 +88,20 @@ def test_edits_give_the_inversions_null_to_every_branch_or_to_the_source_branch_
     for inv in (nti, npi):
         every = edit_inversion(tiny_model, inv, spec, progress=False, null_branches="all")
         source = edit_inversion(tiny_model, inv, spec, progress=False, null_branches="source")
-        assert every.null_branches == "all" and source.null_branches == "source"
+        assert every.edit_null == "all" and source.edit_null == "source"
         assert torch.equal(every.final_latents[0], source.final_latents[0])
         assert not torch.allclose(every.final_latents[1], source.final_latents[1])
     # direct and DDIM inversions have no null of their own: the same edit either way
     a, b = (edit_inversion(tiny_model, ddim, spec, progress=False, null_branches=nb).final_latents
             for nb in ("all", "source"))
     assert torch.equal(a, b)
-    assert ModelDefaults().inversion_edit_null == "all"  # the papers'
-    model = dataclasses.replace(tiny_model, defaults=dataclasses.replace(tiny_model.defaults,
-                                                                         inversion_edit_null="source"))
-    assert edit_inversion(model, nti, spec, progress=False).null_branches == "source"
-    with pytest.raises(ParameterError, match="null_branches"):
+    assert InversionDefaults().edit_null == "all"  # the papers'
+    model = dataclasses.replace(tiny_model, defaults=tiny_model.defaults.replace("inversion", edit_null="source"))
+    assert edit_inversion(model, nti, spec, progress=False).edit_null == "source"
+    with pytest.raises(ParameterError, match="edit_null"):
         edit_inversion(tiny_model, nti, spec, progress=False, null_branches="target")
-    with pytest.raises(ModelLoadError, match="inversion_edit_null"):
-        ModelDefaults(inversion_edit_null="none")
+    with pytest.raises(ModelLoadError, match="edit_null"):
+        InversionDefaults(edit_null="none")
 
 
 def test_negative_prompt_inversion_samples_like_guidance_one(tiny_model, image):
@@ -111,7 +109,7 @@ def test_negative_prompt_inversion_samples_like_guidance_one(tiny_model, image):
     ddim = invert(tiny_model, image, PROMPT, method="ddim", num_inference_steps=STEPS, guidance_scale=1.0,
                   progress=False)
     assert torch.equal(npi.latents, ddim.latents)
-    a, b = reconstruct(tiny_model, npi, progress=False), reconstruct(tiny_model, ddim, progress=False)
+    a, b = reconstruct(tiny_model, npi, progress=False).images[0], reconstruct(tiny_model, ddim, progress=False).images[0]
     assert np.abs(a.astype(int) - b).max() <= 1
 
 
@@ -125,7 +123,7 @@ def test_null_text_inversion_beats_plain_ddim_at_the_same_guidance(tiny_model, i
     assert nti.guidance_scale == ddim.guidance_scale == 7.5
     # what inversion must give back is z*_0 (the random tiny VAE cannot reproduce the image itself)
     def latent_error(inv):
-        x0 = run_inversion(tiny_model, inv, [PROMPT], progress=False).final_latents
+        x0 = final_latents(tiny_model, inv)
         return (x0 - inv.latents[:1]).pow(2).mean().item()
 
     err = latent_error(nti)
@@ -149,9 +147,52 @@ def test_save_load_and_refuse_other_models(tiny_model, image, tmp_path):
     assert again.prompt == PROMPT and again.method == "null-text" and again.losses == inv.losses
     with pytest.raises(InversionError, match="not a promptedit inversion"):
         Inversion.from_bytes(b"garbage" * 10)
-    other = Inversion(**{**inv.__dict__, "latents": inv.latents[:, :, :8, :8]})
+    import dataclasses
+
+    other = dataclasses.replace(inv, latents=inv.latents[:, :, :8, :8])
     with pytest.raises(InversionError, match="another model or size"):
         other.check_compatible(tiny_model)
+    from promptedit.testing import tiny_components
+
+    with pytest.raises(InversionError, match="another model"):  # same architecture, other weights
+        inv.check_compatible(tiny_components(1))
+
+
+def _damaged(inv, meta_change=None, **tensors):
+    """An inversion file with its metadata changed (``meta_change(meta)``) or some tensors replaced."""
+    from safetensors.torch import save
+
+    meta = inv.metadata()
+    if meta_change:
+        meta_change(meta)
+    base = {"latents": inv.latents}
+    if inv.null_embeddings is not None:
+        base["null_embeddings"] = inv.null_embeddings
+    base.update(tensors)
+    return save({k: v.contiguous() for k, v in base.items()}, metadata={"promptedit": json.dumps(meta)})
+
+
+def test_a_damaged_inversion_file_is_refused_before_any_work(tiny_model, image):
+    inv = invert(tiny_model, image, PROMPT, method="null-text", num_inference_steps=2, num_inner_steps=1,
+                 progress=False)
+    nan = inv.latents.clone()
+    nan[1, 0, 0, 0] = float("nan")
+    cases = [
+        (_damaged(inv, lambda m: m.pop("prompt")), "lacks 'prompt'"),
+        (_damaged(inv, lambda m: m.update(num_inference_steps="many")), "'num_inference_steps'"),
+        (_damaged(inv, lambda m: m.update(method="magic")), "unknown inversion method"),
+        (_damaged(inv, latents=nan), "NaN"),
+        (_damaged(inv, latents=inv.latents[:2]), "expected 3 latents"),
+        (_damaged(inv, null_embeddings=inv.null_embeddings[:1]), "expected 2 null embeddings"),
+        (_damaged(inv, lambda m: m.update(method="ddim")), "null embeddings present"),
+    ]
+    for data, message in cases:
+        with pytest.raises(InversionError, match=message):
+            Inversion.from_bytes(data, "x.safetensors")
+        try:
+            Inversion.from_bytes(data, "x.safetensors")
+        except InversionError as e:
+            assert "\n" not in str(e)
 
 
 def test_edit_an_inverted_image_keeps_the_source(tiny_model, image):
@@ -197,7 +238,7 @@ def test_null_text_optimisation_in_half_precision_stays_finite(image):
     ddim = invert(half, image, PROMPT, method="ddim", num_inference_steps=STEPS, progress=False)
 
     def latent_error(inv):
-        x0 = run_inversion(half, inv, [PROMPT], progress=False).final_latents.float()
+        x0 = final_latents(half, inv).float()
         return (x0 - inv.latents[:1]).pow(2).mean().item()
 
     assert latent_error(nti) < latent_error(ddim)
@@ -211,7 +252,7 @@ def test_the_web_apps_real_image_tab_passes_the_edit_null(tiny_model, image, tmp
     Image.fromarray(image).save(tmp_path / "in.png")
     app = App(tiny_model, str(tmp_path / "app"))
     _, _, inv_bytes, _ = app.invert(str(tmp_path / "in.png"), PROMPT, "negative-prompt", STEPS, 7.5)
-    for choice, expected in (("source", "source"), ("all", "all"), (None, tiny_model.defaults.inversion_edit_null)):
+    for choice, expected in (("source", "source"), ("all", "all"), (None, tiny_model.defaults.inversion.edit_null)):
         gallery, record = app.edit_real(inv_bytes, "a photo of a dog", "replace", "", "", choice)
         assert len(gallery) == 2
         with open(record) as f:

@@ -165,16 +165,18 @@ def image():
 
 
 def test_masked_pass_keeps_the_source_latents_outside_the_mask(tiny_model, image):
-    from promptedit.maskedit import _masked_pass, noised_sources
-    from promptedit.pipeline import encode_images, encode_prompts
+    from promptedit.maskedit import MaskBlend
+    from promptedit.runner import NoisedImage, resolve_sampling, run
 
-    z0 = encode_images(tiny_model, image[None] / 255.0)
-    noise = torch.randn(z0.shape, generator=torch.Generator().manual_seed(0))
-    x_start, sources = noised_sources(tiny_model, z0, noise, 8, 4)
+    start = NoisedImage(image=image, strength=0.5, seed=0)
+    sampling = resolve_sampling(tiny_model, start, 8, 7.5)
+    prepared = start.prepare(tiny_model, prompts=[TGT], num_inference_steps=8, size=start.size)
+    assert prepared.start_step == 4
     mask = torch.zeros(16, 16, dtype=torch.bool)
     mask[4:12, 4:12] = True
-    x0 = _masked_pass(tiny_model, encode_prompts(tiny_model, [TGT]), encode_prompts(tiny_model, [""]), x_start,
-                      sources, mask, 8, 7.5, 4, False)
+    out = run(tiny_model, [TGT], start, sampling=sampling, controller=MaskBlend(mask, prepared.extras["sources"]),
+              prepared=prepared, decode=False, progress=False)
+    x0, z0 = out.latents, prepared.extras["z0"]
     assert torch.equal(x0[0][:, ~mask], z0[0][:, ~mask])
     assert not torch.equal(x0[0][:, mask], z0[0][:, mask])
 
@@ -215,10 +217,10 @@ def test_a_mask_alone_skips_the_edit_texts_rows_and_is_the_same_mask(tiny_model,
     hook = tiny_model.unet.register_forward_pre_hook(lambda module, args: batches.append(args[0].shape[0]))
     try:
         whole = instdiffedit(tiny_model, image, SRC, TGT, num_inference_steps=6, inpaint=False, num_seeds=2,
-                             refine_radius=1.0, progress=False)
+                             guided_filter_radius=1.0, progress=False)
         whole_batches, batches[:] = list(batches), []
         alone = make_mask(tiny_model, image, SRC, TGT, num_inference_steps=6, mask_steps=3, num_seeds=2,
-                          refine_radius=1.0, progress=False)
+                          guided_filter_radius=1.0, progress=False)
     finally:
         hook.remove()
     assert set(whole_batches) == {8} and batches == [4] * 3  # (2 texts | 1 text) × 2 seeds × (cond, uncond)
@@ -232,7 +234,7 @@ def test_mask_guided_edits_keep_the_pixels_outside_the_mask(tiny_model, image):
     from promptedit.maskedit import instdiffedit, masked_edit
 
     r = instdiffedit(tiny_model, image, SRC, TGT, num_inference_steps=6, progress=False)
-    assert r.settings["threshold"] == tiny_model.defaults.mask_threshold and r.settings["keep_outside"]
+    assert r.settings["threshold"] == tiny_model.defaults.masks.threshold and r.settings["keep_outside"]
     assert r.mask.any() and not r.mask.all()
     assert np.array_equal(r.edited[~r.mask], image[~r.mask])
     assert not np.array_equal(r.edited[r.mask], image[r.mask])
@@ -245,14 +247,14 @@ def test_mask_guided_edits_keep_the_pixels_outside_the_mask(tiny_model, image):
     assert u.latent_mask[2:10, 4:11].all() and u.latent_mask.sum() == 8 * 7
     with pytest.raises(ParameterError, match="smooth_times"):
         instdiffedit(tiny_model, image, SRC, TGT, smooth_times=-1, progress=False)
-    refined = instdiffedit(tiny_model, image, SRC, TGT, num_inference_steps=6, refine_radius=1.5, region_peak=1.0,
-                           progress=False)
-    assert refined.settings["refine_radius"] == 1.5 and refined.settings["refine_eps"] == 1e-4
+    refined = instdiffedit(tiny_model, image, SRC, TGT, num_inference_steps=6, guided_filter_radius=1.5,
+                           region_peak=1.0, progress=False)
+    assert refined.settings["guided_filter_radius"] == 1.5 and refined.settings["guided_filter_eps"] == 1e-4
     assert refined.settings["region_peak"] == 1.0 and r.settings["region_peak"] == 0.0
-    assert r.settings["refine_radius"] == 0.0 and r.settings["refine_eps"] is None  # the paper's: none
+    assert r.settings["guided_filter_radius"] == 0.0 and r.settings["guided_filter_eps"] is None  # the paper's
     assert np.array_equal(refined.edited[~refined.mask], image[~refined.mask])
-    with pytest.raises(ParameterError, match="refine_radius"):
-        instdiffedit(tiny_model, image, SRC, TGT, refine_radius=-1, progress=False)
+    with pytest.raises(ParameterError, match="guided_filter_radius"):
+        instdiffedit(tiny_model, image, SRC, TGT, guided_filter_radius=-1, progress=False)
     with pytest.raises(ParameterError, match="region_peak"):
         instdiffedit(tiny_model, image, SRC, TGT, region_peak=2, progress=False)
 
@@ -260,17 +262,17 @@ def test_mask_guided_edits_keep_the_pixels_outside_the_mask(tiny_model, image):
 def test_model_defaults_set_the_instant_mask_settings():
     import dataclasses
 
+    from promptedit.defaults import MaskDefaults
     from promptedit.errors import ModelLoadError
-    from promptedit.models import ModelDefaults
 
-    d = ModelDefaults()
-    assert (d.mask_threshold, d.mask_smooth_times, d.mask_refine_radius, d.mask_region_peak) == (0.2, 2, 0.0, 0.0)
-    for bad in (dict(mask_threshold=1.5), dict(mask_threshold="0.2"), dict(mask_smooth_times=1.5),
-                dict(mask_smooth_times=-1), dict(blend_pool_size=2), dict(mask_refine_radius=-1),
-                dict(mask_refine_radius="2"), dict(mask_region_peak=1.5)):
-        with pytest.raises(ModelLoadError, match=next(iter(bad))):
+    d = MaskDefaults()
+    assert (d.downsample, d.threshold, d.smooth_times, d.guided_filter_radius, d.region_peak) == (4, 0.2, 2, 0.0, 0.0)
+    for bad in (dict(threshold=1.5), dict(threshold="0.2"), dict(smooth_times=1.5), dict(smooth_times=-1),
+                dict(guided_filter_radius=-1), dict(guided_filter_radius="2"), dict(region_peak=1.5),
+                dict(downsample=0)):
+        with pytest.raises(ModelLoadError, match=f"masks.{next(iter(bad))}"):
             dataclasses.replace(d, **bad)
-    assert dataclasses.replace(d, mask_threshold=0, mask_smooth_times=0).mask_threshold == 0
+    assert dataclasses.replace(d, threshold=0, smooth_times=0).threshold == 0
 
 
 def run(capsys, *argv):
@@ -289,7 +291,7 @@ def test_mask_and_mask_guided_edit_commands(tiny_model_dir, tmp_path, capsys, im
     for method in ("instant", "diffedit"):
         code, _, err = run(capsys, "mask", tmp_path / "in.png", "--source", SRC, "--target", TGT, "--out",
                            tmp_path / f"{method}.png", "--method", method, "--model", tiny_model_dir, "--steps", 6,
-                           "--quiet", *(["--seeds", 2, "--threshold", 0.3, "--refine", 1, "--region-peak", 0.8]
+                           "--quiet", *(["--seeds", 2, "--threshold", 0.3, "--guided-filter", 1, "--region-peak", 0.8]
                                         if method == "instant" else []))
         assert code == 0, err
         rec = json.loads((tmp_path / f"{method}.json").read_text())
@@ -297,32 +299,38 @@ def test_mask_and_mask_guided_edit_commands(tiny_model_dir, tmp_path, capsys, im
         if method == "instant":
             assert rec["settings"]["anchor"] == "source" and rec["words"]["anchor"] == "cat"
             assert rec["settings"]["num_seeds"] == 2 and rec["settings"]["threshold"] == 0.3
-            assert rec["settings"]["refine_radius"] == 1.0 and rec["settings"]["region_peak"] == 0.8
-    for argv, message in ((["--threshold", 1.5], "threshold"), (["--seeds", 0], "--seeds"), (["--refine", -1], "--refine"),
+            assert rec["settings"]["guided_filter_radius"] == 1.0 and rec["settings"]["region_peak"] == 0.8
+    for argv, message in ((["--threshold", 1.5], "threshold"), (["--seeds", 0], "--seeds"),
+                          (["--guided-filter", -1], "--guided-filter"),
                           (["--region-peak", 1.5], "--region-peak"),
                           (["--background-threshold", 0.95], "background threshold")):
         code, _, err = run(capsys, "mask", tmp_path / "in.png", "--source", SRC, "--target", TGT, "--out",
                            tmp_path / "bad.png", "--model", tiny_model_dir, "--quiet", *argv)
         assert_one_error_line(code, err, message)
         assert not (tmp_path / "bad.png").exists()
-    for method in ("instdiffedit", "diffedit"):
-        code, _, err = run(capsys, "edit", "--image", tmp_path / "in.png", "--source", SRC, "--target", TGT,
+    for method in ("instant", "diffedit"):
+        code, _, err = run(capsys, "mask-edit", "--image", tmp_path / "in.png", "--source", SRC, "--target", TGT,
                            "--method", method, "--out", tmp_path / method, "--model", tiny_model_dir, "--steps", 6,
                            "--quiet")
         assert code == 0, err
         for name in ("input.png", "edited.png", "mask.png", "mask-overlay.png", "grid.png", "result.json"):
             assert (tmp_path / method / name).is_file(), (method, name)
-    code, _, err = run(capsys, "edit", "--source", SRC, "--target", TGT, "--mask", tmp_path / "instant.png",
+        rec = json.loads((tmp_path / method / "result.json").read_text())
+        assert rec["method"] == {"instant": "instdiffedit", "diffedit": "diffedit"}[method]
+        assert rec["timings"]["total"] > 0 and ("inpaint" in rec["timings"]) == (method == "instant")
+        assert "edit" not in rec["timings"] or rec["timings"]["edit"] != rec["timings"].get("mask")
+    code, _, err = run(capsys, "mask-edit", "--source", SRC, "--target", TGT, "--mask", tmp_path / "instant.png",
                        "--out", tmp_path / "user", "--model", tiny_model_dir, "--steps", 6, "--quiet")
     assert code == 0, err
-    assert json.loads((tmp_path / "user" / "result.json").read_text())["method"] == "user"
+    assert json.loads((tmp_path / "user" / "result.json").read_text())["method"] == "user-mask"
     Image.new("L", (32, 32), 0).save(tmp_path / "empty.png")
     for argv, message in (
         (["--mask", tmp_path / "empty.png"], "empty"),
         (["--mask", tmp_path / "instant.png", "--method", "diffedit"], "one of them"),
-        (["--method", "instdiffedit", "--strength", "1.5"], "strength"),
+        (["--method", "instant", "--strength", "1.5"], "strength"),
+        (["--mask", tmp_path / "nowhere.png"], "not found"),
     ):
-        code, _, err = run(capsys, "edit", "--source", SRC, "--target", TGT, "--out", tmp_path / "bad",
+        code, _, err = run(capsys, "mask-edit", "--source", SRC, "--target", TGT, "--out", tmp_path / "bad",
                            "--model", tiny_model_dir, "--quiet", *argv)
         assert_one_error_line(code, err, message)
     assert not (tmp_path / "bad").exists()
@@ -330,13 +338,13 @@ def test_mask_and_mask_guided_edit_commands(tiny_model_dir, tmp_path, capsys, im
 
 def test_instdiffedit_edit_takes_the_mask_options_and_an_inpainting_checkpoint(tiny_model_dir, tmp_path, capsys,
                                                                                  image):
-    """edit --method instdiffedit takes mask's options, and --inpaint-model runs the final pass with a diffusers
+    """mask-edit --method instant takes mask's options, and --inpaint-model runs the final pass with a diffusers
     inpainting pipeline (a 9-channel UNet) instead of the same model."""
     from promptedit.testing import save_model, tiny_components
 
     Image.fromarray(image).save(tmp_path / "in.png")
     inpainter = save_model(tiny_components(3, inpainting=True), tmp_path / "inpaint-model")
-    base = ["edit", "--image", tmp_path / "in.png", "--source", SRC, "--target", TGT, "--method", "instdiffedit",
+    base = ["mask-edit", "--image", tmp_path / "in.png", "--source", SRC, "--target", TGT, "--method", "instant",
             "--model", tiny_model_dir, "--steps", 6, "--quiet", "--anchor", "edited", "--threshold", 0.3,
             "--seeds", 2]
     edited = {}
@@ -359,24 +367,26 @@ def test_instdiffedit_edit_takes_the_mask_options_and_an_inpainting_checkpoint(t
                           (["--seeds", 0], "--seeds")):
         code, _, err = run(capsys, *base, "--out", tmp_path / "bad", *argv)
         assert_one_error_line(code, err, message)
-    code, _, err = run(capsys, "edit", "--image", tmp_path / "in.png", "--source", SRC, "--target", TGT,
-                       "--method", "direct", "--model", tiny_model_dir, "--out", tmp_path / "bad", "--quiet",
+    code, _, err = run(capsys, "mask-edit", "--image", tmp_path / "in.png", "--source", SRC, "--target", TGT,
+                       "--method", "diffedit", "--model", tiny_model_dir, "--out", tmp_path / "bad", "--quiet",
                        "--inpaint-model", inpainter)
-    assert_one_error_line(code, err, "--inpaint-model is not used with --method direct")
+    assert_one_error_line(code, err, "--inpaint-model is not used with --method diffedit")
     assert not (tmp_path / "bad").exists()
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["--method", "diffedit", "--threshold", "0.3", "--seeds", "2"],
-     "--threshold, --seeds are not used with --method diffedit (only with instdiffedit)"),
-    (["--method", "instdiffedit", "--reweight", "dog=2"], "--reweight is not used in a mask-guided edit"),
-    (["--method", "direct", "--strength", "0.7"], "--strength is not used in a Prompt-to-Prompt edit"),
-    (["--method", "direct", "--inner-steps", "3"], "--inner-steps is not used unless --image is inverted with"),
+@pytest.mark.parametrize("command, argv, message", [
+    ("mask-edit", ["--method", "diffedit", "--threshold", "0.3", "--seeds", "2"],
+     "--threshold, --seeds are not used with --method diffedit (only with instant)"),
+    ("mask-edit", ["--reweight", "dog=2"], "No such option"),
+    ("edit", ["--strength", "0.7"], "No such option"),
+    ("edit", ["--method", "direct", "--inner-steps", "3"], "--inner-steps is not used with --method direct"),
+    ("edit", ["--seed", "3"], "--seed is not used with --image"),
 ])
-def test_edit_refuses_options_its_method_would_ignore(tiny_model_dir, tmp_path, capsys, image, argv, message):
-    """An option the chosen method would silently ignore is refused in one line before any work."""
+def test_commands_refuse_options_their_workflow_would_ignore(tiny_model_dir, tmp_path, capsys, image, command, argv,
+                                                             message):
+    """An option the chosen workflow would silently ignore is refused in one line before any work."""
     Image.fromarray(image).save(tmp_path / "in.png")
-    code, _, err = run(capsys, "edit", "--image", tmp_path / "in.png", "--source", SRC, "--target", TGT,
+    code, _, err = run(capsys, command, "--image", tmp_path / "in.png", "--source", SRC, "--target", TGT,
                        "--model", tiny_model_dir, "--out", tmp_path / "bad", "--quiet", *argv)
     assert_one_error_line(code, err, message)
     assert not (tmp_path / "bad").exists()
@@ -399,13 +409,13 @@ def test_the_web_apps_mask_tab_passes_its_settings(tiny_model, tmp_path, image):
     gallery, info, record = app.masks(str(tmp_path / "in.png"), None, SRC, TGT, "instant", 0, 6, 7.5, 0.6, 0.3, 1.0,
                                       0.5)
     settings = json.loads(open(record).read())["settings"]
-    assert (settings["strength"], settings["threshold"], settings["refine_radius"], settings["region_peak"]) == (
+    assert (settings["strength"], settings["threshold"], settings["guided_filter_radius"], settings["region_peak"]) == (
         0.6, 0.3, 1.0, 0.5)
     assert len(gallery) == 4 and "instdiffedit" in info
     _, _, record = app.masks(str(tmp_path / "in.png"), None, SRC, TGT, "diffedit", 0, 6, 7.5, 0.7)
     assert json.loads(open(record).read())["settings"]["strength"] == 0.7
     _, _, record = app.masks(str(tmp_path / "in.png"), None, SRC, TGT, "instant", 0, 6, 7.5)
     settings = json.loads(open(record).read())["settings"]
-    d = tiny_model.defaults
-    assert (settings["threshold"], settings["refine_radius"], settings["region_peak"]) == (
-        d.mask_threshold, d.mask_refine_radius, d.mask_region_peak)
+    d = tiny_model.defaults.masks
+    assert (settings["threshold"], settings["guided_filter_radius"], settings["region_peak"]) == (
+        d.threshold, d.guided_filter_radius, d.region_peak)

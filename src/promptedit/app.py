@@ -11,6 +11,7 @@ reads no path given by a browser and writes only to its own temporary folder; re
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -59,19 +60,48 @@ def _check_upload(path: str | None) -> tuple[Path, str]:
     return p, name
 
 
+def _seed(value) -> int:
+    """A seed from the browser's number box: a whole number in [0, 2^63)."""
+    from .errors import ParameterError
+
+    if value is None or value == "":
+        raise ParameterError("enter a seed (a whole number from 0)")
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ParameterError(f"the seed must be a whole number, got {value!r}") from None
+    if not number.is_integer() or not 0 <= number < 2**63:
+        raise ParameterError(f"the seed must be a whole number in [0, 2^63), got {value!r}")
+    return int(value) if isinstance(value, int) else int(number)
+
+
 class App:
-    """The app's state: one model and a private output folder."""
+    """The app's state: one model and a private output folder (removed by :meth:`close`, or when the app is
+    garbage-collected or the interpreter exits, unless the folder was given)."""
 
     def __init__(self, model, out_dir: str | None = None):
+        import weakref
+
         self.model = model
         self.out = Path(out_dir or tempfile.mkdtemp(prefix="promptedit-app-"))
         self.out.mkdir(parents=True, exist_ok=True)
+        self._cleanup = weakref.finalize(self, shutil.rmtree, str(self.out), True) if out_dir is None else None
+        self.blocks = None  # the Gradio app, once served
 
-    def _record(self, kind: str, payload: dict) -> str:
+    def close(self) -> None:
+        """Stop the server (when one runs) and remove the app's temporary folder (when it made one)."""
+        if self.blocks is not None:
+            self.blocks.close()
+            self.blocks = None
+        if self._cleanup is not None:
+            self._cleanup()
+
+    def _record(self, kind: str, result=None, **fields) -> str:
         from .outputs import write_json
+        from .records import build_record
 
         path = self.out / f"{kind}-{time.strftime('%Y%m%d-%H%M%S')}-{time.perf_counter_ns() % 10**6}.json"
-        write_json(path, {"command": kind, "model": self.model.name, **payload})
+        write_json(path, build_record(f"app {kind}", self.model, result, extra=fields or None))
         return str(path)
 
     # ------------------------------------------------------------------ Prompt-to-Prompt
@@ -82,25 +112,22 @@ class App:
         spec = EditSpec(source=source, targets=(target or source,), mode=mode,
                         cross_replace=(float(cross_start), float(cross_end)), self_replace=float(self_replace),
                         reweight=_parse_weights(reweight), blend_words=_words(blend))
-        res = edit(self.model, spec, seed=int(seed), num_inference_steps=int(steps), guidance_scale=float(guidance),
+        res = edit(self.model, spec, seed=_seed(seed), num_inference_steps=int(steps), guidance_scale=float(guidance),
                    store_attention=True, progress=True)
         maps = res.attention.maps(downsample=res.attention_downsample)
         grids = [np.asarray(cross_attention_grid(res.images[i], maps[i], token_labels(self.model.tokenizer, p)))
                  for i, p in enumerate(res.prompts)]
         gallery = [(res.images[0], "source"), (res.images[1], "edit"), (grids[0], "attention: source"),
                    (grids[1], "attention: edit")]
-        from dataclasses import asdict
-
-        record = self._record("edit", {"spec": asdict(spec), "mode": res.mode, "notes": res.notes,
-                                       "seed": int(seed), "num_inference_steps": res.num_inference_steps,
-                                       "guidance_scale": res.guidance_scale, "timings": res.timings})
+        record = self._record("edit", res)
         mode_text = res.mode + (f" ({res.notes[0]})" if res.notes else "")
         return gallery, mode_text, record
 
     # ------------------------------------------------------------------ real images
     def invert(self, upload, caption, method, steps, guidance):
         from .images import load_image
-        from .inversion import invert, psnr, reconstruct
+        from .inversion import invert, reconstruct
+        from .metrics import psnr
 
         size = (self.model.image_size, self.model.image_size)
         path, name = _check_upload(upload)
@@ -108,42 +135,41 @@ class App:
         inv = invert(self.model, prepared.image, caption, method=method, num_inference_steps=int(steps),
                      guidance_scale=float(guidance), progress=True, image_rule=prepared.rule)
         rec = reconstruct(self.model, inv, progress=False)
-        value = psnr(rec, prepared.image)
-        record = self._record("invert", {**inv.metadata(), "reconstruction_psnr": round(value, 3)})
+        value = psnr(rec.images[0], prepared.image)
+        record = self._record("invert", rec, reconstruction_psnr=round(value, 3), image_rule=prepared.rule)
         info = f"{method}: reconstruction PSNR {value:.2f} dB in {inv.seconds:.1f} s ({prepared.rule})"
-        return [(prepared.image, "input"), (rec, "reconstruction")], info, inv.to_bytes(), record
+        return [(prepared.image, "input"), (rec.images[0], "reconstruction")], info, inv.to_bytes(), record
 
     def edit_real(self, inversion_bytes, target, mode, blend, reweight, edit_null=None):
         """An edit of the inversion made by ``invert``; ``edit_null``: which branches take its null embeddings
         (``all`` or ``source``; None for the model's default)."""
-        from .editing import EditSpec
+        from .editing import EditSpec, edit
         from .errors import ParameterError
-        from .inversion import Inversion, edit_inversion
+        from .inversion import Inversion
 
         if not inversion_bytes:
             raise ParameterError("invert an image first")
         inv = Inversion.from_bytes(inversion_bytes)
         spec = EditSpec(source=inv.prompt, targets=(target,), mode=mode, blend_words=_words(blend),
                         reweight=_parse_weights(reweight))
-        res = edit_inversion(self.model, inv, spec, progress=True, null_branches=edit_null or None)
-        record = self._record("edit", {"inversion": inv.metadata(), "target": target, "mode": res.mode,
-                                       "edit_null": res.null_branches, "timings": res.timings})
+        res = edit(self.model, spec, start=inv, progress=True, edit_null=edit_null or None)
+        record = self._record("edit", res)
         return [(res.images[0], "reconstruction"), (res.images[1], "edit")], record
 
     # ------------------------------------------------------------------ masks
     def masks(self, upload, painted, source, target, method, seed, steps, guidance, strength=0.5, threshold=None,
-              refine=None, region_peak=None):
+              guided_filter=None, region_peak=None):
         """A mask (instant, DiffEdit or painted) and the edit inside it. ``strength``: the noise level the edit
-        starts from; ``threshold`` (φ), ``refine`` (guided-filter radius in map cells) and ``region_peak`` are
+        starts from; ``threshold`` (φ), ``guided_filter`` (its radius in map cells) and ``region_peak`` are
         the instant mask's, None for the model's defaults."""
         from .images import load_image
         from .maskedit import diffedit, instdiffedit, masked_edit
-        from .visualize import mask_overlay
+        from .visualize import mask_overlay, mask_tile
 
         size = (self.model.image_size, self.model.image_size)
         path, name = _check_upload(upload)
         prepared = load_image(path, size, name=name)
-        kw = dict(seed=int(seed), num_inference_steps=int(steps), guidance_scale=float(guidance),
+        kw = dict(seed=_seed(seed), num_inference_steps=int(steps), guidance_scale=float(guidance),
                   strength=float(strength), progress=True)
         if method == "painted":
             mask = _painted_mask(painted, size)
@@ -153,24 +179,24 @@ class App:
         else:
             res = instdiffedit(self.model, prepared.image, source, target, **kw,
                                threshold=None if threshold is None else float(threshold),
-                               refine_radius=None if refine is None else float(refine),
+                               guided_filter_radius=None if guided_filter is None else float(guided_filter),
                                region_peak=None if region_peak is None else float(region_peak))
-        record = self._record("mask-edit", {"method": res.method, "settings": res.settings, "words": res.words,
-                                            "timings": res.timings})
-        info = f"{res.method}: mask {res.mask.mean():.0%} of the image, made in {res.timings['mask']:.2f} s"
-        return ([(prepared.image, "input"), (mask_overlay(prepared.image, res.mask), "mask"),
-                 (res.mask.astype(np.uint8) * 255, "mask (white = edited)"), (res.edited, "edit")], info, record)
+        record = self._record("mask-edit", res)
+        made = f", made in {res.timings['mask']:.2f} s" if "mask" in res.timings else ""
+        info = f"{res.method}: mask {res.mask.mean():.0%} of the image{made}"
+        return ([(prepared.image, "input"), (mask_overlay(prepared.image, res.mask), "mask outline"),
+                 (mask_tile(res.mask), "mask (white = edited)"), (res.edited, "edit")], info, record)
 
     # ------------------------------------------------------------------ attention
     def attention(self, prompt, seed, steps, guidance):
         from .editing import attention
         from .visualize import cross_attention_grid, token_labels
 
-        res = attention(self.model, prompt, seed=int(seed), num_inference_steps=int(steps),
+        res = attention(self.model, prompt, seed=_seed(seed), num_inference_steps=int(steps),
                         guidance_scale=float(guidance), self_attention=False, progress=True)
         maps = res.attention.maps(downsample=res.attention_downsample)[0]
         grid = np.asarray(cross_attention_grid(res.images[0], maps, token_labels(self.model.tokenizer, prompt)))
-        record = self._record("attention", {"prompt": prompt, "seed": int(seed), "timings": res.timings})
+        record = self._record("attention", res)
         return [(res.images[0], "image"), (grid, "cross-attention per token")], record
 
 
@@ -215,8 +241,8 @@ def build(app: App):
     import gradio as gr
 
     d = app.model.defaults
-    steps_kw = dict(minimum=1, maximum=100, step=1, value=d.num_inference_steps, label="steps")
-    guide_kw = dict(minimum=0.0, maximum=20.0, step=0.5, value=d.guidance_scale, label="guidance")
+    steps_kw = dict(minimum=1, maximum=100, step=1, value=d.sampling.num_inference_steps, label="steps")
+    guide_kw = dict(minimum=0.0, maximum=20.0, step=0.5, value=d.sampling.guidance_scale, label="guidance")
     with gr.Blocks(title="promptedit") as demo:
         gr.Markdown(f"# promptedit\nEdit images by editing their prompts. Model: `{app.model.name}`.")
         with gr.Tab("Prompt-to-Prompt"):
@@ -226,8 +252,8 @@ def build(app: App):
             with gr.Row():
                 mode = gr.Dropdown(["auto", "replace", "refine", "reweight"], value="auto", label="mode")
                 cross_start = gr.Slider(0, 1, value=0.0, step=0.05, label="cross-attention window: start")
-                cross_end = gr.Slider(0, 1, value=d.cross_replace, step=0.05, label="cross-attention window: end")
-                self_rep = gr.Slider(0, 1, value=d.self_replace, step=0.05, label="self-attention window")
+                cross_end = gr.Slider(0, 1, value=d.p2p.cross_replace, step=0.05, label="cross-attention window: end")
+                self_rep = gr.Slider(0, 1, value=d.p2p.self_replace, step=0.05, label="self-attention window")
             with gr.Row():
                 reweight = gr.Textbox(label="re-weight (WORD=C, …)", placeholder="striped=3")
                 blend = gr.Textbox(label="local blend words (comma-separated)", placeholder="red, blue")
@@ -236,7 +262,7 @@ def build(app: App):
                 guidance = gr.Slider(**guide_kw)
             run = gr.Button("Edit", variant="primary", elem_id="p2p-run")
             used = gr.Textbox(label="mode used", interactive=False, elem_id="p2p-mode")
-            gallery = gr.Gallery(label="results", columns=4, elem_id="p2p-gallery")
+            gallery = gr.Gallery(label="results", columns=4, elem_id="p2p-gallery", object_fit="contain", height="auto")
             record = gr.File(label="result.json")
             run.click(_guard(app.p2p), [source, target, mode, cross_start, cross_end, self_rep, reweight, blend, seed,
                                         steps, guidance], [gallery, used, record])
@@ -247,12 +273,12 @@ def build(app: App):
                                      elem_id="real-caption")
                 method = gr.Dropdown(["null-text", "negative-prompt", "direct", "ddim"], value="negative-prompt",
                                      label="inversion method")
-                r_steps = gr.Slider(**{**steps_kw, "value": d.inversion_steps})
+                r_steps = gr.Slider(**{**steps_kw, "value": d.inversion.num_inference_steps})
                 r_guidance = gr.Slider(**guide_kw)
             invert_btn = gr.Button("Invert", variant="primary", elem_id="real-invert")
             inv_state = gr.State(None)
             inv_info = gr.Textbox(label="inversion", interactive=False, elem_id="real-info")
-            inv_gallery = gr.Gallery(label="input and reconstruction", columns=2, elem_id="real-recon")
+            inv_gallery = gr.Gallery(label="input and reconstruction", columns=2, elem_id="real-recon", object_fit="contain", height="auto")
             inv_record = gr.File(label="result.json")
             with gr.Row():
                 r_target = gr.Textbox(label="edited prompt", value="a blue circle on a white background",
@@ -260,10 +286,10 @@ def build(app: App):
                 r_mode = gr.Dropdown(["auto", "replace", "refine", "reweight"], value="auto", label="mode")
                 r_blend = gr.Textbox(label="local blend words")
                 r_reweight = gr.Textbox(label="re-weight (WORD=C, …)")
-                r_null = gr.Dropdown(["all", "source"], value=d.inversion_edit_null,
+                r_null = gr.Dropdown(["all", "source"], value=d.inversion.edit_null,
                                      label="inversion's null embeddings in: all branches (the papers') / the source only")
             edit_btn = gr.Button("Edit (reuses the inversion)", elem_id="real-edit")
-            edit_gallery = gr.Gallery(label="edit", columns=2, elem_id="real-gallery")
+            edit_gallery = gr.Gallery(label="edit", columns=2, elem_id="real-gallery", object_fit="contain", height="auto")
             edit_record = gr.File(label="result.json")
             invert_btn.click(_guard(app.invert), [upload, caption, method, r_steps, r_guidance],
                              [inv_gallery, inv_info, inv_state, inv_record])
@@ -283,15 +309,15 @@ def build(app: App):
                 m_strength = gr.Slider(0.05, 1.0, value=0.5, step=0.05, label="strength (noise level of the edit)")
             with gr.Accordion("instant-mask settings", open=False):
                 with gr.Row():
-                    m_threshold = gr.Slider(0.0, 0.95, value=d.mask_threshold, step=0.05,
+                    m_threshold = gr.Slider(0.0, 0.95, value=d.masks.threshold, step=0.05,
                                             label="threshold φ of the normalised mask")
-                    m_refine = gr.Slider(0.0, 8.0, value=d.mask_refine_radius, step=0.5,
+                    m_refine = gr.Slider(0.0, 8.0, value=d.masks.guided_filter_radius, step=0.5,
                                          label="edge refinement: guided-filter radius in map cells (0: off)")
-                    m_region = gr.Slider(0.0, 1.0, value=d.mask_region_peak, step=0.05,
+                    m_region = gr.Slider(0.0, 1.0, value=d.masks.region_peak, step=0.05,
                                          label="keep regions whose peak reaches this fraction of the strongest's")
             m_run = gr.Button("Mask and edit", variant="primary", elem_id="mask-run")
             m_info = gr.Textbox(label="mask", interactive=False, elem_id="mask-info")
-            m_gallery = gr.Gallery(label="mask and edit", columns=4, elem_id="mask-gallery")
+            m_gallery = gr.Gallery(label="mask and edit", columns=4, elem_id="mask-gallery", object_fit="contain", height="auto")
             m_record = gr.File(label="result.json")
             m_run.click(_guard(app.masks), [m_upload, painted, m_source, m_target, m_method, m_seed, m_steps,
                                             m_guidance, m_strength, m_threshold, m_refine, m_region],
@@ -303,19 +329,28 @@ def build(app: App):
                 a_steps = gr.Slider(**steps_kw)
                 a_guidance = gr.Slider(**guide_kw)
             a_run = gr.Button("Show attention", variant="primary")
-            a_gallery = gr.Gallery(label="attention", columns=2)
+            a_gallery = gr.Gallery(label="attention", columns=2, object_fit="contain", height="auto")
             a_record = gr.File(label="result.json")
             a_run.click(_guard(app.attention), [a_prompt, a_seed, a_steps, a_guidance], [a_gallery, a_record])
     return demo
 
 
 def serve(model, *, host: str = "127.0.0.1", port: int = 7860, out_dir: str | None = None, block: bool = True):
-    """Build and launch the app; requests queue one at a time on the model."""
+    """Build and launch the app; requests queue one at a time on the model. Blocking, it returns when the server
+    stops, its temporary folder removed; with ``block=False`` it returns the running :class:`App`, whose
+    ``close()`` stops the server and removes the folder."""
     import os
 
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no calls home from a local tool
     app = App(model, out_dir)
-    demo = build(app)
-    demo.queue(default_concurrency_limit=1, max_size=32)
-    return demo.launch(server_name=host, server_port=port, max_file_size=MAX_UPLOAD_BYTES, share=False,
-                       show_error=True, prevent_thread_lock=not block, allowed_paths=[str(app.out)])
+    app.blocks = build(app)
+    app.blocks.queue(default_concurrency_limit=1, max_size=32)
+    try:
+        app.blocks.launch(server_name=host, server_port=port, max_file_size=MAX_UPLOAD_BYTES, share=False,
+                          show_error=True, prevent_thread_lock=not block, allowed_paths=[str(app.out)])
+    except BaseException:
+        app.close()
+        raise
+    if block:  # the server has stopped: its records go with it
+        app.close()
+    return app

@@ -409,10 +409,11 @@ class LocalBlend:
         return blend_latents(x_t, mask)
 
 
-def blend_latents(x_t: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """x_t ← x_t[0] + mask · (x_t − x_t[0]) (Prompt-to-Prompt, local blending), for a binary mask
-    (n, 1, H, W): exactly x_t inside the mask and the source's x_t[0] outside."""
-    return torch.where(mask.bool(), x_t, x_t[:1])
+def blend_latents(x_t: torch.Tensor, mask: torch.Tensor, base: torch.Tensor | None = None) -> torch.Tensor:
+    """x_t ← base + mask · (x_t − base) for a binary mask broadcast over x_t (n, C, H, W): exactly x_t inside the
+    mask and ``base`` outside. Prompt-to-Prompt's local blending takes the source's x_t[0] as the base (the
+    default); mask-guided edits the noised source."""
+    return torch.where(mask.bool(), x_t, x_t[:1] if base is None else base)
 
 
 # ----------------------------------------------------------------------------- edits

@@ -18,6 +18,7 @@ from PIL import Image
 
 from .editing import EditSpec, edit
 from .models import DiffusionModel
+from .records import result_fields
 from .visualize import cross_attention_grid, image_grid, mask_overlay, token_labels
 
 DEMO_EDITS: tuple[tuple[str, EditSpec], ...] = (
@@ -75,32 +76,29 @@ def _p2p_items(model, seed, progress, kwargs) -> list[DemoItem]:
                  for i, p in enumerate(result.prompts)]
         info = (f"mode {result.mode}; seed {seed}; {result.num_inference_steps} steps; guidance "
                 f"{result.guidance_scale}; {result.timings['total']:.1f} s")
-        record = {"title": title, "mode": result.mode, "prompts": result.prompts, "seed": seed,
-                  "num_inference_steps": result.num_inference_steps, "guidance_scale": result.guidance_scale,
-                  "timings": result.timings}
+        record = {"title": title, **result_fields(result)}
         items.append(DemoItem(title, result.prompts, [("source", result.images[0]), (title, result.images[1])],
                               info, grids, record))
     return items
 
 
 def _real_item(model, size, steps, guidance, progress) -> DemoItem:
-    from .inversion import edit_inversion, invert, psnr
+    from .inversion import invert
+    from .metrics import psnr
 
     source, target, layout = REAL_DEMO
     image = rendered_scene(source, layout, size)
     inv = invert(model, image, source, method="null-text", num_inference_steps=steps, guidance_scale=guidance,
                  progress=progress, image_rule="rendered shapes-world scene")
     spec = EditSpec(source, (target,))  # the defaults, as `promptedit edit --inversion` runs it
-    result = edit_inversion(model, inv, spec, progress=progress)
+    result = edit(model, spec, start=inv, progress=progress)
     rec_psnr = psnr(result.images[0], image)
     title = "real image: null-text inversion, then a word swap"
     info = (f"{inv.num_inference_steps} steps, guidance {inv.guidance_scale}; inversion {inv.seconds:.1f} s, "
             f"reconstruction {rec_psnr:.1f} dB; edit {result.timings['total']:.1f} s (local blend on "
-            f"{', '.join(result.spec.blend_words) or 'nothing'}; null embeddings in {result.null_branches} branches)")
-    record = {"title": title, "method": "null-text", "prompts": [source, target], "inversion_seconds": inv.seconds,
-              "reconstruction_psnr": round(rec_psnr, 3), "edit_null": result.null_branches,
-              "num_inference_steps": inv.num_inference_steps, "guidance_scale": inv.guidance_scale,
-              "timings": result.timings}
+            f"{', '.join(result.spec.blend_words) or 'nothing'}; null conditioning in {result.edit_null} branches)")
+    record = {"title": title, **result_fields(result), "inversion_seconds": inv.seconds,
+              "reconstruction_psnr": round(rec_psnr, 3)}
     return DemoItem(title, [source, target], [("input (rendered)", image), ("reconstruction", result.images[0]),
                                               ("edit", result.images[1])], info, [], record)
 
@@ -115,8 +113,7 @@ def _mask_item(model, size, seed, steps, guidance, progress) -> DemoItem:
     title = "instant mask (InstDiffEdit), then a mask-guided edit"
     info = (f"mask {res.mask.mean():.0%} of the image, made in {res.timings['mask']:.2f} s from the words "
             f"{', '.join(res.words['object'])}; whole edit {res.timings['total']:.1f} s")
-    record = {"title": title, "method": "instdiffedit", "prompts": [source, target], "settings": res.settings,
-              "words": res.words, "timings": res.timings}
+    record = {"title": title, **result_fields(res)}
     return DemoItem(title, [source, target], [("input (rendered)", image), ("instant mask", mask_overlay(image, res.mask)),
                                               ("edit", res.edited)], info, [], record)
 

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .control import AttentionControl, AttentionLayer
+from .control import AttentionControl, AttentionLayer, blend_latents
 from .errors import ParameterError
 
 
@@ -134,14 +134,14 @@ def refine_mask(soft: torch.Tensor, guide: torch.Tensor, *, radius: float, eps: 
     return out[0, 0]
 
 
-def image_soft_mask(soft: torch.Tensor, image: np.ndarray, *, refine_radius: float = 0.0,
+def image_soft_mask(soft: torch.Tensor, image: np.ndarray, *, guided_filter_radius: float = 0.0,
                     eps: float = 1e-4) -> torch.Tensor:
-    """A soft mask (h, w) at the size of ``image`` (H, W, 3) uint8: bilinear, then (``refine_radius`` > 0,
+    """A soft mask (h, w) at the size of ``image`` (H, W, 3) uint8: bilinear, then (``guided_filter_radius`` > 0,
     in cells) the guided filter with the image as guide (:func:`refine_mask`). Returns (H, W)."""
-    if refine_radius <= 0:
+    if guided_filter_radius <= 0:
         return upsample_soft(soft, image.shape[:2])
     guide = torch.tensor(image, dtype=torch.float32).permute(2, 0, 1) / 255.0  # (3, H, W)
-    return refine_mask(soft, guide, radius=refine_radius, eps=eps)
+    return refine_mask(soft, guide, radius=guided_filter_radius, eps=eps)
 
 
 def strongest_regions(soft: torch.Tensor, threshold: float, min_peak: float) -> torch.Tensor:
@@ -252,7 +252,7 @@ class InstantMask(AttentionControl):
         self.masks.append(mask)
         if not self.blend or self.sources is None:
             return x_t
-        m = F.interpolate(mask[None, None].float(), size=x_t.shape[-2:], mode="nearest").to(x_t.dtype)
+        m = F.interpolate(mask[None, None].float(), size=x_t.shape[-2:], mode="nearest")
         src = self.sources[self.cur_step].to(x_t.device, x_t.dtype)  # ([n,] C, h, w)
         src = src[None] if src.dim() == 3 else src
-        return src + m * (x_t - src)  # x_t = noised source + M_t ⊙ (x_t − noised source)
+        return blend_latents(x_t, m, src)  # x_t = noised source + M_t ⊙ (x_t − noised source)

@@ -1,14 +1,13 @@
-"""Loading Stable Diffusion checkpoints in diffusers format.
+"""Loading and saving Stable Diffusion checkpoints in diffusers format (SD 1.x / 2.x and SDXL).
 
-A :class:`DiffusionModel` holds the components (VAE, UNet, text encoder,
-tokenizer) and the scheduler configuration, on one device and dtype, plus the
-sampling defaults: the papers' unless the model folder ships a
-``promptedit.json`` with better ones for that model.
+A :class:`DiffusionModel` holds the VAE (or the embedded model's codec), the UNet, the model family's text side
+(:mod:`promptedit.conditioning`), the scheduler configuration and the model's defaults
+(:mod:`promptedit.defaults`), on one device and dtype. The family is read from ``model_index.json``: a
+second text encoder (``text_encoder_2``) makes it SDXL.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import importlib
 import json
 import os
@@ -17,124 +16,24 @@ from pathlib import Path
 
 import torch
 
-from .errors import ModelLoadError
+from .conditioning import Conditioning, SDText, SDXLText, TextConditioner
+from .defaults import ModelDefaults
+from .errors import ModelLoadError, ParameterError
 
-COMPONENTS = ("vae", "unet", "text_encoder", "tokenizer", "scheduler")
 DEFAULTS_FILE = "promptedit.json"
-EDIT_NULLS = ("all", "source")  # which branches of an inversion's edit take its null embeddings
-
-
-@dataclass(frozen=True)
-class ModelDefaults:
-    """Sampling and editing defaults. The papers' values unless a model's ``promptedit.json`` overrides them.
-
-    Attributes:
-        num_inference_steps: DDIM steps (P2P and null-text: 50).
-        guidance_scale: classifier-free guidance w (7.5).
-        cross_replace: cross-attention injection window, fraction of steps (P2P: 0.8).
-        self_replace: self-attention injection window (P2P: 0.4).
-        self_replace_min_downsample: self-attention injected at layers ≥ this many times smaller than the latent (P2P: 4).
-        blend_downsample: resolution of the maps used by local blending, relative to the latent (P2P: 4).
-        blend_threshold: local-blend threshold (P2P code: 0.3).
-        blend_pool_size: max-pool window over the maps before local blending's threshold (P2P code: 3, i.e. a
-            dilation by one map cell).
-        blend_start: fraction of steps before local blending starts (P2P null-text notebook: 0.2).
-        attention_downsample: resolution of attention-map figures (P2P: 16×16 of 64×64 → 4).
-        inversion_steps: DDIM steps of real-image inversion, and so of the edits made from it (null-text: 50;
-            fewer steps make DDIM inversion's linearisation coarser and cap every inversion's reconstruction).
-        inversion_self_replace: self-attention injection window of the edits made from an inversion (None:
-            ``self_replace``). A real image's layout is only in its inversion's self-attention, so a longer
-            window keeps more of it; each model measures its own.
-        inversion_edit_null: which branches of an edit of an inversion take the inversion's null embeddings
-            (null-text's ∅_t, negative-prompt's source prompt): ``all`` (the papers') or ``source``, the
-            edited branches then taking the plain empty-prompt null as direct inversion's do (ours).
-        inversion_blend_swapped: word swaps of an inversion given no blend words blend locally on the swapped
-            words (source's and target's), so the image outside them is kept (ours; the papers blend only on
-            words they are given).
-        mask_threshold: φ, instant masks' binarisation threshold (InstDiffEdit: 0.2).
-        mask_smooth_times: passes of instant masks' 5×5 Gaussian smoothing (InstDiffEdit: 2).
-        mask_refine_radius: the final instant mask's edge-aware refinement, a guided filter with the image as
-            guide, its radius in attention-map cells (0: none, as InstDiffEdit).
-        mask_region_peak: the final instant mask keeps only its connected regions whose peak reaches this
-            fraction of the strongest region's (0: every region, as InstDiffEdit).
-    """
-
-    num_inference_steps: int = 50
-    guidance_scale: float = 7.5
-    cross_replace: float = 0.8
-    self_replace: float = 0.4
-    self_replace_min_downsample: int = 4
-    blend_downsample: int = 4
-    blend_threshold: float = 0.3
-    blend_pool_size: int = 3
-    blend_start: float = 0.2
-    attention_downsample: int = 4
-    inversion_steps: int = 50
-    inversion_self_replace: float | None = None
-    inversion_edit_null: str = "all"
-    inversion_blend_swapped: bool = True
-    mask_threshold: float = 0.2
-    mask_smooth_times: int = 2
-    mask_refine_radius: float = 0.0
-    mask_region_peak: float = 0.0
-
-    def __post_init__(self):
-        unit = (lambda v: 0.0 <= v <= 1.0, "in [0, 1]")
-        checks = (("num_inference_steps", int, lambda v: 1 <= v <= 1000, "in [1, 1000]"),
-                  ("guidance_scale", float, lambda v: 0.0 <= v < float("inf"), "a finite number >= 0"),
-                  ("cross_replace", float, *unit), ("self_replace", float, *unit),
-                  ("self_replace_min_downsample", int, lambda v: v >= 1, ">= 1"),
-                  ("blend_downsample", int, lambda v: v >= 1, ">= 1"),
-                  ("blend_threshold", float, lambda v: 0.0 <= v < 1.0, "in [0, 1)"),
-                  ("blend_start", float, *unit),
-                  ("attention_downsample", int, lambda v: v >= 1, ">= 1"),
-                  ("inversion_steps", int, lambda v: 1 <= v <= 1000, "in [1, 1000]"),
-                  ("blend_pool_size", int, lambda v: v >= 1 and v % 2 == 1, "odd and positive"),
-                  ("mask_threshold", float, lambda v: 0.0 <= v < 1.0, "in [0, 1)"),
-                  ("mask_smooth_times", int, lambda v: v >= 0, ">= 0"),
-                  ("mask_refine_radius", float, lambda v: 0.0 <= v <= 64.0, "in [0, 64]"),
-                  ("mask_region_peak", float, lambda v: 0.0 <= v <= 1.0, "in [0, 1]"))
-        if self.inversion_edit_null not in EDIT_NULLS:
-            raise ModelLoadError(f"promptedit.json: inversion_edit_null must be one of {', '.join(EDIT_NULLS)}, "
-                                 f"got {self.inversion_edit_null!r}")
-        if not isinstance(self.inversion_blend_swapped, bool):
-            raise ModelLoadError(f"promptedit.json: inversion_blend_swapped must be true or false, "
-                                 f"got {self.inversion_blend_swapped!r}")
-        if self.inversion_self_replace is not None:
-            checks += (("inversion_self_replace", float, *unit),)
-        for name, kind, ok, rule in checks:
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or value != kind(value) or not ok(kind(value)):
-                raise ModelLoadError(f"promptedit.json: {name} must be {rule}, got {value!r}")
-
-    @classmethod
-    def from_file(cls, path: Path) -> "ModelDefaults":
-        """The defaults of a ``promptedit.json`` (``{"defaults": {...}}``); an unknown key, or a value of the wrong
-        type or out of range, is a ModelLoadError naming it and the file."""
-        try:
-            data = json.loads(path.read_text())
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise ModelLoadError(f"cannot read {path}: {e}") from None
-        values = data.get("defaults", data) if isinstance(data, dict) else None
-        if not isinstance(values, dict):
-            raise ModelLoadError(f"{path}: expected a JSON object of defaults")
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ModelLoadError(f"{path}: unknown key{'s' if len(unknown) > 1 else ''} {', '.join(unknown)} "
-                                 f"(known: {', '.join(sorted(known))})")
-        try:
-            return cls(**values)
-        except ModelLoadError as e:
-            raise ModelLoadError(f"{path}: {str(e).removeprefix('promptedit.json: ')}") from None
+#: components of each family's model_index.json
+COMPONENTS = {"sd": ("vae", "unet", "text_encoder", "tokenizer", "scheduler"),
+              "sdxl": ("vae", "unet", "text_encoder", "text_encoder_2", "tokenizer", "tokenizer_2", "scheduler")}
 
 
 @dataclass
 class DiffusionModel:
-    """A loaded Stable Diffusion model.
+    """A loaded text-to-image latent diffusion model.
 
     Attributes:
-        vae, unet, text_encoder, tokenizer: the components, in eval mode.
+        vae: the autoencoder (``encode(x).latent_dist``, ``decode(z).sample``, ``config.scaling_factor``).
+        unet: a diffusers ``UNet2DConditionModel``, in eval mode.
+        text: the family's text side: prompts → :class:`~promptedit.conditioning.Conditioning`.
         scheduler_config: the checkpoint's scheduler configuration (a fresh DDIM scheduler is made per run).
         name: where the model came from (folder or hub id).
         defaults: sampling and editing defaults for this model.
@@ -142,11 +41,25 @@ class DiffusionModel:
 
     vae: torch.nn.Module
     unet: torch.nn.Module
-    text_encoder: torch.nn.Module
-    tokenizer: object
+    text: TextConditioner
     scheduler_config: dict
     name: str
     defaults: ModelDefaults = field(default_factory=ModelDefaults)
+
+    # ----------------------------------------------------------------- what the stages ask of a model
+    @property
+    def family(self) -> str:
+        return self.text.family
+
+    @property
+    def tokenizer(self):
+        """The tokenizer whose positions the attention maps' keys are."""
+        return self.text.tokenizer
+
+    @property
+    def text_encoder(self) -> torch.nn.Module:
+        """The (first) text encoder; for training and saving. The loop goes through :attr:`text`."""
+        return self.text.encoders[0]
 
     @property
     def device(self) -> torch.device:
@@ -165,6 +78,11 @@ class DiffusionModel:
         return 2 ** (len(self.vae.config.block_out_channels) - 1)
 
     @property
+    def size_factor(self) -> int:
+        """Image sides must be multiples of this (the VAE's factor times the UNet's downsampling)."""
+        return self.vae_scale_factor * 2 ** (len(self.unet.config.block_out_channels) - 1)
+
+    @property
     def latent_channels(self) -> int:
         """Channels of x_t: what the UNet predicts (an inpainting UNet takes more in: mask and masked image)."""
         return int(self.unet.config.out_channels)
@@ -176,11 +94,23 @@ class DiffusionModel:
 
     @property
     def max_length(self) -> int:
-        return int(self.tokenizer.model_max_length)
+        return self.text.max_length
 
     @property
     def prediction_type(self) -> str:
         return self.scheduler_config.get("prediction_type", "epsilon")
+
+    def encode(self, prompts, *, size: tuple[int, int]) -> Conditioning:
+        """Conditioning of ``prompts`` for images of ``size`` (h, w)."""
+        return self.text.encode(prompts, size=size).to(self.device, self.dtype)
+
+    def unconditional(self, n: int, *, size: tuple[int, int]) -> Conditioning:
+        """The unconditional branch's conditioning ∅, ``n`` rows."""
+        return self.text.unconditional(n, size=size).to(self.device, self.dtype)
+
+    def predict(self, x_t: torch.Tensor, t, cond: Conditioning) -> torch.Tensor:
+        """The UNet's output for x_t (n, C, h, w) at timestep t under ``cond`` (n rows)."""
+        return self.unet(x_t, t, **cond.unet_kwargs()).sample
 
     def attention_downsamples(self, *, is_cross: bool = True) -> list[int]:
         """Resolutions (factors relative to the latent) of the UNet's down and up attention layers."""
@@ -192,7 +122,6 @@ class DiffusionModel:
         """The cross-attention resolution to read maps at: ``requested`` when given (a ParameterError when the
         UNet has no cross-attention there), else ``default`` or, when the UNet has none at ``default``, the
         nearest it has. Returns (factor, a note saying so when the default was replaced, else "")."""
-        from .errors import ParameterError
         from .hooks import nearest_downsample
 
         have = self.attention_downsamples()
@@ -221,8 +150,12 @@ class DiffusionModel:
         config.update(overrides)
         return DDIMScheduler.from_config(config)
 
+    @property
+    def modules(self) -> list[torch.nn.Module]:
+        return [self.vae, self.unet, *self.text.encoders]
+
     def to(self, device=None, dtype=None) -> "DiffusionModel":
-        for m in (self.vae, self.unet, self.text_encoder):
+        for m in self.modules:
             # torch's own Module.to: diffusers' override warns about fp32 modules on every dtype cast
             torch.nn.Module.to(m, device=device, dtype=dtype)
         return self
@@ -238,8 +171,6 @@ def default_device_and_dtype() -> tuple[torch.device, torch.dtype]:
 def resolve_device(device: str | torch.device) -> torch.device:
     """A device that exists here: ``cpu``, ``cuda``/``cuda:N`` with that GPU present, or ``mps`` where available;
     a ParameterError naming what is wrong otherwise."""
-    from .errors import ParameterError
-
     try:
         d = torch.device(device)
     except (RuntimeError, TypeError, ValueError):
@@ -283,23 +214,16 @@ def _load_component(root: str, name: str, spec, local: bool, dtype: torch.dtype 
         raise ModelLoadError(f"{root}: cannot load the {name}: {first}") from None
 
 
-def load_model(
-    name_or_path: str | os.PathLike,
-    *,
-    device: str | torch.device | None = None,
-    dtype: torch.dtype | None = None,
-) -> DiffusionModel:
-    """Load a Stable Diffusion checkpoint in diffusers format from a local folder (or a hub id).
+def model_family(index: dict) -> str:
+    """``sdxl`` for a checkpoint with a second text encoder (or an SDXL pipeline class), else ``sd``."""
+    if "text_encoder_2" in index or str(index.get("_class_name", "")).startswith("StableDiffusionXL"):
+        return "sdxl"
+    return "sd"
 
-    Raises :class:`ModelLoadError` for a missing folder, a folder that is not a
-    diffusers SD checkpoint, or a component that cannot be loaded.
-    """
-    from diffusers import ConfigMixin  # noqa: F401  (ensures diffusers is importable)
 
-    name = str(name_or_path)
+def _read_index(name: str) -> tuple[dict, str, bool, Path]:
     path = Path(name).expanduser()
-    local = path.exists()
-    if local:
+    if path.exists():
         if not path.is_dir():
             raise ModelLoadError(f"model path {name} is not a folder")
         index_file = path / "model_index.json"
@@ -307,73 +231,105 @@ def load_model(
             raise ModelLoadError(f"{name} is not a diffusers Stable Diffusion folder (no model_index.json)")
         try:
             index = json.loads(index_file.read_text())
-        except (OSError, json.JSONDecodeError) as e:
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
             raise ModelLoadError(f"cannot read {index_file}: {e}") from None
-        root = str(path)
-    elif _is_hub_id(name):
+        return index, str(path), True, path
+    if _is_hub_id(name):
         try:
             from huggingface_hub import hf_hub_download
 
             index = json.loads(Path(hf_hub_download(name, "model_index.json")).read_text())
         except Exception as e:
             raise ModelLoadError(f"model {name!r} is not a local folder and could not be fetched: {e}".splitlines()[0]) from None
-        root = name
-    else:
-        raise ModelLoadError(f"model folder {name} not found")
+        return index, name, False, path
+    raise ModelLoadError(f"model folder {name} not found")
 
+
+def load_model(
+    name_or_path: str | os.PathLike,
+    *,
+    device: str | torch.device | None = None,
+    dtype: torch.dtype | None = None,
+) -> DiffusionModel:
+    """Load a Stable Diffusion (1.x, 2.x or XL) checkpoint in diffusers format from a local folder (or a hub id,
+    where the hub is reachable; nothing here downloads by default).
+
+    Raises :class:`ModelLoadError` for a missing folder, a folder that is not a diffusers SD checkpoint, or a
+    component that cannot be loaded, and :class:`ParameterError` for a device that is not here.
+    """
+    name = str(name_or_path)
+    if device is not None:
+        device = resolve_device(device)
+    index, root, local, path = _read_index(name)
     if not isinstance(index, dict):
         raise ModelLoadError(f"{name}: model_index.json is not a JSON object")
-    missing = [c for c in COMPONENTS if c not in index]
+    family = model_family(index)
+    components = COMPONENTS[family]
+    missing = [c for c in components if c not in index]
     if missing:
         raise ModelLoadError(f"{name} lacks {', '.join(missing)}: not a Stable Diffusion checkpoint")
     if local:
-        absent = [c for c in COMPONENTS if not (path / c).is_dir()]
+        absent = [c for c in components if not (path / c).is_dir()]
         if absent:
             raise ModelLoadError(f"{name} is incomplete: its model_index.json names {', '.join(absent)} but the "
                                  f"folder{'s are' if len(absent) > 1 else ' is'} missing")
+    defaults = ModelDefaults.from_file(path / DEFAULTS_FILE) if local and (path / DEFAULTS_FILE).is_file() else ModelDefaults()
 
-    if device is not None:
-        device = resolve_device(device)
     if device is None or dtype is None:
         d, t = default_device_and_dtype()
         device = device or d
         dtype = dtype or (t if torch.device(device).type == "cuda" else torch.float32)
-    parts = {c: _load_component(root, c, index[c], local, dtype) for c in ("vae", "unet", "text_encoder", "tokenizer")}
+    parts = {c: _load_component(root, c, index[c], local, dtype) for c in components if c != "scheduler"}
     try:
         from diffusers import DDIMScheduler
 
         scheduler_config = dict(DDIMScheduler.load_config(root, subfolder="scheduler", local_files_only=local))
     except Exception as e:
         raise ModelLoadError(f"{name}: cannot load the scheduler: {str(e).splitlines()[0]}") from None
-    if not getattr(parts["tokenizer"], "is_fast", False):
-        raise ModelLoadError(f"{name}: the tokenizer is not a fast tokenizer")
-    defaults = ModelDefaults.from_file(path / DEFAULTS_FILE) if local and (path / DEFAULTS_FILE).is_file() else ModelDefaults()
-    model = DiffusionModel(
-        vae=parts["vae"], unet=parts["unet"], text_encoder=parts["text_encoder"], tokenizer=parts["tokenizer"],
-        scheduler_config=scheduler_config, name=name, defaults=defaults,
-    )
-    for m in (model.vae, model.unet, model.text_encoder):
+    for tok in [parts["tokenizer"]] + ([parts["tokenizer_2"]] if family == "sdxl" else []):
+        if not getattr(tok, "is_fast", False):
+            raise ModelLoadError(f"{name}: the tokenizer is not a fast tokenizer")
+    if family == "sdxl":
+        if getattr(parts["unet"].config, "addition_embed_type", None) != "text_time":
+            raise ModelLoadError(f"{name}: an SDXL checkpoint's UNet must take text-time conditioning "
+                                 "(addition_embed_type 'text_time')")
+        text = SDXLText([parts["tokenizer"], parts["tokenizer_2"]], [parts["text_encoder"], parts["text_encoder_2"]],
+                        force_zeros_for_empty_prompt=bool(index.get("force_zeros_for_empty_prompt", True)))
+    else:
+        text = SDText(parts["tokenizer"], parts["text_encoder"])
+    model = DiffusionModel(vae=parts["vae"], unet=parts["unet"], text=text, scheduler_config=scheduler_config,
+                           name=name, defaults=defaults)
+    for m in model.modules:
         m.eval().requires_grad_(False)
     return model.to(torch.device(device), dtype)
 
 
 def load_inpaint_pipeline(name_or_path: str | os.PathLike, *, device=None, dtype=None, progress: bool = False):
-    """A diffusers ``StableDiffusionInpaintPipeline`` from a Stable Diffusion inpainting folder (its UNet takes
-    the 4 latent channels, the mask and the masked image's latents: 9 channels), for InstDiffEdit's final pass.
+    """A diffusers inpainting pipeline (``StableDiffusionInpaintPipeline``, or ``StableDiffusionXLInpaintPipeline``
+    for an SDXL folder) from an inpainting checkpoint (its UNet takes the latent channels, the mask and the
+    masked image's latents: 2C + 1 channels), for InstDiffEdit's final pass.
 
     Raises :class:`ModelLoadError` as :func:`load_model` does, and for a checkpoint that does not inpaint.
     """
-    from diffusers import StableDiffusionInpaintPipeline
-
     model = load_model(name_or_path, device=device, dtype=dtype)
     channels, latent = model.unet.config.in_channels, model.latent_channels
     if channels != 2 * latent + 1:
         raise ModelLoadError(f"{name_or_path} is not an inpainting checkpoint: its UNet takes {channels} input "
                              f"channels, an inpainting UNet {2 * latent + 1}")
-    pipe = StableDiffusionInpaintPipeline(
-        vae=model.vae, text_encoder=model.text_encoder, tokenizer=model.tokenizer, unet=model.unet,
-        scheduler=model.make_scheduler(), safety_checker=None, feature_extractor=None,
-        requires_safety_checker=False)
+    if model.family == "sdxl":
+        from diffusers import StableDiffusionXLInpaintPipeline
+
+        pipe = StableDiffusionXLInpaintPipeline(
+            vae=model.vae, text_encoder=model.text.text_encoder, text_encoder_2=model.text.text_encoder_2,
+            tokenizer=model.text.tokenizer, tokenizer_2=model.text.tokenizer_2, unet=model.unet,
+            scheduler=model.make_scheduler(), force_zeros_for_empty_prompt=model.text.force_zeros_for_empty_prompt)
+    else:
+        from diffusers import StableDiffusionInpaintPipeline
+
+        pipe = StableDiffusionInpaintPipeline(
+            vae=model.vae, text_encoder=model.text_encoder, tokenizer=model.tokenizer, unet=model.unet,
+            scheduler=model.make_scheduler(), safety_checker=None, feature_extractor=None,
+            requires_safety_checker=False)
     pipe.set_progress_bar_config(disable=not progress, leave=False)
     pipe.register_to_config(_name_or_path=str(name_or_path))  # what result.json names
     return pipe
@@ -383,37 +339,44 @@ def save_model(model: DiffusionModel, folder: str | os.PathLike, *, extra_files:
                half: bool = False) -> Path:
     """Write a model as a diffusers folder (safetensors), with its defaults in ``promptedit.json``.
 
-    ``half`` stores the UNet's and text encoder's weights in fp16 (half the size; loading casts them back).
+    ``half`` stores the UNet's and text encoders' weights in fp16 (half the size; loading casts them back).
     """
     import copy
-    from dataclasses import asdict
 
     import diffusers
     from diffusers import DDIMScheduler
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    for name, module in (("unet", model.unet), ("text_encoder", model.text_encoder)):
+    sdxl = model.family == "sdxl"
+    encoders = [("text_encoder", model.text.encoders[0])] + ([("text_encoder_2", model.text.encoders[1])] if sdxl else [])
+    tokenizers = [("tokenizer", model.text.tokenizer)] + ([("tokenizer_2", model.text.tokenizer_2)] if sdxl else [])
+    for name, module in (("unet", model.unet), *encoders):
         (copy.deepcopy(module).half() if half else module).save_pretrained(folder / name)
     model.vae.save_pretrained(folder / "vae")
-    model.tokenizer.save_pretrained(folder / "tokenizer")
+    for name, tok in tokenizers:
+        tok.save_pretrained(folder / name)
     DDIMScheduler.from_config(model.scheduler_config).save_pretrained(folder / "scheduler")
     vae_cls = type(model.vae)
     vae_lib = "diffusers" if vae_cls.__module__.startswith("diffusers") else vae_cls.__module__
     index = {
-        "_class_name": "StableDiffusionPipeline",
+        "_class_name": "StableDiffusionXLPipeline" if sdxl else "StableDiffusionPipeline",
         "_diffusers_version": diffusers.__version__,
         "vae": [vae_lib, vae_cls.__name__],
         "unet": ["diffusers", type(model.unet).__name__],
-        "text_encoder": ["transformers", type(model.text_encoder).__name__],
-        "tokenizer": ["transformers", "CLIPTokenizer"],
         "scheduler": ["diffusers", "DDIMScheduler"],
-        "safety_checker": [None, None],
-        "feature_extractor": [None, None],
-        "requires_safety_checker": False,
     }
+    for name, module in encoders:
+        index[name] = ["transformers", type(module).__name__]
+    for name, tok in tokenizers:
+        index[name] = ["transformers", "CLIPTokenizer"]
+    if sdxl:
+        index["force_zeros_for_empty_prompt"] = model.text.force_zeros_for_empty_prompt
+    else:
+        index.update({"safety_checker": [None, None], "feature_extractor": [None, None],
+                      "requires_safety_checker": False})
     (folder / "model_index.json").write_text(json.dumps(index, indent=2))
-    (folder / DEFAULTS_FILE).write_text(json.dumps({"defaults": asdict(model.defaults)}, indent=2))
+    (folder / DEFAULTS_FILE).write_text(json.dumps(model.defaults.to_dict(), indent=2) + "\n")
     for name, text in (extra_files or {}).items():
         (folder / name).write_text(text)
     return folder

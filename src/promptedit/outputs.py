@@ -1,15 +1,14 @@
-"""File output for the CLI and the app: atomic writes, result.json, output-path checks.
+"""File output for the front-ends (CLI, web app, batch runs): atomic writes, output-path checks.
 
-The library never writes files; these helpers are used by :mod:`promptedit.cli`
-and the web app only.
+The library never writes files; these helpers are the one place that does (records are built by
+:mod:`promptedit.records`).
 """
 
 from __future__ import annotations
 
 import json
 import os
-import platform
-import tempfile
+import secrets
 from pathlib import Path
 
 import numpy as np
@@ -18,18 +17,17 @@ from PIL import Image
 from .errors import OutputPathError
 
 
-_UMASK = os.umask(0)
-os.umask(_UMASK)
-
-
 def _atomic_write(path: Path, write) -> None:
+    """Write ``path`` through a temporary file in its folder, renamed over it when complete: an interrupted
+    write leaves no half-written file. The temporary file is created with mode 0666, so the process's umask
+    gives it (and so the output) the usual mode."""
     path = Path(path)
     make_output_dir(path.parent)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}.part"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; outputs get the usual mode
         os.replace(tmp, path)
     except BaseException:
         try:
@@ -97,22 +95,3 @@ def make_output_dir(path: Path) -> Path:
     except OSError as e:
         raise OutputPathError(f"cannot create {path}: {e.strerror or e}") from None
     return path
-
-
-def environment() -> dict:
-    """Versions and machine, for result.json."""
-    import diffusers
-    import torch
-    import transformers
-
-    from . import __version__
-
-    return {
-        "promptedit": __version__,
-        "torch": torch.__version__,
-        "diffusers": diffusers.__version__,
-        "transformers": transformers.__version__,
-        "python": platform.python_version(),
-        "machine": platform.machine(),
-        "device": "cuda" if torch.cuda.is_available() else "cpu",
-    }

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import torch
 
-from .models import DiffusionModel, ModelDefaults, save_model  # noqa: F401  (re-exported)
+from .conditioning import SDText
+from .defaults import InversionDefaults, ModelDefaults, P2PDefaults, SamplingDefaults, MaskDefaults
+from .models import DiffusionModel, save_model  # noqa: F401  (re-exported)
 from .vocab import build_clip_tokenizer
 
 TINY_CORPUS = [
@@ -92,8 +94,15 @@ def tiny_components(seed: int = 0, *, max_length: int = 77, prediction_type: str
     for m in (unet, vae, text_encoder):
         m.eval().requires_grad_(False)
     return DiffusionModel(
-        vae=vae, unet=unet, text_encoder=text_encoder, tokenizer=tokenizer,
+        vae=vae, unet=unet, text=SDText(tokenizer, text_encoder),
         scheduler_config=dict(scheduler.config), name=f"tiny-{'inpaint' if inpainting else 'random'}-{seed}",
-        defaults=ModelDefaults(num_inference_steps=4, inversion_steps=4, blend_downsample=2, attention_downsample=2,
-                               self_replace_min_downsample=2),
+        defaults=TINY_DEFAULTS,
     )
+
+
+#: the tiny models' defaults: few steps, and maps at 1/2 of the 16×16 latent
+TINY_DEFAULTS = ModelDefaults(
+    sampling=SamplingDefaults(num_inference_steps=4),
+    p2p=P2PDefaults(blend_downsample=2, attention_downsample=2, self_replace_min_downsample=2),
+    inversion=InversionDefaults(num_inference_steps=4),
+    masks=MaskDefaults(downsample=2))

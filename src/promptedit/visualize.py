@@ -109,10 +109,40 @@ def self_attention_grid(maps, *, k: int = 6, cell: int = 96) -> Image.Image:
     return image_grid(tiles, [f"component {i + 1}" for i in range(len(tiles))])
 
 
-def mask_overlay(image: np.ndarray, mask: np.ndarray, colour=(255, 0, 80), alpha: float = 0.45) -> np.ndarray:
-    """Tint the pixels of a binary mask (any size, resized with nearest) over an image (H, W, 3)."""
+def mask_overlay(image: np.ndarray, mask: np.ndarray, dim: float = 0.45) -> np.ndarray:
+    """A mask (any size, resized with nearest) shown over an image (H, W, 3): the outside dimmed towards grey and
+    the mask's edge drawn as a black-and-white dashed line, so it reads on any colour (a tint would vanish on
+    an object of the same colour)."""
     H, W = image.shape[:2]
     m = np.asarray(Image.fromarray(np.asarray(mask, dtype=np.uint8) * 255).resize((W, H), Image.NEAREST)) > 127
     out = image.astype(np.float32).copy()
-    out[m] = out[m] * (1 - alpha) + np.array(colour) * alpha
+    out[~m] = out[~m] * (1 - dim) + 128 * dim
+    pad = np.pad(m, 1, mode="edge")
+    inner = pad[:-2, 1:-1] & pad[2:, 1:-1] & pad[1:-1, :-2] & pad[1:-1, 2:]
+    edge = m & ~inner  # the mask's own pixels that touch the outside
+    yy, xx = np.nonzero(edge)
+    dash = ((yy + xx) // 2) % 2 == 0
+    out[yy[dash], xx[dash]] = 0
+    out[yy[~dash], xx[~dash]] = 255
     return out.astype(np.uint8)
+
+
+def mask_tile(mask: np.ndarray, size: tuple[int, int] | None = None) -> np.ndarray:
+    """A mask as a black-and-white image (H, W, 3) uint8: white = inside."""
+    m = np.asarray(mask, dtype=np.uint8) * 255
+    if size is not None and m.shape != tuple(size):
+        m = np.asarray(Image.fromarray(m).resize((size[1], size[0]), Image.NEAREST))
+    return np.repeat(m[..., None], 3, axis=2)
+
+
+def attention_sheet(model, result, *, cell: int = 128) -> np.ndarray:
+    """Every branch's cross-attention maps per token (one row each) from a result that recorded them."""
+    maps = result.attention.maps(downsample=result.attention_downsample)
+    rows = [cross_attention_grid(result.images[i], maps[i], token_labels(model.tokenizer, p), cell=cell)
+            for i, p in enumerate(result.prompts)]
+    sheet = Image.new("RGB", (max(r.width for r in rows), sum(r.height for r in rows)), "white")
+    y = 0
+    for r in rows:
+        sheet.paste(r, (0, y))
+        y += r.height
+    return np.asarray(sheet)

@@ -38,13 +38,15 @@ from tqdm.auto import tqdm
 
 from ..codec import PatchCodec
 from ..hooks import attention_control
-from ..models import DiffusionModel, ModelDefaults
+from ..conditioning import SDText
+from ..defaults import InversionDefaults, MaskDefaults, ModelDefaults, P2PDefaults, SamplingDefaults
+from ..models import DiffusionModel
 from ..vocab import build_clip_tokenizer
 from ..world import iter_samples, spec
 from .grounding import GroundingRecorder, grounding_targets, token_grounding_loss, word_mass_loss
 from .words import token_identity_loss, word_positions
 
-HELD_OUT_SEED = 1_000_003  # benchmarks draw scenes from this seed; training never does
+HELD_OUT_SEED = spec.HELD_OUT_SEED  # benchmarks draw scenes from this seed; training never does
 
 
 @dataclass
@@ -181,13 +183,20 @@ def build_model(config: TrainConfig, tokenizer) -> DiffusionModel:
         prediction_type=config.prediction_type,
     )
     return DiffusionModel(
-        vae=codec, unet=unet, text_encoder=text_encoder, tokenizer=tokenizer,
-        scheduler_config=dict(scheduler.config), name="promptedit-shapes",
-        defaults=ModelDefaults(num_inference_steps=20, guidance_scale=5.0, cross_replace=0.8, self_replace=0.4,
-                               self_replace_min_downsample=1, blend_downsample=1, attention_downsample=1,
-                               inversion_self_replace=0.8, inversion_edit_null="source", mask_smooth_times=0,
-                               mask_refine_radius=2.0, mask_region_peak=0.9),
+        vae=codec, unet=unet, text=SDText(tokenizer, text_encoder),
+        scheduler_config=dict(scheduler.config), name="promptedit-shapes", defaults=SHAPES_DEFAULTS,
     )
+
+
+#: the embedded model's defaults (its promptedit.json): 20 steps at guidance 5; maps at the latent's own
+#: resolution (its 16 × 16 latent is the 16 × 16 of SD's 64 × 64 at 1/4); real-image edits with 80 %
+#: self-attention and the inversion's null in the source branch; instant masks unsmoothed, refined, one region
+SHAPES_DEFAULTS = ModelDefaults(
+    sampling=SamplingDefaults(num_inference_steps=20, guidance_scale=5.0),
+    p2p=P2PDefaults(cross_replace=0.8, self_replace=0.4, self_replace_min_downsample=1, blend_downsample=1,
+                    attention_downsample=1),
+    inversion=InversionDefaults(num_inference_steps=50, self_replace=0.8, edit_null="source"),
+    masks=MaskDefaults(downsample=1, smooth_times=0, guided_filter_radius=2.0, region_peak=0.9))
 
 
 def rendered_batch(config: TrainConfig, step: int) -> tuple[list[str], torch.Tensor, list[np.ndarray]]:

@@ -582,7 +582,7 @@ def read_image(
 
     # 5. colour and shape of each component
     sketch_hint = None if style is None else style == spec.SKETCH
-    if style is None and _looks_pixelated(img):
+    if style is None and looks_pixelated(img):
         style = spec.PIXEL_ART
     grow = {spec.PIXEL_ART: h // spec.PIXEL_ART_GRID, spec.BLURRY: 3}.get(style, 1)
     light, _, bg_rgb = _families(is_night)
@@ -624,7 +624,7 @@ def read_image(
     return Reading(background, is_night, tuple(objects), bg_conf, any(sketched))
 
 
-def _looks_pixelated(image: np.ndarray, grid: int = spec.PIXEL_ART_GRID) -> bool:
+def looks_pixelated(image: np.ndarray, grid: int = spec.PIXEL_ART_GRID) -> bool:
     """True when (almost) every canvas-aligned block is one flat colour, as after
     ``a pixel art of``."""
     h, w, c = image.shape

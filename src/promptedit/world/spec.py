@@ -15,6 +15,9 @@ import numpy as np
 
 RGB = tuple[int, int, int]
 
+#: benchmarks and evaluation sets draw scenes from this seed; training never does
+HELD_OUT_SEED = 1_000_003
+
 # --- Canvas ---------------------------------------------------------------
 #: Side of the square canvas in pixels ("Canvas": 64 x 64, RGB, 8 bits).
 CANVAS_SIZE: int = 64

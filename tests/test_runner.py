@@ -1,13 +1,14 @@
-"""Prompt-to-Prompt on tiny random-weight SD components: the properties that pin results."""
+"""The one runner and Prompt-to-Prompt on tiny random-weight SD components: the properties that pin results."""
 
 import pytest
 import torch
 
 from promptedit.control import AttentionControl, AttentionReplace
-from promptedit.editing import EditSpec, build_controller, edit, generate
+from promptedit.editing import edit, generate
 from promptedit.errors import HookError, ParameterError, PromptError, PromptTruncatedWarning, WordNotInPromptError
 from promptedit.hooks import ControlledAttnProcessor, attention_control
-from promptedit.pipeline import denoise, encode_prompts, initial_latents, make_generator
+from promptedit.runner import SeedStart, denoise
+from promptedit.spec import EditSpec, build_controller
 from promptedit.tokens import word_token_indices
 
 SRC, TGT = "a photo of a cat", "a photo of a dog"
@@ -15,8 +16,8 @@ STEPS = 4
 
 
 def latents_of(model, prompts, controller=None, seed=0, **kw):
-    cond = encode_prompts(model, prompts)
-    x_T = initial_latents(model, 32, 32, make_generator(seed))
+    cond = model.encode(prompts, size=(32, 32))
+    x_T = SeedStart(seed).prepare(model, prompts=prompts, num_inference_steps=STEPS, size=(32, 32)).x
     return denoise(model, cond, x_T, num_inference_steps=STEPS, guidance_scale=7.5, controller=controller,
                    progress=False, **kw)
 
@@ -76,7 +77,7 @@ def test_replace_with_identical_prompts_changes_nothing(tiny_model):
 
 def test_full_cross_injection_gives_target_the_source_maps_through_the_mapper(tiny_model):
     inner, mode, _ = build_controller(EditSpec(SRC, (TGT,), cross_replace=1.0, self_replace=0.0),
-                                      tiny_model.tokenizer, STEPS, tiny_model.defaults)
+                                      tiny_model.tokenizer, STEPS, tiny_model.defaults.p2p)
     assert mode == "replace" and isinstance(inner, AttentionReplace)
     spy = Spy(inner)
     latents_of(tiny_model, [SRC, TGT], spy)
@@ -94,7 +95,7 @@ def test_full_cross_injection_gives_target_the_source_maps_through_the_mapper(ti
 def test_refine_leaves_added_tokens_attention_untouched(tiny_model):
     tgt = "a photo of a striped cat"
     inner, mode, _ = build_controller(EditSpec(SRC, (tgt,), cross_replace=1.0), tiny_model.tokenizer, STEPS,
-                                      tiny_model.defaults)
+                                      tiny_model.defaults.p2p)
     assert mode == "refine"
     spy = Spy(inner)
     latents_of(tiny_model, [SRC, tgt], spy)
@@ -116,16 +117,16 @@ def test_reweight_with_c_one_changes_nothing(tiny_model):
 
 def test_local_blend_with_all_ones_mask_equals_no_blend(tiny_model):
     spec = EditSpec(SRC, (TGT,), blend_words=("cat", "dog"), blend_start=0.0)
-    blended, _, _ = build_controller(spec, tiny_model.tokenizer, STEPS, tiny_model.defaults)
+    blended, _, _ = build_controller(spec, tiny_model.tokenizer, STEPS, tiny_model.defaults.p2p)
     blended.local_blend.threshold = -1.0  # every pixel is inside the mask
-    plain, _, _ = build_controller(EditSpec(SRC, (TGT,)), tiny_model.tokenizer, STEPS, tiny_model.defaults)
+    plain, _, _ = build_controller(EditSpec(SRC, (TGT,)), tiny_model.tokenizer, STEPS, tiny_model.defaults.p2p)
     a = latents_of(tiny_model, [SRC, TGT], blended)
     b = latents_of(tiny_model, [SRC, TGT], plain)
     assert blended.local_blend.last_mask is not None and blended.local_blend.last_mask.all()
     assert torch.allclose(a, b, atol=1e-4)  # blend layers run explicit probabilities, the rest fused: rounding
     # a real threshold keeps the source's latents outside the words' region
     spec2 = EditSpec(SRC, (TGT,), blend_words=("cat", "dog"), blend_start=0.0, blend_threshold=0.95)
-    ctrl, _, _ = build_controller(spec2, tiny_model.tokenizer, STEPS, tiny_model.defaults)
+    ctrl, _, _ = build_controller(spec2, tiny_model.tokenizer, STEPS, tiny_model.defaults.p2p)
     x0 = latents_of(tiny_model, [SRC, TGT], ctrl)
     mask = ctrl.local_blend.last_mask  # (2, 1, h, w) of the last step
     assert 0 < mask[1].float().mean() < 1
@@ -145,13 +146,13 @@ def test_local_blend_pool_size_comes_from_the_model_defaults(tiny_model):
     masks = {}
     for k in (3, 1):
         ctrl, _, _ = build_controller(spec, tiny_model.tokenizer, STEPS,
-                                      dataclasses.replace(tiny_model.defaults, blend_pool_size=k))
+                                      dataclasses.replace(tiny_model.defaults.p2p, blend_pool_size=k))
         assert ctrl.local_blend.pool_size == k
         latents_of(tiny_model, [SRC, TGT], ctrl)
         masks[k] = ctrl.local_blend.last_mask
     assert masks[1].sum() < masks[3].sum()
     with pytest.raises(ModelLoadError, match="blend_pool_size"):
-        dataclasses.replace(tiny_model.defaults, blend_pool_size=2)
+        dataclasses.replace(tiny_model.defaults.p2p, blend_pool_size=2)
 
 
 def test_processors_are_restored(tiny_model):
@@ -259,9 +260,36 @@ def test_edits_through_the_values_equal_explicit_probabilities(tiny_model, spec)
     """The fused path (ValueEdit, SDPA kept) gives the edit the explicit-probability path gives."""
     x0 = {}
     for fused in (True, False):
-        ctrl, _, _ = build_controller(spec, tiny_model.tokenizer, STEPS, tiny_model.defaults)
+        ctrl, _, _ = build_controller(spec, tiny_model.tokenizer, STEPS, tiny_model.defaults.p2p)
         ctrl.fused = fused
         x0[fused] = latents_of(tiny_model, spec.prompts, ctrl)
     plain = latents_of(tiny_model, spec.prompts)
     assert torch.allclose(x0[True], x0[False], atol=1e-4)
     assert (x0[True][1:] - plain[1:]).abs().max() > 1e-2  # and it is an edit
+
+
+def test_maps_default_to_the_nearest_resolution_the_unet_has(tiny_model):
+    """A UNet with one downsampling level has cross-attention at 1/1 and 1/2 of the latent only: the papers'
+    default 1/4 falls back to the nearest (said in a note), and only an explicit resolution it lacks is refused."""
+    import dataclasses
+
+    from diffusers import UNet2DConditionModel
+
+    from promptedit.defaults import ModelDefaults
+
+    unet = UNet2DConditionModel(sample_size=16, in_channels=4, out_channels=4, block_out_channels=(16, 32),
+                                layers_per_block=1, down_block_types=("CrossAttnDownBlock2D",) * 2,
+                                up_block_types=("CrossAttnUpBlock2D",) * 2, cross_attention_dim=32,
+                                attention_head_dim=8, norm_num_groups=8).eval().requires_grad_(False)
+    model = dataclasses.replace(tiny_model, unet=unet, defaults=ModelDefaults())
+    assert model.attention_downsamples() == [1, 2]
+    from promptedit.editing import attention
+
+    res = attention(model, SRC, num_inference_steps=2, self_attention=False, progress=False)
+    assert res.attention_downsample == 2 and "using 1/2" in res.notes[0]
+    assert res.attention.maps(downsample=2).shape[1:3] == (8, 8)
+    with pytest.raises(ParameterError, match="no cross-attention maps at 1/4 .* it has 1/1, 1/2"):
+        attention(model, SRC, downsample=4, num_inference_steps=2, progress=False)
+    blended = edit(model, EditSpec(SRC, (TGT,), blend_words=("cat", "dog")), num_inference_steps=2, progress=False)
+    assert any("local blend" in n and "1/2" in n for n in blended.notes) and blended.blend_mask is not None
+    assert any("self-attention injection" in n for n in blended.notes)  # 1/4 for self-attention: none either

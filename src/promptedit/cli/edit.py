@@ -1,0 +1,266 @@
+"""``promptedit edit``: a Prompt-to-Prompt edit of a generated image (from a seed) or of a real image (inverted
+first with ``--image``, or a saved ``--inversion``); the edit given by flags or by one prompt in edit syntax."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import click
+
+from ..errors import ParameterError
+from .common import (
+    check_input,
+    check_not_inputs,
+    echo,
+    image_size,
+    is_number,
+    load,
+    model_options,
+    parse_window,
+    parse_word_value,
+    read_inversion,
+    refuse_unused,
+    sampling_options,
+)
+
+INVERSION_METHODS = ("null-text", "negative-prompt", "direct", "ddim")
+P2P_FLAGS = ("mode", "cross_replace", "self_replace", "reweight", "blend", "blend_subtract", "blend_threshold",
+             "blend_start", "inject_features")
+OUTPUT_NAMES = {"source.png", "reconstruction.png", "input.png", "grid.png", "result.json", "attention.png",
+                "blend-mask.png", "inversion.safetensors", "edited.png"}
+
+
+def p2p_options(f):
+    """The Prompt-to-Prompt options of an edit."""
+    options = [
+        click.option("--mode", type=click.Choice(["replace", "refine", "reweight", "auto"]), default="auto",
+                     show_default=True, help="Word swap, added phrase, re-weighting, or chosen from the prompts."),
+        click.option("--cross-replace", "cross_replace", multiple=True, metavar="F | START,END | WORD=F",
+                     help="Cross-attention injection window (fraction of steps); WORD=... sets one word's window."),
+        click.option("--self-replace", default=None, metavar="F | START,END",
+                     help="Self-attention injection window (default: the model's; edits of a real image take its "
+                          "inversion self_replace, 0.8 on the embedded model)."),
+        click.option("--reweight", multiple=True, metavar="WORD=C", help="Scale WORD's attention by C (negative allowed)."),
+        click.option("--blend", "blend", multiple=True, metavar="WORD", help="Local blend: edit only where WORD attends."),
+        click.option("--blend-subtract", multiple=True, metavar="WORD", help="Local blend: leave WORD's region out."),
+        click.option("--blend-threshold", type=float, default=None, help="Local-blend mask threshold (default 0.3)."),
+        click.option("--blend-start", type=float, default=None, help="Fraction of steps before blending (default 0.2)."),
+        click.option("--inject-features", default=None, metavar="F | START,END",
+                     help="Plug-and-Play: inject the source's decoder features over this window."),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+def spec_from_flags(source, targets, kw) -> "EditSpec":  # noqa: F821
+    """The :class:`~promptedit.spec.EditSpec` the Prompt-to-Prompt flags say."""
+    from ..spec import EditSpec
+
+    windows, cross = {}, None
+    for item in kw["cross_replace"]:
+        head = item.split("=", 1)[0]
+        if "=" in item and not is_number(head):
+            word, value = parse_word_value(item, "--cross-replace")
+            windows[word] = parse_window(value, f"--cross-replace {word}")
+        else:
+            cross = parse_window(item, "--cross-replace")
+    weights = {}
+    for item in kw["reweight"]:
+        word, value = parse_word_value(item, "--reweight")
+        try:
+            weights[word] = float(value)
+        except ValueError:
+            raise ParameterError(f"--reweight {word} needs a number, got {value!r}") from None
+    return EditSpec(
+        source=source, targets=tuple(targets), mode=kw["mode"], cross_replace=cross, cross_replace_words=windows,
+        self_replace=parse_window(kw["self_replace"], "--self-replace") if kw["self_replace"] else None,
+        reweight=weights, blend_words=tuple(kw["blend"]), blend_subtract=tuple(kw["blend_subtract"]),
+        blend_threshold=kw["blend_threshold"], blend_start=kw["blend_start"],
+        inject_features=parse_window(kw["inject_features"], "--inject-features") if kw["inject_features"] else None,
+        blend_swapped=kw.get("blend_swapped"),
+    )
+
+
+@click.command()
+@click.option("--source", default=None, help="The source prompt (for --image: the image's caption).")
+@click.option("--target", "targets", multiple=True, help="An edited prompt (repeat for several).")
+@click.option("--prompt", "one_prompt", default=None, metavar="TEXT",
+              help="The whole edit in one prompt, in AUTOMATIC1111's or compel's edit syntax, e.g. "
+                   "'a [red:blue:0.6] circle on a (white:1.2) background' (instead of --source/--target and the "
+                   "Prompt-to-Prompt flags).")
+@click.option("--syntax", type=click.Choice(["auto", "a1111", "compel"]), default="auto", show_default=True,
+              help="The syntax of --prompt (auto: detected when unambiguous).")
+@click.option("--out", required=True, metavar="DIR", help="Output folder.")
+@click.option("--image", default=None, metavar="IMAGE", help="Edit this real image (inverted first with --method).")
+@click.option("--inversion", default=None, metavar="FILE",
+              help="Edit a saved inversion (promptedit invert); its prompt is the source.")
+@click.option("--method", type=click.Choice(INVERSION_METHODS), default="null-text", show_default=True,
+              help="How --image is inverted.")
+@click.option("--fit", type=click.Choice(["crop", "pad"]), default="crop", show_default=True,
+              help="How --image is brought to the model's aspect ratio before resizing.")
+@click.option("--inner-steps", type=click.IntRange(min=1), default=10, show_default=True,
+              help="Null-text: Adam iterations per step.")
+@click.option("--edit-null", type=click.Choice(["all", "source"]), default=None,
+              help="Real images: which branches take the inversion's null conditioning: all (the null-text and "
+                   "negative-prompt papers') or the source only, the edits taking the empty prompt's (default: the "
+                   "model's; all unless its promptedit.json says otherwise; the embedded model: source).")
+@click.option("--no-blend-swapped", "no_blend_swapped", is_flag=True,
+              help="Real images: do not blend a word swap locally on its swapped words (done by default, so the image "
+                   "outside them is kept).")
+@p2p_options
+@click.option("--save-attention", is_flag=True, help="Also write DIR/attention.png (maps of source and edits).")
+@sampling_options
+@model_options
+def edit(source, targets, one_prompt, syntax, out, image, inversion, method, fit, inner_steps, edit_null,
+         no_blend_swapped, save_attention, model, device, threads, quiet, steps, guidance, seed, height, width,
+         allow_large, **p2p):
+    """Edit an image by editing its prompt: SOURCE → TARGET prompt(s), attention injected (Prompt-to-Prompt).
+
+    A generated image (from --seed) writes DIR/source.png; a real image (--image, or --inversion) writes
+    DIR/reconstruction.png (and, for --image, DIR/input.png and DIR/inversion.safetensors). Both write
+    DIR/edited.png (edited-K.png for several targets), DIR/grid.png and DIR/result.json. Mask-guided edits are
+    `promptedit mask-edit`.
+    """
+    from ..outputs import check_output_dir
+
+    started = time.perf_counter()
+    # 1. Check the options against the workflow (before anything is loaded)
+    if image and inversion:
+        raise ParameterError("give --image or --inversion, not both")
+    real = bool(image or inversion)
+    if not real:
+        refuse_unused(("edit_null", "no_blend_swapped", "method", "fit", "inner_steps"),
+                      "in an edit of a generated image (only with --image or --inversion)")
+    if inversion:
+        refuse_unused(("steps", "guidance", "height", "width", "seed", "allow_large", "method", "fit", "inner_steps"),
+                      "with --inversion (its steps, guidance and size are the inversion's; invert again to change them)")
+    if image:
+        refuse_unused(("seed",), "with --image (inversion uses no noise)")
+        if method != "null-text":
+            refuse_unused(("inner_steps",), f"with --method {method} (only with null-text)")
+    parsed = None
+    if one_prompt is not None:
+        if source is not None or targets:
+            raise ParameterError("--prompt says the source and the target: give it instead of --source/--target")
+        refuse_unused(P2P_FLAGS, "with --prompt (the prompt's edit syntax says the edit)")
+        from ..syntax import parse_edit_prompt
+
+        parsed = parse_edit_prompt(one_prompt, syntax, num_inference_steps=steps)
+    else:
+        refuse_unused(("syntax",), "without --prompt")
+    inv = read_inversion(inversion) if inversion else None
+    if image:
+        check_input(image)
+    if parsed is not None:
+        from ..spec import EditSpec
+
+        spec = EditSpec(**{**parsed.spec_kwargs(), "blend_swapped": False if no_blend_swapped else None})
+        source = spec.source
+        if inv is not None and source != inv.prompt:
+            raise ParameterError(f"the prompt's source {source!r} differs from the inversion's prompt {inv.prompt!r}")
+    else:
+        if inv is not None:
+            if source is not None and source != inv.prompt:
+                raise ParameterError(f"--source differs from the inversion's prompt {inv.prompt!r}")
+            source = inv.prompt
+        if source is None:
+            raise ParameterError("give --source (the prompt of the image to edit), or the whole edit with --prompt")
+        if not targets:
+            if p2p["mode"] != "reweight":
+                raise ParameterError("give at least one --target (or --mode reweight with --reweight WORD=C)")
+            targets = (source,)
+        spec = spec_from_flags(source, targets, {**p2p, "blend_swapped": False if no_blend_swapped else None})
+    out = check_output_dir(out)
+    check_not_inputs(out, [image, inversion], OUTPUT_NAMES | {f"edited-{k + 1}.png" for k in range(len(spec.targets))})
+
+    # 2. Load and run
+    m = load(model, device, quiet=quiet, threads=threads)
+    from ..editing import edit as run
+
+    prepared = None
+    start = None
+    if real:
+        if image:
+            prepared, inv = invert_image(m, image, source, method, fit, inner_steps, steps, guidance, height, width,
+                                         allow_large, quiet)
+        start = inv
+    result = run(m, spec, start=start, seed=None if real else (0 if seed is None else seed),
+                 num_inference_steps=None if real else steps, guidance_scale=None if real else guidance,
+                 height=None if real else height, width=None if real else width, store_attention=save_attention,
+                 edit_null=edit_null, allow_large=allow_large, progress=not quiet)
+    for note in result.notes:
+        echo(quiet, note)
+    inputs = {}
+    if inversion:
+        inputs["inversion"] = str(inversion)
+    if prepared is not None:
+        from ..metrics import psnr
+
+        inputs["image"] = {"path": str(image), "rule": prepared.rule, "original_size": prepared.original_size,
+                           "original_mode": prepared.original_mode,
+                           "reconstruction_psnr": round(psnr(result.images[0], prepared.image), 3)}
+    extra = {"one_prompt": {**parsed.to_dict(), "equivalent_flags": parsed.flags()}} if parsed is not None else None
+    if parsed is not None:
+        echo(quiet, "as flags: " + " ".join(parsed.flags()))
+    write_edit_outputs(out, m, result, started, real_image=prepared, write_inversion=bool(image), inputs=inputs,
+                       extra=extra)
+    click.echo(f"wrote {out} (mode {result.mode}, {result.timings['total']:.1f} s)")
+
+
+def invert_image(model, image, prompt, method, fit, inner_steps, steps, guidance, height, width, allow_large, quiet):
+    """Read ``image`` by the image rule at the run's size and invert it under ``prompt``."""
+    from ..images import load_image
+    from ..inversion import invert
+    from ..runner import check_size
+
+    size = image_size(model, height, width)
+    check_size(model, *size, batch=1, allow_large=allow_large)
+    prepared = load_image(image, size, fit)
+    echo(quiet, f"inverting {image} ({prepared.rule}) with {method}")
+    inv = invert(model, prepared.image, prompt, method=method, num_inference_steps=steps, guidance_scale=guidance,
+                 num_inner_steps=inner_steps, allow_large=allow_large, progress=not quiet, image_rule=prepared.rule)
+    return prepared, inv
+
+
+def write_edit_outputs(out: Path, model, result, started: float, *, real_image=None, write_inversion=False,
+                       inputs=None, extra=None, command: str = "edit") -> dict:
+    """Write an edit's images, grid, maps and record into ``out``; returns the files by role."""
+    import numpy as np
+
+    from ..outputs import write_bytes, write_image, write_json
+    from ..records import build_record
+    from ..visualize import attention_sheet, image_grid, mask_overlay
+
+    first = "reconstruction.png" if result.inversion is not None else "source.png"
+    files: dict = {"source": first}
+    n_targets = len(result.images) - 1
+    names = ["edited.png"] if n_targets == 1 else [f"edited-{k + 1}.png" for k in range(n_targets)]
+    write_image(out / first, result.images[0])
+    for name, image in zip(names, result.images[1:]):
+        write_image(out / name, image)
+    files["edited"] = names
+    tiles, labels = list(result.images), [first.removesuffix(".png")] + [f"edit {k + 1}" for k in range(n_targets)]
+    if real_image is not None:
+        write_image(out / "input.png", real_image.image)
+        files["input"] = "input.png"
+        tiles, labels = [real_image.image] + tiles, ["input"] + labels
+    if write_inversion:
+        write_bytes(out / "inversion.safetensors", result.inversion.to_bytes())
+        files["inversion"] = "inversion.safetensors"
+    write_image(out / "grid.png", image_grid(tiles, labels, cell=max(128, result.width)))
+    files["grid"] = "grid.png"
+    if result.attention is not None:
+        write_image(out / "attention.png", attention_sheet(model, result))
+        files["attention"] = "attention.png"
+    if result.blend_mask is not None:
+        mask = result.blend_mask[1:].any(0)[0].cpu().numpy()
+        write_image(out / "blend-mask.png", mask_overlay(result.images[1], np.asarray(mask)))
+        files["blend_mask"] = "blend-mask.png"
+    write_json(out / "result.json", build_record(command, model, result, started=started, files=files,
+                                                 inputs=inputs or None, extra=extra))
+    return files
+
+
+COMMANDS = [edit]

@@ -1,0 +1,34 @@
+"""``promptedit generate``: plain text-to-image generation."""
+
+from __future__ import annotations
+
+import time
+
+import click
+
+from .common import load, model_options, sampling_options
+
+
+@click.command()
+@click.argument("prompt")
+@click.option("--out", required=True, metavar="FILE.png", help="Output image; FILE.json records the run.")
+@sampling_options
+@model_options
+def generate(prompt, out, model, device, threads, quiet, steps, guidance, seed, height, width, allow_large):
+    """Generate an image from PROMPT."""
+    from ..editing import generate as run
+    from ..outputs import check_output_file, write_image, write_json
+    from ..records import build_record
+
+    started = time.perf_counter()
+    out = check_output_file(out)
+    m = load(model, device, quiet=quiet, threads=threads)
+    result = run(m, prompt, seed=0 if seed is None else seed, num_inference_steps=steps, guidance_scale=guidance,
+                 height=height, width=width, allow_large=allow_large, progress=not quiet)
+    write_image(out, result.images[0])
+    write_json(out.with_suffix(".json"), build_record("generate", m, result, started=started,
+                                                      files={"image": out.name}))
+    click.echo(f"wrote {out} ({result.timings['total']:.1f} s)")
+
+
+COMMANDS = [generate]

@@ -1,0 +1,63 @@
+"""``promptedit invert``: invert a real image once, to edit it as often as wanted with ``edit --inversion``."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import click
+
+from ..errors import ParameterError
+from .common import check_input, load, model_options, refuse_unused, sampling_options
+from .edit import INVERSION_METHODS, invert_image
+
+
+@click.command()
+@click.argument("image")
+@click.option("--prompt", required=True, help="The image's caption (the source prompt of later edits).")
+@click.option("--method", type=click.Choice(INVERSION_METHODS), default="null-text", show_default=True,
+              help="Inversion method.")
+@click.option("--out", required=True, metavar="FILE.safetensors",
+              help="The inversion; FILE-reconstruction.png and FILE.json are written beside it.")
+@click.option("--fit", type=click.Choice(["crop", "pad"]), default="crop", show_default=True,
+              help="How IMAGE is brought to the model's aspect ratio before resizing.")
+@click.option("--inner-steps", type=click.IntRange(min=1), default=10, show_default=True,
+              help="Null-text: Adam iterations per step.")
+@sampling_options
+@model_options
+def invert(image, prompt, method, out, fit, inner_steps, model, device, threads, quiet, steps, guidance, seed, height,
+           width, allow_large):
+    """Invert a real IMAGE under its caption, for editing with `promptedit edit --inversion`.
+
+    --steps defaults to the model's inversion steps (the paper's 50), which the edits of the inversion reuse.
+    """
+    from ..inversion import reconstruct
+    from ..metrics import psnr
+    from ..outputs import check_output_file, write_bytes, write_image, write_json
+    from ..records import build_record
+
+    started = time.perf_counter()
+    refuse_unused(("seed",), "by an inversion (it uses no noise)")
+    if method != "null-text":
+        refuse_unused(("inner_steps",), f"with --method {method} (only with null-text)")
+    out = check_output_file(out, suffixes=(".safetensors",))
+    rec_path = out.with_name(out.stem + "-reconstruction.png")
+    if Path(image).resolve() in {out.resolve(), rec_path.resolve(), out.with_suffix(".json").resolve()}:
+        raise ParameterError(f"--out {out} would overwrite the input image")
+    check_input(image)
+    m = load(model, device, quiet=quiet, threads=threads)
+    prepared, inv = invert_image(m, image, prompt, method, fit, inner_steps, steps, guidance, height, width,
+                                 allow_large, quiet)
+    rec = reconstruct(m, inv, progress=False)
+    value = psnr(rec.images[0], prepared.image)
+    write_bytes(out, inv.to_bytes())
+    write_image(rec_path, rec.images[0])
+    write_json(out.with_suffix(".json"), build_record(
+        "invert", m, rec, started=started, files={"inversion": out.name, "reconstruction": rec_path.name},
+        inputs={"image": {"path": str(image), "rule": prepared.rule, "original_size": prepared.original_size,
+                          "original_mode": prepared.original_mode}},
+        extra={"reconstruction_psnr": round(value, 3), "inversion_seconds": round(inv.seconds, 3)}))
+    click.echo(f"wrote {out} and {rec_path}: reconstruction PSNR {value:.2f} dB ({inv.seconds:.1f} s, {method})")
+
+
+COMMANDS = [invert]

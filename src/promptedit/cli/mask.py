@@ -1,0 +1,229 @@
+"""``promptedit mask`` (a mask alone) and ``promptedit mask-edit`` (a mask-guided edit): InstDiffEdit's instant
+attention masks, DiffEdit's, or a mask file of the user's."""
+
+from __future__ import annotations
+
+import time
+
+import click
+
+from ..errors import ParameterError
+from .common import (
+    check_input,
+    check_not_inputs,
+    echo,
+    given,
+    image_size,
+    load,
+    model_options,
+    refuse_unused,
+    sampling_options,
+)
+
+INSTANT_OPTIONS = ("anchor", "threshold", "smooth_times", "guided_filter_radius", "region_peak", "object_threshold",
+                   "background_threshold", "num_seeds")
+OUTPUT_NAMES = {"input.png", "source.png", "edited.png", "mask.png", "mask-overlay.png", "grid.png", "result.json"}
+
+
+def instant_mask_options(f):
+    """The instant-mask (InstDiffEdit) options, the model's defaults (else the authors') when not given."""
+    options = [
+        click.option("--anchor", type=click.Choice(["source", "edited", "start-token"]), default="source",
+                     show_default=True,
+                     help="Whose maps make the mask: the source text's, anchored on the words the edit replaces; the "
+                          "edit text's, anchored on the edited words; or the edit text's, anchored on any word "
+                          "(start-token: the paper's rule)."),
+        click.option("--threshold", type=click.FloatRange(0, 1, max_open=True), default=None,
+                     help="φ, the binarisation threshold of the normalised mask (default: the model's; the authors' "
+                          "0.2 unless its promptedit.json says otherwise)."),
+        click.option("--smooth", "smooth_times", type=click.IntRange(min=0), default=None,
+                     help="Passes of 5x5 Gaussian smoothing (default: the model's; the authors' 2; the embedded "
+                          "model: 0, its maps are trained to fall inside their objects)."),
+        click.option("--guided-filter", "guided_filter_radius", type=click.FloatRange(0, 64), default=None,
+                     metavar="CELLS",
+                     help="Refine the final mask's edges with a guided filter that follows the image, radius in "
+                          "attention-map cells; 0 turns it off (default: the model's; none, as in the paper; the "
+                          "embedded model: 2)."),
+        click.option("--region-peak", "region_peak", type=click.FloatRange(0, 1), default=None, metavar="FRACTION",
+                     help="Keep only the final mask's connected regions whose peak reaches this fraction of the "
+                          "strongest region's; 0 keeps them all (default: the model's; 0, as in the paper; the "
+                          "embedded model: 0.9)."),
+        click.option("--object-threshold", type=click.FloatRange(-1, 1), default=0.9, show_default=True,
+                     help="Words at least this similar to the anchor are the object."),
+        click.option("--background-threshold", type=click.FloatRange(-1, 1), default=0.6, show_default=True,
+                     help="Words at most this similar to the anchor are the background."),
+        click.option("--seeds", "num_seeds", type=click.IntRange(min=1), default=1, show_default=True,
+                     help="Noise draws whose masks are averaged (the authors average 3)."),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+def _prepared_image(model, image, fit, height, width, allow_large):
+    from ..images import load_image
+    from ..runner import check_size
+
+    size = image_size(model, height, width)
+    check_size(model, *size, batch=2, allow_large=allow_large)
+    return load_image(image, size, fit)
+
+
+@click.command()
+@click.argument("image")
+@click.option("--source", required=True, help="The image's caption.")
+@click.option("--target", required=True, help="The edited prompt.")
+@click.option("--out", required=True, metavar="MASK.png", help="The mask; MASK-overlay.png and MASK.json beside it.")
+@click.option("--method", type=click.Choice(["instant", "diffedit"]), default="instant", show_default=True,
+              help="Instant attention masks (InstDiffEdit) or DiffEdit's noise-difference masks.")
+@click.option("--strength", type=click.FloatRange(0, 1, min_open=True), default=0.5, show_default=True,
+              help="Noise level the mask is made at.")
+@click.option("--mask-steps", type=click.IntRange(min=1), default=None,
+              help="Instant: steps of the denoising pass to run before taking the mask (default: the whole pass).")
+@click.option("--fit", type=click.Choice(["crop", "pad"]), default="crop", show_default=True)
+@instant_mask_options
+@sampling_options
+@model_options
+def mask(image, source, target, out, method, strength, mask_steps, fit, model, device, threads, quiet, steps, guidance,
+         seed, height, width, allow_large, **instant):
+    """Make the mask of the region that changes from SOURCE to TARGET in IMAGE."""
+    from pathlib import Path
+
+    from ..maskedit import make_mask
+    from ..outputs import check_output_file, write_image, write_json
+    from ..records import build_record
+    from ..visualize import mask_overlay
+
+    started = time.perf_counter()
+    if method != "instant":
+        refuse_unused(INSTANT_OPTIONS + ("mask_steps",), f"with --method {method} (only with instant)")
+    out = check_output_file(out)
+    overlay = out.with_name(out.stem + "-overlay.png")
+    if Path(image).resolve() in {out.resolve(), overlay.resolve(), out.with_suffix(".json").resolve()}:
+        raise ParameterError(f"--out {out} would overwrite the input image")
+    check_input(image)
+    m = load(model, device, quiet=quiet, threads=threads)
+    prepared = _prepared_image(m, image, fit, height, width, allow_large)
+    extra = {"mask_steps": mask_steps, **instant} if method == "instant" else {}
+    result = make_mask(m, prepared.image, source, target, method=method, strength=strength,
+                       num_inference_steps=steps, guidance_scale=guidance, seed=0 if seed is None else seed,
+                       progress=not quiet, **extra)
+    for note in result.notes:
+        echo(quiet, note)
+    write_image(out, result.mask.astype("uint8") * 255)
+    write_image(overlay, mask_overlay(prepared.image, result.mask))
+    write_json(out.with_suffix(".json"), build_record(
+        "mask", m, result, started=started, files={"mask": out.name, "overlay": overlay.name},
+        inputs={"image": {"path": str(image), "rule": prepared.rule}}))
+    click.echo(f"wrote {out}: {result.mask.mean():.0%} of the image ({method}, {result.timings['mask']:.2f} s)")
+
+
+@click.command("mask-edit")
+@click.option("--source", required=True, help="The image's caption (or the prompt of the generated source).")
+@click.option("--target", required=True, help="The edited prompt.")
+@click.option("--out", required=True, metavar="DIR", help="Output folder.")
+@click.option("--image", default=None, metavar="IMAGE", help="The image to edit (default: generated from --seed).")
+@click.option("--method", type=click.Choice(["instant", "diffedit"]), default="instant", show_default=True,
+              help="The mask: instant attention masks (InstDiffEdit: mask and edit in one pass, then an inpainting "
+                   "pass) or DiffEdit's (through diffusers).")
+@click.option("--mask", "mask_file", default=None, metavar="MASK.png",
+              help="Edit only inside this mask (white = edit), instead of a mask the method makes.")
+@click.option("--strength", type=click.FloatRange(0, 1, min_open=True), default=0.5, show_default=True,
+              help="How far the source is noised (fraction of the steps).")
+@click.option("--fit", type=click.Choice(["crop", "pad"]), default="crop", show_default=True,
+              help="How --image is brought to the model's aspect ratio before resizing.")
+@click.option("--inpaint-model", default=None, metavar="PATH",
+              help="Instant: a diffusers inpainting folder (SD or SDXL) for the final pass over the mask (default: "
+                   "the same model regenerates the masked region).")
+@instant_mask_options
+@sampling_options
+@model_options
+def mask_edit(source, target, out, image, method, mask_file, strength, fit, inpaint_model, model, device, threads,
+              quiet, steps, guidance, seed, height, width, allow_large, **instant):
+    """A mask-guided edit: the source noised to --strength and denoised under TARGET inside a mask, the rest
+    kept pixel for pixel. Writes DIR/input.png (or source.png), DIR/edited.png, DIR/mask.png,
+    DIR/mask-overlay.png, DIR/grid.png and DIR/result.json."""
+    from ..maskedit import diffedit, instdiffedit, masked_edit
+    from ..outputs import check_output_dir, write_image, write_json
+    from ..records import build_record
+    from ..visualize import image_grid, mask_overlay, mask_tile
+
+    started = time.perf_counter()
+    if mask_file:
+        if given("method"):
+            raise ParameterError(f"--mask replaces the mask that --method {method} makes: give one of them")
+        refuse_unused(INSTANT_OPTIONS + ("inpaint_model",), "with --mask (only with --method instant)")
+    elif method != "instant":
+        refuse_unused(INSTANT_OPTIONS + ("inpaint_model",), f"with --method {method} (only with instant)")
+    if image:
+        check_input(image)
+    if mask_file:
+        check_input(mask_file, "mask")
+    out = check_output_dir(out)
+    check_not_inputs(out, [image, mask_file], OUTPUT_NAMES)
+    m = load(model, device, quiet=quiet, threads=threads)
+    inpainter = None
+    if inpaint_model:
+        from ..models import load_inpaint_pipeline
+
+        inpainter = load_inpaint_pipeline(inpaint_model, device=m.device, dtype=m.dtype, progress=not quiet)
+    seed = 0 if seed is None else seed
+    prepared = None
+    if image:
+        prepared = _prepared_image(m, image, fit, height, width, allow_large)
+        source_image = prepared.image
+    else:
+        from ..editing import generate
+
+        source_image = generate(m, source, seed=seed, num_inference_steps=steps, guidance_scale=guidance, height=height,
+                                width=width, allow_large=allow_large, progress=not quiet).images[0]
+    common = dict(strength=strength, num_inference_steps=steps, guidance_scale=guidance, seed=seed,
+                  progress=not quiet)
+    if mask_file:
+        result = masked_edit(m, source_image, read_mask(mask_file, source_image.shape[:2]), target, **common)
+    elif method == "instant":
+        result = instdiffedit(m, source_image, source, target, inpaint_pipeline=inpainter, **instant, **common)
+    else:
+        result = diffedit(m, source_image, source, target, **common)
+    for note in result.notes:
+        echo(quiet, note)
+    first = "input.png" if image else "source.png"
+    write_image(out / first, source_image)
+    write_image(out / "edited.png", result.edited)
+    write_image(out / "mask.png", result.mask.astype("uint8") * 255)
+    overlay = mask_overlay(source_image, result.mask)
+    write_image(out / "mask-overlay.png", overlay)
+    write_image(out / "grid.png", image_grid([source_image, mask_tile(result.mask), overlay, result.edited],
+                                             [first[:-4], "mask", "mask outline", "edited"],
+                                             cell=max(128, source_image.shape[1])))
+    inputs = {}
+    if prepared is not None:
+        inputs["image"] = {"path": str(image), "rule": prepared.rule, "original_size": prepared.original_size,
+                           "original_mode": prepared.original_mode}
+    if mask_file:
+        inputs["mask"] = str(mask_file)
+    files = {"source": first, "edited": "edited.png", "mask": "mask.png", "overlay": "mask-overlay.png",
+             "grid": "grid.png"}
+    write_json(out / "result.json", build_record("mask-edit", m, result, started=started, files=files,
+                                                 inputs=inputs or None))
+    click.echo(f"wrote {out} ({result.method}, mask {result.mask.mean():.0%} of the image, "
+               f"total {result.timings['total']:.1f} s)")
+
+
+def read_mask(path, size):
+    """A user mask image (white = edit) as an (H, W) bool array at ``size`` (nearest resize), read by the image
+    reader's rules (size limit, truncated files, non-images)."""
+    import numpy as np
+    from PIL import Image
+
+    from ..errors import ImageInputError
+    from ..images import open_image
+
+    with open_image(path, what="mask") as im:
+        mask = np.asarray(im.convert("L").resize((size[1], size[0]), Image.NEAREST)) > 127
+    if not mask.any():
+        raise ImageInputError(f"mask {path} is empty (no white pixels)")
+    return mask
+
+
+COMMANDS = [mask, mask_edit]

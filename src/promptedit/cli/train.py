@@ -1,0 +1,106 @@
+"""``promptedit train``: the embedded shapes-world model's recipe (resumable; kept apart from the library in
+:mod:`promptedit.train`)."""
+
+from __future__ import annotations
+
+import time
+
+import click
+
+from ..errors import ParameterError
+from .common import load, set_threads
+
+
+@click.command()
+@click.option("--out", default="runs/shapes", show_default=True, metavar="DIR",
+              help="Run folder: checkpoint.pt (resumable), config.json, preview.png.")
+@click.option("--steps", type=int, default=None, help="Optimisation steps (default 4000).")
+@click.option("--batch-size", type=int, default=None, help="Batch size (default 32).")
+@click.option("--minutes", type=float, default=None, help="Stop (and export) after this much training time.")
+@click.option("--lr", type=float, default=None, help="Peak learning rate (default 7e-4).")
+@click.option("--grounding-weight", type=float, default=None,
+              help="Weight of the token-grounding loss (default 0.05; 0 turns it off).")
+@click.option("--word-mass-weight", type=float, default=None,
+              help="Weight of the word-mass term: the words describing a pixel get at least --word-mass-floor "
+                   "of its attention (default 0.05; 0 turns it off).")
+@click.option("--word-mass-floor", type=float, default=None, help="Floor of the word-mass term (default 0.5).")
+@click.option("--identity-weight", type=float, default=None,
+              help="Weight of the word-identity term: each word's text-encoder output must name its word "
+                   "(default 0.02; 0 turns it off).")
+@click.option("--identity-temperature", type=float, default=None,
+              help="Temperature τ of the word-identity term's cosine classifier (default 10).")
+@click.option("--ema-decay", type=float, default=None, help="EMA decay of the exported weights (default 0.998).")
+@click.option("--min-lr-fraction", type=float, default=None,
+              help="Where the cosine decay ends, as a fraction of --lr (default 0.1).")
+@click.option("--two-object-fraction", type=float, default=None,
+              help="Share of two-object captions in the training stream (default 0.4, the world's own).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--data-seed", type=int, default=None,
+              help="Seed of the rendered training stream (default 1; a fine-tuning run can take fresh scenes).")
+@click.option("--init-from", "init_from", default=None, metavar="MODEL",
+              help="Start a new run from this model's weights and tokenizer ('embedded' for the shipped one; a "
+                   "folder exported by this command), with a fresh optimiser. Ignored when DIR has a checkpoint.")
+@click.option("--fresh", is_flag=True, help="Start over instead of resuming DIR/checkpoint.pt.")
+@click.option("--export", "export", default=None, metavar="DIR",
+              help="Write the trained model (EMA weights) as a diffusers folder here.")
+@click.option("--half", is_flag=True, help="Export the weights in fp16 (how the embedded model ships).")
+@click.option("--threads", type=int, default=None, help="torch CPU threads (default: the free cores).")
+@click.option("--device", default="cpu", show_default=True, help="Where to train: cpu, cuda, cuda:1, ...")
+@click.option("--workers", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Processes that render batches ahead (0: render in the training process, about 40 ms per "
+                   "batch of 32 on one core, which a GPU step then waits for).")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def train(out, steps, batch_size, minutes, lr, grounding_weight, word_mass_weight, word_mass_floor, identity_weight,
+          identity_temperature, ema_decay, min_lr_fraction, two_object_fraction, seed, data_seed, init_from, fresh,
+          export, half, threads, device, workers, quiet):
+    """Train the embedded shapes-world model (resumable); see MODEL_CARD.md for the shipped run."""
+    from ..models import resolve_device
+    from ..outputs import check_output_dir, make_output_dir, write_image
+    from ..train.shapes import TrainConfig, check_architecture, train as run_train
+
+    overrides = {k: v for k, v in dict(steps=steps, batch_size=batch_size, max_minutes=minutes, lr=lr,
+                                       grounding_weight=grounding_weight, word_mass_weight=word_mass_weight,
+                                       word_mass_floor=word_mass_floor, identity_weight=identity_weight,
+                                       identity_temperature=identity_temperature, ema_decay=ema_decay,
+                                       min_lr_fraction=min_lr_fraction, two_object_fraction=two_object_fraction,
+                                       data_seed=data_seed).items()
+                 if v is not None}
+    try:
+        config = TrainConfig(seed=seed, **overrides)
+    except ValueError as e:
+        raise ParameterError(str(e)) from None
+    set_threads(threads)
+    device = resolve_device(device)
+    run_path = check_output_dir(out)
+    if export:
+        check_output_dir(export)
+    start_model = None  # loaded before the run folder is made, so that a bad model leaves nothing behind
+    if init_from is not None and (fresh or not (run_path / "checkpoint.pt").exists()):
+        start_model = load(None if init_from == "embedded" else init_from, "cpu", quiet=quiet, threads=threads)
+        try:
+            check_architecture(config, start_model)
+        except ValueError as e:
+            raise ParameterError(str(e)) from None
+    run_dir = make_output_dir(run_path)
+    started = time.perf_counter()
+    model = run_train(config, run_dir, resume=not fresh, progress=not quiet,
+                      log=lambda m: click.echo(m, err=True), device=device, workers=workers, init_from=start_model)
+    from ..editing import generate as gen
+    from ..visualize import image_grid
+
+    prompts = ["a red circle on a white background", "a blue square on a black background",
+               "a big striped yellow star on a gray background", "a green heart and a purple triangle on a white background",
+               "a sketch of a cyan circle on a white background", "a pixel art of an orange heart on a gray background".replace("an ", "a "),
+               "a blurry photo of a pink star on a black background", "a dotted blue triangle on a white background at night"]
+    result = gen(model, prompts, seed=0, progress=False)
+    write_image(run_dir / "preview.png", image_grid(list(result.images), [p[:40] for p in prompts], cols=4, cell=160))
+    if export:
+        from ..models import save_model
+
+        save_model(model, export, half=half)
+        click.echo(f"exported {export}")
+    click.echo(f"trained {model.training_info['steps']} steps in {model.training_info['minutes']:.1f} min; "
+               f"preview {run_dir / 'preview.png'} ({time.perf_counter() - started:.0f} s)")
+
+
+COMMANDS = [train]

@@ -1,0 +1,236 @@
+"""Conditioning: everything the UNet takes besides x_t and t, built by the model family's text encoders.
+
+A model family turns prompts into a :class:`Conditioning` and says what the unconditional branch gets. The
+denoising loop, the inversions and the masks speak only to this interface (``encode``, ``unconditional``,
+``tokenizer`` for token positions); they never touch a text encoder or a tokenizer's padding themselves.
+
+* :class:`SDText`: Stable Diffusion 1.x / 2.x: one CLIP text encoder, its last hidden states.
+* :class:`SDXLText`: Stable Diffusion XL (Podell et al. 2023, Sec. 2.1-2.2): two CLIP text encoders, their
+  penultimate hidden states concatenated, the second one's pooled output, and the added time ids
+  (original size, crop corner, target size), as diffusers' ``StableDiffusionXLPipeline`` builds them.
+
+Token positions index the first tokenizer; SDXL's two tokenizers share CLIP's vocabulary, and a prompt the two
+split differently is refused (its word maps would not agree).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+
+import torch
+
+from .errors import PromptError
+from .tokens import PromptTokens, tokenize
+
+FAMILIES = ("sd", "sdxl")
+
+
+@dataclass(frozen=True)
+class Conditioning:
+    """The UNet's conditioning for a batch of branches (one row per prompt).
+
+    Attributes:
+        embeddings: (n, L, D) token embeddings, the cross-attention keys and values (``encoder_hidden_states``).
+        pooled: (n, P) pooled text embedding (SDXL's ``text_embeds``), else None.
+        time_ids: (n, 6) SDXL's added time ids (original h, w; crop top, left; target h, w), else None.
+    """
+
+    embeddings: torch.Tensor
+    pooled: torch.Tensor | None = None
+    time_ids: torch.Tensor | None = None
+
+    def __len__(self) -> int:
+        return int(self.embeddings.shape[0])
+
+    def _map(self, fn) -> "Conditioning":
+        return Conditioning(fn(self.embeddings), None if self.pooled is None else fn(self.pooled),
+                            None if self.time_ids is None else fn(self.time_ids))
+
+    def __getitem__(self, rows) -> "Conditioning":
+        """The rows ``rows`` (an int keeps its row dimension), e.g. one branch, or the source's row."""
+        rows = slice(rows, rows + 1) if isinstance(rows, int) else rows
+        return self._map(lambda t: t[rows])
+
+    def expand(self, n: int) -> "Conditioning":
+        """A one-row conditioning repeated for ``n`` branches (a view; nothing is copied)."""
+        if len(self) == n:
+            return self
+        if len(self) != 1:
+            raise ValueError(f"cannot expand a conditioning of {len(self)} rows to {n}")
+        return self._map(lambda t: t.expand(n, *t.shape[1:]))
+
+    def to(self, device=None, dtype=None) -> "Conditioning":
+        """On ``device``; floating tensors in ``dtype``."""
+        return self._map(lambda t: t.to(device=device, dtype=dtype if t.is_floating_point() else None))
+
+    def detach(self) -> "Conditioning":
+        return self._map(lambda t: t.detach())
+
+    @staticmethod
+    def cat(items: Sequence["Conditioning"]) -> "Conditioning":
+        """Rows of several conditionings stacked (e.g. unconditional then conditional branches)."""
+        first = items[0]
+        return Conditioning(
+            torch.cat([c.embeddings for c in items]),
+            None if first.pooled is None else torch.cat([c.pooled for c in items]),
+            None if first.time_ids is None else torch.cat([c.time_ids for c in items]),
+        )
+
+    def unet_kwargs(self) -> dict:
+        """Keyword arguments of a diffusers ``UNet2DConditionModel`` call."""
+        kwargs: dict = {"encoder_hidden_states": self.embeddings}
+        if self.pooled is not None:
+            kwargs["added_cond_kwargs"] = {"text_embeds": self.pooled, "time_ids": self.time_ids}
+        return kwargs
+
+
+class TextConditioner:
+    """A model family's text side: prompts → :class:`Conditioning`.
+
+    Attributes:
+        family: ``sd`` or ``sdxl``.
+        tokenizer: the tokenizer whose positions the attention maps' keys are (controllers index it).
+    """
+
+    family: str = ""
+    tokenizer = None
+
+    @property
+    def max_length(self) -> int:
+        """Token positions of the cross-attention keys (77 for CLIP), start and end tokens included."""
+        return int(self.tokenizer.model_max_length)
+
+    @property
+    def encoders(self) -> list[torch.nn.Module]:
+        """The text encoders (for moving, freezing and saving the model)."""
+        raise NotImplementedError
+
+    @property
+    def hidden_size(self) -> int:
+        """D, the width of the token embeddings the UNet's cross-attention reads."""
+        raise NotImplementedError
+
+    def tokenize(self, prompt: str, *, warn: bool = True) -> PromptTokens:
+        """The prompt as the text encoder sees it (a warning when it is too long)."""
+        return tokenize(self.tokenizer, prompt, warn=warn)
+
+    def encode(self, prompts: Sequence[str], *, size: tuple[int, int] | None = None) -> Conditioning:
+        """Conditioning (n rows) of ``prompts`` for images of ``size`` (h, w); over-long prompts are truncated
+        with a warning."""
+        raise NotImplementedError
+
+    def unconditional(self, n: int, *, size: tuple[int, int] | None = None) -> Conditioning:
+        """The unconditional branch's conditioning ∅ for ``n`` rows (the empty prompt's, or zeros)."""
+        raise NotImplementedError
+
+    def _check_prompts(self, prompts: Sequence[str]) -> list[str]:
+        prompts = list(prompts)
+        for p in prompts:
+            if not isinstance(p, str):
+                raise PromptError(f"a prompt must be text, got {type(p).__name__}")
+            self.tokenize(p)  # warns when truncated
+        return prompts
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.encoders[0].parameters()).device
+
+    def _ids(self, tokenizer, prompts: list[str]) -> torch.Tensor:
+        return tokenizer(prompts, padding="max_length", max_length=int(tokenizer.model_max_length), truncation=True,
+                         return_tensors="pt").input_ids.to(self.device)
+
+
+class SDText(TextConditioner):
+    """Stable Diffusion 1.x / 2.x: one CLIP text encoder; the conditioning is its last hidden states
+    (n, 77, D), the unconditional branch the empty prompt's."""
+
+    family = "sd"
+
+    def __init__(self, tokenizer, text_encoder: torch.nn.Module):
+        self.tokenizer = tokenizer
+        self.text_encoder = text_encoder
+
+    @property
+    def encoders(self) -> list[torch.nn.Module]:
+        return [self.text_encoder]
+
+    @property
+    def hidden_size(self) -> int:
+        return int(self.text_encoder.config.hidden_size)
+
+    @torch.no_grad()
+    def encode(self, prompts, *, size=None) -> Conditioning:
+        prompts = self._check_prompts(prompts)
+        dtype = next(self.text_encoder.parameters()).dtype
+        return Conditioning(self.text_encoder(self._ids(self.tokenizer, prompts))[0].to(dtype))
+
+    def unconditional(self, n: int, *, size=None) -> Conditioning:
+        return self.encode([""]).expand(n)
+
+
+class SDXLText(TextConditioner):
+    """Stable Diffusion XL: two CLIP text encoders (the second with a projection). As diffusers'
+    ``StableDiffusionXLPipeline.encode_prompt``: each encoder's penultimate hidden states, concatenated along
+    the feature axis (n, 77, D1 + D2); the second encoder's projected pooled output (n, P); the added time ids
+    ``(H, W, 0, 0, H, W)`` (original size = target size, no crop). The unconditional branch is zeros when the
+    checkpoint says ``force_zeros_for_empty_prompt`` (SDXL base), else the empty prompt's.
+
+    Args:
+        tokenizers, text_encoders: the two of each, in the checkpoint's order.
+        force_zeros_for_empty_prompt: the pipeline's setting.
+    """
+
+    family = "sdxl"
+
+    def __init__(self, tokenizers: Sequence, text_encoders: Sequence[torch.nn.Module], *,
+                 force_zeros_for_empty_prompt: bool = True):
+        if len(tokenizers) != 2 or len(text_encoders) != 2:
+            raise ValueError("SDXL takes two tokenizers and two text encoders")
+        self.tokenizer, self.tokenizer_2 = tokenizers
+        self.text_encoder, self.text_encoder_2 = text_encoders
+        self.force_zeros_for_empty_prompt = bool(force_zeros_for_empty_prompt)
+
+    @property
+    def encoders(self) -> list[torch.nn.Module]:
+        return [self.text_encoder, self.text_encoder_2]
+
+    @property
+    def hidden_size(self) -> int:
+        return int(self.text_encoder.config.hidden_size + self.text_encoder_2.config.hidden_size)
+
+    def tokenize(self, prompt: str, *, warn: bool = True) -> PromptTokens:
+        """The first tokenizer's tokens, after checking that the second splits the prompt into the same
+        pieces (the attention maps' keys then mean the same positions for both encoders)."""
+        tokens = tokenize(self.tokenizer, prompt, warn=warn)
+        other = tokenize(self.tokenizer_2, prompt, warn=False)
+        if [o for o in tokens.offsets] != [o for o in other.offsets]:
+            raise PromptError(f"SDXL's two tokenizers split the prompt {prompt!r} differently; its word maps "
+                              "would not agree (rephrase the prompt)")
+        return tokens
+
+    def time_ids(self, n: int, size: tuple[int, int]) -> torch.Tensor:
+        """SDXL's micro-conditioning (Podell et al. 2023, Sec. 2.2): (n, 6) = original size, crop corner, target
+        size; here original = target = ``size`` and no crop, as the pipeline's defaults."""
+        h, w = size
+        dtype = next(self.text_encoder_2.parameters()).dtype
+        return torch.tensor([[h, w, 0, 0, h, w]], dtype=dtype, device=self.device).expand(n, 6)
+
+    @torch.no_grad()
+    def encode(self, prompts, *, size=None) -> Conditioning:
+        if size is None:
+            raise ValueError("SDXL's conditioning needs the image size (its time ids)")
+        prompts = self._check_prompts(prompts)
+        hidden, pooled = [], None
+        for tokenizer, encoder in ((self.tokenizer, self.text_encoder), (self.tokenizer_2, self.text_encoder_2)):
+            out = encoder(self._ids(tokenizer, prompts), output_hidden_states=True)
+            hidden.append(out.hidden_states[-2])  # penultimate layer, (n, 77, D_i)
+            pooled = out[0]  # the last encoder's: CLIPTextModelWithProjection's text_embeds, (n, P)
+        dtype = next(self.text_encoder_2.parameters()).dtype
+        return Conditioning(torch.cat(hidden, dim=-1).to(dtype), pooled.to(dtype), self.time_ids(len(prompts), size))
+
+    def unconditional(self, n: int, *, size=None) -> Conditioning:
+        cond = self.encode([""], size=size)
+        if self.force_zeros_for_empty_prompt:
+            cond = replace(cond, embeddings=torch.zeros_like(cond.embeddings), pooled=torch.zeros_like(cond.pooled))
+        return cond.expand(n)

@@ -1,0 +1,269 @@
+"""What to edit: :class:`EditSpec`, and the Prompt-to-Prompt controller it asks for.
+
+Pure: prompts, token positions (:mod:`promptedit.tokens`), token mappers (:mod:`promptedit.seq_aligner`) and
+controllers (:mod:`promptedit.control`); no diffusers. :func:`build_controller` turns a spec into an attention
+controller for a tokenizer and a number of steps (Hertz et al. 2023, Sec. 3.2).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import torch
+
+from .control import (
+    AttentionEdit,
+    AttentionRefine,
+    AttentionReplace,
+    AttentionReweight,
+    LocalBlend,
+    cross_replace_alpha,
+    step_window,
+)
+from .defaults import P2PDefaults
+from .errors import ParameterError, PromptError, WordNotInPromptError
+from .seq_aligner import get_refinement_mapper, get_replacement_mapper
+from .tokens import PromptTokens, prompt_words, swapped_words, tokenize, word_token_indices
+
+MODES = ("replace", "refine", "reweight", "auto")
+Window = float | tuple[float, float]
+
+
+def _check_window(name: str, window) -> Window:
+    try:
+        step_window(window, 1)
+    except ParameterError as e:
+        raise ParameterError(f"{name}: {e}") from None
+    return window if isinstance(window, (int, float)) else (float(window[0]), float(window[1]))
+
+
+def _check_prompt(name: str, prompt) -> str:
+    if not isinstance(prompt, str) or not prompt.strip():
+        raise PromptError(f"{name} must be a non-empty prompt, got {prompt!r}")
+    return prompt
+
+
+@dataclass(frozen=True)
+class EditSpec:
+    """What to edit, validated on construction. ``None`` fields take the model's defaults.
+
+    Attributes:
+        source: the source prompt.
+        targets: one or more edited prompts (for ``reweight`` they may repeat the source).
+        mode: ``replace`` (word swap), ``refine`` (added or removed words), ``reweight``
+            (same prompt, re-weighted words) or ``auto`` (chosen from the prompts).
+        cross_replace: cross-attention injection window: fraction f (first f of the steps) or (start, end).
+        cross_replace_words: per-word windows overriding ``cross_replace`` for those words of the targets.
+        self_replace: self-attention injection window.
+        reweight: word → scale c of its attention (negative allowed), applied in the targets.
+        blend_words: words whose attention defines the local-blend region (looked up in every prompt).
+        blend_subtract: words whose region is taken out of the blend mask.
+        blend_threshold: local-blend threshold in [0, 1).
+        blend_start: fraction of steps before blending starts.
+        inject_features: Plug-and-Play feature-injection window, or None for none.
+        blend_swapped: for word swaps of an inversion given no ``blend_words``: blend locally on the swapped
+            words (None: the model's ``inversion.blend_swapped``).
+    """
+
+    source: str
+    targets: tuple[str, ...]
+    mode: str = "auto"
+    cross_replace: Window | None = None
+    cross_replace_words: Mapping[str, Window] = field(default_factory=dict)
+    self_replace: Window | None = None
+    reweight: Mapping[str, float] = field(default_factory=dict)
+    blend_words: tuple[str, ...] = ()
+    blend_subtract: tuple[str, ...] = ()
+    blend_threshold: float | None = None
+    blend_start: float | None = None
+    inject_features: Window | None = None
+    blend_swapped: bool | None = None
+
+    def __post_init__(self):
+        _check_prompt("source", self.source)
+        targets = (self.targets,) if isinstance(self.targets, str) else tuple(self.targets)
+        if not targets:
+            raise PromptError("at least one target prompt is needed")
+        for i, t in enumerate(targets):
+            _check_prompt(f"target {i + 1}", t)
+        object.__setattr__(self, "targets", targets)
+        if self.mode not in MODES:
+            raise ParameterError(f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
+        for name in ("cross_replace", "self_replace", "inject_features"):
+            if getattr(self, name) is not None:
+                object.__setattr__(self, name, _check_window(name.replace("_", "-"), getattr(self, name)))
+        object.__setattr__(
+            self, "cross_replace_words",
+            {w: _check_window(f"cross-replace for {w!r}", v) for w, v in dict(self.cross_replace_words).items()},
+        )
+        weights = {}
+        for w, c in dict(self.reweight).items():
+            try:
+                c = float(c)
+            except (TypeError, ValueError):
+                raise ParameterError(f"reweight for {w!r} must be a number, got {c!r}") from None
+            if not math.isfinite(c):
+                raise ParameterError(f"reweight for {w!r} must be finite, got {c}")
+            weights[w] = c
+        object.__setattr__(self, "reweight", weights)
+        object.__setattr__(self, "blend_words", tuple(self.blend_words))
+        object.__setattr__(self, "blend_subtract", tuple(self.blend_subtract))
+        if self.blend_subtract and not self.blend_words:
+            raise ParameterError("blend-subtract words need blend words")
+        if self.blend_threshold is not None and not (0.0 <= float(self.blend_threshold) < 1.0):
+            raise ParameterError(f"blend threshold must be in [0, 1), got {self.blend_threshold}")
+        if self.blend_start is not None and not (0.0 <= float(self.blend_start) <= 1.0):
+            raise ParameterError(f"blend start must be in [0, 1], got {self.blend_start}")
+        if self.mode == "reweight" and not self.reweight:
+            raise ParameterError("mode reweight needs at least one word to re-weight (--reweight WORD=C)")
+
+    @classmethod
+    def from_prompt(cls, text: str, syntax: str = "auto", *, num_inference_steps: int | None = None,
+                    **fields) -> "EditSpec":
+        """The edit one prompt says in AUTOMATIC1111's or compel's syntax (``a [red:blue:0.6] circle``, ``a
+        red.swap(blue) circle``; see :mod:`promptedit.syntax`); ``fields`` add to or override what it says."""
+        from .syntax import parse_edit_prompt
+
+        parsed = parse_edit_prompt(text, syntax, num_inference_steps=num_inference_steps)
+        return cls(**{**parsed.spec_kwargs(), **fields})
+
+    @property
+    def prompts(self) -> list[str]:
+        return [self.source, *self.targets]
+
+    def swapped_words(self) -> tuple[str, ...]:
+        """The words the targets swap, in the source and in the targets (empty unless every target only swaps
+        words of the source)."""
+        words: list[str] = []
+        src = [w for w, _, _ in prompt_words(self.source)]
+        for target in self.targets:
+            swapped = swapped_words(self.source, target)
+            if swapped is None:
+                return ()
+            tgt = [w for w, _, _ in prompt_words(target)]
+            for i in swapped:
+                for w in (src[i], tgt[i]):
+                    if w not in words and any(ch.isalnum() for ch in w):
+                        words.append(w)
+        return tuple(words)
+
+
+def resolve_mode(spec: EditSpec) -> tuple[str, str]:
+    """The edit mode for the prompts, and a note saying why when it was chosen automatically.
+
+    Raises AlignmentError (from the mappers) later if a forced ``replace`` does not fit.
+    """
+    swaps = [swapped_words(spec.source, t) for t in spec.targets]
+    if spec.mode == "reweight":
+        if any(s is None or s for s in swaps):
+            raise PromptError(
+                "mode reweight keeps the prompt: the targets must equal the source "
+                "(to change words too, use --mode replace or refine with --reweight)"
+            )
+        return "reweight", ""
+    if spec.mode != "auto":
+        return spec.mode, ""
+    if all(s is not None and not s for s in swaps):
+        return ("reweight", "auto: the prompts are the same, re-weighting") if spec.reweight else (
+            "replace", "auto: the prompts are the same")
+    if all(s is not None for s in swaps):
+        return "replace", "auto: the targets swap words of the source, using replace"
+    return "refine", "auto: the targets add or remove words, using refine"
+
+
+class _Positions:
+    """Token positions of words in prompts, each prompt tokenized once."""
+
+    def __init__(self, tokenizer):
+        self.tokenizer = tokenizer
+        self._tokens: dict[str, PromptTokens] = {}
+
+    def __call__(self, prompt: str, word: str) -> list[int] | None:
+        """The positions of ``word`` in ``prompt``, or None when it is not there (or lies past the limit)."""
+        if prompt not in self._tokens:
+            self._tokens[prompt] = tokenize(self.tokenizer, prompt, warn=False)
+        try:
+            return word_token_indices(self.tokenizer, prompt, word, tokens=self._tokens[prompt])
+        except PromptError:  # not there, or past the text encoder's limit
+            return None
+
+
+def _word_alphas(positions: _Positions, prompts: Sequence[str], words: Sequence[str], max_len: int,
+                 what: str) -> torch.Tensor:
+    """(n_prompts, keys): 1 at the tokens of each word in each prompt that contains it."""
+    alphas = torch.zeros(len(prompts), max_len)
+    for word in words:
+        found = False
+        for i, p in enumerate(prompts):
+            idx = positions(p, word)
+            if idx is not None:
+                alphas[i, idx] = 1.0
+                found = True
+        if not found:
+            raise WordNotInPromptError(word, list(prompts), what)
+    return alphas
+
+
+def build_controller(
+    spec: EditSpec, tokenizer, num_steps: int, defaults: P2PDefaults = P2PDefaults()
+) -> tuple[AttentionEdit, str, list[str]]:
+    """The Prompt-to-Prompt controller for ``spec``: (controller, mode used, notes). ``defaults`` fill what the
+    spec leaves unset (windows, local blend's threshold, resolution and start)."""
+    mode, note = resolve_mode(spec)
+    notes = [note] if note else []
+    max_len = int(tokenizer.model_max_length)
+    targets = list(spec.targets)
+    positions = _Positions(tokenizer)
+
+    token_windows = []
+    for word in spec.cross_replace_words:
+        if all(positions(t, word) is None for t in targets):
+            raise WordNotInPromptError(word, targets, "cross-replace")
+    for t in targets:
+        windows = {}
+        for word, window in spec.cross_replace_words.items():
+            for tok in positions(t, word) or ():
+                windows[tok] = window
+        token_windows.append(windows)
+    cross = spec.cross_replace if spec.cross_replace is not None else defaults.cross_replace
+    alpha = cross_replace_alpha(num_steps, len(targets), max_len, cross, token_windows)
+    self_window = spec.self_replace if spec.self_replace is not None else defaults.self_replace
+
+    blend = None
+    if spec.blend_words:
+        prompts = spec.prompts
+        threshold = spec.blend_threshold if spec.blend_threshold is not None else defaults.blend_threshold
+        blend = LocalBlend(
+            _word_alphas(positions, prompts, spec.blend_words, max_len, "blend"),
+            subtract_alphas=_word_alphas(positions, prompts, spec.blend_subtract, max_len, "blend-subtract")
+            if spec.blend_subtract else None,
+            threshold=threshold, subtract_threshold=threshold,
+            start_step=int((spec.blend_start if spec.blend_start is not None else defaults.blend_start) * num_steps),
+            downsample=defaults.blend_downsample,
+            pool_size=defaults.blend_pool_size,
+        )
+    common = dict(
+        self_replace_steps=step_window(self_window, num_steps),
+        self_replace_min_downsample=defaults.self_replace_min_downsample,
+        local_blend=blend,
+    )
+
+    base: AttentionEdit | None = None
+    if mode == "replace":
+        base = AttentionReplace(get_replacement_mapper(tokenizer, spec.source, targets), alpha, **common)
+    elif mode == "refine":
+        mapper, alphas = get_refinement_mapper(tokenizer, spec.source, targets)
+        base = AttentionRefine(mapper, alphas, alpha, **common)
+    if spec.reweight:
+        equalizer = torch.ones(len(targets), max_len)
+        for word, c in spec.reweight.items():
+            for k, t in enumerate(targets):
+                idx = positions(t, word)
+                if idx is None:
+                    raise WordNotInPromptError(word, t, "reweight")
+                equalizer[k, idx] = c
+        return AttentionReweight(equalizer, alpha, prev=base, **common), mode, notes
+    assert base is not None
+    return base, mode, notes
