@@ -235,3 +235,11 @@ def test_local_blend_masks_from_the_maps_summed_over_every_step_so_far():
     alone.observe(right, (2, 2))
     alone(x, 0)
     assert alone.last_mask[1, 0, :, 1].all() and not alone.last_mask[1, 0, :, 0].any()
+
+
+def test_step_windows_count_the_steps_the_fraction_says():
+    """int(f · N) without float error: 0.58 of 50 steps is 29 (0.58 · 50 = 28.999… in floats)."""
+    from promptedit.control import step_window
+
+    assert step_window(0.58, 50) == (0, 29) and step_window((0.2, 0.8), 20) == (4, 16)
+    assert step_window(0.8, 9) == (0, 7)  # the fraction of the steps, not the reference's int(0.8 · 10) = 8

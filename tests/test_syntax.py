@@ -120,6 +120,7 @@ TABLE = [
 
 @pytest.fixture(scope="module")
 def tokenizer():
+    """The tiny CLIP-style tokenizer of the test models (no model built)."""
     from promptedit.testing import tiny_tokenizer
 
     return tiny_tokenizer()
@@ -144,6 +145,7 @@ def test_table(prompt, given, steps, expected, tokenizer):
 def _close(got: dict, expected: dict) -> bool:
     """Equal, numbers within 1e-12."""
     def same(a, b):
+        """Recursive equality with float tolerance."""
         if isinstance(a, dict):
             return isinstance(b, dict) and a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
         if isinstance(a, tuple) and isinstance(b, tuple):
@@ -185,6 +187,7 @@ def test_flags_for_reweight_and_forced_refine():
 def _from_flags(flags: list[str]) -> dict:
     """The spec kwargs that ``promptedit edit`` builds from these flags (F | START,END | WORD=F, WORD=C)."""
     def window(text):
+        """F or START,END as the CLI reads it."""
         parts = [float(v) for v in text.split(",")]
         return parts[0] if len(parts) == 1 else tuple(parts)
 

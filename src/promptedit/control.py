@@ -82,7 +82,8 @@ def step_window(window: float | tuple[float, float], num_steps: int) -> tuple[in
             raise ParameterError(f"a step window must be a fraction or a (start, end) pair, got {window!r}") from None
     if not (0.0 <= start <= end <= 1.0) or math.isnan(start) or math.isnan(end):
         raise ParameterError(f"a step window must satisfy 0 <= start <= end <= 1, got ({start}, {end})")
-    return int(start * num_steps), int(end * num_steps)
+    # the fraction's steps, floored; the epsilon keeps float error from losing one (0.58 · 50 = 28.999…)
+    return int(start * num_steps + 1e-9), int(end * num_steps + 1e-9)
 
 
 def cross_replace_alpha(

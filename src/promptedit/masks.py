@@ -172,7 +172,7 @@ class InstantMask(AttentionControl):
     mask after each step and blends x_t with the noised source outside it.
 
     Args:
-        word_tokens: token positions of each word of the edit text (see ``tokens.words_token_indices``).
+        word_tokens: token positions of each word of the edit text (see ``maskedit.edit_words``).
         sources: (steps, [n,] C, h, w) noised source latents after each step of the pass (x_{t-1} level).
         downsample: resolution of the maps, relative to the latent (paper: 16×16 of 64×64 → 4).
         places: UNet parts whose maps are used (paper: down and up).

@@ -37,6 +37,11 @@ def _atomic_write(path: Path, write) -> None:
         raise
 
 
+def write_with(path: Path, write) -> None:
+    """Write ``path`` atomically with ``write(f)`` on a binary file object (e.g. ``torch.save(obj, f)``)."""
+    _atomic_write(path, write)
+
+
 def write_bytes(path: Path, data: bytes) -> None:
     _atomic_write(path, lambda f: f.write(data))
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from .conditioning import SDText
+from .conditioning import SDText, SDXLText
 from .defaults import InversionDefaults, ModelDefaults, P2PDefaults, SamplingDefaults, MaskDefaults
 from .models import DiffusionModel, save_model  # noqa: F401  (re-exported)
 from .vocab import build_clip_tokenizer
@@ -106,3 +106,45 @@ TINY_DEFAULTS = ModelDefaults(
     p2p=P2PDefaults(blend_downsample=2, attention_downsample=2, self_replace_min_downsample=2),
     inversion=InversionDefaults(num_inference_steps=4),
     masks=MaskDefaults(downsample=2))
+
+
+def tiny_sdxl_components(seed: int = 0, *, max_length: int = 77, force_zeros_for_empty_prompt: bool = True,
+                         inpainting: bool = False) -> DiffusionModel:
+    """Stable Diffusion XL's architecture in miniature, as diffusers' own SDXL tests build it: a UNet with
+    text-time conditioning whose first level has no attention (cross-attention at 1/2 of a 16×16 latent, two
+    transformer blocks), two CLIP text encoders (the second with a projection: the pooled embedding), their
+    hidden states concatenated (32 + 32 = 64), and a 2-level VAE (32 px images); random weights from ``seed``."""
+    from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+
+    tokenizers = [tiny_tokenizer(max_length), tiny_tokenizer(max_length)]
+    torch.manual_seed(seed)
+    unet = UNet2DConditionModel(
+        sample_size=16, in_channels=9 if inpainting else 4, out_channels=4, block_out_channels=(16, 32),
+        layers_per_block=1, down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"), attention_head_dim=(2, 4), use_linear_projection=True,
+        addition_embed_type="text_time", addition_time_embed_dim=8, transformer_layers_per_block=(1, 2),
+        projection_class_embeddings_input_dim=6 * 8 + 32, cross_attention_dim=64, norm_num_groups=8,
+    )
+    torch.manual_seed(seed + 1)
+    vae = AutoencoderKL(block_out_channels=(16, 32), in_channels=3, out_channels=3,
+                        down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2,
+                        latent_channels=4, norm_num_groups=8, sample_size=32, force_upcast=True)
+    encoders = []
+    for k, cls in enumerate((CLIPTextModel, CLIPTextModelWithProjection)):
+        torch.manual_seed(seed + 2 + k)
+        tok = tokenizers[k]
+        encoders.append(cls(CLIPTextConfig(
+            bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
+            hidden_size=32, intermediate_size=37, num_attention_heads=4, num_hidden_layers=3,
+            vocab_size=len(tok), max_position_embeddings=max_length, projection_dim=32, hidden_act="gelu")))
+    scheduler = DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False,
+                              set_alpha_to_one=False, steps_offset=1, timestep_spacing="leading")
+    for m in (unet, vae, *encoders):
+        m.eval().requires_grad_(False)
+    return DiffusionModel(
+        vae=vae, unet=unet,
+        text=SDXLText(tokenizers, encoders, force_zeros_for_empty_prompt=force_zeros_for_empty_prompt),
+        scheduler_config=dict(scheduler.config), name=f"tiny-sdxl-{'inpaint' if inpainting else 'random'}-{seed}",
+        defaults=TINY_DEFAULTS,
+    )

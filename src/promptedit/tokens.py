@@ -107,12 +107,6 @@ def word_token_indices(tokenizer, prompt: str, word: str, *, tokens: PromptToken
     return sorted(set(kept))
 
 
-def words_token_indices(tokenizer, prompt: str) -> list[list[int]]:
-    """Token positions of each word of ``prompt`` (see :func:`prompt_words`), in order."""
-    tokens = tokenize(tokenizer, prompt, warn=False)
-    return [span_token_indices(tokens, a, b) for _, a, b in prompt_words(prompt)]
-
-
 def swapped_words(source: str, target: str) -> list[int] | None:
     """Indices of the words that differ when ``target`` only swaps words of ``source``.
 

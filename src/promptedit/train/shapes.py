@@ -41,6 +41,7 @@ from ..hooks import attention_control
 from ..conditioning import SDText
 from ..defaults import InversionDefaults, MaskDefaults, ModelDefaults, P2PDefaults, SamplingDefaults
 from ..models import DiffusionModel
+from ..outputs import write_with
 from ..vocab import build_clip_tokenizer
 from ..world import iter_samples, spec
 from .grounding import GroundingRecorder, grounding_targets, token_grounding_loss, word_mass_loss
@@ -272,23 +273,10 @@ class EMA:
         torch._foreach_lerp_(self.shadow, [p.detach() for p in self.params], 1 - d)
 
     @torch.no_grad()
-    def copy_to(self) -> list[torch.Tensor]:
-        """Put the EMA weights into the modules; returns the live weights for :meth:`restore`."""
-        live = [p.detach().clone() for p in self.params]
+    def copy_to(self) -> None:
+        """Put the EMA weights into the modules (at the end of training)."""
         for p, s in zip(self.params, self.shadow):
             p.copy_(s)
-        return live
-
-    @torch.no_grad()
-    def restore(self, live: list[torch.Tensor]) -> None:
-        for p, s in zip(self.params, live):
-            p.copy_(s)
-
-
-def _atomic_torch_save(obj, path: Path) -> None:
-    tmp = path.with_suffix(".part")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
 
 
 def check_architecture(config: TrainConfig, model: DiffusionModel) -> None:
@@ -406,12 +394,13 @@ def train(config: TrainConfig, out: str | os.PathLike, *, resume: bool = True, p
         return config.lr * (config.min_lr_fraction + (1 - config.min_lr_fraction) * 0.5 * (1 + math.cos(math.pi * p)))
 
     def save():
-        _atomic_torch_save({
+        state = {
             "unet": unet.state_dict(), "text_encoder": text_encoder.state_dict(), "optimizer": opt.state_dict(),
             "ema": ema.shadow, "rng": rng.get_state(), "step": step, "elapsed": elapsed, "history": history,
             "identity_head": identity_head.detach().clone(), "identity_optimizer": identity_opt.state_dict(),
             "config": dataclasses.asdict(config),
-        }, ckpt_path)
+        }
+        write_with(ckpt_path, lambda f: torch.save(state, f))
 
     recorder = GroundingRecorder()
     hooks = contextlib.ExitStack()

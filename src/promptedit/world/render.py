@@ -288,8 +288,3 @@ def render(scene: Scene) -> RenderResult:
     if scene.night:
         out = apply_night(out)
     return RenderResult(out, np.array(masks, dtype=bool), np.array(drawn, dtype=bool), scene)
-
-
-def render_caption(caption: str, boxes: list[Box] | tuple[Box, ...]) -> RenderResult:
-    """Render a caption with the given boxes (one per object, caption order)."""
-    return render(Scene.from_spec(parse_caption(caption), boxes))

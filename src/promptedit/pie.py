@@ -1,0 +1,461 @@
+"""Reading PIE-Bench folders (Ju et al., "PnP Inversion", ICLR 2024).
+
+A PIE-Bench folder holds ``mapping_file.json`` and ``annotation_images/``::
+
+    data/
+      mapping_file.json            {"000000000000": {entry}, ...}
+      annotation_images/0_random_140/000000000000.jpg ...
+      target_images/...            (only in sets that carry the exact edit result,
+                                    e.g. promptedit.world.pie; not in PIE-Bench)
+
+Each entry has ``image_path`` (relative to ``annotation_images/``),
+``original_prompt`` and ``editing_prompt`` (the words that differ are marked with
+``[ ]``), ``editing_instruction``, ``editing_type_id`` (``"0"`` .. ``"9"``),
+``blended_word`` (``"<word in source> <word in target>"`` or ``""``) and ``mask``:
+the edited region as a run-length list ``[start, length, start, length, ...]`` of
+row-major pixel indices of a 512 x 512 image.
+
+Decoding follows the benchmark's own ``mask_decode`` (PnPInversion
+``evaluation/evaluate.py`` lines 9-25): runs are cut at the end of the image,
+then the first and last rows and columns are set to 1 ("to avoid annotation
+errors in boundary"). Prompts are stripped of the marks exactly as
+``evaluate.py`` lines 255-256 do (every ``[`` and ``]`` removed, nothing else).
+
+Sets that are not 512 x 512 state their size in each entry as ``"image_size":
+[H, W]`` (an extension of this project; PIE-Bench itself has no such field), and
+masks are decoded at that size.
+
+Pure numpy + json: no torch; Pillow is imported only by the image loaders.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Iterable, Mapping, Sequence
+
+import numpy as np
+
+from .errors import PromptEditError
+
+#: Editing types of PIE-Bench (README "PIE-Bench Benchmark" table; folder names of
+#: ``annotation_images``). The ids are the ``editing_type_id`` strings of the mapping file.
+EDITING_TYPES: Mapping[int, str] = MappingProxyType(
+    {
+        0: "random",
+        1: "change object",
+        2: "add object",
+        3: "delete object",
+        4: "change attribute content",
+        5: "change attribute pose",
+        6: "change attribute color",
+        7: "change attribute material",
+        8: "change background",
+        9: "change style",
+    }
+)
+#: Folder of each type in PIE-Bench's ``annotation_images`` (name, then the number of images).
+PIE_FOLDERS: Mapping[int, str] = MappingProxyType(
+    {
+        0: "0_random_140",
+        1: "1_change_object_80",
+        2: "2_add_object_80",
+        3: "3_delete_object_80",
+        4: "4_change_attribute_content_40",
+        5: "5_change_attribute_pose_40",
+        6: "6_change_attribute_color_40",
+        7: "7_change_attribute_material_40",
+        8: "8_change_background_80",
+        9: "9_change_style_80",
+    }
+)
+#: PIE-Bench images and masks are 512 x 512 (``mask_decode(..., image_shape=[512, 512])``).
+BENCHMARK_SIZE: tuple[int, int] = (512, 512)
+MAPPING_FILE = "mapping_file.json"
+IMAGES_DIR = "annotation_images"
+TARGETS_DIR = "target_images"
+
+_REQUIRED = ("image_path", "original_prompt", "editing_prompt", "editing_type_id", "mask")
+_KNOWN = set(_REQUIRED) | {"editing_instruction", "blended_word", "image_size", "target_image_path"}
+_MARKED = re.compile(r"\[([^\[\]]*)\]")
+
+
+class PieDataError(PromptEditError):
+    """A PIE-Bench folder cannot be read; the message names the file."""
+
+
+class MappingFileError(PieDataError):
+    """``mapping_file.json`` is missing, not JSON, or has an entry the benchmark cannot use."""
+
+
+class PieImageError(PieDataError):
+    """An image named by the mapping file is missing or unreadable."""
+
+
+def slug(type_id: int) -> str:
+    """``change attribute color`` -> ``change_attribute_color`` (PIE-Bench's folder style)."""
+    return EDITING_TYPES[type_id].replace(" ", "_")
+
+
+# --- Prompts ----------------------------------------------------------------------------
+
+
+def strip_marks(prompt: str) -> str:
+    """The prompt without its ``[ ]`` marks, as ``evaluate.py`` does: ``replace("[", "").replace("]", "")``."""
+    return prompt.replace("[", "").replace("]", "")
+
+
+def marked_words(prompt: str) -> tuple[str, ...]:
+    """The texts inside ``[ ]`` in order, e.g. ``"a [rusty] bike"`` -> ``("rusty",)``."""
+    return tuple(m.strip() for m in _MARKED.findall(prompt))
+
+
+def mark_difference(source: str, target: str) -> tuple[str, str]:
+    """Mark with ``[ ]`` the words that differ between two prompts.
+
+    The common leading and trailing words are left alone; what lies between them
+    is bracketed in each prompt where it is not empty, e.g. ``a red circle`` /
+    ``a blue circle`` -> ``a [red] circle`` / ``a [blue] circle``, and
+    ``a star`` / ``a big star`` -> ``a star`` / ``a [big] star``.
+    """
+    a, b = source.split(" "), target.split(" ")
+    p = 0
+    while p < min(len(a), len(b)) and a[p] == b[p]:
+        p += 1
+    s = 0
+    while s < min(len(a), len(b)) - p and a[len(a) - 1 - s] == b[len(b) - 1 - s]:
+        s += 1
+
+    def mark(words: list[str]) -> str:
+        mid = words[p : len(words) - s]
+        if not mid:
+            return " ".join(words)
+        return " ".join(words[:p] + ["[" + " ".join(mid) + "]"] + words[len(words) - s :])
+
+    return mark(a), mark(b)
+
+
+# --- Masks --------------------------------------------------------------------------------
+
+
+def mask_decode(encoded: Sequence[int], shape: tuple[int, int] = BENCHMARK_SIZE, border: bool = True) -> np.ndarray:
+    """Decode a PIE-Bench mask: bool (H, W), True where the image is to be edited.
+
+    ``encoded`` is ``[start, length, ...]`` over the row-major flattened image.
+    As the benchmark does, each run is cut at the end of the image (a run that
+    starts past the end is ignored), and with ``border=True`` (the benchmark's
+    decoding) the first and last rows and columns are set to True afterwards.
+    ``border=False`` gives the annotated mask alone.
+
+    Raises:
+        ValueError: odd length, negative or non-integer values (the benchmark
+            would crash or index from the end on those).
+    """
+    h, w = (int(v) for v in shape)
+    values = list(encoded)
+    if len(values) % 2:
+        raise ValueError(f"a mask encoding has start/length pairs, got {len(values)} numbers")
+    if any(isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 0 for v in values):
+        raise ValueError("a mask encoding holds non-negative integers only")
+    n = h * w
+    flat = np.zeros(n, dtype=bool)
+    for start, length in zip(values[0::2], values[1::2]):
+        end = min(start + length, n)
+        if start < end:
+            flat[start:end] = True
+    mask = flat.reshape(h, w)
+    if border:
+        mask[0, :] = mask[-1, :] = True
+        mask[:, 0] = mask[:, -1] = True
+    return mask
+
+
+def mask_encode(mask: np.ndarray) -> list[int]:
+    """Encode a bool (H, W) mask the way PIE-Bench stores it: ``[start, length, ...]``
+    of the runs of True in row-major order. ``mask_decode(mask_encode(m), m.shape,
+    border=False)`` equals ``m``."""
+    flat = np.asarray(mask, dtype=bool).ravel()
+    padded = np.concatenate([[False], flat, [False]])
+    edges = np.flatnonzero(padded[1:] != padded[:-1])  # run starts, then run ends, alternating
+    starts, ends = edges[0::2], edges[1::2]
+    out = np.empty(2 * starts.size, dtype=np.int64)
+    out[0::2], out[1::2] = starts, ends - starts
+    return out.tolist()
+
+
+# --- Items ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PieItem:
+    """One PIE-Bench entry.
+
+    Attributes:
+        id: the mapping file's key (e.g. ``"000000000000"``).
+        image_path: absolute path of the source image.
+        relative_path: ``image_path`` as written in the mapping file (output images of
+            an editing method are stored under the same relative path).
+        source_prompt, target_prompt: the prompts with ``[ ]`` removed.
+        source_prompt_marked, target_prompt_marked: the prompts as written.
+        instruction: ``editing_instruction`` ("" if absent).
+        type_id, type_name: editing type (see :data:`EDITING_TYPES`).
+        blended_words: ``blended_word`` split on spaces (``()`` when empty); the
+            benchmark's scripts use word 0 in the source prompt and word 1 in the target.
+        source_marked, target_marked: the texts inside ``[ ]`` in each prompt.
+        size: (H, W) the mask was decoded at (the set's stated size, else 512 x 512).
+        mask: bool (H, W), the benchmark's decoding (border rows/columns True); read-only.
+        annotated_mask: bool (H, W), the annotation without the border rule; read-only.
+        target_image_path: absolute path of the exact edit result, for sets that carry one.
+        extra: the entry's other fields (e.g. the shapes world's ground truth).
+    """
+
+    id: str
+    image_path: Path
+    relative_path: str
+    source_prompt: str
+    target_prompt: str
+    source_prompt_marked: str
+    target_prompt_marked: str
+    instruction: str
+    type_id: int
+    type_name: str
+    blended_words: tuple[str, ...]
+    source_marked: tuple[str, ...]
+    target_marked: tuple[str, ...]
+    size: tuple[int, int]
+    mask: np.ndarray = field(repr=False, compare=False)
+    annotated_mask: np.ndarray = field(repr=False, compare=False)
+    target_image_path: Path | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+
+def _entry_error(path: Path, key: str, what: str) -> MappingFileError:
+    return MappingFileError(f"{path}: entry {key!r} {what}")
+
+
+def _parse_size(value: Any, path: Path, key: str) -> tuple[int, int]:
+    if (
+        not isinstance(value, (list, tuple))
+        or len(value) != 2
+        or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value)
+    ):
+        raise _entry_error(path, key, f"has image_size {value!r}; expected [height, width] in pixels")
+    return int(value[0]), int(value[1])
+
+
+def parse_entry(
+    key: str,
+    entry: Mapping[str, Any],
+    *,
+    mapping_path: Path,
+    images_dir: Path,
+    targets_dir: Path | None = None,
+    size: tuple[int, int] | None = None,
+    check_images: bool = True,
+) -> PieItem:
+    """One mapping-file entry as a :class:`PieItem` (see :func:`read_pie`)."""
+    if not isinstance(entry, Mapping):
+        raise _entry_error(mapping_path, key, f"is a {type(entry).__name__}, expected an object")
+    for name in _REQUIRED:
+        if name not in entry:
+            raise _entry_error(mapping_path, key, f"lacks {name!r}")
+    for name in ("image_path", "original_prompt", "editing_prompt"):
+        if not isinstance(entry[name], str):
+            raise _entry_error(mapping_path, key, f"has a non-text {name!r}")
+    try:
+        type_id = int(str(entry["editing_type_id"]))
+    except ValueError:
+        type_id = -1
+    if type_id not in EDITING_TYPES:
+        raise _entry_error(mapping_path, key, f"has editing_type_id {entry['editing_type_id']!r}; expected 0 to 9")
+    if "image_size" in entry:
+        shape = _parse_size(entry["image_size"], mapping_path, key)
+    else:
+        shape = tuple(size) if size is not None else BENCHMARK_SIZE
+    if not isinstance(entry["mask"], list):
+        raise _entry_error(mapping_path, key, "has a mask that is not a list of run starts and lengths")
+    try:
+        mask = mask_decode(entry["mask"], shape, border=True)
+        annotated = mask_decode(entry["mask"], shape, border=False)
+    except ValueError as exc:
+        raise _entry_error(mapping_path, key, f"has a corrupt mask ({exc})") from None
+    mask.setflags(write=False)
+    annotated.setflags(write=False)
+    blended = entry.get("blended_word", "") or ""
+    if not isinstance(blended, str):
+        raise _entry_error(mapping_path, key, "has a non-text 'blended_word'")
+    instruction = entry.get("editing_instruction", "") or ""
+    image_path = images_dir / entry["image_path"]
+    if check_images and not image_path.is_file():
+        raise PieImageError(f"{image_path}: source image of entry {key!r} not found")
+    target_path = None
+    if entry.get("target_image_path"):
+        if not isinstance(entry["target_image_path"], str):
+            raise _entry_error(mapping_path, key, "has a non-text 'target_image_path'")
+        target_path = (targets_dir if targets_dir is not None else images_dir.parent / TARGETS_DIR) / entry["target_image_path"]
+        if check_images and not target_path.is_file():
+            raise PieImageError(f"{target_path}: target image of entry {key!r} not found")
+    src_marked, tgt_marked = entry["original_prompt"], entry["editing_prompt"]
+    return PieItem(
+        id=str(key),
+        image_path=image_path,
+        relative_path=entry["image_path"],
+        source_prompt=strip_marks(src_marked),
+        target_prompt=strip_marks(tgt_marked),
+        source_prompt_marked=src_marked,
+        target_prompt_marked=tgt_marked,
+        instruction=str(instruction),
+        type_id=type_id,
+        type_name=EDITING_TYPES[type_id],
+        blended_words=tuple(blended.split(" ")) if blended != "" else (),
+        source_marked=marked_words(src_marked),
+        target_marked=marked_words(tgt_marked),
+        size=(int(shape[0]), int(shape[1])),
+        mask=mask,
+        annotated_mask=annotated,
+        target_image_path=target_path,
+        extra=MappingProxyType({k: v for k, v in entry.items() if k not in _KNOWN}),
+    )
+
+
+def read_mapping(path: str | os.PathLike) -> dict[str, Any]:
+    """The mapping file as a dict (key -> entry), in file order.
+
+    Raises:
+        MappingFileError: missing, unreadable, not JSON, or not an object.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise MappingFileError(f"{path}: mapping file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise MappingFileError(f"{path}: cannot read the mapping file ({exc.__class__.__name__})") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise MappingFileError(f"{path}: not valid JSON (line {exc.lineno}: {exc.msg})") from None
+    if not isinstance(data, dict):
+        raise MappingFileError(f"{path}: expected a JSON object of entries, got a {type(data).__name__}")
+    return data
+
+
+def read_pie(
+    folder: str | os.PathLike,
+    *,
+    types: Iterable[int] | None = None,
+    size: tuple[int, int] | None = None,
+    mapping_file: str = MAPPING_FILE,
+    images_dir: str | os.PathLike | None = None,
+    check_images: bool = True,
+) -> list[PieItem]:
+    """Read a PIE-Bench folder into items, in the mapping file's order (the benchmark's order).
+
+    Args:
+        folder: the data folder (holding ``mapping_file.json`` and ``annotation_images/``),
+            or the mapping file itself (images then beside it in ``annotation_images/``).
+        types: keep only these editing type ids (like ``--edit_category_list``).
+        size: (H, W) to decode masks at when an entry states none; default 512 x 512.
+        images_dir: where ``image_path`` is relative to; default ``<folder>/annotation_images``.
+        check_images: fail when a source (or target) image is missing.
+
+    Raises:
+        MappingFileError: missing or corrupt mapping file, or an unusable entry.
+        PieImageError: an image named by an entry does not exist.
+    """
+    root = Path(folder)
+    mapping_path = root if root.is_file() else root / mapping_file
+    if root.is_file():
+        root = root.parent
+    data = read_mapping(mapping_path)
+    images = Path(images_dir) if images_dir is not None else root / IMAGES_DIR
+    keep = None if types is None else {int(t) for t in types}
+    items = []
+    for key, entry in data.items():
+        item = parse_entry(
+            key, entry, mapping_path=mapping_path, images_dir=images, targets_dir=root / TARGETS_DIR,
+            size=size, check_images=check_images,
+        )
+        if keep is None or item.type_id in keep:
+            items.append(item)
+    return items
+
+
+# --- Images ---------------------------------------------------------------------------------
+
+
+def crop_output(image: np.ndarray, size: tuple[int, int] = BENCHMARK_SIZE) -> np.ndarray:
+    """What ``evaluate.py`` (lines 271-273) keeps of an edited image that is not square:
+    the bottom-right ``size`` block (editing scripts save ``[source | edited]`` side by
+    side, the edited image last). Square images are returned unchanged."""
+    h, w = image.shape[:2]
+    if h == w:
+        return image
+    th, tw = size
+    return image[h - th : h, w - tw : w]
+
+
+def load_image(path: str | os.PathLike, size: tuple[int, int] | None = None) -> np.ndarray:
+    """An image file as uint8 (H, W, 3) RGB; with ``size``, it must be (H, W) = size.
+
+    Raises:
+        ImageInputError: missing, unreadable, not a regular file or too large (:func:`promptedit.images.open_image`).
+        PieImageError: of another size.
+    """
+    from .images import open_image
+
+    path = Path(path)
+    with open_image(path) as im:  # the image reader's rules: regular file, size limit, truncation, non-images
+        array = np.asarray(im.convert("RGB"))
+    if size is not None and array.shape[:2] != tuple(size):
+        raise PieImageError(f"{path}: image is {array.shape[0]}x{array.shape[1]}, the mask is {size[0]}x{size[1]}")
+    return array
+
+
+def load_source(item: PieItem) -> np.ndarray:
+    """The item's source image, uint8 (H, W, 3), checked against the mask's size."""
+    return load_image(item.image_path, item.size)
+
+
+def load_target(item: PieItem) -> np.ndarray | None:
+    """The exact edit result of sets that carry one, else None."""
+    return None if item.target_image_path is None else load_image(item.target_image_path, item.size)
+
+
+def load_output(folder: str | os.PathLike, item: PieItem) -> np.ndarray:
+    """An editing method's output for ``item``: ``<folder>/<relative_path>``, cropped as
+    the benchmark crops (:func:`crop_output`) and checked against the mask's size."""
+    path = Path(folder) / item.relative_path
+    image = crop_output(load_image(path), item.size)
+    if image.shape[:2] != item.size:
+        raise PieImageError(f"{path}: image is {image.shape[0]}x{image.shape[1]}, the mask is {item.size[0]}x{item.size[1]}")
+    return image
+
+
+__all__ = [
+    "BENCHMARK_SIZE",
+    "EDITING_TYPES",
+    "PIE_FOLDERS",
+    "MappingFileError",
+    "PieDataError",
+    "PieImageError",
+    "PieItem",
+    "crop_output",
+    "load_image",
+    "load_output",
+    "load_source",
+    "load_target",
+    "mark_difference",
+    "marked_words",
+    "mask_decode",
+    "mask_encode",
+    "parse_entry",
+    "read_mapping",
+    "read_pie",
+    "slug",
+    "strip_marks",
+]
