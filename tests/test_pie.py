@@ -89,7 +89,9 @@ def world_items():
 @pytest.fixture(scope="module")
 def world_dir(world_items, tmp_path_factory):
     out = tmp_path_factory.mktemp("pie_world")
-    wpie.save_pie_set(world_items, out)
+    from promptedit.cli.world import save_pie_set
+
+    save_pie_set(world_items, out)
     return out
 
 

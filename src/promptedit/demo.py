@@ -25,12 +25,14 @@ DEMO_EDITS: tuple[tuple[str, EditSpec], ...] = (
     ("word swap (replace)", EditSpec("a red circle on a white background", ("a blue circle on a white background",))),
     ("added phrase (refine)",
      EditSpec("a red circle on a white background", ("a striped red circle on a white background",))),
-    ("re-weighting 'striped' x3",
+    # the words and scales where re-weighting acts most on the embedded model (measured on 3 seeds: 'red' x-2
+    # changes the image by 7.1 grey levels on average, 'striped' x8 by 2.5; 'big', 'night', 'blurry' less)
+    ("re-weighting 'red' x-2",
+     EditSpec("a red circle on a white background", ("a red circle on a white background",),
+              mode="reweight", reweight={"red": -2.0})),
+    ("re-weighting 'striped' x8",
      EditSpec("a striped red circle on a white background", ("a striped red circle on a white background",),
-              mode="reweight", reweight={"striped": 3.0})),
-    ("re-weighting 'striped' x-1",
-     EditSpec("a striped red circle on a white background", ("a striped red circle on a white background",),
-              mode="reweight", reweight={"striped": -1.0})),
+              mode="reweight", reweight={"striped": 8.0})),
 )
 #: a real image: the scene rendered with the layout of ``sample_scene(default_rng(seed))``, its caption, the edit
 REAL_DEMO = ("a red heart on a gray background", "a blue heart on a gray background", 1)
@@ -76,6 +78,9 @@ def _p2p_items(model, seed, progress, kwargs) -> list[DemoItem]:
                  for i, p in enumerate(result.prompts)]
         info = (f"mode {result.mode}; seed {seed}; {result.num_inference_steps} steps; guidance "
                 f"{result.guidance_scale}; {result.timings['total']:.1f} s")
+        if result.mode == "reweight":  # say how much it changed: re-weighting may act weakly on a model
+            change = float(np.abs(result.images[1].astype(float) - result.images[0]).mean())
+            info += f"; the edit differs from the source by {change:.1f} grey levels on average"
         record = {"title": title, **result_fields(result)}
         items.append(DemoItem(title, result.prompts, [("source", result.images[0]), (title, result.images[1])],
                               info, grids, record))

@@ -33,9 +33,9 @@ def cli(ctx, debug):
 
 
 def _register() -> None:
-    from . import attention, bench, demo, dev, edit, generate, invert, mask, serve, train
+    from . import attention, batch, bench, demo, dev, edit, evaluate, generate, invert, mask, serve, train, world
 
-    for module in (generate, edit, mask, invert, attention, demo, train, bench, serve, dev):
+    for module in (generate, edit, mask, invert, attention, demo, batch, evaluate, world, train, bench, serve, dev):
         for command in module.COMMANDS:
             cli.add_command(command)
 

@@ -4,6 +4,7 @@ first with ``--image``, or a saved ``--inversion``); the edit given by flags or 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import click
@@ -113,9 +114,7 @@ def spec_from_flags(source, targets, kw) -> "EditSpec":  # noqa: F821
 @click.option("--save-attention", is_flag=True, help="Also write DIR/attention.png (maps of source and edits).")
 @sampling_options
 @model_options
-def edit(source, targets, one_prompt, syntax, out, image, inversion, method, fit, inner_steps, edit_null,
-         no_blend_swapped, save_attention, model, device, threads, quiet, steps, guidance, seed, height, width,
-         allow_large, **p2p):
+def edit(model, device, threads, quiet, **kw):
     """Edit an image by editing its prompt: SOURCE → TARGET prompt(s), attention injected (Prompt-to-Prompt).
 
     A generated image (from --seed) writes DIR/source.png; a real image (--image, or --inversion) writes
@@ -123,10 +122,32 @@ def edit(source, targets, one_prompt, syntax, out, image, inversion, method, fit
     DIR/edited.png (edited-K.png for several targets), DIR/grid.png and DIR/result.json. Mask-guided edits are
     `promptedit mask-edit`.
     """
+    started = time.perf_counter()
+    plan = plan_edit(**kw)
+    m = load(model, device, quiet=quiet, threads=threads)
+    result = run_edit(m, plan, quiet=quiet, started=started)
+    click.echo(f"wrote {plan.out} (mode {result.mode}, {result.timings['total']:.1f} s)")
+
+
+@dataclass
+class EditPlan:
+    """An edit checked before any model loads: what ``edit`` will run and where it writes."""
+
+    spec: object
+    out: Path
+    parsed: object | None
+    image: str | None
+    inversion: str | None
+    inv: object | None
+    options: dict
+
+
+def plan_edit(source, targets, one_prompt, syntax, out, image, inversion, method, fit, inner_steps, edit_null,
+              no_blend_swapped, save_attention, steps, guidance, seed, height, width, allow_large,
+              **p2p) -> EditPlan:
+    """Check the options against the workflow and read the inputs, before anything loads (one-line errors)."""
     from ..outputs import check_output_dir
 
-    started = time.perf_counter()
-    # 1. Check the options against the workflow (before anything is loaded)
     if image and inversion:
         raise ParameterError("give --image or --inversion, not both")
     real = bool(image or inversion)
@@ -153,13 +174,13 @@ def edit(source, targets, one_prompt, syntax, out, image, inversion, method, fit
     inv = read_inversion(inversion) if inversion else None
     if image:
         check_input(image)
+    blend_swapped = False if no_blend_swapped else None
     if parsed is not None:
         from ..spec import EditSpec
 
-        spec = EditSpec(**{**parsed.spec_kwargs(), "blend_swapped": False if no_blend_swapped else None})
-        source = spec.source
-        if inv is not None and source != inv.prompt:
-            raise ParameterError(f"the prompt's source {source!r} differs from the inversion's prompt {inv.prompt!r}")
+        spec = EditSpec(**{**parsed.spec_kwargs(), "blend_swapped": blend_swapped})
+        if inv is not None and spec.source != inv.prompt:
+            raise ParameterError(f"the prompt's source {spec.source!r} differs from the inversion's prompt {inv.prompt!r}")
     else:
         if inv is not None:
             if source is not None and source != inv.prompt:
@@ -171,42 +192,49 @@ def edit(source, targets, one_prompt, syntax, out, image, inversion, method, fit
             if p2p["mode"] != "reweight":
                 raise ParameterError("give at least one --target (or --mode reweight with --reweight WORD=C)")
             targets = (source,)
-        spec = spec_from_flags(source, targets, {**p2p, "blend_swapped": False if no_blend_swapped else None})
+        spec = spec_from_flags(source, targets, {**p2p, "blend_swapped": blend_swapped})
     out = check_output_dir(out)
     check_not_inputs(out, [image, inversion], OUTPUT_NAMES | {f"edited-{k + 1}.png" for k in range(len(spec.targets))})
+    options = dict(method=method, fit=fit, inner_steps=inner_steps, edit_null=edit_null, save_attention=save_attention,
+                   steps=steps, guidance=guidance, seed=seed, height=height, width=width, allow_large=allow_large)
+    return EditPlan(spec, out, parsed, image, inversion, inv, options)
 
-    # 2. Load and run
-    m = load(model, device, quiet=quiet, threads=threads)
+
+def run_edit(model, plan: EditPlan, *, quiet: bool = True, started: float | None = None, command: str = "edit",
+             extra: dict | None = None):
+    """Run a planned edit on a loaded model and write its outputs and record; returns the result."""
     from ..editing import edit as run
 
-    prepared = None
-    start = None
-    if real:
-        if image:
-            prepared, inv = invert_image(m, image, source, method, fit, inner_steps, steps, guidance, height, width,
-                                         allow_large, quiet)
-        start = inv
-    result = run(m, spec, start=start, seed=None if real else (0 if seed is None else seed),
-                 num_inference_steps=None if real else steps, guidance_scale=None if real else guidance,
-                 height=None if real else height, width=None if real else width, store_attention=save_attention,
-                 edit_null=edit_null, allow_large=allow_large, progress=not quiet)
+    o = plan.options
+    started = time.perf_counter() if started is None else started
+    prepared, start = None, plan.inv
+    if plan.image:
+        prepared, start = invert_image(model, plan.image, plan.spec.source, o["method"], o["fit"], o["inner_steps"],
+                                       o["steps"], o["guidance"], o["height"], o["width"], o["allow_large"], quiet)
+    real = start is not None
+    result = run(model, plan.spec, start=start, seed=None if real else (0 if o["seed"] is None else o["seed"]),
+                 num_inference_steps=None if real else o["steps"], guidance_scale=None if real else o["guidance"],
+                 height=None if real else o["height"], width=None if real else o["width"],
+                 store_attention=o["save_attention"], edit_null=o["edit_null"], allow_large=o["allow_large"],
+                 progress=not quiet)
     for note in result.notes:
         echo(quiet, note)
     inputs = {}
-    if inversion:
-        inputs["inversion"] = str(inversion)
+    if plan.inversion:
+        inputs["inversion"] = str(plan.inversion)
     if prepared is not None:
         from ..metrics import psnr
 
-        inputs["image"] = {"path": str(image), "rule": prepared.rule, "original_size": prepared.original_size,
+        inputs["image"] = {"path": str(plan.image), "rule": prepared.rule, "original_size": prepared.original_size,
                            "original_mode": prepared.original_mode,
                            "reconstruction_psnr": round(psnr(result.images[0], prepared.image), 3)}
-    extra = {"one_prompt": {**parsed.to_dict(), "equivalent_flags": parsed.flags()}} if parsed is not None else None
-    if parsed is not None:
-        echo(quiet, "as flags: " + " ".join(parsed.flags()))
-    write_edit_outputs(out, m, result, started, real_image=prepared, write_inversion=bool(image), inputs=inputs,
-                       extra=extra)
-    click.echo(f"wrote {out} (mode {result.mode}, {result.timings['total']:.1f} s)")
+    extra = dict(extra or {})
+    if plan.parsed is not None:
+        extra["one_prompt"] = {**plan.parsed.to_dict(), "equivalent_flags": plan.parsed.flags()}
+        echo(quiet, "as flags: " + " ".join(plan.parsed.flags()))
+    write_edit_outputs(plan.out, model, result, started, real_image=prepared, write_inversion=bool(plan.image),
+                       inputs=inputs, extra=extra or None, command=command)
+    return result
 
 
 def invert_image(model, image, prompt, method, fit, inner_steps, steps, guidance, height, width, allow_large, quiet):

@@ -138,17 +138,23 @@ def mask(image, source, target, out, method, strength, mask_steps, fit, model, d
 @instant_mask_options
 @sampling_options
 @model_options
-def mask_edit(source, target, out, image, method, mask_file, strength, fit, inpaint_model, model, device, threads,
-              quiet, steps, guidance, seed, height, width, allow_large, **instant):
+def mask_edit(model, device, threads, quiet, **kw):
     """A mask-guided edit: the source noised to --strength and denoised under TARGET inside a mask, the rest
     kept pixel for pixel. Writes DIR/input.png (or source.png), DIR/edited.png, DIR/mask.png,
     DIR/mask-overlay.png, DIR/grid.png and DIR/result.json."""
-    from ..maskedit import diffedit, instdiffedit, masked_edit
-    from ..outputs import check_output_dir, write_image, write_json
-    from ..records import build_record
-    from ..visualize import image_grid, mask_overlay, mask_tile
-
     started = time.perf_counter()
+    plan = plan_mask_edit(**kw)
+    m = load(model, device, quiet=quiet, threads=threads)
+    result = run_mask_edit(m, plan, quiet=quiet, started=started)
+    click.echo(f"wrote {plan['out']} ({result.method}, mask {result.mask.mean():.0%} of the image, "
+               f"total {result.timings['total']:.1f} s)")
+
+
+def plan_mask_edit(source, target, out, image, method, mask_file, strength, fit, inpaint_model, steps, guidance,
+                   seed, height, width, allow_large, **instant) -> dict:
+    """Check a mask-guided edit's options and inputs before anything loads (one-line errors)."""
+    from ..outputs import check_output_dir
+
     if mask_file:
         if given("method"):
             raise ParameterError(f"--mask replaces the mask that --method {method} makes: give one of them")
@@ -161,33 +167,52 @@ def mask_edit(source, target, out, image, method, mask_file, strength, fit, inpa
         check_input(mask_file, "mask")
     out = check_output_dir(out)
     check_not_inputs(out, [image, mask_file], OUTPUT_NAMES)
-    m = load(model, device, quiet=quiet, threads=threads)
+    return dict(source=source, target=target, out=out, image=image, method=method, mask_file=mask_file,
+                strength=strength, fit=fit, inpaint_model=inpaint_model, steps=steps, guidance=guidance,
+                seed=0 if seed is None else seed, height=height, width=width, allow_large=allow_large,
+                instant=instant)
+
+
+def run_mask_edit(model, plan: dict, *, quiet: bool = True, started: float | None = None, command: str = "mask-edit",
+                  extra: dict | None = None):
+    """Run a planned mask-guided edit on a loaded model and write its outputs and record; returns the result."""
+    from ..maskedit import diffedit, instdiffedit, masked_edit
+    from ..outputs import write_image, write_json
+    from ..records import build_record
+    from ..visualize import image_grid, mask_overlay, mask_tile
+
+    p = plan
+    started = time.perf_counter() if started is None else started
     inpainter = None
-    if inpaint_model:
+    if p["inpaint_model"]:
         from ..models import load_inpaint_pipeline
 
-        inpainter = load_inpaint_pipeline(inpaint_model, device=m.device, dtype=m.dtype, progress=not quiet)
-    seed = 0 if seed is None else seed
+        inpainter = load_inpaint_pipeline(p["inpaint_model"], device=model.device, dtype=model.dtype,
+                                          progress=not quiet)
     prepared = None
-    if image:
-        prepared = _prepared_image(m, image, fit, height, width, allow_large)
+    if p["image"]:
+        prepared = _prepared_image(model, p["image"], p["fit"], p["height"], p["width"], p["allow_large"])
         source_image = prepared.image
     else:
         from ..editing import generate
 
-        source_image = generate(m, source, seed=seed, num_inference_steps=steps, guidance_scale=guidance, height=height,
-                                width=width, allow_large=allow_large, progress=not quiet).images[0]
-    common = dict(strength=strength, num_inference_steps=steps, guidance_scale=guidance, seed=seed,
+        source_image = generate(model, p["source"], seed=p["seed"], num_inference_steps=p["steps"],
+                                guidance_scale=p["guidance"], height=p["height"], width=p["width"],
+                                allow_large=p["allow_large"], progress=not quiet).images[0]
+    common = dict(strength=p["strength"], num_inference_steps=p["steps"], guidance_scale=p["guidance"], seed=p["seed"],
                   progress=not quiet)
-    if mask_file:
-        result = masked_edit(m, source_image, read_mask(mask_file, source_image.shape[:2]), target, **common)
-    elif method == "instant":
-        result = instdiffedit(m, source_image, source, target, inpaint_pipeline=inpainter, **instant, **common)
+    if p["mask_file"]:
+        result = masked_edit(model, source_image, read_mask(p["mask_file"], source_image.shape[:2]), p["target"],
+                             **common)
+    elif p["method"] == "instant":
+        result = instdiffedit(model, source_image, p["source"], p["target"], inpaint_pipeline=inpainter,
+                              **p["instant"], **common)
     else:
-        result = diffedit(m, source_image, source, target, **common)
+        result = diffedit(model, source_image, p["source"], p["target"], **common)
     for note in result.notes:
         echo(quiet, note)
-    first = "input.png" if image else "source.png"
+    out = p["out"]
+    first = "input.png" if p["image"] else "source.png"
     write_image(out / first, source_image)
     write_image(out / "edited.png", result.edited)
     write_image(out / "mask.png", result.mask.astype("uint8") * 255)
@@ -198,16 +223,15 @@ def mask_edit(source, target, out, image, method, mask_file, strength, fit, inpa
                                              cell=max(128, source_image.shape[1])))
     inputs = {}
     if prepared is not None:
-        inputs["image"] = {"path": str(image), "rule": prepared.rule, "original_size": prepared.original_size,
+        inputs["image"] = {"path": str(p["image"]), "rule": prepared.rule, "original_size": prepared.original_size,
                            "original_mode": prepared.original_mode}
-    if mask_file:
-        inputs["mask"] = str(mask_file)
+    if p["mask_file"]:
+        inputs["mask"] = str(p["mask_file"])
     files = {"source": first, "edited": "edited.png", "mask": "mask.png", "overlay": "mask-overlay.png",
              "grid": "grid.png"}
-    write_json(out / "result.json", build_record("mask-edit", m, result, started=started, files=files,
-                                                 inputs=inputs or None))
-    click.echo(f"wrote {out} ({result.method}, mask {result.mask.mean():.0%} of the image, "
-               f"total {result.timings['total']:.1f} s)")
+    write_json(out / "result.json", build_record(command, model, result, started=started, files=files,
+                                                 inputs=inputs or None, extra=extra))
+    return result
 
 
 def read_mask(path, size):

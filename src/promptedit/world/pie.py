@@ -1,8 +1,7 @@
 """A PIE-Bench-format editing set from the shapes world, with the exact target of every edit.
 
-:func:`make_pie_set` (pure) draws ``n`` edits; :func:`save_pie_set` (the only
-function here that writes files) lays them out as PIE-Bench does, plus the exact
-targets::
+:func:`make_pie_set` (pure) draws ``n`` edits; ``promptedit world pie`` (the CLI) lays them out as
+PIE-Bench does, plus the exact targets::
 
     out_dir/mapping_file.json
     out_dir/annotation_images/<type folder>/<id>.png     source images, 64 x 64
@@ -43,10 +42,6 @@ spawn_key=(i,)))``: a stream of its own, never the training data's draws.
 from __future__ import annotations
 
 import dataclasses
-import io
-import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
@@ -346,42 +341,6 @@ def mapping(items: list[WorldPieItem]) -> dict[str, Any]:
     return {item.id: item.entry for item in items}
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def _png(image: np.ndarray) -> bytes:
-    from PIL import Image
-
-    buf = io.BytesIO()
-    Image.fromarray(np.ascontiguousarray(image, dtype=np.uint8)).save(buf, format="PNG")
-    return buf.getvalue()
-
-
-def save_pie_set(items: list[WorldPieItem], out_dir: str | os.PathLike) -> Path:
-    """Write a set made by :func:`make_pie_set`; returns the mapping file's path.
-
-    Every file is written to a temporary name and moved into place; the mapping
-    file comes last, so a reader never sees entries whose images are missing.
-    """
-    out = Path(out_dir)
-    for item in items:
-        _atomic_write(out / IMAGES_DIR / item.entry["image_path"], _png(item.source.image))
-        _atomic_write(out / TARGETS_DIR / item.entry["target_image_path"], _png(item.target.image))
-    path = out / MAPPING_FILE
-    _atomic_write(path, json.dumps(mapping(items), separators=(",", ":")).encode())
-    return path
-
-
 __all__ = [
     "PIE_STREAM",
     "WORLD_TYPES",
@@ -391,6 +350,5 @@ __all__ = [
     "make_item",
     "make_pie_set",
     "mapping",
-    "save_pie_set",
     "world_check",
 ]

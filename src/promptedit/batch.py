@@ -1,0 +1,391 @@
+"""Editing a dataset: a manifest of edits run item by item, in-process or on a Ray cluster, resumable.
+
+A manifest is a JSONL file (one edit a line) or a PIE-Bench folder (``mapping_file.json`` +
+``annotation_images/``). Every item becomes the options of ``promptedit edit`` (or ``mask-edit`` for a
+mask-guided method) and runs through that command's own checks and code (:func:`promptedit.cli.edit.plan_edit`,
+:func:`~promptedit.cli.edit.run_edit`), on a model loaded once per process. Its outputs land in ``OUT/<id>/``
+with their ``result.json``, which records a key of the item's options: running the same manifest again skips
+the items whose key matches and reruns those whose options changed. A failing item goes to
+``OUT/failures.jsonl`` with its one-line reason, and the run goes on.
+
+JSONL items: ``id`` (letters, digits, ``.``, ``_``, ``-``), ``image`` (a path, relative to the manifest) or
+``seed``, ``source`` and ``target`` / ``targets``, or ``prompt`` (the whole edit in edit syntax), ``method``
+(``p2p``, an inversion method ``null-text`` / ``negative-prompt`` / ``direct`` / ``ddim``, ``instant``,
+``diffedit`` or ``mask`` with a ``mask`` file), and any option ``edit`` / ``mask-edit`` takes under its own name
+(``cross-replace``, ``steps``, ``blend``, ``reweight``, …; ``-`` or ``_``). Lists repeat an option; a mapping
+``{"dog": 0.5}`` gives ``WORD=VALUE`` options.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import time
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import ParameterError, PromptEditError
+
+INVERSION_METHODS = ("null-text", "negative-prompt", "direct", "ddim")
+MASK_METHODS = {"instant": "instant", "instdiffedit": "instant", "diffedit": "diffedit"}
+METHODS = ("p2p", *INVERSION_METHODS, "instant", "instdiffedit", "diffedit", "mask")
+#: item keys that are not command options, and options a manifest may not set (the batch sets them)
+RESERVED = {"id", "method", "out", "model", "device", "threads", "quiet", "debug"}
+PATH_OPTIONS = ("image", "mask", "inversion", "inpaint-model")
+ID_RE = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
+FAILURES = "failures.jsonl"
+SUMMARY = "batch.json"
+
+
+class ManifestError(PromptEditError):
+    """A manifest (or one of its items) cannot be used."""
+
+
+@dataclass(frozen=True)
+class BatchItem:
+    """One edit of a manifest, as the command options it stands for.
+
+    Attributes:
+        id: the item's id (its output folder's name).
+        command: ``edit`` or ``mask-edit``.
+        argv: the command's options (without ``--out`` and the model options).
+        method: the method asked for.
+        relative_path: for PIE-Bench items, the image's path inside ``annotation_images/`` (``--layout pie``).
+        error: a one-line reason when the line itself cannot be used (it then fails without running).
+    """
+
+    id: str
+    command: str
+    argv: tuple[str, ...]
+    method: str
+    relative_path: str | None = None
+    error: str | None = None
+
+    def key(self, model_name: str) -> str:
+        """What the item's outputs are keyed by: its command, options and model (a changed option reruns it)."""
+        payload = json.dumps([self.command, list(self.argv), model_name], separators=(",", ":"))
+        return hashlib.sha1(payload.encode()).hexdigest()[:16]
+
+
+def _flag(key: str) -> str:
+    return "--" + key.replace("_", "-")
+
+
+def _argv(options: Mapping[str, object]) -> list[str]:
+    """Command options from a mapping: ``True`` a flag, a list repeats, a mapping gives ``WORD=VALUE``."""
+    argv: list[str] = []
+    for key, value in options.items():
+        flag = _flag(key)
+        if value is None or value is False:
+            continue
+        if value is True:
+            argv.append(flag)
+        elif isinstance(value, Mapping):
+            for word, v in value.items():
+                argv += [flag, f"{word}={_value(v)}"]
+        elif isinstance(value, (list, tuple)):
+            if flag in ("--cross-replace", "--self-replace", "--inject-features") and all(
+                    isinstance(v, (int, float)) and not isinstance(v, bool) for v in value) and len(value) == 2:
+                argv += [flag, f"{_value(value[0])},{_value(value[1])}"]  # a (start, end) window
+            else:
+                for v in value:
+                    argv += [flag, _value(v)]
+        else:
+            argv += [flag, _value(value)]
+    return argv
+
+
+def _value(v) -> str:
+    if isinstance(v, (list, tuple)):
+        return ",".join(_value(x) for x in v)
+    return str(v)
+
+
+def item_from_options(item_id: str, options: Mapping[str, object], *, base: Path | None = None,
+                      defaults: Mapping[str, object] | None = None, relative_path: str | None = None) -> BatchItem:
+    """A manifest item from its options (``defaults`` under them): the command and the options it runs with."""
+    opts = {k.replace("_", "-"): v for k, v in {**(defaults or {}), **options}.items()}
+    if not isinstance(item_id, str) or not ID_RE.match(item_id):
+        raise ManifestError(f"item id {item_id!r} must be 1-128 letters, digits, '.', '_' or '-'")
+    bad = sorted(RESERVED & set(opts) - {"id", "method"})
+    if bad:
+        raise ManifestError(f"item {item_id}: {', '.join(bad)} cannot be set per item (the batch sets them)")
+    method = opts.pop("method", None)
+    opts.pop("id", None)
+    method = method or ("null-text" if opts.get("image") else "p2p")
+    if method not in METHODS:
+        raise ManifestError(f"item {item_id}: method must be one of {', '.join(METHODS)}, got {method!r}")
+    if "targets" in opts:
+        opts["target"] = opts.pop("targets")
+    for key in PATH_OPTIONS:
+        if isinstance(opts.get(key), str) and base is not None and not os.path.isabs(opts[key]):
+            opts[key] = str(base / opts[key])
+    if method in MASK_METHODS:
+        command, opts = "mask-edit", {**opts, "method": MASK_METHODS[method]}
+    elif method == "mask":
+        if not opts.get("mask"):
+            raise ManifestError(f"item {item_id}: method mask needs a mask file")
+        command = "mask-edit"
+    else:
+        command = "edit"
+        if method in INVERSION_METHODS:
+            if not opts.get("image") and not opts.get("inversion"):
+                raise ManifestError(f"item {item_id}: method {method} edits a real image: give an image")
+            if opts.get("image"):
+                opts["method"] = method
+        elif opts.get("image") or opts.get("inversion"):
+            raise ManifestError(f"item {item_id}: method p2p edits a generated image; give no image")
+    return BatchItem(item_id, command, tuple(_argv(opts)), method, relative_path)
+
+
+def read_jsonl(path: Path, defaults: Mapping[str, object] | None = None) -> list[BatchItem]:
+    """The items of a JSONL manifest; a line that cannot be used becomes an item with its error (it fails on its
+    own, the others run)."""
+    from .images import check_input_file
+
+    check_input_file(path, "manifest")
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as e:
+        raise ManifestError(f"cannot read manifest {path}: {e}") from None
+    items, seen = [], set()
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        fallback = f"line-{n}"
+        try:
+            data = json.loads(line)
+            if not isinstance(data, dict):
+                raise ManifestError(f"line {n} is not a JSON object")
+            item_id = data.get("id", fallback)
+            if item_id in seen:
+                raise ManifestError(f"line {n}: id {item_id!r} was used before")
+            item = item_from_options(item_id, data, base=path.parent, defaults=defaults)
+            seen.add(item.id)
+            items.append(item)
+        except json.JSONDecodeError as e:
+            items.append(BatchItem(fallback, "edit", (), "", error=f"line {n} is not JSON ({e.msg}, column {e.colno})"))
+        except ManifestError as e:
+            item_id = fallback if "used before" in str(e) else (data.get("id", fallback) if isinstance(data, dict)
+                                                                  else fallback)
+            item_id = item_id if isinstance(item_id, str) and ID_RE.match(item_id) else fallback
+            items.append(BatchItem(item_id, "edit", (), "", error=str(e)))
+    if not items:
+        raise ManifestError(f"manifest {path} has no items")
+    return items
+
+
+def read_pie_items(folder: Path, defaults: Mapping[str, object] | None = None, *, blend: bool = False,
+                   types: Iterable[int] | None = None) -> list[BatchItem]:
+    """The items of a PIE-Bench folder: each image edited from its source prompt to its target prompt (the
+    ``[ ]`` marks stripped), locally blended on its ``blended_word`` pair when ``blend``."""
+    from .pie import read_pie
+
+    items = []
+    for entry in read_pie(folder, types=types):
+        options: dict = {"image": str(entry.image_path), "source": entry.source_prompt,
+                         "target": entry.target_prompt}
+        if blend and len(entry.blended_words) == 2:
+            options["blend"] = list(entry.blended_words)
+        try:
+            items.append(item_from_options(entry.id, options, defaults=defaults, relative_path=entry.relative_path))
+        except ManifestError as e:
+            items.append(BatchItem(entry.id, "edit", (), "", relative_path=entry.relative_path, error=str(e)))
+    return items
+
+
+def read_manifest(path: str | os.PathLike, defaults: Mapping[str, object] | None = None, *, pie_blend: bool = False
+                  ) -> tuple[list[BatchItem], str]:
+    """The items of a manifest and its kind (``jsonl`` or ``pie``)."""
+    p = Path(path)
+    if p.is_dir():
+        if not (p / "mapping_file.json").is_file():
+            raise ManifestError(f"{p} is a folder but not a PIE-Bench folder (no mapping_file.json)")
+        return read_pie_items(p, defaults, blend=pie_blend), "pie"
+    if pie_blend:
+        raise ManifestError("--pie-blend is for PIE-Bench folders (blended_word); a JSONL item names its blend words")
+    return read_jsonl(p, defaults), "jsonl"
+
+
+# ----------------------------------------------------------------------------- running
+
+
+@dataclass
+class Outcome:
+    """What became of one item: ``done``, ``skipped`` (done before, same key) or ``failed`` (with the reason)."""
+
+    id: str
+    status: str
+    seconds: float = 0.0
+    error: str | None = None
+
+
+def _done_before(out: Path, key: str) -> bool:
+    try:
+        return json.loads((out / "result.json").read_text()).get("batch", {}).get("key") == key
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+class Runner:
+    """Runs items on one loaded model (one per process: the in-process engine, or each Ray worker).
+
+    Args:
+        model: a loaded :class:`~promptedit.models.DiffusionModel`.
+        out: the run's output folder.
+        layout: ``pie`` also writes each edited image where PnPInversion's scripts put theirs.
+    """
+
+    def __init__(self, model, out: Path, *, layout: str | None = None):
+        self.model = model
+        self.out = Path(out)
+        self.layout = layout
+
+    def __call__(self, item: BatchItem) -> Outcome:
+        import click
+
+        from .cli import edit as edit_cli
+        from .cli import mask as mask_cli
+
+        if item.error:
+            return Outcome(item.id, "failed", error=item.error)
+        key = item.key(self.model.name)
+        folder = self.out / item.id
+        if _done_before(folder, key):
+            return Outcome(item.id, "skipped")
+        started = time.perf_counter()
+        command, plan_fn, run_fn = ((edit_cli.edit, edit_cli.plan_edit, edit_cli.run_edit) if item.command == "edit"
+                                    else (mask_cli.mask_edit, mask_cli.plan_mask_edit, mask_cli.run_mask_edit))
+        extra = {"batch": {"id": item.id, "key": key, "method": item.method, "options": list(item.argv)}}
+        try:
+            ctx = command.make_context(item.command, [*item.argv, "--out", str(folder)])
+            with ctx:  # the command's own parsing, checks and refusals
+                params = {k: v for k, v in ctx.params.items() if k not in ("model", "device", "threads", "quiet")}
+                plan = plan_fn(**params)
+                result = run_fn(self.model, plan, quiet=True, started=started, command=f"batch {item.command}",
+                                extra=extra)
+            if self.layout == "pie" and item.relative_path:
+                self._write_pie(item, result)
+        except click.exceptions.ClickException as e:
+            return Outcome(item.id, "failed", time.perf_counter() - started, e.format_message())
+        except PromptEditError as e:
+            return Outcome(item.id, "failed", time.perf_counter() - started, str(e))
+        return Outcome(item.id, "done", time.perf_counter() - started)
+
+    def _write_pie(self, item: BatchItem, result) -> None:
+        """PnPInversion's layout: ``pie/<method>/annotation_images/<image_path>``, the edited image saved in the
+        format its extension says (as their scripts save theirs)."""
+        import io
+
+        from PIL import Image
+
+        from .outputs import write_bytes
+
+        path = self.out / "pie" / item.method / "annotation_images" / item.relative_path
+        buf = io.BytesIO()
+        Image.fromarray(result.edited).save(buf, format=Image.registered_extensions().get(path.suffix.lower(), "PNG"))
+        write_bytes(path, buf.getvalue())
+
+
+@dataclass
+class Summary:
+    """A run's outcome: counts, seconds per item done, failures."""
+
+    engine: str
+    outcomes: list[Outcome] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def count(self, status: str) -> int:
+        return sum(o.status == status for o in self.outcomes)
+
+    @property
+    def failures(self) -> list[Outcome]:
+        return [o for o in self.outcomes if o.status == "failed"]
+
+    def to_dict(self) -> dict:
+        done = [o.seconds for o in self.outcomes if o.status == "done"]
+        return {"engine": self.engine, "items": len(self.outcomes), "done": self.count("done"),
+                "skipped": self.count("skipped"), "failed": self.count("failed"), "seconds": round(self.seconds, 3),
+                "seconds_per_item": round(sum(done) / len(done), 3) if done else None,
+                "items_per_minute": round(60 * len(done) / self.seconds, 3) if done and self.seconds else None,
+                "outcomes": [{"id": o.id, "status": o.status, "seconds": round(o.seconds, 3),
+                              **({"error": o.error} if o.error else {})} for o in self.outcomes]}
+
+    def line(self) -> str:
+        d = self.to_dict()
+        per = f", {d['seconds_per_item']} s per item" if d["seconds_per_item"] else ""
+        return (f"{d['done']} done, {d['skipped']} skipped, {d['failed']} failed of {d['items']} in "
+                f"{d['seconds']:.1f} s{per} ({self.engine})")
+
+
+def run_in_process(items: Sequence[BatchItem], runner: Runner, *, on_outcome=None) -> Iterator[Outcome]:
+    """The items one after the other in this process."""
+    for item in items:
+        outcome = runner(item)
+        if on_outcome is not None:
+            on_outcome(outcome)
+        yield outcome
+
+
+class RayWorker:
+    """A Ray Data callable class: loads the model once per worker, then edits the rows it is given."""
+
+    def __init__(self, model_path: str, device: str | None, threads: int, out: str, layout: str | None):
+        import torch
+
+        from .cli.common import load
+
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+        torch.set_grad_enabled(False)
+        self.runner = Runner(load(model_path, device, quiet=True, threads=threads), Path(out), layout=layout)
+
+    def __call__(self, batch: dict) -> dict:
+        out = {"id": [], "status": [], "seconds": [], "error": []}
+        for raw in batch["item"]:
+            data = json.loads(raw)
+            item = BatchItem(data["id"], data["command"], tuple(data["argv"]), data["method"],
+                             data.get("relative_path"), data.get("error"))
+            o = self.runner(item)
+            out["id"].append(o.id)
+            out["status"].append(o.status)
+            out["seconds"].append(o.seconds)
+            out["error"].append(o.error or "")
+        return out
+
+
+def run_on_ray(items: Sequence[BatchItem], *, model_path: str, device: str | None, out: Path,
+               layout: str | None, address: str | None, workers: int, gpus_per_worker: float,
+               threads: int) -> Iterator[Outcome]:
+    """The items on Ray Data (``map_batches`` with :class:`RayWorker`, one model per worker), streamed back."""
+    try:
+        import ray
+    except ImportError:
+        raise ParameterError("--ray needs Ray: pip install 'promptedit[ray]'") from None
+    started_here = not ray.is_initialized()
+    if started_here:
+        try:
+            ray.init(address=None if address in (None, "local") else address, include_dashboard=False,
+                     log_to_driver=False, logging_level="ERROR", configure_logging=False,
+                     runtime_env={"env_vars": {"OMP_WAIT_POLICY": "PASSIVE", "TRANSFORMERS_VERBOSITY": "error",
+                                               "DIFFUSERS_VERBOSITY": "error", "HF_HUB_DISABLE_PROGRESS_BARS": "1"}})
+        except Exception as e:  # a cluster that cannot be reached is the user's input
+            raise ParameterError(f"cannot start or reach Ray at {address or 'this machine'}: "
+                                 f"{str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__}") from None
+    try:
+        ctx = ray.data.DataContext.get_current()
+        ctx.enable_progress_bars = False
+        ctx.execution_options.preserve_order = False
+        rows = [{"item": json.dumps({"id": i.id, "command": i.command, "argv": list(i.argv), "method": i.method,
+                                     "relative_path": i.relative_path, "error": i.error})} for i in items]
+        ds = ray.data.from_items(rows, override_num_blocks=max(1, len(rows))).map_batches(
+            RayWorker, batch_size=1, concurrency=workers, num_gpus=gpus_per_worker or None, num_cpus=threads,
+            fn_constructor_kwargs={"model_path": model_path, "device": device, "threads": threads, "out": str(out),
+                                   "layout": layout})
+        for row in ds.iter_rows():
+            yield Outcome(row["id"], row["status"], float(row["seconds"]), row["error"] or None)
+    finally:
+        if started_here:
+            ray.shutdown()

@@ -1,0 +1,118 @@
+"""``promptedit batch``: a manifest of edits (JSONL or a PIE-Bench folder), resumable, in-process or on Ray."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import click
+
+from ..errors import ParameterError
+from .common import echo, load, parse_word_value, resolve_model_path
+
+
+@click.command()
+@click.argument("manifest")
+@click.option("--out", required=True, metavar="DIR", help="Output folder: DIR/<id>/ per item, DIR/failures.jsonl, "
+                                                          "DIR/batch.json.")
+@click.option("--method", type=click.Choice(["p2p", "null-text", "negative-prompt", "direct", "ddim", "instant",
+                                             "diffedit", "mask"]), default=None,
+              help="The method of items that name none (default: null-text for items with an image, else p2p).")
+@click.option("--steps", type=click.IntRange(1, 1000), default=None, help="DDIM steps of items that set none.")
+@click.option("--guidance", type=click.FloatRange(0), default=None, help="Guidance of items that set none.")
+@click.option("--cross-replace", default=None, metavar="F | START,END",
+              help="Cross-attention window of Prompt-to-Prompt items that set none.")
+@click.option("--self-replace", default=None, metavar="F | START,END",
+              help="Self-attention window of Prompt-to-Prompt items that set none.")
+@click.option("--set", "settings", multiple=True, metavar="OPTION=VALUE",
+              help="Any option of `edit` / `mask-edit` for items that set none (repeat), e.g. --set edit-null=all.")
+@click.option("--pie-blend", is_flag=True,
+              help="PIE-Bench: blend locally on each item's blended_word pair (source word, target word).")
+@click.option("--layout", type=click.Choice(["pie"]), default=None,
+              help="Also write PnPInversion's layout (DIR/pie/<method>/annotation_images/<image_path>) so their "
+                   "evaluation scripts run unchanged.")
+@click.option("--ray", "ray_address", is_flag=False, flag_value="local", default=None, metavar="[ADDRESS]",
+              help="Run on Ray Data: a local Ray (no ADDRESS) or an existing cluster (ADDRESS, e.g. auto or "
+                   "ray://host:10001). Needs pip install 'promptedit[ray]'.")
+@click.option("--workers", type=click.IntRange(min=1), default=None,
+              help="Ray: workers, each with the model loaded once (default: the cores this machine has).")
+@click.option("--gpus-per-worker", type=click.FloatRange(0), default=0.0, show_default=True, help="Ray: GPUs per worker.")
+@click.option("--model", "model", metavar="PATH", default=None,
+              help="Diffusers Stable Diffusion folder, SD 1.x/2.x or XL (default: the embedded shapes-world model).")
+@click.option("--device", default=None, help="cpu, cuda, cuda:N or mps (default: cuda with fp16 when present).")
+@click.option("--threads", type=click.IntRange(min=1), default=None,
+              help="CPU threads per process (default: the free cores, shared among Ray workers).")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def batch(manifest, out, method, steps, guidance, cross_replace, self_replace, settings, pie_blend, layout,
+          ray_address, workers, gpus_per_worker, model, device, threads, quiet):
+    """Run every edit of MANIFEST (a JSONL file, one edit a line, or a PIE-Bench folder) into DIR/<id>/.
+
+    Each item runs through the same code as `promptedit edit` (or `mask-edit`), with the same option names.
+    Running the same command again resumes: items already done with the same options are skipped, changed
+    ones rerun; failures are listed in DIR/failures.jsonl and the run goes on.
+    """
+    from ..batch import FAILURES, SUMMARY, Runner, Summary, read_manifest, run_in_process, run_on_ray
+    from ..outputs import check_output_dir, make_output_dir, write_bytes, write_json
+
+    started = time.perf_counter()
+    if ray_address is None and (workers is not None or gpus_per_worker):
+        raise ParameterError("--workers and --gpus-per-worker are for --ray")
+    out = check_output_dir(out)
+    defaults: dict = {}
+    for item in settings:
+        key, value = parse_word_value(item, "--set")
+        defaults[key] = value
+    for key, value in (("method", method), ("steps", steps), ("guidance", guidance),
+                       ("cross-replace", cross_replace), ("self-replace", self_replace)):
+        if value is not None:
+            defaults[key] = value
+    items, kind = read_manifest(manifest, defaults, pie_blend=pie_blend)
+    if layout == "pie" and kind != "pie":
+        raise ParameterError("--layout pie writes PIE-Bench's layout: the manifest must be a PIE-Bench folder")
+    make_output_dir(out)
+    summary = Summary("ray" if ray_address is not None else "in-process")
+    failures: list[dict] = []
+
+    def record(outcome) -> None:
+        summary.outcomes.append(outcome)
+        if outcome.status == "failed":
+            failures.append({"id": outcome.id, "error": outcome.error})
+            write_bytes(out / FAILURES, "".join(json.dumps(f) + "\n" for f in failures).encode())
+        if bar is not None:
+            done = summary.count("done")
+            rate = 60 * done / max(time.perf_counter() - started, 1e-9)
+            bar.set_postfix_str(f"{rate:.1f} items/min, {summary.count('failed')} failed", refresh=False)
+            bar.update(1)
+
+    from tqdm.auto import tqdm
+
+    m = load(model, device, quiet=quiet, threads=threads) if ray_address is None else None
+    bar = None if quiet else tqdm(total=len(items), desc="batch", unit="item", dynamic_ncols=True)
+    try:
+        if m is not None:
+            model_name = m.name
+            for _ in run_in_process(items, Runner(m, out, layout=layout), on_outcome=record):
+                pass
+        else:
+            import os
+
+            cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+            workers = workers or max(1, cores)
+            per_worker = threads or max(1, cores // workers)
+            model_name = resolve_model_path(model)
+            for outcome in run_on_ray(items, model_path=model_name, device=device, out=out, layout=layout,
+                                      address=ray_address, workers=workers, gpus_per_worker=gpus_per_worker,
+                                      threads=per_worker):
+                record(outcome)
+    finally:
+        if bar is not None:
+            bar.close()
+    summary.seconds = time.perf_counter() - started
+    write_bytes(out / FAILURES, "".join(json.dumps(f) + "\n" for f in failures).encode())
+    write_json(out / SUMMARY, {"command": "batch", "manifest": str(manifest), "kind": kind, "model": model_name,
+                               "layout": layout, "defaults": defaults, **summary.to_dict()})
+    echo(quiet, f"failures: {out / FAILURES}" if failures else "no failures")
+    click.echo(f"wrote {out}: {summary.line()}")
+
+
+COMMANDS = [batch]

@@ -1,0 +1,162 @@
+"""Batch runs: a JSONL manifest and a PIE-format set, resumed after a SIGKILL, on one process and on Ray;
+`world pie` and `evaluate` on the result."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from promptedit.cli import main
+
+
+def run(capsys, *argv):
+    code = main([str(a) for a in argv])
+    return (code, *capsys.readouterr())
+
+
+@pytest.fixture(scope="module")
+def manifest(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("manifest")
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (32, 32, 3), dtype=np.uint8)).save(folder / "photo.png")
+    lines = [
+        {"id": "gen", "source": "a photo of a cat", "target": "a photo of a dog", "seed": 1, "steps": 2},
+        {"id": "syntax", "prompt": "a photo of a [cat:dog:0.5]", "steps": 2},
+        {"id": "real", "image": "photo.png", "source": "a photo of a cat", "target": "a photo of a dog",
+         "method": "direct", "steps": 2, "cross-replace": [0.2, 0.8], "reweight": {"dog": 2}},
+        {"id": "masked", "image": "photo.png", "source": "a photo of a cat", "target": "a photo of a dog",
+         "method": "instant", "steps": 4, "seeds": 2},
+        {"id": "badword", "source": "a photo of a cat", "target": "a photo of a dog", "blend": ["horse"], "steps": 2},
+        {"id": "badopt", "source": "a photo of a cat", "target": "a photo of a dog", "frobnicate": 1},
+        {"id": "../escape", "source": "a photo of a cat", "target": "a photo of a dog"},
+    ]
+    text = "\n".join(json.dumps(line) for line in lines) + "\nnot json\n"
+    (folder / "edits.jsonl").write_text(text)
+    return folder / "edits.jsonl"
+
+
+def test_a_manifest_runs_fails_per_item_and_resumes(manifest, tiny_model_dir, tmp_path, capsys):
+    out = tmp_path / "run"
+    code, stdout, err = run(capsys, "batch", manifest, "--out", out, "--model", tiny_model_dir, "--quiet",
+                            "--threads", 1)
+    assert code == 0, err
+    assert "4 done, 0 skipped, 4 failed of 8" in stdout
+    for item, files in (("gen", ["source.png", "edited.png"]), ("syntax", ["edited.png"]),
+                        ("real", ["input.png", "reconstruction.png", "inversion.safetensors"]),
+                        ("masked", ["mask.png", "edited.png"])):
+        for name in files + ["result.json", "grid.png"]:
+            assert (out / item / name).is_file(), (item, name)
+    rec = json.loads((out / "real" / "result.json").read_text())
+    assert rec["command"] == "batch edit" and rec["method"] == "direct" and rec["batch"]["id"] == "real"
+    assert rec["spec"]["cross_replace"] == [0.2, 0.8] and rec["spec"]["reweight"] == {"dog": 2.0}
+    assert json.loads((out / "syntax" / "result.json").read_text())["one_prompt"]["syntax"] == "a1111"
+    failures = {f["id"]: f["error"] for f in map(json.loads, (out / "failures.jsonl").read_text().splitlines())}
+    assert "'horse'" in failures["badword"] and "frobnicate" in failures["badopt"]
+    assert "not JSON" in failures["line-8"] and "letters, digits" in failures["line-7"]
+    assert all("\n" not in e for e in failures.values())
+    summary = json.loads((out / "batch.json").read_text())
+    assert (summary["done"], summary["failed"], summary["engine"]) == (4, 4, "in-process")
+    # the same command again: nothing done twice; a changed option reruns that item only
+    stamp = (out / "gen" / "result.json").stat().st_mtime_ns
+    code, stdout, _ = run(capsys, "batch", manifest, "--out", out, "--model", tiny_model_dir, "--quiet", "--threads", 1)
+    assert code == 0 and "0 done, 4 skipped, 4 failed" in stdout
+    assert (out / "gen" / "result.json").stat().st_mtime_ns == stamp
+    changed = manifest.parent / "changed.jsonl"  # beside it: the image paths resolve to the same files
+    changed.write_text(manifest.read_text().replace('"seed": 1, "steps": 2', '"seed": 1, "steps": 3'))
+    real_stamp = (out / "real" / "result.json").stat().st_mtime_ns
+    code, stdout, _ = run(capsys, "batch", changed, "--out", out, "--model", tiny_model_dir, "--quiet", "--threads", 1)
+    assert code == 0 and "1 done, 3 skipped" in stdout
+    assert (out / "gen" / "result.json").stat().st_mtime_ns != stamp
+    assert (out / "real" / "result.json").stat().st_mtime_ns == real_stamp
+
+
+def test_batch_bad_input_is_one_line(manifest, tiny_model_dir, tmp_path, capsys):
+    (tmp_path / "empty.jsonl").write_text("\n")
+    for argv, message in (([tmp_path / "nope.jsonl"], "not found"), ([tmp_path / "empty.jsonl"], "no items"),
+                          ([manifest, "--layout", "pie"], "PIE-Bench folder"),
+                          ([manifest, "--workers", 2], "for --ray"), ([tmp_path], "not a PIE-Bench folder")):
+        code, _, err = run(capsys, "batch", *argv, "--out", tmp_path / "o", "--model", tiny_model_dir, "--quiet")
+        lines = [l for l in err.splitlines() if l.strip()]
+        assert code == 2 and len(lines) == 1 and message in lines[0], (argv, err)
+
+
+def test_a_batch_killed_with_sigkill_loses_nothing_and_redoes_nothing(tiny_model_dir, tmp_path):
+    """Kill the run after its first items are written; the rerun skips them (their files untouched) and does the
+    rest."""
+    lines = [{"id": f"item{i}", "source": "a photo of a cat", "target": "a photo of a dog", "seed": i, "steps": 3}
+             for i in range(8)]
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text("\n".join(map(json.dumps, lines)))
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-c", "import sys; from promptedit.cli import main; sys.exit(main(sys.argv[1:]))",
+           "batch", str(manifest), "--out", str(out), "--model", str(tiny_model_dir), "--quiet", "--threads", "1"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and len(list(out.glob("*/result.json"))) < 2:
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    finished = {p.parent.name: p.stat().st_mtime_ns for p in out.glob("*/result.json")}
+    assert 2 <= len(finished) < 8, finished
+    assert not list(out.rglob("*.part")) or all(p.name.startswith(".") for p in out.rglob("*.part"))
+    done = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert f"{8 - len(finished)} done, {len(finished)} skipped, 0 failed" in done.stdout
+    assert {p.parent.name: p.stat().st_mtime_ns for p in out.glob("*/result.json") if p.parent.name in finished} == finished
+    assert len(list(out.glob("*/edited.png"))) == 8
+
+
+def test_world_pie_set_batch_in_pie_layout_and_evaluate(tiny_model_dir, tmp_path, capsys):
+    data, out = tmp_path / "pie", tmp_path / "run"
+    code, stdout, err = run(capsys, "world", "pie", "--out", data, "--n", 7)
+    assert code == 0, err
+    mapping = json.loads((data / "mapping_file.json").read_text())
+    assert len(mapping) == 7 and {e["editing_type_id"] for e in mapping.values()} == set("1236789")
+    code, stdout, err = run(capsys, "batch", data, "--out", out, "--model", tiny_model_dir, "--method", "ddim",
+                            "--steps", 2, "--pie-blend", "--layout", "pie", "--quiet", "--threads", 1,
+                            "--set", "height=64", "--set", "width=64")  # the set's size (the tiny model's is 32)
+    assert code == 0, err
+    assert "7 done" in stdout
+    for key, entry in mapping.items():
+        assert (out / key / "edited.png").is_file()
+        assert (out / "pie" / "ddim" / "annotation_images" / entry["image_path"]).is_file()
+    code, stdout, err = run(capsys, "evaluate", out, "--data", data)
+    assert code == 0, err
+    assert "psnr_target" in stdout
+    assert "no CLIP" in err and "no DINO" in err  # the missing networks are named, nothing crashes
+    report = json.loads((out / "evaluation.json").read_text())
+    assert report["evaluated"] == 7 and (out / "evaluation.md").is_file() and (out / "evaluation.png").is_file()
+    code, _, err = run(capsys, "evaluate", out / "pie" / "ddim", "--data", data, "--layout", "pie", "--out",
+                       tmp_path / "again")
+    assert code == 0, err
+    assert json.loads((tmp_path / "again.json").read_text())["evaluated"] == 7
+
+
+ray = pytest.importorskip("ray")
+
+
+def test_ray_and_in_process_give_the_same_images(manifest, tiny_model_dir, tmp_path, capsys):
+    """The same manifest and seeds on a local Ray cluster (2 workers, each with the model loaded once) and in
+    this process, one thread each: identical images."""
+    here, there = tmp_path / "here", tmp_path / "ray"
+    code, stdout, err = run(capsys, "batch", manifest, "--out", here, "--model", tiny_model_dir, "--quiet",
+                            "--threads", 1)
+    assert code == 0, err
+    code, stdout, err = run(capsys, "batch", manifest, "--out", there, "--model", tiny_model_dir, "--quiet",
+                            "--threads", 1, "--ray", "--workers", 2)
+    assert code == 0, err
+    assert "4 done, 0 skipped, 4 failed" in stdout and "(ray)" in stdout
+    for item in ("gen", "syntax", "real", "masked"):
+        a = np.asarray(Image.open(here / item / "edited.png"))
+        b = np.asarray(Image.open(there / item / "edited.png"))
+        assert np.array_equal(a, b), item
+    failed = {json.loads(line)["id"] for line in (there / "failures.jsonl").read_text().splitlines()}
+    assert failed == {"badword", "badopt", "line-7", "line-8"}
