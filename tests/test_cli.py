@@ -303,3 +303,17 @@ def test_quiet_prints_only_the_result_line_and_debug_shows_the_traceback(tiny_mo
     code, _, err = run(capsys, "--debug", "generate", "a cat", "--model", tmp_path / "nowhere", "--out",
                        tmp_path / "x.png")
     assert code == 2 and "Traceback" in err and err.strip().splitlines()[-1].startswith("error:")
+
+
+def test_thread_policy_leaves_the_busy_cores_alone(monkeypatch):
+    from promptedit.cli import common
+    from promptedit.errors import ParameterError
+
+    monkeypatch.setattr(common.os, "sched_getaffinity", lambda pid: {0, 1, 2, 3}, raising=False)
+    for busy, expected in ((0, 4), (1, 3), (2.6, 1), (9, 1)):
+        monkeypatch.setattr(common, "busy_cores", lambda busy=busy: busy)
+        assert common.choose_threads() == expected
+    assert common.choose_threads(3) == 3
+    with pytest.raises(ParameterError, match="--threads"):
+        common.choose_threads(0)
+    assert common.busy_cores() >= 0

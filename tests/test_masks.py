@@ -419,3 +419,19 @@ def test_the_web_apps_mask_tab_passes_its_settings(tiny_model, tmp_path, image):
     d = tiny_model.defaults.masks
     assert (settings["threshold"], settings["guided_filter_radius"], settings["region_peak"]) == (
         d.threshold, d.guided_filter_radius, d.region_peak)
+
+
+def test_the_web_apps_one_prompt_tab_edits_from_edit_syntax(tiny_model, tmp_path):
+    from promptedit.app import App
+    from promptedit.errors import PromptError
+
+    app = App(tiny_model, str(tmp_path / "app"))
+    gallery, flags, record = app.one_prompt("a photo of a [cat:dog:0.5]", "auto", 0, 2, 7.5)
+    assert len(gallery) == 2 and flags.startswith("a1111: promptedit edit --source") and "--target" in flags
+    rec = json.loads(open(record).read())
+    assert rec["prompts"] == ["a photo of a cat", "a photo of a dog"] and rec["one_prompt"]["syntax"] == "a1111"
+    assert rec["spec"]["cross_replace_words"] == {"dog": 0.5}
+    with pytest.raises(PromptError, match="column"):
+        app.one_prompt("a photo of a [cat:dog", "a1111", 0, 2, 7.5)
+    with pytest.raises(ValueError, match="seed"):
+        app.one_prompt("a photo of a [cat:dog:0.5]", "auto", "", 2, 7.5)

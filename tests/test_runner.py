@@ -293,3 +293,21 @@ def test_maps_default_to_the_nearest_resolution_the_unet_has(tiny_model):
     blended = edit(model, EditSpec(SRC, (TGT,), blend_words=("cat", "dog")), num_inference_steps=2, progress=False)
     assert any("local blend" in n and "1/2" in n for n in blended.notes) and blended.blend_mask is not None
     assert any("self-attention injection" in n for n in blended.notes)  # 1/4 for self-attention: none either
+
+
+def test_our_loop_reproduces_diffusers_stable_diffusion_pipeline(tiny_model):
+    """No control: the same images as diffusers' StableDiffusionPipeline for the same x_T and DDIM scheduler."""
+    import numpy as np
+    from diffusers import StableDiffusionPipeline
+
+    from promptedit.runner import decode_latents
+
+    pipe = StableDiffusionPipeline(vae=tiny_model.vae, text_encoder=tiny_model.text_encoder,
+                                   tokenizer=tiny_model.tokenizer, unet=tiny_model.unet,
+                                   scheduler=tiny_model.make_scheduler(), safety_checker=None, feature_extractor=None,
+                                   requires_safety_checker=False)
+    pipe.set_progress_bar_config(disable=True)
+    ours = generate(tiny_model, [SRC, TGT], seed=3, num_inference_steps=4, guidance_scale=7.5, progress=False)
+    ref = pipe([SRC, TGT], num_inference_steps=4, guidance_scale=7.5, height=32, width=32,
+               latents=ours.latents.expand(2, -1, -1, -1), output_type="np").images
+    assert np.abs(decode_latents(tiny_model, ours.final_latents) - ref).max() < 1e-5

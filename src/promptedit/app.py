@@ -123,6 +123,21 @@ class App:
         mode_text = res.mode + (f" ({res.notes[0]})" if res.notes else "")
         return gallery, mode_text, record
 
+    def one_prompt(self, text, syntax, seed, steps, guidance):
+        """A Prompt-to-Prompt edit said in one prompt (AUTOMATIC1111's or compel's edit syntax): the gallery, the
+        equivalent command-line flags, and the record."""
+        from .editing import EditSpec, edit
+        from .syntax import parse_edit_prompt
+
+        parsed = parse_edit_prompt(text or "", syntax or "auto", num_inference_steps=int(steps))
+        spec = EditSpec(**parsed.spec_kwargs())
+        res = edit(self.model, spec, seed=_seed(seed), num_inference_steps=int(steps), guidance_scale=float(guidance),
+                   progress=True)
+        flags = " ".join(parsed.flags())
+        record = self._record("edit", res, one_prompt={**parsed.to_dict(), "equivalent_flags": parsed.flags()})
+        gallery = [(res.images[0], f"source: {spec.source}"), (res.images[1], f"edit: {spec.targets[0]}")]
+        return gallery, f"{parsed.syntax}: promptedit edit {flags}", record
+
     # ------------------------------------------------------------------ real images
     def invert(self, upload, caption, method, steps, guidance):
         from .images import load_image
@@ -266,6 +281,23 @@ def build(app: App):
             record = gr.File(label="result.json")
             run.click(_guard(app.p2p), [source, target, mode, cross_start, cross_end, self_rep, reweight, blend, seed,
                                         steps, guidance], [gallery, used, record])
+        with gr.Tab("One prompt"):
+            gr.Markdown("The whole edit in one prompt, as AUTOMATIC1111 (`a [red:blue:0.6] circle`, `(white:1.2)`) "
+                        "or compel (`a red.swap(blue) circle`, `white++`) write it; the equivalent flags are shown.")
+            with gr.Row():
+                o_text = gr.Textbox(label="edit prompt", value="a [red:blue:0.6] circle on a (white:1.2) background",
+                                    elem_id="one-prompt")
+                o_syntax = gr.Dropdown(["auto", "a1111", "compel"], value="auto", label="syntax")
+                o_seed = gr.Number(value=0, precision=0, label="seed")
+                o_steps = gr.Slider(**steps_kw)
+                o_guidance = gr.Slider(**guide_kw)
+            o_run = gr.Button("Edit", variant="primary", elem_id="one-run")
+            o_flags = gr.Textbox(label="as flags", interactive=False, elem_id="one-flags")
+            o_gallery = gr.Gallery(label="source and edit", columns=2, elem_id="one-gallery", object_fit="contain",
+                                   height="auto")
+            o_record = gr.File(label="result.json")
+            o_run.click(_guard(app.one_prompt), [o_text, o_syntax, o_seed, o_steps, o_guidance],
+                        [o_gallery, o_flags, o_record])
         with gr.Tab("Real image"):
             with gr.Row():
                 upload = gr.File(label="image (PNG, JPEG, WebP)", file_types=["image"], elem_id="real-upload")

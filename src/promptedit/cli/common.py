@@ -32,10 +32,33 @@ def resolve_model_path(model: str | None) -> str:
     )
 
 
+def busy_cores() -> float:
+    """How many cores other processes keep busy now: the runnable processes the kernel counts (``procs_running``
+    in /proc/stat, sampled a few times over 40 ms, this process left out), or the 1-minute load average where
+    there is no /proc."""
+    import time
+
+    samples = []
+    for _ in range(5):
+        try:
+            with open("/proc/stat") as f:
+                running = next(int(line.split()[1]) for line in f if line.startswith("procs_running"))
+            samples.append(max(0, running - 1))
+        except (OSError, StopIteration, ValueError):
+            break
+        time.sleep(0.01)
+    if samples:
+        return sorted(samples)[len(samples) // 2]
+    try:
+        return os.getloadavg()[0]
+    except OSError:
+        return 0.0
+
+
 def choose_threads(requested: int | None = None) -> int:
-    """CPU threads for torch: ``requested``, else the cores this process may use less the load the machine
-    already carries (its 1-minute load average), at least one. OpenMP threads that wait for cores other
-    processes hold spin and slow every step (measured: docs/performance.md, "CPU threads under load")."""
+    """CPU threads for torch: ``requested``, else the cores this process may use less those other processes keep
+    busy, at least one. OpenMP threads that wait for cores other processes hold slow every step of the whole
+    team (measured: docs/performance.md, "CPU threads under load")."""
     if requested is not None:
         if requested < 1:
             raise ParameterError(f"--threads must be at least 1, got {requested}")
@@ -44,11 +67,7 @@ def choose_threads(requested: int | None = None) -> int:
         cores = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
         cores = os.cpu_count() or 1
-    try:
-        load = os.getloadavg()[0]
-    except OSError:
-        load = 0.0
-    return max(1, min(cores, int(cores - load + 0.5)))
+    return max(1, min(cores, int(cores - busy_cores() + 0.5)))
 
 
 def set_threads(requested: int | None) -> int:
