@@ -1,8 +1,9 @@
 """Shared pieces of the benchmark scripts: models, timing, tables.
 
-Models: ``tiny`` (random weights, 32 px), ``sd15-random`` (random weights with the full Stable Diffusion 1.5
-architecture, built from its configuration in code: no download), ``embedded`` (the shipped shapes-world
-model), or a diffusers folder.
+Models: ``tiny`` and ``tiny-xl`` (random weights, 32 px, SD's and SDXL's architectures in miniature),
+``sd15-random`` and ``sdxl-random`` (random weights with the full Stable Diffusion 1.5 or XL base architecture,
+built from its configuration in code: no download), ``embedded`` (the shipped shapes-world model), or a
+diffusers folder.
 """
 
 from __future__ import annotations
@@ -45,12 +46,54 @@ def sd15_random(seed: int = 0):
                           name="sd15-random")
 
 
+def sdxl_random(seed: int = 0):
+    """Random weights, Stable Diffusion XL base's architecture (UNet 2.6 B with text-time conditioning, CLIP
+    ViT-L/14 and OpenCLIP ViT-bigG/14 text encoders, KL VAE f=8 with force_upcast), built from its
+    configuration in code: no download. Timings need the shapes, not the weights."""
+    from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+
+    from promptedit.conditioning import SDXLText
+    from promptedit.models import DiffusionModel
+    from promptedit.testing import TINY_CORPUS
+    from promptedit.vocab import build_clip_tokenizer
+
+    torch.manual_seed(seed)
+    unet = UNet2DConditionModel(  # SDXL base 1.0's unet/config.json
+        sample_size=128, block_out_channels=(320, 640, 1280), layers_per_block=2,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
+        transformer_layers_per_block=(1, 2, 10), attention_head_dim=(5, 10, 20), cross_attention_dim=2048,
+        use_linear_projection=True, addition_embed_type="text_time", addition_time_embed_dim=256,
+        projection_class_embeddings_input_dim=2816)
+    vae = AutoencoderKL(block_out_channels=(128, 256, 512, 512), down_block_types=("DownEncoderBlock2D",) * 4,
+                        up_block_types=("UpDecoderBlock2D",) * 4, latent_channels=4, layers_per_block=2,
+                        sample_size=1024, scaling_factor=0.13025, force_upcast=True)
+    tokenizers = [build_clip_tokenizer(TINY_CORPUS * 4, vocab_size=1000) for _ in range(2)]
+    encoders = []
+    for cls, hidden, layers, heads, inter in ((CLIPTextModel, 768, 12, 12, 3072),
+                                              (CLIPTextModelWithProjection, 1280, 32, 20, 5120)):
+        tok = tokenizers[len(encoders)]
+        encoders.append(cls(CLIPTextConfig(vocab_size=len(tok), hidden_size=hidden, intermediate_size=inter,
+                                           num_hidden_layers=layers, num_attention_heads=heads,
+                                           max_position_embeddings=77, projection_dim=hidden if layers == 32 else 768,
+                                           hidden_act="gelu", bos_token_id=tok.bos_token_id,
+                                           eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)))
+    sched = DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False,
+                          set_alpha_to_one=False, steps_offset=1, timestep_spacing="leading")
+    for m in (unet, vae, *encoders):
+        m.eval().requires_grad_(False)
+    return DiffusionModel(vae=vae, unet=unet, text=SDXLText(tokenizers, encoders), scheduler_config=dict(sched.config),
+                          name="sdxl-random")
+
+
 def arg_parser(doc: str, *, images: int | None = 2, repeats: int = 3):
     """The options every benchmark takes: --model, --steps, --repeats, --device, --fp16, --json (and --images)."""
     import argparse
 
     ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", default="tiny", help="tiny, sd15-random, embedded or a diffusers folder")
+    ap.add_argument("--model", default="tiny",
+                    help="tiny, tiny-xl, sd15-random, sdxl-random, embedded or a diffusers folder")
     if images is not None:
         ap.add_argument("--images", type=int, default=images)
     ap.add_argument("--repeats", type=int, default=repeats)
@@ -66,8 +109,14 @@ def get_model(name: str, device: str | None = None, fp16: bool = False):
         from promptedit.testing import tiny_components
 
         model = tiny_components(0)
+    elif name == "tiny-xl":
+        from promptedit.testing import tiny_sdxl_components
+
+        model = tiny_sdxl_components(0)
     elif name == "sd15-random":
         model = sd15_random()
+    elif name == "sdxl-random":
+        model = sdxl_random()
     else:
         from promptedit.cli import EMBEDDED_MODEL
         from promptedit.models import load_model

@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Every GPU measurement of docs/performance.md in one bounded run, for a lent device machine
-# (Stable Diffusion 1.5's architecture with random weights, 512 px, fp16, 50 steps):
+# (Stable Diffusion 1.5's architecture with random weights, 512 px, fp16, 50 steps; then SDXL base's at 1024 px):
 #
 #     make gpu-wheels                                   # here, once: .whl/ (ignored by git)
 #     bash benchmarks/gpu.sh "$OUT"                     # there, with .whl carried
 #
 # The device's Python has torch, transformers and scipy but not diffusers or kornia: the wheels in .whl/
 # are installed into /tmp/site first. Each script gets LIMIT seconds (default 150); its table goes to
-# OUT_DIR/NAME.log and NAME.json. Overrides for a dry run on a CPU: MODEL=tiny DEVICE=cpu FP16= SIZE=32 STEPS=2.
+# OUT_DIR/NAME.log and NAME.json. Overrides for a dry run on a CPU: MODEL=tiny XL_MODEL=tiny-xl DEVICE=cpu FP16=
+# SIZE=32 XL_SIZE=32 STEPS=2.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-${OUT:-out/gpu}}
@@ -38,4 +39,10 @@ run() {
 run p2p benchmarks/p2p.py --model "$model" --device "$device" $fp16 --size "$size" --steps "$steps" --repeats 5
 run masks benchmarks/masks.py --model "$model" --device "$device" $fp16 --images 2 --steps "$steps"
 run inversion benchmarks/inversion.py --model "$model" --device "$device" $fp16 --images 1 --steps "$steps"
+# SDXL base's architecture at 1024 px (random weights; the issue's target: an edit within 1.10x of the SDXL
+# pipeline, peak memory within 1.2x and under 24 GB)
+xl_model=${XL_MODEL:-sdxl-random}
+xl_size=${XL_SIZE:-1024}
+run p2p-sdxl benchmarks/p2p.py --model "$xl_model" --device "$device" $fp16 --size "$xl_size" --steps "$steps" \
+  --repeats 3 --cases loop,replace,refine,reweight,replace+blend
 exit $status

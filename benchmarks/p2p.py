@@ -1,7 +1,8 @@
 """Time a Prompt-to-Prompt edit against plain generation of the same prompts, side by side.
 
 Runs, interleaved and on the same model, steps and prompts:
-  * plain: diffusers' own StableDiffusionPipeline on [source, target] in one batch;
+  * plain: diffusers' own pipeline (StableDiffusionPipeline, or StableDiffusionXLPipeline for SDXL) on
+    [source, target] in one batch;
   * loop: promptedit's denoising loop with no controller (same batch);
   * one row per edit kind (replace, refine, reweight, replace + local blend), and the linear
     ones again with explicit probabilities everywhere (fused=False), to show what ValueEdit buys.
@@ -11,6 +12,7 @@ and peak memory per case (CUDA: the allocator's peak; Linux CPU: peak resident-s
     python benchmarks/p2p.py --model tiny --steps 10
     python benchmarks/p2p.py --model PATH --steps 50 --repeats 5
     python benchmarks/p2p.py --model sd15-random --size 256 --steps 5 --repeats 2 --cases replace,reweight
+    python benchmarks/p2p.py --model sdxl-random --size 512 --steps 3 --repeats 2 --cases loop,replace
 """
 
 from __future__ import annotations
@@ -32,13 +34,23 @@ EDITS = {
 
 
 def diffusers_pipeline(model):
-    from diffusers import StableDiffusionPipeline
+    """diffusers' own pipeline of the model's family over the same components: StableDiffusionPipeline, or
+    StableDiffusionXLPipeline for SDXL."""
+    if model.family == "sdxl":
+        from diffusers import StableDiffusionXLPipeline
 
-    pipe = StableDiffusionPipeline(
-        vae=model.vae, text_encoder=model.text_encoder, tokenizer=model.tokenizer, unet=model.unet,
-        scheduler=model.make_scheduler(), safety_checker=None, feature_extractor=None,
-        requires_safety_checker=False,
-    )
+        pipe = StableDiffusionXLPipeline(
+            vae=model.vae, text_encoder=model.text.text_encoder, text_encoder_2=model.text.text_encoder_2,
+            tokenizer=model.text.tokenizer, tokenizer_2=model.text.tokenizer_2, unet=model.unet,
+            scheduler=model.make_scheduler(), force_zeros_for_empty_prompt=model.text.force_zeros_for_empty_prompt)
+    else:
+        from diffusers import StableDiffusionPipeline
+
+        pipe = StableDiffusionPipeline(
+            vae=model.vae, text_encoder=model.text_encoder, tokenizer=model.tokenizer, unet=model.unet,
+            scheduler=model.make_scheduler(), safety_checker=None, feature_extractor=None,
+            requires_safety_checker=False,
+        )
     pipe.set_progress_bar_config(disable=True)
     return pipe
 

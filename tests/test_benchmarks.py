@@ -44,3 +44,19 @@ def test_inversion_and_mask_benchmarks_run(tmp_path):
     assert any("null-text" in name for name in inv)
     masks = _rows(_run("masks", "--steps", "4", "--images", "1", tmp_path=tmp_path))
     assert len(masks) >= 2
+
+
+def test_p2p_benchmark_takes_the_sdxl_pipeline_as_baseline_for_sdxl(tmp_path):
+    rows = _rows(_run_model("tiny-xl", tmp_path))
+    assert set(rows) == {"plain (diffusers)", "loop (no control)", "edit: replace"}
+
+
+def _run_model(model: str, tmp_path: Path) -> dict:
+    out = tmp_path / "xl.json"
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "p2p.py"), "--model", model, "--repeats", "1",
+                           "--steps", "2", "--cases", "loop,replace", "--json", str(out)],
+                          capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    result = json.loads(out.read_text())
+    assert result["model"].startswith("tiny-sdxl")
+    return result
