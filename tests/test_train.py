@@ -141,3 +141,41 @@ def test_training_stream_can_reweight_two_object_scenes():
 
     with pytest.raises(ValueError, match="two-object"):
         TrainConfig(**{**TINY, "two_object_fraction": 1.5})
+
+
+def test_an_sdxl_architecture_run_starts_from_an_sd_model_where_shapes_agree(tmp_path):
+    """--arch sdxl: two text encoders and text-time conditioning; started from an SD-architecture model, its UNet
+    reads the first encoder's half of the features exactly as the SD UNet read them (the second half and the
+    text-time embedding start at zero), its encoders' extra layer is the identity; it trains, resumes, exports and
+    edits; an SD run cannot start from it."""
+    from promptedit.editing import EditSpec, edit
+    from promptedit.train.shapes import build_model, init_sdxl_from_sd
+
+    sd = train(TrainConfig(**TINY), tmp_path / "sd", progress=False, log=lambda m: None)
+    xl = build_model(TrainConfig(**{**TINY, "arch": "sdxl"}), sd.tokenizer)
+    assert xl.family == "sdxl" and len(xl.text.encoders) == 2
+    init_sdxl_from_sd(xl, sd)
+    ids = sd.tokenizer(["a red circle on a white background"], padding="max_length", max_length=32,
+                       return_tensors="pt").input_ids
+    with torch.no_grad():
+        h_sd = sd.text_encoder(ids, output_hidden_states=True).hidden_states[-1]  # the SD encoder's last layer
+        h_xl = xl.text_encoder(ids, output_hidden_states=True).hidden_states[-2]  # what SDXL reads: penultimate
+        assert torch.allclose(h_sd, h_xl, atol=1e-5)
+        x, t = torch.randn(1, 48, 16, 16), torch.tensor([500])
+        cond = sd.text_encoder(ids)[0]
+        feats = torch.cat([cond, torch.randn_like(cond)], dim=-1)
+        added = {"text_embeds": torch.randn(1, TINY["text_hidden"]), "time_ids": torch.tensor([[64., 64, 0, 0, 64, 64]])}
+        assert torch.allclose(xl.unet(x, t, encoder_hidden_states=feats, added_cond_kwargs=added).sample,
+                              sd.unet(x, t, encoder_hidden_states=cond).sample, atol=1e-4)
+    folder = save_model(sd, tmp_path / "sd-export")
+    model = train(TrainConfig(**{**TINY, "arch": "sdxl"}), tmp_path / "xl", progress=False, log=lambda m: None,
+                  init_from=load_model(folder))
+    loaded = load_model(save_model(model, tmp_path / "xl-export"))
+    assert loaded.family == "sdxl" and loaded.name.endswith("xl-export")
+    res = edit(loaded, EditSpec("a red circle on a white background", ("a blue circle on a white background",)),
+               num_inference_steps=2, progress=False)
+    assert res.images.shape == (2, 64, 64, 3)
+    import pytest
+
+    with pytest.raises(ValueError, match="SDXL-architecture"):
+        train(TrainConfig(**TINY), tmp_path / "bad", progress=False, log=lambda m: None, init_from=loaded)

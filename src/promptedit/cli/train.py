@@ -34,6 +34,9 @@ from .common import load, set_threads
               help="Where the cosine decay ends, as a fraction of --lr (default 0.1).")
 @click.option("--two-object-fraction", type=float, default=None,
               help="Share of two-object captions in the training stream (default 0.4, the world's own).")
+@click.option("--arch", type=click.Choice(["sd", "sdxl"]), default="sd", show_default=True,
+              help="The architecture: SD 1.x/2.x's conditioning (one text encoder), or SDXL's (two text encoders, "
+                   "pooled embedding, time ids); an sdxl run may start --init-from an sd model where shapes agree.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--data-seed", type=int, default=None,
               help="Seed of the rendered training stream (default 1; a fine-tuning run can take fresh scenes).")
@@ -51,7 +54,7 @@ from .common import load, set_threads
                    "batch of 32 on one core, which a GPU step then waits for).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def train(out, steps, batch_size, minutes, lr, grounding_weight, word_mass_weight, word_mass_floor, identity_weight,
-          identity_temperature, ema_decay, min_lr_fraction, two_object_fraction, seed, data_seed, init_from, fresh,
+          identity_temperature, ema_decay, min_lr_fraction, two_object_fraction, arch, seed, data_seed, init_from, fresh,
           export, half, threads, device, workers, quiet):
     """Train the embedded shapes-world model (resumable); see MODEL_CARD.md for the shipped run."""
     from ..models import resolve_device
@@ -66,7 +69,7 @@ def train(out, steps, batch_size, minutes, lr, grounding_weight, word_mass_weigh
                                        data_seed=data_seed).items()
                  if v is not None}
     try:
-        config = TrainConfig(seed=seed, **overrides)
+        config = TrainConfig(seed=seed, arch=arch, **overrides)
     except ValueError as e:
         raise ParameterError(str(e)) from None
     set_threads(threads)

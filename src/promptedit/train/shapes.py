@@ -38,7 +38,7 @@ from tqdm.auto import tqdm
 
 from ..codec import PatchCodec
 from ..hooks import attention_control
-from ..conditioning import SDText
+from ..conditioning import SDText, SDXLText
 from ..defaults import InversionDefaults, MaskDefaults, ModelDefaults, P2PDefaults, SamplingDefaults
 from ..models import DiffusionModel
 from ..outputs import write_with
@@ -78,7 +78,9 @@ class TrainConfig:
     two_object_fraction: float = spec.P_TWO_OBJECTS
     max_minutes: float | None = None
     checkpoint_every: int = 250
-    # architecture
+    # architecture: "sd" (one CLIP text encoder, SD 1.x/2.x's conditioning) or "sdxl" (SDXL's: two text encoders,
+    # their penultimate hidden states concatenated, the second's pooled output and the time ids into the UNet)
+    arch: str = "sd"
     # the first level must be wider than the 48 latent channels: at high noise ε ≈ x_t must pass through it
     unet_channels: tuple[int, ...] = (64, 128, 256)
     layers_per_block: int = 1
@@ -114,6 +116,8 @@ class TrainConfig:
             raise ValueError(f"the final learning-rate fraction must be in [0, 1], got {self.min_lr_fraction}")
         if not 0 <= self.two_object_fraction <= 1:
             raise ValueError(f"the two-object fraction must be in [0, 1], got {self.two_object_fraction}")
+        if self.arch not in ("sd", "sdxl"):
+            raise ValueError(f"arch must be sd or sdxl, got {self.arch!r}")
         if self.prediction_type not in ("epsilon", "v_prediction"):
             raise ValueError(f"prediction type must be epsilon or v_prediction, got {self.prediction_type!r}")
 
@@ -147,6 +151,7 @@ def build_model(config: TrainConfig, tokenizer) -> DiffusionModel:
     torch.manual_seed(config.seed)
     codec = PatchCodec(patch_size=config.patch_size)
     n = len(config.unet_channels)
+    xl = config.arch == "sdxl"
     unet = UNet2DConditionModel(
         sample_size=spec.CANVAS_SIZE // config.patch_size,
         in_channels=codec.latent_channels,
@@ -155,24 +160,28 @@ def build_model(config: TrainConfig, tokenizer) -> DiffusionModel:
         layers_per_block=config.layers_per_block,
         down_block_types=("CrossAttnDownBlock2D",) * n,
         up_block_types=("CrossAttnUpBlock2D",) * n,
-        cross_attention_dim=config.text_hidden,
+        cross_attention_dim=2 * config.text_hidden if xl else config.text_hidden,
         # diffusers reads `attention_head_dim` as the number of heads per block (a legacy naming quirk)
         attention_head_dim=tuple(max(1, c // config.head_channels) for c in config.unet_channels),
         norm_num_groups=min(32, config.unet_channels[0]),
+        # SDXL's text-time conditioning: the pooled text embedding and 6 time ids of XL_TIME_DIM each
+        **({"addition_embed_type": "text_time", "addition_time_embed_dim": XL_TIME_DIM,
+            "projection_class_embeddings_input_dim": 6 * XL_TIME_DIM + config.text_hidden} if xl else {}),
     )
-    text_encoder = CLIPTextModel(
-        CLIPTextConfig(
-            vocab_size=len(tokenizer),
-            hidden_size=config.text_hidden,
-            intermediate_size=4 * config.text_hidden,
-            num_hidden_layers=config.text_layers,
-            num_attention_heads=config.text_heads,
-            max_position_embeddings=config.max_length,
-            bos_token_id=tokenizer.bos_token_id,
-            eos_token_id=tokenizer.eos_token_id,
-            pad_token_id=tokenizer.pad_token_id,
-        )
+    text_config = CLIPTextConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=config.text_hidden,
+        intermediate_size=4 * config.text_hidden,
+        # SDXL reads the penultimate layer: one more layer keeps the same depth of text features
+        num_hidden_layers=config.text_layers + (1 if xl else 0),
+        num_attention_heads=config.text_heads,
+        max_position_embeddings=config.max_length,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        projection_dim=config.text_hidden,
     )
+    text_encoder = CLIPTextModel(text_config)
     scheduler = DDIMScheduler(
         num_train_timesteps=config.num_train_timesteps,
         beta_start=config.beta_start,
@@ -183,10 +192,70 @@ def build_model(config: TrainConfig, tokenizer) -> DiffusionModel:
         steps_offset=1,
         prediction_type=config.prediction_type,
     )
+    if xl:
+        from transformers import CLIPTextModelWithProjection
+
+        text = SDXLText([tokenizer, tokenizer], [text_encoder, CLIPTextModelWithProjection(text_config)],
+                        force_zeros_for_empty_prompt=True)
+    else:
+        text = SDText(tokenizer, text_encoder)
     return DiffusionModel(
-        vae=codec, unet=unet, text=SDText(tokenizer, text_encoder),
-        scheduler_config=dict(scheduler.config), name="promptedit-shapes", defaults=SHAPES_DEFAULTS,
+        vae=codec, unet=unet, text=text, scheduler_config=dict(scheduler.config),
+        name="promptedit-shapes-xl" if xl else "promptedit-shapes", defaults=SHAPES_DEFAULTS,
     )
+
+
+XL_TIME_DIM = 8  # SDXL's per-id Fourier width is 256; the shapes world needs few
+
+
+def text_condition(model: DiffusionModel, ids: torch.Tensor, dropped: torch.Tensor) -> tuple[torch.Tensor, dict]:
+    """The UNet's conditioning of a training batch, with gradients into the text encoders: SD's last hidden
+    states (B, L, D); or SDXL's (as :class:`~promptedit.conditioning.SDXLText` builds it at inference): both
+    encoders' penultimate hidden states (B, L, 2D), the pooled embedding and the time ids, zeros for the
+    captions dropped for classifier-free guidance (``dropped`` (B,) bool), as ``force_zeros_for_empty_prompt``
+    does at inference. Returns (hidden states, extra UNet kwargs)."""
+    if model.family != "sdxl":
+        return model.text_encoder(ids)[0], {}
+    hidden, pooled = [], None
+    for encoder in model.text.encoders:
+        out = encoder(ids, output_hidden_states=True)
+        hidden.append(out.hidden_states[-2])
+        pooled = out[0]
+    keep = (~dropped).to(pooled.dtype)
+    hidden = torch.cat(hidden, dim=-1) * keep[:, None, None]
+    size = spec.CANVAS_SIZE
+    time_ids = torch.tensor([[size, size, 0, 0, size, size]], dtype=pooled.dtype, device=ids.device).expand(len(ids), 6)
+    return hidden, {"added_cond_kwargs": {"text_embeds": pooled * keep[:, None], "time_ids": time_ids}}
+
+
+def init_sdxl_from_sd(model: DiffusionModel, sd: DiffusionModel) -> None:
+    """Start an SDXL-architecture model from an SD-architecture one of the same recipe: every UNet weight whose
+    shape agrees; the cross-attention keys and values reading the first encoder's half of the features, the
+    other half at zero; the text-time embedding's last layer at zero (no effect at the start); both text
+    encoders from the SD one, their extra last layer the identity (so the penultimate layer SDXL reads is the
+    SD encoder's last, before its final layer norm)."""
+    mine = model.unet.state_dict()
+    for k, v in sd.unet.state_dict().items():
+        if k in mine and mine[k].shape == v.shape:
+            mine[k] = v.float()
+        elif k in mine and k.endswith(("attn2.to_k.weight", "attn2.to_v.weight")):
+            mine[k] = torch.cat([v.float(), torch.zeros_like(v, dtype=torch.float32)], dim=1)
+    for k in ("add_embedding.linear_2.weight", "add_embedding.linear_2.bias"):
+        mine[k] = torch.zeros_like(mine[k])
+    model.unet.load_state_dict(mine)
+    source = {k: v.float() for k, v in sd.text_encoder.state_dict().items()}
+    for encoder in model.text.encoders:
+        state = encoder.state_dict()
+        prefix = "text_model." if any(k.startswith("text_model.") for k in state) else ""  # transformers 4 / 5
+        layers = sorted({int(k.split("encoder.layers.")[1].split(".")[0]) for k in state if "encoder.layers." in k})
+        state.update({prefix + k.removeprefix("text_model."): v for k, v in source.items()
+                      if prefix + k.removeprefix("text_model.") in state
+                      and state[prefix + k.removeprefix("text_model.")].shape == v.shape})
+        last = f"{prefix}encoder.layers.{layers[-1]}"
+        for name in (f"{last}.self_attn.out_proj", f"{last}.mlp.fc2"):
+            state[f"{name}.weight"] = torch.zeros_like(state[f"{name}.weight"])
+            state[f"{name}.bias"] = torch.zeros_like(state[f"{name}.bias"])
+        encoder.load_state_dict(state)
 
 
 #: the embedded model's defaults (its promptedit.json): 20 steps at guidance 5; maps at the latent's own
@@ -283,20 +352,21 @@ def check_architecture(config: TrainConfig, model: DiffusionModel) -> None:
     """Raise ValueError, naming the component, unless ``model``'s UNet and text encoder have the parameter shapes
     that ``config`` builds (with the model's tokenizer)."""
     with torch.device("meta"):
-        fresh = build_model(config, model.tokenizer)
+        fresh = build_model(dataclasses.replace(config, arch=model.family), model.tokenizer)
     for mine, theirs, what in ((fresh.unet, model.unet, "UNet"), (fresh.text_encoder, model.text_encoder, "text encoder")):
         want = {k: tuple(v.shape) for k, v in mine.state_dict().items()}
         if want != {k: tuple(v.shape) for k, v in theirs.state_dict().items()}:
             raise ValueError(f"cannot start from {model.name}: its {what} does not have this recipe's architecture")
 
 
-def fit_identity_head(text_encoder: torch.nn.Module, tokenizer, config: TrainConfig, iters: int = 300,
+def fit_identity_head(model: DiffusionModel, tokenizer, config: TrainConfig, iters: int = 300,
                       batch_size: int = 256) -> torch.Tensor:
     """The word-identity classifier (V, D) fitted to a frozen text encoder's outputs, for a run that starts from
     trained weights: a head started from the token embeddings would first pull the encoder's outputs towards
     them."""
     words = caption_corpus(n=4000, seed=config.seed + 7)
     special_ids = {tokenizer.bos_token_id, tokenizer.eos_token_id, tokenizer.pad_token_id}
+    text_encoder = model.text_encoder
     device = next(text_encoder.parameters()).device
     head = torch.nn.Parameter(text_encoder.get_input_embeddings().weight.detach().clone())  # (V, D)
     opt = torch.optim.Adam([head], lr=1e-2)
@@ -305,8 +375,9 @@ def fit_identity_head(text_encoder: torch.nn.Module, tokenizer, config: TrainCon
         batch = [words[i] for i in rng.integers(0, len(words), batch_size)]
         ids = tokenizer(batch, padding="max_length", max_length=config.max_length, truncation=True,
                         return_tensors="pt").input_ids.to(device)  # (B, L)
-        with torch.no_grad():
-            hidden = text_encoder(ids)[0]  # (B, L, D)
+        with torch.no_grad():  # the features the UNet reads (and the identity term trains), first encoder's
+            hidden = text_condition(model, ids, torch.zeros(len(ids), dtype=torch.bool, device=device))[0]
+            hidden = hidden[..., : config.text_hidden]  # (B, L, D)
         loss = token_identity_loss(hidden, ids, word_positions(ids, special_ids), head, config.identity_temperature)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -331,6 +402,8 @@ def train(config: TrainConfig, out: str | os.PathLike, *, resume: bool = True, p
     start_from = None if resuming else init_from  # a checkpoint to resume wins over the model to start from
     if start_from is not None:  # refused before anything is written
         check_architecture(config, start_from)
+        if start_from.family == "sdxl" and config.arch != "sdxl":
+            raise ValueError(f"cannot start an SD-architecture run from {start_from.name}, an SDXL-architecture model")
     out.mkdir(parents=True, exist_ok=True)
     if start_from is not None:  # its weights need its tokenizer, whatever an earlier run left in ``out``
         tokenizer = start_from.tokenizer
@@ -344,17 +417,23 @@ def train(config: TrainConfig, out: str | os.PathLike, *, resume: bool = True, p
         tokenizer.save_pretrained(out / "tokenizer")
     model = build_model(config, tokenizer)
     unet, text_encoder, codec = model.unet, model.text_encoder, model.vae
-    if start_from is not None:
+    encoders = list(model.text.encoders)
+    if start_from is not None and start_from.family == model.family:
         unet.load_state_dict({k: v.float() for k, v in start_from.unet.state_dict().items()})
-        text_encoder.load_state_dict({k: v.float() for k, v in start_from.text_encoder.state_dict().items()})
+        for mine, theirs in zip(encoders, start_from.text.encoders):
+            mine.load_state_dict({k: v.float() for k, v in theirs.state_dict().items()})
         log(f"starting from {start_from.name}'s weights")
-    for m in (unet, text_encoder, codec):
+    elif start_from is not None:
+        init_sdxl_from_sd(model, start_from)
+        log(f"starting from {start_from.name}'s weights where the SDXL architecture's shapes agree")
+    for m in (unet, *encoders, codec):
         m.to(device)
     unet.train()
-    text_encoder.train()
-    params = [p for m in (unet, text_encoder) for p in m.parameters()]
+    for e in encoders:
+        e.train()
+    params = [p for m in (unet, *encoders) for p in m.parameters()]
     opt = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay, betas=(0.9, 0.99))
-    ema = EMA([unet, text_encoder], config.ema_decay)
+    ema = EMA([unet, *encoders], config.ema_decay)
     from diffusers import DDPMScheduler
 
     noise_scheduler = DDPMScheduler.from_config(model.scheduler_config)
@@ -365,6 +444,8 @@ def train(config: TrainConfig, out: str | os.PathLike, *, resume: bool = True, p
         state = torch.load(ckpt_path, map_location="cpu", weights_only=False)
         unet.load_state_dict(state["unet"])
         text_encoder.load_state_dict(state["text_encoder"])
+        if len(encoders) > 1:
+            encoders[1].load_state_dict(state["text_encoder_2"])
         opt.load_state_dict(state["optimizer"])
         ema.shadow = [s.to(device) for s in state["ema"]]
         rng.set_state(state["rng"])
@@ -379,7 +460,7 @@ def train(config: TrainConfig, out: str | os.PathLike, *, resume: bool = True, p
         identity_head.data.copy_(state["identity_head"])
         identity_opt.load_state_dict(state["identity_optimizer"])
     elif start_from is not None and config.identity_weight > 0:
-        identity_head.data.copy_(fit_identity_head(text_encoder, tokenizer, config))
+        identity_head.data.copy_(fit_identity_head(model, tokenizer, config))
     special_ids = {tokenizer.bos_token_id, tokenizer.eos_token_id, tokenizer.pad_token_id}
     (out / "config.json").write_text(json.dumps(dataclasses.asdict(config), indent=2))
 
@@ -396,6 +477,7 @@ def train(config: TrainConfig, out: str | os.PathLike, *, resume: bool = True, p
     def save():
         state = {
             "unet": unet.state_dict(), "text_encoder": text_encoder.state_dict(), "optimizer": opt.state_dict(),
+            **({"text_encoder_2": encoders[1].state_dict()} if len(encoders) > 1 else {}),
             "ema": ema.shadow, "rng": rng.get_state(), "step": step, "elapsed": elapsed, "history": history,
             "identity_head": identity_head.detach().clone(), "identity_optimizer": identity_opt.state_dict(),
             "config": dataclasses.asdict(config),
@@ -419,6 +501,7 @@ def train(config: TrainConfig, out: str | os.PathLike, *, resume: bool = True, p
         # the batch: rendered images, captions with dropout, noise and timesteps (drawn on the CPU)
         captions, x, masks = next(batches)
         captions = drop_captions(captions, config.caption_dropout, rng)
+        dropped = torch.tensor([c == "" for c in captions], device=device)
         ids = tokenizer(captions, padding="max_length", max_length=config.max_length, truncation=True,
                         return_tensors="pt").input_ids.to(device)  # (B, L)
         with torch.no_grad():
@@ -428,8 +511,8 @@ def train(config: TrainConfig, out: str | os.PathLike, *, resume: bool = True, p
         zt = noise_scheduler.add_noise(z0, noise, t)
         recorder.begin(num_steps=1, latent_size=tuple(z0.shape[-2:]), n_prompts=z0.shape[0])
         recorder.begin_step(0)
-        hidden = text_encoder(ids)[0]  # (B, L, D)
-        pred = unet(zt, t, encoder_hidden_states=hidden).sample
+        hidden, added = text_condition(model, ids, dropped)  # (B, L, D or 2D)
+        pred = unet(zt, t, encoder_hidden_states=hidden, **added).sample
         target = noise_scheduler.get_velocity(z0, noise, t) if config.prediction_type == "v_prediction" else noise
         per_sample = F.mse_loss(pred, target, reduction="none").mean(dim=(1, 2, 3))
         d_loss = (per_sample * min_snr_weights(alphas_cumprod, t, config.min_snr_gamma, config.prediction_type)).mean()
@@ -447,7 +530,8 @@ def train(config: TrainConfig, out: str | os.PathLike, *, resume: bool = True, p
                 loss = loss + config.word_mass_weight * m_loss
                 m_window.append(m_loss.item())
         if config.identity_weight > 0:
-            i_loss = token_identity_loss(hidden, ids, word_positions(ids, special_ids), identity_head,
+            words_hidden = hidden[..., : config.text_hidden]  # the (first) encoder's features of each token
+            i_loss = token_identity_loss(words_hidden, ids, word_positions(ids, special_ids), identity_head,
                                          config.identity_temperature)
             loss = loss + config.identity_weight * i_loss
             i_window.append(i_loss.item())
@@ -488,10 +572,11 @@ def train(config: TrainConfig, out: str | os.PathLike, *, resume: bool = True, p
     ema.copy_to()
     model.to("cpu")
     unet.eval()
-    text_encoder.eval()
-    for m in (unet, text_encoder, codec):
+    for e in encoders:
+        e.eval()
+    for m in (unet, *encoders, codec):
         m.requires_grad_(False)
-    model.name = "promptedit-shapes"
+    model.name = "promptedit-shapes-xl" if config.arch == "sdxl" else "promptedit-shapes"
     model.training_info = {"steps": step, "minutes": elapsed / 60, "history": history,
                            "config": dataclasses.asdict(config)}  # type: ignore[attr-defined]
     return model
