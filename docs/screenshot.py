@@ -1,7 +1,7 @@
 """Take the README's screenshot of the web app: serve the embedded model, run one edit, capture the page,
 and print how long the edit took end to end (click to result images in the browser).
 
-    .venv/bin/python docs/screenshot.py docs/app.png
+    .venv/bin/python docs/screenshot.py docs/images/app.png
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ import time
 
 
 def main(out: str) -> None:
-    import gradio as gr
     from playwright.sync_api import sync_playwright
 
     from promptedit.app import serve
@@ -23,7 +22,7 @@ def main(out: str) -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    serve(load_model(str(EMBEDDED_MODEL)), port=port, block=False)
+    app = serve(load_model(str(EMBEDDED_MODEL)), port=port, block=False)
     try:
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=shutil.which("chromium"), headless=True,
@@ -40,8 +39,8 @@ def main(out: str) -> None:
             page.screenshot(path=out, full_page=True)
             browser.close()
     finally:
-        gr.close_all()
+        app.close()
 
 
 if __name__ == "__main__":
-    main(sys.argv[1] if len(sys.argv) > 1 else "docs/app.png")
+    main(sys.argv[1] if len(sys.argv) > 1 else "docs/images/app.png")

@@ -115,7 +115,7 @@ class App:
         res = edit(self.model, spec, seed=_seed(seed), num_inference_steps=int(steps), guidance_scale=float(guidance),
                    store_attention=True, progress=True)
         maps = res.attention.maps(downsample=res.attention_downsample)
-        grids = [np.asarray(cross_attention_grid(res.images[i], maps[i], token_labels(self.model.tokenizer, p)))
+        grids = [np.asarray(cross_attention_grid(res.images[i], maps[i], token_labels(self.model.tokenizer, p), cols=4))
                  for i, p in enumerate(res.prompts)]
         gallery = [(res.images[0], "source"), (res.images[1], "edit"), (grids[0], "attention: source"),
                    (grids[1], "attention: edit")]
@@ -210,7 +210,7 @@ class App:
         res = attention(self.model, prompt, seed=_seed(seed), num_inference_steps=int(steps),
                         guidance_scale=float(guidance), self_attention=False, progress=True)
         maps = res.attention.maps(downsample=res.attention_downsample)[0]
-        grid = np.asarray(cross_attention_grid(res.images[0], maps, token_labels(self.model.tokenizer, prompt)))
+        grid = np.asarray(cross_attention_grid(res.images[0], maps, token_labels(self.model.tokenizer, prompt), cols=4))
         record = self._record("attention", res)
         return [(res.images[0], "image"), (grid, "cross-attention per token")], record
 

@@ -78,11 +78,13 @@ def _p2p_items(model, seed, progress, kwargs) -> list[DemoItem]:
                  for i, p in enumerate(result.prompts)]
         info = (f"mode {result.mode}; seed {seed}; {result.num_inference_steps} steps; guidance "
                 f"{result.guidance_scale}; {result.timings['total']:.1f} s")
+        label = title
         if result.mode == "reweight":  # say how much it changed: re-weighting may act weakly on a model
             change = float(np.abs(result.images[1].astype(float) - result.images[0]).mean())
             info += f"; the edit differs from the source by {change:.1f} grey levels on average"
+            label = f"{title}: {change:.1f} levels"
         record = {"title": title, **result_fields(result)}
-        items.append(DemoItem(title, result.prompts, [("source", result.images[0]), (title, result.images[1])],
+        items.append(DemoItem(title, result.prompts, [("source", result.images[0]), (label, result.images[1])],
                               info, grids, record))
     return items
 
