@@ -38,6 +38,7 @@ run() {
 "$py" -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available(), torch.cuda.get_device_name(0) if torch.cuda.is_available() else '')" | tee "$out/device.txt"
 run p2p benchmarks/p2p.py --model "$model" --device "$device" $fp16 --size "$size" --steps "$steps" --repeats 5
 run masks benchmarks/masks.py --model "$model" --device "$device" $fp16 --images 2 --steps "$steps"
+run profile benchmarks/profile_loop.py --model "$model" --device "$device" $fp16 --size "$size" --steps 20 --out "$out/profile"
 run inversion benchmarks/inversion.py --model "$model" --device "$device" $fp16 --images 1 --steps "$steps"
 # SDXL base's architecture at 1024 px (random weights; the target: an edit within 1.10x of the SDXL
 # pipeline, peak memory within 1.2x and under 24 GB)

@@ -58,6 +58,8 @@ def diffusers_pipeline(model):
 def main(argv=None):
     ap = arg_parser(__doc__, images=None, repeats=3)
     ap.add_argument("--size", type=int, default=None)
+    ap.add_argument("--compile", action="store_true",
+                    help="also time the uncontrolled loop with the UNet compiled (model.compile(); torch.compile)")
     ap.add_argument("--cases", default=None,
                     help="comma-separated subset of: plain, loop, " + ", ".join(EDITS) + ", explicit "
                          "(the explicit-probability rows); plain is always run (the baseline)")
@@ -93,6 +95,11 @@ def main(argv=None):
     cases = {"plain (diffusers)": plain}
     if "loop" in wanted:
         cases["loop (no control)"] = loop
+    if args.compile:  # the compiled UNet serves runs without attention control
+        import dataclasses
+
+        compiled = dataclasses.replace(model).compile()
+        cases["loop (compiled UNet)"] = lambda: run_branches(compiled, prompts, start, sampling=sampling, progress=False)
     cases.update({f"edit: {k}": edit_fn(v) for k, v in EDITS.items() if k in wanted})
     # what applying linear edits through the values (ValueEdit) buys: the same edits with explicit probabilities
     if "explicit" in wanted:

@@ -60,3 +60,12 @@ def _run_model(model: str, tmp_path: Path) -> dict:
     result = json.loads(out.read_text())
     assert result["model"].startswith("tiny-sdxl")
     return result
+
+
+def test_the_loop_profile_counts_host_syncs_per_step(tmp_path):
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "profile_loop.py"), "--model", "tiny", "--steps",
+                           "2", "--out", str(tmp_path)], capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = json.loads((tmp_path / "profile.json").read_text())["rows"]
+    assert [r["case"] for r in rows] == ["plain (diffusers)", "loop (no control)", "edit: replace"]
+    assert all(Path(r["trace"]).is_file() and r["top_host_ops_ms"] for r in rows)

@@ -311,3 +311,17 @@ def test_our_loop_reproduces_diffusers_stable_diffusion_pipeline(tiny_model):
     ref = pipe([SRC, TGT], num_inference_steps=4, guidance_scale=7.5, height=32, width=32,
                latents=ours.latents.expand(2, -1, -1, -1), output_type="np").images
     assert np.abs(decode_latents(tiny_model, ours.final_latents) - ref).max() < 1e-5
+
+
+@pytest.mark.slow
+def test_the_compiled_unet_gives_the_eager_results(tiny_model):
+    """model.compile(): runs without attention control take the compiled UNet, with the eager path's results (fp32
+    tolerance here; fp16 on a GPU); controlled runs stay eager. (Slow: inductor compiles for about a minute.)"""
+    import dataclasses
+
+    compiled = dataclasses.replace(tiny_model).compile()
+    a = generate(tiny_model, SRC, seed=1, num_inference_steps=2, progress=False)
+    b = generate(compiled, SRC, seed=1, num_inference_steps=2, progress=False)
+    assert torch.allclose(a.final_latents, b.final_latents, atol=1e-4)
+    e = edit(compiled, EditSpec(SRC, (TGT,)), seed=1, num_inference_steps=2, progress=False)
+    assert e.images.shape == (2, 32, 32, 3)

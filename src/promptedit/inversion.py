@@ -46,7 +46,7 @@ class InversionError(PromptEditError):
 
 
 def _eps(model: DiffusionModel, x: torch.Tensor, t, cond: Conditioning, alpha_t: float) -> torch.Tensor:
-    return eps_from_output(model.predict(x, t, cond), x, alpha_t, model.prediction_type)
+    return eps_from_output(model.predict(x, t, cond, compiled=True), x, alpha_t, model.prediction_type)
 
 
 # ----------------------------------------------------------------------------- methods

@@ -45,6 +45,7 @@ class DiffusionModel:
     scheduler_config: dict
     name: str
     defaults: ModelDefaults = field(default_factory=ModelDefaults)
+    compiled_unet: torch.nn.Module | None = field(default=None, repr=False)  # see compile()
 
     # ----------------------------------------------------------------- what the stages ask of a model
     @property
@@ -108,9 +109,19 @@ class DiffusionModel:
         """The unconditional branch's conditioning ∅, ``n`` rows."""
         return self.text.unconditional(n, size=size).to(self.device, self.dtype)
 
-    def predict(self, x_t: torch.Tensor, t, cond: Conditioning) -> torch.Tensor:
-        """The UNet's output for x_t (n, C, h, w) at timestep t under ``cond`` (n rows)."""
-        return self.unet(x_t, t, **cond.unet_kwargs()).sample
+    def predict(self, x_t: torch.Tensor, t, cond: Conditioning, *, compiled: bool = False) -> torch.Tensor:
+        """The UNet's output for x_t (n, C, h, w) at timestep t under ``cond`` (n rows); ``compiled`` uses the
+        compiled UNet when :meth:`compile` made one (only for runs without attention control: a controller's
+        per-layer, per-step decisions would break or re-trace the graph)."""
+        unet = self.compiled_unet if compiled and self.compiled_unet is not None else self.unet
+        return unet(x_t, t, **cond.unet_kwargs()).sample
+
+    def compile(self, **options) -> "DiffusionModel":
+        """Compile the UNet with ``torch.compile(**options)`` for the runs without attention control (plain
+        generation, inversion, null-text optimisation's UNet calls); controlled runs stay eager. Off unless asked:
+        it pays only where it measures faster (docs/performance.md)."""
+        self.compiled_unet = torch.compile(self.unet, **options)
+        return self
 
     def attention_downsamples(self, *, is_cross: bool = True) -> list[int]:
         """Resolutions (factors relative to the latent) of the UNet's down and up attention layers."""

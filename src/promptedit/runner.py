@@ -374,6 +374,7 @@ def denoise(
 
     # 3. Install hooks
     h, w = latents.shape[-2:]
+    uncontrolled = controller is None and features is None  # the compiled UNet, when there is one, may run
     with contextlib.ExitStack() as stack:
         if controller is not None:
             controller.begin(num_steps=len(timesteps), latent_size=(h, w), n_prompts=n,
@@ -392,7 +393,7 @@ def denoise(
             # 4a. UNet with classifier-free guidance (unconditional half first)
             context = contexts[i if per_step else 0]
             model_input = torch.cat([latents] * 2) if do_cfg else latents
-            out = model.predict(scheduler.scale_model_input(model_input, t), t, context)
+            out = model.predict(scheduler.scale_model_input(model_input, t), t, context, compiled=uncontrolled)
             noise_pred = guided_noise(*out.chunk(2), guidance_scale) if do_cfg else out
             # 4b. Scheduler step x_t -> x_{t-1}
             latents = scheduler.step(noise_pred, t, latents, eta=0.0).prev_sample
