@@ -36,21 +36,10 @@ EDITS = {
 def diffusers_pipeline(model):
     """diffusers' own pipeline of the model's family over the same components: StableDiffusionPipeline, or
     StableDiffusionXLPipeline for SDXL."""
-    if model.family == "sdxl":
-        from diffusers import StableDiffusionXLPipeline
+    import diffusers
 
-        pipe = StableDiffusionXLPipeline(
-            vae=model.vae, text_encoder=model.text.text_encoder, text_encoder_2=model.text.text_encoder_2,
-            tokenizer=model.text.tokenizer, tokenizer_2=model.text.tokenizer_2, unet=model.unet,
-            scheduler=model.make_scheduler(), force_zeros_for_empty_prompt=model.text.force_zeros_for_empty_prompt)
-    else:
-        from diffusers import StableDiffusionPipeline
-
-        pipe = StableDiffusionPipeline(
-            vae=model.vae, text_encoder=model.text_encoder, tokenizer=model.tokenizer, unet=model.unet,
-            scheduler=model.make_scheduler(), safety_checker=None, feature_extractor=None,
-            requires_safety_checker=False,
-        )
+    cls = diffusers.StableDiffusionXLPipeline if model.family == "sdxl" else diffusers.StableDiffusionPipeline
+    pipe = cls(**model.pipeline_components())
     pipe.set_progress_bar_config(disable=True)
     return pipe
 

@@ -302,10 +302,7 @@ def test_our_loop_reproduces_diffusers_stable_diffusion_pipeline(tiny_model):
 
     from promptedit.runner import decode_latents
 
-    pipe = StableDiffusionPipeline(vae=tiny_model.vae, text_encoder=tiny_model.text_encoder,
-                                   tokenizer=tiny_model.tokenizer, unet=tiny_model.unet,
-                                   scheduler=tiny_model.make_scheduler(), safety_checker=None, feature_extractor=None,
-                                   requires_safety_checker=False)
+    pipe = StableDiffusionPipeline(**tiny_model.pipeline_components())
     pipe.set_progress_bar_config(disable=True)
     ours = generate(tiny_model, [SRC, TGT], seed=3, num_inference_steps=4, guidance_scale=7.5, progress=False)
     ref = pipe([SRC, TGT], num_inference_steps=4, guidance_scale=7.5, height=32, width=32,

@@ -45,10 +45,7 @@ def test_our_loop_reproduces_diffusers_sdxl_pipeline(xl):
 
     from promptedit.runner import decode_latents
 
-    pipe = StableDiffusionXLPipeline(vae=xl.vae, text_encoder=xl.text.text_encoder,
-                                     text_encoder_2=xl.text.text_encoder_2, tokenizer=xl.text.tokenizer,
-                                     tokenizer_2=xl.text.tokenizer_2, unet=xl.unet, scheduler=xl.make_scheduler(),
-                                     force_zeros_for_empty_prompt=True)
+    pipe = StableDiffusionXLPipeline(**xl.pipeline_components())
     pipe.set_progress_bar_config(disable=True)
     for prompts in ([SRC], [SRC, TGT]):
         ours = generate(xl, prompts, seed=3, num_inference_steps=4, guidance_scale=7.5, progress=False)

@@ -287,10 +287,7 @@ def diffedit_pipeline(model: DiffusionModel):
         raise ParameterError(f"DiffEdit runs through diffusers' pipeline, which has no {model.family.upper()} version;"
                              " use instant masks (InstDiffEdit) on this model")
     pipe = StableDiffusionDiffEditPipeline(
-        vae=model.vae, text_encoder=model.text_encoder, tokenizer=model.tokenizer, unet=model.unet,
-        scheduler=model.make_scheduler(), inverse_scheduler=DDIMInverseScheduler.from_config(model.scheduler_config),
-        safety_checker=None, feature_extractor=None, requires_safety_checker=False,
-    )
+        **model.pipeline_components(), inverse_scheduler=DDIMInverseScheduler.from_config(model.scheduler_config))
     pipe.set_progress_bar_config(disable=True)
     return pipe
 

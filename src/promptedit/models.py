@@ -123,6 +123,17 @@ class DiffusionModel:
         self.compiled_unet = torch.compile(self.unet, **options)
         return self
 
+    def pipeline_components(self) -> dict:
+        """The components as diffusers' pipelines of the family take them (``StableDiffusion*Pipeline`` /
+        ``StableDiffusionXL*Pipeline``), with a fresh DDIM scheduler: the same modules, nothing copied."""
+        parts = {"vae": self.vae, "unet": self.unet, "scheduler": self.make_scheduler()}
+        if self.family == "sdxl":
+            return {**parts, "text_encoder": self.text.text_encoder, "text_encoder_2": self.text.text_encoder_2,
+                    "tokenizer": self.text.tokenizer, "tokenizer_2": self.text.tokenizer_2,
+                    "force_zeros_for_empty_prompt": self.text.force_zeros_for_empty_prompt}
+        return {**parts, "text_encoder": self.text_encoder, "tokenizer": self.tokenizer, "safety_checker": None,
+                "feature_extractor": None, "requires_safety_checker": False}
+
     def attention_downsamples(self, *, is_cross: bool = True) -> list[int]:
         """Resolutions (factors relative to the latent) of the UNet's down and up attention layers."""
         from .hooks import attention_downsamples
@@ -327,20 +338,10 @@ def load_inpaint_pipeline(name_or_path: str | os.PathLike, *, device=None, dtype
     if channels != 2 * latent + 1:
         raise ModelLoadError(f"{name_or_path} is not an inpainting checkpoint: its UNet takes {channels} input "
                              f"channels, an inpainting UNet {2 * latent + 1}")
-    if model.family == "sdxl":
-        from diffusers import StableDiffusionXLInpaintPipeline
+    import diffusers
 
-        pipe = StableDiffusionXLInpaintPipeline(
-            vae=model.vae, text_encoder=model.text.text_encoder, text_encoder_2=model.text.text_encoder_2,
-            tokenizer=model.text.tokenizer, tokenizer_2=model.text.tokenizer_2, unet=model.unet,
-            scheduler=model.make_scheduler(), force_zeros_for_empty_prompt=model.text.force_zeros_for_empty_prompt)
-    else:
-        from diffusers import StableDiffusionInpaintPipeline
-
-        pipe = StableDiffusionInpaintPipeline(
-            vae=model.vae, text_encoder=model.text_encoder, tokenizer=model.tokenizer, unet=model.unet,
-            scheduler=model.make_scheduler(), safety_checker=None, feature_extractor=None,
-            requires_safety_checker=False)
+    cls = diffusers.StableDiffusionXLInpaintPipeline if model.family == "sdxl" else diffusers.StableDiffusionInpaintPipeline
+    pipe = cls(**model.pipeline_components())
     pipe.set_progress_bar_config(disable=not progress, leave=False)
     pipe.register_to_config(_name_or_path=str(name_or_path))  # what result.json names
     return pipe

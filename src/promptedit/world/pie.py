@@ -43,12 +43,11 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
 
-from ..pie import IMAGES_DIR, MAPPING_FILE, TARGETS_DIR, PieItem, mark_difference, mask_encode, slug
+from ..pie import PieItem, mark_difference, mask_encode, slug
 from . import spec
 from .reader import looks_pixelated, colour_of, match_objects, read_image, texture_strength
 from .render import RenderResult, render

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import spec
-from .scene import Box, Scene, parse_caption
+from .scene import Scene
 
 
 @dataclass(frozen=True)
