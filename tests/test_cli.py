@@ -317,3 +317,39 @@ def test_thread_policy_leaves_the_busy_cores_alone(monkeypatch):
     with pytest.raises(ParameterError, match="--threads"):
         common.choose_threads(0)
     assert common.busy_cores() >= 0
+
+
+def test_help_and_the_shapes_world_import_no_torch():
+    """`promptedit --help` answers without importing torch (it used to take 4-14 s), and `import promptedit.world`
+    needs numpy and Pillow only."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from promptedit.cli import main; rc = main(['--help']); import promptedit.world; "
+            "print(rc, 'torch' in sys.modules, 'diffusers' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.stdout.strip().splitlines()[-1] == "0 False False", out.stderr
+
+
+def test_the_web_app_reads_uploads_by_the_image_rules_and_names_them_by_their_own_name(tmp_path):
+    import struct
+    import zlib
+
+    from promptedit.app import _check_upload
+    from promptedit.errors import ImageInputError
+
+    chunk = lambda t, d: struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d))  # noqa: E731
+    header = (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 30000, 30000, 8, 2, 0, 0, 0))
+              + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b""))
+    upload = tmp_path / "gradio-tmp-1234" / "big.png"
+    upload.parent.mkdir()
+    upload.write_bytes(header)
+    with pytest.raises(ImageInputError, match="upload big.png has more than") as e:
+        _check_upload(str(upload))
+    assert "gradio-tmp-1234" not in str(e.value)
+    Image.new("RGB", (40, 40), "red").save(tmp_path / "ok.png")
+    data = (tmp_path / "ok.png").read_bytes()
+    (tmp_path / "cut.png").write_bytes(data[: len(data) // 2])
+    with pytest.raises(ImageInputError, match="cut.png") as e:
+        _check_upload(str(tmp_path / "cut.png"))
+    assert str(tmp_path) not in str(e.value)
