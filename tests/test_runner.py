@@ -322,3 +322,20 @@ def test_the_compiled_unet_gives_the_eager_results(tiny_model):
     assert torch.allclose(a.final_latents, b.final_latents, atol=1e-4)
     e = edit(compiled, EditSpec(SRC, (TGT,)), seed=1, num_inference_steps=2, progress=False)
     assert e.images.shape == (2, 32, 32, 3)
+
+
+def test_sizes_far_beyond_the_models_are_refused_unless_allowed_and_memory_is_checked(tiny_model, monkeypatch):
+    import promptedit.runner as runner
+
+    with pytest.raises(ParameterError, match="more than 4x this model's native 32 px"):
+        runner.check_size(tiny_model, 256, 32)
+    monkeypatch.setattr(runner, "available_memory", lambda device: 10 * 2**20)
+    need = runner.estimate_memory(tiny_model, 256, 256, 2)
+    assert need > 10 * 2**20
+    with pytest.raises(ParameterError, match="GiB is free"):
+        runner.check_size(tiny_model, 256, 256, allow_large=True)
+    monkeypatch.setattr(runner, "available_memory", lambda device: need + 1)
+    runner.check_size(tiny_model, 256, 256, allow_large=True)
+    # the estimate grows with the pixels and the branches (what a run holds scales so)
+    assert runner.estimate_memory(tiny_model, 512, 512, 2) > 3 * need
+    assert runner.estimate_memory(tiny_model, 256, 256, 4) > 1.5 * need
