@@ -94,9 +94,11 @@ def test_every_inversion_and_instant_masks_run(xl, image):
         assert res.images.shape == (2, 32, 32, 3) and res.method == method
         again = Inversion.from_bytes(inv.to_bytes())
         assert np.array_equal(reconstruct(xl, again, progress=False).images[0], res.images[0])
-    pooled = invert(xl, image, SRC, method="null-text", num_inference_steps=3, num_inner_steps=2,
-                    optimize_pooled=True, progress=False)
-    assert pooled.null_pooled.shape == (3, 32) and pooled.settings["optimize_pooled"]
+    pooled = invert(xl, image, SRC, method="null-text", num_inference_steps=3, num_inner_steps=2, progress=False)
+    assert pooled.null_pooled.shape == (3, 32) and pooled.settings["optimize_pooled"]  # SDXL's default
+    tokens = invert(xl, image, SRC, method="null-text", num_inference_steps=3, num_inner_steps=2,
+                    optimize_pooled=False, progress=False)
+    assert tokens.null_pooled is None and not tokens.settings["optimize_pooled"]
     assert Inversion.from_bytes(pooled.to_bytes()).null_pooled.shape == (3, 32)
     edit(xl, EditSpec(SRC, (TGT,)), start=pooled, progress=False)
     from promptedit.testing import tiny_components

@@ -61,7 +61,8 @@ def batch(manifest, out, method, steps, guidance, cross_replace, self_replace, s
     defaults: dict = {}
     for item in settings:
         key, value = parse_word_value(item, "--set")
-        defaults[key] = value
+        flag = {"true": True, "yes": True, "false": False, "no": False}.get(value.lower())
+        defaults[key] = value if flag is None else flag  # a flag option: --set no-blend-swapped=true
     for key, value in (("method", method), ("steps", steps), ("guidance", guidance),
                        ("cross-replace", cross_replace), ("self-replace", self_replace)):
         if value is not None:
