@@ -119,14 +119,15 @@ def test_identity_head_fitted_to_a_trained_encoder_lowers_its_loss():
 
     config = TrainConfig(**TINY)
     tok = build_tokenizer(config)
-    encoder = build_model(config, tok).text_encoder
+    model = build_model(config, tok)
+    encoder = model.text_encoder
     ids = tok(caption_corpus(n=64, seed=3)[:64], padding="max_length", max_length=config.max_length,
               truncation=True, return_tensors="pt").input_ids
     words = word_positions(ids, {tok.bos_token_id, tok.eos_token_id, tok.pad_token_id})
     with torch.no_grad():
         hidden = encoder(ids)[0]
     before = token_identity_loss(hidden, ids, words, encoder.get_input_embeddings().weight)
-    head = fit_identity_head(encoder, tok, config, iters=50, batch_size=64)
+    head = fit_identity_head(model, tok, config, iters=50, batch_size=64)
     after = token_identity_loss(hidden, ids, words, head)
     assert after < 0.5 * before
 
