@@ -387,8 +387,10 @@ def invert(
                                                    epsilon=epsilon, optimize_pooled=pooled, progress=progress,
                                                    on_step=on_step)
         settings = {"num_inner_steps": num_inner_steps, "lr": lr, "epsilon": epsilon, "optimize_pooled": pooled}
-    cpu = {k: v.float().cpu() for k, v in nulls.items()}
-    return Inversion(method=method, prompt=prompt, latents=pivots.float().cpu(),
+    # contiguous: the VAE can hand back channels-last latents, and convolutions round differently on the two
+    # layouts, so the in-memory inversion must be the one its file loads back
+    cpu = {k: v.float().cpu().contiguous() for k, v in nulls.items()}
+    return Inversion(method=method, prompt=prompt, latents=pivots.float().cpu().contiguous(),
                      null_embeddings=cpu.get("embeddings"), null_pooled=cpu.get("pooled"), num_inference_steps=steps,
                      guidance_scale=w, model=model.name, model_id=model_fingerprint(model), height=size[0],
                      width=size[1], settings=settings, losses=losses, seconds=time.perf_counter() - start,
