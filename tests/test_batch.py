@@ -77,6 +77,25 @@ def test_a_manifest_runs_fails_per_item_and_resumes(manifest, tiny_model_dir, tm
     assert (out / "real" / "result.json").stat().st_mtime_ns == real_stamp
 
 
+def test_items_are_keyed_by_the_model_weights_not_its_folder(tiny_model_dir, tmp_path, capsys):
+    """A run resumes with the same model moved to another folder; a model with other weights reruns every item."""
+    import shutil
+
+    from promptedit.testing import save_model, tiny_components
+
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text(json.dumps({"id": "gen", "source": "a photo of a cat", "target": "a photo of a dog",
+                                    "seed": 1, "steps": 2}))
+    out = tmp_path / "run"
+    assert run(capsys, "batch", manifest, "--out", out, "--model", tiny_model_dir, "--quiet", "--threads", 1)[0] == 0
+    moved = shutil.copytree(tiny_model_dir, tmp_path / "moved")
+    code, stdout, _ = run(capsys, "batch", manifest, "--out", out, "--model", moved, "--quiet", "--threads", 1)
+    assert code == 0 and "0 done, 1 skipped" in stdout
+    other = save_model(tiny_components(1), tmp_path / "other")  # the same architecture, other weights
+    code, stdout, _ = run(capsys, "batch", manifest, "--out", out, "--model", other, "--quiet", "--threads", 1)
+    assert code == 0 and "1 done, 0 skipped" in stdout
+
+
 def test_batch_bad_input_is_one_line(manifest, tiny_model_dir, tmp_path, capsys):
     (tmp_path / "empty.jsonl").write_text("\n")
     for argv, message in (([tmp_path / "nope.jsonl"], "not found"), ([tmp_path / "empty.jsonl"], "no items"),

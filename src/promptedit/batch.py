@@ -64,9 +64,11 @@ class BatchItem:
     relative_path: str | None = None
     error: str | None = None
 
-    def key(self, model_name: str) -> str:
-        """What the item's outputs are keyed by: its command, options and model (a changed option reruns it)."""
-        payload = json.dumps([self.command, list(self.argv), model_name], separators=(",", ":"))
+    def key(self, model_id: str) -> str:
+        """What the item's outputs are keyed by: its command, options and model (a changed option reruns it).
+
+        ``model_id`` is the model's fingerprint, not its path: a moved checkpoint resumes, other weights rerun."""
+        payload = json.dumps([self.command, list(self.argv), model_id], separators=(",", ":"))
         return hashlib.sha1(payload.encode()).hexdigest()[:16]
 
 
@@ -240,7 +242,10 @@ class Runner:
     """
 
     def __init__(self, model, out: Path, *, layout: str | None = None):
+        from .models import model_fingerprint
+
         self.model = model
+        self.model_id = model_fingerprint(model)
         self.out = Path(out)
         self.layout = layout
 
@@ -252,7 +257,7 @@ class Runner:
 
         if item.error:
             return Outcome(item.id, "failed", error=item.error)
-        key = item.key(self.model.name)
+        key = item.key(self.model_id)
         folder = self.out / item.id
         if _done_before(folder, key):
             return Outcome(item.id, "skipped")

@@ -17,7 +17,6 @@ Each method is a function with every hyper-parameter an argument:
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import time
@@ -34,7 +33,7 @@ from .conditioning import Conditioning
 from .control import AttentionControl
 from .ddim import ddim_inverse_step, ddim_step, eps_from_output, guided_noise, step_alphas
 from .errors import ParameterError, PromptEditError
-from .models import DiffusionModel
+from .models import DiffusionModel, model_fingerprint
 from .runner import Prepared, Result, Start, check_sampling, check_size, encode_images, resolve_sampling, run
 
 METHODS = ("null-text", "negative-prompt", "direct", "ddim")
@@ -160,18 +159,6 @@ class PivotSource(AttentionControl):
         T = self.pivots.shape[0] - 1
         target = self.pivots[T - self.cur_step - 1].to(x_t.device, x_t.dtype)
         return torch.cat([target[None], x_t[1:]])
-
-
-def model_fingerprint(model: DiffusionModel) -> str:
-    """A short hash of the model's architecture and of a sample of its weights: an inversion made with one
-    model is refused by another (another architecture, or the same one with other weights)."""
-    h = hashlib.sha1()
-    h.update(json.dumps({k: v for k, v in dict(model.unet.config).items() if not k.startswith("_")},
-                        sort_keys=True, default=str).encode())
-    for module in (model.unet, *model.text.encoders):
-        first = next(module.parameters()).detach().float().flatten()[:4096].cpu()
-        h.update(np.round(first.numpy(), 3).tobytes())  # rounded: the same weights in fp16 or fp32 agree
-    return h.hexdigest()[:16]
 
 
 @dataclass

@@ -8,12 +8,14 @@ second text encoder (``text_encoder_2``) makes it SDXL.
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from .conditioning import Conditioning, SDText, SDXLText, TextConditioner
@@ -392,3 +394,16 @@ def save_model(model: DiffusionModel, folder: str | os.PathLike, *, extra_files:
     for name, text in (extra_files or {}).items():
         (folder / name).write_text(text)
     return folder
+
+
+def model_fingerprint(model: DiffusionModel) -> str:
+    """A short hash of the model's architecture and of a sample of its weights: an inversion made with one
+    model is refused by another (another architecture, or the same one with other weights), and batch runs key
+    their items by it (a moved folder resumes, other weights rerun)."""
+    h = hashlib.sha1()
+    h.update(json.dumps({k: v for k, v in dict(model.unet.config).items() if not k.startswith("_")},
+                        sort_keys=True, default=str).encode())
+    for module in (model.unet, *model.text.encoders):
+        first = next(module.parameters()).detach().float().flatten()[:4096].cpu()
+        h.update(np.round(first.numpy(), 3).tobytes())  # rounded: the same weights in fp16 or fp32 agree
+    return h.hexdigest()[:16]
