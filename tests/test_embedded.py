@@ -130,3 +130,34 @@ def test_cross_attention_ties_words_to_their_pixels(shapes):
             ok &= inside > share + 0.5 * (1 - share)  # at least half of the mass that chance puts elsewhere
         grounded.append(ok)
     assert sum(grounded) >= 3, grounded
+
+
+def test_one_prompt_in_edit_syntax_edits_on_the_cli_and_in_the_web_app(shapes, tmp_path, capsys):
+    """The same edit said in A1111's and compel's syntax: the object turns blue, its shape and the background
+    stay (read back by the world's reader), and the equivalent flags are printed and recorded."""
+    import json
+
+    from PIL import Image
+
+    from promptedit.app import App
+    from promptedit.cli import main
+    from promptedit.world import read_image
+
+    for prompt in ("a [red:blue:0.8] circle on a (white:1.2) background",
+                   "a red.swap(blue, t_start=0.8) circle on a (white)1.2 background"):
+        out = tmp_path / str(len(list(tmp_path.iterdir())))
+        assert main(["edit", "--prompt", prompt, "--out", str(out), "--seed", "0"]) == 0
+        printed = capsys.readouterr().err
+        assert "as flags: --source 'a red circle on a white background'" in printed  # quoted, ready to paste
+        assert "--cross-replace blue=0.8 --reweight white=1.2" in printed, printed
+        rec = json.loads((out / "result.json").read_text())
+        assert rec["prompts"] == ["a red circle on a white background", "a blue circle on a white background"]
+        assert rec["spec"]["reweight"] == {"white": 1.2} and rec["one_prompt"]["equivalent_flags"]
+        source, edited = (read_image(np.asarray(Image.open(out / name).convert("RGB")), n_objects=1)
+                          for name in ("source.png", "edited.png"))
+        assert [o.colour for o in source.objects] == ["red"] and [o.colour for o in edited.objects] == ["blue"]
+        assert source.objects[0].shape == edited.objects[0].shape and edited.background == "white"
+    gallery, flags, _ = App(shapes, str(tmp_path / "app")).one_prompt(
+        "a [red:blue:0.8] circle on a white background", "auto", 0, 20, 5.0)
+    assert flags.startswith("a1111: promptedit edit --source 'a red")
+    assert read_image(gallery[1][0], n_objects=1).objects[0].colour == "blue"

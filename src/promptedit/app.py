@@ -11,6 +11,7 @@ reads no path given by a browser and writes only to its own temporary folder; re
 
 from __future__ import annotations
 
+import shlex
 import shutil
 import tempfile
 import time
@@ -133,7 +134,7 @@ class App:
         spec = EditSpec(**parsed.spec_kwargs())
         res = edit(self.model, spec, seed=_seed(seed), num_inference_steps=int(steps), guidance_scale=float(guidance),
                    progress=True)
-        flags = " ".join(parsed.flags())
+        flags = shlex.join(parsed.flags())
         record = self._record("edit", res, one_prompt={**parsed.to_dict(), "equivalent_flags": parsed.flags()})
         gallery = [(res.images[0], f"source: {spec.source}"), (res.images[1], f"edit: {spec.targets[0]}")]
         return gallery, f"{parsed.syntax}: promptedit edit {flags}", record

@@ -3,6 +3,7 @@ first with ``--image``, or a saved ``--inversion``); the edit given by flags or 
 
 from __future__ import annotations
 
+import shlex
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -231,7 +232,7 @@ def run_edit(model, plan: EditPlan, *, quiet: bool = True, started: float | None
     extra = dict(extra or {})
     if plan.parsed is not None:
         extra["one_prompt"] = {**plan.parsed.to_dict(), "equivalent_flags": plan.parsed.flags()}
-        echo(quiet, "as flags: " + " ".join(plan.parsed.flags()))
+        echo(quiet, "as flags: " + shlex.join(plan.parsed.flags()))
     write_edit_outputs(plan.out, model, result, started, real_image=prepared, write_inversion=bool(plan.image),
                        inputs=inputs, extra=extra or None, command=command)
     return result
