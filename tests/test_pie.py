@@ -419,8 +419,13 @@ def test_aggregate_report_plot():
     assert "| **all** | 4 | 30.00 |" in text
     json.dumps(data, allow_nan=False)
     assert data["items"][2]["psnr_unedit_part"] is None
-    inf_text, inf_data = ev.report([ev.ItemResult("x", 2, {"psnr_unedit_part": math.inf})])
-    assert "inf" in inf_text and inf_data["overall"]["means"]["psnr_unedit_part"] == "inf"
+    inf_text, inf_data = ev.report([ev.ItemResult("x", 2, {"psnr_unedit_part": math.inf}),
+                                    ev.ItemResult("y", 2, {"psnr_unedit_part": 30.0}),
+                                    ev.ItemResult("z", 2, {"psnr_unedit_part": 40.0})])
+    assert "| **all** | 3 | inf (1 exact; others 35.00) |" in inf_text  # the mean stays the benchmark's
+    overall = inf_data["overall"]
+    assert overall["means"]["psnr_unedit_part"] == "inf" and overall["exact"]["psnr_unedit_part"] == 1
+    assert overall["finite_means"]["psnr_unedit_part"] == 35.0
     image = ev.plot(agg)
     assert image.mode == "RGB" and image.size == (840, 260)
     assert np.asarray(image).std() > 0

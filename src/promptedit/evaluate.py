@@ -701,12 +701,16 @@ class Metrics:
 
 @dataclass(frozen=True)
 class Summary:
-    """Means of one group of items. ``counts``: values averaged (not NaN); ``nans``: NaN values."""
+    """Means of one group of items. ``counts``: values averaged (not NaN); ``nans``: NaN values; ``exact``:
+    infinite values (PSNR of parts equal to the pixel), which make a mean ``inf``; ``finite_means``: the mean of
+    the other values, so that such a mean still says something."""
 
     n_items: int
     means: Mapping[str, float]
     counts: Mapping[str, int]
     nans: Mapping[str, int]
+    exact: Mapping[str, int] = field(default_factory=dict)
+    finite_means: Mapping[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -718,14 +722,17 @@ class Aggregate:
 
 
 def _summary(results: Sequence[ItemResult], metrics: Sequence[str]) -> Summary:
-    means, counts, nans = {}, {}, {}
+    means, counts, nans, exact, finite_means = {}, {}, {}, {}, {}
     for m in metrics:
         vals = np.array([r.values[m] for r in results if m in r.values], dtype=np.float64)
         ok = vals[~np.isnan(vals)]
         means[m] = float(ok.mean()) if ok.size else NAN
         counts[m] = int(ok.size)
         nans[m] = int(vals.size - ok.size)
-    return Summary(len(results), means, counts, nans)
+        finite = ok[np.isfinite(ok)]
+        exact[m] = int(ok.size - finite.size)
+        finite_means[m] = float(finite.mean()) if finite.size else NAN
+    return Summary(len(results), means, counts, nans, exact, finite_means)
 
 
 def aggregate(
@@ -808,13 +815,21 @@ def report(
     lines.append("| " + " | ".join(head) + " |")
     lines.append("|" + "|".join(["---"] + ["---:"] * (len(head) - 1)) + "|")
 
+    def cell(s: Summary, m: str) -> str:
+        text = _fmt(s.means[m], DISPLAY_SCALE.get(m, 1.0))
+        if math.isinf(s.means[m]) and s.exact.get(m):  # say how many were exact, and what the others averaged
+            text += f" ({s.exact[m]} exact; others {_fmt(s.finite_means[m], DISPLAY_SCALE.get(m, 1.0))})"
+        return text
+
     def row(name: str, s: Summary) -> str:
-        cells = [name, str(s.n_items)] + [_fmt(s.means[m], DISPLAY_SCALE.get(m, 1.0)) for m in agg.metrics]
-        return "| " + " | ".join(cells) + " |"
+        return "| " + " | ".join([name, str(s.n_items)] + [cell(s, m) for m in agg.metrics]) + " |"
 
     for t, s in agg.per_type.items():
         lines.append(row(f"{t} {EDITING_TYPES.get(t, '?')}", s))
     lines.append(row("**all**", agg.overall))
+    if any(agg.overall.exact.get(m) for m in agg.metrics):
+        lines += ["", "inf: a PSNR of parts equal to the pixel, as the benchmark computes it (no cap); such a mean "
+                  "says how many items were exact and what the others averaged."]
     nan_notes = [f"{m}: {agg.overall.nans[m]}" for m in agg.metrics if agg.overall.nans[m]]
     if nan_notes:
         lines += ["", "NaN values left out of the means (a part with no pixels, e.g. a mask covering the whole image): "
@@ -829,6 +844,8 @@ def report(
             "means": {m: _json_float(s.means[m]) for m in agg.metrics},
             "counts": dict(s.counts),
             "nans": dict(s.nans),
+            "exact": dict(s.exact),
+            "finite_means": {m: _json_float(v) for m, v in s.finite_means.items()},
         }
 
     out: dict[str, Any] = {
