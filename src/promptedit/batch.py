@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import re
 import time
@@ -297,7 +298,8 @@ class Runner:
 
 @dataclass
 class Summary:
-    """A run's outcome: counts, seconds per item done, failures."""
+    """A run's outcome: counts, failures, items per minute (done items over the run's wall time) and seconds per
+    item done (each item's own time, on its worker)."""
 
     engine: str
     outcomes: list[Outcome] = field(default_factory=list)
@@ -321,7 +323,8 @@ class Summary:
 
     def line(self) -> str:
         d = self.to_dict()
-        per = f", {d['seconds_per_item']} s per item" if d["seconds_per_item"] else ""
+        per = (f", {d['items_per_minute']:.1f} items per minute ({d['seconds_per_item']:.1f} s an item on "
+               f"{'its worker' if self.engine == 'ray' else 'this process'})") if d["seconds_per_item"] else ""
         return (f"{d['done']} done, {d['skipped']} skipped, {d['failed']} failed of {d['items']} in "
                 f"{d['seconds']:.1f} s{per} ({self.engine})")
 
@@ -367,6 +370,7 @@ def run_on_ray(items: Sequence[BatchItem], *, model_path: str, device: str | Non
     """The items on Ray Data (``map_batches`` with :class:`RayWorker`, one model per worker), streamed back."""
     try:
         import ray
+        import ray.data  # configures its loggers on import: before they are quietened below
     except ImportError:
         raise ParameterError("--ray needs Ray: pip install 'promptedit[ray]'") from None
     started_here = not ray.is_initialized()
@@ -379,6 +383,9 @@ def run_on_ray(items: Sequence[BatchItem], *, model_path: str, device: str | Non
         except Exception as e:  # a cluster that cannot be reached is the user's input
             raise ParameterError(f"cannot start or reach Ray at {address or 'this machine'}: "
                                  f"{str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__}") from None
+    data_log = logging.getLogger("ray.data")  # its own progress and "execution finished" lines: ours say that
+    level = data_log.level
+    data_log.setLevel(logging.ERROR)
     try:
         ctx = ray.data.DataContext.get_current()
         ctx.enable_progress_bars = False
@@ -386,11 +393,12 @@ def run_on_ray(items: Sequence[BatchItem], *, model_path: str, device: str | Non
         rows = [{"item": json.dumps({"id": i.id, "command": i.command, "argv": list(i.argv), "method": i.method,
                                      "relative_path": i.relative_path, "error": i.error})} for i in items]
         ds = ray.data.from_items(rows, override_num_blocks=max(1, len(rows))).map_batches(
-            RayWorker, batch_size=1, concurrency=workers, num_gpus=gpus_per_worker or None, num_cpus=threads,
+            RayWorker, batch_size=1, compute=ray.data.ActorPoolStrategy(size=workers), num_gpus=gpus_per_worker or None, num_cpus=threads,
             fn_constructor_kwargs={"model_path": model_path, "device": device, "threads": threads, "out": str(out),
                                    "layout": layout})
         for row in ds.iter_rows():
             yield Outcome(row["id"], row["status"], float(row["seconds"]), row["error"] or None)
     finally:
+        data_log.setLevel(level)
         if started_here:
             ray.shutdown()
