@@ -143,10 +143,76 @@ def instdiffedit(
     start_step = strength_start(steps, strength)
     if num_seeds < 1:
         raise ParameterError(f"num_seeds must be >= 1, got {num_seeds}")
-    if anchor not in ANCHORS:
-        raise ParameterError(f"anchor must be one of {', '.join(ANCHORS)}, got {anchor!r}")
     if mask_steps is not None and not 1 <= mask_steps <= steps - start_step:
         raise ParameterError(f"mask_steps must be in [1, {steps - start_step}], got {mask_steps}")
+    opts = _mask_options(model, downsample, threshold, smooth_times, guided_filter_radius, guided_filter_eps,
+                         region_peak)
+    maps_from, words, toks, candidates, texts = _anchoring(model, source, target, anchor,
+                                                           mask_only=mask_steps is not None)
+    rows = num_seeds * len(texts)  # the edit text's rows first, then the source text's (for its maps only)
+    prompts = [t for t in texts for _ in range(num_seeds)]
+
+    # 1. The pass that makes the mask (and edits inside it as it goes)
+    t0 = time.perf_counter()
+    start = NoisedImage(image=image, strength=strength, seed=seed, num_seeds=num_seeds)
+    prepared = start.prepare(model, prompts=prompts, num_inference_steps=steps, size=start.size)
+    ctrl = InstantMask(toks, prepared.extras["sources"].repeat(1, len(texts), 1, 1, 1), downsample=opts["downsample"],
+                       object_threshold=object_threshold, background_threshold=background_threshold,
+                       threshold=opts["threshold"], smooth_times=opts["smooth_times"], anchor_candidates=candidates,
+                       rows=slice(rows - num_seeds, rows))
+    end = None if mask_steps is None else start_step + int(mask_steps)
+    out = run(model, prompts, start, sampling=sampling, controller=ctrl, end_step=end, prepared=prepared, decode=False,
+              progress=progress)
+    soft_up = image_soft_mask(ctrl.soft_masks[-1], image, guided_filter_radius=opts["guided_filter_radius"],
+                              eps=guided_filter_eps)  # (H, W)
+    pixel_mask = strongest_regions(soft_up, opts["threshold"], opts["region_peak"])  # (H, W)
+    z0 = prepared.extras["z0"]
+    latent_mask = cells_touched(pixel_mask, z0.shape[-2:]).to(z0.device)  # (h, w)
+    t1 = time.perf_counter()
+    sel = ctrl.selection
+    chosen = {"anchor": words[sel.anchor], "object": [words[i] for i in sel.objects],
+              "background": [words[i] for i in sel.background],
+              "similarity": [[wd, round(v, 4)] for wd, v in zip(words, sel.similarity)]}
+    inpainting = inpaint and mask_steps is None
+    settings = {"strength": strength, "num_inference_steps": steps, "guidance_scale": w, "seed": seed,
+                "num_seeds": num_seeds, "downsample": opts["downsample"], "object_threshold": object_threshold,
+                "anchor": anchor, "maps_from": maps_from,
+                "background_threshold": background_threshold, "threshold": opts["threshold"],
+                "smooth_times": opts["smooth_times"], "mask_upsample": "bilinear",
+                "guided_filter_radius": opts["guided_filter_radius"],
+                "guided_filter_eps": guided_filter_eps if opts["guided_filter_radius"] > 0 else None,
+                "region_peak": opts["region_peak"], "keep_outside": keep_outside, "mask_steps": mask_steps,
+                "inpaint": inpainting,
+                "inpaint_with": None if not inpainting else (
+                    "same model" if inpaint_pipeline is None else getattr(inpaint_pipeline, "name_or_path", "pipeline")),
+                "source": source, "target": target}
+    result = Result("instant-mask" if mask_steps is not None else "instdiffedit", [source, target], image[None],
+                    seed, sampling, {"mask": t1 - t0}, latents=prepared.x, notes=opts["notes"],
+                    mask=pixel_mask.cpu().numpy(), latent_mask=latent_mask.cpu().numpy(),
+                    soft_mask=ctrl.soft_masks[-1].cpu().numpy(), words=chosen, settings=settings)
+    if mask_steps is not None:
+        result.timings["total"] = t1 - t0
+        return result
+
+    # 2. The final pass over the last mask
+    x0 = out.latents[:1]
+    if inpaint:
+        edited = _final_pass(model, x0, target, result.mask, latent_mask, start, prepared, sampling, start_step,
+                             strength=strength, seed=seed, inpaint_pipeline=inpaint_pipeline, progress=progress)
+    else:
+        edited = to_uint8(decode_latents(model, x0))[0]
+    if keep_outside:
+        edited = keep_outside_mask(edited, image, result.mask)
+    t2 = time.perf_counter()
+    result.images = np.stack([image, edited])
+    result.final_latents = x0
+    result.timings.update({"inpaint": t2 - t1, "total": t2 - t0})
+    return result
+
+
+def _mask_options(model: DiffusionModel, downsample, threshold, smooth_times, guided_filter_radius,
+                  guided_filter_eps, region_peak) -> dict:
+    """The instant-mask options, each from its argument or the model's ``masks`` defaults, checked."""
     d = model.defaults.masks
     f, note = model.resolve_downsample(downsample, d.downsample, "instant masks")
     threshold = d.threshold if threshold is None else float(threshold)
@@ -160,89 +226,51 @@ def instdiffedit(
     region_peak = d.region_peak if region_peak is None else float(region_peak)
     if not 0.0 <= region_peak <= 1.0:
         raise ParameterError(f"region_peak must be in [0, 1], got {region_peak}")
+    return {"downsample": f, "threshold": threshold, "smooth_times": smooth_times, "guided_filter_radius": radius,
+            "region_peak": region_peak, "notes": [note] if note else []}
+
+
+def _anchoring(model: DiffusionModel, source: str, target: str, anchor: str, *, mask_only: bool):
+    """Whose maps make the mask and which words may anchor it (see :func:`instdiffedit`'s ``anchor``): ``source``
+    or ``target``, the words and token positions of that text, the anchor candidates (None: every word), and the
+    texts to denoise (the edit text first; the source text's rows, when its maps are read, after it)."""
+    if anchor not in ANCHORS:
+        raise ParameterError(f"anchor must be one of {', '.join(ANCHORS)}, got {anchor!r}")
     words, toks = edit_words(model, target)
     source_words, source_toks = edit_words(model, source, "source text")
     replaced = edited_words(words, source_words)  # source words the edit replaces or deletes
-    maps_from = "source" if anchor == "source" and replaced else "target"
-    if maps_from == "source":
-        words, toks, candidates = source_words, source_toks, replaced
-    else:
-        candidates = None if anchor == "start-token" else edited_words(source_words, words)
-    texts = [target, source] if maps_from == "source" else [target]
-    if mask_steps is not None and maps_from == "source":
-        texts = [source]  # a mask only: the edit text's rows would be denoised and never read
-    rows = num_seeds * len(texts)  # the edit text's rows first, then the source text's (for its maps only)
-    prompts = [t for t in texts for _ in range(num_seeds)]
+    if anchor == "source" and replaced:
+        # a mask only: the edit text's rows would be denoised and never read
+        return "source", source_words, source_toks, replaced, [source] if mask_only else [target, source]
+    candidates = None if anchor == "start-token" else edited_words(source_words, words)
+    return "target", words, toks, candidates, [target]
 
-    # 1. The pass that makes the mask (and edits inside it as it goes)
-    t0 = time.perf_counter()
-    start = NoisedImage(image=image, strength=strength, seed=seed, num_seeds=num_seeds)
-    prepared = start.prepare(model, prompts=prompts, num_inference_steps=steps, size=start.size)
-    sources = prepared.extras["sources"]
-    ctrl = InstantMask(toks, sources.repeat(1, len(texts), 1, 1, 1), downsample=f, object_threshold=object_threshold,
-                       background_threshold=background_threshold, threshold=threshold, smooth_times=smooth_times,
-                       anchor_candidates=candidates, rows=slice(rows - num_seeds, rows))
-    end = None if mask_steps is None else start_step + int(mask_steps)
-    out = run(model, prompts, start, sampling=sampling, controller=ctrl, end_step=end, prepared=prepared, decode=False,
-              progress=progress)
-    z0 = prepared.extras["z0"]
-    soft_up = image_soft_mask(ctrl.soft_masks[-1], image, guided_filter_radius=radius, eps=guided_filter_eps)  # (H, W)
-    pixel_mask = strongest_regions(soft_up, threshold, region_peak)  # (H, W)
-    latent_mask = cells_touched(pixel_mask, z0.shape[-2:]).to(z0.device)  # (h, w)
-    t1 = time.perf_counter()
-    sel = ctrl.selection
-    chosen = {"anchor": words[sel.anchor], "object": [words[i] for i in sel.objects],
-              "background": [words[i] for i in sel.background],
-              "similarity": [[wd, round(v, 4)] for wd, v in zip(words, sel.similarity)]}
-    inpainting = inpaint and mask_steps is None
-    settings = {"strength": strength, "num_inference_steps": steps, "guidance_scale": w, "seed": seed,
-                "num_seeds": num_seeds, "downsample": f, "object_threshold": object_threshold, "anchor": anchor,
-                "maps_from": maps_from, "background_threshold": background_threshold, "threshold": threshold,
-                "smooth_times": smooth_times, "mask_upsample": "bilinear", "guided_filter_radius": radius,
-                "guided_filter_eps": guided_filter_eps if radius > 0 else None, "region_peak": region_peak,
-                "keep_outside": keep_outside, "mask_steps": mask_steps, "inpaint": inpainting,
-                "inpaint_with": None if not inpainting else (
-                    "same model" if inpaint_pipeline is None else getattr(inpaint_pipeline, "name_or_path", "pipeline")),
-                "source": source, "target": target}
-    result = Result("instant-mask" if mask_steps is not None else "instdiffedit", [source, target], image[None],
-                    seed, sampling, {"mask": t1 - t0}, latents=prepared.x, notes=[note] if note else [],
-                    mask=pixel_mask.cpu().numpy(), latent_mask=latent_mask.cpu().numpy(),
-                    soft_mask=ctrl.soft_masks[-1].cpu().numpy(), words=chosen, settings=settings)
-    if mask_steps is not None:
-        result.timings["total"] = t1 - t0
-        return result
 
-    # 2. The final pass over the last mask
-    x0 = out.latents[:1]
-    if inpaint and inpaint_pipeline is not None:
+def _final_pass(model: DiffusionModel, x0: torch.Tensor, target: str, mask: np.ndarray, latent_mask: torch.Tensor,
+                start: NoisedImage, prepared: Prepared, sampling: Sampling, start_step: int, *, strength: float,
+                seed: int, inpaint_pipeline=None, progress: bool = True) -> np.ndarray:
+    """InstDiffEdit's inpainting pass over the final mask: with a diffusers inpainting pipeline when given, else
+    the same model regenerates the masked region from the first pass's edit x0 (1, C, h, w) while the known region
+    is re-noised from the source at every step. Returns the edited image (H, W, 3) uint8."""
+    if inpaint_pipeline is not None:
         from PIL import Image
 
         edited = to_uint8(decode_latents(model, x0))[0]
         pipe_out = inpaint_pipeline(prompt=target, image=Image.fromarray(edited),
-                                    mask_image=Image.fromarray(result.mask.astype(np.uint8) * 255),
-                                    num_inference_steps=steps, guidance_scale=w, strength=strength,
+                                    mask_image=Image.fromarray(mask.astype(np.uint8) * 255),
+                                    num_inference_steps=sampling.num_inference_steps,
+                                    guidance_scale=sampling.guidance_scale, strength=strength,
                                     generator=make_generator(seed), output_type="np").images[0]
-        edited = to_uint8(pipe_out[None])[0]
-    elif inpaint:
-        # regenerate the masked region from the first pass's edit, the known region re-noised from the source
-        scheduler = model.make_scheduler()
-        scheduler.set_timesteps(steps)
-        a_start = float(scheduler.alphas_cumprod[int(scheduler.timesteps[start_step])])
-        x_re = q_sample(x0, prepared.extras["noise"][:1], a_start)
-        sources = prepared.extras["sources"][:, :1]  # the first noise draw's
-        again = Prepared(torch.where(latent_mask[None, None], x_re, prepared.x[:1]), start_step)
-        final = run(model, [target], start, sampling=sampling, controller=MaskBlend(latent_mask, sources),
-                    prepared=again, progress=progress)
-        edited = final.images[0]
-    else:
-        edited = to_uint8(decode_latents(model, x0))[0]
-    if keep_outside:
-        edited = keep_outside_mask(edited, image, result.mask)
-    t2 = time.perf_counter()
-    result.images = np.stack([image, edited])
-    result.final_latents = x0
-    result.timings.update({"inpaint": t2 - t1, "total": t2 - t0})
-    return result
+        return to_uint8(pipe_out[None])[0]
+    scheduler = model.make_scheduler()
+    scheduler.set_timesteps(sampling.num_inference_steps)
+    a_start = float(scheduler.alphas_cumprod[int(scheduler.timesteps[start_step])])
+    x_re = q_sample(x0, prepared.extras["noise"][:1], a_start)
+    sources = prepared.extras["sources"][:, :1]  # the first noise draw's
+    again = Prepared(torch.where(latent_mask[None, None], x_re, prepared.x[:1]), start_step)
+    final = run(model, [target], start, sampling=sampling, controller=MaskBlend(latent_mask, sources),
+                prepared=again, progress=progress)
+    return final.images[0]
 
 
 @torch.no_grad()
