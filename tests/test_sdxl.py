@@ -176,3 +176,18 @@ def test_every_command_runs_on_a_tiny_sdxl_folder(xl_dir, image, tmp_path, capsy
         lines = [l for l in err.splitlines() if l.strip()]
         assert code == 2 and len(lines) == 1 and message in lines[0], (argv, err)
     assert not (tmp_path / "x").exists()
+
+
+def test_bench_masks_section_runs_on_sdxl_without_diffedit(xl):
+    """`promptedit bench world --model` must report every section for an SDXL model: the masks section measures
+    the instant masks and leaves DiffEdit's rows empty, saying why (diffusers has no SDXL DiffEdit)."""
+    import dataclasses
+
+    from promptedit.bench.world import bench_masks
+
+    refining = dataclasses.replace(xl, defaults=xl.defaults.replace("masks", guided_filter_radius=1.0))
+    section = bench_masks(refining, n=1, steps=2, examples=1)
+    assert section.metrics["instant_mask_iou"].n == 1 and section.metrics["diffedit_mask_iou"].n == 0
+    assert section.metrics["diffedit_mask_iou"].value is None and "diffedit_refined_mask_iou" not in section.metrics
+    assert section.skipped == {"DiffEdit: diffusers has no pipeline for this model family": 1}
+    assert section.units == 3 and [name for name, _ in section.examples[0].images][-1] == "instant edit"

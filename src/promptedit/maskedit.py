@@ -306,12 +306,16 @@ def masked_edit(model: DiffusionModel, image: np.ndarray, mask: np.ndarray, targ
 # ----------------------------------------------------------------------------- DiffEdit
 
 
+def has_diffedit(model: DiffusionModel) -> bool:
+    """Whether diffusers has a DiffEdit pipeline for the model's family (Stable Diffusion 1.x / 2.x; not SDXL)."""
+    return model.family == "sd"
+
+
 def diffedit_pipeline(model: DiffusionModel):
-    """diffusers' ``StableDiffusionDiffEditPipeline`` over the model's components (Stable Diffusion 1.x / 2.x:
-    diffusers has no DiffEdit pipeline for SDXL)."""
+    """diffusers' ``StableDiffusionDiffEditPipeline`` over the model's components (see :func:`has_diffedit`)."""
     from diffusers import DDIMInverseScheduler, StableDiffusionDiffEditPipeline
 
-    if model.family != "sd":
+    if not has_diffedit(model):
         raise ParameterError(f"DiffEdit runs through diffusers' pipeline, which has no {model.family.upper()} version;"
                              " use instant masks (InstDiffEdit) on this model")
     pipe = StableDiffusionDiffEditPipeline(
