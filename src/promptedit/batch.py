@@ -393,7 +393,8 @@ def run_on_ray(items: Sequence[BatchItem], *, model_path: str, device: str | Non
         rows = [{"item": json.dumps({"id": i.id, "command": i.command, "argv": list(i.argv), "method": i.method,
                                      "relative_path": i.relative_path, "error": i.error})} for i in items]
         ds = ray.data.from_items(rows, override_num_blocks=max(1, len(rows))).map_batches(
-            RayWorker, batch_size=1, compute=ray.data.ActorPoolStrategy(size=workers), num_gpus=gpus_per_worker or None, num_cpus=threads,
+            RayWorker, batch_size=1, compute=ray.data.ActorPoolStrategy(size=workers),
+            num_gpus=gpus_per_worker or None, num_cpus=threads,
             fn_constructor_kwargs={"model_path": model_path, "device": device, "threads": threads, "out": str(out),
                                    "layout": layout})
         for row in ds.iter_rows():

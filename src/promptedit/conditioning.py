@@ -120,6 +120,11 @@ class TextConditioner:
         with a warning."""
         raise NotImplementedError
 
+    def encode_ids(self, ids: Sequence[torch.Tensor], *, size: tuple[int, int] | None = None) -> Conditioning:
+        """Conditioning of token ids already made, one (n, L) tensor per encoder (its own tokenizer's), with
+        gradients (training reads the text this way; :meth:`encode` is this, tokenized and without them)."""
+        raise NotImplementedError
+
     def unconditional(self, n: int, *, size: tuple[int, int] | None = None) -> Conditioning:
         """The unconditional branch's conditioning ∅ for ``n`` rows (the empty prompt's, or zeros)."""
         raise NotImplementedError
@@ -162,8 +167,12 @@ class SDText(TextConditioner):
     @torch.no_grad()
     def encode(self, prompts, *, size=None) -> Conditioning:
         prompts = self._check_prompts(prompts)
+        return self.encode_ids([self._ids(self.tokenizer, prompts)], size=size)
+
+    def encode_ids(self, ids, *, size=None) -> Conditioning:
+        (ids,) = ids
         dtype = next(self.text_encoder.parameters()).dtype
-        return Conditioning(self.text_encoder(self._ids(self.tokenizer, prompts))[0].to(dtype))
+        return Conditioning(self.text_encoder(ids)[0].to(dtype))  # last hidden states (n, L, D)
 
     def unconditional(self, n: int, *, size=None) -> Conditioning:
         return self.encode([""]).expand(n)
@@ -221,13 +230,18 @@ class SDXLText(TextConditioner):
         if size is None:
             raise ValueError("SDXL's conditioning needs the image size (its time ids)")
         prompts = self._check_prompts(prompts)
+        return self.encode_ids([self._ids(self.tokenizer, prompts), self._ids(self.tokenizer_2, prompts)], size=size)
+
+    def encode_ids(self, ids, *, size=None) -> Conditioning:
+        if size is None:
+            raise ValueError("SDXL's conditioning needs the image size (its time ids)")
         hidden, pooled = [], None
-        for tokenizer, encoder in ((self.tokenizer, self.text_encoder), (self.tokenizer_2, self.text_encoder_2)):
-            out = encoder(self._ids(tokenizer, prompts), output_hidden_states=True)
+        for encoder_ids, encoder in zip(ids, self.encoders, strict=True):
+            out = encoder(encoder_ids, output_hidden_states=True)
             hidden.append(out.hidden_states[-2])  # penultimate layer, (n, 77, D_i)
             pooled = out[0]  # the last encoder's: CLIPTextModelWithProjection's text_embeds, (n, P)
         dtype = next(self.text_encoder_2.parameters()).dtype
-        return Conditioning(torch.cat(hidden, dim=-1).to(dtype), pooled.to(dtype), self.time_ids(len(prompts), size))
+        return Conditioning(torch.cat(hidden, dim=-1).to(dtype), pooled.to(dtype), self.time_ids(len(ids[0]), size))
 
     def unconditional(self, n: int, *, size=None) -> Conditioning:
         cond = self.encode([""], size=size)

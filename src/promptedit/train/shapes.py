@@ -209,23 +209,19 @@ XL_TIME_DIM = 8  # SDXL's per-id Fourier width is 256; the shapes world needs fe
 
 
 def text_condition(model: DiffusionModel, ids: torch.Tensor, dropped: torch.Tensor) -> tuple[torch.Tensor, dict]:
-    """The UNet's conditioning of a training batch, with gradients into the text encoders: SD's last hidden
-    states (B, L, D); or SDXL's (as :class:`~promptedit.conditioning.SDXLText` builds it at inference): both
-    encoders' penultimate hidden states (B, L, 2D), the pooled embedding and the time ids, zeros for the
-    captions dropped for classifier-free guidance (``dropped`` (B,) bool), as ``force_zeros_for_empty_prompt``
-    does at inference. Returns (hidden states, extra UNet kwargs)."""
-    if model.family != "sdxl":
-        return model.text_encoder(ids)[0], {}
-    hidden, pooled = [], None
-    for encoder in model.text.encoders:
-        out = encoder(ids, output_hidden_states=True)
-        hidden.append(out.hidden_states[-2])
-        pooled = out[0]
-    keep = (~dropped).to(pooled.dtype)
-    hidden = torch.cat(hidden, dim=-1) * keep[:, None, None]
-    size = spec.CANVAS_SIZE
-    time_ids = torch.tensor([[size, size, 0, 0, size, size]], dtype=pooled.dtype, device=ids.device).expand(len(ids), 6)
-    return hidden, {"added_cond_kwargs": {"text_embeds": pooled * keep[:, None], "time_ids": time_ids}}
+    """The UNet's conditioning of a training batch, with gradients into the text encoders, as the model's text
+    side builds it at inference (:meth:`~promptedit.conditioning.TextConditioner.encode_ids`; the recipe's
+    encoders share one tokenizer): SD's last hidden states (B, L, D); SDXL's both encoders' penultimate states
+    (B, L, 2D), pooled embedding and time ids, zeros for the captions dropped for classifier-free guidance
+    (``dropped`` (B,) bool), as ``force_zeros_for_empty_prompt`` does at inference. Returns (hidden states,
+    extra UNet kwargs)."""
+    cond = model.text.encode_ids([ids] * len(model.text.encoders), size=(spec.CANVAS_SIZE, spec.CANVAS_SIZE))
+    if model.family == "sdxl":
+        keep = (~dropped).to(cond.pooled.dtype)
+        cond = dataclasses.replace(cond, embeddings=cond.embeddings * keep[:, None, None],
+                                   pooled=cond.pooled * keep[:, None])
+    kwargs = cond.unet_kwargs()
+    return kwargs.pop("encoder_hidden_states"), kwargs
 
 
 def init_sdxl_from_sd(model: DiffusionModel, sd: DiffusionModel) -> None:
