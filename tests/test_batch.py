@@ -96,6 +96,21 @@ def test_items_are_keyed_by_the_model_weights_not_its_folder(tiny_model_dir, tmp
     assert code == 0 and "1 done, 0 skipped" in stdout
 
 
+def test_set_turns_flag_options_on_and_passes_other_values_as_given(tiny_model_dir, tmp_path, capsys):
+    """`--set NAME=true` turns a flag option of `edit` on; for an option that takes a value, "yes" stays the
+    value (and is refused as that option refuses it), never read as a bare flag."""
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text(json.dumps({"id": "gen", "source": "a photo of a cat", "target": "a photo of a dog",
+                                    "steps": 2}))
+    code, stdout, _ = run(capsys, "batch", manifest, "--out", tmp_path / "a", "--model", tiny_model_dir, "--quiet",
+                          "--threads", 1, "--set", "save-attention=true")
+    assert code == 0 and "1 done" in stdout and (tmp_path / "a" / "gen" / "attention.png").is_file()
+    code, stdout, _ = run(capsys, "batch", manifest, "--out", tmp_path / "b", "--model", tiny_model_dir, "--quiet",
+                          "--threads", 1, "--set", "seed=yes")
+    assert code == 0 and "1 failed" in stdout
+    assert "'yes' is not a valid integer" in (tmp_path / "b" / "failures.jsonl").read_text()
+
+
 def test_batch_bad_input_is_one_line(manifest, tiny_model_dir, tmp_path, capsys):
     (tmp_path / "empty.jsonl").write_text("\n")
     for argv, message in (([tmp_path / "nope.jsonl"], "not found"), ([tmp_path / "empty.jsonl"], "no items"),

@@ -59,9 +59,10 @@ def batch(manifest, out, method, steps, guidance, cross_replace, self_replace, s
         raise ParameterError("--workers and --gpus-per-worker are for --ray")
     out = check_output_dir(out)
     defaults: dict = {}
+    flags = _flag_options()
     for item in settings:
         key, value = parse_word_value(item, "--set")
-        flag = {"true": True, "yes": True, "false": False, "no": False}.get(value.lower())
+        flag = {"true": True, "yes": True, "false": False, "no": False}.get(value.lower()) if key in flags else None
         defaults[key] = value if flag is None else flag  # a flag option: --set no-blend-swapped=true
     for key, value in (("method", method), ("steps", steps), ("guidance", guidance),
                        ("cross-replace", cross_replace), ("self-replace", self_replace)):
@@ -117,3 +118,12 @@ def batch(manifest, out, method, steps, guidance, cross_replace, self_replace, s
 
 
 COMMANDS = [batch]
+
+
+def _flag_options() -> set[str]:
+    """The names of `edit`'s and `mask-edit`'s flag options (``--set NAME=true`` turns these on)."""
+    from .edit import edit
+    from .mask import mask_edit
+
+    return {opt.lstrip("-") for command in (edit, mask_edit) for p in command.params
+            if getattr(p, "is_flag", False) for opt in p.opts}
