@@ -109,6 +109,17 @@ def test_set_turns_flag_options_on_and_passes_other_values_as_given(tiny_model_d
                           "--threads", 1, "--set", "seed=yes")
     assert code == 0 and "1 failed" in stdout
     assert "'yes' is not a valid integer" in (tmp_path / "b" / "failures.jsonl").read_text()
+    # the same in a manifest's JSON: true turns a flag on, and is a value for any other option
+    manifest.write_text("\n".join(json.dumps({"id": i, "source": "a photo of a cat", "target": "a photo of a dog",
+                                              "steps": 2, **extra})
+                                  for i, extra in (("on", {"save-attention": True}), ("off", {"save-attention": False}),
+                                                   ("seed", {"seed": True}))))
+    code, stdout, _ = run(capsys, "batch", manifest, "--out", tmp_path / "c", "--model", tiny_model_dir, "--quiet",
+                          "--threads", 1)
+    assert code == 0 and "2 done, 0 skipped, 1 failed" in stdout
+    assert (tmp_path / "c" / "on" / "attention.png").is_file()
+    assert not (tmp_path / "c" / "off" / "attention.png").exists()
+    assert "'true' is not a valid integer" in (tmp_path / "c" / "failures.jsonl").read_text()
 
 
 def test_batch_bad_input_is_one_line(manifest, tiny_model_dir, tmp_path, capsys):

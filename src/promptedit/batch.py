@@ -77,15 +77,28 @@ def _flag(key: str) -> str:
     return "--" + key.replace("_", "-")
 
 
-def _argv(options: Mapping[str, object]) -> list[str]:
-    """Command options from a mapping: ``True`` a flag, a list repeats, a mapping gives ``WORD=VALUE``."""
+def flag_options() -> frozenset[str]:
+    """The names of `edit`'s and `mask-edit`'s flag options (the options a manifest turns on with ``true``)."""
+    from .cli.edit import edit
+    from .cli.mask import mask_edit
+
+    return frozenset(opt.lstrip("-") for command in (edit, mask_edit) for p in command.params
+                     if getattr(p, "is_flag", False) for opt in p.opts)
+
+
+def _argv(options: Mapping[str, object], flags: frozenset[str]) -> list[str]:
+    """Command options from a mapping: ``True`` / ``False`` a flag option on / off (any other option takes it as
+    its value, and refuses it as it refuses a bad one), a list repeats, a mapping gives ``WORD=VALUE``."""
     argv: list[str] = []
     for key, value in options.items():
         flag = _flag(key)
-        if value is None or value is False:
+        if value is None:
             continue
-        if value is True:
-            argv.append(flag)
+        if isinstance(value, bool):
+            if key not in flags:
+                argv += [flag, str(value).lower()]
+            elif value:
+                argv.append(flag)
         elif isinstance(value, Mapping):
             for word, v in value.items():
                 argv += [flag, f"{word}={_value(v)}"]
@@ -141,7 +154,7 @@ def item_from_options(item_id: str, options: Mapping[str, object], *, base: Path
                 opts["method"] = method
         elif opts.get("image") or opts.get("inversion"):
             raise ManifestError(f"item {item_id}: method p2p edits a generated image; give no image")
-    return BatchItem(item_id, command, tuple(_argv(opts)), method, relative_path)
+    return BatchItem(item_id, command, tuple(_argv(opts, flag_options())), method, relative_path)
 
 
 def read_jsonl(path: Path, defaults: Mapping[str, object] | None = None) -> list[BatchItem]:

@@ -51,7 +51,8 @@ def batch(manifest, out, method, steps, guidance, cross_replace, self_replace, s
     Running the same command again resumes: items already done with the same options are skipped, changed
     ones rerun; failures are listed in DIR/failures.jsonl and the run goes on.
     """
-    from ..batch import FAILURES, SUMMARY, Runner, Summary, read_manifest, run_in_process, run_on_ray
+    from ..batch import (FAILURES, SUMMARY, Runner, Summary, flag_options, read_manifest, run_in_process,
+                         run_on_ray)
     from ..outputs import check_output_dir, make_output_dir, write_bytes, write_json
 
     started = time.perf_counter()
@@ -59,7 +60,7 @@ def batch(manifest, out, method, steps, guidance, cross_replace, self_replace, s
         raise ParameterError("--workers and --gpus-per-worker are for --ray")
     out = check_output_dir(out)
     defaults: dict = {}
-    flags = _flag_options()
+    flags = flag_options()
     for item in settings:
         key, value = parse_word_value(item, "--set")
         flag = {"true": True, "yes": True, "false": False, "no": False}.get(value.lower()) if key in flags else None
@@ -118,12 +119,3 @@ def batch(manifest, out, method, steps, guidance, cross_replace, self_replace, s
 
 
 COMMANDS = [batch]
-
-
-def _flag_options() -> set[str]:
-    """The names of `edit`'s and `mask-edit`'s flag options (``--set NAME=true`` turns these on)."""
-    from .edit import edit
-    from .mask import mask_edit
-
-    return {opt.lstrip("-") for command in (edit, mask_edit) for p in command.params
-            if getattr(p, "is_flag", False) for opt in p.opts}
