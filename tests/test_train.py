@@ -146,16 +146,16 @@ def test_training_stream_can_reweight_two_object_scenes():
 
 def test_an_sdxl_architecture_run_starts_from_an_sd_model_where_shapes_agree(tmp_path):
     """--arch sdxl: two text encoders and text-time conditioning; started from an SD-architecture model, its UNet
-    reads the first encoder's half of the features exactly as the SD UNet read them (the second half and the
-    text-time embedding start at zero), its encoders' extra layer is the identity; it trains, resumes, exports and
-    edits; an SD run cannot start from it."""
+    reads the first encoder's half of the features as the SD UNet read them after the final layer norm, exactly
+    for a token whose σ is the fold's σ̄ (the second half and the text-time embedding start at zero), its
+    encoders' extra layer is the identity; it trains, resumes, exports and edits; an SD run cannot start from it."""
     from promptedit.editing import EditSpec, edit
     from promptedit.train.shapes import build_model, init_sdxl_from_sd
 
     sd = train(TrainConfig(**TINY), tmp_path / "sd", progress=False, log=lambda m: None)
     xl = build_model(TrainConfig(**{**TINY, "arch": "sdxl"}), sd.tokenizer)
     assert xl.family == "sdxl" and len(xl.text.encoders) == 2
-    init_sdxl_from_sd(xl, sd)
+    sigma = init_sdxl_from_sd(xl, sd)
     ids = sd.tokenizer(["a red circle on a white background"], padding="max_length", max_length=32,
                        return_tensors="pt").input_ids
     with torch.no_grad():
@@ -163,8 +163,11 @@ def test_an_sdxl_architecture_run_starts_from_an_sd_model_where_shapes_agree(tmp
         h_xl = xl.text_encoder(ids, output_hidden_states=True).hidden_states[-2]  # what SDXL reads: penultimate
         assert torch.allclose(h_sd, h_xl, atol=1e-5)
         x, t = torch.randn(1, 48, 16, 16), torch.tensor([500])
-        cond = sd.text_encoder(ids)[0]
-        feats = torch.cat([cond, torch.randn_like(cond)], dim=-1)
+        cond = sd.text_encoder(ids)[0]  # (1, L, D): after the final layer norm
+        # every token rescaled about its mean to σ = σ̄: the same layer-norm output, and the fold is exact for it
+        mu = h_xl.mean(-1, keepdim=True)
+        h = mu + (h_xl - mu) * sigma / h_xl.var(-1, unbiased=False, keepdim=True).sqrt()
+        feats = torch.cat([h, torch.randn_like(h)], dim=-1)
         added = {"text_embeds": torch.randn(1, TINY["text_hidden"]), "time_ids": torch.tensor([[64., 64, 0, 0, 64, 64]])}
         assert torch.allclose(xl.unet(x, t, encoder_hidden_states=feats, added_cond_kwargs=added).sample,
                               sd.unet(x, t, encoder_hidden_states=cond).sample, atol=1e-4)

@@ -84,6 +84,12 @@ class TrainConfig:
     # the first level must be wider than the 48 latent channels: at high noise ε ≈ x_t must pass through it
     unet_channels: tuple[int, ...] = (64, 128, 256)
     layers_per_block: int = 1
+    # the UNet's mid block, and cross-attention in each level of its up path (lowest resolution first); None:
+    # the architecture's own. The SDXL-architecture model has neither the mid block nor cross-attention in the
+    # lowest up level (SDXL's own first level has no attention either): 17.3 M UNet parameters become 10.7 M,
+    # so that it ships in under 25 MB in fp16
+    mid_block: bool | None = None
+    up_attention: tuple[bool, ...] | None = None
     head_channels: int = 32  # channels per attention head (heads = block channels // this)
     text_hidden: int = 128
     text_layers: int = 2
@@ -118,6 +124,14 @@ class TrainConfig:
             raise ValueError(f"the two-object fraction must be in [0, 1], got {self.two_object_fraction}")
         if self.arch not in ("sd", "sdxl"):
             raise ValueError(f"arch must be sd or sdxl, got {self.arch!r}")
+        n = len(self.unet_channels)
+        if self.mid_block is None:
+            self.mid_block = self.arch == "sd"
+        if self.up_attention is None:
+            self.up_attention = (True,) * n if self.arch == "sd" else (False,) + (True,) * (n - 1)
+        self.up_attention = tuple(bool(a) for a in self.up_attention)
+        if len(self.up_attention) != n:
+            raise ValueError(f"up_attention needs one entry per UNet level ({n}), got {len(self.up_attention)}")
         if self.prediction_type not in ("epsilon", "v_prediction"):
             raise ValueError(f"prediction type must be epsilon or v_prediction, got {self.prediction_type!r}")
 
@@ -159,7 +173,8 @@ def build_model(config: TrainConfig, tokenizer) -> DiffusionModel:
         block_out_channels=config.unet_channels,
         layers_per_block=config.layers_per_block,
         down_block_types=("CrossAttnDownBlock2D",) * n,
-        up_block_types=("CrossAttnUpBlock2D",) * n,
+        up_block_types=tuple("CrossAttnUpBlock2D" if a else "UpBlock2D" for a in config.up_attention),
+        mid_block_type="UNetMidBlock2DCrossAttn" if config.mid_block else None,
         cross_attention_dim=2 * config.text_hidden if xl else config.text_hidden,
         # diffusers reads `attention_head_dim` as the number of heads per block (a legacy naming quirk)
         attention_head_dim=tuple(max(1, c // config.head_channels) for c in config.unet_channels),
@@ -224,22 +239,23 @@ def text_condition(model: DiffusionModel, ids: torch.Tensor, dropped: torch.Tens
     return kwargs.pop("encoder_hidden_states"), kwargs
 
 
-def init_sdxl_from_sd(model: DiffusionModel, sd: DiffusionModel) -> None:
+def init_sdxl_from_sd(model: DiffusionModel, sd: DiffusionModel) -> float:
     """Start an SDXL-architecture model from an SD-architecture one of the same recipe: every UNet weight whose
     shape agrees; the cross-attention keys and values reading the first encoder's half of the features, the
     other half at zero; the text-time embedding's last layer at zero (no effect at the start); both text
     encoders from the SD one, their extra last layer the identity (so the penultimate layer SDXL reads is the
-    SD encoder's last, before its final layer norm)."""
-    mine = model.unet.state_dict()
-    for k, v in sd.unet.state_dict().items():
-        if k in mine and mine[k].shape == v.shape:
-            mine[k] = v.float()
-        elif k in mine and k.endswith(("attn2.to_k.weight", "attn2.to_v.weight")):
-            mine[k] = torch.cat([v.float(), torch.zeros_like(v, dtype=torch.float32)], dim=1)
-    for k in ("add_embedding.linear_2.weight", "add_embedding.linear_2.bias"):
-        mine[k] = torch.zeros_like(mine[k])
-    model.unet.load_state_dict(mine)
+    SD encoder's last, before its final layer norm).
+
+    The SD UNet's keys and values read the encoder's output after that layer norm, LN(x) = γ ⊙ (x − μ)/σ + β,
+    which the SDXL features lack: the norm's linear part is folded into the first half of every cross-attention
+    key and value, W ↦ W diag(γ) (I − 11ᵀ/D) / σ̄ with σ̄ the tokens' mean σ over the recipe's captions (σ itself
+    varies by token, so this is close, not exact), and W_v β into the output projection's bias (a constant key
+    changes no softmax). On 6 batches of 32: Min-SNR v-loss 0.0043 for the SD model, 0.0187 for this start
+    without the fold, 0.0064 with it. Returns σ̄."""
     source = {k: v.float() for k, v in sd.text_encoder.state_dict().items()}
+    norm = getattr(sd.text_encoder, "text_model", sd.text_encoder).final_layer_norm
+    gamma, beta = norm.weight.detach().float(), norm.bias.detach().float()  # (D,)
+    dim = gamma.shape[0]
     for encoder in model.text.encoders:
         state = encoder.state_dict()
         prefix = "text_model." if any(k.startswith("text_model.") for k in state) else ""  # transformers 4 / 5
@@ -252,6 +268,28 @@ def init_sdxl_from_sd(model: DiffusionModel, sd: DiffusionModel) -> None:
             state[f"{name}.weight"] = torch.zeros_like(state[f"{name}.weight"])
             state[f"{name}.bias"] = torch.zeros_like(state[f"{name}.bias"])
         encoder.load_state_dict(state)
+    # σ̄: the mean over tokens of the features' standard deviation, as the layer norm computes it
+    tokenizer = model.tokenizer
+    ids = tokenizer(caption_corpus(n=500, seed=3), padding="max_length", max_length=tokenizer.model_max_length,
+                    truncation=True, return_tensors="pt").input_ids  # (N, L)
+    with torch.no_grad():
+        features = model.text.encoders[0](ids, output_hidden_states=True).hidden_states[-2]  # (N, L, D)
+    sigma = (features.var(-1, unbiased=False) + norm.eps).sqrt().mean()
+    fold = torch.diag(gamma) @ (torch.eye(dim) - torch.ones(dim, dim) / dim) / sigma  # (D, D)
+    mine = model.unet.state_dict()
+    for k, v in sd.unet.state_dict().items():
+        if k in mine and mine[k].shape == v.shape:
+            mine[k] = v.float()
+        elif k in mine and k.endswith(("attn2.to_k.weight", "attn2.to_v.weight")):  # (C, D) -> (C, 2D)
+            mine[k] = torch.cat([v.float() @ fold, torch.zeros_like(v, dtype=torch.float32)], dim=1)
+    for k, v in sd.unet.state_dict().items():  # after the copy: the output projections are the SD model's
+        if k.endswith("attn2.to_v.weight") and k in mine and mine[k].shape != v.shape:
+            out = k.removesuffix("to_v.weight") + "to_out.0."
+            mine[out + "bias"] = mine[out + "bias"] + mine[out + "weight"] @ (v.float() @ beta)
+    for k in ("add_embedding.linear_2.weight", "add_embedding.linear_2.bias"):
+        mine[k] = torch.zeros_like(mine[k])
+    model.unet.load_state_dict(mine)
+    return float(sigma)
 
 
 #: the embedded model's defaults (its promptedit.json): 20 steps at guidance 5; maps at the latent's own
@@ -348,7 +386,9 @@ def check_architecture(config: TrainConfig, model: DiffusionModel) -> None:
     """Raise ValueError, naming the component, unless ``model``'s UNet and text encoder have the parameter shapes
     that ``config`` builds (with the model's tokenizer)."""
     with torch.device("meta"):
-        fresh = build_model(dataclasses.replace(config, arch=model.family), model.tokenizer)
+        # a model of the other family is compared with that family's own UNet layout
+        layout = {} if model.family == config.arch else {"mid_block": None, "up_attention": None}
+        fresh = build_model(dataclasses.replace(config, arch=model.family, **layout), model.tokenizer)
     for mine, theirs, what in ((fresh.unet, model.unet, "UNet"), (fresh.text_encoder, model.text_encoder, "text encoder")):
         want = {k: tuple(v.shape) for k, v in mine.state_dict().items()}
         if want != {k: tuple(v.shape) for k, v in theirs.state_dict().items()}:
