@@ -2,7 +2,8 @@
 
 Models: ``tiny`` and ``tiny-xl`` (random weights, 32 px, SD's and SDXL's architectures in miniature),
 ``sd15-random`` and ``sdxl-random`` (random weights with the full Stable Diffusion 1.5 or XL base architecture,
-built from its configuration in code: no download), ``embedded`` (the shipped shapes-world model), or a
+built from its configuration in code: no download), ``embedded`` or ``embedded-xl`` (the shipped shapes-world
+models, SD's and SDXL's architecture), or a
 diffusers folder.
 """
 
@@ -93,7 +94,7 @@ def arg_parser(doc: str, *, images: int | None = 2, repeats: int = 3):
 
     ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="tiny",
-                    help="tiny, tiny-xl, sd15-random, sdxl-random, embedded or a diffusers folder")
+                    help="tiny, tiny-xl, sd15-random, sdxl-random, embedded, embedded-xl or a diffusers folder")
     if images is not None:
         ap.add_argument("--images", type=int, default=images)
     ap.add_argument("--repeats", type=int, default=repeats)
@@ -118,10 +119,10 @@ def get_model(name: str, device: str | None = None, fp16: bool = False):
     elif name == "sdxl-random":
         model = sdxl_random()
     else:
-        from promptedit.cli import EMBEDDED_MODEL
+        from promptedit.cli.common import resolve_model_path
         from promptedit.models import load_model
 
-        return load_model(str(EMBEDDED_MODEL) if name == "embedded" else name, device=device,
+        return load_model(resolve_model_path(name), device=device,
                           dtype=torch.float16 if fp16 else None)
     if device or fp16:
         model.to(device or model.device, torch.float16 if fp16 else None)

@@ -8,7 +8,7 @@ import time
 import click
 
 from ..errors import ParameterError
-from .common import echo, load, parse_word_value, resolve_model_path
+from .common import MODEL_HELP, echo, load, parse_word_value, resolve_model_path
 
 
 @click.command()
@@ -37,8 +37,7 @@ from .common import echo, load, parse_word_value, resolve_model_path
 @click.option("--workers", type=click.IntRange(min=1), default=None,
               help="Ray: workers, each with the model loaded once (default: the cores this machine has).")
 @click.option("--gpus-per-worker", type=click.FloatRange(0), default=0.0, show_default=True, help="Ray: GPUs per worker.")
-@click.option("--model", "model", metavar="PATH", default=None,
-              help="Diffusers Stable Diffusion folder, SD 1.x/2.x or XL (default: the embedded shapes-world model).")
+@click.option("--model", "model", metavar="PATH", default=None, help=MODEL_HELP)
 @click.option("--device", default=None, help="cpu, cuda, cuda:N or mps (default: cuda with fp16 when present).")
 @click.option("--threads", type=click.IntRange(min=1), default=None,
               help="CPU threads per process (default: the free cores, shared among Ray workers).")

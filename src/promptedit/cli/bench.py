@@ -7,7 +7,7 @@ import time
 import click
 
 from ..errors import ParameterError
-from .common import load
+from .common import MODEL_HELP, load
 
 
 @click.group()
@@ -22,8 +22,7 @@ def _bench_sections():
 
 
 @bench.command("world")
-@click.option("--model", "model", metavar="PATH", default=None,
-              help="Diffusers Stable Diffusion folder (default: the embedded shapes-world model).")
+@click.option("--model", "model", metavar="PATH", default=None, help=MODEL_HELP)
 @click.option("--out", default="out/bench-world", show_default=True, metavar="DIR",
               help="Writes DIR/bench-world.json, DIR/bench-world.md and DIR/bench-world.png.")
 @click.option("--n", "n", type=int, default=50, show_default=True, help="Items per metric.")

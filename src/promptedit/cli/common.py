@@ -11,7 +11,12 @@ import click
 
 from ..errors import ParameterError, PromptEditError
 
-EMBEDDED_MODEL = Path(__file__).resolve().parent.parent / "assets" / "shapes-model"
+ASSETS = Path(__file__).resolve().parent.parent / "assets"
+EMBEDDED_MODEL = ASSETS / "shapes-model"
+#: the shipped shapes-world models, by the names --model takes: SD's architecture (the default) and SDXL's
+EMBEDDED_MODELS = {"embedded": EMBEDDED_MODEL, "embedded-xl": ASSETS / "shapes-model-xl"}
+MODEL_HELP = ("Diffusers Stable Diffusion folder, SD 1.x/2.x or XL, or a shipped shapes-world model: embedded "
+              "(SD's architecture, the default) or embedded-xl (SDXL's).")
 MAX_SEED = 2**63 - 1
 
 
@@ -22,6 +27,13 @@ def echo(ctx_quiet: bool, message: str) -> None:
 
 
 def resolve_model_path(model: str | None) -> str:
+    """--model as a path: a shipped model's name (``embedded``, ``embedded-xl``; ``./embedded`` for a folder of
+    that name), a folder, or nothing for the default shipped one."""
+    if model in EMBEDDED_MODELS:
+        if EMBEDDED_MODELS[model].is_dir():
+            return str(EMBEDDED_MODELS[model])
+        raise PromptEditError(f"--model {model}: this installation lacks that shipped model "
+                              f"({EMBEDDED_MODELS[model]} is missing)")
     if model:
         return model
     if EMBEDDED_MODEL.is_dir():
@@ -97,8 +109,7 @@ def load(model: str | None, device: str | None, *, quiet: bool = False, threads:
 
 def model_options(f):
     """--model, --device, --threads, --quiet."""
-    @click.option("--model", "model", metavar="PATH", default=None,
-                  help="Diffusers Stable Diffusion folder, SD 1.x/2.x or XL (default: the embedded shapes-world model).")
+    @click.option("--model", "model", metavar="PATH", default=None, help=MODEL_HELP)
     @click.option("--device", default=None, help="cpu, cuda, cuda:N or mps (default: cuda with fp16 when present).")
     @click.option("--threads", type=int, default=None,
                   help="CPU threads (default: the free cores, i.e. the cores less the machine's load).")

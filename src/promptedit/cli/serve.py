@@ -5,13 +5,13 @@ from __future__ import annotations
 import click
 
 from ..errors import ParameterError, PromptEditError
-from .common import load
+from .common import MODEL_HELP, load
 
 
 @click.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind (127.0.0.1: this machine only).")
 @click.option("--port", type=int, default=7860, show_default=True)
-@click.option("--model", "model", metavar="PATH", default=None, help="Diffusers SD folder (default: the embedded model).")
+@click.option("--model", "model", metavar="PATH", default=None, help=MODEL_HELP)
 @click.option("--device", default=None, help="cpu, cuda, cuda:N or mps.")
 @click.option("--threads", type=int, default=None, help="CPU threads (default: the free cores).")
 def serve(host, port, model, device, threads):

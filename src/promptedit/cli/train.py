@@ -41,7 +41,7 @@ from .common import load, set_threads
 @click.option("--data-seed", type=int, default=None,
               help="Seed of the rendered training stream (default 1; a fine-tuning run can take fresh scenes).")
 @click.option("--init-from", "init_from", default=None, metavar="MODEL",
-              help="Start a new run from this model's weights and tokenizer ('embedded' for the shipped one; a "
+              help="Start a new run from this model's weights and tokenizer ('embedded' or 'embedded-xl' for a shipped one; a "
                    "folder exported by this command), with a fresh optimiser. Ignored when DIR has a checkpoint.")
 @click.option("--fresh", is_flag=True, help="Start over instead of resuming DIR/checkpoint.pt.")
 @click.option("--export", "export", default=None, metavar="DIR",
@@ -79,7 +79,7 @@ def train(out, steps, batch_size, minutes, lr, grounding_weight, word_mass_weigh
         check_output_dir(export)
     start_model = None  # loaded before the run folder is made, so that a bad model leaves nothing behind
     if init_from is not None and (fresh or not (run_path / "checkpoint.pt").exists()):
-        start_model = load(None if init_from == "embedded" else init_from, "cpu", quiet=quiet, threads=threads)
+        start_model = load(init_from, "cpu", quiet=quiet, threads=threads)
         try:
             check_architecture(config, start_model)
         except ValueError as e:
