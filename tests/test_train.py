@@ -153,7 +153,13 @@ def test_an_sdxl_architecture_run_starts_from_an_sd_model_where_shapes_agree(tmp
     from promptedit.train.shapes import build_model, init_sdxl_from_sd
 
     sd = train(TrainConfig(**TINY), tmp_path / "sd", progress=False, log=lambda m: None)
-    xl = build_model(TrainConfig(**{**TINY, "arch": "sdxl"}), sd.tokenizer)
+    pruned = build_model(TrainConfig(**{**TINY, "arch": "sdxl"}), sd.tokenizer)  # the layout that ships
+    assert pruned.unet.mid_block is None and pruned.unet.config.up_block_types[0] == "UpBlock2D"
+    init_sdxl_from_sd(pruned, sd)
+    assert torch.equal(pruned.unet.up_blocks[0].resnets[0].conv1.weight, sd.unet.up_blocks[0].resnets[0].conv1.weight)
+    # with SD's own UNet layout the start is SD's function exactly
+    xl = build_model(TrainConfig(**{**TINY, "arch": "sdxl", "mid_block": True, "up_attention": (True,) * 3}),
+                     sd.tokenizer)
     assert xl.family == "sdxl" and len(xl.text.encoders) == 2
     sigma = init_sdxl_from_sd(xl, sd)
     ids = sd.tokenizer(["a red circle on a white background"], padding="max_length", max_length=32,
