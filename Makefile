@@ -23,6 +23,7 @@ $(STAMP): pyproject.toml
 
 demo: $(STAMP)
 	$(BIN)/promptedit demo --out $(OUT)/demo
+	$(BIN)/promptedit demo --model embedded-xl --out $(OUT)/demo-xl
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
