@@ -191,3 +191,17 @@ def test_bench_masks_section_runs_on_sdxl_without_diffedit(xl):
     assert section.metrics["diffedit_mask_iou"].value is None and "diffedit_refined_mask_iou" not in section.metrics
     assert section.skipped == {"DiffEdit: diffusers has no pipeline for this model family": 1}
     assert section.units == 3 and [name for name, _ in section.examples[0].images][-1] == "instant edit"
+
+
+def test_null_text_starts_from_the_empty_prompts_encoding_where_the_unconditional_is_zeros(xl, image):
+    """Null-text's ∅ is the paper's ψ(""), not the zeros an SDXL checkpoint's unconditional branch takes
+    (force_zeros_for_empty_prompt): with a vanishing learning rate the optimised nulls stay at ψ("")."""
+    from promptedit.inversion import invert
+
+    assert xl.text.force_zeros_for_empty_prompt
+    inv = invert(xl, image, SRC, method="null-text", num_inference_steps=2, num_inner_steps=1, lr=1e-12,
+                 progress=False)
+    empty = xl.encode([""], size=image.shape[:2])
+    assert torch.count_nonzero(empty.embeddings) > 0
+    assert torch.allclose(inv.null_embeddings[0], empty.embeddings[0].float(), atol=1e-6)
+    assert torch.allclose(inv.null_pooled[0], empty.pooled[0].float(), atol=1e-6)
