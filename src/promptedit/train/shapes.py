@@ -86,7 +86,7 @@ class TrainConfig:
     layers_per_block: int = 1
     # the UNet's mid block, and cross-attention in each level of its up path (lowest resolution first); None:
     # the architecture's own. The SDXL-architecture model has neither the mid block nor cross-attention in the
-    # lowest up level (SDXL's own first level has no attention either): 17.3 M UNet parameters become 10.7 M,
+    # lowest up level (SDXL's own first level has no attention either): 17.35 M UNet parameters become 10.52 M,
     # so that it ships in under 25 MB in fp16
     mid_block: bool | None = None
     up_attention: tuple[bool, ...] | None = None
@@ -277,15 +277,15 @@ def init_sdxl_from_sd(model: DiffusionModel, sd: DiffusionModel) -> float:
     sigma = (features.var(-1, unbiased=False) + norm.eps).sqrt().mean()
     fold = torch.diag(gamma) @ (torch.eye(dim) - torch.ones(dim, dim) / dim) / sigma  # (D, D)
     mine = model.unet.state_dict()
-    for k, v in sd.unet.state_dict().items():
-        if k in mine and mine[k].shape == v.shape:
-            mine[k] = v.float()
-        elif k in mine and k.endswith(("attn2.to_k.weight", "attn2.to_v.weight")):  # (C, D) -> (C, 2D)
-            mine[k] = torch.cat([v.float() @ fold, torch.zeros_like(v, dtype=torch.float32)], dim=1)
-    for k, v in sd.unet.state_dict().items():  # after the copy: the output projections are the SD model's
-        if k.endswith("attn2.to_v.weight") and k in mine and mine[k].shape != v.shape:
+    theirs = {k: v.float() for k, v in sd.unet.state_dict().items()}
+    widened = [k for k, v in theirs.items() if k in mine and mine[k].shape != v.shape
+               and k.endswith(("attn2.to_k.weight", "attn2.to_v.weight"))]  # (C, D) -> (C, 2D)
+    mine.update({k: v for k, v in theirs.items() if k in mine and mine[k].shape == v.shape})
+    for k in widened:
+        mine[k] = torch.cat([theirs[k] @ fold, torch.zeros_like(theirs[k])], dim=1)
+        if k.endswith("to_v.weight"):  # W_v β, a constant value, into the (SD model's) output projection's bias
             out = k.removesuffix("to_v.weight") + "to_out.0."
-            mine[out + "bias"] = mine[out + "bias"] + mine[out + "weight"] @ (v.float() @ beta)
+            mine[out + "bias"] = mine[out + "bias"] + mine[out + "weight"] @ (theirs[k] @ beta)
     for k in ("add_embedding.linear_2.weight", "add_embedding.linear_2.bias"):
         mine[k] = torch.zeros_like(mine[k])
     model.unet.load_state_dict(mine)
@@ -384,7 +384,10 @@ class EMA:
 
 def check_architecture(config: TrainConfig, model: DiffusionModel) -> None:
     """Raise ValueError, naming the component, unless ``model``'s UNet and text encoder have the parameter shapes
-    that ``config`` builds (with the model's tokenizer)."""
+    that ``config`` builds (with the model's tokenizer), or when an SD-architecture run would start from an SDXL
+    one (an SDXL run may start from an SD model: :func:`init_sdxl_from_sd`)."""
+    if model.family == "sdxl" and config.arch != "sdxl":
+        raise ValueError(f"cannot start an SD-architecture run from {model.name}, an SDXL-architecture model")
     with torch.device("meta"):
         # a model of the other family is compared with that family's own UNet layout
         layout = {} if model.family == config.arch else {"mid_block": None, "up_attention": None}
@@ -438,8 +441,6 @@ def train(config: TrainConfig, out: str | os.PathLike, *, resume: bool = True, p
     start_from = None if resuming else init_from  # a checkpoint to resume wins over the model to start from
     if start_from is not None:  # refused before anything is written
         check_architecture(config, start_from)
-        if start_from.family == "sdxl" and config.arch != "sdxl":
-            raise ValueError(f"cannot start an SD-architecture run from {start_from.name}, an SDXL-architecture model")
     out.mkdir(parents=True, exist_ok=True)
     if start_from is not None:  # its weights need its tokenizer, whatever an earlier run left in ``out``
         tokenizer = start_from.tokenizer
