@@ -36,7 +36,7 @@ METHODS = ("p2p", *INVERSION_METHODS, "instant", "instdiffedit", "diffedit", "ma
 #: item keys that are not command options, and options a manifest may not set (the batch sets them)
 RESERVED = {"id", "method", "out", "model", "device", "threads", "quiet", "debug"}
 PATH_OPTIONS = ("image", "mask", "inversion", "inpaint-model")
-ID_RE = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
+ID_RE = re.compile(r"^(?!\.\.?$)[A-Za-z0-9._-]{1,128}$")  # a folder name under --out: not "." or ".."
 FAILURES = "failures.jsonl"
 SUMMARY = "batch.json"
 
@@ -125,7 +125,7 @@ def item_from_options(item_id: str, options: Mapping[str, object], *, base: Path
     """A manifest item from its options (``defaults`` under them): the command and the options it runs with."""
     opts = {k.replace("_", "-"): v for k, v in {**(defaults or {}), **options}.items()}
     if not isinstance(item_id, str) or not ID_RE.match(item_id):
-        raise ManifestError(f"item id {item_id!r} must be 1-128 letters, digits, '.', '_' or '-'")
+        raise ManifestError(f"item id {item_id!r} must be 1-128 letters, digits, '.', '_' or '-', and not '.' or '..'")
     bad = sorted(RESERVED & set(opts) - {"id", "method"})
     if bad:
         raise ManifestError(f"item {item_id}: {', '.join(bad)} cannot be set per item (the batch sets them)")
@@ -292,6 +292,10 @@ class Runner:
             return Outcome(item.id, "failed", time.perf_counter() - started, e.format_message())
         except PromptEditError as e:
             return Outcome(item.id, "failed", time.perf_counter() - started, str(e))
+        except Exception as e:  # a defect of ours on one item: listed with the failures, and the run goes on
+            first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+            return Outcome(item.id, "failed", time.perf_counter() - started,
+                           f"internal error ({type(e).__name__}{': ' + first if first else ''}); please report it")
         return Outcome(item.id, "done", time.perf_counter() - started)
 
     def _write_pie(self, item: BatchItem, result) -> None:

@@ -47,6 +47,10 @@ class OutputPathError(PromptEditError):
     """An output path cannot be written."""
 
 
+class NumericalError(PromptEditError):
+    """A run gave NaN or Inf values: a parameter too large for the model's precision, or broken weights."""
+
+
 class HookError(RuntimeError):
     """Attention hooks could not be installed (e.g. no cross-attention layer found)."""
 

@@ -33,12 +33,14 @@ class PreparedImage:
         original_size: (width, height) as stored, before EXIF rotation.
         original_mode: Pillow mode of the file (``RGB``, ``L``, ``I;16``, ``RGBA`` …).
         rule: what was done, in words.
+        oriented_size: (width, height) after the EXIF orientation.
     """
 
     image: np.ndarray
     original_size: tuple[int, int]
     original_mode: str
     rule: str
+    oriented_size: tuple[int, int] | None = None
 
 
 def _to_rgb(im: Image.Image) -> tuple[Image.Image, list[str]]:
@@ -61,18 +63,20 @@ def _to_rgb(im: Image.Image) -> tuple[Image.Image, list[str]]:
     return im, steps
 
 
-def prepare_image(im: Image.Image, size: tuple[int, int], fit: str = "crop") -> PreparedImage:
-    """Convert a Pillow image to RGB (height, width) = ``size`` by the module's rule."""
+def _orient(im: Image.Image) -> tuple[Image.Image, list[str]]:
+    """Apply the EXIF orientation."""
+    orientation = im.getexif().get(0x0112, 1)
+    if orientation in (1, None):
+        return im, []
+    return ImageOps.exif_transpose(im), [f"EXIF orientation {orientation} applied"]
+
+
+def _fit(im: Image.Image, size: tuple[int, int], fit: str, *, fill, resample) -> tuple[Image.Image, list[str]]:
+    """Bring ``im`` to (height, width) = ``size``: centre crop (``crop``) or centre pad with ``fill`` (``pad``)
+    to its aspect ratio, then resize with ``resample``; never stretched."""
     if fit not in FITS:
         raise ImageInputError(f"fit must be one of {', '.join(FITS)}, got {fit!r}")
-    original_size, original_mode = im.size, im.mode
     steps = []
-    orientation = im.getexif().get(0x0112, 1)
-    if orientation not in (1, None):
-        im = ImageOps.exif_transpose(im)
-        steps.append(f"EXIF orientation {orientation} applied")
-    im, conv = _to_rgb(im)
-    steps += conv
     h, w = size
     W, H = im.size
     if (W, H) != (w, h):
@@ -87,15 +91,45 @@ def prepare_image(im: Image.Image, size: tuple[int, int], fit: str = "crop") -> 
             scale = min(w / W, h / H)
             pw, ph = round(w / scale), round(h / scale)
             if (pw, ph) != (W, H):
-                canvas = Image.new("RGB", (pw, ph), (255, 255, 255))
+                canvas = Image.new(im.mode, (pw, ph), fill)
                 canvas.paste(im, ((pw - W) // 2, (ph - H) // 2))
                 im = canvas
-                steps.append(f"centre-padded {W}x{H} with white to {pw}x{ph}")
+                steps.append(f"centre-padded {W}x{H} with {'white' if fill == (255, 255, 255) else fill} to {pw}x{ph}")
         if im.size != (w, h):
-            steps.append(f"resized {im.size[0]}x{im.size[1]} to {w}x{h} (Lanczos)")
-            im = im.resize((w, h), Image.LANCZOS)
+            steps.append(f"resized {im.size[0]}x{im.size[1]} to {w}x{h} "
+                         f"({'Lanczos' if resample == Image.LANCZOS else 'nearest'})")
+            im = im.resize((w, h), resample)
+    return im, steps
+
+
+def prepare_image(im: Image.Image, size: tuple[int, int], fit: str = "crop") -> PreparedImage:
+    """Convert a Pillow image to RGB (height, width) = ``size`` by the module's rule."""
+    if fit not in FITS:
+        raise ImageInputError(f"fit must be one of {', '.join(FITS)}, got {fit!r}")
+    original_size, original_mode = im.size, im.mode
+    im, steps = _orient(im)
+    oriented_size = im.size
+    im, conv = _to_rgb(im)
+    im, geometry = _fit(im, size, fit, fill=(255, 255, 255), resample=Image.LANCZOS)
     return PreparedImage(np.asarray(im, dtype=np.uint8).copy(), original_size, original_mode,
-                         "; ".join(steps) or "used as is")
+                         "; ".join(steps + conv + geometry) or "used as is", oriented_size)
+
+
+def prepare_mask(im: Image.Image, size: tuple[int, int], fit: str = "crop", *,
+                 like: tuple[int, int] | None = None, name: str = "mask") -> np.ndarray:
+    """A mask image (white = edit) as bool (height, width) = ``size``, by the image rule's steps (EXIF
+    orientation; 16-bit scaled, alpha over white; the same crop or pad, padding not edited) and a nearest
+    resize, thresholded at half grey. ``like``: the (width, height) of the image it masks, after its EXIF
+    orientation; the mask must have its aspect ratio (default: ``size``'s)."""
+    im, _ = _orient(im)
+    im = _to_rgb(im)[0].convert("L")
+    W, H = im.size
+    ref_w, ref_h = like if like is not None else (size[1], size[0])
+    if abs(W * ref_h - H * ref_w) > 0.01 * H * ref_w:
+        raise ImageInputError(f"{name} is {W}x{H} but the image it masks is {ref_w}x{ref_h}: the mask must have "
+                              "the image's shape")
+    im, _ = _fit(im, size, fit, fill=0, resample=Image.NEAREST)
+    return np.asarray(im) > 127
 
 
 def check_input_file(path: str | os.PathLike, what: str = "image", name: str | None = None) -> Path:
@@ -146,6 +180,13 @@ def open_image(path: str | os.PathLike, *, what: str = "image", name: str | None
     except (OSError, SyntaxError, ValueError) as e:  # truncated or corrupt data
         reason = getattr(e, "strerror", None) or str(e).splitlines()[0] if str(e) else type(e).__name__
         raise ImageInputError(f"cannot read {what} {shown}: {reason}") from None
+
+
+def load_mask(path: str | os.PathLike, size: tuple[int, int], fit: str = "crop", *,
+              like: tuple[int, int] | None = None, name: str | None = None) -> np.ndarray:
+    """Read a mask file and prepare it (see :func:`prepare_mask`); one-line ImageInputError otherwise."""
+    with open_image(path, what="mask", name=name) as im:
+        return prepare_mask(im, size, fit, like=like, name=f"mask {name or path}")
 
 
 def load_image(path: str | os.PathLike, size: tuple[int, int], fit: str = "crop", *, name: str | None = None

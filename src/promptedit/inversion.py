@@ -311,6 +311,11 @@ class Inversion(Start):
                                                                                            model.text.hidden_size):
             raise InversionError("this inversion's null embeddings do not fit the model's text encoder: it was made "
                                  "for another model")
+        if self.null_pooled is not None:
+            plain = model.unconditional(1, size=(self.height, self.width)).pooled  # (1, P), None without one
+            if plain is None or self.null_pooled.shape[1] != plain.shape[1]:
+                raise InversionError(f"this inversion's pooled null embeddings ({self.null_pooled.shape[1]} features) "
+                                     "do not fit the model's text encoders: it was made for another model")
         if self.model_id and self.model_id != model_fingerprint(model):
             raise InversionError(f"this inversion was made with another model ({self.model!r}); invert the image "
                                  f"again with {model.name!r}")
@@ -355,7 +360,7 @@ def invert(
         raise ParameterError("the image must be (H, W, 3) uint8")
     steps = model.defaults.inversion.num_inference_steps if num_inference_steps is None else num_inference_steps
     w = model.defaults.sampling.guidance_scale if guidance_scale is None else guidance_scale
-    check_sampling(steps, w)
+    check_sampling(steps, w, model)
     w = float(w)
     size = tuple(image.shape[:2])
     check_size(model, *size, batch=1, allow_large=allow_large)

@@ -238,6 +238,9 @@ def _anchoring(model: DiffusionModel, source: str, target: str, anchor: str, *, 
         raise ParameterError(f"anchor must be one of {', '.join(ANCHORS)}, got {anchor!r}")
     words, toks = edit_words(model, target)
     source_words, source_toks = edit_words(model, source, "source text")
+    if anchor != "start-token" and words == source_words:
+        raise ParameterError(f"the source and edit texts are the same words ({target!r}): there is no edit to "
+                             "mask (the paper's anchor, start-token, reads the edit text alone)")
     replaced = edited_words(words, source_words)  # source words the edit replaces or deletes
     if anchor == "source" and replaced:
         # a mask only: the edit text's rows would be denoised and never read
@@ -340,6 +343,9 @@ def diffedit(model: DiffusionModel, image: np.ndarray, source: str, target: str,
     strength_start(steps, strength)  # validates
     if num_maps < 1:
         raise ParameterError(f"num_maps must be >= 1, got {num_maps}")
+    if " ".join(source.lower().split()) == " ".join(target.lower().split()):
+        raise ParameterError(f"the source and edit texts are the same ({target!r}): DiffEdit's mask is where their "
+                             "noise predictions differ, and there is no difference")
     pipe = diffedit_pipeline(model)
     pil = Image.fromarray(image)
     t0 = time.perf_counter()

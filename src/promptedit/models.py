@@ -231,6 +231,15 @@ def _load_component(root: str, name: str, spec, local: bool, dtype: torch.dtype 
 
         if isinstance(cls, type) and issubclass(cls, ModelMixin):
             kwargs["torch_dtype"] = dtype  # cast while loading (fp16 files on CPU), not afterwards
+    for config_name in ("config.json", "tokenizer_config.json"):  # a broken one would fail inside the libraries
+        config = Path(root) / name / config_name
+        if local and config.is_file():
+            try:
+                if not isinstance(json.loads(config.read_text()), dict):
+                    raise ValueError("not a JSON object")
+            except (OSError, UnicodeDecodeError, ValueError) as e:
+                raise ModelLoadError(f"{root}: the {name}'s {config_name} is broken ({str(e).splitlines()[0]})"
+                                     ) from None
     try:
         return cls.from_pretrained(root, subfolder=name, local_files_only=local, **kwargs)
     except Exception as e:  # diffusers/transformers raise many kinds
@@ -308,8 +317,19 @@ def load_model(
         from diffusers import DDIMScheduler
 
         scheduler_config = dict(DDIMScheduler.load_config(root, subfolder="scheduler", local_files_only=local))
+        total = scheduler_config.get("num_train_timesteps", 1000)
+        if isinstance(total, bool) or not isinstance(total, int) or total < 2:
+            raise ValueError(f"num_train_timesteps is {total!r}")
+        # the DDIM scheduler every run makes from it, built once here so that a broken configuration is refused
+        # at load time, not as an indexing error mid-run
+        alphas = DDIMScheduler.from_config({**scheduler_config, "clip_sample": False,
+                                            "set_alpha_to_one": False}).alphas_cumprod
     except Exception as e:
-        raise ModelLoadError(f"{name}: cannot load the scheduler: {str(e).splitlines()[0]}") from None
+        raise ModelLoadError(f"{name}: cannot load the scheduler's configuration: {str(e).splitlines()[0]}") from None
+    if len(alphas) < 2 or not bool(torch.isfinite(alphas).all()) or not bool(((alphas > 0) & (alphas <= 1)).all()):
+        raise ModelLoadError(f"{name}: the scheduler's configuration is broken (num_train_timesteps "
+                             f"{scheduler_config.get('num_train_timesteps')!r}, or its betas give noise levels "
+                             "outside (0, 1])")
     for tok in [parts["tokenizer"]] + ([parts["tokenizer_2"]] if family == "sdxl" else []):
         if not getattr(tok, "is_fast", False):
             raise ModelLoadError(f"{name}: the tokenizer is not a fast tokenizer")

@@ -47,7 +47,20 @@ def write_bytes(path: Path, data: bytes) -> None:
 
 
 def write_json(path: Path, obj) -> None:
-    write_bytes(path, (json.dumps(obj, indent=2, default=_json_default) + "\n").encode())
+    """Write ``obj`` as standard JSON: a float that is not finite (an exact reconstruction's infinite PSNR) is
+    written as null, as JSON has no Infinity or NaN."""
+    write_bytes(path, (json.dumps(_finite(obj), indent=2, default=_json_default, allow_nan=False) + "\n").encode())
+
+
+def _finite(o):
+    """``o`` with non-finite floats (also numpy's) replaced by None, through dicts, lists and tuples."""
+    if isinstance(o, (float, np.floating)):
+        return float(o) if np.isfinite(o) else None
+    if isinstance(o, dict):
+        return {k: _finite(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)):
+        return [_finite(v) for v in o]
+    return o
 
 
 def write_image(path: Path, image: np.ndarray | Image.Image) -> None:

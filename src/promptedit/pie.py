@@ -34,7 +34,7 @@ import json
 import os
 import re
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath, PureWindowsPath
 from types import MappingProxyType
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -247,6 +247,13 @@ def _parse_size(value: Any, path: Path, key: str) -> tuple[int, int]:
     return int(value[0]), int(value[1])
 
 
+def _inside(relative: str) -> bool:
+    """``relative`` names a file inside the folder it is relative to: not absolute, no ``..``, not empty.
+    Edited images are written to the same relative path under a run's folder."""
+    p = PurePosixPath(relative.replace("\\", "/"))
+    return bool(relative.strip()) and not p.is_absolute() and ".." not in p.parts and not PureWindowsPath(relative).drive
+
+
 def parse_entry(
     key: str,
     entry: Mapping[str, Any],
@@ -289,6 +296,10 @@ def parse_entry(
     if not isinstance(blended, str):
         raise _entry_error(mapping_path, key, "has a non-text 'blended_word'")
     instruction = entry.get("editing_instruction", "") or ""
+    for name in ("image_path", "target_image_path"):
+        if isinstance(entry.get(name), str) and not _inside(entry[name]):
+            raise _entry_error(mapping_path, key, f"has {name} {entry[name]!r}, not a file inside its folder (a "
+                                                  "relative path without '..' is expected)")
     image_path = images_dir / entry["image_path"]
     if check_images and not image_path.is_file():
         raise PieImageError(f"{image_path}: source image of entry {key!r} not found")

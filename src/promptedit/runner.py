@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 from .conditioning import Conditioning
 from .control import AttentionControl, Compose
 from .ddim import guided_noise, q_sample, step_alphas
-from .errors import ParameterError
+from .errors import NumericalError, ParameterError
 from .hooks import FeatureInjection, attention_control, feature_injection
 
 StepCallback = Callable[[dict], None]
@@ -40,12 +40,24 @@ MAX_SIZE_FACTOR = 4
 # ----------------------------------------------------------------------------- checks
 
 
-def check_sampling(num_inference_steps, guidance_scale) -> None:
-    """Validate the loop's numeric parameters (ParameterError otherwise)."""
+def check_sampling(num_inference_steps, guidance_scale, model=None) -> None:
+    """Validate the loop's numeric parameters (ParameterError otherwise); with ``model``, also that its scheduler
+    has a timestep for every step (``leading`` spacing with ``steps_offset`` 1, SD's, takes at most 999 of 1000)."""
     if isinstance(num_inference_steps, bool) or not isinstance(num_inference_steps, int) or num_inference_steps <= 0:
         raise ParameterError(f"num_inference_steps must be a positive integer, got {num_inference_steps!r}")
     if num_inference_steps > 1000:
         raise ParameterError(f"num_inference_steps must be at most 1000, got {num_inference_steps}")
+    if model is not None:
+        scheduler = model.make_scheduler()
+        total = scheduler.config.num_train_timesteps
+        if num_inference_steps > total:
+            raise ParameterError(f"num_inference_steps must be at most {total} on this model (its scheduler has "
+                                 f"{total} timesteps), got {num_inference_steps}")
+        scheduler.set_timesteps(num_inference_steps)
+        if int(scheduler.timesteps.max()) >= total:
+            raise ParameterError(f"num_inference_steps must be below {num_inference_steps} on this model (its "
+                                 f"scheduler's {scheduler.config.timestep_spacing} spacing with steps_offset "
+                                 f"{scheduler.config.steps_offset} would step past its {total} timesteps)")
     try:
         w = float(guidance_scale)
     except (TypeError, ValueError):
@@ -100,7 +112,7 @@ def check_size(model, height, width, *, batch: int = 2, allow_large: bool = Fals
     if max(height, width) > limit and not allow_large:
         raise ParameterError(f"{width}x{height} is more than {MAX_SIZE_FACTOR}x this model's native "
                              f"{model.image_size} px (about {need / 2**30:.1f} GiB for this run); allow large sizes "
-                             "to run it anyway")
+                             "(--allow-large-size; allow_large=True) to run it anyway")
     free = available_memory(model.device)
     if free is not None and need > free:
         raise ParameterError(f"{width}x{height} needs about {need / 2**30:.1f} GiB for this run, but only "
@@ -159,6 +171,9 @@ def decode_latents(model, latents: torch.Tensor) -> np.ndarray:
     The VAE runs in fp32 when its config says ``force_upcast`` (SDXL's VAE overflows in fp16), and a decode that
     gives NaN or Inf in reduced precision is redone in fp32.
     """
+    if not bool(torch.isfinite(latents).all()):
+        raise NumericalError("the denoising loop gave NaN/Inf latents: the guidance scale is too large for the "
+                             "model's precision, or its weights are broken")
     latents = unscale_latents(model, latents)
     vae_dtype = next(model.vae.parameters(), torch.empty(0, dtype=model.dtype)).dtype
     upcast = vae_dtype != torch.float32 and bool(getattr(model.vae.config, "force_upcast", False))
@@ -174,12 +189,13 @@ def decode_latents(model, latents: torch.Tensor) -> np.ndarray:
         images = decode_fp32()
     else:
         images = model.vae.decode(latents.to(vae_dtype)).sample
-        if not torch.isfinite(images).all():
-            if vae_dtype == torch.float32:
-                raise RuntimeError("the VAE decoded NaN/Inf values in fp32")
+        if not torch.isfinite(images).all() and vae_dtype != torch.float32:
             warnings.warn("decoded image had NaN/Inf in reduced precision; decoding again in fp32", RuntimeWarning,
                           stacklevel=2)
             images = decode_fp32()
+    if not bool(torch.isfinite(images).all()):
+        raise NumericalError("the VAE decoded NaN/Inf values in fp32 from finite latents: its weights are broken, "
+                             "or the latents are far outside its range (too large a guidance scale)")
     images = (images.float() / 2 + 0.5).clamp(0, 1)
     return images.permute(0, 2, 3, 1).cpu().numpy()
 
@@ -346,7 +362,7 @@ def denoise(
     Returns the latents after the last step, x_0 (n, C, h, w) unless ``end_step`` stops earlier.
     """
     # 1. Check inputs
-    check_sampling(num_inference_steps, guidance_scale)
+    check_sampling(num_inference_steps, guidance_scale, model)
     n = len(cond)
     if latents.shape[0] not in (1, n):
         raise ParameterError(f"latents batch {latents.shape[0]} does not match {n} prompts")
@@ -437,7 +453,7 @@ def resolve_sampling(model, start: Start, num_inference_steps=None, guidance_sca
     steps = given["num_inference_steps"]
     steps = (steps_default if steps_default is not None else d.num_inference_steps) if steps is None else steps
     w = d.guidance_scale if given["guidance_scale"] is None else given["guidance_scale"]
-    check_sampling(steps, w)
+    check_sampling(steps, w, model)
     h = model.image_size if given["height"] is None else given["height"]
     wd = model.image_size if given["width"] is None else given["width"]
     check_size(model, h, wd, batch=batch, allow_large=allow_large)

@@ -189,6 +189,18 @@ class _Positions:
         except PromptError:  # not there, or past the text encoder's limit
             return None
 
+    def missing(self, word: str, prompts: Sequence[str], role: str) -> PromptError:
+        """The error for ``word`` found in none of ``prompts``: past the text encoder's limit where it is in a
+        prompt's text, else not in the prompts."""
+        for p in prompts:
+            try:
+                word_token_indices(self.tokenizer, p, word, tokens=self._tokens.get(p))
+            except WordNotInPromptError:
+                continue
+            except PromptError as e:
+                return PromptError(f"{role} {e}")
+        return WordNotInPromptError(word, prompts[0] if len(prompts) == 1 else list(prompts), role)
+
 
 def _word_alphas(positions: _Positions, prompts: Sequence[str], words: Sequence[str], max_len: int,
                  what: str) -> torch.Tensor:
@@ -202,7 +214,7 @@ def _word_alphas(positions: _Positions, prompts: Sequence[str], words: Sequence[
                 alphas[i, idx] = 1.0
                 found = True
         if not found:
-            raise WordNotInPromptError(word, list(prompts), what)
+            raise positions.missing(word, list(prompts), what)
     return alphas
 
 
@@ -220,7 +232,7 @@ def build_controller(
     token_windows = []
     for word in spec.cross_replace_words:
         if all(positions(t, word) is None for t in targets):
-            raise WordNotInPromptError(word, targets, "cross-replace")
+            raise positions.missing(word, targets, "cross-replace")
     for t in targets:
         windows = {}
         for word, window in spec.cross_replace_words.items():
@@ -262,7 +274,7 @@ def build_controller(
             for k, t in enumerate(targets):
                 idx = positions(t, word)
                 if idx is None:
-                    raise WordNotInPromptError(word, t, "reweight")
+                    raise positions.missing(word, [t], "reweight")
                 equalizer[k, idx] = c
         return AttentionReweight(equalizer, alpha, prev=base, **common), mode, notes
     assert base is not None

@@ -1108,7 +1108,7 @@ def run_world_bench(
     guidance_used = model.defaults.sampling.guidance_scale if guidance is None else guidance
     from ..runner import check_sampling
 
-    check_sampling(steps_used, guidance_used)
+    check_sampling(steps_used, guidance_used, model)
     size = model.image_size
     settings = {
         "model": model.name, "seed": seed, "num_inference_steps": steps_used, "guidance_scale": float(guidance_used),

@@ -8,7 +8,7 @@ import time
 import click
 
 from ..errors import ParameterError
-from .common import MODEL_HELP, echo, load, parse_word_value, resolve_model_path
+from .common import FiniteRange, MODEL_HELP, echo, load, parse_word_value, resolve_model_path
 
 
 @click.command()
@@ -19,7 +19,7 @@ from .common import MODEL_HELP, echo, load, parse_word_value, resolve_model_path
                                              "diffedit", "mask"]), default=None,
               help="The method of items that name none (default: null-text for items with an image, else p2p).")
 @click.option("--steps", type=click.IntRange(1, 1000), default=None, help="DDIM steps of items that set none.")
-@click.option("--guidance", type=click.FloatRange(0), default=None, help="Guidance of items that set none.")
+@click.option("--guidance", type=FiniteRange(0), default=None, help="Guidance of items that set none.")
 @click.option("--cross-replace", default=None, metavar="F | START,END",
               help="Cross-attention window of Prompt-to-Prompt items that set none.")
 @click.option("--self-replace", default=None, metavar="F | START,END",
@@ -36,7 +36,7 @@ from .common import MODEL_HELP, echo, load, parse_word_value, resolve_model_path
                    "ray://host:10001). Needs pip install 'promptedit[ray]'.")
 @click.option("--workers", type=click.IntRange(min=1), default=None,
               help="Ray: workers, each with the model loaded once (default: the cores this machine has).")
-@click.option("--gpus-per-worker", type=click.FloatRange(0), default=0.0, show_default=True, help="Ray: GPUs per worker.")
+@click.option("--gpus-per-worker", type=FiniteRange(0), default=0.0, show_default=True, help="Ray: GPUs per worker.")
 @click.option("--model", "model", metavar="PATH", default=None, help=MODEL_HELP)
 @click.option("--device", default=None, help="cpu, cuda, cuda:N or mps (default: cuda with fp16 when present).")
 @click.option("--threads", type=click.IntRange(min=1), default=None,

@@ -7,7 +7,7 @@ import time
 import click
 
 from ..errors import ParameterError
-from .common import MODEL_HELP, load
+from .common import FINITE, MODEL_HELP, load
 
 
 @click.group()
@@ -29,7 +29,7 @@ def _bench_sections():
 @click.option("--seed", type=int, default=0, show_default=True, help="x_T seed of item 0 (item i uses SEED + i).")
 @click.option("--steps", type=int, default=None,
               help="DDIM steps (default: the model's; its inversion steps, 50, for the real-image section).")
-@click.option("--guidance", type=float, default=None, help="Classifier-free guidance scale (default: the model's).")
+@click.option("--guidance", type=FINITE, default=None, help="Classifier-free guidance scale (default: the model's).")
 @click.option("--only", "only", type=click.Choice(_bench_sections()), multiple=True,
               help="Run only this section (repeat for several).")
 @click.option("--examples", type=int, default=2, show_default=True, help="Example items per section in the PNG grid.")

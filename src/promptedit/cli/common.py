@@ -20,6 +20,24 @@ MODEL_HELP = ("Diffusers Stable Diffusion folder, SD 1.x/2.x or XL, or a shipped
 MAX_SEED = 2**63 - 1
 
 
+class FiniteRange(click.FloatRange):
+    """click's FloatRange that also refuses nan and ±inf (which FloatRange and ``float`` let through)."""
+
+    name = "float"
+
+    def convert(self, value, param, ctx):
+        import math
+
+        rv = super().convert(value, param, ctx)
+        if not math.isfinite(rv):
+            self.fail(f"{value!r} is not a finite number.", param, ctx)
+        return rv
+
+
+#: any finite number
+FINITE = FiniteRange()
+
+
 def echo(ctx_quiet: bool, message: str) -> None:
     """An informative line on stderr, unless ``--quiet``."""
     if not ctx_quiet:
@@ -125,7 +143,7 @@ def sampling_options(f):
     """--steps, --guidance, --seed, --height, --width, --allow-large-size."""
     @click.option("--steps", type=click.IntRange(1, 1000), default=None,
                   help="DDIM steps (default: the model's, else the papers' 50).")
-    @click.option("--guidance", type=click.FloatRange(0, max_open=False), default=None,
+    @click.option("--guidance", type=FiniteRange(0), default=None,
                   help="Classifier-free guidance scale (default: the model's, else 7.5).")
     @click.option("--seed", type=click.IntRange(0, MAX_SEED), default=None,
                   help="Seed of the noise; the same seed reproduces (default 0).")

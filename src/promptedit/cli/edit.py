@@ -12,6 +12,7 @@ import click
 
 from ..errors import ParameterError
 from .common import (
+    FINITE,
     check_input,
     check_not_inputs,
     echo,
@@ -46,8 +47,8 @@ def p2p_options(f):
         click.option("--reweight", multiple=True, metavar="WORD=C", help="Scale WORD's attention by C (negative allowed)."),
         click.option("--blend", "blend", multiple=True, metavar="WORD", help="Local blend: edit only where WORD attends."),
         click.option("--blend-subtract", multiple=True, metavar="WORD", help="Local blend: leave WORD's region out."),
-        click.option("--blend-threshold", type=float, default=None, help="Local-blend mask threshold (default 0.3)."),
-        click.option("--blend-start", type=float, default=None, help="Fraction of steps before blending (default 0.2)."),
+        click.option("--blend-threshold", type=FINITE, default=None, help="Local-blend mask threshold (default 0.3)."),
+        click.option("--blend-start", type=FINITE, default=None, help="Fraction of steps before blending (default 0.2)."),
         click.option("--inject-features", default=None, metavar="F | START,END",
                      help="Plug-and-Play: inject the source's decoder features over this window."),
     ]

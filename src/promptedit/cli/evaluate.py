@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from ..errors import ParameterError
+from ..errors import OutputPathError, ParameterError
 from .common import echo
 
 
@@ -35,7 +35,7 @@ def evaluate(run_dir, data, layout, dino, clip, lpips_backbone, lpips_linear, de
     from ..evaluate import Metrics, aggregate, plot, report
     from ..models import resolve_device
     from ..outputs import check_output_file, write_bytes, write_image, write_json
-    from ..pie import load_image, load_output, read_pie
+    from ..pie import MAPPING_FILE, load_image, load_output, read_pie
 
     started = time.perf_counter()
     run = Path(run_dir)
@@ -44,11 +44,6 @@ def evaluate(run_dir, data, layout, dino, clip, lpips_backbone, lpips_linear, de
     prefix = Path(report_out) if report_out else run / "evaluation"
     check_output_file(prefix.with_suffix(".md"), suffixes=(".md",))
     items = read_pie(data)
-    metrics = Metrics.from_paths(dino=dino, clip=clip, lpips_backbone=lpips_backbone, lpips_linear=lpips_linear,
-                                 device=str(resolve_device(device)))
-    for network, what in metrics.missing_networks.items():
-        echo(quiet, f"note: no {what} given (--{'lpips-backbone' if network == 'lpips' else network}): its metrics "
-                    "are left out")
     world_set = any("world" in item.extra for item in items)
     extra = {}
     if world_set:
@@ -68,6 +63,26 @@ def evaluate(run_dir, data, layout, dino, clip, lpips_backbone, lpips_linear, de
     missing = len(items) - len(present)
     if not present:
         raise ParameterError(f"{run} holds no edited image of the {len(items)} items of {data}")
+    # the report's three files must not land on anything this command reads (an edited image, the data set's
+    # mapping file or images, a network's file)
+    read = {Path(data) if Path(data).is_file() else Path(data) / MAPPING_FILE, *(p for p in (lpips_backbone,
+            lpips_linear) if p)}
+    for item in items:
+        read.update(p for p in (item.image_path, item.target_image_path) if p is not None)
+    read.update((pie_images / i.relative_path) if layout == "pie" else (run / i.id / "edited.png") for i in present)
+    read = {Path(p).resolve() for p in read}
+    if layout == "batch" and prefix.parent.resolve() in {(run / i.id).resolve() for i in items}:
+        raise OutputPathError(f"--out {report_out} would write into an item's folder of the run ({prefix.parent}), "
+                              "beside its edited image and result.json")
+    for suffix in (".md", ".json", ".png"):
+        if prefix.with_suffix(suffix).resolve() in read:
+            raise OutputPathError(f"--out {report_out or prefix} would overwrite the input "
+                                  f"{prefix.with_suffix(suffix)}")
+    metrics = Metrics.from_paths(dino=dino, clip=clip, lpips_backbone=lpips_backbone, lpips_linear=lpips_linear,
+                                 device=str(resolve_device(device)))
+    for network, what in metrics.missing_networks.items():
+        echo(quiet, f"note: no {what} given (--{'lpips-backbone' if network == 'lpips' else network}): its metrics "
+                    "are left out")
     if missing:
         echo(quiet, f"note: {missing} of {len(items)} items have no edited image in {run} (failed or not run); "
                     "they are left out")

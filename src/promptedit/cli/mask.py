@@ -9,6 +9,7 @@ import click
 
 from ..errors import ParameterError
 from .common import (
+    FiniteRange,
     check_input,
     check_not_inputs,
     echo,
@@ -33,24 +34,24 @@ def instant_mask_options(f):
                      help="Whose maps make the mask: the source text's, anchored on the words the edit replaces; the "
                           "edit text's, anchored on the edited words; or the edit text's, anchored on any word "
                           "(start-token: the paper's rule)."),
-        click.option("--threshold", type=click.FloatRange(0, 1, max_open=True), default=None,
+        click.option("--threshold", type=FiniteRange(0, 1, max_open=True), default=None,
                      help="φ, the binarisation threshold of the normalised mask (default: the model's; the authors' "
                           "0.2 unless its promptedit.json says otherwise)."),
         click.option("--smooth", "smooth_times", type=click.IntRange(min=0), default=None,
                      help="Passes of 5x5 Gaussian smoothing (default: the model's; the authors' 2; the embedded "
                           "model: 0, its maps are trained to fall inside their objects)."),
-        click.option("--guided-filter", "guided_filter_radius", type=click.FloatRange(0, 64), default=None,
+        click.option("--guided-filter", "guided_filter_radius", type=FiniteRange(0, 64), default=None,
                      metavar="CELLS",
                      help="Refine the final mask's edges with a guided filter that follows the image, radius in "
                           "attention-map cells; 0 turns it off (default: the model's; none, as in the paper; the "
                           "embedded model: 2)."),
-        click.option("--region-peak", "region_peak", type=click.FloatRange(0, 1), default=None, metavar="FRACTION",
+        click.option("--region-peak", "region_peak", type=FiniteRange(0, 1), default=None, metavar="FRACTION",
                      help="Keep only the final mask's connected regions whose peak reaches this fraction of the "
                           "strongest region's; 0 keeps them all (default: the model's; 0, as in the paper; the "
                           "embedded model: 0.9)."),
-        click.option("--object-threshold", type=click.FloatRange(-1, 1), default=0.9, show_default=True,
+        click.option("--object-threshold", type=FiniteRange(-1, 1), default=0.9, show_default=True,
                      help="Words at least this similar to the anchor are the object."),
-        click.option("--background-threshold", type=click.FloatRange(-1, 1), default=0.6, show_default=True,
+        click.option("--background-threshold", type=FiniteRange(-1, 1), default=0.6, show_default=True,
                      help="Words at most this similar to the anchor are the background."),
         click.option("--seeds", "num_seeds", type=click.IntRange(min=1), default=1, show_default=True,
                      help="Noise draws whose masks are averaged (the authors average 3)."),
@@ -76,7 +77,7 @@ def _prepared_image(model, image, fit, height, width, allow_large):
 @click.option("--out", required=True, metavar="MASK.png", help="The mask; MASK-overlay.png and MASK.json beside it.")
 @click.option("--method", type=click.Choice(["instant", "diffedit"]), default="instant", show_default=True,
               help="Instant attention masks (InstDiffEdit) or DiffEdit's noise-difference masks.")
-@click.option("--strength", type=click.FloatRange(0, 1, min_open=True), default=0.5, show_default=True,
+@click.option("--strength", type=FiniteRange(0, 1, min_open=True), default=0.5, show_default=True,
               help="Noise level the mask is made at.")
 @click.option("--mask-steps", type=click.IntRange(min=1), default=None,
               help="Instant: steps of the denoising pass to run before taking the mask (default: the whole pass).")
@@ -128,10 +129,10 @@ def mask(image, source, target, out, method, strength, mask_steps, fit, model, d
                    "pass) or DiffEdit's (through diffusers).")
 @click.option("--mask", "mask_file", default=None, metavar="MASK.png",
               help="Edit only inside this mask (white = edit), instead of a mask the method makes.")
-@click.option("--strength", type=click.FloatRange(0, 1, min_open=True), default=0.5, show_default=True,
+@click.option("--strength", type=FiniteRange(0, 1, min_open=True), default=0.5, show_default=True,
               help="How far the source is noised (fraction of the steps).")
 @click.option("--fit", type=click.Choice(["crop", "pad"]), default="crop", show_default=True,
-              help="How --image is brought to the model's aspect ratio before resizing.")
+              help="How --image (and --mask, the same way) is brought to the model's aspect ratio before resizing.")
 @click.option("--inpaint-model", default=None, metavar="PATH",
               help="Instant: a diffusers inpainting folder (SD or SDXL) for the final pass over the mask (default: "
                    "the same model regenerates the masked region).")
@@ -202,8 +203,9 @@ def run_mask_edit(model, plan: dict, *, quiet: bool = True, started: float | Non
     common = dict(strength=p["strength"], num_inference_steps=p["steps"], guidance_scale=p["guidance"], seed=p["seed"],
                   progress=not quiet)
     if p["mask_file"]:
-        result = masked_edit(model, source_image, read_mask(p["mask_file"], source_image.shape[:2]), p["target"],
-                             **common)
+        like = None if prepared is None else prepared.oriented_size  # the image file's shape, which the mask has
+        mask = read_mask(p["mask_file"], source_image.shape[:2], p["fit"], like=like)
+        result = masked_edit(model, source_image, mask, p["target"], **common)
     elif p["method"] == "instant":
         result = instdiffedit(model, source_image, p["source"], p["target"], inpaint_pipeline=inpainter,
                               **p["instant"], **common)
@@ -234,17 +236,14 @@ def run_mask_edit(model, plan: dict, *, quiet: bool = True, started: float | Non
     return result
 
 
-def read_mask(path, size):
-    """A user mask image (white = edit) as an (H, W) bool array at ``size`` (nearest resize), read by the image
-    reader's rules (size limit, truncated files, non-images)."""
-    import numpy as np
-    from PIL import Image
-
+def read_mask(path, size, fit="crop", *, like=None):
+    """A user mask image (white = edit) as an (H, W) bool array at ``size``, brought there as the image was
+    (EXIF orientation, 16-bit scaling, the same crop or pad, then nearest resize; see
+    :func:`promptedit.images.prepare_mask`); ``like``: the image's (width, height), whose shape the mask must have."""
     from ..errors import ImageInputError
-    from ..images import open_image
+    from ..images import load_mask
 
-    with open_image(path, what="mask") as im:
-        mask = np.asarray(im.convert("L").resize((size[1], size[0]), Image.NEAREST)) > 127
+    mask = load_mask(path, size, fit, like=like)
     if not mask.any():
         raise ImageInputError(f"mask {path} is empty (no white pixels)")
     return mask

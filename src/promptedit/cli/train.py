@@ -8,7 +8,7 @@ import time
 import click
 
 from ..errors import ParameterError
-from .common import load, set_threads
+from .common import FINITE, load, set_threads
 
 
 @click.command()
@@ -16,23 +16,23 @@ from .common import load, set_threads
               help="Run folder: checkpoint.pt (resumable), config.json, preview.png.")
 @click.option("--steps", type=int, default=None, help="Optimisation steps (default 4000).")
 @click.option("--batch-size", type=int, default=None, help="Batch size (default 32).")
-@click.option("--minutes", type=float, default=None, help="Stop (and export) after this much training time.")
-@click.option("--lr", type=float, default=None, help="Peak learning rate (default 7e-4).")
-@click.option("--grounding-weight", type=float, default=None,
+@click.option("--minutes", type=FINITE, default=None, help="Stop (and export) after this much training time.")
+@click.option("--lr", type=FINITE, default=None, help="Peak learning rate (default 7e-4).")
+@click.option("--grounding-weight", type=FINITE, default=None,
               help="Weight of the token-grounding loss (default 0.05; 0 turns it off).")
-@click.option("--word-mass-weight", type=float, default=None,
+@click.option("--word-mass-weight", type=FINITE, default=None,
               help="Weight of the word-mass term: the words describing a pixel get at least --word-mass-floor "
                    "of its attention (default 0.05; 0 turns it off).")
-@click.option("--word-mass-floor", type=float, default=None, help="Floor of the word-mass term (default 0.5).")
-@click.option("--identity-weight", type=float, default=None,
+@click.option("--word-mass-floor", type=FINITE, default=None, help="Floor of the word-mass term (default 0.5).")
+@click.option("--identity-weight", type=FINITE, default=None,
               help="Weight of the word-identity term: each word's text-encoder output must name its word "
                    "(default 0.02; 0 turns it off).")
-@click.option("--identity-temperature", type=float, default=None,
+@click.option("--identity-temperature", type=FINITE, default=None,
               help="Temperature τ of the word-identity term's cosine classifier (default 10).")
-@click.option("--ema-decay", type=float, default=None, help="EMA decay of the exported weights (default 0.998).")
-@click.option("--min-lr-fraction", type=float, default=None,
+@click.option("--ema-decay", type=FINITE, default=None, help="EMA decay of the exported weights (default 0.998).")
+@click.option("--min-lr-fraction", type=FINITE, default=None,
               help="Where the cosine decay ends, as a fraction of --lr (default 0.1).")
-@click.option("--two-object-fraction", type=float, default=None,
+@click.option("--two-object-fraction", type=FINITE, default=None,
               help="Share of two-object captions in the training stream (default 0.4, the world's own).")
 @click.option("--arch", type=click.Choice(["sd", "sdxl"]), default="sd", show_default=True,
               help="The architecture: SD 1.x/2.x's conditioning (one text encoder), or SDXL's (two text encoders, "

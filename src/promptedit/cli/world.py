@@ -9,6 +9,7 @@ from pathlib import Path
 
 import click
 
+MAX_ITEMS = 100_000  # PIE-Bench has 700; the set is drawn in memory before it is written
 
 def save_pie_set(items, out: Path) -> Path:
     """Lay a set out as PIE-Bench does (``mapping_file.json``, ``annotation_images/``) plus ``target_images/``;
@@ -33,10 +34,11 @@ def world():
 
 @world.command("pie")
 @click.option("--out", required=True, metavar="DIR", help="The set's folder.")
-@click.option("--n", "n", type=click.IntRange(min=1), default=70, show_default=True,
+@click.option("--n", "n", type=click.IntRange(1, MAX_ITEMS), default=70, show_default=True,
               help="Edits, the editing types in turn (70: 10 of each of the 7 types the world can express).")
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, help="The set's draw.")
-def pie(out, n, seed):
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def pie(out, n, seed, quiet):
     """Write a PIE-Bench-format set: change object (shape), add and delete object, change colour, material
     (texture), background and style, each with its mask, its [ ]-marked prompts and its exact target image."""
     from ..outputs import check_output_dir
@@ -44,7 +46,10 @@ def pie(out, n, seed):
 
     started = time.perf_counter()
     out = check_output_dir(out)
-    items = make_pie_set(n, seed)
+    from tqdm.auto import tqdm
+
+    with tqdm(total=n, desc="world pie", unit="edit", disable=quiet) as bar:
+        items = make_pie_set(n, seed, on_item=lambda _: bar.update(1))
     path = save_pie_set(items, out)
     types = sorted({i.type_id for i in items})
     click.echo(f"wrote {path}: {len(items)} edits of types {', '.join(map(str, types))} "

@@ -43,7 +43,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import numpy as np
 
@@ -297,8 +297,9 @@ def make_item(index: int, seed: int, type_id: int | None = None, verify: bool = 
     raise RuntimeError(f"no valid edit of type {type_id} for item {index} in {MAX_ATTEMPTS} draws")
 
 
-def make_pie_set(n: int, seed: int = 0, *, types: tuple[int, ...] = WORLD_TYPES, verify: bool = True) -> list[WorldPieItem]:
-    """``n`` edits in PIE-Bench format (pure: returns items, writes nothing).
+def make_pie_set(n: int, seed: int = 0, *, types: tuple[int, ...] = WORLD_TYPES, verify: bool = True,
+                 on_item: Callable[[int], None] | None = None) -> list[WorldPieItem]:
+    """``n`` edits in PIE-Bench format (pure: returns items, writes nothing); ``on_item(i)`` after each draw.
 
     Item ``i`` has type ``types[i % len(types)]``; the list is ordered by type, then
     draw, so ids (``<type><11-digit index>``) increase as in PIE-Bench.
@@ -312,6 +313,8 @@ def make_pie_set(n: int, seed: int = 0, *, types: tuple[int, ...] = WORLD_TYPES,
     for i in range(n):
         t = types[i % len(types)]
         drawn.append((t, i, make_item(i, seed, t, verify)[1]))
+        if on_item is not None:
+            on_item(i)
     counts = {t: sum(1 for d in drawn if d[0] == t) for t in types}
     items = []
     for t, i, parts in sorted(drawn, key=lambda d: (d[0], d[1])):

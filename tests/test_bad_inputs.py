@@ -1,0 +1,253 @@
+"""Bad input found by trying the project as a tester would: each case ends in one line and exit 2 (a
+``ValueError`` subclass from the API), and none writes over an input or outside its output folder."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from promptedit.cli import main
+from promptedit.errors import ModelLoadError, NumericalError, ParameterError, PromptEditError, PromptError
+
+SRC, TGT = "a photo of a cat", "a photo of a dog"
+
+
+def run(capsys, *argv):
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def one_line_error(code, err):
+    assert code == 2, err
+    lines = [line for line in err.strip().splitlines() if line.startswith("error:")]
+    assert len(lines) == 1 and "Traceback" not in err and "internal error" not in err, err
+    return lines[0]
+
+
+# --- numbers -----------------------------------------------------------------------------------------
+
+
+def test_steps_past_the_schedulers_timesteps_are_refused_before_running(tiny_model, tiny_model_dir, tmp_path,
+                                                                        capsys):
+    from promptedit.runner import check_sampling
+
+    # SD's scheduler (leading spacing, steps_offset 1) has no timestep 1000: 1000 steps would index past its
+    # 1000 noise levels (diffusers' own pipeline fails there too); 999 is the most it takes
+    assert tiny_model.scheduler_config["steps_offset"] == 1
+    check_sampling(999, 7.5, tiny_model)
+    with pytest.raises(ParameterError, match="below 1000"):
+        check_sampling(1000, 7.5, tiny_model)
+    code, _, err = run(capsys, "generate", SRC, "--steps", 1000, "--out", tmp_path / "a.png", "--model",
+                       tiny_model_dir, "--quiet", "--threads", 1)
+    assert "below 1000" in one_line_error(code, err)
+    assert not (tmp_path / "a.png").exists()
+
+
+@pytest.mark.parametrize("option", ["--guided-filter", "--object-threshold", "--background-threshold",
+                                    "--region-peak", "--threshold"])
+@pytest.mark.parametrize("value", ["nan", "inf"])
+def test_nan_and_inf_are_refused_where_a_number_is_taken(option, value, tmp_path, capsys):
+    Image.new("RGB", (32, 32)).save(tmp_path / "in.png")
+    code, _, err = run(capsys, "mask", tmp_path / "in.png", "--source", SRC, "--target", TGT, "--out",
+                       tmp_path / "m.png", option, value)
+    assert "finite" in one_line_error(code, err) or "range" in err
+
+
+def test_a_run_that_overflows_is_one_line_not_an_internal_error(tiny_model):
+    from promptedit.runner import decode_latents
+
+    latents = torch.full((1, tiny_model.latent_channels, 4, 4), float("nan"))
+    with pytest.raises(NumericalError, match="guidance scale is too large"):
+        decode_latents(tiny_model, latents)
+    assert issubclass(NumericalError, ValueError)
+
+
+# --- model folders -----------------------------------------------------------------------------------
+
+
+def _copy_model(src, dst):
+    import shutil
+
+    shutil.copytree(src, dst)
+    return dst
+
+
+def test_a_broken_scheduler_or_component_config_is_refused_at_load(tiny_model_dir, tmp_path):
+    from promptedit.models import load_model
+
+    broken = _copy_model(tiny_model_dir, tmp_path / "sched")
+    config = broken / "scheduler" / "scheduler_config.json"
+    config.write_text(json.dumps({**json.loads(config.read_text()), "num_train_timesteps": 0}))
+    with pytest.raises(ModelLoadError, match="scheduler.s configuration"):
+        load_model(broken, device="cpu")
+    broken = _copy_model(tiny_model_dir, tmp_path / "unet")
+    (broken / "unet" / "config.json").write_text('{"sample_size": 32,')
+    with pytest.raises(ModelLoadError, match="unet's config.json is broken"):
+        load_model(broken, device="cpu")
+
+
+# --- inversions --------------------------------------------------------------------------------------
+
+
+def test_a_pooled_null_that_does_not_fit_the_model_is_refused(tiny_model):
+    from promptedit.editing import EditSpec, edit
+    from promptedit.inversion import Inversion, InversionError, invert
+    from promptedit.testing import tiny_sdxl_components
+
+    image = np.full((32, 32, 3), 200, np.uint8)
+    xl = tiny_sdxl_components(0)
+    inv = invert(xl, image, SRC, method="null-text", num_inference_steps=2, num_inner_steps=1, progress=False)
+    narrow = Inversion.from_bytes(inv.to_bytes())
+    narrow.null_pooled = narrow.null_pooled[:, :5]  # as a damaged file would hold it
+    with pytest.raises(InversionError, match="pooled null embeddings"):
+        edit(xl, EditSpec(SRC, (TGT,)), start=narrow, progress=False)
+    sd = invert(tiny_model, image, SRC, method="null-text", num_inference_steps=2, num_inner_steps=1,
+                progress=False)
+    sd.null_pooled = torch.zeros(2, 32)  # a pooled null on a model that takes none
+    with pytest.raises(InversionError, match="pooled null embeddings"):
+        edit(tiny_model, EditSpec(SRC, (TGT,)), start=sd, progress=False)
+
+
+# --- words -------------------------------------------------------------------------------------------
+
+
+def test_a_word_past_the_token_limit_is_named_as_such_not_as_missing(tokenizer):
+    from promptedit.spec import EditSpec, build_controller
+
+    long = " ".join(["a red circle"] * 30) + " and a green square"
+    spec = EditSpec(long, (long.replace("green", "blue"),), reweight={"square": 2.0})
+    with pytest.raises(PromptError, match="reweight word 'square' lies past the text encoder's"):
+        build_controller(spec, tokenizer, 4)
+    spec = EditSpec(SRC, (TGT,), reweight={"horse": 2.0})
+    with pytest.raises(PromptError, match="reweight word 'horse' is not in the prompt"):
+        build_controller(spec, tokenizer, 4)
+
+
+def test_a_mask_of_an_edit_that_changes_nothing_is_refused(tiny_model):
+    from promptedit.maskedit import instdiffedit
+
+    image = np.full((32, 32, 3), 200, np.uint8)
+    with pytest.raises(ParameterError, match="no edit to mask"):
+        instdiffedit(tiny_model, image, SRC, SRC, num_inference_steps=2, progress=False)
+    # the paper's anchor reads the edit text alone, and so still runs
+    r = instdiffedit(tiny_model, image, SRC, SRC, anchor="start-token", num_inference_steps=2, mask_steps=1,
+                     progress=False)
+    assert r.mask.shape == (32, 32)
+
+
+# --- masks given as files ----------------------------------------------------------------------------
+
+
+def test_a_mask_file_is_read_by_the_image_rule(tmp_path):
+    from promptedit.errors import ImageInputError
+    from promptedit.images import load_image, load_mask
+
+    # 16-bit: near-black (1000 of 65535) is not white; a plain convert("L") clips it to 255
+    m16 = np.full((32, 32), 1000, np.uint16)
+    m16[:, :16] = 65535
+    Image.fromarray(m16).save(tmp_path / "m16.png")
+    mask = load_mask(tmp_path / "m16.png", (32, 32))
+    assert mask[:, :16].all() and not mask[:, 16:].any()
+    # a wide image is centre-cropped: the mask is cropped the same way, its left quarter falls outside
+    wide = np.zeros((32, 64), np.uint8)
+    wide[:, :16] = 255
+    Image.fromarray(wide).save(tmp_path / "wide.png")
+    assert not load_mask(tmp_path / "wide.png", (32, 32), "crop", like=(64, 32)).any()
+    padded = load_mask(tmp_path / "wide.png", (32, 32), "pad", like=(64, 32))
+    assert padded[8:24, :8].all() and not padded[:8].any() and not padded[:, 8:].any()  # padding is not edited
+    Image.new("L", (64, 32)).save(tmp_path / "img.png")
+    assert load_image(tmp_path / "img.png", (32, 32)).oriented_size == (64, 32)
+    # a mask of another shape than the image's is refused, not stretched
+    Image.new("L", (100, 10), 255).save(tmp_path / "thin.png")
+    with pytest.raises(ImageInputError, match="the mask must have the image's shape"):
+        load_mask(tmp_path / "thin.png", (32, 32), like=(32, 32))
+
+
+# --- outputs never land on inputs or outside their folder ---------------------------------------------
+
+
+def test_batch_ids_cannot_name_the_output_folder_or_its_parent():
+    from promptedit.batch import ManifestError, item_from_options
+
+    for bad in (".", ".."):
+        with pytest.raises(ManifestError, match="not '.' or '..'"):
+            item_from_options(bad, {"source": SRC, "target": TGT})
+    assert item_from_options("v1.2", {"source": SRC, "target": TGT}).id == "v1.2"
+
+
+def test_pie_paths_that_leave_their_folder_are_refused(tmp_path):
+    from promptedit.pie import MappingFileError, read_pie
+
+    (tmp_path / "annotation_images").mkdir()
+    Image.new("RGB", (8, 8)).save(tmp_path / "outside.png")
+    for bad in ("../outside.png", "/etc/passwd", "a/../../outside.png"):
+        entry = {"image_path": bad, "original_prompt": SRC, "editing_prompt": TGT, "editing_type_id": "1",
+                 "mask": []}
+        (tmp_path / "mapping_file.json").write_text(json.dumps({"000": entry}))
+        with pytest.raises(MappingFileError, match="not a file inside its folder"):
+            read_pie(tmp_path)
+
+
+def test_evaluate_never_writes_its_report_over_what_it_reads(tiny_model_dir, tmp_path, capsys):
+    data, out = tmp_path / "pie", tmp_path / "run"
+    assert run(capsys, "world", "pie", "--out", data, "--n", 1, "--quiet")[0] == 0
+    key, entry = next(iter(json.loads((data / "mapping_file.json").read_text()).items()))
+    (out / key).mkdir(parents=True)
+    edited = out / key / "edited.png"
+    Image.open(data / "annotation_images" / entry["image_path"]).save(edited)
+    before = {p: p.read_bytes() for p in (edited, data / "mapping_file.json")}
+    for prefix in (out / key / "edited", data / "mapping_file", out / key / "result"):
+        code, _, err = run(capsys, "evaluate", out, "--data", data, "--out", prefix, "--quiet")
+        assert "would" in one_line_error(code, err)
+    assert all(p.read_bytes() == b for p, b in before.items())
+    code, _, err = run(capsys, "evaluate", out, "--data", data, "--quiet")
+    assert code == 0, err
+    report = json.loads((out / "evaluation.json").read_text())  # standard JSON: an exact PSNR is null, not Infinity
+    assert report["evaluated"] == 1
+
+
+def test_world_pie_refuses_a_set_too_large_to_draw(tmp_path, capsys):
+    code, _, err = run(capsys, "world", "pie", "--out", tmp_path / "p", "--n", 10**9)
+    one_line_error(code, err)
+    assert not (tmp_path / "p").exists()
+
+
+def test_json_records_hold_no_infinity():
+    from promptedit.outputs import _finite
+
+    assert _finite({"psnr": math.inf, "v": [np.float32("nan"), 1.5, (2, -math.inf)]}) == {
+        "psnr": None, "v": [None, 1.5, [2, None]]}
+
+
+def test_one_item_that_fails_inside_does_not_stop_a_batch(tiny_model_dir, tmp_path, capsys, monkeypatch):
+    from promptedit.cli import edit as edit_cli
+
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text("\n".join(json.dumps({"id": i, "source": SRC, "target": TGT, "steps": 2, "seed": s})
+                                  for i, s in (("a", 1), ("b", 2), ("c", 3))) + "\n")
+    real = edit_cli.run_edit
+
+    def flaky(model, plan, **kw):  # a defect of ours on item b only
+        if plan.options["seed"] == 2:
+            raise RuntimeError("boom")
+        return real(model, plan, **kw)
+
+    monkeypatch.setattr(edit_cli, "run_edit", flaky)
+    code, stdout, err = run(capsys, "batch", manifest, "--out", tmp_path / "o", "--model", tiny_model_dir,
+                            "--quiet", "--threads", 1)
+    assert code == 0, err
+    assert "2 done, 0 skipped, 1 failed" in stdout
+    failures = [json.loads(line) for line in (tmp_path / "o" / "failures.jsonl").read_text().splitlines()]
+    assert [f["id"] for f in failures] == ["b"] and "internal error (RuntimeError: boom)" in failures[0]["error"]
+    assert (tmp_path / "o" / "c" / "edited.png").is_file()
+
+
+def test_every_error_here_is_a_value_error():
+    for cls in (NumericalError, ModelLoadError, ParameterError, PromptError):
+        assert issubclass(cls, PromptEditError) and issubclass(cls, ValueError)
