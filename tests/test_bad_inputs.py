@@ -251,3 +251,128 @@ def test_one_item_that_fails_inside_does_not_stop_a_batch(tiny_model_dir, tmp_pa
 def test_every_error_here_is_a_value_error():
     for cls in (NumericalError, ModelLoadError, ParameterError, PromptError):
         assert issubclass(cls, PromptEditError) and issubclass(cls, ValueError)
+
+
+# --- the Python API and the web app (a reviewer's pass) ----------------------------------------------
+
+
+def test_deep_bracket_nesting_is_refused_before_the_parsers_run():
+    from promptedit.spec import EditSpec
+    from promptedit.syntax import MAX_DEPTH, PromptSyntaxError
+
+    # compel's grammar takes ~3.5x longer per level of parentheses: past 4 levels compel is not run
+    deep = "(" * (MAX_DEPTH["compel"] + 1) + "red" + ")" * (MAX_DEPTH["compel"] + 1)
+    with pytest.raises(PromptSyntaxError, match="nested more than 4 deep"):
+        EditSpec.from_prompt(f"{deep}.swap(blue) circle", "compel")
+    # auto: compel cannot read it, A1111 can (a re-weighting by 1.1^5)
+    spec = EditSpec.from_prompt(f"a {deep} circle")
+    assert spec.reweight == {"red": pytest.approx(1.1 ** 5)}
+    with pytest.raises(PromptSyntaxError, match="nested more than 32 deep"):  # it was a RecursionError
+        EditSpec.from_prompt("(" * 500 + "cat" + ")" * 500)
+    with pytest.raises(PromptError, match=r"scales attention by 1\.331 in A1111"):  # not "by 1.1"
+        EditSpec.from_prompt("a (((red))) circle")
+
+
+def test_edit_spec_refuses_wrong_structures_and_overflowing_weights():
+    from promptedit.spec import MAX_REWEIGHT, EditSpec
+
+    with pytest.raises(ParameterError, match="within"):
+        EditSpec(SRC, (TGT,), reweight={"dog": 1e300})  # finite, but attention overflows float32
+    EditSpec(SRC, (TGT,), reweight={"dog": -MAX_REWEIGHT})
+    bad = [dict(targets=None), dict(targets=5), dict(targets=(TGT,), reweight="dog=2"),
+           dict(targets=(TGT,), reweight={1: 2}), dict(targets=(TGT,), blend_words=(1,)),
+           dict(targets=(TGT,), cross_replace_words="dog"), dict(targets=(TGT,), blend_swapped="no"),
+           dict(targets=(TGT,), blend_threshold="x"), dict(targets=(TGT,), blend_start=[0.3])]
+    for kw in bad:
+        with pytest.raises(PromptEditError):
+            EditSpec(SRC, **kw)
+    assert EditSpec(SRC, (TGT,), blend_words="cat").blend_words == ("cat",)  # a word, as targets take one
+
+
+def test_library_calls_refuse_bad_arguments_with_value_errors(tiny_model):
+    from promptedit.editing import EditSpec, edit, generate
+    from promptedit.inversion import invert, reconstruct
+    from promptedit.maskedit import instdiffedit, make_mask, masked_edit
+
+    img = np.full((32, 32, 3), 200, np.uint8)
+    inside = np.zeros((32, 32), bool)
+    inside[8:24, 8:24] = True
+    calls = [
+        # the mask functions check the image's size as generation does (it was unchecked: any size ran)
+        lambda: instdiffedit(tiny_model, np.zeros((160, 160, 3), np.uint8), SRC, TGT, num_inference_steps=2),
+        lambda: masked_edit(tiny_model, np.zeros((160, 160, 3), np.uint8), np.ones((160, 160), bool), TGT),
+        # masks: not an array, 1-D, NaN, empty
+        lambda: masked_edit(tiny_model, img, None, TGT),
+        lambda: masked_edit(tiny_model, img, np.ones(32, bool), TGT),
+        lambda: masked_edit(tiny_model, img, np.full((32, 32), np.nan), TGT),
+        lambda: masked_edit(tiny_model, img, np.zeros((32, 32), bool), TGT),
+        lambda: masked_edit(tiny_model, img, inside, ""),
+        # numbers that are not numbers, or out of range
+        lambda: instdiffedit(tiny_model, img, SRC, TGT, num_seeds="2"),
+        lambda: instdiffedit(tiny_model, img, SRC, TGT, strength=None),
+        lambda: instdiffedit(tiny_model, img, SRC, TGT, object_threshold=float("nan")),
+        lambda: instdiffedit(tiny_model, img, SRC, TGT, guided_filter_radius=float("nan")),
+        lambda: instdiffedit(tiny_model, img, SRC, TGT, guided_filter_radius=8),  # wider than the image
+        lambda: instdiffedit(tiny_model, img, SRC, TGT, guided_filter_eps=None),
+        lambda: make_mask(tiny_model, img, SRC, TGT, smooth_times="x"),
+        lambda: invert(tiny_model, img, SRC, method="null-text", lr=float("nan")),
+        lambda: invert(tiny_model, img, SRC, method="null-text", epsilon="x"),
+        lambda: invert(tiny_model, img, "  "),  # an empty caption (every later edit would fail)
+        lambda: invert(tiny_model, img, SRC, image_rule=None),  # the file could not be read back
+        # wrong objects
+        lambda: edit(tiny_model, "a cat"),
+        lambda: edit(tiny_model, EditSpec(SRC, (TGT,)), start="x"),
+        lambda: reconstruct(tiny_model, None),
+        lambda: generate(tiny_model, []),
+        lambda: generate(tiny_model, None),
+    ]
+    for i, call in enumerate(calls):
+        with pytest.raises(PromptEditError):
+            call()
+    # an (H, W, 1) mask is taken as (H, W)
+    r = masked_edit(tiny_model, img, inside[..., None], TGT, num_inference_steps=2, progress=False)
+    assert r.mask.shape == (32, 32) and r.mask.sum() == inside.sum()
+
+
+def test_load_model_arguments(tiny_model_dir):
+    from promptedit.models import load_model
+
+    for bad in ("", None, 5):
+        with pytest.raises(ModelLoadError, match="folder path"):
+            load_model(bad)
+    with pytest.raises(ParameterError, match="floating torch dtype"):
+        load_model(tiny_model_dir, device="cpu", dtype=torch.int8)
+    assert load_model(tiny_model_dir, device="cpu", dtype="float32").dtype == torch.float32
+
+
+def test_the_web_app_turns_bad_widget_values_into_one_message(tiny_model, tmp_path):
+    pytest.importorskip("gradio")
+    import gradio as gr
+
+    from promptedit.app import App, _guard, _painted_mask
+
+    app = App(tiny_model, str(tmp_path / "app"))
+    upload = tmp_path / "in.png"
+    Image.new("RGB", (32, 32), (200, 30, 30)).save(upload)
+    cases = [
+        lambda: app.p2p(SRC, TGT, "auto", None, 0.8, 0.4, "", "", 0, 2, 7.5),  # a slider sent None
+        lambda: app.p2p(SRC, TGT, "auto", 0, 0.8, 0.4, "", "", 0, float("nan"), 7.5),
+        lambda: app.p2p(SRC, "", "auto", 0, 0.8, 0.4, "", "", 0, 2, 7.5),  # no edited prompt: no silent no-op
+        lambda: app.masks(str(upload), None, SRC, TGT, "bogus", 0, 2, 7.5),
+        lambda: app.masks(str(tmp_path / "gone.png"), None, SRC, TGT, "instant", 0, 2, 7.5),
+        lambda: app.one_prompt("(" * 500 + "cat" + ")" * 500, "auto", 0, 2, 7.5),
+    ]
+    for case in cases:
+        with pytest.raises(gr.Error):
+            _guard(case)()
+    # the painted canvas of a wide image is cropped as the image is: paint on its left quarter -> nothing inside
+    layer = np.zeros((32, 64, 4), np.uint8)
+    layer[:, :16, 3] = 255
+    with pytest.raises(PromptEditError, match="empty"):
+        _painted_mask({"layers": [layer]}, (32, 32), like=(64, 32))
+    layer[:, 24:40, 3] = 255  # the middle: the crop keeps it, at the middle
+    m = _painted_mask({"layers": [layer, None]}, (32, 32), like=(64, 32))
+    assert m[:, 8:24].all() and not m[:, :8].any() and not m[:, 24:].any()
+    with pytest.raises(PromptEditError, match="image's shape"):
+        _painted_mask({"layers": [np.zeros((10, 100, 4), np.uint8) + 255]}, (32, 32), like=(32, 32))
+    app.close()

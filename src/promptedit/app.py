@@ -50,10 +50,13 @@ def _check_upload(path: str | None) -> tuple[Path, str]:
     from .errors import ImageInputError
     from .images import open_image
 
+    from .images import check_input_file
+
     if not path:
         raise ImageInputError("upload an image first")
     p = Path(path)
     name = p.name  # Gradio keeps the uploaded file's own name as the last component
+    check_input_file(p, "upload", name)  # gone (an expired upload), a folder, unreadable
     if p.stat().st_size > MAX_UPLOAD_BYTES:
         raise ImageInputError(f"the upload {name} is larger than {MAX_UPLOAD_BYTES // 2**20} MB")
     with open_image(p, what="upload", name=name, max_pixels=MAX_UPLOAD_PIXELS):
@@ -74,6 +77,24 @@ def _seed(value) -> int:
     if not number.is_integer() or not 0 <= number < 2**63:
         raise ParameterError(f"the seed must be a whole number in [0, 2^63), got {value!r}")
     return int(value) if isinstance(value, int) else int(number)
+
+
+def _number(value, name: str, whole: bool = False):
+    """A number from a slider or number box (which can send None or text): a finite float, or a whole int."""
+    from .errors import ParameterError
+
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ParameterError(f"{name} must be a number, got {value!r}") from None
+    if not np.isfinite(number) or (whole and not number.is_integer()):
+        raise ParameterError(f"{name} must be a finite {'whole ' if whole else ''}number, got {value!r}")
+    return int(number) if whole else number
+
+
+def _optional(value, name: str):
+    """An optional setting: None stays None (the model's default)."""
+    return None if value is None else _number(value, name)
 
 
 class App:
@@ -110,11 +131,15 @@ class App:
         from .editing import EditSpec, edit
         from .visualize import cross_attention_grid, token_labels
 
-        spec = EditSpec(source=source, targets=(target or source,), mode=mode,
-                        cross_replace=(float(cross_start), float(cross_end)), self_replace=float(self_replace),
+        # a re-weighting may leave the edited prompt empty (it re-weights the source); other edits need one
+        target = source if mode == "reweight" and not (target or "").strip() else target
+        spec = EditSpec(source=source, targets=(target,), mode=mode,
+                        cross_replace=(_number(cross_start, "cross-attention start"),
+                                       _number(cross_end, "cross-attention end")),
+                        self_replace=_number(self_replace, "self-attention window"),
                         reweight=_parse_weights(reweight), blend_words=_words(blend))
-        res = edit(self.model, spec, seed=_seed(seed), num_inference_steps=int(steps), guidance_scale=float(guidance),
-                   store_attention=True, progress=True)
+        res = edit(self.model, spec, seed=_seed(seed), num_inference_steps=_number(steps, "steps", whole=True),
+                   guidance_scale=_number(guidance, "guidance"), store_attention=True, progress=True)
         maps = res.attention.maps(downsample=res.attention_downsample)
         grids = [np.asarray(cross_attention_grid(res.images[i], maps[i], token_labels(self.model.tokenizer, p), cols=4))
                  for i, p in enumerate(res.prompts)]
@@ -130,10 +155,11 @@ class App:
         from .editing import EditSpec, edit
         from .syntax import parse_edit_prompt
 
-        parsed = parse_edit_prompt(text or "", syntax or "auto", num_inference_steps=int(steps))
+        steps = _number(steps, "steps", whole=True)
+        parsed = parse_edit_prompt(text or "", syntax or "auto", num_inference_steps=steps)
         spec = EditSpec(**parsed.spec_kwargs())
-        res = edit(self.model, spec, seed=_seed(seed), num_inference_steps=int(steps), guidance_scale=float(guidance),
-                   progress=True)
+        res = edit(self.model, spec, seed=_seed(seed), num_inference_steps=steps,
+                   guidance_scale=_number(guidance, "guidance"), progress=True)
         flags = shlex.join(parsed.flags())
         record = self._record("edit", res, one_prompt={**parsed.to_dict(), "equivalent_flags": parsed.flags()})
         gallery = [(res.images[0], f"source: {spec.source}"), (res.images[1], f"edit: {spec.targets[0]}")]
@@ -148,8 +174,9 @@ class App:
         size = (self.model.image_size, self.model.image_size)
         path, name = _check_upload(upload)
         prepared = load_image(path, size, name=name)
-        inv = invert(self.model, prepared.image, caption, method=method, num_inference_steps=int(steps),
-                     guidance_scale=float(guidance), progress=True, image_rule=prepared.rule)
+        inv = invert(self.model, prepared.image, caption, method=method,
+                     num_inference_steps=_number(steps, "steps", whole=True),
+                     guidance_scale=_number(guidance, "guidance"), progress=True, image_rule=prepared.rule)
         rec = reconstruct(self.model, inv, progress=False)
         value = psnr(rec.images[0], prepared.image)
         record = self._record("invert", rec, reconstruction_psnr=round(value, 3), image_rule=prepared.rule)
@@ -182,21 +209,25 @@ class App:
         from .maskedit import diffedit, instdiffedit, masked_edit
         from .visualize import mask_overlay, mask_tile
 
+        from .errors import ParameterError
+
+        if method not in ("instant", "diffedit", "painted"):
+            raise ParameterError(f"choose a mask: instant, diffedit or painted (got {method!r})")
         size = (self.model.image_size, self.model.image_size)
         path, name = _check_upload(upload)
         prepared = load_image(path, size, name=name)
-        kw = dict(seed=_seed(seed), num_inference_steps=int(steps), guidance_scale=float(guidance),
-                  strength=float(strength), progress=True)
+        kw = dict(seed=_seed(seed), num_inference_steps=_number(steps, "steps", whole=True),
+                  guidance_scale=_number(guidance, "guidance"), strength=_number(strength, "strength"), progress=True)
         if method == "painted":
-            mask = _painted_mask(painted, size)
+            mask = _painted_mask(painted, size, like=prepared.oriented_size)
             res = masked_edit(self.model, prepared.image, mask, target, **kw)
         elif method == "diffedit":
             res = diffedit(self.model, prepared.image, source, target, **kw)
         else:
             res = instdiffedit(self.model, prepared.image, source, target, **kw,
-                               threshold=None if threshold is None else float(threshold),
-                               guided_filter_radius=None if guided_filter is None else float(guided_filter),
-                               region_peak=None if region_peak is None else float(region_peak))
+                               threshold=_optional(threshold, "threshold"),
+                               guided_filter_radius=_optional(guided_filter, "guided-filter radius"),
+                               region_peak=_optional(region_peak, "region peak"))
         record = self._record("mask-edit", res)
         made = f", made in {res.timings['mask']:.2f} s" if "mask" in res.timings else ""
         info = f"{res.method}: mask {res.mask.mean():.0%} of the image{made}"
@@ -208,31 +239,41 @@ class App:
         from .editing import attention
         from .visualize import cross_attention_grid, token_labels
 
-        res = attention(self.model, prompt, seed=_seed(seed), num_inference_steps=int(steps),
-                        guidance_scale=float(guidance), self_attention=False, progress=True)
+        res = attention(self.model, prompt, seed=_seed(seed), num_inference_steps=_number(steps, "steps", whole=True),
+                        guidance_scale=_number(guidance, "guidance"), self_attention=False, progress=True)
         maps = res.attention.maps(downsample=res.attention_downsample)[0]
         grid = np.asarray(cross_attention_grid(res.images[0], maps, token_labels(self.model.tokenizer, prompt), cols=4))
         record = self._record("attention", res)
         return [(res.images[0], "image"), (grid, "cross-attention per token")], record
 
 
-def _painted_mask(painted, size) -> np.ndarray:
-    """The painted layers of a Gradio ImageEditor value, as an (H, W) bool mask at ``size``."""
+def _painted_mask(painted, size, like=None) -> np.ndarray:
+    """The painted layers of a Gradio ImageEditor value, as an (H, W) bool mask at ``size``, brought there as
+    the image was (the same centre crop); ``like``: the image's (width, height), whose shape the canvas must
+    have (paint on the image itself)."""
     from PIL import Image
 
     from .errors import ImageInputError
+    from .images import prepare_mask
 
-    layers = (painted or {}).get("layers") or []
+    layers = [layer for layer in ((painted.get("layers") if isinstance(painted, dict) else None) or [])
+              if layer is not None]
     if not layers:
         raise ImageInputError("paint the region to edit on the mask canvas first")
     alpha = None
     for layer in layers:
         a = np.asarray(layer)
+        if a.ndim not in (2, 3) or not np.issubdtype(a.dtype, np.number):
+            raise ImageInputError("the painted mask's layers are not images")
         a = a[..., 3] if a.ndim == 3 and a.shape[2] == 4 else (a.max(-1) if a.ndim == 3 else a)
+        if alpha is not None and a.shape != alpha.shape:
+            raise ImageInputError(f"the painted layers differ in size ({alpha.shape[1]}x{alpha.shape[0]} and "
+                                  f"{a.shape[1]}x{a.shape[0]})")
         alpha = a if alpha is None else np.maximum(alpha, a)
-    m = np.asarray(Image.fromarray((alpha > 0).astype(np.uint8) * 255).resize((size[1], size[0]), Image.NEAREST)) > 127
+    canvas = Image.fromarray((alpha > 0).astype(np.uint8) * 255)
+    m = prepare_mask(canvas, size, "crop", like=like, name="the painted canvas")
     if not m.any():
-        raise ImageInputError("the painted mask is empty")
+        raise ImageInputError("the painted mask is empty (inside the image's centre crop)")
     return m
 
 
@@ -248,6 +289,12 @@ def _guard(fn):
             return fn(*args, **kwargs)
         except PromptEditError as e:
             raise gr.Error(str(e), print_exception=False) from None
+        except RecursionError:
+            raise gr.Error("the input is nested too deeply to read", print_exception=False) from None
+        except Exception as e:  # a defect of ours: one line in the browser, the traceback on the server's console
+            first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+            raise gr.Error(f"internal error ({type(e).__name__}{': ' + first if first else ''}); please report it"
+                           ) from e
 
     return wrapper
 

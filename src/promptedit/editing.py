@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 from .control import AttentionStore, Compose
 from .defaults import EDIT_NULLS, P2PDefaults
-from .errors import ParameterError
+from .errors import ParameterError, PromptError
 from .hooks import FeatureInjection
 from .models import DiffusionModel
 from .runner import Result, SeedStart, Start, StepCallback, resolve_sampling, run
@@ -64,7 +64,11 @@ def generate(model: DiffusionModel, prompt: str | Sequence[str], *, seed: int | 
              width: int | None = None, callback: StepCallback | None = None, allow_large: bool = False,
              progress: bool = True) -> Result:
     """Plain text-to-image generation of one prompt or a batch sharing x_T (no attention control)."""
+    if not isinstance(prompt, (str, list, tuple)):
+        raise PromptError(f"prompt must be a prompt or a list of prompts, got {type(prompt).__name__}")
     prompts = [prompt] if isinstance(prompt, str) else list(prompt)
+    if not prompts:
+        raise PromptError("no prompt to generate")
     for i, p in enumerate(prompts):
         _check_prompt(f"prompt {i + 1}", p)
     start = SeedStart(seed)
@@ -102,6 +106,11 @@ def edit(
             negative-prompt papers') or ``source`` (ours: the edited branches take the empty prompt's); None: the
             model's ``inversion.edit_null``.
     """
+    if not isinstance(spec, EditSpec):
+        raise ParameterError(f"an edit takes an EditSpec (EditSpec(source, targets) or EditSpec.from_prompt(text)), "
+                             f"got {type(spec).__name__}")
+    if start is not None and not isinstance(start, Start):
+        raise ParameterError(f"start must be an inversion, a noised image or None, got {type(start).__name__}")
     if start is None:
         start = SeedStart(seed)
     elif seed is not None and start.seed != seed:

@@ -34,7 +34,9 @@ from .control import AttentionControl
 from .ddim import ddim_inverse_step, ddim_step, eps_from_output, guided_noise, step_alphas
 from .errors import ParameterError, PromptEditError
 from .models import DiffusionModel, model_fingerprint
-from .runner import Prepared, Result, Start, check_sampling, check_size, encode_images, resolve_sampling, run
+from .runner import (Prepared, Result, Start, check_real, check_sampling, check_size, encode_images, resolve_sampling,
+                     run)
+from .spec import _check_prompt
 
 METHODS = ("null-text", "negative-prompt", "direct", "ddim")
 FORMAT_VERSION = 1
@@ -356,6 +358,11 @@ def invert(
     """
     if method not in METHODS:
         raise ParameterError(f"inversion method must be one of {', '.join(METHODS)}, got {method!r}")
+    _check_prompt("the image's caption (prompt)", prompt)
+    lr = check_real("lr", lr, 0.0, low_open=True)
+    epsilon = check_real("epsilon", epsilon, 0.0)
+    if not isinstance(image_rule, str):
+        raise ParameterError(f"image_rule must be text, got {type(image_rule).__name__}")
     if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
         raise ParameterError("the image must be (H, W, 3) uint8")
     steps = model.defaults.inversion.num_inference_steps if num_inference_steps is None else num_inference_steps
@@ -395,6 +402,9 @@ def invert(
 
 def reconstruct(model: DiffusionModel, inv: Inversion, *, progress: bool = True) -> Result:
     """The image the inversion gives back under its own prompt (``images[0]``, (H, W, 3) uint8)."""
+    if not isinstance(inv, Inversion):
+        raise ParameterError(f"reconstruct takes an Inversion (invert(...) or Inversion.from_bytes), got "
+                             f"{type(inv).__name__}")
     sampling = resolve_sampling(model, inv, batch=1)
     out = run(model, [inv.prompt], inv, sampling=sampling, edit_null="all", progress=progress)
     return Result(inv.method, [inv.prompt], out.images, None, sampling, out.timings, latents=out.x_start,

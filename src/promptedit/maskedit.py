@@ -20,8 +20,9 @@ from .ddim import q_sample
 from .errors import ParameterError, PromptError
 from .masks import InstantMask, cells_touched, edited_words, image_soft_mask, strongest_regions
 from .models import DiffusionModel
-from .runner import (NoisedImage, Prepared, Result, Sampling, decode_latents, make_generator, resolve_sampling, run,
-                     strength_start, to_uint8)
+from .runner import (NoisedImage, Prepared, Result, Sampling, check_real, check_whole, decode_latents, make_generator,
+                     resolve_sampling, run, strength_start, to_uint8)
+from .spec import _check_prompt
 from .tokens import prompt_words, span_token_indices
 
 MASK_METHODS = ("instant", "diffedit")
@@ -61,14 +62,36 @@ def keep_outside_mask(edited: np.ndarray, image: np.ndarray, mask: np.ndarray) -
     return np.where(mask[..., None], edited, image)
 
 
-def _mask_sampling(model, image, num_inference_steps, guidance_scale) -> Sampling:
+def _mask_sampling(model, image, num_inference_steps, guidance_scale, allow_large: bool = False) -> Sampling:
+    """The pass's sampling; the image's size is checked as generation checks it (a multiple of the model's
+    factor, at most 4x its native size unless ``allow_large``, within free memory)."""
     return resolve_sampling(model, NoisedImage(image=image), num_inference_steps, guidance_scale, batch=2,
-                            allow_large=True)  # the image's size was checked when it was read
+                            allow_large=allow_large)
 
 
 def _check_image(image) -> None:
     if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
         raise ParameterError("the image must be (H, W, 3) uint8")
+
+
+def _check_mask(mask, image: np.ndarray) -> np.ndarray:
+    """A user's mask as (H, W) bool: an array of the image's height and width, bool or finite numbers (nonzero
+    is inside), with at least one pixel inside."""
+    if not isinstance(mask, (np.ndarray, torch.Tensor)) or isinstance(mask, np.ndarray) and mask.dtype == object:
+        raise ParameterError(f"the mask must be an (H, W) array, got {type(mask).__name__}")
+    m = mask.detach().cpu().numpy() if isinstance(mask, torch.Tensor) else mask
+    if m.ndim == 3 and m.shape[2] == 1:
+        m = m[..., 0]
+    if m.ndim != 2 or m.shape != image.shape[:2]:
+        raise ParameterError(f"the mask has shape {tuple(m.shape)}; the image is {image.shape[1]}x{image.shape[0]}, "
+                             f"so it must be ({image.shape[0]}, {image.shape[1]})")
+    if m.dtype != bool:
+        if not np.issubdtype(m.dtype, np.number) or not np.isfinite(m).all():
+            raise ParameterError("the mask must hold bools or finite numbers")
+        m = m != 0
+    if not m.any():
+        raise ParameterError("the mask is empty: no pixel is inside it")
+    return m
 
 
 @torch.no_grad()
@@ -96,6 +119,7 @@ def instdiffedit(
     inpaint: bool = True,
     inpaint_pipeline=None,
     keep_outside: bool = True,
+    allow_large: bool = False,
     progress: bool = True,
 ) -> Result:
     """InstDiffEdit (Zou et al. 2024): edit ``image`` (H, W, 3) uint8 with instant attention masks.
@@ -138,15 +162,24 @@ def instdiffedit(
     makes the mask (and, for an edit, the edit with it), ``inpaint`` the final pass.
     """
     _check_image(image)
-    sampling = _mask_sampling(model, image, num_inference_steps, guidance_scale)
+    _check_prompt("source", source)
+    _check_prompt("target", target)
+    sampling = _mask_sampling(model, image, num_inference_steps, guidance_scale, allow_large)
     steps, w = sampling.num_inference_steps, sampling.guidance_scale
     start_step = strength_start(steps, strength)
-    if num_seeds < 1:
-        raise ParameterError(f"num_seeds must be >= 1, got {num_seeds}")
-    if mask_steps is not None and not 1 <= mask_steps <= steps - start_step:
-        raise ParameterError(f"mask_steps must be in [1, {steps - start_step}], got {mask_steps}")
+    num_seeds = check_whole("num_seeds", num_seeds, 1)
+    if mask_steps is not None:
+        mask_steps = check_whole("mask_steps", mask_steps, 1, steps - start_step)
+    object_threshold = check_real("object_threshold", object_threshold, -1.0, 1.0)
+    background_threshold = check_real("background_threshold", background_threshold, -1.0, 1.0)
     opts = _mask_options(model, downsample, threshold, smooth_times, guided_filter_radius, guided_filter_eps,
                          region_peak)
+    # the guided filter's window (2r + 1 pixels, r = radius cells of the maps) must fit in the image
+    cell = model.vae_scale_factor * opts["downsample"]  # pixels per cell of the maps
+    if 2 * opts["guided_filter_radius"] * cell + 1 > min(image.shape[:2]):
+        raise ParameterError(f"guided_filter_radius {opts['guided_filter_radius']:g} cells ({cell} pixels each) is "
+                             f"wider than the {image.shape[1]}x{image.shape[0]} image; at most "
+                             f"{(min(image.shape[:2]) - 1) / (2 * cell):g}")
     maps_from, words, toks, candidates, texts = _anchoring(model, source, target, anchor,
                                                            mask_only=mask_steps is not None)
     rows = num_seeds * len(texts)  # the edit text's rows first, then the source text's (for its maps only)
@@ -215,17 +248,12 @@ def _mask_options(model: DiffusionModel, downsample, threshold, smooth_times, gu
     """The instant-mask options, each from its argument or the model's ``masks`` defaults, checked."""
     d = model.defaults.masks
     f, note = model.resolve_downsample(downsample, d.downsample, "instant masks")
-    threshold = d.threshold if threshold is None else float(threshold)
-    smooth_times = d.smooth_times if smooth_times is None else int(smooth_times)
-    if smooth_times < 0:
-        raise ParameterError(f"smooth_times must be >= 0, got {smooth_times}")
-    radius = d.guided_filter_radius if guided_filter_radius is None else float(guided_filter_radius)
-    if radius < 0 or guided_filter_eps <= 0:
-        raise ParameterError(f"guided_filter_radius must be >= 0 and guided_filter_eps > 0, got {radius} and "
-                             f"{guided_filter_eps}")
-    region_peak = d.region_peak if region_peak is None else float(region_peak)
-    if not 0.0 <= region_peak <= 1.0:
-        raise ParameterError(f"region_peak must be in [0, 1], got {region_peak}")
+    threshold = check_real("threshold", d.threshold if threshold is None else threshold, 0.0, 1.0, high_open=True)
+    smooth_times = check_whole("smooth_times", d.smooth_times if smooth_times is None else smooth_times, 0, 100)
+    radius = check_real("guided_filter_radius", d.guided_filter_radius if guided_filter_radius is None
+                        else guided_filter_radius, 0.0)
+    check_real("guided_filter_eps", guided_filter_eps, 0.0, low_open=True)
+    region_peak = check_real("region_peak", d.region_peak if region_peak is None else region_peak, 0.0, 1.0)
     return {"downsample": f, "threshold": threshold, "smooth_times": smooth_times, "guided_filter_radius": radius,
             "region_peak": region_peak, "notes": [note] if note else []}
 
@@ -279,15 +307,16 @@ def _final_pass(model: DiffusionModel, x0: torch.Tensor, target: str, mask: np.n
 @torch.no_grad()
 def masked_edit(model: DiffusionModel, image: np.ndarray, mask: np.ndarray, target: str, *, strength: float = 0.5,
                 num_inference_steps: int | None = None, guidance_scale: float | None = None, seed: int = 0,
-                progress: bool = True, method: str = "user-mask", keep_outside: bool = True) -> Result:
-    """Edit inside a given mask ((H, W) bool): the source noised to ``strength``, denoised under ``target``,
-    the outside replaced by the noised source at every step; every latent cell the mask touches is edited,
-    and the pixels outside the mask are the input's, exactly (``keep_outside``)."""
+                progress: bool = True, method: str = "user-mask", keep_outside: bool = True,
+                allow_large: bool = False) -> Result:
+    """Edit inside a given mask ((H, W) bool, or numbers where nonzero is inside): the source noised to
+    ``strength``, denoised under ``target``, the outside replaced by the noised source at every step; every
+    latent cell the mask touches is edited, and the pixels outside the mask are the input's, exactly
+    (``keep_outside``)."""
     _check_image(image)
-    mask = np.asarray(mask, bool)
-    if mask.shape != image.shape[:2]:
-        raise ParameterError(f"the mask is {mask.shape[1]}x{mask.shape[0]}, the image {image.shape[1]}x{image.shape[0]}")
-    sampling = _mask_sampling(model, image, num_inference_steps, guidance_scale)
+    _check_prompt("target", target)
+    mask = _check_mask(mask, image)
+    sampling = _mask_sampling(model, image, num_inference_steps, guidance_scale, allow_large)
     t0 = time.perf_counter()
     start = NoisedImage(image=image, strength=strength, seed=seed)
     prepared = start.prepare(model, prompts=[target], num_inference_steps=sampling.num_inference_steps,
@@ -331,18 +360,20 @@ def diffedit_pipeline(model: DiffusionModel):
 def diffedit(model: DiffusionModel, image: np.ndarray, source: str, target: str, *, strength: float = 0.5,
              num_maps: int = 10, threshold_ratio: float = 3.0, num_inference_steps: int | None = None,
              guidance_scale: float | None = None, seed: int = 0, mask_only: bool = False,
-             progress: bool = True) -> Result:
+             allow_large: bool = False, progress: bool = True) -> Result:
     """DiffEdit (Couairon et al., ICLR 2023) through diffusers: the mask from the differences of noise
     predictions under source and target (``num_maps`` maps at strength 0.5, clamped at ``threshold_ratio``×
     the mean, binarised at 0.5), then DDIM inversion to the strength and masked denoising."""
     from PIL import Image
 
     _check_image(image)
-    sampling = _mask_sampling(model, image, num_inference_steps, guidance_scale)
+    _check_prompt("source", source)
+    _check_prompt("target", target)
+    sampling = _mask_sampling(model, image, num_inference_steps, guidance_scale, allow_large)
     steps, w = sampling.num_inference_steps, sampling.guidance_scale
     strength_start(steps, strength)  # validates
-    if num_maps < 1:
-        raise ParameterError(f"num_maps must be >= 1, got {num_maps}")
+    num_maps = check_whole("num_maps", num_maps, 1)
+    threshold_ratio = check_real("threshold_ratio", threshold_ratio, 0.0, low_open=True)
     if " ".join(source.lower().split()) == " ".join(target.lower().split()):
         raise ParameterError(f"the source and edit texts are the same ({target!r}): DiffEdit's mask is where their "
                              "noise predictions differ, and there is no difference")
@@ -380,7 +411,8 @@ def make_mask(model: DiffusionModel, image: np.ndarray, source: str, target: str
     if method == "instant":
         if kwargs.get("mask_steps") is None:  # the whole pass, but no edit: its rows and decoding are skipped
             _check_image(image)
-            sampling = _mask_sampling(model, image, kwargs.get("num_inference_steps"), kwargs.get("guidance_scale"))
+            sampling = _mask_sampling(model, image, kwargs.get("num_inference_steps"), kwargs.get("guidance_scale"),
+                                      kwargs.get("allow_large", False))
             kwargs["mask_steps"] = sampling.num_inference_steps - strength_start(sampling.num_inference_steps,
                                                                                  kwargs.get("strength", 0.5))
         return instdiffedit(model, image, source, target, inpaint=False, **kwargs)

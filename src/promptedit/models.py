@@ -290,9 +290,17 @@ def load_model(
     Raises :class:`ModelLoadError` for a missing folder, a folder that is not a diffusers SD checkpoint, or a
     component that cannot be loaded, and :class:`ParameterError` for a device that is not here.
     """
+    if not isinstance(name_or_path, (str, os.PathLike)) or not str(name_or_path).strip():
+        raise ModelLoadError(f"a model is a folder path (or a hub id), got {name_or_path!r}")
     name = str(name_or_path)
     if device is not None:
         device = resolve_device(device)
+    if dtype is not None:
+        if isinstance(dtype, str) and isinstance(getattr(torch, dtype.removeprefix("torch."), None), torch.dtype):
+            dtype = getattr(torch, dtype.removeprefix("torch."))  # "float16", "torch.bfloat16"
+        if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+            raise ParameterError(f"dtype must be a floating torch dtype (torch.float16, torch.float32, "
+                                 f"torch.bfloat16), got {dtype!r}")
     index, root, local, path = _read_index(name)
     if not isinstance(index, dict):
         raise ModelLoadError(f"{name}: model_index.json is not a JSON object")

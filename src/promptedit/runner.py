@@ -119,6 +119,35 @@ def check_size(model, height, width, *, batch: int = 2, allow_large: bool = Fals
                              f"{free / 2**30:.1f} GiB is free on {model.device}")
 
 
+def check_real(name: str, value, low: float | None = None, high: float | None = None, *, low_open: bool = False,
+               high_open: bool = False) -> float:
+    """``value`` as a finite float within [low, high] (open ends where said); ParameterError otherwise."""
+    import numbers
+
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(float(value)):
+        raise ParameterError(f"{name} must be a finite number, got {value!r}")
+    v = float(value)
+    if (low is not None and (v <= low if low_open else v < low)) or (
+            high is not None and (v >= high if high_open else v > high)):
+        lo = "(-inf" if low is None else f"{'(' if low_open else '['}{low:g}"
+        hi = "inf)" if high is None else f"{high:g}{')' if high_open else ']'}"
+        raise ParameterError(f"{name} must be in {lo}, {hi}, got {value!r}")
+    return v
+
+
+def check_whole(name: str, value, low: int | None = None, high: int | None = None) -> int:
+    """``value`` as a whole number within [low, high]; ParameterError otherwise (bools and floats refused)."""
+    import numbers
+
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise ParameterError(f"{name} must be a whole number, got {value!r}")
+    v = int(value)
+    if (low is not None and v < low) or (high is not None and v > high):
+        raise ParameterError(f"{name} must be in [{'-inf' if low is None else low}, "
+                             f"{'inf' if high is None else high}], got {value!r}")
+    return v
+
+
 def check_seed(seed) -> int:
     """A seed is a whole number in [0, 2^63) (what a torch generator takes)."""
     if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63:
@@ -281,9 +310,8 @@ class SeedStart(Start):
 
 def strength_start(num_inference_steps: int, strength: float) -> int:
     """The schedule step an image noised to ``strength`` (a fraction of the steps) starts from (SDEdit)."""
-    if not 0.0 < float(strength) <= 1.0:
-        raise ParameterError(f"strength must be in (0, 1], got {strength}")
-    return min(num_inference_steps - 1, int(round(num_inference_steps * (1.0 - float(strength)))))
+    strength = check_real("strength", strength, 0.0, 1.0, low_open=True)
+    return min(num_inference_steps - 1, int(round(num_inference_steps * (1.0 - strength))))
 
 
 @dataclass

@@ -8,6 +8,7 @@ controller for a tokenizer and a number of steps (Hertz et al. 2023, Sec. 3.2).
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -43,6 +44,36 @@ def _check_prompt(name: str, prompt) -> str:
     if not isinstance(prompt, str) or not prompt.strip():
         raise PromptError(f"{name} must be a non-empty prompt, got {prompt!r}")
     return prompt
+
+
+#: the largest re-weighting scale |c|: the paper's range is −2 … 5; far beyond it attention overflows float32
+MAX_REWEIGHT = 1e4
+
+
+def _word_mapping(name: str, value) -> dict:
+    """A {word: value} mapping of text words (None: none)."""
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise ParameterError(f"{name} must be a mapping of words to values, got {type(value).__name__}")
+    for w in value:
+        if not isinstance(w, str) or not w.strip():
+            raise PromptError(f"{name} has a key that is not a word: {w!r}")
+    return dict(value)
+
+
+def _words(name: str, value) -> tuple[str, ...]:
+    """A tuple of text words from a word or a list of them (None: none)."""
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        value = (value,)
+    if not isinstance(value, (list, tuple)):
+        raise ParameterError(f"{name} must be a word or a list of words, got {type(value).__name__}")
+    for w in value:
+        if not isinstance(w, str) or not w.strip():
+            raise PromptError(f"{name} holds something that is not a word: {w!r}")
+    return tuple(value)
 
 
 @dataclass(frozen=True)
@@ -83,6 +114,8 @@ class EditSpec:
 
     def __post_init__(self):
         _check_prompt("source", self.source)
+        if not isinstance(self.targets, (str, list, tuple)):
+            raise PromptError(f"targets must be a prompt or a list of prompts, got {type(self.targets).__name__}")
         targets = (self.targets,) if isinstance(self.targets, str) else tuple(self.targets)
         if not targets:
             raise PromptError("at least one target prompt is needed")
@@ -96,26 +129,37 @@ class EditSpec:
                 object.__setattr__(self, name, _check_window(name.replace("_", "-"), getattr(self, name)))
         object.__setattr__(
             self, "cross_replace_words",
-            {w: _check_window(f"cross-replace for {w!r}", v) for w, v in dict(self.cross_replace_words).items()},
+            {w: _check_window(f"cross-replace for {w!r}", v)
+             for w, v in _word_mapping("cross_replace_words", self.cross_replace_words).items()},
         )
         weights = {}
-        for w, c in dict(self.reweight).items():
+        for w, c in _word_mapping("reweight", self.reweight).items():
+            if isinstance(c, bool):
+                raise ParameterError(f"reweight for {w!r} must be a number, got {c!r}")
             try:
                 c = float(c)
             except (TypeError, ValueError):
                 raise ParameterError(f"reweight for {w!r} must be a number, got {c!r}") from None
-            if not math.isfinite(c):
-                raise ParameterError(f"reweight for {w!r} must be finite, got {c}")
+            if not math.isfinite(c) or abs(c) > MAX_REWEIGHT:
+                raise ParameterError(f"reweight for {w!r} must be a number within ±{MAX_REWEIGHT:g} (attention "
+                                     f"scaled by more overflows), got {c}")
             weights[w] = c
         object.__setattr__(self, "reweight", weights)
-        object.__setattr__(self, "blend_words", tuple(self.blend_words))
-        object.__setattr__(self, "blend_subtract", tuple(self.blend_subtract))
+        object.__setattr__(self, "blend_words", _words("blend_words", self.blend_words))
+        object.__setattr__(self, "blend_subtract", _words("blend_subtract", self.blend_subtract))
         if self.blend_subtract and not self.blend_words:
             raise ParameterError("blend-subtract words need blend words")
-        if self.blend_threshold is not None and not (0.0 <= float(self.blend_threshold) < 1.0):
-            raise ParameterError(f"blend threshold must be in [0, 1), got {self.blend_threshold}")
-        if self.blend_start is not None and not (0.0 <= float(self.blend_start) <= 1.0):
-            raise ParameterError(f"blend start must be in [0, 1], got {self.blend_start}")
+        for name, low, high, closed in (("blend_threshold", 0.0, 1.0, False), ("blend_start", 0.0, 1.0, True)):
+            v = getattr(self, name)
+            if v is None:
+                continue
+            if isinstance(v, bool) or not isinstance(v, numbers.Real) or not math.isfinite(v):
+                raise ParameterError(f"{name.replace('_', ' ')} must be a number, got {v!r}")
+            if not (low <= v <= high if closed else low <= v < high):
+                raise ParameterError(f"{name.replace('_', ' ')} must be in [{low:g}, {high:g}{']' if closed else ')'}"
+                                     f", got {v}")
+        if self.blend_swapped is not None and not isinstance(self.blend_swapped, bool):
+            raise ParameterError(f"blend_swapped must be True, False or None, got {self.blend_swapped!r}")
         if self.mode == "reweight" and not self.reweight:
             raise ParameterError("mode reweight needs at least one word to re-weight (--reweight WORD=C)")
 

@@ -108,7 +108,7 @@ def mask(image, source, target, out, method, strength, mask_steps, fit, model, d
     extra = {"mask_steps": mask_steps, **instant} if method == "instant" else {}
     result = make_mask(m, prepared.image, source, target, method=method, strength=strength,
                        num_inference_steps=steps, guidance_scale=guidance, seed=0 if seed is None else seed,
-                       progress=not quiet, **extra)
+                       allow_large=allow_large, progress=not quiet, **extra)
     for note in result.notes:
         echo(quiet, note)
     write_image(out, result.mask.astype("uint8") * 255)
@@ -201,7 +201,7 @@ def run_mask_edit(model, plan: dict, *, quiet: bool = True, started: float | Non
                                 guidance_scale=p["guidance"], height=p["height"], width=p["width"],
                                 allow_large=p["allow_large"], progress=not quiet).images[0]
     common = dict(strength=p["strength"], num_inference_steps=p["steps"], guidance_scale=p["guidance"], seed=p["seed"],
-                  progress=not quiet)
+                  allow_large=p["allow_large"], progress=not quiet)
     if p["mask_file"]:
         like = None if prepared is None else prepared.oriented_size  # the image file's shape, which the mask has
         mask = read_mask(p["mask_file"], source_image.shape[:2], p["fit"], like=like)
