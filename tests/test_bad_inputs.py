@@ -376,3 +376,101 @@ def test_the_web_app_turns_bad_widget_values_into_one_message(tiny_model, tmp_pa
     with pytest.raises(PromptEditError, match="image's shape"):
         _painted_mask({"layers": [np.zeros((10, 100, 4), np.uint8) + 255]}, (32, 32), like=(32, 32))
     app.close()
+
+
+# --- how runs end and what they leave (a tester's pass over interrupts and re-runs) -------------------
+
+
+def test_sigterm_unwinds_as_ctrl_c_does_and_leaves_no_file(tiny_model_dir, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "g.png"
+    proc = subprocess.Popen([sys.executable, "-c", "import sys; from promptedit.cli import main; sys.exit(main())",
+                             "generate", SRC, "--steps", "999", "--out", str(out), "--model", str(tiny_model_dir),
+                             "--threads", "1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    assert proc.stderr.readline().startswith("loading model")
+    time.sleep(3)  # loading, or denoising: either unwinds
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143 and "terminated" in err and "Traceback" not in err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_temporary_file_left_by_a_killed_writer_is_removed_by_the_next_write(tmp_path):
+    import os
+    import time
+
+    from promptedit.outputs import STALE_PART_SECONDS, write_bytes
+
+    old, fresh = tmp_path / ".a.png.0123456789ab.part", tmp_path / ".a.png.ba9876543210.part"
+    old.write_bytes(b"x")
+    fresh.write_bytes(b"y")  # a writer still at work
+    past = time.time() - STALE_PART_SECONDS - 5
+    os.utime(old, (past, past))
+    write_bytes(tmp_path / "a.png", b"png")
+    assert not old.exists() and fresh.exists() and (tmp_path / "a.png").read_bytes() == b"png"
+
+
+def test_a_rerun_into_a_folder_replaces_the_earlier_run_record_first(tiny_model_dir, tmp_path, capsys):
+    from promptedit.outputs import replace_run
+
+    out = tmp_path / "e"
+    common = ["--source", SRC, "--out", out, "--model", tiny_model_dir, "--steps", 2, "--quiet", "--threads", 1]
+    assert run(capsys, "edit", "--target", TGT, "--target", "a photo of a fox", *common)[0] == 0
+    assert (out / "edited-2.png").is_file()
+    (out / "notes.txt").write_text("mine")
+    assert run(capsys, "edit", "--target", TGT, *common)[0] == 0
+    record = json.loads((out / "result.json").read_text())
+    assert record["files"]["edited"] == ["edited.png"]
+    assert not (out / "edited-1.png").exists() and not (out / "edited-2.png").exists()  # no stale outputs
+    assert (out / "notes.txt").read_text() == "mine"  # nothing else is touched
+    # the record goes first: a run interrupted after it never leaves a record beside images it did not make
+    replace_run(out, lambda name: False)
+    assert not (out / "result.json").exists() and (out / "edited.png").exists()
+
+
+def test_an_input_reached_through_a_link_is_not_overwritten(tiny_model_dir, tmp_path, capsys):
+    out = tmp_path / "o"
+    out.mkdir()
+    Image.new("RGB", (32, 32), (200, 30, 30)).save(out / "grid.png")
+    before = (out / "grid.png").read_bytes()
+    (tmp_path / "link.png").symlink_to(out / "grid.png")
+    code, _, err = run(capsys, "edit", "--image", tmp_path / "link.png", "--source", SRC, "--target", TGT, "--out",
+                       out, "--model", tiny_model_dir, "--steps", 2, "--method", "ddim", "--quiet")
+    assert "would overwrite the input" in one_line_error(code, err)
+    assert (out / "grid.png").read_bytes() == before
+
+
+def test_a_batch_item_reruns_when_its_input_image_changes(tmp_path):
+    from promptedit.batch import item_from_options
+
+    Image.new("RGB", (32, 32), (200, 30, 30)).save(tmp_path / "a.png")
+    item = item_from_options("x", {"image": str(tmp_path / "a.png"), "source": SRC, "target": TGT,
+                                   "method": "ddim"})
+    key = item.key("model")
+    assert item.key("model") == key
+    Image.new("RGB", (32, 32), (30, 30, 200)).save(tmp_path / "a.png")  # same path, another picture
+    assert item.key("model") != key
+
+
+def test_a_resumed_training_run_keeps_its_settings(tmp_path, capsys):
+    import dataclasses
+
+    from promptedit.testing import TINY_TRAIN
+    from promptedit.train.shapes import TrainConfig
+
+    folder = tmp_path / "run"
+    folder.mkdir()
+    config = dataclasses.asdict(TrainConfig(**TINY_TRAIN))
+    text = json.dumps(config)
+    (folder / "config.json").write_text(text)
+    (folder / "checkpoint.pt").write_bytes(b"")  # refused before the checkpoint is read
+    code, _, err = run(capsys, "train", "--out", folder, "--lr", 0.001, "--batch-size", 8, "--quiet")
+    line = one_line_error(code, err)
+    assert "batch_size" in line and "lr" in line and "--fresh" in line
+    assert (folder / "config.json").read_text() == text  # not rewritten

@@ -68,9 +68,21 @@ class BatchItem:
     def key(self, model_id: str) -> str:
         """What the item's outputs are keyed by: its command, options and model (a changed option reruns it).
 
-        ``model_id`` is the model's fingerprint, not its path: a moved checkpoint resumes, other weights rerun."""
-        payload = json.dumps([self.command, list(self.argv), model_id], separators=(",", ":"))
+        ``model_id`` is the model's fingerprint, not its path: a moved checkpoint resumes, other weights rerun.
+        Input files (``--image``, ``--mask``, ``--inversion``) count by their content: a replaced image reruns."""
+        payload = json.dumps([self.command, list(self.argv), model_id, self._input_digests()], separators=(",", ":"))
         return hashlib.sha1(payload.encode()).hexdigest()[:16]
+
+    def _input_digests(self) -> list[str]:
+        """The SHA-1 of each input file the options name (``missing`` where it cannot be read: the run fails)."""
+        out = []
+        for flag, value in zip(self.argv, self.argv[1:]):
+            if flag in ("--image", "--mask", "--inversion"):
+                try:
+                    out.append(hashlib.sha1(Path(value).read_bytes()).hexdigest())
+                except OSError:
+                    out.append("missing")
+        return out
 
 
 def _flag(key: str) -> str:

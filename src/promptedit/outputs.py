@@ -23,6 +23,7 @@ def _atomic_write(path: Path, write) -> None:
     gives it (and so the output) the usual mode."""
     path = Path(path)
     make_output_dir(path.parent)
+    _remove_stale_parts(path)
     tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}.part"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
@@ -35,6 +36,50 @@ def _atomic_write(path: Path, write) -> None:
         except OSError:
             pass
         raise
+
+
+STALE_PART_SECONDS = 600
+
+
+def _remove_stale_parts(path: Path) -> None:
+    """Remove temporary files of ``path`` left by a process killed while writing it (SIGKILL, power loss) and
+    untouched for 10 minutes: a writer still at work keeps its file fresh."""
+    import time
+
+    for part in path.parent.glob(f".{glob_escape(path.name)}.*.part"):
+        try:
+            if time.time() - part.stat().st_mtime > STALE_PART_SECONDS:
+                part.unlink()
+        except OSError:
+            pass
+
+
+def glob_escape(name: str) -> str:
+    import glob
+
+    return glob.escape(name)
+
+
+def replace_run(out: Path, ours, record: str = "result.json") -> None:
+    """Before a run writes its files into the folder ``out``, which may hold an earlier run's: remove the earlier
+    record first (so that an interrupted run never leaves a record that describes images it did not make, and a
+    batch resume redoes it), then the earlier run's files, the names ``ours(name)`` says this command writes (so
+    that none is left that the new record does not list). Nothing else in the folder is touched."""
+    out = Path(out)
+    if not out.is_dir():
+        return
+    try:
+        (out / record).unlink()
+    except FileNotFoundError:
+        pass
+    except OSError as e:
+        raise OutputPathError(f"cannot replace {out / record}: {e.strerror or e}") from None
+    for f in out.iterdir():
+        if f.name != record and ours(f.name) and (f.is_file() or f.is_symlink()):
+            try:
+                f.unlink()
+            except OSError as e:
+                raise OutputPathError(f"cannot replace {f}: {e.strerror or e}") from None
 
 
 def write_with(path: Path, write) -> None:

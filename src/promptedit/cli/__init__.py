@@ -69,8 +69,32 @@ def _group_options(args: list[str]) -> list[str]:
     return out
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the process is, so that it unwinds as Ctrl-C does: a file being written is removed,
+    never left half-written."""
+
+
+def _on_sigterm(signum, frame):
+    raise Terminated()
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Run the CLI; returns the exit code (2 for bad input, with one ``error:`` line)."""
+    """Run the CLI; returns the exit code (2 for bad input, with one ``error:`` line; 130 after Ctrl-C, 143 after
+    SIGTERM)."""
+    import signal
+    import threading
+
+    previous = None
+    if threading.current_thread() is threading.main_thread():  # the command's process, for the command's time
+        previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        return _main(argv)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _main(argv: list[str] | None) -> int:
     _quiet_libraries()
     args = sys.argv[1:] if argv is None else list(argv)
     debug = "--debug" in _group_options(args)
@@ -86,7 +110,10 @@ def main(argv: list[str] | None = None) -> int:
         except click.exceptions.ClickException as e:
             click.echo(f"error: {e.format_message()}", err=True)
             return EXIT_USAGE
-        except click.exceptions.Abort:
+        except click.exceptions.Abort as e:
+            if isinstance(e.__context__, Terminated):
+                click.echo("terminated", err=True)
+                return 143
             click.echo("aborted", err=True)
             return 130
         except PromptEditError as e:
@@ -94,6 +121,9 @@ def main(argv: list[str] | None = None) -> int:
                 traceback.print_exc()
             click.echo(f"error: {e}", err=True)
             return EXIT_USAGE
+        except Terminated:
+            click.echo("terminated", err=True)
+            return 143
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
             return 130

@@ -25,6 +25,9 @@ class FiniteRange(click.FloatRange):
 
     name = "float"
 
+    def _describe_range(self) -> str:
+        return "" if self.min is None and self.max is None else super()._describe_range()
+
     def convert(self, value, param, ctx):
         import math
 
@@ -213,12 +216,19 @@ def check_input(path, what: str = "image") -> Path:
 
 
 def check_not_inputs(out: Path, inputs, names) -> None:
-    """Refuse an output folder whose outputs (``names``) would overwrite an input file."""
+    """Refuse an output folder whose outputs (``names``: a set of file names, or a predicate on a name) would
+    overwrite an input file, given by its path or through a link."""
     from ..errors import OutputPathError
 
+    if not callable(names):
+        names = frozenset(names).__contains__
+
     for item in inputs:
-        if item and Path(item).resolve().parent == Path(out).resolve() and Path(item).name in names:
-            raise OutputPathError(f"writing to {out} would overwrite the input {item}")
+        if not item:
+            continue
+        for p in {Path(item).absolute(), Path(item).resolve()}:  # the path given, and the file it links to
+            if p.parent.resolve() == Path(out).resolve() and names(p.name):
+                raise OutputPathError(f"writing to {out} would overwrite the input {item}")
 
 
 def image_size(model, height: int | None, width: int | None) -> tuple[int, int]:

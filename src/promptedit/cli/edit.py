@@ -3,6 +3,7 @@ first with ``--image``, or a saved ``--inversion``); the edit given by flags or 
 
 from __future__ import annotations
 
+import re
 import shlex
 import time
 from dataclasses import dataclass
@@ -32,6 +33,11 @@ P2P_FLAGS = ("mode", "cross_replace", "self_replace", "reweight", "blend", "blen
              "blend_start", "inject_features")
 OUTPUT_NAMES = {"source.png", "reconstruction.png", "input.png", "grid.png", "result.json", "attention.png",
                 "blend-mask.png", "inversion.safetensors", "edited.png"}
+
+
+def is_output(name: str) -> bool:
+    """A file name an edit writes into its folder (edited-K.png for several targets)."""
+    return name in OUTPUT_NAMES or re.fullmatch(r"edited-\d+\.png", name) is not None
 
 
 def p2p_options(f):
@@ -196,7 +202,7 @@ def plan_edit(source, targets, one_prompt, syntax, out, image, inversion, method
             targets = (source,)
         spec = spec_from_flags(source, targets, {**p2p, "blend_swapped": blend_swapped})
     out = check_output_dir(out)
-    check_not_inputs(out, [image, inversion], OUTPUT_NAMES | {f"edited-{k + 1}.png" for k in range(len(spec.targets))})
+    check_not_inputs(out, [image, inversion], is_output)
     options = dict(method=method, fit=fit, inner_steps=inner_steps, edit_null=edit_null, save_attention=save_attention,
                    steps=steps, guidance=guidance, seed=seed, height=height, width=width, allow_large=allow_large)
     return EditPlan(spec, out, parsed, image, inversion, inv, options)
@@ -259,10 +265,11 @@ def write_edit_outputs(out: Path, model, result, started: float, *, real_image=N
     """Write an edit's images, grid, maps and record into ``out``; returns the files by role."""
     import numpy as np
 
-    from ..outputs import write_bytes, write_image, write_json
+    from ..outputs import replace_run, write_bytes, write_image, write_json
     from ..records import build_record
     from ..visualize import attention_sheet, image_grid, mask_overlay
 
+    replace_run(out, is_output)  # an earlier run's record first, then its files
     first = "reconstruction.png" if result.inversion is not None else "source.png"
     files: dict = {"source": first}
     n_targets = len(result.images) - 1

@@ -81,7 +81,8 @@ def _prepared_image(model, image, fit, height, width, allow_large):
               help="Noise level the mask is made at.")
 @click.option("--mask-steps", type=click.IntRange(min=1), default=None,
               help="Instant: steps of the denoising pass to run before taking the mask (default: the whole pass).")
-@click.option("--fit", type=click.Choice(["crop", "pad"]), default="crop", show_default=True)
+@click.option("--fit", type=click.Choice(["crop", "pad"]), default="crop", show_default=True,
+              help="How the image is brought to the model's aspect ratio before resizing.")
 @instant_mask_options
 @sampling_options
 @model_options
@@ -178,7 +179,7 @@ def run_mask_edit(model, plan: dict, *, quiet: bool = True, started: float | Non
                   extra: dict | None = None):
     """Run a planned mask-guided edit on a loaded model and write its outputs and record; returns the result."""
     from ..maskedit import diffedit, instdiffedit, masked_edit
-    from ..outputs import write_image, write_json
+    from ..outputs import replace_run, write_image, write_json
     from ..records import build_record
     from ..visualize import image_grid, mask_overlay, mask_tile
 
@@ -214,6 +215,7 @@ def run_mask_edit(model, plan: dict, *, quiet: bool = True, started: float | Non
     for note in result.notes:
         echo(quiet, note)
     out = p["out"]
+    replace_run(out, OUTPUT_NAMES.__contains__)  # an earlier run's record first, then its files
     first = "input.png" if p["image"] else "source.png"
     write_image(out / first, source_image)
     write_image(out / "edited.png", result.edited)

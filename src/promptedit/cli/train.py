@@ -37,7 +37,8 @@ from .common import FINITE, load, set_threads
 @click.option("--arch", type=click.Choice(["sd", "sdxl"]), default="sd", show_default=True,
               help="The architecture: SD 1.x/2.x's conditioning (one text encoder), or SDXL's (two text encoders, "
                    "pooled embedding, time ids); an sdxl run may start --init-from an sd model where shapes agree.")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Seed of the weights' initialisation and of the noise drawn in training.")
 @click.option("--data-seed", type=int, default=None,
               help="Seed of the rendered training stream (default 1; a fine-tuning run can take fresh scenes).")
 @click.option("--init-from", "init_from", default=None, metavar="MODEL",
@@ -68,13 +69,28 @@ def train(out, steps, batch_size, minutes, lr, grounding_weight, word_mass_weigh
                                        min_lr_fraction=min_lr_fraction, two_object_fraction=two_object_fraction,
                                        data_seed=data_seed).items()
                  if v is not None}
+    run_path = check_output_dir(out)
+    saved = _saved_config(run_path) if not fresh and (run_path / "checkpoint.pt").exists() else None
     try:
-        config = TrainConfig(seed=seed, arch=arch, **overrides)
+        if saved is None:
+            config = TrainConfig(seed=seed, arch=arch, **overrides)
+        else:  # a resumed run keeps its settings: only its budgets (--steps, --minutes) may change
+            from click.core import ParameterSource
+
+            ctx = click.get_current_context()
+            given = {k: v for k, v in {**overrides, "seed": seed, "arch": arch}.items()
+                     if k in overrides or ctx.get_parameter_source(k) == ParameterSource.COMMANDLINE}
+            changed = sorted(k for k, v in given.items() if k not in ("steps", "max_minutes") and saved.get(k) != v)
+            if changed:
+                raise ParameterError(
+                    f"{run_path} is a run with {', '.join(f'{k} {saved.get(k)!r}' for k in changed)}; a resumed run "
+                    f"keeps its settings (read from its config.json): give only --steps or --minutes, or start over "
+                    f"with --fresh")
+            config = TrainConfig(**{**saved, **given})
     except ValueError as e:
         raise ParameterError(str(e)) from None
     set_threads(threads)
     device = resolve_device(device)
-    run_path = check_output_dir(out)
     if export:
         check_output_dir(export)
     start_model = None  # loaded before the run folder is made, so that a bad model leaves nothing behind
@@ -104,6 +120,24 @@ def train(out, steps, batch_size, minutes, lr, grounding_weight, word_mass_weigh
         click.echo(f"exported {export}")
     click.echo(f"trained {model.training_info['steps']} steps in {model.training_info['minutes']:.1f} min; "
                f"preview {run_dir / 'preview.png'} ({time.perf_counter() - started:.0f} s)")
+
+
+def _saved_config(run_path) -> dict:
+    """The settings a run folder was trained with (its config.json), as TrainConfig takes them."""
+    import dataclasses
+    import json
+
+    from ..train.shapes import TrainConfig
+
+    try:
+        saved = json.loads((run_path / "config.json").read_text())
+    except (OSError, ValueError) as e:
+        raise ParameterError(f"{run_path} has a checkpoint but no readable config.json ({e}); start over with "
+                             "--fresh") from None
+    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    if not isinstance(saved, dict) or set(saved) - known:
+        raise ParameterError(f"{run_path}/config.json is not this recipe's configuration; start over with --fresh")
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in saved.items()}
 
 
 COMMANDS = [train]

@@ -52,6 +52,11 @@ def pie(out, n, seed, quiet):
         items = make_pie_set(n, seed, on_item=lambda _: bar.update(1))
     path = save_pie_set(items, out)
     types = sorted({i.type_id for i in items})
+    from ..outputs import write_json
+    from ..records import build_record
+
+    write_json(out / "result.json", build_record("world pie", started=started, files={"mapping": path.name},
+                                                 extra={"n": n, "seed": seed, "editing_types": types}))
     click.echo(f"wrote {path}: {len(items)} edits of types {', '.join(map(str, types))} "
                f"({time.perf_counter() - started:.1f} s)")
 
