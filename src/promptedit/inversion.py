@@ -351,10 +351,11 @@ def invert(
 
     ``num_inference_steps`` defaults to the model's ``inversion.num_inference_steps`` (the paper's 50), not its
     sampling steps; ``guidance_scale`` to its sampling guidance (the edits' w). ``optimize_pooled`` (null-text on
-    SDXL): optimise the pooled null embedding beside the null token embeddings (default: yes. Measured on tiny
-    random SDXL components, 6 images, 10 steps: the reconstruction's latent error 4.67 with the tokens alone,
-    4.13 with the pooled embedding too, lower on every image; SDXL's pooled embedding enters every layer through
-    the time embedding, a global correction the token embeddings cannot make).
+    SDXL): optimise the pooled null embedding beside the null token embeddings (default: yes. Measured on the
+    shipped SDXL shapes model, 4 scenes, 50 steps: reconstruction 32.07 dB with the tokens alone, 32.98 dB with
+    the pooled embedding too, higher on every scene; on tiny random SDXL components the latent error 4.67 → 4.13.
+    SDXL's pooled embedding enters every layer through the time embedding, a global correction the token
+    embeddings cannot make).
     """
     if method not in METHODS:
         raise ParameterError(f"inversion method must be one of {', '.join(METHODS)}, got {method!r}")
