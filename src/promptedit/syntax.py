@@ -405,21 +405,26 @@ def _refuse_keywords(text: str) -> None:
                      "meaning; the text encoder takes one chunk")
 
 
+def _unescaped(text: str):
+    """(offset, character) of each character of ``text`` that a backslash does not escape."""
+    i = 0
+    while i < len(text):
+        if text[i] == "\\":
+            i += 2
+            continue
+        yield i, text[i]
+        i += 1
+
+
 def _unclosed_bracket(text: str, brackets: str = "([") -> int | None:
     """Offset of the innermost of ``brackets`` never closed (backslash escapes skipped), or None."""
     closing = {"(": ")", "[": "]"}
     stack: list[int] = []
-    i = 0
-    while i < len(text):
-        ch = text[i]
-        if ch == "\\":
-            i += 2
-            continue
+    for i, ch in _unescaped(text):
         if ch in brackets:
             stack.append(i)
         elif stack and ch == closing[text[stack[-1]]]:
             stack.pop()
-        i += 1
     return stack[-1] if stack else None
 
 
@@ -430,12 +435,8 @@ MAX_DEPTH = {"a1111": 32, "compel": 4}
 
 def _too_deep(syntax: str, text: str, brackets: str) -> None:
     """Refuse brackets nested deeper than ``MAX_DEPTH[syntax]`` (backslash escapes skipped), at the first one."""
-    depth, i = 0, 0
-    while i < len(text):
-        ch = text[i]
-        if ch == "\\":
-            i += 2
-            continue
+    depth = 0
+    for i, ch in _unescaped(text):
         if ch in brackets:
             depth += 1
             if depth > MAX_DEPTH[syntax]:
@@ -443,7 +444,6 @@ def _too_deep(syntax: str, text: str, brackets: str) -> None:
                                                          f"here, more than {_NAMES[syntax]}'s parser is given")
         elif ch in ")]":
             depth = max(0, depth - 1)
-        i += 1
 
 
 def _a1111_problem(text: str, pos: int) -> str:
