@@ -300,6 +300,8 @@ def test_syntax_error_names_the_column_with_a_caret(prompt, given, where, shown)
     ('("a cat", "a dog").blend(1, 1)', "auto", None, ".blend()"),
     ('("a cat", "a dog").and()', "compel", None, ".and()"),
     ("a cat withLora(foo, 0.5)", "auto", None, "withLora()"),
+    ("<lora:foo:0.8> a [cat:dog:0.5]", "auto", None, "lora"),
+    ("a [cat:dog:0.5] <hypernet:bar:1>", "a1111", None, "hypernet"),
     ("a [b:[c:d:2]:5] e", "auto", 10, "nested prompt editing"),
     ("a cat.swap(dog.swap(rat))", "auto", None, "swap in swap"),
     ("a [(red:1.2):blue:0.5] ball", "auto", None, "weight in from"),

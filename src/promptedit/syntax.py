@@ -70,7 +70,7 @@ nesting multiplies
 ==============================  ==========================================  ==========================================
 
 Refused by name, never dropped (:class:`UnsupportedConstructError`): A1111's
-``AND`` and ``BREAK`` (also in ``auto``), alternation ``[a|b]``, nested
+``AND``, ``BREAK`` and extra networks ``<lora:…>`` (also in ``auto``), alternation ``[a|b]``, nested
 prompt editing ``[a:[b:c:2]:5]``, a weight inside ``from`` (promptedit draws
 the source unweighted), prompt editing inside a weight's number; compel's
 ``.blend()``, ``.and()``/``.add()``, ``withLora()``/``useLora()``, a weight
@@ -380,6 +380,7 @@ _RE_ATTENTION = re.compile(r"""
 """, re.X)
 _RE_AND = re.compile(r"\bAND\b")
 _RE_BREAK = re.compile(r"\bBREAK\b")
+_RE_EXTRA_NETWORK = re.compile(r"<(lora|lyco|hypernet):[^<>]*>", re.IGNORECASE)  # A1111 extra networks
 _ROUND, _SQUARE = 1.1, 1 / 1.1
 
 
@@ -392,7 +393,7 @@ def _a1111_parser():
 
 
 def _refuse_keywords(text: str) -> None:
-    """Refuse A1111's AND (composable diffusion) and BREAK (new token chunk)."""
+    """Refuse A1111's AND (composable diffusion), BREAK (new token chunk) and extra networks (``<lora:…>``)."""
     m = _RE_AND.search(text)
     if m:
         raise UnsupportedConstructError(
@@ -403,6 +404,12 @@ def _refuse_keywords(text: str) -> None:
         raise UnsupportedConstructError(
             "BREAK", f"BREAK at {_where(text, m.start())} (A1111: start a new 75-token chunk) has no Prompt-to-Prompt "
                      "meaning; the text encoder takes one chunk")
+    m = _RE_EXTRA_NETWORK.search(text)
+    if m:
+        raise UnsupportedConstructError(
+            m.group(1).lower(), f"{m.group(0)} at {_where(text, m.start())} (A1111: load extra network weights) is "
+                                 "not text, and promptedit loads no LoRA or hypernetwork: the text encoder would "
+                                 "read it as words; remove it")
 
 
 def _unescaped(text: str):
