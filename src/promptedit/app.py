@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import PromptEditError
+from .errors import PromptEditError, internal_error_line
 
 MAX_UPLOAD_BYTES = 10 * 1024 * 1024
 MAX_UPLOAD_PIXELS = 16_000_000
@@ -292,9 +292,7 @@ def _guard(fn):
         except RecursionError:
             raise gr.Error("the input is nested too deeply to read", print_exception=False) from None
         except Exception as e:  # a defect of ours: one line in the browser, the traceback on the server's console
-            first = str(e).strip().splitlines()[0] if str(e).strip() else ""
-            raise gr.Error(f"internal error ({type(e).__name__}{': ' + first if first else ''}); please report it"
-                           ) from e
+            raise gr.Error(f"{internal_error_line(e)}; please report it") from e
 
     return wrapper
 

@@ -28,7 +28,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import ParameterError, PromptEditError
+from .errors import ParameterError, PromptEditError, internal_error_line
 
 INVERSION_METHODS = ("null-text", "negative-prompt", "direct", "ddim")
 MASK_METHODS = {"instant": "instant", "instdiffedit": "instant", "diffedit": "diffedit"}
@@ -305,9 +305,8 @@ class Runner:
         except PromptEditError as e:
             return Outcome(item.id, "failed", time.perf_counter() - started, str(e))
         except Exception as e:  # a defect of ours on one item: listed with the failures, and the run goes on
-            first = str(e).strip().splitlines()[0] if str(e).strip() else ""
             return Outcome(item.id, "failed", time.perf_counter() - started,
-                           f"internal error ({type(e).__name__}{': ' + first if first else ''}); please report it")
+                           f"{internal_error_line(e)}; please report it")
         return Outcome(item.id, "done", time.perf_counter() - started)
 
     def _write_pie(self, item: BatchItem, result) -> None:

@@ -7,6 +7,9 @@ line that names the problem. The CLI turns them into ``error: ...`` and exit 2.
 
 from __future__ import annotations
 
+import math
+import numbers
+
 
 class PromptEditError(ValueError):
     """Base class for user-facing errors; the message is one line."""
@@ -57,3 +60,37 @@ class HookError(RuntimeError):
 
 class PromptTruncatedWarning(UserWarning):
     """A prompt was longer than the text encoder takes and was truncated."""
+
+
+# ----------------------------------------------------------------------------- the checks that raise them
+
+
+def check_real(name: str, value, low: float | None = None, high: float | None = None, *, low_open: bool = False,
+               high_open: bool = False) -> float:
+    """``value`` as a finite float within [low, high] (open ends where said); ParameterError otherwise."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(float(value)):
+        raise ParameterError(f"{name} must be a finite number, got {value!r}")
+    v = float(value)
+    if (low is not None and (v <= low if low_open else v < low)) or (
+            high is not None and (v >= high if high_open else v > high)):
+        lo = "(-inf" if low is None else f"{'(' if low_open else '['}{low:g}"
+        hi = "inf)" if high is None else f"{high:g}{')' if high_open else ']'}"
+        raise ParameterError(f"{name} must be in {lo}, {hi}, got {value!r}")
+    return v
+
+
+def check_whole(name: str, value, low: int | None = None, high: int | None = None) -> int:
+    """``value`` as a whole number within [low, high]; ParameterError otherwise (bools and floats refused)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise ParameterError(f"{name} must be a whole number, got {value!r}")
+    v = int(value)
+    if (low is not None and v < low) or (high is not None and v > high):
+        raise ParameterError(f"{name} must be in [{'-inf' if low is None else low}, "
+                             f"{'inf' if high is None else high}], got {value!r}")
+    return v
+
+
+def internal_error_line(e: BaseException) -> str:
+    """One line for an error that is a defect of ours, not of the input: its type and first line."""
+    first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+    return f"internal error ({type(e).__name__}{': ' + first if first else ''})"

@@ -32,10 +32,9 @@ from tqdm.auto import tqdm
 from .conditioning import Conditioning
 from .control import AttentionControl
 from .ddim import ddim_inverse_step, ddim_step, eps_from_output, guided_noise, step_alphas
-from .errors import ParameterError, PromptEditError
+from .errors import ParameterError, PromptEditError, check_real
 from .models import DiffusionModel, model_fingerprint
-from .runner import (Prepared, Result, Start, check_real, check_sampling, check_size, encode_images, resolve_sampling,
-                     run)
+from .runner import Prepared, Result, Start, check_sampling, check_size, encode_images, resolve_sampling, run
 from .spec import _check_prompt
 
 METHODS = ("null-text", "negative-prompt", "direct", "ddim")

@@ -17,11 +17,11 @@ import torch.nn.functional as F
 
 from .control import AttentionControl, blend_latents
 from .ddim import q_sample
-from .errors import ParameterError, PromptError
+from .errors import ParameterError, PromptError, check_real, check_whole
 from .masks import InstantMask, cells_touched, edited_words, image_soft_mask, strongest_regions
 from .models import DiffusionModel
-from .runner import (NoisedImage, Prepared, Result, Sampling, check_real, check_whole, decode_latents, make_generator,
-                     resolve_sampling, run, strength_start, to_uint8)
+from .runner import (NoisedImage, Prepared, Result, Sampling, decode_latents, make_generator, resolve_sampling, run,
+                     strength_start, to_uint8)
 from .spec import _check_prompt
 from .tokens import prompt_words, span_token_indices
 

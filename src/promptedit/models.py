@@ -165,14 +165,8 @@ class DiffusionModel:
                    f"using 1/{f}, the nearest it has ({listed})")
 
     def make_scheduler(self, **overrides):
-        """A new DDIM scheduler from the checkpoint's configuration (the papers' DDIM: no clipping,
-        ``set_alpha_to_one=False``)."""
-        from diffusers import DDIMScheduler
-
-        config = dict(self.scheduler_config)
-        config.update({"clip_sample": False, "set_alpha_to_one": False})
-        config.update(overrides)
-        return DDIMScheduler.from_config(config)
+        """A new DDIM scheduler from the checkpoint's configuration (see :func:`ddim_scheduler`)."""
+        return ddim_scheduler(self.scheduler_config, **overrides)
 
     @property
     def modules(self) -> list[torch.nn.Module]:
@@ -216,6 +210,14 @@ def resolve_device(device: str | torch.device) -> torch.device:
 def _is_hub_id(name: str) -> bool:
     parts = name.split("/")
     return len(parts) == 2 and all(parts) and not name.startswith((".", "/", "~"))
+
+
+def ddim_scheduler(config: dict, **overrides):
+    """A DDIM scheduler from a checkpoint's scheduler configuration, as the papers run it: no clipping,
+    ``set_alpha_to_one=False``."""
+    from diffusers import DDIMScheduler
+
+    return DDIMScheduler.from_config({**config, "clip_sample": False, "set_alpha_to_one": False, **overrides})
 
 
 def _load_component(root: str, name: str, spec, local: bool, dtype: torch.dtype | None = None):
@@ -330,8 +332,7 @@ def load_model(
             raise ValueError(f"num_train_timesteps is {total!r}")
         # the DDIM scheduler every run makes from it, built once here so that a broken configuration is refused
         # at load time, not as an indexing error mid-run
-        alphas = DDIMScheduler.from_config({**scheduler_config, "clip_sample": False,
-                                            "set_alpha_to_one": False}).alphas_cumprod
+        alphas = ddim_scheduler(scheduler_config).alphas_cumprod
     except Exception as e:
         raise ModelLoadError(f"{name}: cannot load the scheduler's configuration: {str(e).splitlines()[0]}") from None
     if len(alphas) < 2 or not bool(torch.isfinite(alphas).all()) or not bool(((alphas > 0) & (alphas <= 1)).all()):

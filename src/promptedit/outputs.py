@@ -44,20 +44,15 @@ STALE_PART_SECONDS = 600
 def _remove_stale_parts(path: Path) -> None:
     """Remove temporary files of ``path`` left by a process killed while writing it (SIGKILL, power loss) and
     untouched for 10 minutes: a writer still at work keeps its file fresh."""
+    import glob
     import time
 
-    for part in path.parent.glob(f".{glob_escape(path.name)}.*.part"):
+    for part in path.parent.glob(f".{glob.escape(path.name)}.*.part"):
         try:
             if time.time() - part.stat().st_mtime > STALE_PART_SECONDS:
                 part.unlink()
         except OSError:
             pass
-
-
-def glob_escape(name: str) -> str:
-    import glob
-
-    return glob.escape(name)
 
 
 def replace_run(out: Path, ours, record: str = "result.json") -> None:

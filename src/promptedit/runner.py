@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 from .conditioning import Conditioning
 from .control import AttentionControl, Compose
 from .ddim import guided_noise, q_sample, step_alphas
-from .errors import NumericalError, ParameterError
+from .errors import NumericalError, ParameterError, check_real
 from .hooks import FeatureInjection, attention_control, feature_injection
 
 StepCallback = Callable[[dict], None]
@@ -54,16 +54,23 @@ def check_sampling(num_inference_steps, guidance_scale, model=None) -> None:
             raise ParameterError(f"num_inference_steps must be at most {total} on this model (its scheduler has "
                                  f"{total} timesteps), got {num_inference_steps}")
         scheduler.set_timesteps(num_inference_steps)
-        if int(scheduler.timesteps.max()) >= total:
-            raise ParameterError(f"num_inference_steps must be below {num_inference_steps} on this model (its "
-                                 f"scheduler's {scheduler.config.timestep_spacing} spacing with steps_offset "
-                                 f"{scheduler.config.steps_offset} would step past its {total} timesteps)")
+        check_timesteps(scheduler)
     try:
         w = float(guidance_scale)
     except (TypeError, ValueError):
         raise ParameterError(f"guidance_scale must be a number, got {guidance_scale!r}") from None
     if not math.isfinite(w) or w < 0:
         raise ParameterError(f"guidance_scale must be a finite number >= 0, got {guidance_scale!r}")
+
+
+def check_timesteps(scheduler) -> None:
+    """Every step of a scheduler's set timesteps is one of its noise levels (``leading`` spacing with
+    ``steps_offset`` 1 steps past the last when the steps equal its timesteps); ParameterError otherwise."""
+    total, n = scheduler.config.num_train_timesteps, scheduler.num_inference_steps
+    if int(scheduler.timesteps.max()) >= total:
+        raise ParameterError(f"num_inference_steps must be below {n} on this model (its scheduler's "
+                             f"{scheduler.config.timestep_spacing} spacing with steps_offset "
+                             f"{scheduler.config.steps_offset} would step past its {total} timesteps)")
 
 
 def estimate_memory(model, height: int, width: int, batch: int) -> int:
@@ -117,35 +124,6 @@ def check_size(model, height, width, *, batch: int = 2, allow_large: bool = Fals
     if free is not None and need > free:
         raise ParameterError(f"{width}x{height} needs about {need / 2**30:.1f} GiB for this run, but only "
                              f"{free / 2**30:.1f} GiB is free on {model.device}")
-
-
-def check_real(name: str, value, low: float | None = None, high: float | None = None, *, low_open: bool = False,
-               high_open: bool = False) -> float:
-    """``value`` as a finite float within [low, high] (open ends where said); ParameterError otherwise."""
-    import numbers
-
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(float(value)):
-        raise ParameterError(f"{name} must be a finite number, got {value!r}")
-    v = float(value)
-    if (low is not None and (v <= low if low_open else v < low)) or (
-            high is not None and (v >= high if high_open else v > high)):
-        lo = "(-inf" if low is None else f"{'(' if low_open else '['}{low:g}"
-        hi = "inf)" if high is None else f"{high:g}{')' if high_open else ']'}"
-        raise ParameterError(f"{name} must be in {lo}, {hi}, got {value!r}")
-    return v
-
-
-def check_whole(name: str, value, low: int | None = None, high: int | None = None) -> int:
-    """``value`` as a whole number within [low, high]; ParameterError otherwise (bools and floats refused)."""
-    import numbers
-
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise ParameterError(f"{name} must be a whole number, got {value!r}")
-    v = int(value)
-    if (low is not None and v < low) or (high is not None and v > high):
-        raise ParameterError(f"{name} must be in [{'-inf' if low is None else low}, "
-                             f"{'inf' if high is None else high}], got {value!r}")
-    return v
 
 
 def check_seed(seed) -> int:
@@ -390,7 +368,7 @@ def denoise(
     Returns the latents after the last step, x_0 (n, C, h, w) unless ``end_step`` stops earlier.
     """
     # 1. Check inputs
-    check_sampling(num_inference_steps, guidance_scale, model)
+    check_sampling(num_inference_steps, guidance_scale)
     n = len(cond)
     if latents.shape[0] not in (1, n):
         raise ParameterError(f"latents batch {latents.shape[0]} does not match {n} prompts")
@@ -408,6 +386,7 @@ def denoise(
     # 2. Set timesteps
     scheduler = scheduler or model.make_scheduler()
     scheduler.set_timesteps(num_inference_steps, device=model.device)
+    check_timesteps(scheduler)
     timesteps = scheduler.timesteps[start_step:end_step]
     if start_step == 0:
         latents = latents * scheduler.init_noise_sigma

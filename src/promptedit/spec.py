@@ -8,7 +8,6 @@ controller for a tokenizer and a number of steps (Hertz et al. 2023, Sec. 3.2).
 from __future__ import annotations
 
 import math
-import numbers
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -24,7 +23,7 @@ from .control import (
     step_window,
 )
 from .defaults import P2PDefaults
-from .errors import ParameterError, PromptError, WordNotInPromptError
+from .errors import ParameterError, PromptError, WordNotInPromptError, check_real
 from .seq_aligner import get_refinement_mapper, get_replacement_mapper
 from .tokens import PromptTokens, prompt_words, swapped_words, tokenize, word_token_indices
 
@@ -149,15 +148,10 @@ class EditSpec:
         object.__setattr__(self, "blend_subtract", _words("blend_subtract", self.blend_subtract))
         if self.blend_subtract and not self.blend_words:
             raise ParameterError("blend-subtract words need blend words")
-        for name, low, high, closed in (("blend_threshold", 0.0, 1.0, False), ("blend_start", 0.0, 1.0, True)):
-            v = getattr(self, name)
-            if v is None:
-                continue
-            if isinstance(v, bool) or not isinstance(v, numbers.Real) or not math.isfinite(v):
-                raise ParameterError(f"{name.replace('_', ' ')} must be a number, got {v!r}")
-            if not (low <= v <= high if closed else low <= v < high):
-                raise ParameterError(f"{name.replace('_', ' ')} must be in [{low:g}, {high:g}{']' if closed else ')'}"
-                                     f", got {v}")
+        if self.blend_threshold is not None:
+            check_real("blend threshold", self.blend_threshold, 0.0, 1.0, high_open=True)
+        if self.blend_start is not None:
+            check_real("blend start", self.blend_start, 0.0, 1.0)
         if self.blend_swapped is not None and not isinstance(self.blend_swapped, bool):
             raise ParameterError(f"blend_swapped must be True, False or None, got {self.blend_swapped!r}")
         if self.mode == "reweight" and not self.reweight:

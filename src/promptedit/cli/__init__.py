@@ -16,7 +16,7 @@ import warnings
 
 import click
 
-from ..errors import PromptEditError
+from ..errors import PromptEditError, internal_error_line
 from .common import EMBEDDED_MODEL  # noqa: F401  (re-exported)
 
 EXIT_USAGE = 2
@@ -130,10 +130,8 @@ def _main(argv: list[str] | None) -> int:
         except Exception:
             if debug:
                 raise
-            exc_type, exc, _ = sys.exc_info()
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-            click.echo(f"error: internal error ({exc_type.__name__}{': ' + first if first else ''}); "
-                       "run again with --debug for the traceback and please report it", err=True)
+            click.echo(f"error: {internal_error_line(sys.exc_info()[1])}; run again with --debug for the traceback "
+                       "and please report it", err=True)
             return 1
 
 
