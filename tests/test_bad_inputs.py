@@ -474,3 +474,18 @@ def test_a_resumed_training_run_keeps_its_settings(tmp_path, capsys):
     line = one_line_error(code, err)
     assert "batch_size" in line and "lr" in line and "--fresh" in line
     assert (folder / "config.json").read_text() == text  # not rewritten
+
+
+def test_training_settings_are_checked_on_construction(tmp_path, capsys):
+    from promptedit.testing import TINY_TRAIN
+    from promptedit.train.shapes import TrainConfig
+
+    for bad in ({"lr": -1.0}, {"lr": "x"}, {"steps": 2.5}, {"max_minutes": 0.0}):
+        with pytest.raises(ParameterError):  # lr -1 had reached AdamW, an internal error
+            TrainConfig(**{**TINY_TRAIN, **bad})
+    folder = tmp_path / "run"
+    folder.mkdir()
+    (folder / "config.json").write_text('{"lr": "x"}')  # a damaged run folder
+    (folder / "checkpoint.pt").write_bytes(b"")
+    code, _, err = run(capsys, "train", "--out", folder, "--steps", 5, "--quiet")
+    assert "config.json is damaged" in one_line_error(code, err)

@@ -137,7 +137,12 @@ def _saved_config(run_path) -> dict:
     known = {f.name for f in dataclasses.fields(TrainConfig)}
     if not isinstance(saved, dict) or set(saved) - known:
         raise ParameterError(f"{run_path}/config.json is not this recipe's configuration; start over with --fresh")
-    return {k: tuple(v) if isinstance(v, list) else v for k, v in saved.items()}
+    saved = {k: tuple(v) if isinstance(v, list) else v for k, v in saved.items()}
+    try:
+        TrainConfig(**saved)  # validated as the run's own settings, before any option is laid over them
+    except (TypeError, ValueError) as e:
+        raise ParameterError(f"{run_path}/config.json is damaged ({e}); start over with --fresh") from None
+    return saved
 
 
 COMMANDS = [train]

@@ -39,6 +39,7 @@ from tqdm.auto import tqdm
 from ..codec import PatchCodec
 from ..hooks import attention_control
 from ..conditioning import SDText, SDXLText
+from ..errors import check_real, check_whole
 from ..defaults import InversionDefaults, MaskDefaults, ModelDefaults, P2PDefaults, SamplingDefaults
 from ..models import DiffusionModel
 from ..outputs import write_with
@@ -105,6 +106,17 @@ class TrainConfig:
     prediction_type: str = "v_prediction"
 
     def __post_init__(self):
+        for f in dataclasses.fields(self):  # every number of the kind its default is (a config file can say "x")
+            value, default = getattr(self, f.name), f.default
+            if isinstance(default, bool) or value is None:
+                continue
+            if isinstance(default, int):
+                check_whole(f.name, value)
+            elif isinstance(default, float):
+                check_real(f.name, value)
+        if self.max_minutes is not None:
+            check_real("max_minutes", self.max_minutes, 0.0, low_open=True)
+        check_real("lr", self.lr, 0.0)  # AdamW takes lr >= 0 (0 keeps the weights)
         self.unet_channels = tuple(int(c) for c in self.unet_channels)
         if self.steps <= 0 or self.batch_size <= 0:
             raise ValueError("steps and batch size must be positive")
