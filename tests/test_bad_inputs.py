@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -414,24 +415,153 @@ def test_a_temporary_file_left_by_a_killed_writer_is_removed_by_the_next_write(t
     os.utime(old, (past, past))
     write_bytes(tmp_path / "a.png", b"png")
     assert not old.exists() and fresh.exists() and (tmp_path / "a.png").read_bytes() == b"png"
+    # an output set's temporary folder, left by a writer killed while writing it
+    from promptedit.outputs import output_set
+
+    staged = tmp_path / ".promptedit-set.0123abcd.part"
+    staged.mkdir()
+    (staged / "edited.png").write_bytes(b"x")
+    os.utime(staged, (past, past))
+    with output_set(tmp_path) as new:
+        write_bytes(new / "b.png", b"png")
+    assert not staged.exists() and (tmp_path / "b.png").read_bytes() == b"png"
 
 
-def test_a_rerun_into_a_folder_replaces_the_earlier_run_record_first(tiny_model_dir, tmp_path, capsys):
-    from promptedit.outputs import replace_run
+def test_a_rerun_into_a_folder_replaces_the_earlier_run_record_first(tiny_model_dir, tmp_path, capsys, monkeypatch):
+    import os
+
+    from promptedit import outputs
 
     out = tmp_path / "e"
     common = ["--source", SRC, "--out", out, "--model", tiny_model_dir, "--steps", 2, "--quiet", "--threads", 1]
     assert run(capsys, "edit", "--target", TGT, "--target", "a photo of a fox", *common)[0] == 0
     assert (out / "edited-2.png").is_file()
     (out / "notes.txt").write_text("mine")
+    moves = []
+    monkeypatch.setattr(outputs.os, "replace", lambda a, b: (moves.append((Path(a), Path(b))), os.rename(a, b)))
     assert run(capsys, "edit", "--target", TGT, *common)[0] == 0
+    monkeypatch.undo()
     record = json.loads((out / "result.json").read_text())
     assert record["files"]["edited"] == ["edited.png"]
     assert not (out / "edited-1.png").exists() and not (out / "edited-2.png").exists()  # no stale outputs
     assert (out / "notes.txt").read_text() == "mine"  # nothing else is touched
-    # the record goes first: a run interrupted after it never leaves a record beside images it did not make
-    replace_run(out, lambda name: False)
-    assert not (out / "result.json").exists() and (out / "edited.png").exists()
+    assert sorted(p.name for p in out.iterdir()) == ["edited.png", "grid.png", "notes.txt", "result.json",
+                                                     "source.png"]  # no temporary folder left
+    # the earlier record is moved aside first and the new one put in place last: a run stopped between them
+    # never leaves a record beside images it did not make
+    into_place = [(a, b) for a, b in moves if b.parent == out]
+    aside = [(a, b) for a, b in moves if a.parent == out]
+    assert aside[0][0].name == "result.json" and into_place[-1][1].name == "result.json"
+    assert {a.name for a, _ in aside} == {"result.json", "source.png", "edited-1.png", "edited-2.png", "grid.png"}
+
+
+# --- a full disk: an output set is complete or absent ---------------------------------------------------
+
+
+def _disk_full_after(monkeypatch, files: int):
+    """Make the one atomic writer fail as a full disk does once ``files`` files are written: the file system
+    takes part of the next one, then refuses."""
+    import errno
+    import os
+
+    from promptedit import outputs
+
+    real, written = outputs._atomic_write, []
+
+    def atomic_write(path, write):
+        if len(written) >= files:
+            def write(f):
+                f.write(b"half a file")
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        real(path, write)
+        written.append(path)
+
+    monkeypatch.setattr(outputs, "_atomic_write", atomic_write)
+    return written
+
+
+def _tree(folder):
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("files", [0, 2, 4])
+def test_a_full_disk_leaves_an_edit_folder_complete_or_absent(files, tiny_model_dir, tmp_path, capsys,
+                                                              monkeypatch):
+    """`edit --image … --method direct` on a full disk: one line naming the folder, exit 2; a new folder is
+    absent, and a folder holding an earlier run keeps that run whole (no mix, no temporary file)."""
+    Image.new("RGB", (32, 32), (200, 30, 30)).save(tmp_path / "in.png")
+    common = ["--image", tmp_path / "in.png", "--source", SRC, "--method", "direct", "--model", tiny_model_dir,
+              "--steps", 2, "--quiet", "--threads", 1]
+    earlier = tmp_path / "earlier"
+    assert run(capsys, "edit", "--target", TGT, "--out", earlier, *common)[0] == 0
+    before = _tree(earlier)
+    assert {"edited.png", "input.png", "reconstruction.png", "result.json"} <= set(before)
+    _disk_full_after(monkeypatch, files)
+    for out in (tmp_path / "new", earlier):
+        code, _, err = run(capsys, "edit", "--target", "a photo of a fox", "--out", out, *common)
+        line = one_line_error(code, err)
+        assert f"cannot write to {out}: No space left on device" in line, line
+    assert not (tmp_path / "new").exists()
+    assert _tree(earlier) == before and sorted(p.name for p in earlier.iterdir()) == sorted(before)
+
+
+@pytest.mark.parametrize("argv, names", [
+    (["generate", SRC, "--out", "{d}/g.png"], ["g.png", "g.json"]),
+    (["invert", "{d}/../in.png", "--prompt", SRC, "--method", "ddim", "--out", "{d}/i.safetensors"],
+     ["i.safetensors", "i-reconstruction.png", "i.json"]),
+])
+def test_a_full_disk_leaves_no_file_of_a_file_command(argv, names, tiny_model_dir, tmp_path, capsys, monkeypatch):
+    """generate's image and its .json, invert's three files: all or none, whichever file the disk refuses."""
+    Image.new("RGB", (32, 32), (200, 30, 30)).save(tmp_path / "in.png")
+    folder = tmp_path / "out"
+    folder.mkdir()
+    (folder / "other.txt").write_text("mine")
+    for files in range(len(names)):
+        monkeypatch.undo()
+        _disk_full_after(monkeypatch, files)
+        code, _, err = run(capsys, *[a.format(d=folder) for a in argv], "--model", tiny_model_dir, "--steps", 2,
+                           "--quiet", "--threads", 1)
+        assert f"cannot write to {folder}: No space left on device" in one_line_error(code, err)
+        assert [p.name for p in folder.iterdir()] == ["other.txt"], files
+    monkeypatch.undo()
+    code, _, err = run(capsys, *[a.format(d=folder) for a in argv], "--model", tiny_model_dir, "--steps", 2,
+                       "--quiet", "--threads", 1)
+    assert code == 0, err
+    assert sorted(p.name for p in folder.iterdir()) == sorted(names + ["other.txt"])
+
+
+def test_a_failure_while_moving_a_set_into_place_puts_the_earlier_run_back(tmp_path, monkeypatch):
+    import errno
+    import os
+
+    from promptedit import outputs
+    from promptedit.errors import OutputPathError
+
+    out = tmp_path / "o"
+    with outputs.output_set(out, {"a.png", "b.png", "result.json"}) as staged:
+        for name in ("a.png", "b.png", "result.json"):
+            outputs.write_bytes(staged / name, b"old " + name.encode())
+    before = _tree(out)
+    calls = []
+
+    def replace(a, b):  # the second new file refused on its way in (a file system gone read-only)
+        calls.append(b)
+        if Path(b).parent == out and len([c for c in calls if Path(c).parent == out]) == 2:
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS))
+        os.rename(a, b)
+
+    monkeypatch.setattr(outputs.os, "replace", replace)
+    with pytest.raises(OutputPathError, match=f"cannot write to {out}: Read-only file system"):
+        with outputs.output_set(out, {"a.png", "b.png", "result.json"}) as staged:
+            for name in ("a.png", "b.png", "result.json"):
+                outputs.write_bytes(staged / name, b"new " + name.encode())
+    assert _tree(out) == before and sorted(p.name for p in out.iterdir()) == ["a.png", "b.png", "result.json"]
+    monkeypatch.undo()
+    with pytest.raises(KeyboardInterrupt):  # an interrupt while writing: the earlier run stays, nothing else
+        with outputs.output_set(out, {"a.png"}) as staged:
+            outputs.write_bytes(staged / "a.png", b"new")
+            raise KeyboardInterrupt
+    assert _tree(out) == before and len(list(out.iterdir())) == 3
 
 
 def test_an_input_reached_through_a_link_is_not_overwritten(tiny_model_dir, tmp_path, capsys):

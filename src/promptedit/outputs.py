@@ -1,14 +1,19 @@
-"""File output for the front-ends (CLI, web app, batch runs): atomic writes, output-path checks.
+"""File output for the front-ends (CLI, web app, batch runs): atomic writes, output sets written complete or not
+at all, output-path checks.
 
 The library never writes files; these helpers are the one place that does (records are built by
-:mod:`promptedit.records`).
+:mod:`promptedit.records`). A write the file system refuses (a full disk, a quota, a read-only or forbidden
+folder) is an :class:`~promptedit.errors.OutputPathError` naming the folder.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
+import shutil
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -25,17 +30,30 @@ def _atomic_write(path: Path, write) -> None:
     make_output_dir(path.parent)
     _remove_stale_parts(path)
     tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}.part"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    except OSError as e:
+        raise cannot_write(path.parent, e)
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         try:
             os.unlink(tmp)
         except OSError:
             pass
+        if isinstance(e, OSError) and e.errno is not None:  # the file system's refusal, not a writer's defect
+            raise cannot_write(path.parent, e)
         raise
+
+
+def cannot_write(folder: Path, e: OSError) -> OutputPathError:
+    """The one-line error of a write the file system refused (ENOSPC, EDQUOT, EROFS, EACCES …), naming the folder;
+    the OSError stays its cause."""
+    error = OutputPathError(f"cannot write to {folder}: {e.strerror or e}")
+    error.__cause__ = e
+    return error
 
 
 STALE_PART_SECONDS = 600
@@ -50,31 +68,88 @@ def _remove_stale_parts(path: Path) -> None:
     for part in path.parent.glob(f".{glob.escape(path.name)}.*.part"):
         try:
             if time.time() - part.stat().st_mtime > STALE_PART_SECONDS:
-                part.unlink()
+                if part.is_dir() and not part.is_symlink():  # an output set's temporary folder
+                    shutil.rmtree(part)
+                else:
+                    part.unlink()
         except OSError:
             pass
 
 
-def replace_run(out: Path, ours, record: str = "result.json") -> None:
-    """Before a run writes its files into the folder ``out``, which may hold an earlier run's: remove the earlier
-    record first (so that an interrupted run never leaves a record that describes images it did not make, and a
-    batch resume redoes it), then the earlier run's files, the names ``ours(name)`` says this command writes (so
-    that none is left that the new record does not list). Nothing else in the folder is touched."""
-    out = Path(out)
-    if not out.is_dir():
-        return
+#: the name of an output set's temporary folder, ``.promptedit-set.<random>.part`` inside the output folder
+SET_STAGING = "promptedit-set"
+
+
+@contextlib.contextmanager
+def output_set(folder: str | os.PathLike, ours=frozenset(), record: str = "result.json"):
+    """Write an output set, the files of one run that belong together (edit's folder: images, grid and
+    ``result.json``; generate's FILE.png and FILE.json), complete or not at all.
+
+    Yields a temporary folder inside ``folder``: the run writes its files there (``write_image(staged / name,
+    …)``). When the block ends, the earlier run's files in ``folder`` (those of the new set, and the names
+    ``ours`` holds, or says when it is a predicate: none is left that the new record does not list) are moved
+    aside, the record first, then the new files moved in, the record last, and the earlier ones removed; nothing
+    else in ``folder`` is touched. Any failure before the end (a full disk, an interrupt, an error of the run)
+    removes the temporary folder and leaves ``folder`` as it was (a folder made for the set is removed again); a
+    failure while moving puts the earlier files back. A write the file system refuses is an OutputPathError
+    naming ``folder``.
+    """
+    folder = Path(folder)
+    ours = ours if callable(ours) else frozenset(ours).__contains__
+    created = not folder.exists()
+    make_output_dir(folder)
+    _remove_stale_parts(folder / SET_STAGING)
     try:
-        (out / record).unlink()
-    except FileNotFoundError:
-        pass
+        staged = Path(tempfile.mkdtemp(prefix=f".{SET_STAGING}.", suffix=".part", dir=folder))
     except OSError as e:
-        raise OutputPathError(f"cannot replace {out / record}: {e.strerror or e}") from None
-    for f in out.iterdir():
-        if f.name != record and ours(f.name) and (f.is_file() or f.is_symlink()):
-            try:
-                f.unlink()
-            except OSError as e:
-                raise OutputPathError(f"cannot replace {f}: {e.strerror or e}") from None
+        raise cannot_write(folder, e)
+    try:
+        yield staged
+        _move_into_place(folder, staged, ours, record)
+    except BaseException as e:
+        shutil.rmtree(staged, ignore_errors=True)
+        if created:
+            with contextlib.suppress(OSError):
+                folder.rmdir()  # only if empty
+        cause = e.__cause__ if isinstance(e, OutputPathError) else e
+        if isinstance(cause, OSError) and cause.errno is not None:
+            raise cannot_write(folder, cause)
+        raise
+    shutil.rmtree(staged, ignore_errors=True)  # with the earlier run's files
+
+
+def file_set(out: Path, *beside: Path):
+    """:func:`output_set` for a command that writes the file ``out``, the files ``beside`` it and its record
+    ``out.json``, all in ``out``'s folder (``write_image(staged / out.name, …)``)."""
+    record = out.with_suffix(".json").name
+    return output_set(out.parent, {out.name, record, *(p.name for p in beside)}, record)
+
+
+def _move_into_place(folder: Path, staged: Path, ours, record: str) -> None:
+    """The commit of :func:`output_set`: renames within one file system, undone on any failure."""
+    new = sorted((p.name for p in staged.iterdir() if p.is_file() and not p.name.startswith(".")),
+                 key=lambda name: name == record)  # the record last
+    earlier = sorted((f.name for f in folder.iterdir() if (f.name in new or ours(f.name)) and not f.name.startswith(".")
+                      and (f.is_file() or f.is_symlink())), key=lambda name: name != record)  # the record first
+    aside = staged / ".earlier"
+    aside.mkdir()
+    moved: list[str] = []
+    placed: list[str] = []
+    try:
+        for name in earlier:
+            os.replace(folder / name, aside / name)
+            moved.append(name)
+        for name in new:
+            os.replace(staged / name, folder / name)
+            placed.append(name)
+    except BaseException:
+        for name in reversed(placed):
+            with contextlib.suppress(OSError):
+                os.replace(folder / name, staged / name)
+        for name in reversed(moved):
+            with contextlib.suppress(OSError):
+                os.replace(aside / name, folder / name)
+        raise
 
 
 def write_with(path: Path, write) -> None:

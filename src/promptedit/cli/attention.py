@@ -23,7 +23,7 @@ def attention(prompt, out, downsample, components, model, device, threads, quiet
               allow_large):
     """Generate PROMPT and show its cross-attention maps per token (and self-attention components)."""
     from ..editing import attention as run
-    from ..outputs import check_output_file, write_image, write_json
+    from ..outputs import check_output_file, file_set, write_image, write_json
     from ..records import build_record
     from ..visualize import cross_attention_grid, self_attention_grid, token_labels
 
@@ -37,14 +37,16 @@ def attention(prompt, out, downsample, components, model, device, threads, quiet
         echo(quiet, note)
     f = result.attention_downsample
     maps = result.attention.maps(downsample=f)[0]
-    write_image(out, cross_attention_grid(result.images[0], maps, token_labels(m.tokenizer, prompt)))
+    self_out = out.with_name(out.stem + "-self.png")
     files = {"cross": out.name}
-    if components > 0:
-        self_maps = result.attention.maps(is_cross=False, downsample=f)[0]
-        self_out = out.with_name(out.stem + "-self.png")
-        write_image(self_out, self_attention_grid(self_maps, k=components))
-        files["self"] = self_out.name
-    write_json(out.with_suffix(".json"), build_record("attention", m, result, started=started, files=files))
+    with file_set(out, self_out) as staged:  # complete or not at all
+        write_image(staged / out.name, cross_attention_grid(result.images[0], maps, token_labels(m.tokenizer, prompt)))
+        if components > 0:
+            self_maps = result.attention.maps(is_cross=False, downsample=f)[0]
+            write_image(staged / self_out.name, self_attention_grid(self_maps, k=components))
+            files["self"] = self_out.name
+        write_json(staged / out.with_suffix(".json").name,
+                   build_record("attention", m, result, started=started, files=files))
     click.echo(f"wrote {out} (maps at 1/{f} of the latent)")
 
 

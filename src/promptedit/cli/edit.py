@@ -262,41 +262,42 @@ def invert_image(model, image, prompt, method, fit, inner_steps, steps, guidance
 
 def write_edit_outputs(out: Path, model, result, started: float, *, real_image=None, write_inversion=False,
                        inputs=None, extra=None, command: str = "edit") -> dict:
-    """Write an edit's images, grid, maps and record into ``out``; returns the files by role."""
+    """Write an edit's images, grid, maps and record into ``out``, as one output set (complete or not at all, an
+    earlier run's files replaced); returns the files by role."""
     import numpy as np
 
-    from ..outputs import replace_run, write_bytes, write_image, write_json
+    from ..outputs import output_set, write_bytes, write_image, write_json
     from ..records import build_record
     from ..visualize import attention_sheet, image_grid, mask_overlay
 
-    replace_run(out, is_output)  # an earlier run's record first, then its files
     first = "reconstruction.png" if result.inversion is not None else "source.png"
     files: dict = {"source": first}
     n_targets = len(result.images) - 1
     names = ["edited.png"] if n_targets == 1 else [f"edited-{k + 1}.png" for k in range(n_targets)]
-    write_image(out / first, result.images[0])
-    for name, image in zip(names, result.images[1:]):
-        write_image(out / name, image)
-    files["edited"] = names
-    tiles, labels = list(result.images), [first.removesuffix(".png")] + [f"edit {k + 1}" for k in range(n_targets)]
-    if real_image is not None:
-        write_image(out / "input.png", real_image.image)
-        files["input"] = "input.png"
-        tiles, labels = [real_image.image] + tiles, ["input"] + labels
-    if write_inversion:
-        write_bytes(out / "inversion.safetensors", result.inversion.to_bytes())
-        files["inversion"] = "inversion.safetensors"
-    write_image(out / "grid.png", image_grid(tiles, labels, cell=max(128, result.width)))
-    files["grid"] = "grid.png"
-    if result.attention is not None:
-        write_image(out / "attention.png", attention_sheet(model, result))
-        files["attention"] = "attention.png"
-    if result.blend_mask is not None:
-        mask = result.blend_mask[1:].any(0)[0].cpu().numpy()
-        write_image(out / "blend-mask.png", mask_overlay(result.images[1], np.asarray(mask)))
-        files["blend_mask"] = "blend-mask.png"
-    write_json(out / "result.json", build_record(command, model, result, started=started, files=files,
-                                                 inputs=inputs or None, extra=extra))
+    with output_set(out, is_output) as staged:
+        write_image(staged / first, result.images[0])
+        for name, image in zip(names, result.images[1:]):
+            write_image(staged / name, image)
+        files["edited"] = names
+        tiles, labels = list(result.images), [first.removesuffix(".png")] + [f"edit {k + 1}" for k in range(n_targets)]
+        if real_image is not None:
+            write_image(staged / "input.png", real_image.image)
+            files["input"] = "input.png"
+            tiles, labels = [real_image.image] + tiles, ["input"] + labels
+        if write_inversion:
+            write_bytes(staged / "inversion.safetensors", result.inversion.to_bytes())
+            files["inversion"] = "inversion.safetensors"
+        write_image(staged / "grid.png", image_grid(tiles, labels, cell=max(128, result.width)))
+        files["grid"] = "grid.png"
+        if result.attention is not None:
+            write_image(staged / "attention.png", attention_sheet(model, result))
+            files["attention"] = "attention.png"
+        if result.blend_mask is not None:
+            mask = result.blend_mask[1:].any(0)[0].cpu().numpy()
+            write_image(staged / "blend-mask.png", mask_overlay(result.images[1], np.asarray(mask)))
+            files["blend_mask"] = "blend-mask.png"
+        write_json(staged / "result.json", build_record(command, model, result, started=started, files=files,
+                                                        inputs=inputs or None, extra=extra))
     return files
 
 

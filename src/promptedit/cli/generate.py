@@ -17,7 +17,7 @@ from .common import load, model_options, sampling_options
 def generate(prompt, out, model, device, threads, quiet, steps, guidance, seed, height, width, allow_large):
     """Generate an image from PROMPT."""
     from ..editing import generate as run
-    from ..outputs import check_output_file, write_image, write_json
+    from ..outputs import check_output_file, file_set, write_image, write_json
     from ..records import build_record
 
     started = time.perf_counter()
@@ -25,9 +25,10 @@ def generate(prompt, out, model, device, threads, quiet, steps, guidance, seed, 
     m = load(model, device, quiet=quiet, threads=threads)
     result = run(m, prompt, seed=0 if seed is None else seed, num_inference_steps=steps, guidance_scale=guidance,
                  height=height, width=width, allow_large=allow_large, progress=not quiet)
-    write_image(out, result.images[0])
-    write_json(out.with_suffix(".json"), build_record("generate", m, result, started=started,
-                                                      files={"image": out.name}))
+    with file_set(out) as staged:  # the image and its record, or neither
+        write_image(staged / out.name, result.images[0])
+        write_json(staged / out.with_suffix(".json").name, build_record("generate", m, result, started=started,
+                                                                        files={"image": out.name}))
     click.echo(f"wrote {out} ({result.timings['total']:.1f} s)")
 
 

@@ -33,7 +33,7 @@ def invert(image, prompt, method, out, fit, inner_steps, model, device, threads,
     """
     from ..inversion import reconstruct
     from ..metrics import psnr
-    from ..outputs import check_output_file, write_bytes, write_image, write_json
+    from ..outputs import check_output_file, file_set, write_bytes, write_image, write_json
     from ..records import build_record
 
     started = time.perf_counter()
@@ -50,13 +50,14 @@ def invert(image, prompt, method, out, fit, inner_steps, model, device, threads,
                                  allow_large, quiet)
     rec = reconstruct(m, inv, progress=False)
     value = psnr(rec.images[0], prepared.image)
-    write_bytes(out, inv.to_bytes())
-    write_image(rec_path, rec.images[0])
-    write_json(out.with_suffix(".json"), build_record(
-        "invert", m, rec, started=started, files={"inversion": out.name, "reconstruction": rec_path.name},
-        inputs={"image": {"path": str(image), "rule": prepared.rule, "original_size": prepared.original_size,
-                          "original_mode": prepared.original_mode}},
-        extra={"reconstruction_psnr": round(value, 3), "inversion_seconds": round(inv.seconds, 3)}))
+    with file_set(out, rec_path) as staged:  # all three, or none
+        write_bytes(staged / out.name, inv.to_bytes())
+        write_image(staged / rec_path.name, rec.images[0])
+        write_json(staged / out.with_suffix(".json").name, build_record(
+            "invert", m, rec, started=started, files={"inversion": out.name, "reconstruction": rec_path.name},
+            inputs={"image": {"path": str(image), "rule": prepared.rule, "original_size": prepared.original_size,
+                              "original_mode": prepared.original_mode}},
+            extra={"reconstruction_psnr": round(value, 3), "inversion_seconds": round(inv.seconds, 3)}))
     click.echo(f"wrote {out} and {rec_path}: reconstruction PSNR {value:.2f} dB ({inv.seconds:.1f} s, {method})")
 
 

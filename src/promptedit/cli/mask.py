@@ -92,7 +92,7 @@ def mask(image, source, target, out, method, strength, mask_steps, fit, model, d
     from pathlib import Path
 
     from ..maskedit import make_mask
-    from ..outputs import check_output_file, write_image, write_json
+    from ..outputs import check_output_file, file_set, write_image, write_json
     from ..records import build_record
     from ..visualize import mask_overlay
 
@@ -112,11 +112,12 @@ def mask(image, source, target, out, method, strength, mask_steps, fit, model, d
                        allow_large=allow_large, progress=not quiet, **extra)
     for note in result.notes:
         echo(quiet, note)
-    write_image(out, result.mask.astype("uint8") * 255)
-    write_image(overlay, mask_overlay(prepared.image, result.mask))
-    write_json(out.with_suffix(".json"), build_record(
-        "mask", m, result, started=started, files={"mask": out.name, "overlay": overlay.name},
-        inputs={"image": {"path": str(image), "rule": prepared.rule}}))
+    with file_set(out, overlay) as staged:
+        write_image(staged / out.name, result.mask.astype("uint8") * 255)
+        write_image(staged / overlay.name, mask_overlay(prepared.image, result.mask))
+        write_json(staged / out.with_suffix(".json").name, build_record(
+            "mask", m, result, started=started, files={"mask": out.name, "overlay": overlay.name},
+            inputs={"image": {"path": str(image), "rule": prepared.rule}}))
     click.echo(f"wrote {out}: {result.mask.mean():.0%} of the image ({method}, {result.timings['mask']:.2f} s)")
 
 
@@ -179,7 +180,7 @@ def run_mask_edit(model, plan: dict, *, quiet: bool = True, started: float | Non
                   extra: dict | None = None):
     """Run a planned mask-guided edit on a loaded model and write its outputs and record; returns the result."""
     from ..maskedit import diffedit, instdiffedit, masked_edit
-    from ..outputs import replace_run, write_image, write_json
+    from ..outputs import output_set, write_image, write_json
     from ..records import build_record
     from ..visualize import image_grid, mask_overlay, mask_tile
 
@@ -214,17 +215,8 @@ def run_mask_edit(model, plan: dict, *, quiet: bool = True, started: float | Non
         result = diffedit(model, source_image, p["source"], p["target"], **common)
     for note in result.notes:
         echo(quiet, note)
-    out = p["out"]
-    replace_run(out, OUTPUT_NAMES.__contains__)  # an earlier run's record first, then its files
     first = "input.png" if p["image"] else "source.png"
-    write_image(out / first, source_image)
-    write_image(out / "edited.png", result.edited)
-    write_image(out / "mask.png", result.mask.astype("uint8") * 255)
     overlay = mask_overlay(source_image, result.mask)
-    write_image(out / "mask-overlay.png", overlay)
-    write_image(out / "grid.png", image_grid([source_image, mask_tile(result.mask), overlay, result.edited],
-                                             [first[:-4], "mask", "mask outline", "edited"],
-                                             cell=max(128, source_image.shape[1])))
     inputs = {}
     if prepared is not None:
         inputs["image"] = {"path": str(p["image"]), "rule": prepared.rule, "original_size": prepared.original_size,
@@ -233,8 +225,16 @@ def run_mask_edit(model, plan: dict, *, quiet: bool = True, started: float | Non
         inputs["mask"] = str(p["mask_file"])
     files = {"source": first, "edited": "edited.png", "mask": "mask.png", "overlay": "mask-overlay.png",
              "grid": "grid.png"}
-    write_json(out / "result.json", build_record(command, model, result, started=started, files=files,
-                                                 inputs=inputs or None, extra=extra))
+    with output_set(p["out"], OUTPUT_NAMES) as staged:  # complete or not at all, an earlier run's files replaced
+        write_image(staged / first, source_image)
+        write_image(staged / "edited.png", result.edited)
+        write_image(staged / "mask.png", result.mask.astype("uint8") * 255)
+        write_image(staged / "mask-overlay.png", overlay)
+        write_image(staged / "grid.png", image_grid([source_image, mask_tile(result.mask), overlay, result.edited],
+                                                    [first[:-4], "mask", "mask outline", "edited"],
+                                                    cell=max(128, source_image.shape[1])))
+        write_json(staged / "result.json", build_record(command, model, result, started=started, files=files,
+                                                        inputs=inputs or None, extra=extra))
     return result
 
 
