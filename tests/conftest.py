@@ -33,6 +33,34 @@ def tiny_model_dir(tiny_model, tmp_path_factory):
     return save_model(tiny_model, tmp_path_factory.mktemp("models") / "tiny")
 
 
+@pytest.fixture
+def disk_full_at(monkeypatch):
+    """``disk_full_at(n)``: the one atomic writer (promptedit.outputs) fails as a full disk does on the file it
+    writes after ``n`` others (counted from the call): the file system takes part of it, then refuses. Later
+    files are written. Call it again to count afresh."""
+    import errno
+
+    from promptedit import outputs
+
+    real = outputs._atomic_write
+
+    def arm(n: int):
+        written = []
+
+        def atomic_write(path, write):
+            written.append(path)
+            if len(written) == n + 1:
+                def write(f):
+                    f.write(b"half a file")
+                    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            real(path, write)
+
+        monkeypatch.setattr(outputs, "_atomic_write", atomic_write)
+        return written
+
+    return arm
+
+
 def pytest_terminal_summary(terminalreporter):
     """Say in one line when the web app's browser tests were skipped, and how to run them."""
     skipped = [r for r in terminalreporter.stats.get("skipped", []) if "browser" in getattr(r, "keywords", {})]

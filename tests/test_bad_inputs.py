@@ -242,7 +242,7 @@ def test_one_item_that_fails_inside_does_not_stop_a_batch(tiny_model_dir, tmp_pa
     monkeypatch.setattr(edit_cli, "run_edit", flaky)
     code, stdout, err = run(capsys, "batch", manifest, "--out", tmp_path / "o", "--model", tiny_model_dir,
                             "--quiet", "--threads", 1)
-    assert code == 0, err
+    assert code == 3, err  # some item failed
     assert "2 done, 0 skipped, 1 failed" in stdout
     failures = [json.loads(line) for line in (tmp_path / "o" / "failures.jsonl").read_text().splitlines()]
     assert [f["id"] for f in failures] == ["b"] and "internal error (RuntimeError: boom)" in failures[0]["error"]
@@ -458,35 +458,13 @@ def test_a_rerun_into_a_folder_replaces_the_earlier_run_record_first(tiny_model_
 # --- a full disk: an output set is complete or absent ---------------------------------------------------
 
 
-def _disk_full_after(monkeypatch, files: int):
-    """Make the one atomic writer fail as a full disk does once ``files`` files are written: the file system
-    takes part of the next one, then refuses."""
-    import errno
-    import os
-
-    from promptedit import outputs
-
-    real, written = outputs._atomic_write, []
-
-    def atomic_write(path, write):
-        if len(written) >= files:
-            def write(f):
-                f.write(b"half a file")
-                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-        real(path, write)
-        written.append(path)
-
-    monkeypatch.setattr(outputs, "_atomic_write", atomic_write)
-    return written
-
-
 def _tree(folder):
     return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
 @pytest.mark.parametrize("files", [0, 2, 4])
 def test_a_full_disk_leaves_an_edit_folder_complete_or_absent(files, tiny_model_dir, tmp_path, capsys,
-                                                              monkeypatch):
+                                                              disk_full_at):
     """`edit --image … --method direct` on a full disk: one line naming the folder, exit 2; a new folder is
     absent, and a folder holding an earlier run keeps that run whole (no mix, no temporary file)."""
     Image.new("RGB", (32, 32), (200, 30, 30)).save(tmp_path / "in.png")
@@ -496,8 +474,8 @@ def test_a_full_disk_leaves_an_edit_folder_complete_or_absent(files, tiny_model_
     assert run(capsys, "edit", "--target", TGT, "--out", earlier, *common)[0] == 0
     before = _tree(earlier)
     assert {"edited.png", "input.png", "reconstruction.png", "result.json"} <= set(before)
-    _disk_full_after(monkeypatch, files)
     for out in (tmp_path / "new", earlier):
+        disk_full_at(files)
         code, _, err = run(capsys, "edit", "--target", "a photo of a fox", "--out", out, *common)
         line = one_line_error(code, err)
         assert f"cannot write to {out}: No space left on device" in line, line
@@ -510,15 +488,15 @@ def test_a_full_disk_leaves_an_edit_folder_complete_or_absent(files, tiny_model_
     (["invert", "{d}/../in.png", "--prompt", SRC, "--method", "ddim", "--out", "{d}/i.safetensors"],
      ["i.safetensors", "i-reconstruction.png", "i.json"]),
 ])
-def test_a_full_disk_leaves_no_file_of_a_file_command(argv, names, tiny_model_dir, tmp_path, capsys, monkeypatch):
+def test_a_full_disk_leaves_no_file_of_a_file_command(argv, names, tiny_model_dir, tmp_path, capsys, monkeypatch,
+                                                     disk_full_at):
     """generate's image and its .json, invert's three files: all or none, whichever file the disk refuses."""
     Image.new("RGB", (32, 32), (200, 30, 30)).save(tmp_path / "in.png")
     folder = tmp_path / "out"
     folder.mkdir()
     (folder / "other.txt").write_text("mine")
     for files in range(len(names)):
-        monkeypatch.undo()
-        _disk_full_after(monkeypatch, files)
+        disk_full_at(files)
         code, _, err = run(capsys, *[a.format(d=folder) for a in argv], "--model", tiny_model_dir, "--steps", 2,
                            "--quiet", "--threads", 1)
         assert f"cannot write to {folder}: No space left on device" in one_line_error(code, err)

@@ -98,6 +98,47 @@ def flag_options() -> frozenset[str]:
                      if getattr(p, "is_flag", False) for opt in p.opts)
 
 
+def check_defaults(defaults: Mapping[str, object]) -> None:
+    """The options every item shares (``--set`` and the batch's own) checked once, before any item runs: a key
+    the batch sets itself or that no option of `edit` / `mask-edit` has, or a value that option refuses, is one
+    error for the whole batch, not a failure of each item."""
+    import difflib
+
+    import click
+
+    from .cli.common import parse_window
+    from .cli.edit import edit
+    from .cli.mask import mask_edit
+
+    params = {opt.lstrip("-"): p for command in (edit, mask_edit) for p in command.params for opt in p.opts}
+    for key, value in defaults.items():
+        name = key.replace("_", "-")
+        if name in RESERVED - {"method"}:
+            how = {"id": "each item names its own", "debug": "give promptedit --debug batch …"}.get(name,
+                                                                                             f"give batch --{name}")
+            raise ManifestError(f"--set {name} cannot be set for the items: {how}")
+        if name == "method":
+            if value not in METHODS:
+                raise ManifestError(f"--set method must be one of {', '.join(METHODS)}, got {value!r}")
+            continue
+        p = params.get("target" if name == "targets" else name)
+        if p is None:
+            near = difflib.get_close_matches(name, params, n=1)
+            raise ManifestError(f"--set {name}: no option of edit or mask-edit has that name"
+                                + (f" (did you mean {near[0]}?)" if near else ""))
+        if getattr(p, "is_flag", False):
+            if not isinstance(value, bool):
+                raise ManifestError(f"--set {name} is a flag: give {name}=true or {name}=false, got {value!r}")
+            continue
+        for v in value if isinstance(value, (list, tuple)) else [value]:
+            try:
+                p.type.convert(v, p, None)
+            except click.BadParameter as e:
+                raise ManifestError(f"--set {name}: {e.message}") from None
+            if name in ("cross-replace", "self-replace", "inject-features") and "=" not in str(v):
+                parse_window(str(v), f"--set {name}")
+
+
 def _argv(options: Mapping[str, object], flags: frozenset[str]) -> list[str]:
     """Command options from a mapping: ``True`` / ``False`` a flag option on / off (any other option takes it as
     its value, and refuses it as it refuses a bad one), a list repeats, a mapping gives ``WORD=VALUE``."""

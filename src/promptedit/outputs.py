@@ -9,6 +9,7 @@ folder) is an :class:`~promptedit.errors.OutputPathError` naming the folder.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import secrets
@@ -54,6 +55,29 @@ def cannot_write(folder: Path, e: OSError) -> OutputPathError:
     error = OutputPathError(f"cannot write to {folder}: {e.strerror or e}")
     error.__cause__ = e
     return error
+
+
+def append_line(path: Path, line: str) -> None:
+    """Append ``line`` to the file ``path`` (made if missing) in one write, so that a log that grows item by item
+    costs a line, not the whole file, each time. A line the disk cannot take whole is taken back: the file holds
+    whole lines only."""
+    path = Path(path)
+    data = (line.rstrip("\n") + "\n").encode()
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+    except OSError as e:
+        raise cannot_write(path.parent, e)
+    try:
+        size = os.fstat(fd).st_size
+        try:
+            if os.write(fd, data) != len(data):  # a short write: the disk filled up within the line
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        except OSError as e:
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, size)
+            raise cannot_write(path.parent, e)
+    finally:
+        os.close(fd)
 
 
 STALE_PART_SECONDS = 600

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import collections
 import json
+import sys
 import time
 
 import click
 
 from ..errors import ParameterError
 from .common import FiniteRange, MODEL_HELP, echo, load, parse_word_value, resolve_model_path
+
+#: the exit code of a batch in which some item failed (2 is bad input of the batch itself, 1 a defect of ours)
+EXIT_ITEMS_FAILED = 3
 
 
 @click.command()
@@ -41,18 +46,27 @@ from .common import FiniteRange, MODEL_HELP, echo, load, parse_word_value, resol
 @click.option("--device", default=None, help="cpu, cuda, cuda:N or mps (default: cuda with fp16 when present).")
 @click.option("--threads", type=click.IntRange(min=1), default=None,
               help="CPU threads per process (default: the free cores, shared among Ray workers).")
+@click.option("--strict", is_flag=True, help="Stop at the first item that fails (exit code 3).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def batch(manifest, out, method, steps, guidance, cross_replace, self_replace, settings, pie_blend, layout,
-          ray_address, workers, gpus_per_worker, model, device, threads, quiet):
+          ray_address, workers, gpus_per_worker, model, device, threads, strict, quiet):
     """Run every edit of MANIFEST (a JSONL file, one edit a line, or a PIE-Bench folder) into DIR/<id>/.
 
     Each item runs through the same code as `promptedit edit` (or `mask-edit`), with the same option names.
     Running the same command again resumes: items already done with the same options are skipped, changed
-    ones rerun; failures are listed in DIR/failures.jsonl and the run goes on.
+    ones rerun; a failed item's reason is printed as it fails and listed in DIR/failures.jsonl, and the run
+    goes on (--strict: stops there).
+
+    \b
+    Exit codes:
+      0         every item done, or skipped as done before
+      2         bad input of the batch itself (manifest, --out, --set, model), before any item runs
+      3         some item failed (the others ran; DIR/failures.jsonl lists them)
+      130, 143  Ctrl-C, SIGTERM (the items done are kept: a rerun resumes)
     """
-    from ..batch import (FAILURES, SUMMARY, Runner, Summary, flag_options, read_manifest, run_in_process,
-                         run_on_ray)
-    from ..outputs import check_output_dir, make_output_dir, write_bytes, write_json
+    from ..batch import (FAILURES, SUMMARY, Runner, Summary, check_defaults, flag_options, read_manifest,
+                         run_in_process, run_on_ray)
+    from ..outputs import append_line, check_output_dir, make_output_dir, write_bytes, write_json
 
     started = time.perf_counter()
     if ray_address is None and (workers is not None or gpus_per_worker):
@@ -68,22 +82,28 @@ def batch(manifest, out, method, steps, guidance, cross_replace, self_replace, s
                        ("cross-replace", cross_replace), ("self-replace", self_replace)):
         if value is not None:
             defaults[key] = value
+    check_defaults(defaults)  # once for the whole batch, not as a failure of every item
     items, kind = read_manifest(manifest, defaults, pie_blend=pie_blend)
     if layout == "pie" and kind != "pie":
         raise ParameterError("--layout pie writes PIE-Bench's layout: the manifest must be a PIE-Bench folder")
     make_output_dir(out)
+    write_bytes(out / FAILURES, b"")  # this run's failures, one line appended as each happens
     summary = Summary("ray" if ray_address is not None else "in-process")
-    failures: list[dict] = []
+    counts = collections.Counter()
 
     def record(outcome) -> None:
         summary.outcomes.append(outcome)
+        counts[outcome.status] += 1
         if outcome.status == "failed":
-            failures.append({"id": outcome.id, "error": outcome.error})
-            write_bytes(out / FAILURES, "".join(json.dumps(f) + "\n" for f in failures).encode())
+            append_line(out / FAILURES, json.dumps({"id": outcome.id, "error": outcome.error}))
+            line = f"failed {outcome.id}: {outcome.error}"
+            if bar is not None:
+                bar.write(line, file=sys.stderr)
+            else:
+                click.echo(line, err=True)
         if bar is not None:
-            done = summary.count("done")
-            rate = 60 * done / max(time.perf_counter() - started, 1e-9)
-            bar.set_postfix_str(f"{rate:.1f} items/min, {summary.count('failed')} failed", refresh=False)
+            rate = 60 * counts["done"] / max(time.perf_counter() - started, 1e-9)
+            bar.set_postfix_str(f"{rate:.1f} items/min, {counts['failed']} failed", refresh=False)
             bar.update(1)
 
     from tqdm.auto import tqdm
@@ -93,8 +113,9 @@ def batch(manifest, out, method, steps, guidance, cross_replace, self_replace, s
     try:
         if m is not None:
             model_name = m.name
-            for _ in run_in_process(items, Runner(m, out, layout=layout), on_outcome=record):
-                pass
+            for outcome in run_in_process(items, Runner(m, out, layout=layout), on_outcome=record):
+                if strict and outcome.status == "failed":
+                    break
         else:
             import os
 
@@ -106,15 +127,20 @@ def batch(manifest, out, method, steps, guidance, cross_replace, self_replace, s
                                       address=ray_address, workers=workers, gpus_per_worker=gpus_per_worker,
                                       threads=per_worker):
                 record(outcome)
+                if strict and outcome.status == "failed":
+                    break
     finally:
         if bar is not None:
             bar.close()
     summary.seconds = time.perf_counter() - started
-    write_bytes(out / FAILURES, "".join(json.dumps(f) + "\n" for f in failures).encode())
+    not_run = len(items) - len(summary.outcomes)
     write_json(out / SUMMARY, {"command": "batch", "manifest": str(manifest), "kind": kind, "model": model_name,
-                               "layout": layout, "defaults": defaults, **summary.to_dict()})
-    echo(quiet, f"failures: {out / FAILURES}" if failures else "no failures")
-    click.echo(f"wrote {out}: {summary.line()}")
+                               "layout": layout, "defaults": defaults, **summary.to_dict(), "not_run": not_run})
+    echo(quiet, f"failures: {out / FAILURES}" if counts["failed"] else "no failures")
+    stopped = f"; stopped at the first failure (--strict), {not_run} not run" if not_run else ""
+    click.echo(f"wrote {out}: {summary.line()}{stopped}")
+    if counts["failed"]:
+        click.get_current_context().exit(EXIT_ITEMS_FAILED)
 
 
 COMMANDS = [batch]
