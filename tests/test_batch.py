@@ -207,6 +207,33 @@ def test_a_failed_item_leaves_no_file_and_the_others_run(tiny_model_dir, tmp_pat
                                                                  "source.png"]
 
 
+def test_manifest_ids_and_encoding(tmp_path):
+    """A byte-order mark before line 1 is no part of it; ids that differ only by case would share one folder on
+    a case-insensitive file system: the second is refused, naming both."""
+    from promptedit.batch import read_jsonl
+
+    manifest = tmp_path / "m.jsonl"
+    lines = [{"id": i, "source": "a photo of a cat", "target": "a photo of a dog"} for i in ("cat", "dog", "Cat",
+                                                                                            "dog")]
+    manifest.write_bytes(b"\xef\xbb\xbf" + "\n".join(map(json.dumps, lines)).encode())
+    items = read_jsonl(manifest)
+    assert [i.error for i in items[:2]] == [None, None] and items[0].id == "cat"
+    assert items[2].error == ("line 3: id 'Cat' and id 'cat' (line 1) differ only by case: they would share one "
+                              "folder on a case-insensitive file system")
+    assert items[3].error == "line 4: id 'dog' was used before (line 2)"
+    assert items[2].id == "line-3" and items[3].id == "line-4"
+    # a PIE-Bench folder's keys alike
+    from promptedit.batch import read_pie_items
+
+    (tmp_path / "annotation_images").mkdir()
+    Image.new("RGB", (32, 32)).save(tmp_path / "annotation_images" / "x.png")
+    entry = {"image_path": "x.png", "original_prompt": "a photo of a [cat]", "editing_prompt": "a photo of a [dog]",
+             "editing_type_id": "1", "blended_word": "cat dog", "mask": []}
+    (tmp_path / "mapping_file.json").write_text(json.dumps({"a1": entry, "A1": entry}))
+    items = read_pie_items(tmp_path)
+    assert items[0].error is None and "id 'A1' and id 'a1' (entry a1) differ only by case" in items[1].error
+
+
 def test_a_batch_killed_with_sigkill_loses_nothing_and_redoes_nothing(tiny_model_dir, tmp_path):
     """Kill the run after its first items are written; the rerun skips them (their files untouched) and does the
     rest."""

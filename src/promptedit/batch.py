@@ -8,7 +8,8 @@ with their ``result.json``, which records a key of the item's options: running t
 the items whose key matches and reruns those whose options changed. A failing item goes to
 ``OUT/failures.jsonl`` with its one-line reason, and the run goes on.
 
-JSONL items: ``id`` (letters, digits, ``.``, ``_``, ``-``), ``image`` (a path, relative to the manifest) or
+JSONL items (UTF-8, a byte-order mark allowed): ``id`` (letters, digits, ``.``, ``_``, ``-``; unique regardless
+of case, as folder names are on a case-insensitive file system), ``image`` (a path, relative to the manifest) or
 ``seed``, ``source`` and ``target`` / ``targets``, or ``prompt`` (the whole edit in edit syntax), ``method``
 (``p2p``, an inversion method ``null-text`` / ``negative-prompt`` / ``direct`` / ``ddim``, ``instant``,
 ``diffedit`` or ``mask`` with a ``mask`` file), and any option ``edit`` / ``mask-edit`` takes under its own name
@@ -217,34 +218,46 @@ def read_jsonl(path: Path, defaults: Mapping[str, object] | None = None) -> list
 
     check_input_file(path, "manifest")
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        lines = path.read_text(encoding="utf-8-sig").splitlines()  # -sig: a byte-order mark is no part of line 1
     except (OSError, UnicodeDecodeError) as e:
         raise ManifestError(f"cannot read manifest {path}: {e}") from None
-    items, seen = [], set()
+    items, seen = [], {}
     for n, line in enumerate(lines, 1):
         if not line.strip():
             continue
-        fallback = f"line-{n}"
+        fallback, clash = f"line-{n}", None
         try:
             data = json.loads(line)
             if not isinstance(data, dict):
                 raise ManifestError(f"line {n} is not a JSON object")
             item_id = data.get("id", fallback)
-            if item_id in seen:
-                raise ManifestError(f"line {n}: id {item_id!r} was used before")
+            clash = _id_clash(seen, item_id, f"line {n}")
+            if clash:
+                raise ManifestError(clash)
             item = item_from_options(item_id, data, base=path.parent, defaults=defaults)
-            seen.add(item.id)
+            seen[item.id.lower()] = (item.id, f"line {n}")
             items.append(item)
         except json.JSONDecodeError as e:
             items.append(BatchItem(fallback, "edit", (), "", error=f"line {n} is not JSON ({e.msg}, column {e.colno})"))
         except ManifestError as e:
-            item_id = fallback if "used before" in str(e) else (data.get("id", fallback) if isinstance(data, dict)
-                                                                  else fallback)
+            item_id = fallback if clash else (data.get("id", fallback) if isinstance(data, dict) else fallback)
             item_id = item_id if isinstance(item_id, str) and ID_RE.match(item_id) else fallback
             items.append(BatchItem(item_id, "edit", (), "", error=str(e)))
     if not items:
         raise ManifestError(f"manifest {path} has no items")
     return items
+
+
+def _id_clash(seen: Mapping[str, tuple[str, str]], item_id, where: str) -> str | None:
+    """Why ``item_id`` cannot have a folder beside those of the ids ``seen`` (by their lower case: where each
+    was): the same id, or one that differs only by case (one folder on a case-insensitive file system)."""
+    if not isinstance(item_id, str) or item_id.lower() not in seen:
+        return None
+    other, other_where = seen[item_id.lower()]
+    if other == item_id:
+        return f"{where}: id {item_id!r} was used before ({other_where})"
+    return (f"{where}: id {item_id!r} and id {other!r} ({other_where}) differ only by case: they would share one "
+            "folder on a case-insensitive file system")
 
 
 def read_pie_items(folder: Path, defaults: Mapping[str, object] | None = None, *, blend: bool = False,
@@ -253,13 +266,17 @@ def read_pie_items(folder: Path, defaults: Mapping[str, object] | None = None, *
     ``[ ]`` marks stripped), locally blended on its ``blended_word`` pair when ``blend``."""
     from .pie import read_pie
 
-    items = []
+    items, seen = [], {}
     for entry in read_pie(folder, types=types):
         options: dict = {"image": str(entry.image_path), "source": entry.source_prompt,
                          "target": entry.target_prompt}
         if blend and len(entry.blended_words) == 2:
             options["blend"] = list(entry.blended_words)
         try:
+            clash = _id_clash(seen, entry.id, f"entry {entry.id}")
+            if clash:
+                raise ManifestError(clash)
+            seen[entry.id.lower()] = (entry.id, f"entry {entry.id}")
             items.append(item_from_options(entry.id, options, defaults=defaults, relative_path=entry.relative_path))
         except ManifestError as e:
             items.append(BatchItem(entry.id, "edit", (), "", relative_path=entry.relative_path, error=str(e)))
