@@ -207,6 +207,30 @@ def test_a_failed_item_leaves_no_file_and_the_others_run(tiny_model_dir, tmp_pat
                                                                  "source.png"]
 
 
+def tiny_pie(folder, *keys):
+    """A PIE-Bench folder of one 32 x 32 image, edited once under each key."""
+    (folder / "annotation_images").mkdir(parents=True)
+    Image.new("RGB", (32, 32), (200, 30, 30)).save(folder / "annotation_images" / "x.png")
+    entry = {"image_path": "x.png", "original_prompt": "a photo of a [cat]", "editing_prompt": "a photo of a [dog]",
+             "editing_type_id": "1", "blended_word": "cat dog", "mask": []}
+    (folder / "mapping_file.json").write_text(json.dumps({key: entry for key in keys}))
+    return folder
+
+
+def test_an_item_whose_copy_in_pie_layout_failed_is_redone(tiny_model_dir, tmp_path, capsys, disk_full_at):
+    data, out = tiny_pie(tmp_path / "pie", "a1"), tmp_path / "run"
+    argv = ["batch", data, "--out", out, "--model", tiny_model_dir, "--method", "ddim", "--steps", 2, "--layout",
+            "pie", "--quiet", "--threads", 1]
+    copy = out / "pie" / "ddim" / "annotation_images" / "x.png"
+    disk_full_at(1 + 7)  # the empty failures.jsonl, the item's seven files (blend-mask.png too), then its copy
+    code, stdout, err = run(capsys, *argv)
+    assert code == 3 and "1 failed" in stdout and "No space left on device" in err and not copy.exists()
+    assert (out / "a1" / "result.json").is_file()  # the item's own set is complete: only its copy failed
+    code, stdout, err = run(capsys, *argv)  # not skipped as done: its copy is missing
+    assert code == 0 and "1 done, 0 skipped" in stdout and copy.is_file()
+    assert "0 done, 1 skipped" in run(capsys, *argv)[1]
+
+
 def test_manifest_ids_and_encoding(tmp_path):
     """A byte-order mark before line 1 is no part of it; ids that differ only by case would share one folder on
     a case-insensitive file system: the second is refused, naming both."""
@@ -225,12 +249,7 @@ def test_manifest_ids_and_encoding(tmp_path):
     # a PIE-Bench folder's keys alike
     from promptedit.batch import read_pie_items
 
-    (tmp_path / "annotation_images").mkdir()
-    Image.new("RGB", (32, 32)).save(tmp_path / "annotation_images" / "x.png")
-    entry = {"image_path": "x.png", "original_prompt": "a photo of a [cat]", "editing_prompt": "a photo of a [dog]",
-             "editing_type_id": "1", "blended_word": "cat dog", "mask": []}
-    (tmp_path / "mapping_file.json").write_text(json.dumps({"a1": entry, "A1": entry}))
-    items = read_pie_items(tmp_path)
+    items = read_pie_items(tiny_pie(tmp_path / "pie", "a1", "A1"))
     assert items[0].error is None and "id 'A1' and id 'a1' (entry a1) differ only by case" in items[1].error
 
 

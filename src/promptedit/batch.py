@@ -343,7 +343,8 @@ class Runner:
             return Outcome(item.id, "failed", error=item.error)
         key = item.key(self.model_id)
         folder = self.out / item.id
-        if _done_before(folder, key):
+        pie = self._pie_path(item)
+        if _done_before(folder, key) and (pie is None or pie.is_file()):  # a failed copy in PIE's layout: redone
             return Outcome(item.id, "skipped")
         started = time.perf_counter()
         command, plan_fn, run_fn = ((edit_cli.edit, edit_cli.plan_edit, edit_cli.run_edit) if item.command == "edit"
@@ -356,8 +357,8 @@ class Runner:
                 plan = plan_fn(**params)
                 result = run_fn(self.model, plan, quiet=True, started=started, command=f"batch {item.command}",
                                 extra=extra)
-            if self.layout == "pie" and item.relative_path:
-                self._write_pie(item, result)
+            if pie is not None:
+                self._write_pie(pie, result)
         except click.exceptions.ClickException as e:
             return Outcome(item.id, "failed", time.perf_counter() - started, e.format_message())
         except PromptEditError as e:
@@ -367,16 +368,23 @@ class Runner:
                            f"{internal_error_line(e)}; please report it")
         return Outcome(item.id, "done", time.perf_counter() - started)
 
-    def _write_pie(self, item: BatchItem, result) -> None:
-        """PnPInversion's layout: ``pie/<method>/annotation_images/<image_path>``, the edited image saved in the
-        format its extension says (as their scripts save theirs)."""
+    def _pie_path(self, item: BatchItem) -> Path | None:
+        """Where PnPInversion's layout puts the item's edited image: ``pie/<method>/annotation_images/<image_path>``
+        (None without ``--layout pie``)."""
+        if self.layout != "pie" or not item.relative_path:
+            return None
+        return self.out / "pie" / item.method / "annotation_images" / item.relative_path
+
+    @staticmethod
+    def _write_pie(path: Path, result) -> None:
+        """The edited image in PnPInversion's layout, saved in the format its extension says (as their scripts save
+        theirs)."""
         import io
 
         from PIL import Image
 
         from .outputs import write_bytes
 
-        path = self.out / "pie" / item.method / "annotation_images" / item.relative_path
         buf = io.BytesIO()
         Image.fromarray(result.edited).save(buf, format=Image.registered_extensions().get(path.suffix.lower(), "PNG"))
         write_bytes(path, buf.getvalue())
