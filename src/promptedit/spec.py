@@ -293,6 +293,7 @@ def build_controller(
             start_step=int((spec.blend_start if spec.blend_start is not None else defaults.blend_start) * num_steps),
             downsample=defaults.blend_downsample,
             pool_size=defaults.blend_pool_size,
+            propagation=int(defaults.blend_propagation),
         )
     common = dict(
         self_replace_steps=step_window(self_window, num_steps),
