@@ -232,6 +232,50 @@ def test_reading_errors_name_the_file(tmp_path):
         one_line(exc, root / "mapping_file.json")
 
 
+def test_every_bad_entry_is_reported_at_once_and_cut_masks_warn(tmp_path):
+    root = _write_pie(tmp_path, ENTRY)
+    entries = {"000000000000": ENTRY, "a": {**ENTRY, "mask": [1, 2, 3]}, "b": {**ENTRY, "editing_type_id": "12"},
+               "c": {k: v for k, v in ENTRY.items() if k != "mask"}}
+    (root / "mapping_file.json").write_text(json.dumps(entries))
+    with pytest.raises(pie.MappingFileError) as exc:
+        pie.read_pie(root)
+    msg = str(exc.value)
+    assert "\n" not in msg and "3 bad entries" in msg and all(f"entry {k!r}" in msg for k in "abc"), msg
+    # runs past the image's end are cut as the benchmark cuts them, with one warning naming the entries
+    past = {**ENTRY, "mask": [262140, 10]}
+    (root / "mapping_file.json").write_text(json.dumps({"x": past, "y": past, "z": ENTRY}))
+    with pytest.warns(UserWarning) as caught:
+        items = pie.read_pie(root)
+    assert len(caught) == 1 and "2 entries have mask runs past the image's end" in str(caught[0].message)
+    assert "'x', 'y'" in str(caught[0].message) and items[0].annotated_mask.sum() == 4
+
+
+def test_an_edit_at_another_size_is_brought_to_its_source_frame():
+    yy, xx = np.mgrid[0:48, 0:64]
+    source = np.stack([xx * 3, yy * 4, (xx + yy) * 2], -1).astype(np.uint8)  # 48 x 64, smooth
+    from PIL import Image
+
+    def resized(a, w, h):
+        return np.asarray(Image.fromarray(a).resize((w, h), Image.LANCZOS))
+
+    same, box, how = pie.output_at_size(resized(source, 128, 96), (48, 64))  # the same aspect ratio, twice as big
+    assert box is None and same.shape == (48, 64, 3) and "128x96 to 64x48 (Lanczos)" in how
+    assert np.abs(same.astype(int) - source).mean() < 2
+    # a square model edited the centre 48 x 48 (--fit crop): measured over that box of the source
+    crop, box, _ = pie.output_at_size(resized(source[:, 8:56], 32, 32), (48, 64), "crop")
+    assert box == (0, 8, 48, 48) and crop.shape == (48, 48, 3)
+    assert np.abs(crop.astype(int) - source[:, 8:56]).mean() < 3
+    item = pie.PieItem("1", Path("x"), "x", "", "", "", "", "", 0, "random", (), (), (), (48, 64),
+                       np.eye(48, 64, dtype=bool), np.eye(48, 64, dtype=bool))
+    assert pie.crop_item(item, box).mask.shape == (48, 48) and pie.crop_item(item, box).size == (48, 48)
+    # --fit pad: the source padded with white to 64 x 64, then resized: the padding is cut off
+    padded = np.full((64, 64, 3), 255, np.uint8)
+    padded[8:56] = source
+    back, box, how = pie.output_at_size(resized(padded, 32, 32), (48, 64), "pad")
+    assert box is None and back.shape == (48, 64, 3) and "padding cut off" in how
+    assert np.abs(back[2:-2].astype(int) - source[2:-2]).mean() < 3
+
+
 # ----------------------------------------------------------------------------- metrics
 
 

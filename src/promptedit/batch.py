@@ -39,6 +39,7 @@ PATH_OPTIONS = ("image", "mask", "inversion", "inpaint-model")
 ID_RE = re.compile(r"^(?!\.\.?$)[A-Za-z0-9._-]{1,128}$")  # a folder name under --out: not "." or ".."
 FAILURES = "failures.jsonl"
 SUMMARY = "batch.json"
+RUN = "run.json"  # the latest run's record: its data set's fingerprint and each item's latest status
 
 
 class ManifestError(PromptEditError):
@@ -236,6 +237,47 @@ def read_manifest(path: str | os.PathLike, defaults: Mapping[str, object] | None
     if pie_blend:
         raise ManifestError("--pie-blend is for PIE-Bench folders (blended_word); a JSONL item names its blend words")
     return read_jsonl(p, defaults), "jsonl"
+
+
+# ----------------------------------------------------------------------------- the run's record
+
+
+class RunRecord:
+    """``DIR/run.json``: what the latest run of a folder was given and what became of each of its items, kept up to
+    date as items end. Written before the first item runs (every item ``pending``), then after each outcome
+    (``done``, ``skipped``: done before with the same options and model, ``failed``), so that ``evaluate`` scores
+    exactly the items whose latest run succeeded, also after an interrupted run, and refuses a run made on
+    another data set (``data``: a PIE folder's :func:`promptedit.pie.fingerprint`)."""
+
+    def __init__(self, out: Path, manifest: str, kind: str, items: Sequence[BatchItem], data: str | None):
+        self.path = Path(out) / RUN
+        self.record = {"command": "batch", "manifest": str(manifest), "kind": kind, "data": data,
+                       "items": {item.id: "pending" for item in items}}
+        self._write()
+
+    def update(self, outcome: Outcome) -> None:
+        self.record["items"][outcome.id] = outcome.status
+        self._write()
+
+    def _write(self) -> None:
+        from .outputs import write_json
+
+        write_json(self.path, self.record)
+
+    @staticmethod
+    def read(out: Path) -> dict | None:
+        """The record of the latest run in ``out``, or None where there is none (a run by an older promptedit);
+        an unreadable one is a ManifestError."""
+        path = Path(out) / RUN
+        if not path.is_file():
+            return None
+        try:
+            record = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError) as e:
+            raise ManifestError(f"cannot read the run's record {path}: {e}") from None
+        if not isinstance(record, dict) or not isinstance(record.get("items"), dict):
+            raise ManifestError(f"{path} is not a run record of promptedit batch (no items)")
+        return record
 
 
 # ----------------------------------------------------------------------------- running

@@ -50,8 +50,8 @@ def batch(manifest, out, method, steps, guidance, cross_replace, self_replace, s
     Running the same command again resumes: items already done with the same options are skipped, changed
     ones rerun; failures are listed in DIR/failures.jsonl and the run goes on.
     """
-    from ..batch import (FAILURES, SUMMARY, Runner, Summary, flag_options, read_manifest, run_in_process,
-                         run_on_ray)
+    from ..batch import (FAILURES, SUMMARY, Runner, RunRecord, Summary, flag_options, read_manifest,
+                         run_in_process, run_on_ray)
     from ..outputs import check_output_dir, make_output_dir, write_bytes, write_json
 
     started = time.perf_counter()
@@ -71,12 +71,17 @@ def batch(manifest, out, method, steps, guidance, cross_replace, self_replace, s
     items, kind = read_manifest(manifest, defaults, pie_blend=pie_blend)
     if layout == "pie" and kind != "pie":
         raise ParameterError("--layout pie writes PIE-Bench's layout: the manifest must be a PIE-Bench folder")
+    from ..pie import fingerprint
+
+    data = fingerprint(manifest) if kind == "pie" else None
     make_output_dir(out)
+    run_record = RunRecord(out, manifest, kind, items, data)
     summary = Summary("ray" if ray_address is not None else "in-process")
     failures: list[dict] = []
 
     def record(outcome) -> None:
         summary.outcomes.append(outcome)
+        run_record.update(outcome)
         if outcome.status == "failed":
             failures.append({"id": outcome.id, "error": outcome.error})
             write_bytes(out / FAILURES, "".join(json.dumps(f) + "\n" for f in failures).encode())
@@ -111,8 +116,8 @@ def batch(manifest, out, method, steps, guidance, cross_replace, self_replace, s
             bar.close()
     summary.seconds = time.perf_counter() - started
     write_bytes(out / FAILURES, "".join(json.dumps(f) + "\n" for f in failures).encode())
-    write_json(out / SUMMARY, {"command": "batch", "manifest": str(manifest), "kind": kind, "model": model_name,
-                               "layout": layout, "defaults": defaults, **summary.to_dict()})
+    write_json(out / SUMMARY, {"command": "batch", "manifest": str(manifest), "kind": kind, "data": data,
+                               "model": model_name, "layout": layout, "defaults": defaults, **summary.to_dict()})
     echo(quiet, f"failures: {out / FAILURES}" if failures else "no failures")
     click.echo(f"wrote {out}: {summary.line()}")
 
