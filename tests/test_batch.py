@@ -208,8 +208,8 @@ def test_evaluate_scores_exactly_the_items_whose_latest_run_succeeded(tmp_path, 
     from promptedit.world.pie import make_pie_set
 
     data, other, out = tmp_path / "pie", tmp_path / "pie-seed1", tmp_path / "run"
-    save_pie_set(make_pie_set(7, seed=0, verify=False), data)
-    save_pie_set(make_pie_set(7, seed=1, verify=False), other)
+    save_pie_set(make_pie_set(5, seed=0, verify=False), data)
+    save_pie_set(make_pie_set(5, seed=1, verify=False), other)
     mapping = json.loads((data / "mapping_file.json").read_text())
     assert list(mapping) == list(json.loads((other / "mapping_file.json").read_text()))  # the same ids
     ids = list(mapping)
@@ -217,14 +217,14 @@ def test_evaluate_scores_exactly_the_items_whose_latest_run_succeeded(tmp_path, 
         (out / key).mkdir(parents=True)
         (out / key / "edited.png").write_bytes((data / "target_images" / entry["target_image_path"]).read_bytes())
     record = RunRecord(out, str(data), "pie", read_pie_items(data), fingerprint(data))
-    for key, status in zip(ids, ["done", "skipped", "failed", "done", "failed"]):  # ids[5:] still pending
+    for key, status in zip(ids, ["done", "skipped", "failed"]):  # ids[3:] still pending
         record.update(Outcome(key, status))
     code, stdout, err = run(capsys, "evaluate", out, "--data", data)
     assert code == 0, err
-    assert _scored_ids(out / "evaluation.json") == {ids[0], ids[1], ids[3]}
-    assert "3 of 7 items, 2 failed, 2 not run" in stdout
+    assert _scored_ids(out / "evaluation.json") == {ids[0], ids[1]}
+    assert "2 of 5 items, 1 failed, 2 not run" in stdout
     markdown = (out / "evaluation.md").read_text()
-    assert "2 of 7 items failed in the latest run" in markdown and "2 of 7 items have no edited image" in markdown
+    assert "1 of 5 items failed in the latest run" in markdown and "2 of 5 items have no edited image" in markdown
     code, _, err = run(capsys, "evaluate", out, "--data", other, "--out", tmp_path / "other")
     assert code == 2 and err.count("\n") == 1 and "another data set" in err, err
     (out / "run.json").unlink()  # a run by an older promptedit: its failures.jsonl is all it says

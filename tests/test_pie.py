@@ -276,6 +276,56 @@ def test_an_edit_at_another_size_is_brought_to_its_source_frame():
     assert np.abs(back[2:-2].astype(int) - source[2:-2]).mean() < 3
 
 
+def test_pie_p2p_recipe_is_pnpinversion_controller(tmp_path, tokenizer):
+    """--recipe pie-p2p gives each PIE item the controller PnPInversion's run_editing_p2p.py makes for it:
+    make_controller(is_replace_controller=False, cross_replace_steps={"default_": 0.4}, self_replace_steps=0.6,
+    blend_words=((w0,), (w1,)), equilizer_params={"words": (w1,), "values": (2,)}), 50 steps, guidance 7.5.
+    The entry adds an object next to w0, so w0 is in both prompts: their blend looks it up in the source only."""
+    import torch
+
+    from promptedit.batch import read_manifest
+    from promptedit.cli.edit import edit, plan_edit
+    from promptedit.control import AttentionRefine, AttentionReweight
+    from promptedit.spec import build_controller
+    from promptedit.tokens import word_token_indices
+
+    src, tgt = "a cat sitting on a bench", "a cat wearing a hat sitting on a bench"
+    entry = {**ENTRY, "original_prompt": src, "editing_prompt": "a cat [wearing a hat] sitting on a bench",
+             "editing_type_id": "2", "blended_word": "cat hat"}
+    (item,), kind = read_manifest(_write_pie(tmp_path / "data", entry), {}, recipe="pie-p2p")
+    with edit.make_context("edit", [*item.argv, "--out", str(tmp_path / "out")]) as ctx:  # as batch runs an item
+        plan = plan_edit(**{k: v for k, v in ctx.params.items() if k not in ("model", "device", "threads", "quiet")})
+    assert (plan.options["steps"], plan.options["guidance"], plan.options["edit_null"]) == (50, 7.5, "all")
+    assert plan.spec.blend_swapped is False  # an item without blended_word is not blended (theirs: blend_word None)
+    steps, keys = 50, tokenizer.model_max_length
+    ours, mode, _ = build_controller(plan.spec, tokenizer, steps)
+
+    def tokens_of(prompt, word):  # (keys,), 1 at the word's tokens in the prompt
+        row = torch.zeros(keys)
+        row[word_token_indices(tokenizer, prompt, word)] = 1
+        return row
+
+    # theirs, built from the entry as their script builds it
+    w0, w1 = entry["blended_word"].split(" ")
+    blend_alphas = torch.stack([tokens_of(src, w0), tokens_of(tgt, w1)])  # LocalBlend: words[i] in prompts[i]
+    equalizer = torch.where(tokens_of(tgt, w1) > 0, 2.0, 1.0)[None]  # get_equalizer(prompts[1], (w1,), (2,))
+    cross = torch.zeros(steps, 1, keys)
+    cross[: int(0.4 * (steps + 1))] = 1  # get_time_words_attention_alpha over num_steps + 1 rows: 20 steps
+    assert mode == "refine" and isinstance(ours, AttentionReweight) and isinstance(ours.prev, AttentionRefine)
+    assert torch.equal(ours.local_blend.word_alphas, blend_alphas)
+    assert torch.equal(ours.equalizer, equalizer) and torch.equal(ours.cross_alpha, cross)
+    assert ours.self_replace_steps == (0, int(steps * 0.6))  # num_self_replace
+    assert ours.self_replace_min_downsample == 2  # replace_self_attention at <= 32 ** 2 pixels of SD's 64 x 64
+    assert ours.local_blend.threshold == 0.3 and ours.local_blend.start_step == int(0.2 * steps)  # th, start_blend
+    assert (ours.local_blend.downsample, ours.local_blend.pool_size) == (4, 3)  # 16 x 16 maps, max-pool k = 1
+    # options given on the command line override the recipe's; a JSONL manifest or a mask method is refused
+    (item,), _ = read_manifest(tmp_path / "data", {"steps": 2}, recipe="pie-p2p")
+    assert item.argv[item.argv.index("--steps") + 1] == "2"
+    for defaults, path in (({}, tmp_path / "data" / "mapping_file.json"), ({"method": "instant"}, tmp_path / "data")):
+        with pytest.raises(PromptEditError, match="recipe"):
+            read_manifest(path, defaults, recipe="pie-p2p")
+
+
 # ----------------------------------------------------------------------------- metrics
 
 
