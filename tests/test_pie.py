@@ -276,7 +276,7 @@ def test_an_edit_at_another_size_is_brought_to_its_source_frame():
     assert np.abs(back[2:-2].astype(int) - source[2:-2]).mean() < 3
 
 
-def test_pie_p2p_recipe_is_pnpinversion_controller(tmp_path, tokenizer):
+def test_pie_p2p_recipe_is_pnpinversion_controller(tmp_path):
     """--recipe pie-p2p gives each PIE item the controller PnPInversion's run_editing_p2p.py makes for it:
     make_controller(is_replace_controller=False, cross_replace_steps={"default_": 0.4}, self_replace_steps=0.6,
     blend_words=((w0,), (w1,)), equilizer_params={"words": (w1,), "values": (2,)}), 50 steps, guidance 7.5.
@@ -287,6 +287,7 @@ def test_pie_p2p_recipe_is_pnpinversion_controller(tmp_path, tokenizer):
     from promptedit.cli.edit import edit, plan_edit
     from promptedit.control import AttentionRefine, AttentionReweight
     from promptedit.spec import build_controller
+    from promptedit.testing import tiny_tokenizer
     from promptedit.tokens import word_token_indices
 
     src, tgt = "a cat sitting on a bench", "a cat wearing a hat sitting on a bench"
@@ -297,6 +298,7 @@ def test_pie_p2p_recipe_is_pnpinversion_controller(tmp_path, tokenizer):
         plan = plan_edit(**{k: v for k, v in ctx.params.items() if k not in ("model", "device", "threads", "quiet")})
     assert (plan.options["steps"], plan.options["guidance"], plan.options["edit_null"]) == (50, 7.5, "all")
     assert plan.spec.blend_swapped is False  # an item without blended_word is not blended (theirs: blend_word None)
+    tokenizer = tiny_tokenizer()
     steps, keys = 50, tokenizer.model_max_length
     ours, mode, _ = build_controller(plan.spec, tokenizer, steps)
 

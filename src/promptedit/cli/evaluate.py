@@ -33,7 +33,8 @@ from .common import echo
 def evaluate(run_dir, data, layout, dino, clip, lpips_backbone, lpips_linear, device, report_out, quiet):
     """Measure a run's edits with PIE-Bench's metrics (structure distance; PSNR, LPIPS, MSE, SSIM outside the
     edit mask; CLIP similarity of the edited image and of its edited part), and against the exact target where
-    the set has one. Metrics whose network is not given are left out and named."""
+    the set has one. Metrics whose network is not given are left out and named. Only the items whose latest run
+    succeeded are scored (DIR/run.json), each at its source's size."""
     from ..batch import FAILURES, RunRecord
     from ..evaluate import Metrics, aggregate, plot, report
     from ..models import resolve_device
