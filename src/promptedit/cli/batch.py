@@ -121,7 +121,8 @@ def batch(manifest, out, method, steps, guidance, cross_replace, self_replace, s
     summary.seconds = time.perf_counter() - started
     write_bytes(out / FAILURES, "".join(json.dumps(f) + "\n" for f in failures).encode())
     write_json(out / SUMMARY, {"command": "batch", "manifest": str(manifest), "kind": kind, "data": data,
-                               "model": model_name, "layout": layout, "recipe": recipe, "defaults": defaults, **summary.to_dict()})
+                               "model": model_name, "layout": layout, "recipe": recipe, "defaults": defaults,
+                               **summary.to_dict()})
     echo(quiet, f"failures: {out / FAILURES}" if failures else "no failures")
     click.echo(f"wrote {out}: {summary.line()}")
 

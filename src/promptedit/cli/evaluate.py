@@ -143,7 +143,8 @@ def evaluate(run_dir, data, layout, dino, clip, lpips_backbone, lpips_linear, de
     write_bytes(prefix.with_suffix(".md"), markdown.encode())
     write_json(prefix.with_suffix(".json"), {"command": "evaluate", "run": str(run), "data": str(data),
                                             "layout": layout, "items": len(items), "evaluated": len(present),
-                                            "evaluated_ids": [i.id for i in present], "failed": [i.id for i in failed], "not_run": [i.id for i in not_run],
+                                            "evaluated_ids": [i.id for i in present],
+                                            "failed": [i.id for i in failed], "not_run": [i.id for i in not_run],
                                             "resized": resized, "notes": notes,
                                             **summary, "seconds": round(time.perf_counter() - started, 3)})
     write_image(prefix.with_suffix(".png"), plot(agg))
