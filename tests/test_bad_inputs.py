@@ -282,11 +282,22 @@ def test_edit_spec_refuses_wrong_structures_and_overflowing_weights():
     bad = [dict(targets=None), dict(targets=5), dict(targets=(TGT,), reweight="dog=2"),
            dict(targets=(TGT,), reweight={1: 2}), dict(targets=(TGT,), blend_words=(1,)),
            dict(targets=(TGT,), cross_replace_words="dog"), dict(targets=(TGT,), blend_swapped="no"),
-           dict(targets=(TGT,), blend_threshold="x"), dict(targets=(TGT,), blend_start=[0.3])]
+           dict(targets=(TGT,), blend_threshold="x"), dict(targets=(TGT,), blend_start=[0.3]),
+           dict(targets=(TGT,), blend_source=(1,)), dict(targets=(TGT,), self_replace_downsample=3),
+           dict(targets=(TGT,), self_replace_downsample=True)]
     for kw in bad:
         with pytest.raises(PromptEditError):
             EditSpec(SRC, **kw)
     assert EditSpec(SRC, (TGT,), blend_words="cat").blend_words == ("cat",)  # a word, as targets take one
+    # a source-only blend word must be in the source, a target-only one in a target
+    from promptedit.spec import build_controller
+    from promptedit.testing import tiny_tokenizer
+
+    tokenizer = tiny_tokenizer()
+    for kw in (dict(blend_source="dog"), dict(blend_target="cat")):
+        with pytest.raises(PromptEditError, match="blend-"):
+            build_controller(EditSpec(SRC, (TGT,), **kw), tokenizer, 10)
+    assert EditSpec(SRC, (TGT,), blend_target="dog", blend_subtract="cat").blends
 
 
 def test_library_calls_refuse_bad_arguments_with_value_errors(tiny_model):

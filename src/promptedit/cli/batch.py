@@ -28,6 +28,10 @@ from .common import FiniteRange, MODEL_HELP, echo, load, parse_word_value, resol
               help="Any option of `edit` / `mask-edit` for items that set none (repeat), e.g. --set edit-null=all.")
 @click.option("--pie-blend", is_flag=True,
               help="PIE-Bench: blend locally on each item's blended_word pair (source word, target word).")
+@click.option("--recipe", type=click.Choice(["pie-p2p"]), default=None,
+              help="PIE-Bench: edit every item as PnPInversion's run_editing_p2p.py does (50 steps, guidance 7.5, "
+                   "cross-replace 0.4, self-replace 0.6, refine, blended_word's words blended in the source and the "
+                   "target and the target's re-weighted x2); options given here or per item override it.")
 @click.option("--layout", type=click.Choice(["pie"]), default=None,
               help="Also write PnPInversion's layout (DIR/pie/<method>/annotation_images/<image_path>) so their "
                    "evaluation scripts run unchanged.")
@@ -42,7 +46,7 @@ from .common import FiniteRange, MODEL_HELP, echo, load, parse_word_value, resol
 @click.option("--threads", type=click.IntRange(min=1), default=None,
               help="CPU threads per process (default: the free cores, shared among Ray workers).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def batch(manifest, out, method, steps, guidance, cross_replace, self_replace, settings, pie_blend, layout,
+def batch(manifest, out, method, steps, guidance, cross_replace, self_replace, settings, pie_blend, recipe, layout,
           ray_address, workers, gpus_per_worker, model, device, threads, quiet):
     """Run every edit of MANIFEST (a JSONL file, one edit a line, or a PIE-Bench folder) into DIR/<id>/.
 
@@ -50,8 +54,8 @@ def batch(manifest, out, method, steps, guidance, cross_replace, self_replace, s
     Running the same command again resumes: items already done with the same options are skipped, changed
     ones rerun; failures are listed in DIR/failures.jsonl and the run goes on.
     """
-    from ..batch import (FAILURES, SUMMARY, Runner, Summary, flag_options, read_manifest, run_in_process,
-                         run_on_ray)
+    from ..batch import (FAILURES, SUMMARY, Runner, RunRecord, Summary, flag_options, read_manifest,
+                         run_in_process, run_on_ray)
     from ..outputs import check_output_dir, make_output_dir, write_bytes, write_json
 
     started = time.perf_counter()
@@ -68,15 +72,20 @@ def batch(manifest, out, method, steps, guidance, cross_replace, self_replace, s
                        ("cross-replace", cross_replace), ("self-replace", self_replace)):
         if value is not None:
             defaults[key] = value
-    items, kind = read_manifest(manifest, defaults, pie_blend=pie_blend)
+    items, kind = read_manifest(manifest, defaults, pie_blend=pie_blend, recipe=recipe)
     if layout == "pie" and kind != "pie":
         raise ParameterError("--layout pie writes PIE-Bench's layout: the manifest must be a PIE-Bench folder")
+    from ..pie import fingerprint
+
+    data = fingerprint(manifest) if kind == "pie" else None
     make_output_dir(out)
+    run_record = RunRecord(out, manifest, kind, items, data)
     summary = Summary("ray" if ray_address is not None else "in-process")
     failures: list[dict] = []
 
     def record(outcome) -> None:
         summary.outcomes.append(outcome)
+        run_record.update(outcome)
         if outcome.status == "failed":
             failures.append({"id": outcome.id, "error": outcome.error})
             write_bytes(out / FAILURES, "".join(json.dumps(f) + "\n" for f in failures).encode())
@@ -111,8 +120,9 @@ def batch(manifest, out, method, steps, guidance, cross_replace, self_replace, s
             bar.close()
     summary.seconds = time.perf_counter() - started
     write_bytes(out / FAILURES, "".join(json.dumps(f) + "\n" for f in failures).encode())
-    write_json(out / SUMMARY, {"command": "batch", "manifest": str(manifest), "kind": kind, "model": model_name,
-                               "layout": layout, "defaults": defaults, **summary.to_dict()})
+    write_json(out / SUMMARY, {"command": "batch", "manifest": str(manifest), "kind": kind, "data": data,
+                               "model": model_name, "layout": layout, "recipe": recipe, "defaults": defaults,
+                               **summary.to_dict()})
     echo(quiet, f"failures: {out / FAILURES}" if failures else "no failures")
     click.echo(f"wrote {out}: {summary.line()}")
 
