@@ -378,7 +378,71 @@ def test_the_web_app_turns_bad_widget_values_into_one_message(tiny_model, tmp_pa
     app.close()
 
 
+def test_serve_refuses_a_busy_port_or_a_bad_host_before_loading_the_model(tmp_path, capsys):
+    import socket
+
+    pytest.importorskip("gradio")
+    gone = tmp_path / "no-model"  # loading it would fail: the address is checked first
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        code, _, err = run(capsys, "serve", "--port", busy.getsockname()[1], "--model", gone)
+    assert "is in use" in one_line_error(code, err) and "loading model" not in err
+    for host, says in (("host.invalid", "does not resolve"), ("192.0.2.1", "not an address of this machine")):
+        code, _, err = run(capsys, "serve", "--host", host, "--model", gone)
+        assert says in one_line_error(code, err) and "loading model" not in err
+
+
 # --- how runs end and what they leave (a tester's pass over interrupts and re-runs) -------------------
+
+
+def test_serve_keeps_gradios_files_in_its_own_folder_and_removes_it(tiny_model_dir, tmp_path, monkeypatch, capsys,
+                                                                     free_port):
+    """An upload and an edit's images (Gradio's files) and its record go to the app's temporary folder, not to
+    Gradio's shared one, and the folder goes when the server stops."""
+    import tempfile
+    import threading
+    import time
+    from pathlib import Path
+
+    gr = pytest.importorskip("gradio")
+    httpx = pytest.importorskip("httpx")
+    system_tmp = tmp_path / "tmp"  # the system's temporary folder, for this test: Gradio's default is in it
+    system_tmp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(system_tmp))
+    monkeypatch.delenv("GRADIO_TEMP_DIR", raising=False)
+    port, seen = free_port(), {}
+    url = f"http://127.0.0.1:{port}/"
+
+    def browser():  # what a browser does: upload an image, run an edit; then the server stops
+        try:
+            for _ in range(600):
+                try:
+                    httpx.get(url, timeout=5)
+                    break
+                except httpx.TransportError:
+                    time.sleep(0.1)
+            image = (tmp_path / "in.png")
+            Image.new("RGB", (32, 32), (200, 30, 30)).save(image)
+            seen["upload"] = httpx.post(url + "gradio_api/upload", files={"files": image.open("rb")}).json()[0]
+            event = httpx.post(url + "gradio_api/call/p2p", json={"data": [SRC, TGT, "auto", 0, 0.8, 0.4, "", "", 0,
+                                                                           2, 7.5]}).json()["event_id"]
+            seen["edit"] = httpx.get(f"{url}gradio_api/call/p2p/{event}", timeout=120).text
+            seen["files"] = [p for p in system_tmp.rglob("*") if p.is_file()]
+        finally:
+            gr.close_all()
+
+    thread = threading.Thread(target=browser)
+    thread.start()
+    code, _, err = run(capsys, "serve", "--port", port, "--model", tiny_model_dir, "--threads", 1)
+    thread.join()
+    assert code == 0, err
+    folder = Path(seen["upload"]).parent.parent  # Gradio keeps each file in a folder named by its hash
+    assert folder.parent == system_tmp and folder.name.startswith("promptedit-serve-")
+    assert "event: complete" in seen["edit"]
+    assert {p.suffix for p in seen["files"] if folder in p.parents} >= {".png", ".webp", ".json"}
+    assert not folder.exists() and not (system_tmp / "gradio").exists()
+    assert [p for p in seen["files"] if folder not in p.parents] == []
 
 
 def test_sigterm_unwinds_as_ctrl_c_does_and_leaves_no_file(tiny_model_dir, tmp_path):
