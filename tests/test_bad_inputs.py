@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import math
 
@@ -553,3 +554,71 @@ def test_training_settings_are_checked_on_construction(tmp_path, capsys):
     (folder / "checkpoint.pt").write_bytes(b"")
     code, _, err = run(capsys, "train", "--out", folder, "--steps", 5, "--quiet")
     assert "config.json is damaged" in one_line_error(code, err)
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    """A finished 3-step training run of the tiny recipe (checkpoint.pt, config.json, tokenizer/); copy it to
+    change it."""
+    from promptedit.testing import TINY_TRAIN
+    from promptedit.train.shapes import TrainConfig, train
+
+    folder = tmp_path_factory.mktemp("train") / "run"
+    train(TrainConfig(**TINY_TRAIN), folder, progress=False, log=lambda m: None)
+    return folder
+
+
+def test_a_truncated_checkpoint_or_fewer_steps_than_done_are_one_line(tiny_run, tmp_path, capsys):
+    import shutil
+
+    folder = shutil.copytree(tiny_run, tmp_path / "run")
+    ckpt, config = folder / "checkpoint.pt", folder / "config.json"
+    before = {p: p.read_bytes() for p in (ckpt, config)}
+    code, _, err = run(capsys, "train", "--out", folder, "--steps", 2, "--quiet", "--threads", 1)
+    line = one_line_error(code, err)  # it had trained nothing and recorded steps 2 for a run of 3
+    assert "at step 3, past the 2 steps" in line and "--fresh" in line
+    assert {p: p.read_bytes() for p in (ckpt, config)} == before and not (folder / "preview.png").exists()
+    for damaged in (before[ckpt][: len(before[ckpt]) // 2], b"", b"not a checkpoint" * 10):
+        ckpt.write_bytes(damaged)
+        code, _, err = run(capsys, "train", "--out", folder, "--steps", 5, "--quiet", "--threads", 1)
+        assert f"{ckpt} cannot be read" in one_line_error(code, err)
+        assert ckpt.read_bytes() == damaged and config.read_bytes() == before[config]
+    state = torch.load(io.BytesIO(before[ckpt]), weights_only=False)
+    torch.save({**state, "unet": {}}, ckpt)  # readable, but not the weights of the run's config.json
+    code, _, err = run(capsys, "train", "--out", folder, "--steps", 5, "--quiet", "--threads", 1)
+    assert f"{ckpt} does not fit its run's config.json" in one_line_error(code, err)
+
+
+@pytest.mark.parametrize("signals", [("SIGINT",), ("SIGTERM",), ("SIGINT", "SIGINT")])
+def test_ctrl_c_in_training_saves_a_checkpoint_after_the_step_under_way(signals, tiny_run, tmp_path, monkeypatch,
+                                                                        capsys):
+    """The signal comes while step 5's batch is drawn: step 5 is finished and saved (none would be by the
+    interval), then the run ends, 130 or 143, in one line; a second signal ends it at once, the last checkpoint
+    kept."""
+    import shutil
+    import signal
+
+    from promptedit.train import shapes
+
+    folder = shutil.copytree(tiny_run, tmp_path / "run")
+    render = shapes.rendered_batch
+
+    def rendered_batch(config, step):
+        if step == 5:
+            for name in signals:
+                signal.raise_signal(getattr(signal, name))
+        return render(config, step)
+
+    monkeypatch.setattr(shapes, "rendered_batch", rendered_batch)
+    code, _, err = run(capsys, "train", "--out", folder, "--steps", 100000, "--checkpoint-every", 100000, "--quiet",
+                       "--threads", 1)
+    saved = torch.load(folder / "checkpoint.pt", weights_only=False)["step"]
+    lines = [line for line in err.splitlines() if line.strip() and not line.startswith("resumed from")]
+    assert "Traceback" not in err and len(lines) == 1, err
+    if len(signals) == 2:
+        assert code == 130 and lines == ["aborted"] and saved == 3  # as Ctrl-C ends any command
+    else:
+        how, want = ("interrupted", 130) if signals == ("SIGINT",) else ("terminated", 143)
+        assert code == want and saved == 6
+        assert lines == [f"{how} at step 6: saved {folder / 'checkpoint.pt'} (the same command resumes)"]
+    assert not (folder / "preview.png").exists()
