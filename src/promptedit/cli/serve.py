@@ -36,7 +36,8 @@ def serve(host, port, model, device, threads):
         from ..app import serve as run
 
         m = load(model, device, threads=threads)
-        click.echo(f"serving {m.name} on http://{host}:{port}", err=True)
+        shown = f"[{host}]" if ":" in host and not host.startswith("[") else host  # an IPv6 address, as URLs write it
+        click.echo(f"serving {m.name} on http://{shown}:{port}", err=True)
         try:
             run(m, host=host, port=port, out_dir=folder)
         except OSError:  # Gradio could not bind after all (taken since the check): say why in one line
@@ -58,21 +59,24 @@ def check_address(host: str, port: int) -> None:
         found = socket.getaddrinfo(name, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     except (OSError, UnicodeError) as e:  # socket.gaierror is an OSError
         raise ParameterError(f"--host {host} does not resolve ({getattr(e, 'strerror', None) or e})") from None
+    foreign = []  # addresses this machine lacks: skipped where another binds, as asyncio's server skips them
     for family, kind, proto, _, address in found:
         with socket.socket(family, kind, proto) as s:
             s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
                 s.bind(address)
             except OSError as e:
+                if e.errno == errno.EADDRNOTAVAIL:
+                    foreign.append(address[0])
+                    continue
                 if e.errno == errno.EADDRINUSE:
                     raise ParameterError(f"port {port} on {host} is in use (another server?); choose another with "
                                          "--port") from None
-                if e.errno == errno.EADDRNOTAVAIL:
-                    raise ParameterError(f"--host {host} is not an address of this machine ({address[0]})") from None
                 if e.errno == errno.EACCES:
                     raise ParameterError(f"port {port} needs privileges to bind; choose one above 1023 with "
                                          "--port") from None
                 raise ParameterError(f"cannot listen on {host} port {port} ({e.strerror or e})") from None
-
+    if len(foreign) == len(found):
+        raise ParameterError(f"--host {host} is not an address of this machine ({', '.join(foreign)})")
 
 COMMANDS = [serve]
