@@ -15,6 +15,19 @@ warnings.filterwarnings("ignore", category=FutureWarning)
 
 
 @pytest.fixture(scope="session")
+def free_port():
+    """A function that finds a TCP port on 127.0.0.1 that nothing listens on now."""
+    import socket
+
+    def find() -> int:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            return s.getsockname()[1]
+
+    return find
+
+
+@pytest.fixture(scope="session")
 def tiny_model():
     from promptedit.testing import tiny_components
 
