@@ -15,6 +15,19 @@ warnings.filterwarnings("ignore", category=FutureWarning)
 
 
 @pytest.fixture(scope="session")
+def free_port():
+    """A function that finds a TCP port on 127.0.0.1 that nothing listens on now."""
+    import socket
+
+    def find() -> int:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            return s.getsockname()[1]
+
+    return find
+
+
+@pytest.fixture(scope="session")
 def tiny_model():
     from promptedit.testing import tiny_components
 
@@ -35,24 +48,27 @@ def tiny_model_dir(tiny_model, tmp_path_factory):
 
 @pytest.fixture
 def disk_full_at(monkeypatch):
-    """``disk_full_at(n)``: the one atomic writer (promptedit.outputs) fails as a full disk does on the file it
-    writes after ``n`` others (counted from the call): the file system takes part of it, then refuses. Later
-    files are written. Call it again to count afresh."""
+    """``disk_full_at(n, inside=None)``: the one atomic writer (promptedit.outputs) fails as a full disk does on
+    the file it writes after ``n`` others (counted from the call; only files under the folder ``inside``, when
+    given): the file system takes part of it, then refuses. Later files are written. Call it again to count
+    afresh."""
     import errno
+    from pathlib import Path
 
     from promptedit import outputs
 
     real = outputs._atomic_write
 
-    def arm(n: int):
+    def arm(n: int, inside=None):
         written = []
 
         def atomic_write(path, write):
-            written.append(path)
-            if len(written) == n + 1:
-                def write(f):
-                    f.write(b"half a file")
-                    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            if inside is None or Path(inside) in Path(path).parents:
+                written.append(path)
+                if len(written) == n + 1:
+                    def write(f):
+                        f.write(b"half a file")
+                        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
             real(path, write)
 
         monkeypatch.setattr(outputs, "_atomic_write", atomic_write)

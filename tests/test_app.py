@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 
 import pytest
 from PIL import Image
@@ -19,14 +18,8 @@ pytestmark = [pytest.mark.browser, pytest.mark.skipif(CHROMIUM is None, reason="
 TIMEOUT = 180_000  # ms: an edit on CPU, with the machine shared
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
-def url(tmp_path_factory):
+def url(tmp_path_factory, free_port):
     from promptedit.app import serve
     from promptedit.cli import EMBEDDED_MODEL
 

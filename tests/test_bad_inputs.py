@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import math
 from pathlib import Path
@@ -283,11 +284,22 @@ def test_edit_spec_refuses_wrong_structures_and_overflowing_weights():
     bad = [dict(targets=None), dict(targets=5), dict(targets=(TGT,), reweight="dog=2"),
            dict(targets=(TGT,), reweight={1: 2}), dict(targets=(TGT,), blend_words=(1,)),
            dict(targets=(TGT,), cross_replace_words="dog"), dict(targets=(TGT,), blend_swapped="no"),
-           dict(targets=(TGT,), blend_threshold="x"), dict(targets=(TGT,), blend_start=[0.3])]
+           dict(targets=(TGT,), blend_threshold="x"), dict(targets=(TGT,), blend_start=[0.3]),
+           dict(targets=(TGT,), blend_source=(1,)), dict(targets=(TGT,), self_replace_downsample=3),
+           dict(targets=(TGT,), self_replace_downsample=True)]
     for kw in bad:
         with pytest.raises(PromptEditError):
             EditSpec(SRC, **kw)
     assert EditSpec(SRC, (TGT,), blend_words="cat").blend_words == ("cat",)  # a word, as targets take one
+    # a source-only blend word must be in the source, a target-only one in a target
+    from promptedit.spec import build_controller
+    from promptedit.testing import tiny_tokenizer
+
+    tokenizer = tiny_tokenizer()
+    for kw in (dict(blend_source="dog"), dict(blend_target="cat")):
+        with pytest.raises(PromptEditError, match="blend-"):
+            build_controller(EditSpec(SRC, (TGT,), **kw), tokenizer, 10)
+    assert EditSpec(SRC, (TGT,), blend_target="dog", blend_subtract="cat").blends
 
 
 def test_library_calls_refuse_bad_arguments_with_value_errors(tiny_model):
@@ -379,7 +391,71 @@ def test_the_web_app_turns_bad_widget_values_into_one_message(tiny_model, tmp_pa
     app.close()
 
 
+def test_serve_refuses_a_busy_port_or_a_bad_host_before_loading_the_model(tmp_path, capsys):
+    import socket
+
+    pytest.importorskip("gradio")
+    gone = tmp_path / "no-model"  # loading it would fail: the address is checked first
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        code, _, err = run(capsys, "serve", "--port", busy.getsockname()[1], "--model", gone)
+    assert "is in use" in one_line_error(code, err) and "loading model" not in err
+    for host, says in (("host.invalid", "does not resolve"), ("192.0.2.1", "not an address of this machine")):
+        code, _, err = run(capsys, "serve", "--host", host, "--model", gone)
+        assert says in one_line_error(code, err) and "loading model" not in err
+
+
 # --- how runs end and what they leave (a tester's pass over interrupts and re-runs) -------------------
+
+
+def test_serve_keeps_gradios_files_in_its_own_folder_and_removes_it(tiny_model_dir, tmp_path, monkeypatch, capsys,
+                                                                     free_port):
+    """An upload and an edit's images (Gradio's files) and its record go to the app's temporary folder, not to
+    Gradio's shared one, and the folder goes when the server stops."""
+    import tempfile
+    import threading
+    import time
+    from pathlib import Path
+
+    gr = pytest.importorskip("gradio")
+    httpx = pytest.importorskip("httpx")
+    system_tmp = tmp_path / "tmp"  # the system's temporary folder, for this test: Gradio's default is in it
+    system_tmp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(system_tmp))
+    monkeypatch.delenv("GRADIO_TEMP_DIR", raising=False)
+    port, seen = free_port(), {}
+    url = f"http://127.0.0.1:{port}/"
+
+    def browser():  # what a browser does: upload an image, run an edit; then the server stops
+        try:
+            for _ in range(600):
+                try:
+                    httpx.get(url, timeout=5)
+                    break
+                except httpx.TransportError:
+                    time.sleep(0.1)
+            image = (tmp_path / "in.png")
+            Image.new("RGB", (32, 32), (200, 30, 30)).save(image)
+            seen["upload"] = httpx.post(url + "gradio_api/upload", files={"files": image.open("rb")}).json()[0]
+            event = httpx.post(url + "gradio_api/call/p2p", json={"data": [SRC, TGT, "auto", 0, 0.8, 0.4, "", "", 0,
+                                                                           2, 7.5]}).json()["event_id"]
+            seen["edit"] = httpx.get(f"{url}gradio_api/call/p2p/{event}", timeout=120).text
+            seen["files"] = [p for p in system_tmp.rglob("*") if p.is_file()]
+        finally:
+            gr.close_all()
+
+    thread = threading.Thread(target=browser)
+    thread.start()
+    code, _, err = run(capsys, "serve", "--port", port, "--model", tiny_model_dir, "--threads", 1)
+    thread.join()
+    assert code == 0, err
+    folder = Path(seen["upload"]).parent.parent  # Gradio keeps each file in a folder named by its hash
+    assert folder.parent == system_tmp and folder.name.startswith("promptedit-serve-")
+    assert "event: complete" in seen["edit"]
+    assert {p.suffix for p in seen["files"] if folder in p.parents} >= {".png", ".webp", ".json"}
+    assert not folder.exists() and not (system_tmp / "gradio").exists()
+    assert [p for p in seen["files"] if folder not in p.parents] == []
 
 
 def test_sigterm_unwinds_as_ctrl_c_does_and_leaves_no_file(tiny_model_dir, tmp_path):
@@ -597,3 +673,71 @@ def test_training_settings_are_checked_on_construction(tmp_path, capsys):
     (folder / "checkpoint.pt").write_bytes(b"")
     code, _, err = run(capsys, "train", "--out", folder, "--steps", 5, "--quiet")
     assert "config.json is damaged" in one_line_error(code, err)
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    """A finished 3-step training run of the tiny recipe (checkpoint.pt, config.json, tokenizer/); copy it to
+    change it."""
+    from promptedit.testing import TINY_TRAIN
+    from promptedit.train.shapes import TrainConfig, train
+
+    folder = tmp_path_factory.mktemp("train") / "run"
+    train(TrainConfig(**TINY_TRAIN), folder, progress=False, log=lambda m: None)
+    return folder
+
+
+def test_a_truncated_checkpoint_or_fewer_steps_than_done_are_one_line(tiny_run, tmp_path, capsys):
+    import shutil
+
+    folder = shutil.copytree(tiny_run, tmp_path / "run")
+    ckpt, config = folder / "checkpoint.pt", folder / "config.json"
+    before = {p: p.read_bytes() for p in (ckpt, config)}
+    code, _, err = run(capsys, "train", "--out", folder, "--steps", 2, "--quiet", "--threads", 1)
+    line = one_line_error(code, err)  # it had trained nothing and recorded steps 2 for a run of 3
+    assert "at step 3, past the 2 steps" in line and "--fresh" in line
+    assert {p: p.read_bytes() for p in (ckpt, config)} == before and not (folder / "preview.png").exists()
+    for damaged in (before[ckpt][: len(before[ckpt]) // 2], b"", b"not a checkpoint" * 10):
+        ckpt.write_bytes(damaged)
+        code, _, err = run(capsys, "train", "--out", folder, "--steps", 5, "--quiet", "--threads", 1)
+        assert f"{ckpt} cannot be read" in one_line_error(code, err)
+        assert ckpt.read_bytes() == damaged and config.read_bytes() == before[config]
+    state = torch.load(io.BytesIO(before[ckpt]), weights_only=False)
+    torch.save({**state, "unet": {}}, ckpt)  # readable, but not the weights of the run's config.json
+    code, _, err = run(capsys, "train", "--out", folder, "--steps", 5, "--quiet", "--threads", 1)
+    assert f"{ckpt} does not fit its run's config.json" in one_line_error(code, err)
+
+
+@pytest.mark.parametrize("signals", [("SIGINT",), ("SIGTERM",), ("SIGINT", "SIGINT")])
+def test_ctrl_c_in_training_saves_a_checkpoint_after_the_step_under_way(signals, tiny_run, tmp_path, monkeypatch,
+                                                                        capsys):
+    """The signal comes while step 5's batch is drawn: step 5 is finished and saved (none would be by the
+    interval), then the run ends, 130 or 143, in one line; a second signal ends it at once, the last checkpoint
+    kept."""
+    import shutil
+    import signal
+
+    from promptedit.train import shapes
+
+    folder = shutil.copytree(tiny_run, tmp_path / "run")
+    render = shapes.rendered_batch
+
+    def rendered_batch(config, step):
+        if step == 5:
+            for name in signals:
+                signal.raise_signal(getattr(signal, name))
+        return render(config, step)
+
+    monkeypatch.setattr(shapes, "rendered_batch", rendered_batch)
+    code, _, err = run(capsys, "train", "--out", folder, "--steps", 100000, "--checkpoint-every", 100000, "--quiet",
+                       "--threads", 1)
+    saved = torch.load(folder / "checkpoint.pt", weights_only=False)["step"]
+    lines = [line for line in err.splitlines() if line.strip() and not line.startswith("resumed from")]
+    assert "Traceback" not in err and len(lines) == 1, err
+    if len(signals) == 2:
+        assert code == 130 and lines == ["aborted"] and saved == 3  # as Ctrl-C ends any command
+    else:
+        how, want = ("interrupted", 130) if signals == ("SIGINT",) else ("terminated", 143)
+        assert code == want and saved == 6
+        assert lines == [f"{how} at step 6: saved {folder / 'checkpoint.pt'} (the same command resumes)"]
+    assert not (folder / "preview.png").exists()

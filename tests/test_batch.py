@@ -196,7 +196,7 @@ def test_a_failed_item_leaves_no_file_and_the_others_run(tiny_model_dir, tmp_pat
     manifest.write_text("\n".join(json.dumps({"id": i, "source": "a photo of a cat", "target": "a photo of a dog",
                                               "steps": 2}) for i in ("a", "b", "c")))
     out = tmp_path / "run"
-    disk_full_at(1 + 4 + 1)  # the empty failures.jsonl, item a's four files, then b's source.png
+    disk_full_at(1, inside=out / "b")  # b's second file
     code, stdout, err = run(capsys, "batch", manifest, "--out", out, "--model", tiny_model_dir, "--quiet",
                             "--threads", 1)
     assert code == 3 and "2 done, 0 skipped, 1 failed" in stdout
@@ -222,7 +222,7 @@ def test_an_item_whose_copy_in_pie_layout_failed_is_redone(tiny_model_dir, tmp_p
     argv = ["batch", data, "--out", out, "--model", tiny_model_dir, "--method", "ddim", "--steps", 2, "--layout",
             "pie", "--quiet", "--threads", 1]
     copy = out / "pie" / "ddim" / "annotation_images" / "x.png"
-    disk_full_at(1 + 7)  # the empty failures.jsonl, the item's seven files (blend-mask.png too), then its copy
+    disk_full_at(0, inside=out / "pie")  # its copy in PIE's layout
     code, stdout, err = run(capsys, *argv)
     assert code == 3 and "1 failed" in stdout and "No space left on device" in err and not copy.exists()
     assert (out / "a1" / "result.json").is_file()  # the item's own set is complete: only its copy failed
@@ -287,23 +287,72 @@ def test_world_pie_set_batch_in_pie_layout_and_evaluate(tiny_model_dir, tmp_path
     mapping = json.loads((data / "mapping_file.json").read_text())
     assert len(mapping) == 7 and {e["editing_type_id"] for e in mapping.values()} == set("1236789")
     code, stdout, err = run(capsys, "batch", data, "--out", out, "--model", tiny_model_dir, "--method", "ddim",
-                            "--steps", 2, "--pie-blend", "--layout", "pie", "--quiet", "--threads", 1,
-                            "--set", "height=64", "--set", "width=64")  # the set's size (the tiny model's is 32)
+                            "--steps", 2, "--pie-blend", "--layout", "pie", "--quiet", "--threads", 1)
     assert code == 0, err
     assert "7 done" in stdout
     for key, entry in mapping.items():
         assert (out / key / "edited.png").is_file()
         assert (out / "pie" / "ddim" / "annotation_images" / entry["image_path"]).is_file()
+    # the tiny model edits at 32 x 32, the set is 64 x 64: evaluated at the set's size, and the report says so
     code, stdout, err = run(capsys, "evaluate", out, "--data", data)
     assert code == 0, err
-    assert "psnr_target" in stdout
+    assert "psnr_target" in stdout and "7 of 7 items;" in stdout
     assert "no CLIP" in err and "no DINO" in err  # the missing networks are named, nothing crashes
     report = json.loads((out / "evaluation.json").read_text())
     assert report["evaluated"] == 7 and (out / "evaluation.md").is_file() and (out / "evaluation.png").is_file()
+    assert report["resized"] == 7 and "32x32 to 64x64 (Lanczos)" in (out / "evaluation.md").read_text()
     code, _, err = run(capsys, "evaluate", out / "pie" / "ddim", "--data", data, "--layout", "pie", "--out",
                        tmp_path / "again")
     assert code == 0, err
     assert json.loads((tmp_path / "again.json").read_text())["evaluated"] == 7
+    # a rerun where every item fails leaves the earlier edited images in place: none of them is scored
+    code, stdout, err = run(capsys, "batch", data, "--out", out, "--model", tiny_model_dir, "--method", "ddim",
+                            "--steps", 2, "--pie-blend", "--layout", "pie", "--quiet", "--threads", 1,
+                            "--set", "self-replace=7")
+    assert "7 failed" in stdout and all((out / key / "edited.png").is_file() for key in mapping)
+    for layout_args in ([out], [out / "pie" / "ddim", "--layout", "pie"]):
+        code, _, err = run(capsys, "evaluate", *layout_args, "--data", data, "--out", tmp_path / "stale")
+        assert code == 2 and err.count("\n") == 1 and "7 of 7 items failed in the latest run" in err, err
+
+
+def _scored_ids(report_path):
+    return {item for item in json.loads(report_path.read_text())["evaluated_ids"]}
+
+
+def test_evaluate_scores_exactly_the_items_whose_latest_run_succeeded(tmp_path, capsys):
+    """A run's record (run.json) says what became of each item in its latest run: edited images left by an
+    earlier run of an item that failed, or that the latest run has not reached, are not scored; a run made on
+    another data set with the same ids is refused; an older run without a record is scored with a warning."""
+    from promptedit.batch import Outcome, RunRecord, read_pie_items
+    from promptedit.cli.world import save_pie_set
+    from promptedit.pie import fingerprint
+    from promptedit.world.pie import make_pie_set
+
+    data, other, out = tmp_path / "pie", tmp_path / "pie-seed1", tmp_path / "run"
+    save_pie_set(make_pie_set(5, seed=0, verify=False), data)
+    save_pie_set(make_pie_set(5, seed=1, verify=False), other)
+    mapping = json.loads((data / "mapping_file.json").read_text())
+    assert list(mapping) == list(json.loads((other / "mapping_file.json").read_text()))  # the same ids
+    ids = list(mapping)
+    for key, entry in mapping.items():  # every item has an edited image (its exact target) from some run
+        (out / key).mkdir(parents=True)
+        (out / key / "edited.png").write_bytes((data / "target_images" / entry["target_image_path"]).read_bytes())
+    record = RunRecord(out, str(data), "pie", read_pie_items(data), fingerprint(data))
+    for key, status in zip(ids, ["done", "skipped", "failed"]):  # ids[3:] still pending
+        record.update(Outcome(key, status))
+    code, stdout, err = run(capsys, "evaluate", out, "--data", data)
+    assert code == 0, err
+    assert _scored_ids(out / "evaluation.json") == {ids[0], ids[1]}
+    assert "2 of 5 items, 1 failed, 2 not run" in stdout
+    markdown = (out / "evaluation.md").read_text()
+    assert "1 of 5 items failed in the latest run" in markdown and "2 of 5 items have no edited image" in markdown
+    code, _, err = run(capsys, "evaluate", out, "--data", other, "--out", tmp_path / "other")
+    assert code == 2 and err.count("\n") == 1 and "another data set" in err, err
+    (out / "run.json").unlink()  # a run by an older promptedit: its failures.jsonl is all it says
+    (out / "failures.jsonl").write_text(json.dumps({"id": ids[2], "error": "x"}) + "\n")
+    code, _, err = run(capsys, "evaluate", out, "--data", other, "--out", tmp_path / "older")
+    assert code == 0 and err.startswith("warning: ") and "no record of its latest run" in err, err
+    assert _scored_ids(tmp_path / "older.json") == set(ids) - {ids[2]}
 
 
 ray = pytest.importorskip("ray")

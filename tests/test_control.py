@@ -154,6 +154,32 @@ def test_local_blend_mask_follows_the_words_attention():
     assert torch.equal(out[1, :, 1:, :], x[0, :, 1:, :])
 
 
+def test_local_blend_propagation_carries_the_words_map_over_its_object():
+    """A word lighting one corner of a 2x2-cell object: the paper's mask (propagation 0) keeps that corner;
+    one pass along the self-attention (pixels of the object attend to each other) covers the object, not more."""
+    alphas = torch.zeros(2, K)
+    alphas[:, 2] = 1
+    cross = torch.full((2, 1, 16, K), 1.0 / K)  # a 4x4 grid of cells
+    cross[:, :, :, 2] = 0.01
+    cross[:, :, 0, 2] = 1.0  # only cell (0, 0) attends to the word
+    obj = [0, 1, 4, 5]  # the object: cells (0, 0), (0, 1), (1, 0), (1, 1)
+    self_attn = torch.zeros(2, 1, 16, 16)  # (n, heads, pixels, pixels): object cells attend to the object,
+    self_attn[:, :, torch.tensor(obj)[:, None], torch.tensor(obj)[None, :]] = 0.25
+    rest = [p for p in range(16) if p not in obj]  # the others to themselves
+    self_attn[:, :, rest, rest] = 1.0
+    masks = {}
+    for propagation in (0, 1):
+        blend = LocalBlend(alphas, threshold=0.3, downsample=1, pool_size=1, propagation=propagation)
+        assert blend.wants(SELF, 1, 0) == (propagation > 0)
+        blend.observe(cross, (4, 4))
+        blend.observe(self_attn, (4, 4), is_cross=False)
+        masks[propagation] = blend.mask((4, 4))[1, 0].flatten()
+    assert masks[0].nonzero().flatten().tolist() == [0]
+    assert masks[1].nonzero().flatten().tolist() == obj
+    with pytest.raises(ParameterError, match="propagation"):
+        LocalBlend(alphas, propagation=-1)
+
+
 def test_local_blend_without_maps_at_its_resolution_fails_loudly():
     blend = LocalBlend(torch.ones(2, K), downsample=8, start_step=1)
     x = torch.randn(2, 4, 8, 8)

@@ -232,6 +232,102 @@ def test_reading_errors_name_the_file(tmp_path):
         one_line(exc, root / "mapping_file.json")
 
 
+def test_every_bad_entry_is_reported_at_once_and_cut_masks_warn(tmp_path):
+    root = _write_pie(tmp_path, ENTRY)
+    entries = {"000000000000": ENTRY, "a": {**ENTRY, "mask": [1, 2, 3]}, "b": {**ENTRY, "editing_type_id": "12"},
+               "c": {k: v for k, v in ENTRY.items() if k != "mask"}}
+    (root / "mapping_file.json").write_text(json.dumps(entries))
+    with pytest.raises(pie.MappingFileError) as exc:
+        pie.read_pie(root)
+    msg = str(exc.value)
+    assert "\n" not in msg and "3 bad entries" in msg and all(f"entry {k!r}" in msg for k in "abc"), msg
+    # runs past the image's end are cut as the benchmark cuts them, with one warning naming the entries
+    past = {**ENTRY, "mask": [262140, 10]}
+    (root / "mapping_file.json").write_text(json.dumps({"x": past, "y": past, "z": ENTRY}))
+    with pytest.warns(UserWarning) as caught:
+        items = pie.read_pie(root)
+    assert len(caught) == 1 and "2 entries have mask runs past the image's end" in str(caught[0].message)
+    assert "'x', 'y'" in str(caught[0].message) and items[0].annotated_mask.sum() == 4
+
+
+def test_an_edit_at_another_size_is_brought_to_its_source_frame():
+    yy, xx = np.mgrid[0:48, 0:64]
+    source = np.stack([xx * 3, yy * 4, (xx + yy) * 2], -1).astype(np.uint8)  # 48 x 64, smooth
+    from PIL import Image
+
+    def resized(a, w, h):
+        return np.asarray(Image.fromarray(a).resize((w, h), Image.LANCZOS))
+
+    same, box, how = pie.output_at_size(resized(source, 128, 96), (48, 64))  # the same aspect ratio, twice as big
+    assert box is None and same.shape == (48, 64, 3) and "128x96 to 64x48 (Lanczos)" in how
+    assert np.abs(same.astype(int) - source).mean() < 2
+    # a square model edited the centre 48 x 48 (--fit crop): measured over that box of the source
+    crop, box, _ = pie.output_at_size(resized(source[:, 8:56], 32, 32), (48, 64), "crop")
+    assert box == (0, 8, 48, 48) and crop.shape == (48, 48, 3)
+    assert np.abs(crop.astype(int) - source[:, 8:56]).mean() < 3
+    item = pie.PieItem("1", Path("x"), "x", "", "", "", "", "", 0, "random", (), (), (), (48, 64),
+                       np.eye(48, 64, dtype=bool), np.eye(48, 64, dtype=bool))
+    assert pie.crop_item(item, box).mask.shape == (48, 48) and pie.crop_item(item, box).size == (48, 48)
+    # --fit pad: the source padded with white to 64 x 64, then resized: the padding is cut off
+    padded = np.full((64, 64, 3), 255, np.uint8)
+    padded[8:56] = source
+    back, box, how = pie.output_at_size(resized(padded, 32, 32), (48, 64), "pad")
+    assert box is None and back.shape == (48, 64, 3) and "padding cut off" in how
+    assert np.abs(back[2:-2].astype(int) - source[2:-2]).mean() < 3
+
+
+def test_pie_p2p_recipe_is_pnpinversion_controller(tmp_path):
+    """--recipe pie-p2p gives each PIE item the controller PnPInversion's run_editing_p2p.py makes for it:
+    make_controller(is_replace_controller=False, cross_replace_steps={"default_": 0.4}, self_replace_steps=0.6,
+    blend_words=((w0,), (w1,)), equilizer_params={"words": (w1,), "values": (2,)}), 50 steps, guidance 7.5.
+    The entry adds an object next to w0, so w0 is in both prompts: their blend looks it up in the source only."""
+    import torch
+
+    from promptedit.batch import read_manifest
+    from promptedit.cli.edit import edit, plan_edit
+    from promptedit.control import AttentionRefine, AttentionReweight
+    from promptedit.spec import build_controller
+    from promptedit.testing import tiny_tokenizer
+    from promptedit.tokens import word_token_indices
+
+    src, tgt = "a cat sitting on a bench", "a cat wearing a hat sitting on a bench"
+    entry = {**ENTRY, "original_prompt": src, "editing_prompt": "a cat [wearing a hat] sitting on a bench",
+             "editing_type_id": "2", "blended_word": "cat hat"}
+    (item,), kind = read_manifest(_write_pie(tmp_path / "data", entry), {}, recipe="pie-p2p")
+    with edit.make_context("edit", [*item.argv, "--out", str(tmp_path / "out")]) as ctx:  # as batch runs an item
+        plan = plan_edit(**{k: v for k, v in ctx.params.items() if k not in ("model", "device", "threads", "quiet")})
+    assert (plan.options["steps"], plan.options["guidance"], plan.options["edit_null"]) == (50, 7.5, "all")
+    assert plan.spec.blend_swapped is False  # an item without blended_word is not blended (theirs: blend_word None)
+    tokenizer = tiny_tokenizer()
+    steps, keys = 50, tokenizer.model_max_length
+    ours, mode, _ = build_controller(plan.spec, tokenizer, steps)
+
+    def tokens_of(prompt, word):  # (keys,), 1 at the word's tokens in the prompt
+        row = torch.zeros(keys)
+        row[word_token_indices(tokenizer, prompt, word)] = 1
+        return row
+
+    # theirs, built from the entry as their script builds it
+    w0, w1 = entry["blended_word"].split(" ")
+    blend_alphas = torch.stack([tokens_of(src, w0), tokens_of(tgt, w1)])  # LocalBlend: words[i] in prompts[i]
+    equalizer = torch.where(tokens_of(tgt, w1) > 0, 2.0, 1.0)[None]  # get_equalizer(prompts[1], (w1,), (2,))
+    cross = torch.zeros(steps, 1, keys)
+    cross[: int(0.4 * (steps + 1))] = 1  # get_time_words_attention_alpha over num_steps + 1 rows: 20 steps
+    assert mode == "refine" and isinstance(ours, AttentionReweight) and isinstance(ours.prev, AttentionRefine)
+    assert torch.equal(ours.local_blend.word_alphas, blend_alphas)
+    assert torch.equal(ours.equalizer, equalizer) and torch.equal(ours.cross_alpha, cross)
+    assert ours.self_replace_steps == (0, int(steps * 0.6))  # num_self_replace
+    assert ours.self_replace_min_downsample == 2  # replace_self_attention at <= 32 ** 2 pixels of SD's 64 x 64
+    assert ours.local_blend.threshold == 0.3 and ours.local_blend.start_step == int(0.2 * steps)  # th, start_blend
+    assert (ours.local_blend.downsample, ours.local_blend.pool_size) == (4, 3)  # 16 x 16 maps, max-pool k = 1
+    # options given on the command line override the recipe's; a JSONL manifest or a mask method is refused
+    (item,), _ = read_manifest(tmp_path / "data", {"steps": 2}, recipe="pie-p2p")
+    assert item.argv[item.argv.index("--steps") + 1] == "2"
+    for defaults, path in (({}, tmp_path / "data" / "mapping_file.json"), ({"method": "instant"}, tmp_path / "data")):
+        with pytest.raises(PromptEditError, match="recipe"):
+            read_manifest(path, defaults, recipe="pie-p2p")
+
+
 # ----------------------------------------------------------------------------- metrics
 
 

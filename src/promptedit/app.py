@@ -304,7 +304,7 @@ def build(app: App):
     d = app.model.defaults
     steps_kw = dict(minimum=1, maximum=100, step=1, value=d.sampling.num_inference_steps, label="steps")
     guide_kw = dict(minimum=0.0, maximum=20.0, step=0.5, value=d.sampling.guidance_scale, label="guidance")
-    with gr.Blocks(title="promptedit") as demo:
+    with gr.Blocks(title="promptedit", analytics_enabled=False) as demo:  # no calls home from a local tool
         gr.Markdown(f"# promptedit\nEdit images by editing their prompts. Model: `{app.model.name}`.")
         with gr.Tab("Prompt-to-Prompt"):
             with gr.Row():
@@ -416,10 +416,9 @@ def build(app: App):
 def serve(model, *, host: str = "127.0.0.1", port: int = 7860, out_dir: str | None = None, block: bool = True):
     """Build and launch the app; requests queue one at a time on the model. Blocking, it returns when the server
     stops, its temporary folder removed; with ``block=False`` it returns the running :class:`App`, whose
-    ``close()`` stops the server and removes the folder."""
-    import os
-
-    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no calls home from a local tool
+    ``close()`` stops the server and removes the folder. Gradio keeps uploads and the images it serves in the
+    folder its ``GRADIO_TEMP_DIR`` names, read while it serves (``promptedit serve`` gives it the app's own
+    folder for its process's time; this function leaves the environment alone)."""
     app = App(model, out_dir)
     app.blocks = build(app)
     app.blocks.queue(default_concurrency_limit=1, max_size=32)

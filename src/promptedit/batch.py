@@ -40,6 +40,7 @@ PATH_OPTIONS = ("image", "mask", "inversion", "inpaint-model")
 ID_RE = re.compile(r"^(?!\.\.?$)[A-Za-z0-9._-]{1,128}$")  # a folder name under --out: not "." or ".."
 FAILURES = "failures.jsonl"
 SUMMARY = "batch.json"
+RUN = "run.json"  # the latest run's record: its data set's fingerprint and each item's latest status
 
 
 class ManifestError(PromptEditError):
@@ -248,6 +249,36 @@ def read_jsonl(path: Path, defaults: Mapping[str, object] | None = None) -> list
     return items
 
 
+#: ``--recipe pie-p2p``: what PnPInversion's ``run_editing_p2p.py`` gives its ``P2PEditor`` for every PIE-Bench
+#: item, as `edit` options: 50 DDIM steps, guidance 7.5, cross-replace 0.4, self-replace 0.6, always refine
+#: (``is_replace_controller=False``), local blend at threshold 0.3 from 0.2 of the steps (their ``LocalBlend``),
+#: self-attention injected down to 32 x 32 of SD's 64 x 64 latent (their ``replace_self_attention``: ``32 ** 2``),
+#: the inversion's null in every branch; per item, :func:`pie_p2p_options`.
+PIE_P2P: Mapping[str, object] = {
+    "steps": 50, "guidance": 7.5, "cross-replace": 0.4, "self-replace": 0.6, "mode": "refine",
+    "blend-threshold": 0.3, "blend-start": 0.2, "self-replace-downsample": 2, "edit-null": "all",
+    "no-blend-swapped": True,
+}
+RECIPES: Mapping[str, Mapping[str, object]] = {"pie-p2p": PIE_P2P}
+
+
+def pie_p2p_options(entry) -> dict:
+    """One PIE item's own options under ``--recipe pie-p2p``, from its ``blended_word`` ``"w0 w1"`` as their script
+    reads it: local blend on w0 looked up in the source and w1 in the target (``blend_word=((w0,), (w1,))``), and
+    w1 re-weighted x2 in the target (``eq_params={"words": (w1,), "values": (2,)}``); none without a blended word.
+
+    Raises:
+        ManifestError: a blended_word of one word (their script fails on it: it reads word 1).
+    """
+    words = entry.blended_words
+    if not words:
+        return {}
+    if len(words) < 2:
+        raise ManifestError(f"item {entry.id}: blended_word {' '.join(words)!r} has one word; the pie-p2p recipe "
+                            "blends on a source word and a target word")
+    return {"blend-source": words[0], "blend-target": words[1], "reweight": {words[1]: 2}}
+
+
 def _id_clash(seen: Mapping[str, tuple[str, str]], item_id, where: str) -> str | None:
     """Why ``item_id`` cannot have a folder beside those of the ids ``seen`` (by their lower case: where each
     was): the same id, or one that differs only by case (one folder on a case-insensitive file system)."""
@@ -261,11 +292,15 @@ def _id_clash(seen: Mapping[str, tuple[str, str]], item_id, where: str) -> str |
 
 
 def read_pie_items(folder: Path, defaults: Mapping[str, object] | None = None, *, blend: bool = False,
-                   types: Iterable[int] | None = None) -> list[BatchItem]:
+                   types: Iterable[int] | None = None, recipe: str | None = None) -> list[BatchItem]:
     """The items of a PIE-Bench folder: each image edited from its source prompt to its target prompt (the
-    ``[ ]`` marks stripped), locally blended on its ``blended_word`` pair when ``blend``."""
+    ``[ ]`` marks stripped), locally blended on its ``blended_word`` pair when ``blend``; with ``recipe``
+    (``pie-p2p``), as PnPInversion's script edits it (:data:`PIE_P2P`, :func:`pie_p2p_options`), ``defaults``
+    over the recipe's."""
     from .pie import read_pie
 
+    if recipe is not None:
+        defaults = {**RECIPES[recipe], **(defaults or {})}
     items, seen = [], {}
     for entry in read_pie(folder, types=types):
         options: dict = {"image": str(entry.image_path), "source": entry.source_prompt,
@@ -277,23 +312,76 @@ def read_pie_items(folder: Path, defaults: Mapping[str, object] | None = None, *
             if clash:
                 raise ManifestError(clash)
             seen[entry.id.lower()] = (entry.id, f"entry {entry.id}")
+            if recipe is not None:
+                options.update(pie_p2p_options(entry))
             items.append(item_from_options(entry.id, options, defaults=defaults, relative_path=entry.relative_path))
         except ManifestError as e:
             items.append(BatchItem(entry.id, "edit", (), "", relative_path=entry.relative_path, error=str(e)))
     return items
 
 
-def read_manifest(path: str | os.PathLike, defaults: Mapping[str, object] | None = None, *, pie_blend: bool = False
-                  ) -> tuple[list[BatchItem], str]:
+def read_manifest(path: str | os.PathLike, defaults: Mapping[str, object] | None = None, *, pie_blend: bool = False,
+                  recipe: str | None = None) -> tuple[list[BatchItem], str]:
     """The items of a manifest and its kind (``jsonl`` or ``pie``)."""
     p = Path(path)
+    if recipe is not None:
+        if recipe not in RECIPES:
+            raise ManifestError(f"recipe must be one of {', '.join(RECIPES)}, got {recipe!r}")
+        if pie_blend:
+            raise ManifestError(f"--recipe {recipe} blends on each item's blended_word itself: give no --pie-blend")
+        method = (defaults or {}).get("method", "null-text")
+        if method not in INVERSION_METHODS:
+            raise ManifestError(f"--recipe {recipe} edits an inversion with Prompt-to-Prompt: --method must be one of "
+                                f"{', '.join(INVERSION_METHODS)}, got {method}")
     if p.is_dir():
         if not (p / "mapping_file.json").is_file():
             raise ManifestError(f"{p} is a folder but not a PIE-Bench folder (no mapping_file.json)")
-        return read_pie_items(p, defaults, blend=pie_blend), "pie"
-    if pie_blend:
-        raise ManifestError("--pie-blend is for PIE-Bench folders (blended_word); a JSONL item names its blend words")
+        return read_pie_items(p, defaults, blend=pie_blend, recipe=recipe), "pie"
+    if pie_blend or recipe is not None:
+        raise ManifestError(f"{'--pie-blend' if pie_blend else '--recipe ' + recipe} is for PIE-Bench folders "
+                            "(blended_word); a JSONL item names its blend words")
     return read_jsonl(p, defaults), "jsonl"
+
+
+# ----------------------------------------------------------------------------- the run's record
+
+
+class RunRecord:
+    """``DIR/run.json``: what the latest run of a folder was given and what became of each of its items, kept up to
+    date as items end. Written before the first item runs (every item ``pending``), then after each outcome
+    (``done``, ``skipped``: done before with the same options and model, ``failed``), so that ``evaluate`` scores
+    exactly the items whose latest run succeeded, also after an interrupted run, and refuses a run made on
+    another data set (``data``: a PIE folder's :func:`promptedit.pie.fingerprint`)."""
+
+    def __init__(self, out: Path, manifest: str, kind: str, items: Sequence[BatchItem], data: str | None):
+        self.path = Path(out) / RUN
+        self.record = {"command": "batch", "manifest": str(manifest), "kind": kind, "data": data,
+                       "items": {item.id: "pending" for item in items}}
+        self._write()
+
+    def update(self, outcome: Outcome) -> None:
+        self.record["items"][outcome.id] = outcome.status
+        self._write()
+
+    def _write(self) -> None:
+        from .outputs import write_json
+
+        write_json(self.path, self.record)
+
+    @staticmethod
+    def read(out: Path) -> dict | None:
+        """The record of the latest run in ``out``, or None where there is none (a run by an older promptedit);
+        an unreadable one is a ManifestError."""
+        path = Path(out) / RUN
+        if not path.is_file():
+            return None
+        try:
+            record = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError) as e:
+            raise ManifestError(f"cannot read the run's record {path}: {e}") from None
+        if not isinstance(record, dict) or not isinstance(record.get("items"), dict):
+            raise ManifestError(f"{path} is not a run record of promptedit batch (no items)")
+        return record
 
 
 # ----------------------------------------------------------------------------- running

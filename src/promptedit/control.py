@@ -330,6 +330,11 @@ class LocalBlend:
         downsample: layer resolution used, relative to the latent (paper: 16×16 of 64×64 → 4).
         places: UNet parts whose maps are used (paper: down and up).
         pool_size: max-pool window applied to the map before thresholding (paper: 3).
+        propagation: how many times the words' map is carried along the self-attention of the same layers
+            (``m ← S m``, S the head-averaged self-attention summed like the maps; 0 in the paper). A word's
+            map can light only part of a large object (a colour word on the edge of a big square); each
+            pixel then takes the words' attention of the pixels it attends to, which are its object's
+            (self-attention exponentiation, Nguyen et al., "Dataset Diffusion", NeurIPS 2023).
     """
 
     def __init__(
@@ -343,6 +348,7 @@ class LocalBlend:
         downsample: int = 4,
         places: Iterable[str] = ("down", "up"),
         pool_size: int = 3,
+        propagation: int = 0,
     ):
         if word_alphas.ndim != 2:
             raise ParameterError("local blend word alphas must be (n_prompts, keys)")
@@ -356,21 +362,31 @@ class LocalBlend:
         self.downsample = int(downsample)
         self.places = frozenset(places)
         self.pool_size = int(pool_size)
+        if isinstance(propagation, bool) or not isinstance(propagation, int) or propagation < 0:
+            raise ParameterError(f"local blend propagation must be a whole number >= 0, got {propagation!r}")
+        self.propagation = propagation
         self._sum: torch.Tensor | None = None  # (n, pixels, keys): summed over every layer and step so far
         self._count = 0
+        self._self_sum: torch.Tensor | None = None  # (n, pixels, pixels): self-attention, likewise (propagation)
         self._shape: tuple[int, int] = (0, 0)
         self.last_mask: torch.Tensor | None = None  # (n, 1, H, W) of the last blend
 
     def reset(self) -> None:
-        self._sum, self._count, self.last_mask = None, 0, None
+        self._sum, self._count, self._self_sum, self.last_mask = None, 0, None, None
 
     def wants(self, layer: AttentionLayer, downsample: int, step: int) -> bool:
         # every step, from 0: the running sum counts the steps before blending starts too
-        return layer.is_cross and layer.place in self.places and downsample == self.downsample
+        if layer.place not in self.places or downsample != self.downsample:
+            return False
+        return layer.is_cross or self.propagation > 0
 
-    def observe(self, attn: torch.Tensor, shape: tuple[int, int]) -> None:
-        """Add one layer's maps (n, heads, pixels, keys) of the current step to the sum."""
+    def observe(self, attn: torch.Tensor, shape: tuple[int, int], is_cross: bool = True) -> None:
+        """Add one layer's maps (n, heads, pixels, keys) of the current step to the sum (self-attention's, with
+        keys = pixels, to its own sum)."""
         mean = attn.detach().float().mean(1)
+        if not is_cross:
+            self._self_sum = mean if self._self_sum is None else self._self_sum + mean
+            return
         self._sum = mean if self._sum is None else self._sum + mean
         self._count += 1
         self._shape = shape
@@ -378,6 +394,12 @@ class LocalBlend:
     def _mask(self, maps: torch.Tensor, alphas: torch.Tensor, threshold: float, pool: bool, size) -> torch.Tensor:
         # maps: (n, h, w, keys) -> (n, 1, H, W) bool
         m = (maps * alphas.to(maps.device)[:, None, None, :]).sum(-1)[:, None]
+        if self.propagation and self._self_sum is not None:
+            n, _, h, w = m.shape
+            flat = m.reshape(n, h * w, 1)  # (n, pixels, 1)
+            for _ in range(self.propagation):  # m ← S m; S's rows sum to the layers' count: the max-norm removes it
+                flat = self._self_sum @ flat
+            m = flat.reshape(n, 1, h, w)
         if pool:
             k = self.pool_size
             m = F.max_pool2d(m, k, stride=1, padding=k // 2)
@@ -498,7 +520,7 @@ class AttentionEdit(AttentionControl):
     def wants(self, layer: AttentionLayer, pixels: int) -> bool:
         if layer.is_cross:
             return self._cross_on[self.cur_step] or self._blend_wants(layer, pixels)
-        return self._self_on(pixels)
+        return self._self_on(pixels) or self._blend_wants(layer, pixels)
 
     def value_edit(self, layer: AttentionLayer, pixels: int) -> ValueEdit | None:
         if not self.fused or self._blend_wants(layer, pixels):  # local blend needs this layer's maps
@@ -519,11 +541,10 @@ class AttentionEdit(AttentionControl):
                 alpha = self.cross_alpha[self.cur_step].to(attn.device, attn.dtype)[:, None, None, :]
                 edited = self.replace_cross_attention(attn_base, attn_replace)
                 attn = torch.cat([attn_base[None], alpha * edited + (1 - alpha) * attn_replace])
-            if self._blend_wants(layer, pixels):
-                self.local_blend.observe(attn, self.layer_shape(pixels))
-            return attn
-        if self._self_on(pixels):
-            return attn_base[None].expand_as(attn)
+        elif self._self_on(pixels):
+            attn = attn_base[None].expand_as(attn)
+        if self._blend_wants(layer, pixels):
+            self.local_blend.observe(attn, self.layer_shape(pixels), layer.is_cross)
         return attn
 
     def step_callback(self, x_t: torch.Tensor) -> torch.Tensor:

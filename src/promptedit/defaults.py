@@ -80,6 +80,8 @@ class P2PDefaults:
         blend_threshold: local-blend threshold on the max-normalised map (P2P code: 0.3).
         blend_pool_size: max-pool window over the maps before the threshold (P2P code: 3).
         blend_start: fraction of the steps before local blending starts (P2P null-text notebook: 0.2).
+        blend_propagation: times the blend words' map is carried along the self-attention before the threshold,
+            so that it covers whole objects (ours; the paper: 0; see :class:`~promptedit.control.LocalBlend`).
         attention_downsample: resolution of attention-map figures (P2P: 4).
     """
 
@@ -90,6 +92,7 @@ class P2PDefaults:
     blend_threshold: float = 0.3
     blend_pool_size: int = 3
     blend_start: float = 0.2
+    blend_propagation: int = 0
     attention_downsample: int = 4
 
     def __post_init__(self):
@@ -99,7 +102,8 @@ class P2PDefaults:
             "self_replace_min_downsample": positive, "blend_downsample": positive,
             "blend_threshold": (float, lambda v: 0.0 <= v < 1.0, "in [0, 1)"),
             "blend_pool_size": (int, lambda v: v >= 1 and v % 2 == 1, "odd and positive"),
-            "blend_start": (float, _unit, "in [0, 1]"), "attention_downsample": positive})
+            "blend_start": (float, _unit, "in [0, 1]"),
+            "blend_propagation": (int, lambda v: v >= 0, "a whole number >= 0"), "attention_downsample": positive})
 
 
 @dataclass(frozen=True)

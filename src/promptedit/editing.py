@@ -35,11 +35,15 @@ def p2p_defaults(model: DiffusionModel, spec: EditSpec, start: Start) -> tuple[P
     notes = []
     if start.inverted and model.defaults.inversion.self_replace is not None:
         d = dataclasses.replace(d, self_replace=model.defaults.inversion.self_replace)
-    if spec.blend_words:
+    if spec.blends:
         f, note = model.resolve_downsample(None, d.blend_downsample, "local blend")
         d = dataclasses.replace(d, blend_downsample=f)
         notes += [note] if note else []
     have = model.attention_downsamples(is_cross=False)
+    asked = spec.self_replace_downsample
+    if have and asked is not None and asked > max(have):
+        raise ParameterError(f"self-replace downsample {asked}: this model has no self-attention at 1/{asked} of the "
+                             f"latent size or smaller (its smallest: 1/{max(have)})")
     if have and d.self_replace_min_downsample > max(have):
         notes.append(f"self-attention injection: this model has no self-attention at 1/{d.self_replace_min_downsample}"
                      f" of the latent size or smaller; injecting at 1/{max(have)}")
@@ -49,7 +53,7 @@ def p2p_defaults(model: DiffusionModel, spec: EditSpec, start: Start) -> tuple[P
 
 def _blend_swapped(model: DiffusionModel, spec: EditSpec, start: Start) -> tuple[EditSpec, list[str]]:
     """Word swaps of an inversion given no blend words blend locally on the swapped words (``blend_swapped``)."""
-    if not start.inverted or spec.blend_words:
+    if not start.inverted or spec.blends:
         return spec, []
     on = model.defaults.inversion.blend_swapped if spec.blend_swapped is None else spec.blend_swapped
     words = spec.swapped_words() if on and resolve_mode(spec)[0] == "replace" else ()

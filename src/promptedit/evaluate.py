@@ -802,8 +802,10 @@ def report(
     title: str = "PIE-Bench evaluation",
     skipped: Mapping[str, str] | None = None,
     include_items: bool = True,
+    notes: Sequence[str] = (),
 ) -> tuple[str, dict[str, Any]]:
-    """Markdown text and a JSON-able dict of the aggregated results.
+    """Markdown text and a JSON-able dict of the aggregated results; ``notes`` (e.g. which items were left out
+    and why) are printed under the table.
 
     In the dict, NaN is ``None`` and infinity the string ``"inf"``; values are raw
     (not scaled). The Markdown table prints them with the paper's scales.
@@ -834,6 +836,8 @@ def report(
     if nan_notes:
         lines += ["", "NaN values left out of the means (a part with no pixels, e.g. a mask covering the whole image): "
                   + ", ".join(nan_notes) + "."]
+    if notes:
+        lines += [""] + [f"Note: {n}." for n in notes]
     if agg.skipped:
         lines += ["", "Skipped metrics:"] + [f"- {m}: {why}" for m, why in agg.skipped.items()]
     text = "\n".join(lines) + "\n"

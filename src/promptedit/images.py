@@ -71,6 +71,23 @@ def _orient(im: Image.Image) -> tuple[Image.Image, list[str]]:
     return ImageOps.exif_transpose(im), [f"EXIF orientation {orientation} applied"]
 
 
+def crop_box(image_size: tuple[int, int], size: tuple[int, int]) -> tuple[int, int, int, int]:
+    """The centre box (left, top, width, height) of an image of (width, height) ``image_size`` with the aspect
+    ratio of (width, height) ``size``: what ``crop`` keeps of the image."""
+    (W, H), (w, h) = image_size, size
+    scale = max(w / W, h / H)
+    cw, ch = round(w / scale), round(h / scale)
+    return (W - cw) // 2, (H - ch) // 2, cw, ch
+
+
+def pad_size(image_size: tuple[int, int], size: tuple[int, int]) -> tuple[int, int]:
+    """The (width, height) ``pad`` brings an image of (width, height) ``image_size`` to (centred) before it is
+    resized to (width, height) ``size``."""
+    (W, H), (w, h) = image_size, size
+    scale = min(w / W, h / H)
+    return round(w / scale), round(h / scale)
+
+
 def _fit(im: Image.Image, size: tuple[int, int], fit: str, *, fill, resample) -> tuple[Image.Image, list[str]]:
     """Bring ``im`` to (height, width) = ``size``: centre crop (``crop``) or centre pad with ``fill`` (``pad``)
     to its aspect ratio, then resize with ``resample``; never stretched."""
@@ -81,15 +98,12 @@ def _fit(im: Image.Image, size: tuple[int, int], fit: str, *, fill, resample) ->
     W, H = im.size
     if (W, H) != (w, h):
         if fit == "crop":
-            scale = max(w / W, h / H)
-            cw, ch = round(w / scale), round(h / scale)
-            left, top = (W - cw) // 2, (H - ch) // 2
+            left, top, cw, ch = crop_box((W, H), (w, h))
             if (cw, ch) != (W, H):
                 im = im.crop((left, top, left + cw, top + ch))
                 steps.append(f"centre-cropped {W}x{H} to {cw}x{ch}")
         else:
-            scale = min(w / W, h / H)
-            pw, ph = round(w / scale), round(h / scale)
+            pw, ph = pad_size((W, H), (w, h))
             if (pw, ph) != (W, H):
                 canvas = Image.new(im.mode, (pw, ph), fill)
                 canvas.paste(im, ((pw - W) // 2, (ph - H) // 2))

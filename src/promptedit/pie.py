@@ -16,7 +16,8 @@ the edited region as a run-length list ``[start, length, start, length, ...]`` o
 row-major pixel indices of a 512 x 512 image.
 
 Decoding follows the benchmark's own ``mask_decode`` (PnPInversion
-``evaluation/evaluate.py`` lines 9-25): runs are cut at the end of the image,
+``evaluation/evaluate.py`` lines 9-25): runs are cut at the end of the image
+(:func:`read_pie` warns, once per folder, naming the entries whose runs were cut),
 then the first and last rows and columns are set to 1 ("to avoid annotation
 errors in boundary"). Prompts are stripped of the marks exactly as
 ``evaluate.py`` lines 255-256 do (every ``[`` and ``]`` removed, nothing else).
@@ -30,9 +31,11 @@ Pure numpy + json: no torch; Pillow is imported only by the image loaders.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from types import MappingProxyType
@@ -156,11 +159,7 @@ def mask_decode(encoded: Sequence[int], shape: tuple[int, int] = BENCHMARK_SIZE,
             would crash or index from the end on those).
     """
     h, w = (int(v) for v in shape)
-    values = list(encoded)
-    if len(values) % 2:
-        raise ValueError(f"a mask encoding has start/length pairs, got {len(values)} numbers")
-    if any(isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 0 for v in values):
-        raise ValueError("a mask encoding holds non-negative integers only")
+    values = _check_encoding(encoded)
     n = h * w
     flat = np.zeros(n, dtype=bool)
     for start, length in zip(values[0::2], values[1::2]):
@@ -172,6 +171,22 @@ def mask_decode(encoded: Sequence[int], shape: tuple[int, int] = BENCHMARK_SIZE,
         mask[0, :] = mask[-1, :] = True
         mask[:, 0] = mask[:, -1] = True
     return mask
+
+
+def _check_encoding(encoded: Sequence[int]) -> list[int]:
+    values = list(encoded)
+    if len(values) % 2:
+        raise ValueError(f"a mask encoding has start/length pairs, got {len(values)} numbers")
+    if any(isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 0 for v in values):
+        raise ValueError("a mask encoding holds non-negative integers only")
+    return values
+
+
+def runs_past_end(encoded: Sequence[int], shape: tuple[int, int] = BENCHMARK_SIZE) -> int:
+    """How many runs of a mask encoding reach past the end of an image of ``shape`` (the decoder cuts them)."""
+    values = _check_encoding(encoded)
+    n = int(shape[0]) * int(shape[1])
+    return sum(start + length > n for start, length in zip(values[0::2], values[1::2]))
 
 
 def mask_encode(mask: np.ndarray) -> list[int]:
@@ -210,6 +225,7 @@ class PieItem:
         mask: bool (H, W), the benchmark's decoding (border rows/columns True); read-only.
         annotated_mask: bool (H, W), the annotation without the border rule; read-only.
         target_image_path: absolute path of the exact edit result, for sets that carry one.
+        mask_runs_cut: runs of the mask encoding that reached past the image's end (cut, as the benchmark does).
         extra: the entry's other fields (e.g. the shapes world's ground truth).
     """
 
@@ -230,6 +246,7 @@ class PieItem:
     mask: np.ndarray = field(repr=False, compare=False)
     annotated_mask: np.ndarray = field(repr=False, compare=False)
     target_image_path: Path | None = None
+    mask_runs_cut: int = 0
     extra: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
 
@@ -288,6 +305,7 @@ def parse_entry(
     try:
         mask = mask_decode(entry["mask"], shape, border=True)
         annotated = mask_decode(entry["mask"], shape, border=False)
+        cut = runs_past_end(entry["mask"], shape)
     except ValueError as exc:
         raise _entry_error(mapping_path, key, f"has a corrupt mask ({exc})") from None
     mask.setflags(write=False)
@@ -329,6 +347,7 @@ def parse_entry(
         mask=mask,
         annotated_mask=annotated,
         target_image_path=target_path,
+        mask_runs_cut=cut,
         extra=MappingProxyType({k: v for k, v in entry.items() if k not in _KNOWN}),
     )
 
@@ -385,29 +404,134 @@ def read_pie(
     data = read_mapping(mapping_path)
     images = Path(images_dir) if images_dir is not None else root / IMAGES_DIR
     keep = None if types is None else {int(t) for t in types}
-    items = []
+    items: list[PieItem] = []
+    errors: list[PieDataError] = []
     for key, entry in data.items():
-        item = parse_entry(
-            key, entry, mapping_path=mapping_path, images_dir=images, targets_dir=root / TARGETS_DIR,
-            size=size, check_images=check_images,
-        )
+        try:
+            item = parse_entry(
+                key, entry, mapping_path=mapping_path, images_dir=images, targets_dir=root / TARGETS_DIR,
+                size=size, check_images=check_images,
+            )
+        except PieDataError as exc:  # every bad entry is reported at once, not one per run
+            errors.append(exc)
+            continue
         if keep is None or item.type_id in keep:
             items.append(item)
+    if errors:
+        raise _all_errors(errors, mapping_path)
+    cut = [item.id for item in items if item.mask_runs_cut]
+    if cut:
+        warnings.warn(f"{mapping_path}: {len(cut)} entr{'y has' if len(cut) == 1 else 'ies have'} mask runs past the "
+                      f"image's end, cut there as PIE-Bench's decoder cuts them ({_some(cut)})", stacklevel=2)
     return items
+
+
+def _some(ids: Sequence[str], shown: int = 5) -> str:
+    """``'a', 'b', 'c'`` and how many more."""
+    text = ", ".join(repr(i) for i in ids[:shown])
+    return text + (f" and {len(ids) - shown} more" if len(ids) > shown else "")
+
+
+def _all_errors(errors: Sequence[PieDataError], mapping_path: Path) -> PieDataError:
+    """One error for all bad entries of a mapping file, in one line: the first few reasons, and how many."""
+    if len(errors) == 1:
+        return errors[0]
+    kinds = {type(e) for e in errors}
+    kind = kinds.pop() if len(kinds) == 1 else PieDataError
+    prefix = f"{mapping_path}: "
+    reasons = [str(e)[len(prefix):] if str(e).startswith(prefix) else str(e) for e in errors]
+    shown = "; ".join(reasons[:5]) + (f"; and {len(reasons) - 5} more" if len(reasons) > 5 else "")
+    return kind(f"{mapping_path}: {len(errors)} bad entries: {shown}")
+
+
+def fingerprint(folder: str | os.PathLike) -> str:
+    """A short hash of a PIE folder's data: its mapping file's bytes and the bytes of every source (and exact
+    target) image its entries name, in order. Two sets with the same ids but other prompts, masks or images
+    differ (a batch run records it, and ``evaluate`` refuses a run made on another set).
+
+    Raises:
+        MappingFileError: the mapping file cannot be read.
+    """
+    root = Path(folder)
+    mapping_path = root if root.is_file() else root / MAPPING_FILE
+    data = read_mapping(mapping_path)
+    h = hashlib.sha256(json.dumps(data, sort_keys=False, separators=(",", ":")).encode())
+    for entry in data.values():
+        for name, base in (("image_path", IMAGES_DIR), ("target_image_path", TARGETS_DIR)):
+            path = mapping_path.parent / base / entry[name] if isinstance(entry, Mapping) and isinstance(
+                entry.get(name), str) and entry[name] else None
+            try:
+                h.update(hashlib.sha256(path.read_bytes()).digest() if path is not None else b"-")
+            except OSError:
+                h.update(b"missing")
+    return h.hexdigest()[:16]
 
 
 # --- Images ---------------------------------------------------------------------------------
 
 
 def crop_output(image: np.ndarray, size: tuple[int, int] = BENCHMARK_SIZE) -> np.ndarray:
-    """What ``evaluate.py`` (lines 271-273) keeps of an edited image that is not square:
-    the bottom-right ``size`` block (editing scripts save ``[source | edited]`` side by
-    side, the edited image last). Square images are returned unchanged."""
+    """What ``evaluate.py`` (lines 271-273) keeps of an edited image saved as panels side by side (PnPInversion's
+    editing scripts save ``[instruction | source | reconstruction | edited]``, the edited image last): the
+    bottom-right ``size`` block, for an image as tall as ``size`` and a whole number of times as wide. Any other
+    image is returned unchanged (:func:`output_at_size` brings it to the set's size)."""
     h, w = image.shape[:2]
-    if h == w:
-        return image
     th, tw = size
+    if h != th or w <= tw or w % tw:
+        return image
     return image[h - th : h, w - tw : w]
+
+
+#: The filter an edited image of another size is resized with to the set's size (Pillow's).
+RESIZE_FILTER = "Lanczos"
+
+
+def output_at_size(image: np.ndarray, size: tuple[int, int], fit: str = "crop"
+                   ) -> tuple[np.ndarray, tuple[int, int, int, int] | None, str]:
+    """An edited image (h, w, 3) brought to the frame of the set's (H, W) = ``size`` image it was edited from.
+
+    The model edited the source brought to its own size by the image rule (:mod:`promptedit.images`): with the
+    source's aspect ratio, the edit is resized to ``size`` (Lanczos); with another, under ``fit="crop"`` it
+    covers the source's centre box of its aspect ratio, and is resized to that box (the metrics are then taken
+    over the box), and under ``fit="pad"`` its padding is cut off before it is resized.
+
+    Returns:
+        (image, box, how): the image (uint8 (h', w', 3)); the box (top, left, height, width) of the set's image
+        it covers, or None for all of it; what was done, in words ("" when nothing).
+    """
+    from PIL import Image
+
+    from .images import crop_box, pad_size
+
+    h, w = image.shape[:2]
+    H, W = (int(v) for v in size)
+    if (h, w) == (H, W):
+        return image, None, ""
+    im = Image.fromarray(np.ascontiguousarray(image))
+    resized = f"resized {w}x{h} to {{}} ({RESIZE_FILTER})"
+    if h * W == w * H:  # the same aspect ratio
+        return np.asarray(im.resize((W, H), Image.LANCZOS)), None, resized.format(f"{W}x{H}")
+    if fit == "pad":
+        pw, ph = pad_size((W, H), (w, h))
+        left, top = (pw - W) // 2, (ph - H) // 2
+        out = np.asarray(im.resize((pw, ph), Image.LANCZOS))[top : top + H, left : left + W]
+        return out, None, resized.format(f"{pw}x{ph}") + f", its padding cut off to {W}x{H}"
+    left, top, cw, ch = crop_box((W, H), (w, h))
+    out = np.asarray(im.resize((cw, ch), Image.LANCZOS))
+    return out, (top, left, ch, cw), resized.format(f"{cw}x{ch}") + f": the centre {cw}x{ch} of the {W}x{H} source"
+
+
+def crop_item(item: PieItem, box: tuple[int, int, int, int]) -> PieItem:
+    """The item with its masks cut to ``box`` (top, left, height, width) (see :func:`output_at_size`)."""
+    import dataclasses
+
+    top, left, h, w = box
+    masks = {}
+    for name in ("mask", "annotated_mask"):
+        m = np.array(getattr(item, name)[top : top + h, left : left + w])
+        m.setflags(write=False)
+        masks[name] = m
+    return dataclasses.replace(item, size=(h, w), **masks)
 
 
 def load_image(path: str | os.PathLike, size: tuple[int, int] | None = None) -> np.ndarray:
@@ -438,13 +562,9 @@ def load_target(item: PieItem) -> np.ndarray | None:
 
 
 def load_output(folder: str | os.PathLike, item: PieItem) -> np.ndarray:
-    """An editing method's output for ``item``: ``<folder>/<relative_path>``, cropped as
-    the benchmark crops (:func:`crop_output`) and checked against the mask's size."""
-    path = Path(folder) / item.relative_path
-    image = crop_output(load_image(path), item.size)
-    if image.shape[:2] != item.size:
-        raise PieImageError(f"{path}: image is {image.shape[0]}x{image.shape[1]}, the mask is {item.size[0]}x{item.size[1]}")
-    return image
+    """An editing method's output for ``item``: ``<folder>/<relative_path>``, its edited panel cut out as the
+    benchmark does (:func:`crop_output`); at the size it was saved (see :func:`output_at_size`)."""
+    return crop_output(load_image(Path(folder) / item.relative_path), item.size)
 
 
 __all__ = [
@@ -455,7 +575,9 @@ __all__ = [
     "PieDataError",
     "PieImageError",
     "PieItem",
+    "crop_item",
     "crop_output",
+    "fingerprint",
     "load_image",
     "load_output",
     "load_source",
@@ -464,9 +586,11 @@ __all__ = [
     "marked_words",
     "mask_decode",
     "mask_encode",
+    "output_at_size",
     "parse_entry",
     "read_mapping",
     "read_pie",
+    "runs_past_end",
     "slug",
     "strip_marks",
 ]

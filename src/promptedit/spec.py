@@ -89,10 +89,16 @@ class EditSpec:
         self_replace: self-attention injection window.
         reweight: word → scale c of its attention (negative allowed), applied in the targets.
         blend_words: words whose attention defines the local-blend region (looked up in every prompt).
+        blend_source, blend_target: local-blend words looked up in the source prompt only, and in the targets
+            only (PnPInversion's scripts blend PIE-Bench's ``blended_word`` so: its first word in the source, its
+            second in the target).
         blend_subtract: words whose region is taken out of the blend mask.
         blend_threshold: local-blend threshold in [0, 1).
         blend_start: fraction of steps before blending starts.
         inject_features: Plug-and-Play feature-injection window, or None for none.
+        self_replace_downsample: self-attention is injected at layers at least this many times smaller than the
+            latent (None: the model's ``p2p.self_replace_min_downsample``; P2P code 4, its null-text notebook and
+            PnPInversion 2).
         blend_swapped: for word swaps of an inversion given no ``blend_words``: blend locally on the swapped
             words (None: the model's ``inversion.blend_swapped``).
     """
@@ -110,6 +116,9 @@ class EditSpec:
     blend_start: float | None = None
     inject_features: Window | None = None
     blend_swapped: bool | None = None
+    blend_source: tuple[str, ...] = ()
+    blend_target: tuple[str, ...] = ()
+    self_replace_downsample: int | None = None
 
     def __post_init__(self):
         _check_prompt("source", self.source)
@@ -146,8 +155,13 @@ class EditSpec:
         object.__setattr__(self, "reweight", weights)
         object.__setattr__(self, "blend_words", _words("blend_words", self.blend_words))
         object.__setattr__(self, "blend_subtract", _words("blend_subtract", self.blend_subtract))
-        if self.blend_subtract and not self.blend_words:
+        object.__setattr__(self, "blend_source", _words("blend_source", self.blend_source))
+        object.__setattr__(self, "blend_target", _words("blend_target", self.blend_target))
+        if self.blend_subtract and not self.blends:
             raise ParameterError("blend-subtract words need blend words")
+        d = self.self_replace_downsample
+        if d is not None and (isinstance(d, bool) or not isinstance(d, int) or d < 1 or d & (d - 1)):
+            raise ParameterError(f"self-replace downsample must be a power of two (1, 2, 4, …), got {d!r}")
         if self.blend_threshold is not None:
             check_real("blend threshold", self.blend_threshold, 0.0, 1.0, high_open=True)
         if self.blend_start is not None:
@@ -166,6 +180,11 @@ class EditSpec:
 
         parsed = parse_edit_prompt(text, syntax, num_inference_steps=num_inference_steps)
         return cls(**{**parsed.spec_kwargs(), **fields})
+
+    @property
+    def blends(self) -> bool:
+        """Whether the edit blends locally (on words of every prompt, of the source or of the targets)."""
+        return bool(self.blend_words or self.blend_source or self.blend_target)
 
     @property
     def prompts(self) -> list[str]:
@@ -241,18 +260,21 @@ class _Positions:
 
 
 def _word_alphas(positions: _Positions, prompts: Sequence[str], words: Sequence[str], max_len: int,
-                 what: str) -> torch.Tensor:
-    """(n_prompts, keys): 1 at the tokens of each word in each prompt that contains it."""
+                 what: str, rows: Sequence[int] | None = None) -> torch.Tensor:
+    """(n_prompts, keys): 1 at the tokens of each word in each prompt that contains it (of ``rows`` only: the
+    prompts' indices the words are looked up in; default all)."""
     alphas = torch.zeros(len(prompts), max_len)
     for word in words:
         found = False
         for i, p in enumerate(prompts):
+            if rows is not None and i not in rows:
+                continue
             idx = positions(p, word)
             if idx is not None:
                 alphas[i, idx] = 1.0
                 found = True
         if not found:
-            raise positions.missing(word, list(prompts), what)
+            raise positions.missing(word, [prompts[i] for i in (rows or range(len(prompts)))], what)
     return alphas
 
 
@@ -282,21 +304,28 @@ def build_controller(
     self_window = spec.self_replace if spec.self_replace is not None else defaults.self_replace
 
     blend = None
-    if spec.blend_words:
+    if spec.blends:
         prompts = spec.prompts
         threshold = spec.blend_threshold if spec.blend_threshold is not None else defaults.blend_threshold
-        blend = LocalBlend(
+        words = torch.maximum(  # (n_prompts, keys): every prompt's words, the source's, the targets'
             _word_alphas(positions, prompts, spec.blend_words, max_len, "blend"),
+            _word_alphas(positions, prompts, spec.blend_source, max_len, "blend-source", rows=[0])
+            + _word_alphas(positions, prompts, spec.blend_target, max_len, "blend-target",
+                           rows=range(1, len(prompts))))
+        blend = LocalBlend(
+            words,
             subtract_alphas=_word_alphas(positions, prompts, spec.blend_subtract, max_len, "blend-subtract")
             if spec.blend_subtract else None,
             threshold=threshold, subtract_threshold=threshold,
             start_step=int((spec.blend_start if spec.blend_start is not None else defaults.blend_start) * num_steps),
             downsample=defaults.blend_downsample,
             pool_size=defaults.blend_pool_size,
+            propagation=int(defaults.blend_propagation),
         )
     common = dict(
         self_replace_steps=step_window(self_window, num_steps),
-        self_replace_min_downsample=defaults.self_replace_min_downsample,
+        self_replace_min_downsample=(defaults.self_replace_min_downsample if spec.self_replace_downsample is None
+                                     else spec.self_replace_downsample),
         local_blend=blend,
     )
 

@@ -59,6 +59,14 @@ PSNR_CAP = 100.0
 #: ``a blurry photo of`` took effect when the edit's sharpness is below this fraction of the source's.
 BLUR_SHARPNESS_RATIO = 0.8
 IOU_GOOD = 0.9
+#: Object sizes of the real-image section, by the share of the image its mask covers: (name, from, to).
+SIZE_BINS = (("small", 0.0, 0.10), ("medium", 0.10, 0.25), ("large", 0.25, 1.01))
+
+
+def size_bin(mask: np.ndarray) -> str:
+    """``small``, ``medium`` or ``large`` (at least 25 % of the image) for an object's mask."""
+    share = float(np.asarray(mask, bool).mean())
+    return next(name for name, low, high in SIZE_BINS if low <= share < high)
 
 
 # ----------------------------------------------------------------------------- results
@@ -829,8 +837,8 @@ def bench_real_images(run: _Run, n: int = 50, inner_steps: int = 10) -> SectionR
     papers = run.model.defaults.inversion.edit_null != "all"  # also edit as the papers do
 
     def body(out: SectionResult):
-        per = {label: {"psnr": [], "seconds": [], "colour": [], "bg_psnr": [], "all_colour": [], "all_bg_psnr": []}
-               for label, _, _ in REAL_METHODS}
+        per = {label: {"psnr": [], "seconds": [], "colour": [], "bg_psnr": [], "size": [], "all_colour": [],
+                       "all_bg_psnr": []} for label, _, _ in REAL_METHODS}
         found, i = 0, 0
         while found < n:
             scene = scene_at(HELD_OUT_SEED + stream, i)
@@ -844,7 +852,8 @@ def bench_real_images(run: _Run, n: int = 50, inner_steps: int = 10) -> SectionR
             tgt_caption = colour_swap_target(scene.caption, new)
             truth = render(edit_scene(scene, tgt_caption))
             outside = ~truth.masks[0]
-            row = {"caption": scene.caption, "target": tgt_caption, "methods": {}}
+            size = size_bin(truth.masks[0])
+            row = {"caption": scene.caption, "target": tgt_caption, "object_size": size, "methods": {}}
             images = [("rendered", src.image), ("truth", truth.image)]
             edit_spec = EditSpec(scene.caption, (tgt_caption,))  # as a user edits: the defaults, nothing more
             for label, method, w in REAL_METHODS:
@@ -868,7 +877,7 @@ def bench_real_images(run: _Run, n: int = 50, inner_steps: int = 10) -> SectionR
                 colour_right = colour_of(edited, truth.masks[0]) == new
                 bg = psnr(edited, truth.image, outside)
                 for key, value in (("psnr", rec_psnr), ("seconds", inv.seconds), ("colour", colour_right),
-                                   ("bg_psnr", bg)):
+                                   ("bg_psnr", bg), ("size", size)):
                     per[label][key].append(value)
                 row["methods"][label] = {"reconstruction_psnr": rec_psnr, "seconds": round(inv.seconds, 3),
                                          "edit_colour_right": bool(colour_right), "edit_background_psnr": bg}
@@ -892,6 +901,13 @@ def bench_real_images(run: _Run, n: int = 50, inner_steps: int = 10) -> SectionR
             out.metrics[f"{label}_edit_background_psnr"] = _metric(
                 m["bg_psnr"], "mean", Target(">=", 28.0) if main else None,
                 "PSNR outside the edited object vs the ground-truth render of the edited caption, dB")
+            for size, low, high in SIZE_BINS if label in ("null-text", "direct") else ():
+                pick = [k for k, b in enumerate(m["size"]) if b == size]
+                share = f"{low:.0%} to {min(high, 1):.0%} of the image" if high <= 1 else f"{low:.0%} of the image or more"
+                out.metrics[f"{label}_edit_colour_accuracy_{size}"] = _metric(
+                    [m["colour"][k] for k in pick], "rate", None, f"the colour swap's colour right, {size} objects ({share})")
+                out.metrics[f"{label}_edit_background_psnr_{size}"] = _metric(
+                    [m["bg_psnr"][k] for k in pick], "mean", None, f"its PSNR outside the object, {size} objects, dB")
             if m["all_colour"]:
                 out.metrics[f"{label}_all_branches_edit_colour_accuracy"] = _metric(
                     m["all_colour"], "rate", None, "same edit, every branch taking the inversion's null (the paper's)")

@@ -104,7 +104,7 @@ def _main(argv: list[str] | None) -> int:
         warnings.filterwarnings("ignore", category=DeprecationWarning)
         try:
             code = cli.main(args=args, prog_name="promptedit", standalone_mode=False)
-            return code if isinstance(code, int) else 0  # a command's ctx.exit(N): click returns N
+            return code if isinstance(code, int) else 0  # a command's ctx.exit(N) comes back as N
         except click.exceptions.Exit as e:
             return e.exit_code
         except click.exceptions.ClickException as e:

@@ -33,6 +33,10 @@ EXIT_ITEMS_FAILED = 3
               help="Any option of `edit` / `mask-edit` for items that set none (repeat), e.g. --set edit-null=all.")
 @click.option("--pie-blend", is_flag=True,
               help="PIE-Bench: blend locally on each item's blended_word pair (source word, target word).")
+@click.option("--recipe", type=click.Choice(["pie-p2p"]), default=None,
+              help="PIE-Bench: edit every item as PnPInversion's run_editing_p2p.py does (50 steps, guidance 7.5, "
+                   "cross-replace 0.4, self-replace 0.6, refine, blended_word's words blended in the source and the "
+                   "target and the target's re-weighted x2); options given here or per item override it.")
 @click.option("--layout", type=click.Choice(["pie"]), default=None,
               help="Also write PnPInversion's layout (DIR/pie/<method>/annotation_images/<image_path>) so their "
                    "evaluation scripts run unchanged.")
@@ -48,7 +52,7 @@ EXIT_ITEMS_FAILED = 3
               help="CPU threads per process (default: the free cores, shared among Ray workers).")
 @click.option("--strict", is_flag=True, help="Stop at the first item that fails (exit code 3).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def batch(manifest, out, method, steps, guidance, cross_replace, self_replace, settings, pie_blend, layout,
+def batch(manifest, out, method, steps, guidance, cross_replace, self_replace, settings, pie_blend, recipe, layout,
           ray_address, workers, gpus_per_worker, model, device, threads, strict, quiet):
     """Run every edit of MANIFEST (a JSONL file, one edit a line, or a PIE-Bench folder) into DIR/<id>/.
 
@@ -64,7 +68,7 @@ def batch(manifest, out, method, steps, guidance, cross_replace, self_replace, s
       3         some item failed (the others ran; DIR/failures.jsonl lists them)
       130, 143  Ctrl-C, SIGTERM (the items done are kept: a rerun resumes)
     """
-    from ..batch import (FAILURES, SUMMARY, Runner, Summary, check_defaults, flag_options, read_manifest,
+    from ..batch import (FAILURES, SUMMARY, Runner, RunRecord, Summary, check_defaults, flag_options, read_manifest,
                          run_in_process, run_on_ray)
     from ..outputs import append_line, check_output_dir, make_output_dir, write_bytes, write_json
 
@@ -83,16 +87,21 @@ def batch(manifest, out, method, steps, guidance, cross_replace, self_replace, s
         if value is not None:
             defaults[key] = value
     check_defaults(defaults)  # once for the whole batch, not as a failure of every item
-    items, kind = read_manifest(manifest, defaults, pie_blend=pie_blend)
+    items, kind = read_manifest(manifest, defaults, pie_blend=pie_blend, recipe=recipe)
     if layout == "pie" and kind != "pie":
         raise ParameterError("--layout pie writes PIE-Bench's layout: the manifest must be a PIE-Bench folder")
+    from ..pie import fingerprint
+
+    data = fingerprint(manifest) if kind == "pie" else None
     make_output_dir(out)
+    run_record = RunRecord(out, manifest, kind, items, data)
     write_bytes(out / FAILURES, b"")  # this run's failures, one line appended as each happens
     summary = Summary("ray" if ray_address is not None else "in-process")
     counts = collections.Counter()
 
     def record(outcome) -> None:
         summary.outcomes.append(outcome)
+        run_record.update(outcome)
         counts[outcome.status] += 1
         if outcome.status == "failed":
             append_line(out / FAILURES, json.dumps({"id": outcome.id, "error": outcome.error}))
@@ -134,8 +143,9 @@ def batch(manifest, out, method, steps, guidance, cross_replace, self_replace, s
             bar.close()
     summary.seconds = time.perf_counter() - started
     not_run = len(items) - len(summary.outcomes)
-    write_json(out / SUMMARY, {"command": "batch", "manifest": str(manifest), "kind": kind, "model": model_name,
-                               "layout": layout, "defaults": defaults, **summary.to_dict(), "not_run": not_run})
+    write_json(out / SUMMARY, {"command": "batch", "manifest": str(manifest), "kind": kind, "data": data,
+                               "model": model_name, "layout": layout, "recipe": recipe, "defaults": defaults,
+                               **summary.to_dict(), "not_run": not_run})
     echo(quiet, f"failures: {out / FAILURES}" if counts["failed"] else "no failures")
     stopped = f"; stopped at the first failure (--strict), {not_run} not run" if not_run else ""
     click.echo(f"wrote {out}: {summary.line()}{stopped}")

@@ -30,7 +30,7 @@ from .common import (
 
 INVERSION_METHODS = ("null-text", "negative-prompt", "direct", "ddim")
 P2P_FLAGS = ("mode", "cross_replace", "self_replace", "reweight", "blend", "blend_subtract", "blend_threshold",
-             "blend_start", "inject_features")
+             "blend_start", "inject_features", "blend_source", "blend_target", "self_replace_downsample")
 OUTPUT_NAMES = {"source.png", "reconstruction.png", "input.png", "grid.png", "result.json", "attention.png",
                 "blend-mask.png", "inversion.safetensors", "edited.png"}
 
@@ -52,11 +52,18 @@ def p2p_options(f):
                           "inversion self_replace, 0.8 on the embedded model)."),
         click.option("--reweight", multiple=True, metavar="WORD=C", help="Scale WORD's attention by C (negative allowed)."),
         click.option("--blend", "blend", multiple=True, metavar="WORD", help="Local blend: edit only where WORD attends."),
+        click.option("--blend-source", multiple=True, metavar="WORD",
+                     help="Local blend on WORD looked up in the source prompt only (PnPInversion's blended_word 0)."),
+        click.option("--blend-target", multiple=True, metavar="WORD",
+                     help="Local blend on WORD looked up in the target prompts only (PnPInversion's blended_word 1)."),
         click.option("--blend-subtract", multiple=True, metavar="WORD", help="Local blend: leave WORD's region out."),
         click.option("--blend-threshold", type=FINITE, default=None, help="Local-blend mask threshold (default 0.3)."),
         click.option("--blend-start", type=FINITE, default=None, help="Fraction of steps before blending (default 0.2)."),
         click.option("--inject-features", default=None, metavar="F | START,END",
                      help="Plug-and-Play: inject the source's decoder features over this window."),
+        click.option("--self-replace-downsample", type=click.IntRange(min=1), default=None, metavar="N",
+                     help="Inject self-attention at layers at least N times smaller than the latent (default: the "
+                          "model's; P2P code 4, its null-text notebook and PnPInversion 2)."),
     ]
     for option in reversed(options):
         f = option(f)
@@ -88,7 +95,8 @@ def spec_from_flags(source, targets, kw) -> "EditSpec":  # noqa: F821
         reweight=weights, blend_words=tuple(kw["blend"]), blend_subtract=tuple(kw["blend_subtract"]),
         blend_threshold=kw["blend_threshold"], blend_start=kw["blend_start"],
         inject_features=parse_window(kw["inject_features"], "--inject-features") if kw["inject_features"] else None,
-        blend_swapped=kw.get("blend_swapped"),
+        blend_swapped=kw.get("blend_swapped"), blend_source=tuple(kw.get("blend_source", ())),
+        blend_target=tuple(kw.get("blend_target", ())), self_replace_downsample=kw.get("self_replace_downsample"),
     )
 
 

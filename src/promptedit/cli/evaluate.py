@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import time
+import warnings
 from pathlib import Path
 
 import click
@@ -31,11 +33,14 @@ from .common import echo
 def evaluate(run_dir, data, layout, dino, clip, lpips_backbone, lpips_linear, device, report_out, quiet):
     """Measure a run's edits with PIE-Bench's metrics (structure distance; PSNR, LPIPS, MSE, SSIM outside the
     edit mask; CLIP similarity of the edited image and of its edited part), and against the exact target where
-    the set has one. Metrics whose network is not given are left out and named."""
+    the set has one. Metrics whose network is not given are left out and named. Only the items whose latest run
+    succeeded are scored (DIR/run.json), each at its source's size."""
+    from ..batch import FAILURES, RunRecord
     from ..evaluate import Metrics, aggregate, plot, report
     from ..models import resolve_device
     from ..outputs import check_output_file, write_bytes, write_image, write_json
-    from ..pie import MAPPING_FILE, load_image, load_output, read_pie
+    from ..pie import (MAPPING_FILE, RESIZE_FILTER, crop_item, fingerprint, load_image, load_output, load_source,
+                       load_target, output_at_size, read_pie)
 
     started = time.perf_counter()
     run = Path(run_dir)
@@ -53,23 +58,50 @@ def evaluate(run_dir, data, layout, dino, clip, lpips_backbone, lpips_linear, de
 
     pie_images = run / "annotation_images"  # PnPInversion's layout: <method>/annotation_images/<image_path>
 
-    def edited(item):
-        if layout == "pie":
-            return load_output(pie_images, item)
-        return load_image(run / item.id / "edited.png", item.size)
+    def image_path(item) -> Path:
+        return pie_images / item.relative_path if layout == "pie" else run / item.id / "edited.png"
 
-    present = [i for i in items if (pie_images / i.relative_path).is_file()] if layout == "pie" else [
-        i for i in items if (run / i.id / "edited.png").is_file()]
-    missing = len(items) - len(present)
+    # which items the latest run edited: batch's record (DIR/run.json; DIR/pie/<method>/ for --layout pie)
+    run_root = run.parent.parent if layout == "pie" and run.parent.name == "pie" else run
+    record = RunRecord.read(run_root)
+    statuses = record["items"] if record is not None else {}
+    if record is None:
+        failed_before = _failed_ids(run_root / FAILURES)
+        warnings.warn(f"{run_root} has no record of its latest run ({run_root / 'run.json'}: a run by an older "
+                      "promptedit, or not by promptedit batch): its data set is not checked, and every edited image "
+                      f"found is scored but those of the {len(failed_before)} items in {FAILURES}", stacklevel=1)
+        statuses = {i.id: "failed" if i.id in failed_before else "done" for i in items}
+    elif not record.get("data"):
+        warnings.warn(f"{run_root / 'run.json'} records no data set (a run of a JSONL manifest): it is not checked "
+                      f"against {data}", stacklevel=1)
+    elif record["data"] != (here := fingerprint(data)):
+        raise ParameterError(f"{run_root} was run on another data set than {data} (fingerprint {record['data']} in "
+                             f"its run.json, {here} here): evaluate it with the --data it was run on")
+    present, failed, not_run = [], [], []
+    for i in items:
+        status = statuses.get(i.id)
+        if status == "failed":
+            failed.append(i)
+        elif status in ("done", "skipped") and image_path(i).is_file():
+            present.append(i)
+        else:
+            not_run.append(i)
+    notes = []
+    if failed:
+        notes.append(f"{len(failed)} of {len(items)} items failed in the latest run and are left out")
+    if not_run:
+        notes.append(f"{len(not_run)} of {len(items)} items have no edited image from the latest run (not run, "
+                     "or the run was interrupted) and are left out")
     if not present:
-        raise ParameterError(f"{run} holds no edited image of the {len(items)} items of {data}")
+        raise ParameterError(f"{run} holds no edited image of the latest run for the {len(items)} items of {data}"
+                             + (f" ({'; '.join(notes)})" if notes else ""))
     # the report's three files must not land on anything this command reads (an edited image, the data set's
     # mapping file or images, a network's file)
     read = {Path(data) if Path(data).is_file() else Path(data) / MAPPING_FILE, *(p for p in (lpips_backbone,
             lpips_linear) if p)}
     for item in items:
         read.update(p for p in (item.image_path, item.target_image_path) if p is not None)
-    read.update((pie_images / i.relative_path) if layout == "pie" else (run / i.id / "edited.png") for i in present)
+    read.update(image_path(i) for i in present)
     read = {Path(p).resolve() for p in read}
     if layout == "batch" and prefix.parent.resolve() in {(run / i.id).resolve() for i in items}:
         raise OutputPathError(f"--out {report_out} would write into an item's folder of the run ({prefix.parent}), "
@@ -83,25 +115,70 @@ def evaluate(run_dir, data, layout, dino, clip, lpips_backbone, lpips_linear, de
     for network, what in metrics.missing_networks.items():
         echo(quiet, f"note: no {what} given (--{'lpips-backbone' if network == 'lpips' else network}): its metrics "
                     "are left out")
-    if missing:
-        echo(quiet, f"note: {missing} of {len(items)} items have no edited image in {run} (failed or not run); "
-                    "they are left out")
+    for note in notes:
+        echo(quiet, f"note: {note}")
     from tqdm.auto import tqdm
 
-    bar = tqdm(total=len(present), desc="evaluate", unit="item", disable=quiet)
-    results = metrics.evaluate(present, edited, extra=extra, progress=lambda _: bar.update(1))
-    bar.close()
+    results, resized, cropped = [], 0, 0
+    for item in tqdm(present, desc="evaluate", unit="item", disable=quiet):
+        raw = load_output(pie_images, item) if layout == "pie" else load_image(image_path(item))
+        edited, box, how = output_at_size(raw, item.size, _fit_of(run / item.id) if layout == "batch" else "crop")
+        source, target = load_source(item), load_target(item)
+        if box is not None:  # the model saw the source's centre box: measured there
+            top, left, h, w = box
+            item = crop_item(item, box)
+            source = source[top : top + h, left : left + w]
+            target = None if target is None else target[top : top + h, left : left + w]
+            cropped += 1
+        resized += bool(how)
+        results.append(metrics.evaluate_item(item, edited, source=source, target=target, extra=extra))
+    if resized:
+        notes.append(f"{resized} of {len(present)} edited images are not at the data set's size: each was brought "
+                     f"to its source's size ({RESIZE_FILTER} filter)"
+                     + (f", {cropped} measured over the centre box of the source their model edited (--fit crop)"
+                        if cropped else "") + f", e.g. {how}")
+        echo(quiet, f"note: {notes[-1]}")
     agg = aggregate(results, skipped=metrics.skipped)
-    markdown, summary = report(agg, title=f"PIE-Bench evaluation of {run}", skipped=metrics.skipped)
+    markdown, summary = report(agg, title=f"PIE-Bench evaluation of {run}", skipped=metrics.skipped, notes=notes)
     write_bytes(prefix.with_suffix(".md"), markdown.encode())
     write_json(prefix.with_suffix(".json"), {"command": "evaluate", "run": str(run), "data": str(data),
                                             "layout": layout, "items": len(items), "evaluated": len(present),
+                                            "evaluated_ids": [i.id for i in present],
+                                            "failed": [i.id for i in failed], "not_run": [i.id for i in not_run],
+                                            "resized": resized, "notes": notes,
                                             **summary, "seconds": round(time.perf_counter() - started, 3)})
     write_image(prefix.with_suffix(".png"), plot(agg))
     overall = agg.overall.means
     shown = ", ".join(f"{k} {v:.3g}" for k, v in overall.items() if k in ("psnr_unedit_part", "psnr_target",
                                                                            "world_check", "ssim_unedit_part"))
-    click.echo(f"wrote {prefix.with_suffix('.md')} ({len(present)} items; {shown})")
+    left_out = f", {len(failed)} failed, {len(not_run)} not run" if failed or not_run else ""
+    click.echo(f"wrote {prefix.with_suffix('.md')} ({len(present)} of {len(items)} items{left_out}; {shown})")
+
+
+def _failed_ids(path: Path) -> set[str]:
+    """The ids in a failures.jsonl (none where there is no such file; lines that are not JSON are passed over)."""
+    ids = set()
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError):
+        return ids
+    for line in lines:
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(entry, dict) and isinstance(entry.get("id"), str):
+            ids.add(entry["id"])
+    return ids
+
+
+def _fit_of(folder: Path) -> str:
+    """How the item's edit brought its source to the model's size (``--fit``, from its result.json; ``crop``)."""
+    try:
+        options = json.loads((folder / "result.json").read_text(encoding="utf-8"))["batch"]["options"]
+        return options[options.index("--fit") + 1] if "--fit" in options else "crop"
+    except (OSError, ValueError, KeyError, TypeError, IndexError):
+        return "crop"
 
 
 COMMANDS = [evaluate]

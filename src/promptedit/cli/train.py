@@ -14,7 +14,10 @@ from .common import FINITE, load, set_threads
 @click.command()
 @click.option("--out", default="runs/shapes", show_default=True, metavar="DIR",
               help="Run folder: checkpoint.pt (resumable), config.json, preview.png.")
-@click.option("--steps", type=int, default=None, help="Optimisation steps (default 4000).")
+@click.option("--steps", type=int, default=None,
+              help="Optimisation steps (default 4000); a resumed run trains up to them (it cannot be shortened).")
+@click.option("--checkpoint-every", type=int, default=None,
+              help="Save checkpoint.pt every N steps (default 250); Ctrl-C saves it too, after the step under way.")
 @click.option("--batch-size", type=int, default=None, help="Batch size (default 32).")
 @click.option("--minutes", type=FINITE, default=None, help="Stop (and export) after this much training time.")
 @click.option("--lr", type=FINITE, default=None, help="Peak learning rate (default 7e-4).")
@@ -54,17 +57,18 @@ from .common import FINITE, load, set_threads
               help="Processes that render batches ahead (0: render in the training process, about 40 ms per "
                    "batch of 32 on one core, which a GPU step then waits for).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def train(out, steps, batch_size, minutes, lr, grounding_weight, word_mass_weight, word_mass_floor, identity_weight,
-          identity_temperature, ema_decay, min_lr_fraction, two_object_fraction, arch, seed, data_seed, init_from, fresh,
-          export, half, threads, device, workers, quiet):
+def train(out, steps, checkpoint_every, batch_size, minutes, lr, grounding_weight, word_mass_weight, word_mass_floor,
+          identity_weight, identity_temperature, ema_decay, min_lr_fraction, two_object_fraction, arch, seed, data_seed,
+          init_from, fresh, export, half, threads, device, workers, quiet):
     """Train the embedded shapes-world model (resumable); see MODEL_CARD.md for the shipped run."""
     from ..models import resolve_device
     from ..outputs import check_output_dir, make_output_dir, write_image
     from ..train.shapes import TrainConfig, check_architecture, train as run_train
 
-    overrides = {k: v for k, v in dict(steps=steps, batch_size=batch_size, max_minutes=minutes, lr=lr,
-                                       grounding_weight=grounding_weight, word_mass_weight=word_mass_weight,
-                                       word_mass_floor=word_mass_floor, identity_weight=identity_weight,
+    overrides = {k: v for k, v in dict(steps=steps, checkpoint_every=checkpoint_every, batch_size=batch_size,
+                                       max_minutes=minutes, lr=lr, grounding_weight=grounding_weight,
+                                       word_mass_weight=word_mass_weight, word_mass_floor=word_mass_floor,
+                                       identity_weight=identity_weight,
                                        identity_temperature=identity_temperature, ema_decay=ema_decay,
                                        min_lr_fraction=min_lr_fraction, two_object_fraction=two_object_fraction,
                                        data_seed=data_seed).items()
@@ -80,12 +84,13 @@ def train(out, steps, batch_size, minutes, lr, grounding_weight, word_mass_weigh
             ctx = click.get_current_context()
             given = {k: v for k, v in {**overrides, "seed": seed, "arch": arch}.items()
                      if k in overrides or ctx.get_parameter_source(k) == ParameterSource.COMMANDLINE}
-            changed = sorted(k for k, v in given.items() if k not in ("steps", "max_minutes") and saved.get(k) != v)
+            budgets = ("steps", "max_minutes", "checkpoint_every")
+            changed = sorted(k for k, v in given.items() if k not in budgets and saved.get(k) != v)
             if changed:
                 raise ParameterError(
                     f"{run_path} is a run with {', '.join(f'{k} {saved.get(k)!r}' for k in changed)}; a resumed run "
-                    f"keeps its settings (read from its config.json): give only --steps or --minutes, or start over "
-                    f"with --fresh")
+                    f"keeps its settings (read from its config.json): give only --steps, --minutes or "
+                    f"--checkpoint-every, or start over with --fresh")
             config = TrainConfig(**{**saved, **given})
     except ValueError as e:
         raise ParameterError(str(e)) from None
@@ -102,8 +107,16 @@ def train(out, steps, batch_size, minutes, lr, grounding_weight, word_mass_weigh
             raise ParameterError(str(e)) from None
     run_dir = make_output_dir(run_path)
     started = time.perf_counter()
-    model = run_train(config, run_dir, resume=not fresh, progress=not quiet,
-                      log=lambda m: click.echo(m, err=True), device=device, workers=workers, init_from=start_model)
+    with StopOnSignal() as stop:
+        model = run_train(config, run_dir, resume=not fresh, progress=not quiet, log=lambda m: click.echo(m, err=True),
+                          device=device, workers=workers, init_from=start_model, stop=stop.requested)
+    if stop.signal is not None:  # stopped at a step boundary, its checkpoint saved: no preview, no export
+        import signal
+
+        how, code = ("terminated", 143) if stop.signal == signal.SIGTERM else ("interrupted", 130)
+        click.echo(f"{how} at step {model.training_info['steps']}: saved {run_dir / 'checkpoint.pt'} (the same "
+                   "command resumes)", err=True)
+        click.get_current_context().exit(code)
     from ..editing import generate as gen
     from ..visualize import image_grid
 
@@ -120,6 +133,43 @@ def train(out, steps, batch_size, minutes, lr, grounding_weight, word_mass_weigh
         click.echo(f"exported {export}")
     click.echo(f"trained {model.training_info['steps']} steps in {model.training_info['minutes']:.1f} min; "
                f"preview {run_dir / 'preview.png'} ({time.perf_counter() - started:.0f} s)")
+
+
+class StopOnSignal:
+    """For its ``with`` block in the main thread: the first Ctrl-C or SIGTERM is only noted (``requested()``
+    answers True, ``signal`` says which), so that training stops at a step boundary and saves; a second one
+    stops at once, as without it (the last checkpoint, written atomically, stays). The handlers before it are
+    put back after."""
+
+    def __init__(self):
+        self.signal, self._previous = None, {}
+
+    def requested(self) -> bool:
+        return self.signal is not None
+
+    def _note(self, signum, frame):
+        import signal
+
+        if self.signal is not None:
+            from . import Terminated
+
+            raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
+        self.signal = signum
+
+    def __enter__(self):
+        import signal
+        import threading
+
+        if threading.current_thread() is threading.main_thread():
+            self._previous = {s: signal.signal(s, self._note) for s in (signal.SIGINT, signal.SIGTERM)}
+        return self
+
+    def __exit__(self, *exc):
+        import signal
+
+        for s, handler in self._previous.items():
+            signal.signal(s, handler)
+        return False
 
 
 def _saved_config(run_path) -> dict:

@@ -28,6 +28,7 @@ import json
 import math
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,7 +40,7 @@ from tqdm.auto import tqdm
 from ..codec import PatchCodec
 from ..hooks import attention_control
 from ..conditioning import SDText, SDXLText
-from ..errors import check_real, check_whole
+from ..errors import ModelLoadError, ParameterError, check_real, check_whole
 from ..defaults import InversionDefaults, MaskDefaults, ModelDefaults, P2PDefaults, SamplingDefaults
 from ..models import DiffusionModel
 from ..outputs import write_with
@@ -118,8 +119,8 @@ class TrainConfig:
             check_real("max_minutes", self.max_minutes, 0.0, low_open=True)
         check_real("lr", self.lr, 0.0)  # AdamW takes lr >= 0 (0 keeps the weights)
         self.unet_channels = tuple(int(c) for c in self.unet_channels)
-        if self.steps <= 0 or self.batch_size <= 0:
-            raise ValueError("steps and batch size must be positive")
+        if self.steps <= 0 or self.batch_size <= 0 or self.checkpoint_every <= 0:
+            raise ValueError("steps, batch size and checkpoint interval must be positive")
         if not 0 <= self.ema_decay < 1:
             raise ValueError("the EMA decay must be in [0, 1)")
         if self.grounding_weight < 0 or self.word_mass_weight < 0 or self.identity_weight < 0:
@@ -353,6 +354,14 @@ def _as_is(item):
     return item
 
 
+def _leave_interrupts_to_the_trainer(worker_id: int) -> None:
+    """A rendering worker ignores Ctrl-C, which a terminal sends to the whole process group: the training process
+    decides (it may finish its step and save), and ends the workers with the loader."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def rendered_batches(config: TrainConfig, start: int, workers: int = 0):
     """Yield :func:`rendered_batch` for steps ``start``, ``start + 1``, … up to ``config.steps``; with
     ``workers`` > 0 they are rendered ahead by that many processes (the same batches, in order)."""
@@ -361,7 +370,8 @@ def rendered_batches(config: TrainConfig, start: int, workers: int = 0):
             yield rendered_batch(config, step)
         return
     loader = torch.utils.data.DataLoader(_StepBatches(config, start), batch_size=None, shuffle=False,
-                                         num_workers=workers, prefetch_factor=4, collate_fn=_as_is)
+                                         num_workers=workers, prefetch_factor=4, collate_fn=_as_is,
+                                         worker_init_fn=_leave_interrupts_to_the_trainer)
     yield from loader
 
 
@@ -436,16 +446,37 @@ def fit_identity_head(model: DiffusionModel, tokenizer, config: TrainConfig, ite
     return head.detach()
 
 
+def read_checkpoint(path: Path) -> dict:
+    """A run's checkpoint, as :func:`train` saves it; one line naming the file (ModelLoadError) for a truncated
+    or otherwise unreadable one."""
+    import pickle
+
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    except (RuntimeError, EOFError, OSError, pickle.UnpicklingError, ValueError) as e:  # torch.load's, by damage
+        raise ModelLoadError(f"{path} cannot be read: truncated or damaged ({type(e).__name__}); put back a copy, or "
+                             "start the run over (--fresh)") from None
+    wanted = ("unet", "text_encoder", "optimizer", "ema", "rng", "step", "elapsed", "history")
+    if not isinstance(state, dict) or any(k not in state for k in wanted) or not isinstance(state["step"], int):
+        raise ModelLoadError(f"{path} is not a checkpoint of this recipe; start the run over (--fresh)")
+    return state
+
+
 def train(config: TrainConfig, out: str | os.PathLike, *, resume: bool = True, progress: bool = True,
           log=print, device: str | torch.device = "cpu", workers: int = 0,
-          init_from: DiffusionModel | None = None) -> DiffusionModel:
+          init_from: DiffusionModel | None = None, stop: Callable[[], bool] | None = None) -> DiffusionModel:
     """Train (or resume) in ``out`` on ``device``, rendering batches ahead in ``workers`` processes (0: in this
     one); returns the model with EMA weights on the CPU, ready to export. The random stream (caption dropout,
     noise, timesteps) is drawn on the CPU, so a run is the same on any device up to floating-point order.
 
     ``init_from``: a model of this recipe's architecture (an exported run, e.g. the embedded model) whose text
     encoder, UNet and tokenizer a new run starts from, with a fresh optimiser and its EMA started at those
-    weights (fine-tuning). Ignored when ``out`` holds a checkpoint to resume."""
+    weights (fine-tuning). Ignored when ``out`` holds a checkpoint to resume.
+
+    ``stop``: a function asked at every step boundary; when it answers True the run stops there, saves its
+    checkpoint and returns (a front-end's Ctrl-C). A resumed run trains up to ``config.steps``; a checkpoint
+    already past them is refused (a run cannot be shortened), as is one that cannot be read, before anything is
+    written."""
     device = torch.device(device)
     out = Path(out)
     ckpt_path = out / "checkpoint.pt"
@@ -453,6 +484,10 @@ def train(config: TrainConfig, out: str | os.PathLike, *, resume: bool = True, p
     start_from = None if resuming else init_from  # a checkpoint to resume wins over the model to start from
     if start_from is not None:  # refused before anything is written
         check_architecture(config, start_from)
+    state = read_checkpoint(ckpt_path) if resuming else None
+    if state is not None and state["step"] > config.steps:
+        raise ParameterError(f"{ckpt_path} is at step {state['step']}, past the {config.steps} steps asked for: a "
+                             f"run cannot be shortened; ask for {state['step']} steps or more, or start over (--fresh)")
     out.mkdir(parents=True, exist_ok=True)
     if start_from is not None:  # its weights need its tokenizer, whatever an earlier run left in ``out``
         tokenizer = start_from.tokenizer
@@ -488,14 +523,17 @@ def train(config: TrainConfig, out: str | os.PathLike, *, resume: bool = True, p
     noise_scheduler = DDPMScheduler.from_config(model.scheduler_config)
     alphas_cumprod = noise_scheduler.alphas_cumprod.to(device)
     rng = torch.Generator().manual_seed(config.seed + 1)
-    step, elapsed, history, state = 0, 0.0, [], None
-    if resuming:
-        state = torch.load(ckpt_path, map_location="cpu", weights_only=False)
-        unet.load_state_dict(state["unet"])
-        text_encoder.load_state_dict(state["text_encoder"])
-        if len(encoders) > 1:
-            encoders[1].load_state_dict(state["text_encoder_2"])
-        opt.load_state_dict(state["optimizer"])
+    step, elapsed, history = 0, 0.0, []
+    if state is not None:
+        try:  # a checkpoint of another architecture (a config.json replaced) fails here
+            unet.load_state_dict(state["unet"])
+            text_encoder.load_state_dict(state["text_encoder"])
+            if len(encoders) > 1:
+                encoders[1].load_state_dict(state["text_encoder_2"])
+            opt.load_state_dict(state["optimizer"])
+        except (KeyError, RuntimeError, ValueError) as e:
+            raise ModelLoadError(f"{ckpt_path} does not fit its run's config.json ({type(e).__name__}); start the "
+                                 "run over (--fresh)") from None
         ema.shadow = [s.to(device) for s in state["ema"]]
         rng.set_state(state["rng"])
         step, elapsed, history = state["step"], state["elapsed"], state["history"]
@@ -542,6 +580,8 @@ def train(config: TrainConfig, out: str | os.PathLike, *, resume: bool = True, p
     window, g_window, m_window, i_window, t_last = [], [], [], [], time.perf_counter()
     batches = rendered_batches(config, step, workers)
     while step < config.steps:
+        if stop is not None and stop():
+            break
         if config.max_minutes is not None and elapsed / 60 >= config.max_minutes:
             log(f"time budget of {config.max_minutes} min reached at step {step}")
             break
