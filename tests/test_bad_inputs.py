@@ -117,6 +117,19 @@ def test_a_pooled_null_that_does_not_fit_the_model_is_refused(tiny_model):
 # --- words -------------------------------------------------------------------------------------------
 
 
+def test_an_a1111_step_number_is_read_at_the_models_steps_without_steps_given(tiny_model_dir, tmp_path, capsys):
+    # [cat:dog:2] needs the number of steps; without --steps the run's are the model's (the tiny model's 4), and
+    # A1111 draws `cat` for steps 0…2 of them: the window is 3 of 4 steps (it had been: error, pass --steps)
+    code, out, err = run(capsys, "edit", "--prompt", "a photo of a [cat:dog:2]", "--out", tmp_path / "e",
+                         "--model", tiny_model_dir, "--quiet", "--threads", 1)
+    assert code == 0, err
+    rec = json.loads((tmp_path / "e" / "result.json").read_text())
+    assert rec["num_inference_steps"] == 4 and rec["spec"]["cross_replace_words"] == {"dog": 0.75}
+    code, _, err = run(capsys, "edit", "--prompt", "a photo of a [cat:dog:5]", "--out", tmp_path / "f",
+                       "--model", tiny_model_dir, "--quiet", "--threads", 1)
+    assert "past the last of the 4 steps" in one_line_error(code, err) and not (tmp_path / "f").exists()
+
+
 def test_a_word_past_the_token_limit_is_named_as_such_not_as_missing(tokenizer):
     from promptedit.spec import EditSpec, build_controller
 

@@ -19,10 +19,9 @@ import numpy as np
 import torch
 
 from .conditioning import Conditioning, SDText, SDXLText, TextConditioner
-from .defaults import ModelDefaults
+from .defaults import DEFAULTS_FILE, ModelDefaults
 from .errors import ModelLoadError, ParameterError
 
-DEFAULTS_FILE = "promptedit.json"
 #: components of each family's model_index.json
 COMPONENTS = {"sd": ("vae", "unet", "text_encoder", "tokenizer", "scheduler"),
               "sdxl": ("vae", "unet", "text_encoder", "text_encoder_2", "tokenizer", "tokenizer_2", "scheduler")}
@@ -316,7 +315,7 @@ def load_model(
         if absent:
             raise ModelLoadError(f"{name} is incomplete: its model_index.json names {', '.join(absent)} but the "
                                  f"folder{'s are' if len(absent) > 1 else ' is'} missing")
-    defaults = ModelDefaults.from_file(path / DEFAULTS_FILE) if local and (path / DEFAULTS_FILE).is_file() else ModelDefaults()
+    defaults = ModelDefaults.of_folder(path) if local else ModelDefaults()
 
     if device is None or dtype is None:
         d, t = default_device_and_dtype()

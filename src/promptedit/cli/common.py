@@ -112,6 +112,15 @@ def set_threads(requested: int | None) -> int:
     return n
 
 
+def folder_defaults(model: str | None):
+    """The defaults of ``model`` (as --model names it) read from its folder before it loads: its
+    ``promptedit.json``, the papers' for a folder without one or a hub id."""
+    from ..defaults import ModelDefaults
+
+    path = Path(resolve_model_path(model))
+    return ModelDefaults.of_folder(path) if path.is_dir() else ModelDefaults()
+
+
 def load(model: str | None, device: str | None, *, quiet: bool = False, threads: int | None = None):
     """Load ``model`` (default: the embedded one) on ``device``, with the libraries' loading chatter off."""
     from diffusers.utils import logging as diffusers_logging
