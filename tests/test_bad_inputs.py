@@ -130,6 +130,23 @@ def test_an_a1111_step_number_is_read_at_the_models_steps_without_steps_given(ti
     assert "past the last of the 4 steps" in one_line_error(code, err) and not (tmp_path / "f").exists()
 
 
+def test_words_a_shapes_world_model_does_not_know_are_named_in_one_warning(tiny_model_dir, tmp_path, capsys):
+    # the README's "a photo of a cat" on the default model, and French and Chinese words: noise, and exit 0
+    code, _, err = run(capsys, "generate", "a photo of a cat", "--out", tmp_path / "c.png", "--steps", 1,
+                       "--quiet", "--threads", 1)
+    warned = [line for line in err.splitlines() if line.startswith("warning:")]
+    assert code == 0 and len(warned) == 1 and "'cat'" in warned[0] and "'photo'" not in warned[0], err
+    code, _, err = run(capsys, "edit", "--source", "a red circle on a white background", "--target",
+                       "un cercle bleu 猫 on a white background", "--out", tmp_path / "e", "--steps", 1, "--quiet",
+                       "--threads", 1)
+    warned = [line for line in err.splitlines() if line.startswith("warning:")]
+    assert code == 0 and len(warned) == 1 and "'un', 'cercle', 'bleu', '猫'" in warned[0], err
+    # a CLIP-style tokenizer's model (open vocabulary, no unknown token of its own): no warning for any word
+    code, _, err = run(capsys, "generate", "a photo of a cat", "--out", tmp_path / "t.png", "--model",
+                       tiny_model_dir, "--steps", 1, "--quiet", "--threads", 1)
+    assert code == 0 and "warning:" not in err, err
+
+
 def test_a_word_past_the_token_limit_is_named_as_such_not_as_missing(tokenizer):
     from promptedit.spec import EditSpec, build_controller
 

@@ -349,6 +349,12 @@ def load_model(
                         force_zeros_for_empty_prompt=bool(index.get("force_zeros_for_empty_prompt", True)))
     else:
         text = SDText(parts["tokenizer"], parts["text_encoder"])
+    from .codec import PatchCodec
+
+    if isinstance(parts["vae"], PatchCodec):  # a shapes-world model (promptedit train): it knows the world's words
+        from .world.spec import VOCABULARY
+
+        text.vocabulary = VOCABULARY
     model = DiffusionModel(vae=parts["vae"], unet=parts["unet"], text=text, scheduler_config=scheduler_config,
                            name=name, defaults=defaults)
     for m in model.modules:
