@@ -284,6 +284,34 @@ def test_a1111_fraction_without_steps_stays_as_written():
     assert parse_edit_prompt("a [red:blue:0.58] circle").cross_replace_words["blue"] == 0.58
 
 
+@pytest.mark.parametrize("prompt, group, after", [
+    ("a (red:1e9) circle", "(red:1e9) at column 3", "'1e9'"),
+    ("a (red:nan) circle", "(red:nan) at column 3", "'nan'"),
+    ("a [x:y:0.5] ((red:inf)) circle", "(red:inf) at column 14", "'inf'"),
+])
+def test_a_weight_a1111_reads_as_words_is_warned_once(prompt, group, after):
+    import warnings
+
+    from promptedit.errors import PromptEditWarning
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        edit = parse_edit_prompt(prompt)
+    said = [str(w.message) for w in caught if issubclass(w.category, PromptEditWarning)]
+    assert len(said) == 1 and said[0].startswith(group) and f"reads {after} after the colon as words" in said[0]
+    assert list(edit.reweight) == [group.split(")")[0][1:]]  # as A1111 reads it: the words, colon and all
+
+
+def test_weights_a1111_reads_as_numbers_are_not_warned():
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for prompt in ("a (red:1.5) circle", "a (red: 1.5 ) circle", "a (red:-1) circle", "a (red) [x:y:0.3]",
+                       "a \\(red:1e9\\) [x:y:0.3]"):
+            parse_edit_prompt(prompt)
+
+
 def test_editspec_checks_what_the_parser_leaves():
     kwargs = parse_edit_prompt("a [red:blue:0.6] circle").spec_kwargs()
     with pytest.raises(ParameterError):

@@ -105,7 +105,8 @@ weights, ``.blend()``, ``.and()``, loras). A prompt with both, or with only a
 plain ``(w)`` (A1111: ×1.1, compel: a group), is refused as ambiguous. A
 prompt with none is a :class:`NoEditError`, as is one whose weights are all 1.
 
-Smaller rules: whitespace runs become one space (the text encoder ignores
+Smaller rules: a group whose number A1111 does not read as one (``(red:1e9)``, ``(red:nan)``) weights its
+words, colon and all, ×1.1, as A1111 does, with a warning; whitespace runs become one space (the text encoder ignores
 them; compel's spaces before punctuation, which it adds, are dropped); weights
 are rounded to 12 significant digits (1.1 × 1.1 is 1.21); ``AND`` and
 ``BREAK`` are words in ``syntax="compel"``, where they are no syntax; where
@@ -123,12 +124,13 @@ import math
 import os
 import re
 import sys
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType, ModuleType
 from typing import Any
 
-from .errors import ParameterError, PromptError
+from .errors import ParameterError, PromptEditWarning, PromptError
 from .tokens import prompt_words, swapped_words
 
 __all__ = [
@@ -573,8 +575,8 @@ class _A1111Reader:
     def read(self, tree) -> _Reading:
         """The reading of the whole tree."""
         self._walk(tree, ("source", "target"), None, False)
-        return _Reading("a1111", self._attention(self.sides["source"]), self._attention(self.sides["target"]),
-                        self.edits)
+        return _Reading("a1111", self._attention(self.sides["source"]),
+                        self._attention(self.sides["target"], warn=True), self.edits)
 
     def _walk(self, node, sides: tuple[str, ...], edit: int | None, in_from: bool) -> None:
         """Emit the markup text of ``node`` to ``sides``, tagged with ``edit``."""
@@ -616,13 +618,16 @@ class _A1111Reader:
         self._walk(before, tuple(s for s in sides if s == "source"), k, True)
         self._walk(after, tuple(s for s in sides if s == "target"), k, False)
 
-    def _attention(self, segments: list[tuple[str, int | None, int]]) -> list[tuple[str, float, int | None]]:
-        """A1111's parse_prompt_attention on the markup, keeping each character's edit tag."""
+    def _attention(self, segments: list[tuple[str, int | None, int]], warn: bool = False
+                   ) -> list[tuple[str, float, int | None]]:
+        """A1111's parse_prompt_attention on the markup, keeping each character's edit tag; ``warn``: say where a
+        group's number is not one."""
         markup = "".join(s for s, _, _ in segments)
         tags = [e for s, e, _ in segments for _ in s]
         origin = [start + i for s, _, start in segments for i in range(len(s))]
         res: list[list] = []
         rounds: list[int] = []
+        opened: list[int] = []  # where each open round bracket is in the markup
         squares: list[int] = []
         for m in _RE_ATTENTION.finditer(markup):
             tok, weight = m.group(0), m.group(1)
@@ -630,12 +635,17 @@ class _A1111Reader:
                 res.append([tok[1:], 1.0, tags[m.end() - 1]])
             elif tok == "(":
                 rounds.append(len(res))
+                opened.append(m.start())
             elif tok == "[":
                 squares.append(len(res))
             elif weight is not None and rounds:
                 self._check_untagged(tags, m)
                 _multiply(res, rounds.pop(), self._weight(weight, origin[m.start(1)]))
+                opened.pop()
             elif tok == ")" and rounds:
+                start = opened.pop()
+                if warn:
+                    self._warn_words_as_weight(markup[start:m.end()], origin[start])
                 _multiply(res, rounds.pop(), _ROUND)
             elif tok == "]" and squares:
                 _multiply(res, squares.pop(), _SQUARE)
@@ -646,6 +656,18 @@ class _A1111Reader:
         for pos in squares:
             _multiply(res, pos, _SQUARE)
         return [(t, w, e) for t, w, e in res]
+
+    def _warn_words_as_weight(self, group: str, pos: int) -> None:
+        """Warn where ``(words:x)`` ends in something A1111 does not read as a weight (``1e9``, ``nan``): it then
+        weights the words, colon and all, ×1.1, as promptedit does after it."""
+        inner = group[1:-1]
+        words, colon, after = inner.rpartition(":")
+        if colon and not any(ch in after for ch in "()[]"):
+            warnings.warn(f"{group} at {_where(self.text, pos)}: A1111 reads {after.strip() or 'nothing'!r} after "
+                          "the colon as words, not as a weight (a weight is digits with a point, such as 1.3), so "
+                          f"the words {inner.strip()!r} are weighted as a group (×1.1); write ({words.strip()}:1.3) "
+                          "for a weight",
+                          PromptEditWarning, stacklevel=2)
 
     def _check_untagged(self, tags: list[int | None], m: re.Match) -> None:
         """Refuse a weight whose number is (partly) prompt edited, as in ``(w:[1.2:1.5:5])``."""
