@@ -199,6 +199,37 @@ def test_a_mask_file_is_read_by_the_image_rule(tmp_path):
         load_mask(tmp_path / "thin.png", (32, 32), like=(32, 32))
 
 
+def test_a_mask_that_is_not_black_and_white_is_read_with_a_warning_saying_how(tiny_model_dir, tmp_path, capsys):
+    import io
+    import warnings
+
+    from promptedit.errors import PromptEditWarning
+    from promptedit.images import load_mask
+
+    rng = np.random.default_rng(0)
+    photo = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)  # a colour photo given as a mask
+    Image.fromarray(photo).save(tmp_path / "photo.png")
+    Image.fromarray(photo.mean(-1).astype(np.uint8)).save(tmp_path / "grey.png")
+    yy, xx = np.mgrid[:32, :32]  # a drawn mask: a disc with anti-aliased edges, saved as JPEG (tinted edges)
+    disc = np.clip((10 - np.hypot(yy - 16, xx - 16)) * 128 + 128, 0, 255).astype(np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(disc).convert("RGB").save(buf, "JPEG", quality=90)
+    (tmp_path / "disc.jpg").write_bytes(buf.getvalue())
+    for name, kind, how in (("photo.png", "colour", "converted to greyscale and thresholded"),
+                            ("grey.png", "greyscale", "thresholded")):
+        with pytest.warns(PromptEditWarning) as said:
+            mask = load_mask(tmp_path / name, (32, 32))
+        assert len(said) == 1 and f"is a {kind} image, not black and white: {how} at half grey" in str(said[0].message)
+        assert f"it covers {100 * mask.mean():.0f} % of the image" in str(said[0].message)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert load_mask(tmp_path / "disc.jpg", (32, 32)).sum() > 200  # black and white: no warning
+    code, _, err = run(capsys, "mask-edit", "--source", SRC, "--target", TGT, "--mask", tmp_path / "photo.png",
+                       "--out", tmp_path / "e", "--model", tiny_model_dir, "--steps", 2, "--quiet", "--threads", 1)
+    warned = [line for line in err.splitlines() if line.startswith("warning:")]
+    assert code == 0 and len(warned) == 1 and "photo.png is a colour image" in warned[0], err
+
+
 # --- outputs never land on inputs or outside their folder ---------------------------------------------
 
 
