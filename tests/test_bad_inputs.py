@@ -136,6 +136,7 @@ def test_words_a_shapes_world_model_does_not_know_are_named_in_one_warning(tiny_
                        "--quiet", "--threads", 1)
     warned = [line for line in err.splitlines() if line.startswith("warning:")]
     assert code == 0 and len(warned) == 1 and "'cat'" in warned[0] and "'photo'" not in warned[0], err
+    assert json.loads((tmp_path / "c.json").read_text())["environment"]["threads"] == 1  # what reruns need
     code, _, err = run(capsys, "edit", "--source", "a red circle on a white background", "--target",
                        "un cercle bleu 猫 on a white background", "--out", tmp_path / "e", "--steps", 1, "--quiet",
                        "--threads", 1)

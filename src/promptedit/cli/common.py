@@ -142,7 +142,8 @@ def model_options(f):
     @click.option("--model", "model", metavar="PATH", default=None, help=MODEL_HELP)
     @click.option("--device", default=None, help="cpu, cuda, cuda:N or mps (default: cuda with fp16 when present).")
     @click.option("--threads", type=int, default=None,
-                  help="CPU threads (default: the free cores, i.e. the cores less the machine's load).")
+                  help="CPU threads (default: the free cores, i.e. the cores less the machine's load; another "
+                       "count may change a few pixels by a grey level, so give it for bit-exact reruns).")
     @click.option("--quiet", is_flag=True, help="No progress bars and no informative lines.")
     @functools.wraps(f)
     def wrapper(*args, **kwargs):
@@ -158,7 +159,7 @@ def sampling_options(f):
     @click.option("--guidance", type=FiniteRange(0), default=None,
                   help="Classifier-free guidance scale (default: the model's, else 7.5).")
     @click.option("--seed", type=click.IntRange(0, MAX_SEED), default=None,
-                  help="Seed of the noise; the same seed reproduces (default 0).")
+                  help="Seed of the noise; the same seed reproduces, bit for bit at the same --threads (default 0).")
     @click.option("--height", type=click.IntRange(min=1), default=None, help="Image height (default: the model's size).")
     @click.option("--width", type=click.IntRange(min=1), default=None, help="Image width (default: the model's size).")
     @click.option("--allow-large-size", "allow_large", is_flag=True,
