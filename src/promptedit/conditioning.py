@@ -145,10 +145,9 @@ class TextConditioner:
         if unknown:
             why = ("its vocabulary is the shapes world's (docs/shapes-world.md)" if self.vocabulary is not None
                    else "its tokenizer reads them as its unknown token")
-            many = len(unknown) > 1
-            warnings.warn(f"the model does not know the word{'s' if many else ''} {', '.join(map(repr, unknown))}: "
-                          f"{why}; {'they give' if many else 'it gives'} noise, not what {'they say' if many else 'it says'}",
-                          UnknownWordsWarning, stacklevel=3)
+            words, give, say = ("words", "they give", "they say") if len(unknown) > 1 else ("word", "it gives", "it says")
+            warnings.warn(f"the model does not know the {words} {', '.join(map(repr, unknown))}: {why}; {give} noise, "
+                          f"not what {say}", UnknownWordsWarning, stacklevel=3)
         return prompts
 
     @property
