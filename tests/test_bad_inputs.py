@@ -440,6 +440,30 @@ def test_the_web_app_turns_bad_widget_values_into_one_message(tiny_model, tmp_pa
     app.close()
 
 
+def test_the_web_app_shows_the_librarys_warnings_once_and_runs_one_request_at_a_time(tiny_model, tmp_path,
+                                                                                       monkeypatch):
+    pytest.importorskip("gradio")
+    import warnings
+
+    import gradio as gr
+
+    from promptedit.app import MODEL_QUEUE, App, _guard, build
+
+    shown = []
+    monkeypatch.setattr(gr, "Warning", lambda message, *a, **k: shown.append(message))
+    app = App(tiny_model, str(tmp_path / "app"))
+    long = "a photo of a cat " + "and a dog " * 40  # over-long, and the edit's two prompts: the same warning twice
+    gallery, *_ = _guard(app.p2p)(long, long, "auto", 0, 0.8, 0.4, "", "cat", 0, 2, 7.5)
+    assert len(shown) == 1 and "truncated" in shown[0] and len(gallery) == 4  # said once, and the run's result
+    with warnings.catch_warnings(record=True) as caught:  # the libraries' own warnings stay on the console
+        warnings.simplefilter("always")
+        _guard(lambda: warnings.warn("a library's notice", UserWarning))()
+    assert len(shown) == 1 and [str(w.message) for w in caught] == ["a library's notice"]
+    blocks = build(app)
+    assert {fn.concurrency_id for fn in blocks.fns.values()} == {MODEL_QUEUE} and len(blocks.fns) == 6
+    app.close()
+
+
 # --- how runs end and what they leave (a tester's pass over interrupts and re-runs) -------------------
 
 
