@@ -106,13 +106,11 @@ plain ``(w)`` (A1111: ×1.1, compel: a group), is refused as ambiguous. A
 prompt with none is a :class:`NoEditError`, as is one whose weights are all 1.
 
 Smaller rules: a group whose number A1111 does not read as one (``(red:1e9)``, ``(red:nan)``) weights its
-words, colon and all, ×1.1, as A1111 does, with a warning; whitespace runs become one space (the text encoder ignores
-them; compel's spaces before punctuation, which it adds, are dropped); weights
-are rounded to 12 significant digits (1.1 × 1.1 is 1.21); ``AND`` and
-``BREAK`` are words in ``syntax="compel"``, where they are no syntax; where
-A1111's own grammar is ambiguous (its start rule also reads brackets as text,
-and its Earley parser then sometimes drops an edit, as in ``[a[b:c:5]]:d``)
-promptedit takes the edit.
+words, colon and all, ×1.1, as A1111 does, with a warning; whitespace runs become one space (the text encoder
+ignores them; compel's spaces before punctuation, which it adds, are dropped); weights are rounded to 12
+significant digits (1.1 × 1.1 is 1.21); ``AND`` and ``BREAK`` are words in ``syntax="compel"``, where they are
+no syntax; where A1111's own grammar is ambiguous (its start rule also reads brackets as text, and its Earley
+parser then sometimes drops an edit, as in ``[a[b:c:5]]:d``) promptedit takes the edit.
 """
 
 from __future__ import annotations
@@ -523,7 +521,7 @@ def _a1111_when(edit: _Edit, number: str, steps: int | None) -> None:
     """Set ``edit.when`` from A1111's ``when``: a fraction with a decimal point, else a step number.
 
     Given the number of steps, the window is A1111's own count of the steps that draw ``from``
-    (:func:`a1111_first_steps`); without it a fraction stays as written.
+    (:func:`_a1111_first_steps`); without it a fraction stays as written.
     """
     value = float(number)
     if not math.isfinite(value):
@@ -547,12 +545,12 @@ def _a1111_when(edit: _Edit, number: str, steps: int | None) -> None:
             "into a fraction of the steps, or write a fraction such as 0.5")
     if not fraction and value > steps:
         raise PromptValueError(f"when {number} of {edit.label} is past the last of the {steps} steps")
-    k = a1111_first_steps(value * steps if fraction else value, steps)
+    k = _a1111_first_steps(value * steps if fraction else value, steps)
     edit.when = k / steps  # control.step_window gives back exactly k steps
     edit.when_note = f" ({k} of {steps} steps, A1111's count)"
 
 
-def a1111_first_steps(when_steps: float, steps: int) -> int:
+def _a1111_first_steps(when_steps: float, steps: int) -> int:
     """How many of ``steps`` sampling steps A1111 draws ``from`` of ``[from:to:when]``, ``when_steps`` being
     ``when`` in steps (``when · steps`` for a fraction).
 
@@ -664,7 +662,7 @@ class _A1111Reader:
         words, colon, after = inner.rpartition(":")
         if colon and not any(ch in after for ch in "()[]"):
             warnings.warn(f"{group} at {_where(self.text, pos)}: A1111 reads {after.strip() or 'nothing'!r} after "
-                          "the colon as words, not as a weight (a weight is digits with a point, such as 1.3), so "
+                          "the colon as words, not as a weight (a weight is digits and a point, such as 1.3), so "
                           f"the words {inner.strip()!r} are weighted as a group (×1.1); write ({words.strip()}:1.3) "
                           "for a weight",
                           PromptEditWarning, stacklevel=2)
