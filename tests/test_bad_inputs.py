@@ -119,6 +119,37 @@ def test_a_pooled_null_that_does_not_fit_the_model_is_refused(tiny_model):
 # --- words -------------------------------------------------------------------------------------------
 
 
+def test_an_a1111_step_number_is_read_at_the_models_steps_without_steps_given(tiny_model_dir, tmp_path, capsys):
+    # [cat:dog:2] needs the number of steps; without --steps the run's are the model's (the tiny model's 4), and
+    # A1111 draws `cat` for steps 0…2 of them: the window is 3 of 4 steps (it had been: error, pass --steps)
+    code, out, err = run(capsys, "edit", "--prompt", "a photo of a [cat:dog:2]", "--out", tmp_path / "e",
+                         "--model", tiny_model_dir, "--quiet", "--threads", 1)
+    assert code == 0, err
+    rec = json.loads((tmp_path / "e" / "result.json").read_text())
+    assert rec["num_inference_steps"] == 4 and rec["spec"]["cross_replace_words"] == {"dog": 0.75}
+    code, _, err = run(capsys, "edit", "--prompt", "a photo of a [cat:dog:5]", "--out", tmp_path / "f",
+                       "--model", tiny_model_dir, "--quiet", "--threads", 1)
+    assert "past the last of the 4 steps" in one_line_error(code, err) and not (tmp_path / "f").exists()
+
+
+def test_words_a_shapes_world_model_does_not_know_are_named_in_one_warning(tiny_model_dir, tmp_path, capsys):
+    # the README's "a photo of a cat" on the default model, and French and Chinese words: noise, and exit 0
+    code, _, err = run(capsys, "generate", "a photo of a cat", "--out", tmp_path / "c.png", "--steps", 1,
+                       "--quiet", "--threads", 1)
+    warned = [line for line in err.splitlines() if line.startswith("warning:")]
+    assert code == 0 and len(warned) == 1 and "'cat'" in warned[0] and "'photo'" not in warned[0], err
+    assert json.loads((tmp_path / "c.json").read_text())["environment"]["threads"] == 1  # what reruns need
+    code, _, err = run(capsys, "edit", "--source", "a red circle on a white background", "--target",
+                       "un cercle bleu 猫 on a white background", "--out", tmp_path / "e", "--steps", 1, "--quiet",
+                       "--threads", 1)
+    warned = [line for line in err.splitlines() if line.startswith("warning:")]
+    assert code == 0 and len(warned) == 1 and "'un', 'cercle', 'bleu', '猫'" in warned[0], err
+    # a CLIP-style tokenizer's model (open vocabulary, no unknown token of its own): no warning for any word
+    code, _, err = run(capsys, "generate", "a photo of a cat", "--out", tmp_path / "t.png", "--model",
+                       tiny_model_dir, "--steps", 1, "--quiet", "--threads", 1)
+    assert code == 0 and "warning:" not in err, err
+
+
 def test_a_word_past_the_token_limit_is_named_as_such_not_as_missing(tokenizer):
     from promptedit.spec import EditSpec, build_controller
 
@@ -169,6 +200,37 @@ def test_a_mask_file_is_read_by_the_image_rule(tmp_path):
     Image.new("L", (100, 10), 255).save(tmp_path / "thin.png")
     with pytest.raises(ImageInputError, match="the mask must have the image's shape"):
         load_mask(tmp_path / "thin.png", (32, 32), like=(32, 32))
+
+
+def test_a_mask_that_is_not_black_and_white_is_read_with_a_warning_saying_how(tiny_model_dir, tmp_path, capsys):
+    import io
+    import warnings
+
+    from promptedit.errors import PromptEditWarning
+    from promptedit.images import load_mask
+
+    rng = np.random.default_rng(0)
+    photo = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)  # a colour photo given as a mask
+    Image.fromarray(photo).save(tmp_path / "photo.png")
+    Image.fromarray(photo.mean(-1).astype(np.uint8)).save(tmp_path / "grey.png")
+    yy, xx = np.mgrid[:32, :32]  # a drawn mask: a disc with anti-aliased edges, saved as JPEG (tinted edges)
+    disc = np.clip((10 - np.hypot(yy - 16, xx - 16)) * 128 + 128, 0, 255).astype(np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(disc).convert("RGB").save(buf, "JPEG", quality=90)
+    (tmp_path / "disc.jpg").write_bytes(buf.getvalue())
+    for name, kind, how in (("photo.png", "colour", "converted to greyscale and thresholded"),
+                            ("grey.png", "greyscale", "thresholded")):
+        with pytest.warns(PromptEditWarning) as said:
+            mask = load_mask(tmp_path / name, (32, 32))
+        assert len(said) == 1 and f"is a {kind} image, not black and white: {how} at half grey" in str(said[0].message)
+        assert f"it covers {100 * mask.mean():.0f} % of the image" in str(said[0].message)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert load_mask(tmp_path / "disc.jpg", (32, 32)).sum() > 200  # black and white: no warning
+    code, _, err = run(capsys, "mask-edit", "--source", SRC, "--target", TGT, "--mask", tmp_path / "photo.png",
+                       "--out", tmp_path / "e", "--model", tiny_model_dir, "--steps", 2, "--quiet", "--threads", 1)
+    warned = [line for line in err.splitlines() if line.startswith("warning:")]
+    assert code == 0 and len(warned) == 1 and "photo.png is a colour image" in warned[0], err
 
 
 # --- outputs never land on inputs or outside their folder ---------------------------------------------
@@ -404,6 +466,30 @@ def test_serve_refuses_a_busy_port_or_a_bad_host_before_loading_the_model(tmp_pa
     for host, says in (("host.invalid", "does not resolve"), ("192.0.2.1", "not an address of this machine")):
         code, _, err = run(capsys, "serve", "--host", host, "--model", gone)
         assert says in one_line_error(code, err) and "loading model" not in err
+
+
+def test_the_web_app_shows_the_librarys_warnings_once_and_runs_one_request_at_a_time(tiny_model, tmp_path,
+                                                                                       monkeypatch):
+    pytest.importorskip("gradio")
+    import warnings
+
+    import gradio as gr
+
+    from promptedit.app import MODEL_QUEUE, App, _guard, build
+
+    shown = []
+    monkeypatch.setattr(gr, "Warning", lambda message, *a, **k: shown.append(message))
+    app = App(tiny_model, str(tmp_path / "app"))
+    long = "a photo of a cat " + "and a dog " * 40  # over-long, and the edit's two prompts: the same warning twice
+    gallery, *_ = _guard(app.p2p)(long, long, "auto", 0, 0.8, 0.4, "", "cat", 0, 2, 7.5)
+    assert len(shown) == 1 and "truncated" in shown[0] and len(gallery) == 4  # said once, and the run's result
+    with warnings.catch_warnings(record=True) as caught:  # the libraries' own warnings stay on the console
+        warnings.simplefilter("always")
+        _guard(lambda: warnings.warn("a library's notice", UserWarning))()
+    assert len(shown) == 1 and [str(w.message) for w in caught] == ["a library's notice"]
+    blocks = build(app)
+    assert {fn.concurrency_id for fn in blocks.fns.values()} == {MODEL_QUEUE} and len(blocks.fns) == 6
+    app.close()
 
 
 # --- how runs end and what they leave (a tester's pass over interrupts and re-runs) -------------------

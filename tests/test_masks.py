@@ -430,7 +430,7 @@ def test_the_web_apps_one_prompt_tab_edits_from_edit_syntax(tiny_model, tmp_path
     assert len(gallery) == 2 and flags.startswith("a1111: promptedit edit --source") and "--target" in flags
     rec = json.loads(open(record).read())
     assert rec["prompts"] == ["a photo of a cat", "a photo of a dog"] and rec["one_prompt"]["syntax"] == "a1111"
-    assert rec["spec"]["cross_replace_words"] == {"dog": 0.5}
+    assert rec["spec"]["cross_replace_words"] == {"dog": 1.0}  # A1111 draws `cat` at steps 0 and 1 of 2
     with pytest.raises(PromptError, match="column"):
         app.one_prompt("a photo of a [cat:dog", "a1111", 0, 2, 7.5)
     with pytest.raises(ValueError, match="seed"):

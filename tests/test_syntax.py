@@ -50,12 +50,12 @@ TABLE = [
     # ---- A1111: prompt editing, replace edits (the word counts stay)
     row("a [red:blue:0.6] circle on a (white:1.2) background", "a red circle on a white background",
         "a blue circle on a white background", words={"blue": 0.6}, weights={"white": 1.2}),
-    row("a [red:blue:10] circle", "a red circle", "a blue circle", words={"blue": 0.2}, steps=50),
+    row("a [red:blue:10] circle", "a red circle", "a blue circle", words={"blue": 0.22}, steps=50),  # 0…10
     row("a [red:blue:0] circle", "a red circle", "a blue circle", words={"blue": 0.0}),
     row("a [red:blue:1.0] circle", "a red circle", "a blue circle", words={"blue": 1.0}),
     row("a [red : blue : 0.5 ] circle", "a red circle", "a blue circle", words={"blue": 0.5}),
     row("a [small:big:5] [red:blue:15] circle", "a small red circle", "a big blue circle",
-        words={"big": 0.25, "blue": 0.75}, steps=20),
+        words={"big": 0.3, "blue": 0.8}, steps=20),
     row("[red:blue:0.3] ball and [green:yellow:0.6] box", "red ball and green box", "blue ball and yellow box",
         words={"blue": 0.3, "yellow": 0.6}),
     row("a [fluffy cat:smiling dog:0.4] on a mat", "a fluffy cat on a mat", "a smiling dog on a mat",
@@ -230,7 +230,7 @@ def test_to_dict_is_json_with_the_syntax():
 
 def test_notes_say_what_each_construct_does():
     edit = parse_edit_prompt("a [red:blue:10] circle", num_inference_steps=50)
-    assert any("[red:blue:10]" in n and "step 10 of 50" in n and "--cross-replace blue=0.2" in n for n in edit.notes)
+    assert any("[red:blue:10]" in n and "11 of 50 steps" in n and "--cross-replace blue=0.22" in n for n in edit.notes)
 
 
 def test_prompt_edit_is_frozen():
@@ -242,11 +242,74 @@ def test_prompt_edit_is_frozen():
     assert isinstance(edit, PromptEdit) and SYNTAXES == ("auto", "a1111", "compel")
 
 
-def test_step_numbers_land_on_their_step():
-    # n / steps can fall a rounding unit short, and step_window truncates
-    for n, steps in ((15, 22), (13, 23), (29, 50), (7, 10)):
-        edit = parse_edit_prompt(f"a [red:blue:{n}] circle", num_inference_steps=steps)
-        assert step_window(edit.cross_replace_words["blue"], steps) == (0, n)
+def _a1111_steps_drawing_from(when: str, steps: int) -> int:
+    """How many steps AUTOMATIC1111 draws ``a`` of ``[a:b:when]``, run as its code runs: prompt_parser's
+    collect_steps and at_step build the schedule, and reconstruct_cond_batch picks an entry for each step of
+    the denoiser, which counts from 0 (modules/prompt_parser.py, sd_samplers_cfg_denoiser.py)."""
+    v = float(when)
+    v = v * steps if "." in when else v
+    switch = min(steps, int(v))
+    boundaries = sorted({steps} | ({switch} if switch >= 1 else set()))
+    schedule = [(end, "a" if end <= switch else "b") for end in boundaries]  # at_step: before if step <= when
+    drawn = [next(text for end, text in schedule if step <= end) for step in range(steps)]
+    return drawn.count("a")
+
+
+def test_a1111_windows_are_a1111s_step_counts():
+    # every fraction of two decimals and every step number, at step counts around the usual ones: the target
+    # takes the source's maps for exactly the steps A1111 draws the first text (0.58 at 50: 29, steps 0…28)
+    # (the grid reads `when` as the parser does, without the grammar's time; a few go the whole way)
+    for steps in (*range(1, 31), 49, 50, 51, 100, 150):
+        for when in [f"{k / 100:.2f}" for k in range(101)] + [str(n) for n in range(steps + 1)]:
+            edit = syntax._Edit(f"[red:blue:{when}]")
+            syntax._a1111_when(edit, when, steps)
+            assert step_window(edit.when, steps) == (0, _a1111_steps_drawing_from(when, steps)), (when, steps)
+            assert float(syntax._fmt(edit.when)) == edit.when  # the flags say the same window
+    for when, steps in (("0.58", 50), ("0.5", 50), ("0.01", 50), ("0.03", 50), ("0.99", 50), ("10", 50),
+                        ("49", 50), ("0.3", 7)):
+        edit = parse_edit_prompt(f"a [red:blue:{when}] circle", num_inference_steps=steps)
+        window = edit.cross_replace_words["blue"]
+        assert step_window(window, steps) == (0, _a1111_steps_drawing_from(when, steps)), (when, steps)
+        assert _from_flags(edit.flags())["cross_replace_words"]["blue"] == window
+    assert step_window(parse_edit_prompt("a [red:blue:0.58] circle", num_inference_steps=50)
+                       .cross_replace_words["blue"], 50) == (0, 29)
+
+
+def test_a1111_windows_of_a_refine_edit_are_its_step_counts_too():
+    edit = parse_edit_prompt("a [striped :0.5]circle", num_inference_steps=50)
+    assert step_window(edit.cross_replace, 50) == (0, 26) == (0, _a1111_steps_drawing_from("0.5", 50))
+
+
+def test_a1111_fraction_without_steps_stays_as_written():
+    assert parse_edit_prompt("a [red:blue:0.58] circle").cross_replace_words["blue"] == 0.58
+
+
+@pytest.mark.parametrize("prompt, group, after", [
+    ("a (red:1e9) circle", "(red:1e9) at column 3", "'1e9'"),
+    ("a (red:nan) circle", "(red:nan) at column 3", "'nan'"),
+    ("a [x:y:0.5] ((red:inf)) circle", "(red:inf) at column 14", "'inf'"),
+])
+def test_a_weight_a1111_reads_as_words_is_warned_once(prompt, group, after):
+    import warnings
+
+    from promptedit.errors import PromptEditWarning
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        edit = parse_edit_prompt(prompt)
+    said = [str(w.message) for w in caught if issubclass(w.category, PromptEditWarning)]
+    assert len(said) == 1 and said[0].startswith(group) and f"reads {after} after the colon as words" in said[0]
+    assert list(edit.reweight) == [group.split(")")[0][1:]]  # as A1111 reads it: the words, colon and all
+
+
+def test_weights_a1111_reads_as_numbers_are_not_warned():
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for prompt in ("a (red:1.5) circle", "a (red: 1.5 ) circle", "a (red:-1) circle", "a (red) [x:y:0.3]",
+                       "a \\(red:1e9\\) [x:y:0.3]"):
+            parse_edit_prompt(prompt)
 
 
 def test_editspec_checks_what_the_parser_leaves():
@@ -326,7 +389,10 @@ def test_constructs_without_p2p_meaning_are_refused_by_name(prompt, given, steps
     ("a [red:blue:10] circle", "auto", None, "num_inference_steps"),
     ("a [red:blue:60] circle", "auto", 50, "past the last of the 50 steps"),
     ("a [red:blue:1.5] circle", "auto", 50, "decimal point"),
-    ("a [red:blue:-0.5] circle", "auto", None, "at least 0"),
+    ("a [red:blue:-0.5] circle", "auto", None, "negative; A1111 reads it as 0"),
+    ("a [red:blue:-3] circle", "auto", 50, "negative; A1111 reads it as 0"),
+    ("a cat.swap(dog, t_start=0.5, t_end=0.3) on a mat", "auto", None, "t_start=0.5 is not before t_end=0.3"),
+    ("a cat.swap(dog, t_end=0.1) on a mat", "auto", None, "t_start=0.2 (compel's default) is not before"),
     ("a cat.swap(dog, t_start=1.5)", "auto", None, "between 0 and 1"),
     ("a cat.swap(dog, s_start=0.3)", "auto", None, "s_start=0.3 is after s_end=0"),
 ])

@@ -10,7 +10,7 @@ from promptedit.seq_aligner import (
     global_align,
     refinement_mapper,
 )
-from promptedit.tokens import prompt_words, swapped_words, tokenize, word_token_indices
+from promptedit.tokens import prompt_words, swapped_words, tokenize, unknown_words, word_token_indices
 
 
 def pieces(tokenizer, prompt, idx):
@@ -143,3 +143,22 @@ def test_built_tokenizer_is_the_same_in_every_process():
     runs = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
             for _ in range(3)}
     assert len(runs) == 1, runs
+
+
+def test_unknown_words_of_a_closed_vocabulary_and_of_an_unknown_token(tokenizer):
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    # a CLIP-style byte-level BPE spells every word in subword tokens: nothing is unknown to it on its own
+    odd = tokenize(tokenizer, "a quixotic xylophone, 猫 and 2 cats!")
+    assert unknown_words(tokenizer, odd) == []
+    # a closed vocabulary (the shapes world's): each word outside it once, in order; digits and punctuation are
+    # not words
+    world = frozenset({"a", "red", "circle", "on", "white", "background"})
+    tokens = tokenize(tokenizer, "a photo of a red cat, a cat on a white background 2")
+    assert unknown_words(tokenizer, tokens, world) == ["photo", "of", "cat"]
+    # a tokenizer with an unknown token of its own (not its end token): the words it maps there
+    word_level = Tokenizer(models.WordLevel({"[UNK]": 0, "a": 1, "cat": 2}, unk_token="[UNK]"))
+    word_level.pre_tokenizer = pre_tokenizers.Whitespace()
+    fast = PreTrainedTokenizerFast(tokenizer_object=word_level, unk_token="[UNK]", model_max_length=77)
+    assert unknown_words(fast, tokenize(fast, "a chat cat un chat")) == ["chat", "un"]

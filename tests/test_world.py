@@ -138,6 +138,21 @@ def test_sampled_captions_round_trip():
         assert parse_caption(c.caption) == c
 
 
+def test_the_vocabulary_is_every_word_a_caption_holds_and_the_embedded_tokenizer_knows_each():
+    from transformers import CLIPTokenizerFast
+
+    from promptedit.cli.common import EMBEDDED_MODELS
+    from promptedit.tokens import prompt_words
+
+    rng = np.random.default_rng(2)
+    seen = {w for _ in range(500) for w, *_ in prompt_words(sample_caption_spec(rng).caption)}
+    assert seen == spec.VOCABULARY  # no word missing, none a caption never holds
+    for folder in EMBEDDED_MODELS.values():  # built from the captions: each of their words is one token
+        tok = CLIPTokenizerFast.from_pretrained(folder / "tokenizer")
+        assert all(len(tok(w, add_special_tokens=False)["input_ids"]) == 1 for w in spec.VOCABULARY)
+        assert len(tok("cat", add_special_tokens=False)["input_ids"]) > 1  # spelled in pieces, never unknown
+
+
 # --- Sampling ---------------------------------------------------------------------------
 
 

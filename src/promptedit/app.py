@@ -21,6 +21,9 @@ import numpy as np
 
 from .errors import PromptEditError, internal_error_line
 
+#: every event's concurrency group: requests run one at a time on the one model (Gradio gives each event its own
+#: group otherwise, and two edits at once would install their attention hooks on the same UNet)
+MODEL_QUEUE = "model"
 MAX_UPLOAD_BYTES = 10 * 1024 * 1024
 MAX_UPLOAD_PIXELS = 16_000_000
 
@@ -278,15 +281,33 @@ def _painted_mask(painted, size, like=None) -> np.ndarray:
 
 
 def _guard(fn):
-    """Turn library errors into a clear message in the browser (no traceback)."""
+    """Turn library errors into a clear message in the browser (no traceback), and show the library's warnings
+    there (an over-long prompt, words the model does not know, a mask read by a rule), each once, as the CLI's
+    ``warning:`` lines. Recording warnings changes the warnings module's state for the call: safe because every
+    request runs alone (one queue for the model, :data:`MODEL_QUEUE`)."""
     import functools
+    import warnings
 
     import gradio as gr
+
+    from .errors import PromptEditWarning
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
-            return fn(*args, **kwargs)
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always", PromptEditWarning)
+                out = fn(*args, **kwargs)
+            said = []
+            for w in caught:
+                if issubclass(w.category, PromptEditWarning):
+                    if str(w.message) not in said:
+                        said.append(str(w.message))
+                else:  # the libraries' own: to the console, as without the app
+                    warnings.showwarning(w.message, w.category, w.filename, w.lineno)
+            for message in said:
+                gr.Warning(message)
+            return out
         except PromptEditError as e:
             raise gr.Error(str(e), print_exception=False) from None
         except RecursionError:
@@ -326,7 +347,7 @@ def build(app: App):
             gallery = gr.Gallery(label="results", columns=4, elem_id="p2p-gallery", object_fit="contain", height="auto")
             record = gr.File(label="result.json")
             run.click(_guard(app.p2p), [source, target, mode, cross_start, cross_end, self_rep, reweight, blend, seed,
-                                        steps, guidance], [gallery, used, record])
+                                        steps, guidance], [gallery, used, record], concurrency_id=MODEL_QUEUE)
         with gr.Tab("One prompt"):
             gr.Markdown("The whole edit in one prompt, as AUTOMATIC1111 (`a [red:blue:0.6] circle`, `(white:1.2)`) "
                         "or compel (`a red.swap(blue) circle`, `white++`) write it; the equivalent flags are shown.")
@@ -343,7 +364,7 @@ def build(app: App):
                                    height="auto")
             o_record = gr.File(label="result.json")
             o_run.click(_guard(app.one_prompt), [o_text, o_syntax, o_seed, o_steps, o_guidance],
-                        [o_gallery, o_flags, o_record])
+                        [o_gallery, o_flags, o_record], concurrency_id=MODEL_QUEUE)
         with gr.Tab("Real image"):
             with gr.Row():
                 upload = gr.File(label="image (PNG, JPEG, WebP)", file_types=["image"], elem_id="real-upload")
@@ -370,9 +391,9 @@ def build(app: App):
             edit_gallery = gr.Gallery(label="edit", columns=2, elem_id="real-gallery", object_fit="contain", height="auto")
             edit_record = gr.File(label="result.json")
             invert_btn.click(_guard(app.invert), [upload, caption, method, r_steps, r_guidance],
-                             [inv_gallery, inv_info, inv_state, inv_record])
+                             [inv_gallery, inv_info, inv_state, inv_record], concurrency_id=MODEL_QUEUE)
             edit_btn.click(_guard(app.edit_real), [inv_state, r_target, r_mode, r_blend, r_reweight, r_null],
-                           [edit_gallery, edit_record])
+                           [edit_gallery, edit_record], concurrency_id=MODEL_QUEUE)
         with gr.Tab("Masks"):
             with gr.Row():
                 m_upload = gr.File(label="image", file_types=["image"], elem_id="mask-upload")
@@ -399,7 +420,7 @@ def build(app: App):
             m_record = gr.File(label="result.json")
             m_run.click(_guard(app.masks), [m_upload, painted, m_source, m_target, m_method, m_seed, m_steps,
                                             m_guidance, m_strength, m_threshold, m_refine, m_region],
-                        [m_gallery, m_info, m_record])
+                        [m_gallery, m_info, m_record], concurrency_id=MODEL_QUEUE)
         with gr.Tab("Attention maps"):
             with gr.Row():
                 a_prompt = gr.Textbox(label="prompt", value="a striped yellow star on a gray background")
@@ -409,7 +430,8 @@ def build(app: App):
             a_run = gr.Button("Show attention", variant="primary")
             a_gallery = gr.Gallery(label="attention", columns=2, object_fit="contain", height="auto")
             a_record = gr.File(label="result.json")
-            a_run.click(_guard(app.attention), [a_prompt, a_seed, a_steps, a_guidance], [a_gallery, a_record])
+            a_run.click(_guard(app.attention), [a_prompt, a_seed, a_steps, a_guidance], [a_gallery, a_record],
+                        concurrency_id=MODEL_QUEUE)
     return demo
 
 

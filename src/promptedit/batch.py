@@ -442,6 +442,8 @@ class Runner:
             ctx = command.make_context(item.command, [*item.argv, "--out", str(folder)])
             with ctx:  # the command's own parsing, checks and refusals
                 params = {k: v for k, v in ctx.params.items() if k not in ("model", "device", "threads", "quiet")}
+                if item.command == "edit":  # a --prompt is read at the steps the model will run
+                    params["defaults"] = self.model.defaults
                 plan = plan_fn(**params)
                 result = run_fn(self.model, plan, quiet=True, started=started, command=f"batch {item.command}",
                                 extra=extra)

@@ -15,13 +15,14 @@ split differently is refused (its word maps would not agree).
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 import torch
 
-from .errors import PromptError
-from .tokens import PromptTokens, tokenize
+from .errors import PromptError, UnknownWordsWarning
+from .tokens import PromptTokens, tokenize, unknown_words
 
 FAMILIES = ("sd", "sdxl")
 
@@ -95,6 +96,8 @@ class TextConditioner:
 
     family: str = ""
     tokenizer = None
+    #: the words a closed-vocabulary model knows (a shapes-world model: the world's), None for an open one
+    vocabulary: frozenset[str] | None = None
 
     @property
     def max_length(self) -> int:
@@ -130,11 +133,21 @@ class TextConditioner:
         raise NotImplementedError
 
     def _check_prompts(self, prompts: Sequence[str]) -> list[str]:
+        """The prompts, checked to be text; one warning for an over-long prompt, one for all words the model
+        does not know."""
         prompts = list(prompts)
+        unknown: list[str] = []
         for p in prompts:
             if not isinstance(p, str):
                 raise PromptError(f"a prompt must be text, got {type(p).__name__}")
-            self.tokenize(p)  # warns when truncated
+            tokens = self.tokenize(p)  # warns when truncated
+            unknown += [w for w in unknown_words(self.tokenizer, tokens, self.vocabulary) if w not in unknown]
+        if unknown:
+            why = ("its vocabulary is the shapes world's (docs/shapes-world.md)" if self.vocabulary is not None
+                   else "its tokenizer reads them as its unknown token")
+            words, give, say = ("words", "they give", "they say") if len(unknown) > 1 else ("word", "it gives", "it says")
+            warnings.warn(f"the model does not know the {words} {', '.join(map(repr, unknown))}: {why}; {give} noise, "
+                          f"not what {say}", UnknownWordsWarning, stacklevel=3)
         return prompts
 
     @property

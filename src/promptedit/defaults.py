@@ -21,6 +21,8 @@ from pathlib import Path
 
 from .errors import ModelLoadError
 
+#: the file of a model folder that holds its defaults
+DEFAULTS_FILE = "promptedit.json"
 EDIT_NULLS = ("all", "source")  # which branches of an edit of an inversion take its null conditioning
 
 
@@ -210,6 +212,12 @@ class ModelDefaults:
             return cls.from_dict(data)
         except ModelLoadError as e:
             raise ModelLoadError(f"{path}: {e}") from None
+
+    @classmethod
+    def of_folder(cls, folder) -> "ModelDefaults":
+        """The defaults of a model folder: its ``promptedit.json``, the papers' where it has none."""
+        path = Path(folder) / DEFAULTS_FILE
+        return cls.from_file(path) if path.is_file() else cls()
 
     def to_dict(self) -> dict:
         """As ``promptedit.json`` holds it (every group, every key)."""

@@ -58,8 +58,16 @@ class HookError(RuntimeError):
     """Attention hooks could not be installed (e.g. no cross-attention layer found)."""
 
 
-class PromptTruncatedWarning(UserWarning):
+class PromptEditWarning(UserWarning):
+    """Input that is used, but not as its words or numbers say (the CLI shows one ``warning: ...`` line)."""
+
+
+class PromptTruncatedWarning(PromptEditWarning):
     """A prompt was longer than the text encoder takes and was truncated."""
+
+
+class UnknownWordsWarning(PromptEditWarning):
+    """A prompt has words the model does not know (they give noise, not what they say)."""
 
 
 # ----------------------------------------------------------------------------- the checks that raise them

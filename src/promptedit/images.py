@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .errors import ImageInputError
+from .errors import ImageInputError, PromptEditWarning
 
 FITS = ("crop", "pad")
 MAX_PIXELS = 64_000_000  # refuse decompression bombs well before Pillow's own limit
@@ -136,14 +136,32 @@ def prepare_mask(im: Image.Image, size: tuple[int, int], fit: str = "crop", *,
     resize, thresholded at half grey. ``like``: the (width, height) of the image it masks, after its EXIF
     orientation; the mask must have its aspect ratio (default: ``size``'s)."""
     im, _ = _orient(im)
-    im = _to_rgb(im)[0].convert("L")
+    rgb = _to_rgb(im)[0]
+    im = rgb.convert("L")
     W, H = im.size
     ref_w, ref_h = like if like is not None else (size[1], size[0])
     if abs(W * ref_h - H * ref_w) > 0.01 * H * ref_w:
         raise ImageInputError(f"{name} is {W}x{H} but the image it masks is {ref_w}x{ref_h}: the mask must have "
                               "the image's shape")
+    kind = _not_black_and_white(np.asarray(rgb), np.asarray(im))
     im, _ = _fit(im, size, fit, fill=0, resample=Image.NEAREST)
-    return np.asarray(im) > 127
+    mask = np.asarray(im) > 127
+    if kind:
+        how = "converted to greyscale and thresholded" if kind == "colour" else "thresholded"
+        warnings.warn(f"{name} is a {kind} image, not black and white: {how} at half grey (above 127 of 255 is "
+                      f"edited), it covers {100 * mask.mean():.0f} % of the image", PromptEditWarning, stacklevel=2)
+    return mask
+
+
+def _not_black_and_white(rgb: np.ndarray, grey: np.ndarray) -> str:
+    """``colour`` or ``greyscale`` for a mask that is more than a black-and-white drawing (whose anti-aliased or
+    JPEG edges may be grey and tinted); '' for one that is. ``rgb``: (H, W, 3) uint8; ``grey``: (H, W) uint8."""
+    spread = rgb.max(axis=-1).astype(np.int16) - rgb.min(axis=-1)  # (H, W): 0 for a grey pixel
+    if (spread > 32).mean() > 0.05:
+        return "colour"
+    if ((grey > 32) & (grey < 223)).mean() > 0.10:
+        return "greyscale"
+    return ""
 
 
 def check_input_file(path: str | os.PathLike, what: str = "image", name: str | None = None) -> Path:

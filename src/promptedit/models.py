@@ -19,10 +19,9 @@ import numpy as np
 import torch
 
 from .conditioning import Conditioning, SDText, SDXLText, TextConditioner
-from .defaults import ModelDefaults
+from .defaults import DEFAULTS_FILE, ModelDefaults
 from .errors import ModelLoadError, ParameterError
 
-DEFAULTS_FILE = "promptedit.json"
 #: components of each family's model_index.json
 COMPONENTS = {"sd": ("vae", "unet", "text_encoder", "tokenizer", "scheduler"),
               "sdxl": ("vae", "unet", "text_encoder", "text_encoder_2", "tokenizer", "tokenizer_2", "scheduler")}
@@ -316,7 +315,7 @@ def load_model(
         if absent:
             raise ModelLoadError(f"{name} is incomplete: its model_index.json names {', '.join(absent)} but the "
                                  f"folder{'s are' if len(absent) > 1 else ' is'} missing")
-    defaults = ModelDefaults.from_file(path / DEFAULTS_FILE) if local and (path / DEFAULTS_FILE).is_file() else ModelDefaults()
+    defaults = ModelDefaults.of_folder(path) if local else ModelDefaults()
 
     if device is None or dtype is None:
         d, t = default_device_and_dtype()
@@ -350,6 +349,12 @@ def load_model(
                         force_zeros_for_empty_prompt=bool(index.get("force_zeros_for_empty_prompt", True)))
     else:
         text = SDText(parts["tokenizer"], parts["text_encoder"])
+    from .codec import PatchCodec
+
+    if isinstance(parts["vae"], PatchCodec):  # a shapes-world model (promptedit train): it knows the world's words
+        from .world.spec import VOCABULARY
+
+        text.vocabulary = VOCABULARY
     model = DiffusionModel(vae=parts["vae"], unet=parts["unet"], text=text, scheduler_config=scheduler_config,
                            name=name, defaults=defaults)
     for m in model.modules:

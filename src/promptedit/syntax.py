@@ -39,8 +39,15 @@ is then a removal plus an       prompt must agree, else refused); new
 addition)                       words keep their own maps
 ``when`` as written             with a decimal point: a fraction, at most   the same reading (A1111's current
                                 1; without: a step number, which needs      scheduling), but A1111 silently caps a
-                                ``num_inference_steps`` (n ≤ steps,         value past the end, and its first text
-                                becomes n / steps)                          lasts one step longer (steps ≤ when)
+                                ``num_inference_steps`` (n ≤ steps). Given  value past the end and reads a
+                                the steps N, the window is A1111's own      negative one as 0 (both refused here)
+                                count of the steps that draw ``from``:
+                                s + 1 for s = int(when · N) (or n), as its
+                                denoiser draws ``from`` while its step,
+                                counted from 0, is ≤ s; all N once s
+                                reaches N − 1; none for s = 0. Without N
+                                a fraction stays as written (then about one
+                                step shorter than A1111's)
 A1111 ``(w:1.3)``, ``(w)``      ``reweight {w: c}``: the target's           A1111 scales the token *embeddings* in the
 ×1.1, ``[w]`` ÷1.1, nesting     cross-attention to ``w`` is scaled by c     one image; here the source is drawn
 multiplies                      (P2P re-weighting); the source is drawn     unweighted and the weight is part of the
@@ -63,6 +70,11 @@ swap options at compel's        unset: the model's windows                  comp
 defaults                                                                    s_start = s_end = 0 before promptedit sees
                                                                             them, so a default written out is read as
                                                                             unset too
+``t_start`` ≥ ``t_end`` (given  refused                                     InvokeAI injects while t_start ≤ t < t_end:
+or compel's default)                                                        an empty window, the swap never edits
+options on several swaps        each swap's own                             compel and InvokeAI apply the first
+                                                                            swap's options to every swap (compel
+                                                                            prints a warning)
 compel ``w+``/``w-`` (1.1ⁿ /    ``reweight`` in the target, as A1111's      compel scales the embedding (≥ 1) or
 0.9ⁿ), ``(w x)1.3``, ``"w       weights                                     blends it towards the prompt without the
 x"-``, ``w.attend(1.3)``,                                                   words (< 1), in the one image
@@ -93,13 +105,12 @@ weights, ``.blend()``, ``.and()``, loras). A prompt with both, or with only a
 plain ``(w)`` (A1111: ×1.1, compel: a group), is refused as ambiguous. A
 prompt with none is a :class:`NoEditError`, as is one whose weights are all 1.
 
-Smaller rules: whitespace runs become one space (the text encoder ignores
-them; compel's spaces before punctuation, which it adds, are dropped); weights
-are rounded to 12 significant digits (1.1 × 1.1 is 1.21); ``AND`` and
-``BREAK`` are words in ``syntax="compel"``, where they are no syntax; where
-A1111's own grammar is ambiguous (its start rule also reads brackets as text,
-and its Earley parser then sometimes drops an edit, as in ``[a[b:c:5]]:d``)
-promptedit takes the edit.
+Smaller rules: a group whose number A1111 does not read as one (``(red:1e9)``, ``(red:nan)``) weights its
+words, colon and all, ×1.1, as A1111 does, with a warning; whitespace runs become one space (the text encoder
+ignores them; compel's spaces before punctuation, which it adds, are dropped); weights are rounded to 12
+significant digits (1.1 × 1.1 is 1.21); ``AND`` and ``BREAK`` are words in ``syntax="compel"``, where they are
+no syntax; where A1111's own grammar is ambiguous (its start rule also reads brackets as text, and its Earley
+parser then sometimes drops an edit, as in ``[a[b:c:5]]:d``) promptedit takes the edit.
 """
 
 from __future__ import annotations
@@ -111,12 +122,13 @@ import math
 import os
 import re
 import sys
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType, ModuleType
 from typing import Any
 
-from .errors import ParameterError, PromptError
+from .errors import ParameterError, PromptEditWarning, PromptError
 from .tokens import prompt_words, swapped_words
 
 __all__ = [
@@ -506,39 +518,48 @@ def _a1111_markers(tree, text: str) -> tuple[list[str], list[str]]:
 
 
 def _a1111_when(edit: _Edit, number: str, steps: int | None) -> None:
-    """Set ``edit.when`` from A1111's ``when``: a fraction with a decimal point, else a step number."""
+    """Set ``edit.when`` from A1111's ``when``: a fraction with a decimal point, else a step number.
+
+    Given the number of steps, the window is A1111's own count of the steps that draw ``from``
+    (:func:`_a1111_first_steps`); without it a fraction stays as written.
+    """
     value = float(number)
-    if not math.isfinite(value) or value < 0:
-        raise PromptValueError(f"when {_short(number, 20)} of {edit.label} must be a number of at least 0")
-    if "." in number:
-        if value > 1:
-            raise PromptValueError(
-                f"when {number} of {edit.label} has a decimal point, so A1111 reads it as a fraction of the steps, "
-                "which must be at most 1 (a step number is written without one)")
-        edit.when = value
-        return
-    if value != int(value):
+    if not math.isfinite(value):
+        raise PromptValueError(f"when {_short(number, 20)} of {edit.label} is not a finite number")
+    if value < 0:
+        raise PromptValueError(f"when {number} of {edit.label} is negative; A1111 reads it as 0 (the second text "
+                               "from the first step): write 0")
+    fraction = "." in number
+    if fraction and value > 1:
+        raise PromptValueError(
+            f"when {number} of {edit.label} has a decimal point, so A1111 reads it as a fraction of the steps, "
+            "which must be at most 1 (a step number is written without one)")
+    if not fraction and value != int(value):
         raise PromptValueError(f"when {number} of {edit.label} is a step number (no decimal point) and must be whole")
-    n = int(value)
-    if n == 0:
-        edit.when = 0.0
-        return
     if steps is None:
+        if fraction or value == 0:
+            edit.when = value
+            return
         raise PromptValueError(
             f"when {number} of {edit.label} is a step number (no decimal point); pass num_inference_steps to turn it "
             "into a fraction of the steps, or write a fraction such as 0.5")
-    if n > steps:
+    if not fraction and value > steps:
         raise PromptValueError(f"when {number} of {edit.label} is past the last of the {steps} steps")
-    edit.when = _step_fraction(n, steps)
-    edit.when_note = f" (step {n} of {steps})"
+    k = _a1111_first_steps(value * steps if fraction else value, steps)
+    edit.when = k / steps  # control.step_window gives back exactly k steps
+    edit.when_note = f" ({k} of {steps} steps, A1111's count)"
 
 
-def _step_fraction(n: int, steps: int) -> float:
-    """n / steps, nudged up a rounding unit where the window would otherwise stop at step n − 1."""
-    f = n / steps
-    while int(f * steps) < n:  # control.step_window truncates f * steps
-        f = math.nextafter(f, math.inf)
-    return f
+def _a1111_first_steps(when_steps: float, steps: int) -> int:
+    """How many of ``steps`` sampling steps A1111 draws ``from`` of ``[from:to:when]``, ``when_steps`` being
+    ``when`` in steps (``when · steps`` for a fraction).
+
+    A1111's prompt_parser switches at ``s = min(steps, int(when_steps))`` and its denoiser, counting steps from
+    0, draws ``from`` while the step is at most ``s``: ``s + 1`` steps (all of them once ``s`` reaches the last),
+    none where ``s`` < 1 (the schedule then has no switch and ``to`` is drawn throughout).
+    """
+    switch = min(steps, int(when_steps))
+    return 0 if switch < 1 else min(switch + 1, steps)
 
 
 class _A1111Reader:
@@ -552,8 +573,8 @@ class _A1111Reader:
     def read(self, tree) -> _Reading:
         """The reading of the whole tree."""
         self._walk(tree, ("source", "target"), None, False)
-        return _Reading("a1111", self._attention(self.sides["source"]), self._attention(self.sides["target"]),
-                        self.edits)
+        return _Reading("a1111", self._attention(self.sides["source"]),
+                        self._attention(self.sides["target"], warn=True), self.edits)
 
     def _walk(self, node, sides: tuple[str, ...], edit: int | None, in_from: bool) -> None:
         """Emit the markup text of ``node`` to ``sides``, tagged with ``edit``."""
@@ -595,13 +616,16 @@ class _A1111Reader:
         self._walk(before, tuple(s for s in sides if s == "source"), k, True)
         self._walk(after, tuple(s for s in sides if s == "target"), k, False)
 
-    def _attention(self, segments: list[tuple[str, int | None, int]]) -> list[tuple[str, float, int | None]]:
-        """A1111's parse_prompt_attention on the markup, keeping each character's edit tag."""
+    def _attention(self, segments: list[tuple[str, int | None, int]], warn: bool = False
+                   ) -> list[tuple[str, float, int | None]]:
+        """A1111's parse_prompt_attention on the markup, keeping each character's edit tag; ``warn``: say where a
+        group's number is not one."""
         markup = "".join(s for s, _, _ in segments)
         tags = [e for s, e, _ in segments for _ in s]
         origin = [start + i for s, _, start in segments for i in range(len(s))]
         res: list[list] = []
         rounds: list[int] = []
+        opened: list[int] = []  # where each open round bracket is in the markup
         squares: list[int] = []
         for m in _RE_ATTENTION.finditer(markup):
             tok, weight = m.group(0), m.group(1)
@@ -609,12 +633,17 @@ class _A1111Reader:
                 res.append([tok[1:], 1.0, tags[m.end() - 1]])
             elif tok == "(":
                 rounds.append(len(res))
+                opened.append(m.start())
             elif tok == "[":
                 squares.append(len(res))
             elif weight is not None and rounds:
                 self._check_untagged(tags, m)
                 _multiply(res, rounds.pop(), self._weight(weight, origin[m.start(1)]))
+                opened.pop()
             elif tok == ")" and rounds:
+                start = opened.pop()
+                if warn:
+                    self._warn_words_as_weight(markup[start:m.end()], origin[start])
                 _multiply(res, rounds.pop(), _ROUND)
             elif tok == "]" and squares:
                 _multiply(res, squares.pop(), _SQUARE)
@@ -625,6 +654,18 @@ class _A1111Reader:
         for pos in squares:
             _multiply(res, pos, _SQUARE)
         return [(t, w, e) for t, w, e in res]
+
+    def _warn_words_as_weight(self, group: str, pos: int) -> None:
+        """Warn where ``(words:x)`` ends in something A1111 does not read as a weight (``1e9``, ``nan``): it then
+        weights the words, colon and all, ×1.1, as promptedit does after it."""
+        inner = group[1:-1]
+        words, colon, after = inner.rpartition(":")
+        if colon and not any(ch in after for ch in "()[]"):
+            warnings.warn(f"{group} at {_where(self.text, pos)}: A1111 reads {after.strip() or 'nothing'!r} after "
+                          "the colon as words, not as a weight (a weight is digits and a point, such as 1.3), so "
+                          f"the words {inner.strip()!r} are weighted as a group (×1.1); write ({words.strip()}:1.3) "
+                          "for a weight",
+                          PromptEditWarning, stacklevel=2)
 
     def _check_untagged(self, tags: list[int | None], m: re.Match) -> None:
         """Refuse a weight whose number is (partly) prompt edited, as in ``(w:[1.2:1.5:5])``."""
@@ -917,6 +958,13 @@ class _CompelReader:
                                        f"{_shape_hint(key, self.text)}")
             if value != self.defaults.get(key):
                 out[key] = value
+        start, end = float(options.get("t_start", 0.0)), float(options.get("t_end", 1.0))
+        if start >= end:
+            said = {k: f"{k}={_fmt(v)}" + ("" if k in out else " (compel's default)")
+                    for k, v in (("t_start", start), ("t_end", end))}
+            raise PromptValueError(
+                f"{label}: {said['t_start']} is not before {said['t_end']}; InvokeAI injects while t_start ≤ t < "
+                "t_end, an empty window, so the swap would never edit: give t_start < t_end")
         return out
 
 
@@ -1264,7 +1312,8 @@ def parse_edit_prompt(text: str, syntax: str = "auto", *, num_inference_steps: i
     Args:
         text: the prompt, e.g. ``"a [red:blue:0.6] circle on a (white:1.2) background"``.
         syntax: ``auto`` (see the module docstring), ``a1111`` or ``compel``.
-        num_inference_steps: the number of steps, needed only for A1111 step numbers (``[a:b:10]``).
+        num_inference_steps: the number of steps the edit runs at: needed for A1111 step numbers (``[a:b:10]``),
+            and gives every A1111 window A1111's own step count (without it a fraction stays as written).
 
     Raises:
         EditPromptError (a PromptError, so a ValueError) subclasses, each with a one-line message.

@@ -66,6 +66,24 @@ def tokenize(tokenizer, prompt: str, *, warn: bool = True) -> PromptTokens:
     return tokens
 
 
+def unknown_words(tokenizer, tokens: PromptTokens, vocabulary: frozenset[str] | None = None) -> list[str]:
+    """The words of ``tokens.prompt`` a model does not know, each once, in order: those the tokenizer maps to
+    its unknown token (where it has one of its own: CLIP's is its end token, and its byte-level BPE spells
+    every word in subword tokens, so never), and, for a model of a closed ``vocabulary``, the words outside it.
+    Runs of digits or punctuation are not words."""
+    unk = getattr(tokenizer, "unk_token_id", None)
+    specials = {getattr(tokenizer, f"{name}_token_id", None) for name in ("bos", "eos", "pad")}
+    unk_spans = [] if unk is None or unk in specials else [
+        span for i, span in zip(tokens.ids, tokens.offsets) if i == unk]
+    out: list[str] = []
+    for word, a, b in prompt_words(tokens.prompt):
+        if word in out or not any(ch.isalpha() for ch in word):
+            continue
+        if (vocabulary is not None and word not in vocabulary) or any(x < b and y > a for x, y in unk_spans):
+            out.append(word)
+    return out
+
+
 def prompt_words(prompt: str) -> list[tuple[str, int, int]]:
     """Split a prompt into words and punctuation runs: (lower-cased text, start, end)."""
     return [(m.group(0).lower(), m.start(), m.end()) for m in _WORD_RE.finditer(prompt)]

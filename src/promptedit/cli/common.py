@@ -112,6 +112,15 @@ def set_threads(requested: int | None) -> int:
     return n
 
 
+def folder_defaults(model: str | None):
+    """The defaults of ``model`` (as --model names it) read from its folder before it loads: its
+    ``promptedit.json``, the papers' for a folder without one or a hub id."""
+    from ..defaults import ModelDefaults
+
+    path = Path(resolve_model_path(model))
+    return ModelDefaults.of_folder(path) if path.is_dir() else ModelDefaults()
+
+
 def load(model: str | None, device: str | None, *, quiet: bool = False, threads: int | None = None):
     """Load ``model`` (default: the embedded one) on ``device``, with the libraries' loading chatter off."""
     from diffusers.utils import logging as diffusers_logging
@@ -133,7 +142,8 @@ def model_options(f):
     @click.option("--model", "model", metavar="PATH", default=None, help=MODEL_HELP)
     @click.option("--device", default=None, help="cpu, cuda, cuda:N or mps (default: cuda with fp16 when present).")
     @click.option("--threads", type=int, default=None,
-                  help="CPU threads (default: the free cores, i.e. the cores less the machine's load).")
+                  help="CPU threads (default: the free cores, i.e. the cores less the machine's load; another "
+                       "count may change a few pixels by a grey level, so give it for bit-exact reruns).")
     @click.option("--quiet", is_flag=True, help="No progress bars and no informative lines.")
     @functools.wraps(f)
     def wrapper(*args, **kwargs):
@@ -149,7 +159,7 @@ def sampling_options(f):
     @click.option("--guidance", type=FiniteRange(0), default=None,
                   help="Classifier-free guidance scale (default: the model's, else 7.5).")
     @click.option("--seed", type=click.IntRange(0, MAX_SEED), default=None,
-                  help="Seed of the noise; the same seed reproduces (default 0).")
+                  help="Seed of the noise; the same seed reproduces, bit for bit at the same --threads (default 0).")
     @click.option("--height", type=click.IntRange(min=1), default=None, help="Image height (default: the model's size).")
     @click.option("--width", type=click.IntRange(min=1), default=None, help="Image width (default: the model's size).")
     @click.option("--allow-large-size", "allow_large", is_flag=True,

@@ -17,6 +17,7 @@ from .common import (
     check_input,
     check_not_inputs,
     echo,
+    folder_defaults,
     image_size,
     is_number,
     load,
@@ -139,7 +140,8 @@ def edit(model, device, threads, quiet, **kw):
     `promptedit mask-edit`.
     """
     started = time.perf_counter()
-    plan = plan_edit(**kw)
+    needs_steps = kw["one_prompt"] is not None and kw["steps"] is None and not kw["inversion"]
+    plan = plan_edit(**kw, defaults=folder_defaults(model) if needs_steps else None)
     m = load(model, device, quiet=quiet, threads=threads)
     result = run_edit(m, plan, quiet=quiet, started=started)
     click.echo(f"wrote {plan.out} (mode {result.mode}, {result.timings['total']:.1f} s)")
@@ -159,9 +161,13 @@ class EditPlan:
 
 
 def plan_edit(source, targets, one_prompt, syntax, out, image, inversion, method, fit, inner_steps, edit_null,
-              no_blend_swapped, save_attention, steps, guidance, seed, height, width, allow_large,
+              no_blend_swapped, save_attention, steps, guidance, seed, height, width, allow_large, defaults=None,
               **p2p) -> EditPlan:
-    """Check the options against the workflow and read the inputs, before anything loads (one-line errors)."""
+    """Check the options against the workflow and read the inputs, before anything loads (one-line errors).
+
+    ``defaults``: the model's :class:`~promptedit.defaults.ModelDefaults`, whose steps a ``--prompt`` is read at
+    when neither ``--steps`` nor an inversion gives them (A1111's step numbers and exact windows need them).
+    """
     from ..outputs import check_output_dir
 
     if image and inversion:
@@ -182,12 +188,16 @@ def plan_edit(source, targets, one_prompt, syntax, out, image, inversion, method
         if source is not None or targets:
             raise ParameterError("--prompt says the source and the target: give it instead of --source/--target")
         refuse_unused(P2P_FLAGS, "with --prompt (the prompt's edit syntax says the edit)")
-        from ..syntax import parse_edit_prompt
-
-        parsed = parse_edit_prompt(one_prompt, syntax, num_inference_steps=steps)
     else:
         refuse_unused(("syntax",), "without --prompt")
     inv = read_inversion(inversion) if inversion else None
+    if one_prompt is not None:
+        from ..syntax import parse_edit_prompt
+
+        run_steps = inv.num_inference_steps if inv is not None else steps  # the steps the edit will run at
+        if run_steps is None and defaults is not None:
+            run_steps = (defaults.inversion if image else defaults.sampling).num_inference_steps
+        parsed = parse_edit_prompt(one_prompt, syntax, num_inference_steps=run_steps)
     if image:
         check_input(image)
     blend_swapped = False if no_blend_swapped else None

@@ -37,6 +37,12 @@ PREFIXES: tuple[str, ...] = (BLURRY, SKETCH, PIXEL_ART)
 #: The only style suffix.
 NIGHT_SUFFIX: str = "at night"
 
+#: Every word a caption can hold, the grammar's own included (``a``, ``and``, ``on``, ``background``): the
+#: shapes-world models know no other.
+VOCABULARY: frozenset[str] = frozenset(
+    (*COLOURS, *SHAPES, *BACKGROUNDS, *SIZES, *TEXTURES, *" ".join((*PREFIXES, NIGHT_SUFFIX)).split(),
+     "a", "and", "on", "background"))
+
 #: At most two objects per caption ("Captions" grammar).
 MAX_OBJECTS: int = 2
 
