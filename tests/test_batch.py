@@ -180,6 +180,8 @@ def test_failures_are_appended_not_rewritten(tiny_model_dir, tmp_path, capsys, m
     code, stdout, err = run(capsys, "batch", manifest, "--out", out, "--model", tiny_model_dir, "--threads", 1)
     assert code == 3 and "0 done, 0 skipped, 2000 failed of 2000" in stdout
     assert rewrites.count("failures.jsonl") <= 1  # the empty file a run starts with, then appended to
+    assert rewrites.count("run.json") <= 10  # at the start, at most once a second, at the end (not per outcome)
+    assert set(json.loads((out / "run.json").read_text())["items"].values()) == {"failed"}
     failures = [json.loads(line) for line in (out / "failures.jsonl").read_text().splitlines()]
     assert [f["id"] for f in failures] == [f"line-{n}" for n in range(1, 2001)]
     assert sum(line.startswith("failed line-") for line in err.splitlines()) == 2000
@@ -340,6 +342,7 @@ def test_evaluate_scores_exactly_the_items_whose_latest_run_succeeded(tmp_path, 
     record = RunRecord(out, str(data), "pie", read_pie_items(data), fingerprint(data))
     for key, status in zip(ids, ["done", "skipped", "failed"]):  # ids[3:] still pending
         record.update(Outcome(key, status))
+    record.flush()  # as batch does when its run ends or is interrupted
     code, stdout, err = run(capsys, "evaluate", out, "--data", data)
     assert code == 0, err
     assert _scored_ids(out / "evaluation.json") == {ids[0], ids[1]}

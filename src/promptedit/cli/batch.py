@@ -139,6 +139,7 @@ def batch(manifest, out, method, steps, guidance, cross_replace, self_replace, s
                 if strict and outcome.status == "failed":
                     break
     finally:
+        run_record.flush()  # the outcomes of the last second too, also after an interrupt
         if bar is not None:
             bar.close()
     summary.seconds = time.perf_counter() - started
