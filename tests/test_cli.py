@@ -356,15 +356,20 @@ def test_the_web_app_reads_uploads_by_the_image_rules_and_names_them_by_their_ow
 
 
 def test_shipped_models_are_named_and_a_missing_one_is_one_line(tiny_model_dir, tmp_path, capsys, monkeypatch):
-    """--model embedded / embedded-xl name the shipped shapes-world models; an installation without one says so
-    in one line (exit 2) and writes nothing; a folder is still a folder."""
+    """--model embedded / embedded-xl, and load_model's names, are the shipped shapes-world models; an
+    installation without one says so in one line (exit 2; a ModelLoadError from the API) and writes nothing; a
+    folder is still a folder."""
+    from promptedit import load_model
     from promptedit.cli import common
+    from promptedit.errors import ModelLoadError
 
     monkeypatch.setitem(common.EMBEDDED_MODELS, "embedded-xl", tmp_path / "absent")
     out = tmp_path / "gen.png"
     code, _, err = run(capsys, "generate", "a red circle", "--model", "embedded-xl", "--out", out, "--quiet")
     assert code == 2 and "embedded-xl" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
     assert not out.exists()
+    with pytest.raises(ModelLoadError, match="'embedded-xl'.*lacks that shipped model"):
+        load_model("embedded-xl")
     monkeypatch.setitem(common.EMBEDDED_MODELS, "embedded-xl", tiny_model_dir)
     assert common.resolve_model_path("embedded-xl") == str(tiny_model_dir)
     assert common.resolve_model_path(str(tmp_path)) == str(tmp_path)
