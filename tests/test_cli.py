@@ -319,6 +319,37 @@ def test_thread_policy_leaves_the_busy_cores_alone(monkeypatch):
     assert common.busy_cores() >= 0
 
 
+def test_world_render_writes_a_scene_and_its_ground_truth(tmp_path, capsys):
+    """`world render CAPTION --out FILE.png`: the README's real image for invert and mask, with FILE.json holding
+    the words, boxes and masks the pixels show; the same seed draws the same layout; a caption outside the
+    world's grammar is one line, exit 2, and writes nothing."""
+    import numpy as np
+
+    from promptedit.world import rle_decode
+    from promptedit.world.spec import PALETTE
+
+    caption = "a red circle and a blue star on a white background"
+    code, out, err = run(capsys, "world", "render", caption, "--out", tmp_path / "scene.png", "--seed", 3)
+    assert code == 0, err
+    image = np.asarray(Image.open(tmp_path / "scene.png"))
+    truth = json.loads((tmp_path / "scene.json").read_text())
+    assert image.shape == (64, 64, 3) and truth["caption"] == caption and truth["seed"] == 3
+    for obj in truth["objects"]:
+        inside = rle_decode(obj["mask"])
+        x, y, s = obj["box"]
+        assert inside.any() and not inside[:y].any() and not inside[y + s:].any()  # the mask lies in its box
+        assert np.abs(image[inside].astype(int) - PALETTE[obj["colour"]]).max() <= 1  # and is its colour
+    background = ~(rle_decode(truth["objects"][0]["mask"]) | rle_decode(truth["objects"][1]["mask"]))
+    assert (image[background] == PALETTE["white"]).all()
+    assert run(capsys, "world", "render", caption, "--out", tmp_path / "again.png", "--seed", 3)[0] == 0
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "again.png")), image)
+    assert run(capsys, "world", "render", caption, "--out", tmp_path / "other.png", "--seed", 4)[0] == 0
+    assert not np.array_equal(np.asarray(Image.open(tmp_path / "other.png")), image)
+    code, _, err = run(capsys, "world", "render", "a red circel on a white background", "--out", tmp_path / "x.png")
+    assert code == 2 and "'circel'" in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert not (tmp_path / "x.png").exists() and not (tmp_path / "x.json").exists()
+
+
 def test_help_and_the_shapes_world_import_no_torch():
     """`promptedit --help` answers without importing torch (it used to take 4-14 s), and `import promptedit.world`
     needs numpy and Pillow only."""
