@@ -185,12 +185,10 @@ def test_world_pie_set_batch_in_pie_layout_and_evaluate(tiny_model_dir, tmp_path
     assert json.loads((tmp_path / "again.json").read_text())["evaluated"] == 7
 
 
-ray = pytest.importorskip("ray")
-
-
 def test_ray_and_in_process_give_the_same_images(manifest, tiny_model_dir, tmp_path, capfd):
     """The same manifest and seeds on a local Ray cluster (2 workers, each with the model loaded once) and in
     this process, one thread each: identical images; Ray's own log lines stay out of a quiet run."""
+    pytest.importorskip("ray")  # here, not at module level: there it skipped every batch test where Ray is absent
     here, there = tmp_path / "here", tmp_path / "ray"
     code, stdout, err = run(capfd, "batch", manifest, "--out", here, "--model", tiny_model_dir, "--quiet",
                             "--threads", 1)
