@@ -120,12 +120,21 @@ def test_overlong_prompt_warns_in_one_line(tiny_model_dir, tmp_path, capsys):
 
 
 def test_demo_runs_without_a_model(tmp_path, capsys):
+    """The demo's gallery and record; each progress bar names its row and what it counts; the re-weighting rows
+    show their difference image."""
+    import re
+
     out = tmp_path / "demo"
-    code, _, err = run(capsys, "demo", "--out", out, "--steps", 2, "--quiet")
+    code, _, err = run(capsys, "demo", "--out", out, "--steps", 2, "--threads", 1)
     assert code == 0, err
     assert (out / "gallery.png").is_file() and (out / "index.html").is_file()
+    bars = {re.sub(r":\s*\d+%$", "", part.split("|")[0].strip()) for part in re.split(r"[\r\n]", err) if "%|" in part}
+    assert bars and all(re.match(r"demo [1-6]/6 .+: (denoising|DDIM inversion|null-text)$", b) for b in bars), bars
+    assert {b[:8] for b in bars} == {f"demo {k}/6" for k in range(1, 7)}
+    assert "demo 5/6 real image: null-text" in bars
     page = (out / "index.html").read_text()
     assert page.count("<h2>") == 6 and "data:image/png;base64," in page
+    assert page.count("<figcaption>difference x4</figcaption>") == 2
     edits = json.loads((out / "result.json").read_text())["edits"]
     assert [e.get("method", "p2p") for e in edits] == ["p2p"] * 4 + ["null-text", "instdiffedit"]
     assert edits[4]["edit_null"] in ("all", "source") and edits[5]["words"]["anchor"]
