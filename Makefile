@@ -24,6 +24,7 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/promptedit demo --out $(OUT)/demo
 	$(BIN)/promptedit demo --model embedded-xl --out $(OUT)/demo-xl
+	@echo "promptedit is in $(BIN): run '. $(BIN)/activate' to put it on PATH (or run $(BIN)/promptedit)"
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

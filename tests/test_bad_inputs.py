@@ -420,6 +420,33 @@ def test_load_model_arguments(tiny_model_dir):
     assert load_model(tiny_model_dir, device="cpu", dtype="float32").dtype == torch.float32
 
 
+def test_load_model_shows_no_notice_about_accelerate(tiny_model_dir):
+    """Without accelerate, diffusers had said once per component (UNet, VAE) that it fell back to loading without
+    it: two notices in Python, at the library's default verbosity (the CLI's quieter one hid them)."""
+    import logging
+
+    from promptedit.models import load_model
+
+    class Keep(logging.Handler):
+        def __init__(self):
+            super().__init__()
+            self.records = []
+
+        def emit(self, record):
+            self.records.append(record)
+
+    logger, keep = logging.getLogger("diffusers"), Keep()
+    level = logger.level
+    logger.addHandler(keep)
+    logger.setLevel(logging.WARNING)  # diffusers' own default
+    try:
+        load_model(tiny_model_dir, device="cpu")
+    finally:
+        logger.removeHandler(keep)
+        logger.setLevel(level)
+    assert not [r.getMessage() for r in keep.records if "accelerate" in r.getMessage()]
+
+
 def test_the_web_app_turns_bad_widget_values_into_one_message(tiny_model, tmp_path):
     pytest.importorskip("gradio")
     import gradio as gr

@@ -124,6 +124,27 @@ def test_set_turns_flag_options_on_and_passes_other_values_as_given(tiny_model_d
     assert "'true' is not a valid integer" in (tmp_path / "c" / "failures.jsonl").read_text()
 
 
+def test_batch_help_lists_a_manifest_items_keys(capsys):
+    """`batch --help` lists the keys a JSONL item may have (they had been in a docstring only), read from the code
+    that takes them, and its example line is an item the batch accepts."""
+    import re
+
+    from promptedit.batch import item_from_options
+
+    code, out, _ = run(capsys, "batch", "--help")
+    assert code == 0
+    text = " ".join(out.split()).replace("- ", "-")  # unwrapped (click breaks lines after hyphens)
+    keys = text[text.index("A JSONL item's keys"):]
+    for key in ("id (", "method (p2p, null-text", "targets (", "source", "prompt", "image", "inversion", "mask",
+                "cross-replace", "no-blend-swapped", "reweight", "blend", "edit-null", "seeds", "anchor",
+                "strength", "inpaint-model", "steps", "seed"):
+        assert key in keys, key
+    assert not re.search(r"(?<![\w-])(out|model|device|threads|quiet),", keys)  # the batch sets those
+    example = json.loads(re.search(r"An example line: (\{.*\})", keys).group(1))
+    item = item_from_options(example.pop("id"), example)
+    assert item.command == "edit" and "--cross-replace" in item.argv
+
+
 def test_batch_bad_input_is_one_line(manifest, tiny_model_dir, tmp_path, capsys):
     """Mistakes of the batch itself, the options every item shares among them, fail it once, up front (exit 2,
     before any item runs or the output folder is made), not as a failure of each item."""
@@ -358,12 +379,10 @@ def test_evaluate_scores_exactly_the_items_whose_latest_run_succeeded(tmp_path, 
     assert _scored_ids(tmp_path / "older.json") == set(ids) - {ids[2]}
 
 
-ray = pytest.importorskip("ray")
-
-
 def test_ray_and_in_process_give_the_same_images(manifest, tiny_model_dir, tmp_path, capfd):
     """The same manifest and seeds on a local Ray cluster (2 workers, each with the model loaded once) and in
     this process, one thread each: identical images; Ray's own log lines stay out of a quiet run."""
+    pytest.importorskip("ray")  # here, not at module level: there it skipped every batch test where Ray is absent
     here, there = tmp_path / "here", tmp_path / "ray"
     code, stdout, err = run(capfd, "batch", manifest, "--out", here, "--model", tiny_model_dir, "--quiet",
                             "--threads", 1)

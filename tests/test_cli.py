@@ -120,12 +120,21 @@ def test_overlong_prompt_warns_in_one_line(tiny_model_dir, tmp_path, capsys):
 
 
 def test_demo_runs_without_a_model(tmp_path, capsys):
+    """The demo's gallery and record; each progress bar names its row and what it counts; the re-weighting rows
+    show their difference image."""
+    import re
+
     out = tmp_path / "demo"
-    code, _, err = run(capsys, "demo", "--out", out, "--steps", 2, "--quiet")
+    code, _, err = run(capsys, "demo", "--out", out, "--steps", 2, "--threads", 1)
     assert code == 0, err
     assert (out / "gallery.png").is_file() and (out / "index.html").is_file()
+    bars = {re.sub(r":\s*\d+%$", "", part.split("|")[0].strip()) for part in re.split(r"[\r\n]", err) if "%|" in part}
+    assert bars and all(re.match(r"demo [1-6]/6 .+: (denoising|DDIM inversion|null-text)$", b) for b in bars), bars
+    assert {b[:8] for b in bars} == {f"demo {k}/6" for k in range(1, 7)}
+    assert "demo 5/6 real image: null-text" in bars
     page = (out / "index.html").read_text()
     assert page.count("<h2>") == 6 and "data:image/png;base64," in page
+    assert page.count("<figcaption>difference x4</figcaption>") == 2
     edits = json.loads((out / "result.json").read_text())["edits"]
     assert [e.get("method", "p2p") for e in edits] == ["p2p"] * 4 + ["null-text", "instdiffedit"]
     assert edits[4]["edit_null"] in ("all", "source") and edits[5]["words"]["anchor"]
@@ -319,6 +328,37 @@ def test_thread_policy_leaves_the_busy_cores_alone(monkeypatch):
     assert common.busy_cores() >= 0
 
 
+def test_world_render_writes_a_scene_and_its_ground_truth(tmp_path, capsys):
+    """`world render CAPTION --out FILE.png`: the README's real image for invert and mask, with FILE.json holding
+    the words, boxes and masks the pixels show; the same seed draws the same layout; a caption outside the
+    world's grammar is one line, exit 2, and writes nothing."""
+    import numpy as np
+
+    from promptedit.world import rle_decode
+    from promptedit.world.spec import PALETTE
+
+    caption = "a red circle and a blue star on a white background"
+    code, out, err = run(capsys, "world", "render", caption, "--out", tmp_path / "scene.png", "--seed", 3)
+    assert code == 0, err
+    image = np.asarray(Image.open(tmp_path / "scene.png"))
+    truth = json.loads((tmp_path / "scene.json").read_text())
+    assert image.shape == (64, 64, 3) and truth["caption"] == caption and truth["seed"] == 3
+    for obj in truth["objects"]:
+        inside = rle_decode(obj["mask"])
+        x, y, s = obj["box"]
+        assert inside.any() and not inside[:y].any() and not inside[y + s:].any()  # the mask lies in its box
+        assert np.abs(image[inside].astype(int) - PALETTE[obj["colour"]]).max() <= 1  # and is its colour
+    background = ~(rle_decode(truth["objects"][0]["mask"]) | rle_decode(truth["objects"][1]["mask"]))
+    assert (image[background] == PALETTE["white"]).all()
+    assert run(capsys, "world", "render", caption, "--out", tmp_path / "again.png", "--seed", 3)[0] == 0
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "again.png")), image)
+    assert run(capsys, "world", "render", caption, "--out", tmp_path / "other.png", "--seed", 4)[0] == 0
+    assert not np.array_equal(np.asarray(Image.open(tmp_path / "other.png")), image)
+    code, _, err = run(capsys, "world", "render", "a red circel on a white background", "--out", tmp_path / "x.png")
+    assert code == 2 and "'circel'" in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert not (tmp_path / "x.png").exists() and not (tmp_path / "x.json").exists()
+
+
 def test_help_and_the_shapes_world_import_no_torch():
     """`promptedit --help` answers without importing torch (it used to take 4-14 s), and `import promptedit.world`
     needs numpy and Pillow only."""
@@ -356,15 +396,20 @@ def test_the_web_app_reads_uploads_by_the_image_rules_and_names_them_by_their_ow
 
 
 def test_shipped_models_are_named_and_a_missing_one_is_one_line(tiny_model_dir, tmp_path, capsys, monkeypatch):
-    """--model embedded / embedded-xl name the shipped shapes-world models; an installation without one says so
-    in one line (exit 2) and writes nothing; a folder is still a folder."""
+    """--model embedded / embedded-xl, and load_model's names, are the shipped shapes-world models; an
+    installation without one says so in one line (exit 2; a ModelLoadError from the API) and writes nothing; a
+    folder is still a folder."""
+    from promptedit import load_model
     from promptedit.cli import common
+    from promptedit.errors import ModelLoadError
 
     monkeypatch.setitem(common.EMBEDDED_MODELS, "embedded-xl", tmp_path / "absent")
     out = tmp_path / "gen.png"
     code, _, err = run(capsys, "generate", "a red circle", "--model", "embedded-xl", "--out", out, "--quiet")
     assert code == 2 and "embedded-xl" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
     assert not out.exists()
+    with pytest.raises(ModelLoadError, match="'embedded-xl'.*lacks that shipped model"):
+        load_model("embedded-xl")
     monkeypatch.setitem(common.EMBEDDED_MODELS, "embedded-xl", tiny_model_dir)
     assert common.resolve_model_path("embedded-xl") == str(tiny_model_dir)
     assert common.resolve_model_path(str(tmp_path)) == str(tmp_path)

@@ -15,9 +15,11 @@ pytestmark = pytest.mark.skipif(not (EMBEDDED_MODEL / "model_index.json").is_fil
 
 @pytest.fixture(scope="module")
 def shapes():
-    from promptedit.models import load_model
+    from promptedit import load_model
 
-    return load_model(str(EMBEDDED_MODEL), device="cpu")
+    model = load_model("embedded", device="cpu")  # the API takes the shipped models' names, as --model does
+    assert model.name == str(EMBEDDED_MODEL)
+    return model
 
 
 def test_ships_inside_the_package_as_safetensors_within_40_mb():

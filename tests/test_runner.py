@@ -242,11 +242,26 @@ def test_feature_injection_copies_source_features_into_targets(tiny_model):
         assert same == (step < STEPS // 2)
 
 
-def test_v_prediction_model_runs():
+def test_a_v_prediction_models_loop_reproduces_diffusers_pipeline_and_edits():
+    """A v-prediction model: the same images as diffusers' StableDiffusionPipeline (which reads the scheduler's
+    prediction type), as the ε model gives; and an edit runs on it."""
     from promptedit.testing import tiny_components
 
     model = tiny_components(1, prediction_type="v_prediction")
     assert model.prediction_type == "v_prediction"
+    assert_loop_reproduces_the_pipeline(model, "v_prediction")
+    # inversion and null-text take ε from v themselves (ddim.eps_from_output): a DDIM step through it is diffusers'
+    from diffusers import DDIMScheduler
+
+    from promptedit.ddim import ddim_step, eps_from_output, step_alphas
+
+    scheduler = DDIMScheduler.from_config(model.make_scheduler().config, prediction_type="v_prediction")
+    scheduler.set_timesteps(4)
+    v, x_t = torch.randn(2, 1, 4, 4, 4, generator=torch.Generator().manual_seed(0))  # (n, C, h, w) each
+    for t in scheduler.timesteps.tolist():
+        a_t, a_prev = step_alphas(scheduler, t)
+        ours = ddim_step(eps_from_output(v, x_t, a_t, model.prediction_type), x_t, a_t, a_prev)
+        assert torch.allclose(ours, scheduler.step(v, t, x_t, eta=0.0).prev_sample, atol=1e-5)
     res = edit(model, EditSpec(SRC, (TGT,)), num_inference_steps=2, progress=False)
     assert res.images.shape == (2, 32, 32, 3)
 
@@ -295,19 +310,25 @@ def test_maps_default_to_the_nearest_resolution_the_unet_has(tiny_model):
     assert any("self-attention injection" in n for n in blended.notes)  # 1/4 for self-attention: none either
 
 
-def test_our_loop_reproduces_diffusers_stable_diffusion_pipeline(tiny_model):
-    """No control: the same images as diffusers' StableDiffusionPipeline for the same x_T and DDIM scheduler."""
+def assert_loop_reproduces_the_pipeline(model, prediction_type: str):
+    """No control: the same images as diffusers' StableDiffusionPipeline for the same x_T and DDIM scheduler, whose
+    prediction type the test states (a model that lost its own would not match)."""
     import numpy as np
-    from diffusers import StableDiffusionPipeline
+    from diffusers import DDIMScheduler, StableDiffusionPipeline
 
     from promptedit.runner import decode_latents
 
-    pipe = StableDiffusionPipeline(**tiny_model.pipeline_components())
+    pipe = StableDiffusionPipeline(**model.pipeline_components())
+    pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config, prediction_type=prediction_type)
     pipe.set_progress_bar_config(disable=True)
-    ours = generate(tiny_model, [SRC, TGT], seed=3, num_inference_steps=4, guidance_scale=7.5, progress=False)
+    ours = generate(model, [SRC, TGT], seed=3, num_inference_steps=4, guidance_scale=7.5, progress=False)
     ref = pipe([SRC, TGT], num_inference_steps=4, guidance_scale=7.5, height=32, width=32,
-               latents=ours.latents.expand(2, -1, -1, -1), output_type="np").images
-    assert np.abs(decode_latents(tiny_model, ours.final_latents) - ref).max() < 1e-5
+               latents=ours.latents.expand(2, -1, -1, -1), output_type="np").images  # (2, 32, 32, 3) in [0, 1]
+    assert np.abs(decode_latents(model, ours.final_latents) - ref).max() < 1e-5
+
+
+def test_our_loop_reproduces_diffusers_stable_diffusion_pipeline(tiny_model):
+    assert_loop_reproduces_the_pipeline(tiny_model, "epsilon")
 
 
 @pytest.mark.slow

@@ -91,13 +91,26 @@ def _flag(key: str) -> str:
     return "--" + key.replace("_", "-")
 
 
-def flag_options() -> frozenset[str]:
-    """The names of `edit`'s and `mask-edit`'s flag options (the options a manifest turns on with ``true``)."""
+def _item_commands():
+    """The commands an item runs through: `edit`, and `mask-edit` for a mask-guided method."""
     from .cli.edit import edit
     from .cli.mask import mask_edit
 
-    return frozenset(opt.lstrip("-") for command in (edit, mask_edit) for p in command.params
+    return edit, mask_edit
+
+
+def flag_options() -> frozenset[str]:
+    """The names of `edit`'s and `mask-edit`'s flag options (the options a manifest turns on with ``true``)."""
+    return frozenset(opt.lstrip("-") for command in _item_commands() for p in command.params
                      if getattr(p, "is_flag", False) for opt in p.opts)
+
+
+def item_options() -> dict[str, tuple[str, ...]]:
+    """The options a JSONL item may set, by the command that takes them (``edit``, ``mask-edit``): each command's
+    option names, in its own order, less those the batch sets (:data:`RESERVED`)."""
+    return {command.name: tuple(opt[2:] for p in command.params for opt in p.opts
+                                if opt.startswith("--") and opt[2:] not in RESERVED)
+            for command in _item_commands()}
 
 
 def check_defaults(defaults: Mapping[str, object]) -> None:
@@ -109,10 +122,8 @@ def check_defaults(defaults: Mapping[str, object]) -> None:
     import click
 
     from .cli.common import parse_window
-    from .cli.edit import edit
-    from .cli.mask import mask_edit
 
-    params = {opt.lstrip("-"): p for command in (edit, mask_edit) for p in command.params for opt in p.opts}
+    params = {opt.lstrip("-"): p for command in _item_commands() for p in command.params for opt in p.opts}
     for key, value in defaults.items():
         name = key.replace("_", "-")
         if name in RESERVED - {"method"}:

@@ -66,7 +66,7 @@ def _blend_swapped(model: DiffusionModel, spec: EditSpec, start: Start) -> tuple
 def generate(model: DiffusionModel, prompt: str | Sequence[str], *, seed: int | None = None,
              num_inference_steps: int | None = None, guidance_scale: float | None = None, height: int | None = None,
              width: int | None = None, callback: StepCallback | None = None, allow_large: bool = False,
-             progress: bool = True) -> Result:
+             progress: bool | str = True) -> Result:
     """Plain text-to-image generation of one prompt or a batch sharing x_T (no attention control)."""
     if not isinstance(prompt, (str, list, tuple)):
         raise PromptError(f"prompt must be a prompt or a list of prompts, got {type(prompt).__name__}")
@@ -97,7 +97,7 @@ def edit(
     edit_null: str | None = None,
     callback: StepCallback | None = None,
     allow_large: bool = False,
-    progress: bool = True,
+    progress: bool | str = True,
 ) -> Result:
     """A Prompt-to-Prompt edit: the source and every target of ``spec`` from one start, in one batch.
 
@@ -160,7 +160,7 @@ def attention(
     height: int | None = None,
     width: int | None = None,
     allow_large: bool = False,
-    progress: bool = True,
+    progress: bool | str = True,
 ) -> Result:
     """Generate ``prompt`` while recording its cross- (and self-) attention maps at 1/``downsample`` of the
     latent (default: the model's figure resolution, or the nearest one its UNet has)."""

@@ -34,7 +34,8 @@ from .control import AttentionControl
 from .ddim import ddim_inverse_step, ddim_step, eps_from_output, guided_noise, step_alphas
 from .errors import ParameterError, PromptEditError, check_real
 from .models import DiffusionModel, model_fingerprint
-from .runner import Prepared, Result, Start, check_sampling, check_size, encode_images, resolve_sampling, run
+from .runner import (Prepared, Result, Start, check_sampling, check_size, encode_images, progress_desc,
+                     resolve_sampling, run)
 from .spec import _check_prompt
 
 METHODS = ("null-text", "negative-prompt", "direct", "ddim")
@@ -54,14 +55,14 @@ def _eps(model: DiffusionModel, x: torch.Tensor, t, cond: Conditioning, alpha_t:
 
 @torch.no_grad()
 def ddim_inversion(model: DiffusionModel, z0: torch.Tensor, cond: Conditioning, *, num_inference_steps: int = 50,
-                   progress: bool = True) -> torch.Tensor:
+                   progress: bool | str = True) -> torch.Tensor:
     """DDIM inversion at guidance 1 under ``cond`` (one row): the pivot trajectory (T+1, C, h, w),
     index 0 = z*_0 (the image) … index T = z*_T."""
     scheduler = model.make_scheduler()
     scheduler.set_timesteps(num_inference_steps)
     latents = [z0]
     x = z0
-    for t in tqdm(scheduler.timesteps.flip(0), desc="DDIM inversion", disable=not progress, leave=False):
+    for t in tqdm(scheduler.timesteps.flip(0), desc=progress_desc(progress, "DDIM inversion"), disable=not progress, leave=False):
         a_t, a_prev = step_alphas(scheduler, int(t))
         x = ddim_inverse_step(_eps(model, x, t, cond, a_t), x, a_t, a_prev)
         latents.append(x)
@@ -81,7 +82,7 @@ def null_text_optimization(
     epsilon: float = 1e-5,
     epsilon_growth: float = 2e-5,
     optimize_pooled: bool = False,
-    progress: bool = True,
+    progress: bool | str = True,
     on_step: Callable[[int, float, int], None] | None = None,
 ) -> tuple[dict[str, torch.Tensor], list[float]]:
     """Null-text optimisation (Mokady et al. 2023, Alg. 1): per-step null conditioning ∅_t.
@@ -109,7 +110,7 @@ def null_text_optimization(
     def null_cond() -> Conditioning:
         return replace(uncond, **{k: v.to(unet_dtype) for k, v in null.items()})
 
-    bar = tqdm(total=T, desc="null-text", disable=not progress, leave=False)
+    bar = tqdm(total=T, desc=progress_desc(progress, "null-text"), disable=not progress, leave=False)
     for i, t in enumerate(scheduler.timesteps):
         a_t, a_prev = step_alphas(scheduler, int(t))
         target = pivots[T - i - 1 : T - i].float()  # z*_{t-1}
@@ -342,7 +343,7 @@ def invert(
     epsilon: float = 1e-5,
     optimize_pooled: bool | None = None,
     allow_large: bool = False,
-    progress: bool = True,
+    progress: bool | str = True,
     on_step: Callable[[int, float, int], None] | None = None,
     image_rule: str = "",
 ) -> Inversion:
@@ -400,7 +401,7 @@ def invert(
                      image_rule=image_rule)
 
 
-def reconstruct(model: DiffusionModel, inv: Inversion, *, progress: bool = True) -> Result:
+def reconstruct(model: DiffusionModel, inv: Inversion, *, progress: bool | str = True) -> Result:
     """The image the inversion gives back under its own prompt (``images[0]``, (H, W, 3) uint8)."""
     if not isinstance(inv, Inversion):
         raise ParameterError(f"reconstruct takes an Inversion (invert(...) or Inversion.from_bytes), got "

@@ -120,7 +120,7 @@ def instdiffedit(
     inpaint_pipeline=None,
     keep_outside: bool = True,
     allow_large: bool = False,
-    progress: bool = True,
+    progress: bool | str = True,
 ) -> Result:
     """InstDiffEdit (Zou et al. 2024): edit ``image`` (H, W, 3) uint8 with instant attention masks.
 
@@ -279,7 +279,7 @@ def _anchoring(model: DiffusionModel, source: str, target: str, anchor: str, *, 
 
 def _final_pass(model: DiffusionModel, x0: torch.Tensor, target: str, mask: np.ndarray, latent_mask: torch.Tensor,
                 start: NoisedImage, prepared: Prepared, sampling: Sampling, start_step: int, *, strength: float,
-                seed: int, inpaint_pipeline=None, progress: bool = True) -> np.ndarray:
+                seed: int, inpaint_pipeline=None, progress: bool | str = True) -> np.ndarray:
     """InstDiffEdit's inpainting pass over the final mask: with a diffusers inpainting pipeline when given, else
     the same model regenerates the masked region from the first pass's edit x0 (1, C, h, w) while the known region
     is re-noised from the source at every step. Returns the edited image (H, W, 3) uint8."""
@@ -307,7 +307,7 @@ def _final_pass(model: DiffusionModel, x0: torch.Tensor, target: str, mask: np.n
 @torch.no_grad()
 def masked_edit(model: DiffusionModel, image: np.ndarray, mask: np.ndarray, target: str, *, strength: float = 0.5,
                 num_inference_steps: int | None = None, guidance_scale: float | None = None, seed: int = 0,
-                progress: bool = True, method: str = "user-mask", keep_outside: bool = True,
+                progress: bool | str = True, method: str = "user-mask", keep_outside: bool = True,
                 allow_large: bool = False) -> Result:
     """Edit inside a given mask ((H, W) bool, or numbers where nonzero is inside): the source noised to
     ``strength``, denoised under ``target``, the outside replaced by the noised source at every step; every
@@ -360,7 +360,7 @@ def diffedit_pipeline(model: DiffusionModel):
 def diffedit(model: DiffusionModel, image: np.ndarray, source: str, target: str, *, strength: float = 0.5,
              num_maps: int = 10, threshold_ratio: float = 3.0, num_inference_steps: int | None = None,
              guidance_scale: float | None = None, seed: int = 0, mask_only: bool = False,
-             allow_large: bool = False, progress: bool = True) -> Result:
+             allow_large: bool = False, progress: bool | str = True) -> Result:
     """DiffEdit (Couairon et al., ICLR 2023) through diffusers: the mask from the differences of noise
     predictions under source and target (``num_maps`` maps at strength 0.5, clamped at ``threshold_ratio``×
     the mean, binarised at 0.5), then DDIM inversion to the strength and masked denoising."""

@@ -21,6 +21,7 @@ import torch
 from .conditioning import Conditioning, SDText, SDXLText, TextConditioner
 from .defaults import DEFAULTS_FILE, ModelDefaults
 from .errors import ModelLoadError, ParameterError
+from .shipped import resolve_model
 
 #: components of each family's model_index.json
 COMPONENTS = {"sd": ("vae", "unet", "text_encoder", "tokenizer", "scheduler"),
@@ -229,9 +230,13 @@ def _load_component(root: str, name: str, spec, local: bool, dtype: torch.dtype 
     kwargs = {}
     if dtype is not None:
         from diffusers import ModelMixin
+        from diffusers.utils import is_accelerate_available
 
         if isinstance(cls, type) and issubclass(cls, ModelMixin):
             kwargs["torch_dtype"] = dtype  # cast while loading (fp16 files on CPU), not afterwards
+            # what diffusers falls back to without accelerate, asked for outright: its notice that it fell back
+            # would print once per component
+            kwargs["low_cpu_mem_usage"] = is_accelerate_available()
     for config_name in ("config.json", "tokenizer_config.json"):  # a broken one would fail inside the libraries
         config = Path(root) / name / config_name
         if local and config.is_file():
@@ -286,14 +291,15 @@ def load_model(
     dtype: torch.dtype | None = None,
 ) -> DiffusionModel:
     """Load a Stable Diffusion (1.x, 2.x or XL) checkpoint in diffusers format from a local folder (or a hub id,
-    where the hub is reachable; nothing here downloads by default).
+    where the hub is reachable; nothing here downloads by default), or a shipped shapes-world model by its name:
+    ``"embedded"`` (SD's architecture) or ``"embedded-xl"`` (SDXL's); ``"./embedded"`` is a folder of that name.
 
     Raises :class:`ModelLoadError` for a missing folder, a folder that is not a diffusers SD checkpoint, or a
     component that cannot be loaded, and :class:`ParameterError` for a device that is not here.
     """
     if not isinstance(name_or_path, (str, os.PathLike)) or not str(name_or_path).strip():
-        raise ModelLoadError(f"a model is a folder path (or a hub id), got {name_or_path!r}")
-    name = str(name_or_path)
+        raise ModelLoadError(f"a model is a folder path, a hub id or a shipped model's name, got {name_or_path!r}")
+    name = resolve_model(str(name_or_path)) if isinstance(name_or_path, str) else str(name_or_path)
     if device is not None:
         device = resolve_device(device)
     if dtype is not None:

@@ -346,7 +346,7 @@ def denoise(
     controller: AttentionControl | None = None,
     features: FeatureInjection | None = None,
     callback: StepCallback | None = None,
-    progress: bool = True,
+    progress: bool | str = True,
     scheduler=None,
     start_step: int = 0,
     end_step: int | None = None,
@@ -409,7 +409,7 @@ def denoise(
             stack.enter_context(feature_injection(model.unet, features))
 
         # 4. Denoising loop
-        for i, t in enumerate(tqdm(timesteps, desc="denoising", disable=not progress, leave=False)):
+        for i, t in enumerate(tqdm(timesteps, desc=progress_desc(progress, "denoising"), disable=not progress, leave=False)):
             if controller is not None:
                 controller.begin_step(i)
             if features is not None:
@@ -499,7 +499,7 @@ def run(
     end_step: int | None = None,
     prepared: Prepared | None = None,
     decode: bool = True,
-    progress: bool = True,
+    progress: bool | str = True,
 ) -> RunOutput:
     """Denoise ``prompts`` together from ``start`` (default: a random seed) with the given controls: encode
     the branches, prepare the start (or take ``prepared``), run the loop, decode."""
@@ -525,6 +525,13 @@ def run(
     t4 = time.perf_counter()
     return RunOutput(images, prepared.x, latents, prepared,
                      {"encode": t1 - t0, "prepare": t2 - t1, "denoise": t3 - t2, "decode": t4 - t3, "total": t4 - t0})
+
+
+def progress_desc(progress: bool | str, what: str) -> str:
+    """A progress bar's label: what the bar counts (``what``), after the caller's own label when ``progress`` is
+    one. Every method's ``progress`` is a bool (show its bars or not) or such a label: a front-end running many
+    (the demo's rows) says which of its steps each bar belongs to."""
+    return f"{progress}: {what}" if isinstance(progress, str) and progress else what
 
 
 # ----------------------------------------------------------------------------- the one result type

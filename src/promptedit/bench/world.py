@@ -21,7 +21,7 @@ by reason in ``SectionResult.skipped``.
 
 Pure: functions return dataclasses; :mod:`promptedit.cli` writes the files.
 
-    model = load_model("src/promptedit/assets/shapes-model")
+    model = load_model("embedded")
     result = run_world_bench(model, n=50)
     print(markdown_report(result))
 """

@@ -16,7 +16,34 @@ from .common import FiniteRange, MODEL_HELP, echo, load, parse_word_value, resol
 EXIT_ITEMS_FAILED = 3
 
 
-@click.command()
+def manifest_help() -> str:
+    """The keys of a JSONL item, as `batch --help` lists them: read from the code that takes them."""
+    from ..batch import MASK_METHODS, METHODS, PATH_OPTIONS, item_options
+
+    options = item_options()
+    masked = [*MASK_METHODS, "mask"]
+    return (f"A JSONL item's keys: id (its folder's name, differing from the others by more than case; default "
+            f"line-N), method ({', '.join(METHODS)}; default "
+            "null-text for an item with an image, else p2p), targets (a list, for target), and the options of the "
+            f"command its method runs, by their names: `edit` ({', '.join(m for m in METHODS if m not in masked)}) "
+            f"takes {', '.join(options['edit'])}; `mask-edit` ({', '.join(masked)}) takes "
+            f"{', '.join(options['mask-edit'])}. Paths ({', '.join(PATH_OPTIONS)}) are relative to the "
+            "manifest; true or false turns a flag option on or off, a list repeats an option and {\"WORD\": VALUE} "
+            "gives WORD=VALUE options. An example line: {\"id\": \"blue\", \"image\": \"photo.png\", "
+            "\"source\": \"a red circle on a white background\", \"target\": \"a blue circle on a white "
+            "background\", \"method\": \"direct\", \"cross-replace\": [0.2, 0.8]}")
+
+
+class BatchCommand(click.Command):
+    """`batch`, whose help ends with the manifest's keys (built when the help is asked for)."""
+
+    def format_epilog(self, ctx, formatter):
+        formatter.write_paragraph()
+        formatter.write_text(manifest_help())
+        super().format_epilog(ctx, formatter)
+
+
+@click.command(cls=BatchCommand)
 @click.argument("manifest")
 @click.option("--out", required=True, metavar="DIR", help="Output folder: DIR/<id>/ per item, DIR/failures.jsonl, "
                                                           "DIR/batch.json.")

@@ -10,11 +10,9 @@ from pathlib import Path
 import click
 
 from ..errors import ParameterError, PromptEditError
+from ..shipped import DEFAULT_MODEL, EMBEDDED_MODELS, resolve_model
 
-ASSETS = Path(__file__).resolve().parent.parent / "assets"
-EMBEDDED_MODEL = ASSETS / "shapes-model"
-#: the shipped shapes-world models, by the names --model takes: SD's architecture (the default) and SDXL's
-EMBEDDED_MODELS = {"embedded": EMBEDDED_MODEL, "embedded-xl": ASSETS / "shapes-model-xl"}
+EMBEDDED_MODEL = EMBEDDED_MODELS[DEFAULT_MODEL]
 MODEL_HELP = ("Diffusers Stable Diffusion folder, SD 1.x/2.x or XL, or a shipped shapes-world model: embedded "
               "(SD's architecture, the default) or embedded-xl (SDXL's).")
 MAX_SEED = 2**63 - 1
@@ -48,15 +46,10 @@ def echo(ctx_quiet: bool, message: str) -> None:
 
 
 def resolve_model_path(model: str | None) -> str:
-    """--model as a path: a shipped model's name (``embedded``, ``embedded-xl``; ``./embedded`` for a folder of
-    that name), a folder, or nothing for the default shipped one."""
-    if model in EMBEDDED_MODELS:
-        if EMBEDDED_MODELS[model].is_dir():
-            return str(EMBEDDED_MODELS[model])
-        raise PromptEditError(f"--model {model}: this installation lacks that shipped model "
-                              f"({EMBEDDED_MODELS[model]} is missing)")
+    """--model as a path (:func:`promptedit.shipped.resolve_model`: a shipped model's name or a folder), or
+    nothing for the default shipped one."""
     if model:
-        return model
+        return resolve_model(model)
     if EMBEDDED_MODEL.is_dir():
         return str(EMBEDDED_MODEL)
     raise PromptEditError(

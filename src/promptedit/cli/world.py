@@ -1,5 +1,6 @@
-"""``promptedit world pie``: a PIE-Bench-format editing set drawn from the shapes world, with the exact target
-image of every edit."""
+"""``promptedit world``: the shapes world from the command line. ``world render``: one scene of a caption, a real
+image for ``invert``, ``edit --image`` and ``mask``, with its ground truth; ``world pie``: a PIE-Bench-format
+editing set drawn from the shapes world, with the exact target image of every edit."""
 
 from __future__ import annotations
 
@@ -29,7 +30,39 @@ def save_pie_set(items, out: Path) -> Path:
 
 @click.group()
 def world():
-    """The shapes world: data sets drawn from it."""
+    """The shapes world: scenes and data sets drawn from it."""
+
+
+@world.command("render")
+@click.argument("caption")
+@click.option("--out", required=True, metavar="FILE.png",
+              help="The image (64 x 64); FILE.json holds its ground truth: the words, each object's box and mask.")
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, help="The layout's draw.")
+def render_scene(caption, out, seed):
+    """Render a scene of CAPTION, with its ground truth.
+
+    CAPTION is a caption of the shapes world (docs/shapes-world.md), e.g. "a red circle on a white background";
+    the scene is a real image to any model (one it never generated), for `invert`, `edit --image`, `mask` and
+    `mask-edit`."""
+    import numpy as np
+
+    from ..errors import PromptError
+    from ..outputs import check_output_file, write_image, write_json
+    from ..records import build_record
+    from ..world import CaptionError, ground_truth, layout_scene, parse_caption, render
+
+    started = time.perf_counter()
+    out = check_output_file(out)
+    try:
+        words = parse_caption(caption)
+    except CaptionError as e:
+        raise PromptError(f"{caption!r} is not a shapes-world caption: {e}") from None
+    result = render(layout_scene(words, np.random.default_rng(seed)))
+    write_image(out, result.image)
+    record = out.with_suffix(".json")
+    write_json(record, build_record("world render", started=started, files={"image": out.name},
+                                    extra={"seed": seed, **ground_truth(result)}, with_environment=False))
+    click.echo(f"wrote {out} and {record}")
 
 
 @world.command("pie")

@@ -10,10 +10,10 @@ Pure numpy + Pillow. Typical use::
 """
 
 from . import spec
-from .dataset import iter_samples, read_dataset, rle_decode, rle_encode, scene_at, write_dataset
+from .dataset import ground_truth, iter_samples, read_dataset, rle_decode, rle_encode, scene_at, write_dataset
 from .reader import ReadObject, Reading, colour_of, mask_iou, match_objects, read_image, texture_strength
 from .render import RenderResult, outline, render, shape_mask, star_vertices, texture_pattern
-from .sample import sample_caption_spec, sample_layout, sample_scene
+from .sample import layout_scene, sample_caption_spec, sample_layout, sample_scene
 from .scene import Box, CaptionError, CaptionSpec, EditError, ObjectSpec, Scene, WorldObject, edit_scene, parse_caption
 
 __all__ = [
@@ -30,6 +30,7 @@ __all__ = [
     "sample_caption_spec",
     "sample_layout",
     "sample_scene",
+    "layout_scene",
     "RenderResult",
     "render",
     "shape_mask",
@@ -44,6 +45,7 @@ __all__ = [
     "mask_iou",
     "match_objects",
     "iter_samples",
+    "ground_truth",
     "write_dataset",
     "read_dataset",
     "scene_at",

@@ -72,16 +72,21 @@ def rle_decode(rle: dict[str, Any]) -> np.ndarray:
     return flat.reshape(h, w)
 
 
-def sample_record(result: RenderResult, index: int, seed: int, image_path: str) -> dict[str, Any]:
-    """The metadata line of one sample: every ground-truth field of the specification.
+def ground_truth(result: RenderResult) -> dict[str, Any]:
+    """Every ground-truth field of the specification for a rendered scene.
 
-    Keys: index, seed, image, caption, background, prefix, night, objects (each with
-    colour, shape, size, texture, box [x, y, s] and mask as RLE).
+    Keys: caption, background, prefix, night, objects (each with colour, shape, size,
+    texture, box [x, y, s] and mask as RLE).
     """
-    record = {"index": index, "seed": seed, "image": image_path, **result.scene.to_dict()}
+    record = result.scene.to_dict()
     for obj, mask in zip(record["objects"], result.masks):
         obj["mask"] = rle_encode(mask)
     return record
+
+
+def sample_record(result: RenderResult, index: int, seed: int, image_path: str) -> dict[str, Any]:
+    """The metadata line of one sample: index, seed, image and its :func:`ground_truth`."""
+    return {"index": index, "seed": seed, "image": image_path, **ground_truth(result)}
 
 
 def _atomic_write(path: Path, data: bytes) -> None:

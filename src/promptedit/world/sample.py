@@ -70,7 +70,11 @@ def sample_layout(caption_spec: CaptionSpec, rng: np.random.Generator) -> tuple[
             return boxes
 
 
+def layout_scene(caption_spec: CaptionSpec, rng: np.random.Generator) -> Scene:
+    """The caption's words with a random layout (:func:`sample_layout`)."""
+    return Scene.from_spec(caption_spec, sample_layout(caption_spec, rng))
+
+
 def sample_scene(rng: np.random.Generator, p_two_objects: float = spec.P_TWO_OBJECTS) -> Scene:
     """A caption from the training distribution with its random layout."""
-    caption_spec = sample_caption_spec(rng, p_two_objects)
-    return Scene.from_spec(caption_spec, sample_layout(caption_spec, rng))
+    return layout_scene(sample_caption_spec(rng, p_two_objects), rng)
