@@ -45,7 +45,9 @@ EXPECTED = {
     "p2p_local_blend": {"psnr_other_object_db", "psnr_background_db", "new_colour_accuracy"},
     "real_images": {f"{m}_{k}" for m in ("null-text", "null-text@7.5", "negative-prompt", "direct", "ddim")
                     for k in ("reconstruction_psnr", "seconds", "edit_colour_accuracy", "edit_background_psnr",
-                              "time_ratio_to_null_text")},
+                              "time_ratio_to_null_text")}
+                   | {f"{m}_edit_{k}_{size}" for m in ("null-text", "direct") for k in ("colour_accuracy", "background_psnr")
+                      for size in ("small", "medium", "large")},
     "masks": {"instant_mask_iou", "diffedit_mask_iou", "instant_1step_mask_iou", "instant_iou_minus_diffedit",
               "instant_background_psnr", "diffedit_background_psnr", "instant_new_colour_accuracy",
               "diffedit_new_colour_accuracy", "instant_mask_seconds", "instant_1step_mask_seconds",
@@ -265,3 +267,13 @@ def test_results_are_handed_over_after_each_section_so_a_later_failure_loses_not
                               progress=False, on_section=seen.append)
     assert [list(r.sections) for r in seen] == [["generation"]]
     assert "generation.colour_accuracy" in world.markdown_report(seen[0])
+
+
+def test_object_sizes_split_at_a_tenth_and_a_quarter_of_the_image():
+    from promptedit.bench.world import size_bin
+
+    mask = np.zeros((64, 64), bool)
+    for rows, size in ((6, "small"), (7, "medium"), (15, "medium"), (16, "large"), (64, "large")):
+        mask[:] = False
+        mask[:rows] = True  # rows / 64 of the image: 6 -> 9.4 %, 7 -> 10.9 %, 15 -> 23.4 %, 16 -> 25 %
+        assert size_bin(mask) == size, rows

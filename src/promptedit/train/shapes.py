@@ -307,11 +307,12 @@ def init_sdxl_from_sd(model: DiffusionModel, sd: DiffusionModel) -> float:
 
 #: the embedded model's defaults (its promptedit.json): 20 steps at guidance 5; maps at the latent's own
 #: resolution (its 16 × 16 latent is the 16 × 16 of SD's 64 × 64 at 1/4); real-image edits with 80 %
-#: self-attention and the inversion's null in the source branch; instant masks unsmoothed, refined, one region
+#: self-attention and the inversion's null in the source branch; local blends carried once along the
+#: self-attention (whole objects at every size); instant masks unsmoothed, refined, one region
 SHAPES_DEFAULTS = ModelDefaults(
     sampling=SamplingDefaults(num_inference_steps=20, guidance_scale=5.0),
     p2p=P2PDefaults(cross_replace=0.8, self_replace=0.4, self_replace_min_downsample=1, blend_downsample=1,
-                    attention_downsample=1),
+                    blend_propagation=1, attention_downsample=1),
     inversion=InversionDefaults(num_inference_steps=50, self_replace=0.8, edit_null="source"),
     masks=MaskDefaults(downsample=1, smooth_times=0, guided_filter_radius=2.0, region_peak=0.9))
 
