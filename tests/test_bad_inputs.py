@@ -854,3 +854,22 @@ def test_ctrl_c_in_training_saves_a_checkpoint_after_the_step_under_way(signals,
         assert code == want and saved == 6
         assert lines == [f"{how} at step 6: saved {folder / 'checkpoint.pt'} (the same command resumes)"]
     assert not (folder / "preview.png").exists()
+
+
+def test_a_record_of_another_output_beside_the_out_file_is_never_replaced(tiny_model_dir, tmp_path, capsys):
+    """`world render … --out photo.png` writes photo.json (the scene's ground truth); `invert photo.png --out
+    photo.safetensors` would write its record to the same photo.json: refused in one line, the ground truth kept.
+    An earlier record of the same output is replaced as before."""
+    photo = tmp_path / "photo.png"
+    code, _, _ = run(capsys, "world", "render", "a red circle on a white background", "--out", photo)
+    assert code == 0
+    truth = (tmp_path / "photo.json").read_bytes()
+    args = ("invert", photo, "--prompt", "a red circle on a white background", "--method", "ddim", "--steps", 2,
+            "--model", tiny_model_dir, "--quiet", "--threads", 1)
+    code, _, err = run(capsys, *args, "--out", tmp_path / "photo.safetensors")
+    assert "photo.json is not a record of photo.safetensors" in one_line_error(code, err)
+    assert (tmp_path / "photo.json").read_bytes() == truth and not (tmp_path / "photo.safetensors").exists()
+    for _ in range(2):  # another name, twice: the second run replaces the first's record
+        code, _, err = run(capsys, *args, "--out", tmp_path / "inv.safetensors")
+        assert code == 0, err
+    assert json.loads((tmp_path / "inv.json").read_text())["files"]["inversion"] == "inv.safetensors"

@@ -144,9 +144,27 @@ def output_set(folder: str | os.PathLike, ours=frozenset(), record: str = "resul
 
 def file_set(out: Path, *beside: Path):
     """:func:`output_set` for a command that writes the file ``out``, the files ``beside`` it and its record
-    ``out.json``, all in ``out``'s folder (``write_image(staged / out.name, …)``)."""
+    ``out.json``, all in ``out``'s folder (``write_image(staged / out.name, …)``).
+
+    An ``out.json`` there that is not an earlier record of ``out`` (``world render``'s record of
+    ``photo.png`` where ``invert --out photo.safetensors`` would write ``photo.json``; a user's own file) is never
+    replaced: an OutputPathError naming it."""
     record = out.with_suffix(".json").name
+    _check_record_is_ours(out.parent / record, out.name)
     return output_set(out.parent, {out.name, record, *(p.name for p in beside)}, record)
+
+
+def _check_record_is_ours(record: Path, name: str) -> None:
+    """Refuse to replace ``record`` unless it is a promptedit record listing ``name`` among its files."""
+    if not record.exists():
+        return
+    try:
+        files = json.loads(record.read_text(encoding="utf-8")).get("files")
+    except (OSError, ValueError, AttributeError):
+        files = None
+    if not (isinstance(files, dict) and name in files.values()):
+        raise OutputPathError(f"{record} is not a record of {name} (another output's, or not promptedit's): it is "
+                              f"kept; choose another output name")
 
 
 def _move_into_place(folder: Path, staged: Path, ours, record: str) -> None:
