@@ -13,23 +13,11 @@ import pytest
 import torch
 from PIL import Image
 
-from promptedit.cli import main
 from promptedit.errors import ModelLoadError, NumericalError, ParameterError, PromptEditError, PromptError
 
+from helpers import one_line_error, run
+
 SRC, TGT = "a photo of a cat", "a photo of a dog"
-
-
-def run(capsys, *argv):
-    code = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def one_line_error(code, err):
-    assert code == 2, err
-    lines = [line for line in err.strip().splitlines() if line.startswith("error:")]
-    assert len(lines) == 1 and "Traceback" not in err and "internal error" not in err, err
-    return lines[0]
 
 
 # --- numbers -----------------------------------------------------------------------------------------

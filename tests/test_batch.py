@@ -14,12 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from promptedit.cli import main
-
-
-def run(capsys, *argv):
-    code = main([str(a) for a in argv])
-    return (code, *capsys.readouterr())
+from helpers import run
 
 
 @pytest.fixture(scope="module")

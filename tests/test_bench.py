@@ -24,9 +24,10 @@ from promptedit.bench.world import (
     run_world_bench,
     to_canvas,
 )
-from promptedit.cli import main
 from promptedit.errors import ParameterError
 from promptedit.world import parse_caption, spec
+
+from helpers import run
 
 STEPS = 2  # the tiny model's images are noise whatever the steps; fewer keep the tests fast
 
@@ -220,12 +221,6 @@ def test_helpers():
     big = to_canvas(small)
     assert big.shape == (64, 64, 3) and (big[::2, ::2] == small).all()
     assert to_canvas(big) is big
-
-
-def run(capsys, *argv):
-    code = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def test_cli_bench_world_writes_json_and_markdown(tiny_model_dir, tmp_path, capsys, one_thread):

@@ -5,13 +5,7 @@ import json
 import pytest
 from PIL import Image
 
-from promptedit.cli import main
-
-
-def run(capsys, *argv):
-    code = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return code, out, err
+from helpers import run
 
 
 def test_help_everywhere(capsys):

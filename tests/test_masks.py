@@ -7,9 +7,10 @@ import pytest
 import torch
 from PIL import Image
 
-from promptedit.cli import main
 from promptedit.errors import ParameterError
 from promptedit.masks import InstantMask, instant_mask, minmax, select_words, smooth
+
+from helpers import one_line_error, run
 
 SRC, TGT = "a photo of a cat", "a photo of a dog"
 
@@ -275,17 +276,6 @@ def test_model_defaults_set_the_instant_mask_settings():
     assert dataclasses.replace(d, threshold=0, smooth_times=0).threshold == 0
 
 
-def run(capsys, *argv):
-    code = main([str(a) for a in argv])
-    return (code, *capsys.readouterr())
-
-
-def assert_one_error_line(code, err, message):
-    """Bad input: exit code 2 and exactly one ``error:`` line, naming ``message``."""
-    lines = [l for l in err.splitlines() if l.startswith("error:")]
-    assert code == 2 and len(lines) == 1 and message in lines[0], err
-
-
 def test_mask_and_mask_guided_edit_commands(tiny_model_dir, tmp_path, capsys, image):
     Image.fromarray(image).save(tmp_path / "in.png")
     for method in ("instant", "diffedit"):
@@ -306,7 +296,7 @@ def test_mask_and_mask_guided_edit_commands(tiny_model_dir, tmp_path, capsys, im
                           (["--background-threshold", 0.95], "background threshold")):
         code, _, err = run(capsys, "mask", tmp_path / "in.png", "--source", SRC, "--target", TGT, "--out",
                            tmp_path / "bad.png", "--model", tiny_model_dir, "--quiet", *argv)
-        assert_one_error_line(code, err, message)
+        assert message in one_line_error(code, err)
         assert not (tmp_path / "bad.png").exists()
     for method in ("instant", "diffedit"):
         code, _, err = run(capsys, "mask-edit", "--image", tmp_path / "in.png", "--source", SRC, "--target", TGT,
@@ -332,7 +322,7 @@ def test_mask_and_mask_guided_edit_commands(tiny_model_dir, tmp_path, capsys, im
     ):
         code, _, err = run(capsys, "mask-edit", "--source", SRC, "--target", TGT, "--out", tmp_path / "bad",
                            "--model", tiny_model_dir, "--quiet", *argv)
-        assert_one_error_line(code, err, message)
+        assert message in one_line_error(code, err)
     assert not (tmp_path / "bad").exists()
 
 
@@ -366,11 +356,11 @@ def test_instdiffedit_edit_takes_the_mask_options_and_an_inpainting_checkpoint(t
                           (["--inpaint-model", tmp_path / "nowhere"], "not found"),
                           (["--seeds", 0], "--seeds")):
         code, _, err = run(capsys, *base, "--out", tmp_path / "bad", *argv)
-        assert_one_error_line(code, err, message)
+        assert message in one_line_error(code, err)
     code, _, err = run(capsys, "mask-edit", "--image", tmp_path / "in.png", "--source", SRC, "--target", TGT,
                        "--method", "diffedit", "--model", tiny_model_dir, "--out", tmp_path / "bad", "--quiet",
                        "--inpaint-model", inpainter)
-    assert_one_error_line(code, err, "--inpaint-model is not used with --method diffedit")
+    assert "--inpaint-model is not used with --method diffedit" in one_line_error(code, err)
     assert not (tmp_path / "bad").exists()
 
 
@@ -388,7 +378,7 @@ def test_commands_refuse_options_their_workflow_would_ignore(tiny_model_dir, tmp
     Image.fromarray(image).save(tmp_path / "in.png")
     code, _, err = run(capsys, command, "--image", tmp_path / "in.png", "--source", SRC, "--target", TGT,
                        "--model", tiny_model_dir, "--out", tmp_path / "bad", "--quiet", *argv)
-    assert_one_error_line(code, err, message)
+    assert message in one_line_error(code, err)
     assert not (tmp_path / "bad").exists()
 
 
@@ -396,7 +386,7 @@ def test_mask_refuses_instant_options_with_diffedit(tiny_model_dir, tmp_path, ca
     Image.fromarray(image).save(tmp_path / "in.png")
     code, _, err = run(capsys, "mask", tmp_path / "in.png", "--source", SRC, "--target", TGT, "--method", "diffedit",
                        "--anchor", "edited", "--model", tiny_model_dir, "--out", tmp_path / "m.png", "--quiet")
-    assert_one_error_line(code, err, "--anchor is not used with --method diffedit")
+    assert "--anchor is not used with --method diffedit" in one_line_error(code, err)
     assert not (tmp_path / "m.png").exists()
 
 

@@ -10,9 +10,10 @@ import pytest
 import torch
 from PIL import Image
 
-from promptedit.cli import main
 from promptedit.editing import EditSpec, edit, generate
 from promptedit.errors import ParameterError, PromptError
+
+from helpers import run
 
 SRC, TGT = "a photo of a cat", "a photo of a dog"
 
@@ -135,11 +136,6 @@ def test_saved_sdxl_folders_load_as_sdxl(xl, xl_dir):
     a = generate(xl, SRC, seed=2, num_inference_steps=2, progress=False).images
     b = generate(loaded, SRC, seed=2, num_inference_steps=2, progress=False).images
     assert np.array_equal(a, b)
-
-
-def run(capsys, *argv):
-    code = main([str(a) for a in argv])
-    return (code, *capsys.readouterr())
 
 
 def test_every_command_runs_on_a_tiny_sdxl_folder(xl_dir, image, tmp_path, capsys):
