@@ -27,7 +27,7 @@ demo: $(STAMP)
 	@echo "promptedit is in $(BIN): run '. $(BIN)/activate' to put it on PATH (or run $(BIN)/promptedit)"
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=15
 
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -q -m slow
