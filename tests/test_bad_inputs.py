@@ -17,6 +17,8 @@ from promptedit.errors import ModelLoadError, NumericalError, ParameterError, Pr
 
 from helpers import one_line_error, run
 
+pytestmark = pytest.mark.integration
+
 SRC, TGT = "a photo of a cat", "a photo of a dog"
 
 

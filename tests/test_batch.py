@@ -16,6 +16,8 @@ from PIL import Image
 
 from helpers import run
 
+pytestmark = pytest.mark.integration
+
 
 @pytest.fixture(scope="module")
 def manifest(tmp_path_factory):

@@ -29,6 +29,8 @@ from promptedit.world import parse_caption, spec
 
 from helpers import run
 
+pytestmark = pytest.mark.integration
+
 STEPS = 2  # the tiny model's images are noise whatever the steps; fewer keep the tests fast
 
 EXPECTED = {

@@ -7,6 +7,8 @@ from PIL import Image
 
 from helpers import run
 
+pytestmark = pytest.mark.integration
+
 
 def test_help_everywhere(capsys):
     for argv in ([], ["generate"], ["edit"], ["mask"], ["mask-edit"], ["invert"], ["attention"], ["demo"], ["train"],

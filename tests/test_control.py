@@ -16,6 +16,8 @@ from promptedit.control import (
 )
 from promptedit.errors import ParameterError
 
+pytestmark = pytest.mark.unit
+
 K = 8  # keys
 CROSS = AttentionLayer("up_blocks.1.attentions.0.transformer_blocks.0.attn2", "up", True)
 SELF = AttentionLayer("up_blocks.1.attentions.0.transformer_blocks.0.attn1", "up", False)

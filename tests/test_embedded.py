@@ -9,8 +9,9 @@ import pytest
 
 from promptedit.cli import EMBEDDED_MODEL
 
-pytestmark = pytest.mark.skipif(not (EMBEDDED_MODEL / "model_index.json").is_file(),
-                                reason="the embedded model is not installed")
+pytestmark = [pytest.mark.integration,
+              pytest.mark.skipif(not (EMBEDDED_MODEL / "model_index.json").is_file(),
+                                 reason="the embedded model is not installed")]
 
 
 @pytest.fixture(scope="module")

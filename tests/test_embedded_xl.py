@@ -13,8 +13,9 @@ import pytest
 from promptedit.cli.common import EMBEDDED_MODELS
 
 XL = EMBEDDED_MODELS["embedded-xl"]
-pytestmark = pytest.mark.skipif(not (XL / "model_index.json").is_file(),
-                                reason="the embedded SDXL-architecture model is not installed")
+pytestmark = [pytest.mark.integration,
+              pytest.mark.skipif(not (XL / "model_index.json").is_file(),
+                                 reason="the embedded SDXL-architecture model is not installed")]
 
 
 @pytest.fixture(scope="module")

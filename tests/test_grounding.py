@@ -9,6 +9,8 @@ from promptedit.train.shapes import TrainConfig, build_tokenizer, train
 from promptedit.world.dataset import iter_samples
 from promptedit.testing import TINY_TRAIN as TINY
 
+pytestmark = pytest.mark.integration
+
 
 def test_word_regions_follow_the_grammar():
     cap = "a sketch of a big striped red circle and a blue star on a white background at night"

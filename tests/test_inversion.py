@@ -11,6 +11,8 @@ from promptedit.editing import EditSpec, edit
 from promptedit.errors import ImageInputError
 from promptedit.inversion import Inversion, InversionError, invert, reconstruct
 
+pytestmark = pytest.mark.integration
+
 
 def edit_inversion(model, inv, spec, *, null_branches=None, **kw):
     return edit(model, spec, start=inv, edit_null=null_branches, **kw)

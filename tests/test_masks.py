@@ -12,6 +12,8 @@ from promptedit.masks import InstantMask, instant_mask, minmax, select_words, sm
 
 from helpers import one_line_error, run
 
+pytestmark = pytest.mark.integration
+
 SRC, TGT = "a photo of a cat", "a photo of a dog"
 
 

@@ -14,6 +14,8 @@ from promptedit.errors import PromptEditError
 from promptedit.world import pie as wpie
 from promptedit.world import spec
 
+pytestmark = pytest.mark.integration
+
 # ----------------------------------------------------------------------------- masks and prompts
 
 

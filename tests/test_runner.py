@@ -11,6 +11,8 @@ from promptedit.runner import SeedStart, denoise
 from promptedit.spec import EditSpec, build_controller
 from promptedit.tokens import word_token_indices
 
+pytestmark = pytest.mark.integration
+
 SRC, TGT = "a photo of a cat", "a photo of a dog"
 STEPS = 4
 

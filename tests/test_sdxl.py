@@ -15,6 +15,8 @@ from promptedit.errors import ParameterError, PromptError
 
 from helpers import run
 
+pytestmark = pytest.mark.integration
+
 SRC, TGT = "a photo of a cat", "a photo of a dog"
 
 

@@ -29,6 +29,8 @@ from promptedit.syntax import (
     parse_edit_prompt,
 )
 
+pytestmark = pytest.mark.unit
+
 try:  # EditSpec moved from editing to spec; either home will do
     from promptedit.spec import EditSpec, build_controller
 except ImportError:  # pragma: no cover

@@ -12,6 +12,8 @@ from promptedit.seq_aligner import (
 )
 from promptedit.tokens import prompt_words, swapped_words, tokenize, unknown_words, word_token_indices
 
+pytestmark = pytest.mark.unit
+
 
 def pieces(tokenizer, prompt, idx):
     ids = tokenize(tokenizer, prompt, warn=False).ids

@@ -1,5 +1,6 @@
 """The embedded model's codec and training recipe, on a tiny configuration."""
 
+import pytest
 import torch
 
 from promptedit.codec import PatchCodec
@@ -7,6 +8,8 @@ from promptedit.models import load_model, save_model
 from promptedit.train.shapes import TrainConfig, build_tokenizer, min_snr_weights, train
 from promptedit.world import spec
 from promptedit.testing import TINY_TRAIN as TINY
+
+pytestmark = pytest.mark.integration
 
 
 def test_codec_is_exact_and_round_trips_through_a_folder(tmp_path, capfd):
@@ -104,8 +107,6 @@ def test_a_run_can_start_from_an_exported_model(tmp_path):
     fresh = train(config, tmp_path / "c", progress=False, log=lambda m: None)
     assert not all(torch.equal(p, q) for p, q in zip(fresh.unet.parameters(), start.unet.parameters()))
     # another architecture is refused, naming the component
-    import pytest
-
     other = TrainConfig(**{**TINY, "unet_channels": (16, 16, 32), "steps": 1})
     with pytest.raises(ValueError, match="UNet"):
         train(other, tmp_path / "d", progress=False, log=lambda m: None, init_from=start)
@@ -138,8 +139,6 @@ def test_training_stream_can_reweight_two_object_scenes():
     assert [scene_at(1, i) for i in range(20)] == [scene_at(1, i, spec.P_TWO_OBJECTS) for i in range(20)]
     assert all(len(scene_at(1, i, 1.0).objects) == 2 for i in range(20))
     assert all(len(scene_at(1, i, 0.0).objects) == 1 for i in range(20))
-    import pytest
-
     with pytest.raises(ValueError, match="two-object"):
         TrainConfig(**{**TINY, "two_object_fraction": 1.5})
 
@@ -185,7 +184,5 @@ def test_an_sdxl_architecture_run_starts_from_an_sd_model_where_shapes_agree(tmp
     res = edit(loaded, EditSpec("a red circle on a white background", ("a blue circle on a white background",)),
                num_inference_steps=2, progress=False)
     assert res.images.shape == (2, 64, 64, 3)
-    import pytest
-
     with pytest.raises(ValueError, match="SDXL-architecture"):
         train(TrainConfig(**TINY), tmp_path / "bad", progress=False, log=lambda m: None, init_from=loaded)

@@ -10,11 +10,13 @@ from promptedit.train.words import token_identity_loss, word_positions
 from promptedit.testing import TINY_TRAIN as TINY
 
 
+@pytest.mark.unit
 def test_word_positions_leave_out_start_end_and_padding():
     ids = torch.tensor([[0, 5, 6, 1, 1], [0, 1, 1, 1, 1]])  # start 0, end = padding 1
     assert word_positions(ids, {0, 1}).tolist() == [[False, True, True, False, False], [False] * 5]
 
 
+@pytest.mark.unit
 def test_identity_loss_is_a_cosine_classifier_over_the_words():
     classifier = torch.eye(6, 8)  # six orthonormal directions in 8 dimensions
     ids = torch.tensor([[0, 2, 3, 1]])
@@ -50,6 +52,7 @@ def _shape_word_cosine(model) -> float:
     return cos[~torch.eye(5, dtype=torch.bool)].mean().item()
 
 
+@pytest.mark.integration
 def test_training_with_the_identity_term_keeps_the_shape_words_apart(tmp_path):
     """The term is logged, pulls the outputs of different shape words apart, and its classifier is
     checkpointed (a resumed run picks it up)."""

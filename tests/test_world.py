@@ -43,6 +43,8 @@ from promptedit.world import (
 from promptedit.world.reader import ideal_shape
 from promptedit.world.render import apply_blur, apply_night, apply_pixel_art, outline
 
+pytestmark = pytest.mark.unit
+
 N = 64
 SPEC_PALETTE = {
     "red": (220, 40, 40),
