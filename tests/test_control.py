@@ -178,8 +178,14 @@ def test_local_blend_propagation_carries_the_words_map_over_its_object():
         masks[propagation] = blend.mask((4, 4))[1, 0].flatten()
     assert masks[0].nonzero().flatten().tolist() == [0]
     assert masks[1].nonzero().flatten().tolist() == obj
-    with pytest.raises(ParameterError, match="propagation"):
-        LocalBlend(alphas, propagation=-1)
+    for bad in (-1, 11, 1.5, True):  # 11 and up: each pass a (pixels x pixels) product at every blended step
+        with pytest.raises(ParameterError, match="propagation"):
+            LocalBlend(alphas, propagation=bad)
+    from promptedit.defaults import ModelDefaults
+    from promptedit.errors import ModelLoadError
+
+    with pytest.raises(ModelLoadError, match="p2p.blend_propagation"):
+        ModelDefaults.from_dict({"p2p": {"blend_propagation": 1000000000}})
 
 
 def test_local_blend_without_maps_at_its_resolution_fails_loudly():

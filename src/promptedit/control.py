@@ -362,8 +362,8 @@ class LocalBlend:
         self.downsample = int(downsample)
         self.places = frozenset(places)
         self.pool_size = int(pool_size)
-        if isinstance(propagation, bool) or not isinstance(propagation, int) or propagation < 0:
-            raise ParameterError(f"local blend propagation must be a whole number >= 0, got {propagation!r}")
+        if isinstance(propagation, bool) or not isinstance(propagation, int) or not 0 <= propagation <= 10:
+            raise ParameterError(f"local blend propagation must be a whole number in [0, 10], got {propagation!r}")
         self.propagation = propagation
         self._sum: torch.Tensor | None = None  # (n, pixels, keys): summed over every layer and step so far
         self._count = 0

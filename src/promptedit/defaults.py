@@ -105,7 +105,7 @@ class P2PDefaults:
             "blend_threshold": (float, lambda v: 0.0 <= v < 1.0, "in [0, 1)"),
             "blend_pool_size": (int, lambda v: v >= 1 and v % 2 == 1, "odd and positive"),
             "blend_start": (float, _unit, "in [0, 1]"),
-            "blend_propagation": (int, lambda v: v >= 0, "a whole number >= 0"), "attention_downsample": positive})
+            "blend_propagation": (int, lambda v: 0 <= v <= 10, "a whole number in [0, 10]"), "attention_downsample": positive})
 
 
 @dataclass(frozen=True)
