@@ -113,6 +113,10 @@ def item_options() -> dict[str, tuple[str, ...]]:
             for command in _item_commands()}
 
 
+#: the options that take a step window (a fraction, START,END or WORD=…)
+WINDOW_OPTIONS = frozenset({"cross-replace", "self-replace", "inject-features"})
+
+
 def check_defaults(defaults: Mapping[str, object]) -> None:
     """The options every item shares (``--set`` and the batch's own) checked once, before any item runs: a key
     the batch sets itself or that no option of `edit` / `mask-edit` has, or a value that option refuses, is one
@@ -148,7 +152,7 @@ def check_defaults(defaults: Mapping[str, object]) -> None:
                 p.type.convert(v, p, None)
             except click.BadParameter as e:
                 raise ManifestError(f"--set {name}: {e.message}") from None
-            if name in ("cross-replace", "self-replace", "inject-features") and "=" not in str(v):
+            if name in WINDOW_OPTIONS and "=" not in str(v):
                 parse_window(str(v), f"--set {name}")
 
 
@@ -169,7 +173,7 @@ def _argv(options: Mapping[str, object], flags: frozenset[str]) -> list[str]:
             for word, v in value.items():
                 argv += [flag, f"{word}={_value(v)}"]
         elif isinstance(value, (list, tuple)):
-            if flag in ("--cross-replace", "--self-replace", "--inject-features") and all(
+            if key.replace("_", "-") in WINDOW_OPTIONS and all(
                     isinstance(v, (int, float)) and not isinstance(v, bool) for v in value) and len(value) == 2:
                 argv += [flag, f"{_value(value[0])},{_value(value[1])}"]  # a (start, end) window
             else:
