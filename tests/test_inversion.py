@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from promptedit.ddim import ddim_inverse_step, ddim_step
 from promptedit.editing import EditSpec, edit
 from promptedit.errors import ImageInputError
 from promptedit.inversion import Inversion, InversionError, invert, reconstruct
+from promptedit.samplers.ddim import ddim_inverse_step, ddim_step
 
 pytestmark = pytest.mark.integration
 

@@ -252,16 +252,19 @@ def test_a_v_prediction_models_loop_reproduces_diffusers_pipeline_and_edits():
     model = tiny_components(1, prediction_type="v_prediction")
     assert model.prediction_type == "v_prediction"
     assert_loop_reproduces_the_pipeline(model, "v_prediction")
-    # inversion and null-text take ε from v themselves (ddim.eps_from_output): a DDIM step through it is diffusers'
+    # inversion and null-text take ε from v themselves (samplers.ddim.eps_from_output): a DDIM step through it is
+    # diffusers'
     from diffusers import DDIMScheduler
 
-    from promptedit.ddim import ddim_step, eps_from_output, step_alphas
+    from promptedit.samplers.ddim import ddim_step, eps_from_output
 
-    scheduler = DDIMScheduler.from_config(model.make_scheduler().config, prediction_type="v_prediction")
+    sampler = model.make_sampler()
+    sampler.set_steps(4)
+    scheduler = DDIMScheduler.from_config(sampler.scheduler.config, prediction_type="v_prediction")
     scheduler.set_timesteps(4)
     v, x_t = torch.randn(2, 1, 4, 4, 4, generator=torch.Generator().manual_seed(0))  # (n, C, h, w) each
     for t in scheduler.timesteps.tolist():
-        a_t, a_prev = step_alphas(scheduler, t)
+        a_t, a_prev = sampler.alphas(t)
         ours = ddim_step(eps_from_output(v, x_t, a_t, model.prediction_type), x_t, a_t, a_prev)
         assert torch.allclose(ours, scheduler.step(v, t, x_t, eta=0.0).prev_sample, atol=1e-5)
     res = edit(model, EditSpec(SRC, (TGT,)), num_inference_steps=2, progress=False)

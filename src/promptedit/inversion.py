@@ -2,17 +2,21 @@
 
 Each method is a function with every hyper-parameter an argument:
 
-* :func:`ddim_inversion` — DDIM inversion (Song et al. 2021; Mokady et al. 2023, Sec. 3.1): run the DDIM ODE
-  backwards under the caption, giving the pivot trajectory z*_0 … z*_T.
+* :func:`ddim_inversion` — DDIM inversion (Song et al. 2021; Mokady et al. 2023, Sec. 3.1): run the sampler's
+  ODE backwards under the caption (its :meth:`~promptedit.samplers.base.Sampler.inverse_step`), giving the pivot
+  trajectory z*_0 … z*_T.
 * :func:`null_text_optimization` — null-text inversion (Mokady et al., CVPR 2023, Alg. 1): per step, optimise
-  only the unconditional conditioning ∅_t so that a guided DDIM step from the current latent lands on z*_{t-1}.
+  only the unconditional conditioning ∅_t so that a guided sampler step from the current latent lands on
+  z*_{t-1}.
 * negative-prompt inversion (Miyake et al. 2023): the source prompt's conditioning is the null conditioning; no
   optimisation.
 * direct inversion (Ju et al., "PnP Inversion", 2023): the source branch is put back on the pivot trajectory
   after every step, and the targets are edited against it.
 
 :func:`invert` runs a method and returns an :class:`Inversion`: a start for the one runner
-(``edit(model, spec, start=inversion)``), saved to and loaded from one safetensors file.
+(``edit(model, spec, start=inversion)``), saved to and loaded from one safetensors file. Null-text and
+negative-prompt inversion replace the unconditional branch, so they need classifier-free guidance
+(:data:`NEEDS_CLASSIFIER_FREE`).
 """
 
 from __future__ import annotations
@@ -31,23 +35,21 @@ from tqdm.auto import tqdm
 
 from .conditioning import Conditioning
 from .control import AttentionControl
-from .ddim import ddim_inverse_step, ddim_step, eps_from_output, guided_noise, step_alphas
 from .errors import ParameterError, PromptEditError, check_real
+from .guidance import require_classifier_free
 from .models import DiffusionModel, model_fingerprint
 from .runner import (Prepared, Result, Start, check_sampling, check_size, encode_images, progress_desc,
                      resolve_sampling, run)
 from .spec import _check_prompt
 
 METHODS = ("null-text", "negative-prompt", "direct", "ddim")
+#: the methods that replace the unconditional branch, so need classifier-free guidance
+NEEDS_CLASSIFIER_FREE = ("null-text", "negative-prompt")
 FORMAT_VERSION = 1
 
 
 class InversionError(PromptEditError):
     """A saved inversion cannot be used (other model, size or file)."""
-
-
-def _eps(model: DiffusionModel, x: torch.Tensor, t, cond: Conditioning, alpha_t: float) -> torch.Tensor:
-    return eps_from_output(model.predict(x, t, cond, compiled=True), x, alpha_t, model.prediction_type)
 
 
 # ----------------------------------------------------------------------------- methods
@@ -56,15 +58,14 @@ def _eps(model: DiffusionModel, x: torch.Tensor, t, cond: Conditioning, alpha_t:
 @torch.no_grad()
 def ddim_inversion(model: DiffusionModel, z0: torch.Tensor, cond: Conditioning, *, num_inference_steps: int = 50,
                    progress: bool | str = True) -> torch.Tensor:
-    """DDIM inversion at guidance 1 under ``cond`` (one row): the pivot trajectory (T+1, C, h, w),
-    index 0 = z*_0 (the image) … index T = z*_T."""
-    scheduler = model.make_scheduler()
-    scheduler.set_timesteps(num_inference_steps)
+    """DDIM inversion at guidance 1 under ``cond`` (one row) with the model's sampler: the pivot trajectory
+    (T+1, C, h, w), index 0 = z*_0 (the image) … index T = z*_T."""
+    sampler = model.make_sampler()
+    sampler.set_steps(num_inference_steps)
     latents = [z0]
-    x = z0
-    for t in tqdm(scheduler.timesteps.flip(0), desc=progress_desc(progress, "DDIM inversion"), disable=not progress, leave=False):
-        a_t, a_prev = step_alphas(scheduler, int(t))
-        x = ddim_inverse_step(_eps(model, x, t, cond, a_t), x, a_t, a_prev)
+    x = z0  # (1, C, h, w)
+    for t in tqdm(sampler.timesteps.flip(0), desc=progress_desc(progress, f"{sampler.name} inversion"), disable=not progress, leave=False):
+        x = sampler.inverse_step(model.predict(x, t, cond, compiled=True), t, x)
         latents.append(x)
     return torch.cat(latents)
 
@@ -88,16 +89,17 @@ def null_text_optimization(
     """Null-text optimisation (Mokady et al. 2023, Alg. 1): per-step null conditioning ∅_t.
 
     For each step i (from z*_T), ∅ starts from the previous step's, is optimised with Adam
-    (lr · (1 − i·lr_decay)) for at most ``num_inner_steps`` iterations so that the guided DDIM step from the
+    (lr · (1 − i·lr_decay)) for at most ``num_inner_steps`` iterations so that the guided sampler step from the
     current latent lands on z*_{t−1}, stopping early once the loss falls under ``epsilon + i · epsilon_growth``;
     the current latent then advances with the optimised ∅_t. The null token embeddings are optimised, and with
     ``optimize_pooled`` (SDXL) the pooled null embedding too.
 
     Returns ``{"embeddings": (T, L, D)[, "pooled": (T, P)]}`` and the final loss of each step.
     """
-    scheduler = model.make_scheduler()
+    guidance = require_classifier_free(model.make_guidance(guidance_scale), "null-text inversion")
+    sampler = model.make_sampler()
     T = pivots.shape[0] - 1
-    scheduler.set_timesteps(T)
+    sampler.set_steps(T)
     # ∅ is optimised, and the loss taken, in fp32 even when the UNet runs in fp16: Adam's ε (1e-8) is 0 in
     # fp16 and the early-stop losses (~1e-5) are below fp16's resolution, so a half-precision ∅ turns NaN
     unet_dtype = model.unet.dtype
@@ -110,21 +112,23 @@ def null_text_optimization(
     def null_cond() -> Conditioning:
         return replace(uncond, **{k: v.to(unet_dtype) for k, v in null.items()})
 
+    def eps(x_t: torch.Tensor, t, c: Conditioning) -> torch.Tensor:
+        return sampler.to_eps(model.predict(x_t, t, c, compiled=True), t, x_t)  # (1, C, h, w)
+
     bar = tqdm(total=T, desc=progress_desc(progress, "null-text"), disable=not progress, leave=False)
-    for i, t in enumerate(scheduler.timesteps):
-        a_t, a_prev = step_alphas(scheduler, int(t))
+    for i, t in enumerate(sampler.timesteps):
         target = pivots[T - i - 1 : T - i].float()  # z*_{t-1}
         x_in = x.to(unet_dtype)
         with torch.no_grad():
-            eps_cond = _eps(model, x_in, t, cond, a_t).float()  # computed once, reused by every iteration
+            eps_cond = eps(x_in, t, cond).float()  # computed once, reused by every iteration
         # fresh tensors per step: Adam updates in place, and ∅_{t+1} (kept below) must not move with ∅_t
         null = {k: v.detach().clone().requires_grad_(True) for k, v in null.items()}
         opt = torch.optim.Adam(list(null.values()), lr=lr * (1.0 - i * lr_decay))
         threshold = epsilon + i * epsilon_growth
         loss_value, j = float("inf"), 0
         for j in range(num_inner_steps):
-            eps_uncond = _eps(model, x_in, t, null_cond(), a_t).float()
-            loss = F.mse_loss(ddim_step(guided_noise(eps_uncond, eps_cond, guidance_scale), x, a_t, a_prev), target)
+            eps_uncond = eps(x_in, t, null_cond()).float()
+            loss = F.mse_loss(sampler.eps_step(guidance.guide(eps_uncond, eps_cond), t, x), target)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -136,8 +140,8 @@ def null_text_optimization(
             kept[k].append(v)
         losses.append(loss_value)
         with torch.no_grad():
-            eps_uncond = _eps(model, x_in, t, null_cond(), a_t).float()
-            x = ddim_step(guided_noise(eps_uncond, eps_cond, guidance_scale), x, a_t, a_prev)
+            eps_uncond = eps(x_in, t, null_cond()).float()
+            x = sampler.eps_step(guidance.guide(eps_uncond, eps_cond), t, x)
         bar.update(1)
         bar.set_postfix(loss=f"{loss_value:.2e}", iters=j + 1)
         if on_step is not None:
@@ -228,6 +232,8 @@ class Inversion(Start):
 
     def prepare(self, model, *, prompts, num_inference_steps, size, edit_null=None) -> Prepared:
         self.check_compatible(model)
+        if self.method in NEEDS_CLASSIFIER_FREE:
+            require_classifier_free(model.make_guidance(self.guidance_scale), f"an edit of a {self.method} inversion")
         return Prepared(self.latents[-1:].to(model.device, model.dtype),
                         uncond=self.null_conditioning(model, len(prompts), edit_null or "all"),
                         controller=PivotSource(self.latents) if self.method == "direct" else None)
@@ -370,6 +376,8 @@ def invert(
     w = model.defaults.sampling.guidance_scale if guidance_scale is None else guidance_scale
     check_sampling(steps, w, model)
     w = float(w)
+    if method in NEEDS_CLASSIFIER_FREE:
+        require_classifier_free(model.make_guidance(w), f"{method} inversion")
     size = tuple(image.shape[:2])
     check_size(model, *size, batch=1, allow_large=allow_large)
     if isinstance(num_inner_steps, bool) or not isinstance(num_inner_steps, int) or num_inner_steps < 1:

@@ -16,12 +16,12 @@ import torch
 import torch.nn.functional as F
 
 from .control import AttentionControl, blend_latents
-from .ddim import q_sample
 from .errors import ParameterError, PromptError, check_real, check_whole
 from .masks import InstantMask, cells_touched, edited_words, image_soft_mask, strongest_regions
 from .models import DiffusionModel
 from .runner import (NoisedImage, Prepared, Result, Sampling, decode_latents, make_generator, resolve_sampling, run,
-                     strength_start, to_uint8)
+                     to_uint8)
+from .samplers import strength_start
 from .spec import _check_prompt
 from .tokens import prompt_words, span_token_indices
 
@@ -293,10 +293,9 @@ def _final_pass(model: DiffusionModel, x0: torch.Tensor, target: str, mask: np.n
                                     guidance_scale=sampling.guidance_scale, strength=strength,
                                     generator=make_generator(seed), output_type="np").images[0]
         return to_uint8(pipe_out[None])[0]
-    scheduler = model.make_scheduler()
-    scheduler.set_timesteps(sampling.num_inference_steps)
-    a_start = float(scheduler.alphas_cumprod[int(scheduler.timesteps[start_step])])
-    x_re = q_sample(x0, prepared.extras["noise"][:1], a_start)
+    sampler = model.make_sampler()
+    sampler.set_steps(sampling.num_inference_steps)
+    x_re = sampler.noise_to(x0, prepared.extras["noise"][:1], start_step)  # (1, C, h, w)
     sources = prepared.extras["sources"][:, :1]  # the first noise draw's
     again = Prepared(torch.where(latent_mask[None, None], x_re, prepared.x[:1]), start_step)
     final = run(model, [target], start, sampling=sampling, controller=MaskBlend(latent_mask, sources),
@@ -345,13 +344,13 @@ def has_diffedit(model: DiffusionModel) -> bool:
 
 def diffedit_pipeline(model: DiffusionModel):
     """diffusers' ``StableDiffusionDiffEditPipeline`` over the model's components (see :func:`has_diffedit`)."""
-    from diffusers import DDIMInverseScheduler, StableDiffusionDiffEditPipeline
+    from diffusers import StableDiffusionDiffEditPipeline
 
     if not has_diffedit(model):
         raise ParameterError(f"DiffEdit runs through diffusers' pipeline, which has no {model.family.upper()} version;"
                              " use instant masks (InstDiffEdit) on this model")
     pipe = StableDiffusionDiffEditPipeline(
-        **model.pipeline_components(), inverse_scheduler=DDIMInverseScheduler.from_config(model.scheduler_config))
+        **model.pipeline_components(), inverse_scheduler=model.make_sampler().inverse_scheduler())
     pipe.set_progress_bar_config(disable=True)
     return pipe
 

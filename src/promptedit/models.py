@@ -21,6 +21,8 @@ import torch
 from .conditioning import Conditioning, SDText, SDXLText, TextConditioner
 from .defaults import DEFAULTS_FILE, ModelDefaults
 from .errors import ModelLoadError, ParameterError
+from .guidance import ClassifierFree, Guidance
+from .samplers import DDIMSampler, Sampler
 from .shipped import resolve_model
 
 #: components of each family's model_index.json
@@ -36,7 +38,7 @@ class DiffusionModel:
         vae: the autoencoder (``encode(x).latent_dist``, ``decode(z).sample``, ``config.scaling_factor``).
         unet: a diffusers ``UNet2DConditionModel``, in eval mode.
         text: the family's text side: prompts → :class:`~promptedit.conditioning.Conditioning`.
-        scheduler_config: the checkpoint's scheduler configuration (a fresh DDIM scheduler is made per run).
+        scheduler_config: the checkpoint's scheduler configuration (a fresh sampler is made per run).
         name: where the model came from (folder or hub id).
         defaults: sampling and editing defaults for this model.
     """
@@ -127,8 +129,8 @@ class DiffusionModel:
 
     def pipeline_components(self) -> dict:
         """The components as diffusers' pipelines of the family take them (``StableDiffusion*Pipeline`` /
-        ``StableDiffusionXL*Pipeline``), with a fresh DDIM scheduler: the same modules, nothing copied."""
-        parts = {"vae": self.vae, "unet": self.unet, "scheduler": self.make_scheduler()}
+        ``StableDiffusionXL*Pipeline``), with the sampler's fresh scheduler: the same modules, nothing copied."""
+        parts = {"vae": self.vae, "unet": self.unet, "scheduler": self.make_sampler().scheduler}
         if self.family == "sdxl":
             return {**parts, "text_encoder": self.text.text_encoder, "text_encoder_2": self.text.text_encoder_2,
                     "tokenizer": self.text.tokenizer, "tokenizer_2": self.text.tokenizer_2,
@@ -164,9 +166,13 @@ class DiffusionModel:
         return f, (f"{what}: this model has no cross-attention maps at 1/{default} of the latent size (the default); "
                    f"using 1/{f}, the nearest it has ({listed})")
 
-    def make_scheduler(self, **overrides):
-        """A new DDIM scheduler from the checkpoint's configuration (see :func:`ddim_scheduler`)."""
-        return ddim_scheduler(self.scheduler_config, **overrides)
+    def make_sampler(self) -> Sampler:
+        """A new sampler over the checkpoint's noise schedule (see :func:`make_sampler`)."""
+        return make_sampler(self.scheduler_config)
+
+    def make_guidance(self, scale: float) -> Guidance:
+        """The guidance of this model's runs at ``scale`` (see :func:`make_guidance`)."""
+        return make_guidance(scale)
 
     @property
     def modules(self) -> list[torch.nn.Module]:
@@ -212,12 +218,16 @@ def _is_hub_id(name: str) -> bool:
     return len(parts) == 2 and all(parts) and not name.startswith((".", "/", "~"))
 
 
-def ddim_scheduler(config: dict, **overrides):
-    """A DDIM scheduler from a checkpoint's scheduler configuration, as the papers run it: no clipping,
-    ``set_alpha_to_one=False``."""
-    from diffusers import DDIMScheduler
+def make_sampler(scheduler_config: dict) -> Sampler:
+    """The sampler of a checkpoint's runs: DDIM over its schedule for every family today (the one place that
+    chooses it, until the family registry does)."""
+    return DDIMSampler(scheduler_config)
 
-    return DDIMScheduler.from_config({**config, "clip_sample": False, "set_alpha_to_one": False, **overrides})
+
+def make_guidance(scale: float) -> Guidance:
+    """The guidance of a model's runs: classifier-free for every family today (the one place that chooses it; a
+    guidance-distilled family takes :class:`~promptedit.guidance.EmbeddedGuidance`)."""
+    return ClassifierFree(scale)
 
 
 def _load_component(root: str, name: str, spec, local: bool, dtype: torch.dtype | None = None):
@@ -329,21 +339,16 @@ def load_model(
         dtype = dtype or (t if torch.device(device).type == "cuda" else torch.float32)
     parts = {c: _load_component(root, c, index[c], local, dtype) for c in components if c != "scheduler"}
     try:
-        from diffusers import DDIMScheduler
-
-        scheduler_config = dict(DDIMScheduler.load_config(root, subfolder="scheduler", local_files_only=local))
-        total = scheduler_config.get("num_train_timesteps", 1000)
-        if isinstance(total, bool) or not isinstance(total, int) or total < 2:
-            raise ValueError(f"num_train_timesteps is {total!r}")
-        # the DDIM scheduler every run makes from it, built once here so that a broken configuration is refused
-        # at load time, not as an indexing error mid-run
-        alphas = ddim_scheduler(scheduler_config).alphas_cumprod
+        library, class_name = index["scheduler"]  # the checkpoint's scheduler class reads its configuration
+        scheduler_class = getattr(importlib.import_module(library), class_name)
+        scheduler_config = dict(scheduler_class.load_config(root, subfolder="scheduler", local_files_only=local))
+        # the sampler every run makes from it, made once here so that a broken configuration is refused at load
+        # time, not as an indexing error mid-run
+        make_sampler(scheduler_config)
+    except ParameterError as e:
+        raise ModelLoadError(f"{name}: the scheduler's configuration is broken ({e})") from None
     except Exception as e:
         raise ModelLoadError(f"{name}: cannot load the scheduler's configuration: {str(e).splitlines()[0]}") from None
-    if len(alphas) < 2 or not bool(torch.isfinite(alphas).all()) or not bool(((alphas > 0) & (alphas <= 1)).all()):
-        raise ModelLoadError(f"{name}: the scheduler's configuration is broken (num_train_timesteps "
-                             f"{scheduler_config.get('num_train_timesteps')!r}, or its betas give noise levels "
-                             "outside (0, 1])")
     for tok in [parts["tokenizer"]] + ([parts["tokenizer_2"]] if family == "sdxl" else []):
         if not getattr(tok, "is_fast", False):
             raise ModelLoadError(f"{name}: the tokenizer is not a fast tokenizer")
@@ -398,7 +403,6 @@ def save_model(model: DiffusionModel, folder: str | os.PathLike, *, extra_files:
     import copy
 
     import diffusers
-    from diffusers import DDIMScheduler
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -410,7 +414,8 @@ def save_model(model: DiffusionModel, folder: str | os.PathLike, *, extra_files:
     model.vae.save_pretrained(folder / "vae")
     for name, tok in tokenizers:
         tok.save_pretrained(folder / name)
-    DDIMScheduler.from_config(model.scheduler_config).save_pretrained(folder / "scheduler")
+    scheduler = model.make_sampler().checkpoint_scheduler()
+    scheduler.save_pretrained(folder / "scheduler")
     vae_cls = type(model.vae)
     vae_lib = "diffusers" if vae_cls.__module__.startswith("diffusers") else vae_cls.__module__
     index = {
@@ -418,7 +423,7 @@ def save_model(model: DiffusionModel, folder: str | os.PathLike, *, extra_files:
         "_diffusers_version": diffusers.__version__,
         "vae": [vae_lib, vae_cls.__name__],
         "unet": ["diffusers", type(model.unet).__name__],
-        "scheduler": ["diffusers", "DDIMScheduler"],
+        "scheduler": ["diffusers", type(scheduler).__name__],
     }
     for name, module in encoders:
         index[name] = ["transformers", type(module).__name__]

@@ -47,7 +47,7 @@ def result_fields(result) -> dict:
         "guidance_scale": result.sampling.guidance_scale,
         "height": result.sampling.height,
         "width": result.sampling.width,
-        "scheduler": "DDIM",
+        "scheduler": result.sampling.sampler,
     }
     if result.spec is not None:
         rec["spec"] = dataclasses.asdict(result.spec)

@@ -28,8 +28,8 @@ from tqdm.auto import tqdm
 
 from .conditioning import Conditioning
 from .control import AttentionControl, Compose
-from .ddim import guided_noise, q_sample, step_alphas
-from .errors import NumericalError, ParameterError, check_real
+from .errors import NumericalError, ParameterError
+from .guidance import check_scale
 from .hooks import FeatureInjection, attention_control, feature_injection
 
 StepCallback = Callable[[dict], None]
@@ -41,36 +41,17 @@ MAX_SIZE_FACTOR = 4
 
 
 def check_sampling(num_inference_steps, guidance_scale, model=None) -> None:
-    """Validate the loop's numeric parameters (ParameterError otherwise); with ``model``, also that its scheduler
-    has a timestep for every step (``leading`` spacing with ``steps_offset`` 1, SD's, takes at most 999 of 1000)."""
+    """Validate the loop's numeric parameters (ParameterError otherwise); with ``model``, also that its sampler
+    takes that many steps (:meth:`~promptedit.samplers.base.Sampler.set_steps`) and its guidance that scale."""
     if isinstance(num_inference_steps, bool) or not isinstance(num_inference_steps, int) or num_inference_steps <= 0:
         raise ParameterError(f"num_inference_steps must be a positive integer, got {num_inference_steps!r}")
     if num_inference_steps > 1000:
         raise ParameterError(f"num_inference_steps must be at most 1000, got {num_inference_steps}")
     if model is not None:
-        scheduler = model.make_scheduler()
-        total = scheduler.config.num_train_timesteps
-        if num_inference_steps > total:
-            raise ParameterError(f"num_inference_steps must be at most {total} on this model (its scheduler has "
-                                 f"{total} timesteps), got {num_inference_steps}")
-        scheduler.set_timesteps(num_inference_steps)
-        check_timesteps(scheduler)
-    try:
-        w = float(guidance_scale)
-    except (TypeError, ValueError):
-        raise ParameterError(f"guidance_scale must be a number, got {guidance_scale!r}") from None
-    if not math.isfinite(w) or w < 0:
-        raise ParameterError(f"guidance_scale must be a finite number >= 0, got {guidance_scale!r}")
-
-
-def check_timesteps(scheduler) -> None:
-    """Every step of a scheduler's set timesteps is one of its noise levels (``leading`` spacing with
-    ``steps_offset`` 1 steps past the last when the steps equal its timesteps); ParameterError otherwise."""
-    total, n = scheduler.config.num_train_timesteps, scheduler.num_inference_steps
-    if int(scheduler.timesteps.max()) >= total:
-        raise ParameterError(f"num_inference_steps must be below {n} on this model (its scheduler's "
-                             f"{scheduler.config.timestep_spacing} spacing with steps_offset "
-                             f"{scheduler.config.steps_offset} would step past its {total} timesteps)")
+        model.make_sampler().set_steps(num_inference_steps)
+        model.make_guidance(guidance_scale)  # checks the scale as the model's guidance takes it
+    else:
+        check_scale(guidance_scale)
 
 
 def estimate_memory(model, height: int, width: int, batch: int) -> int:
@@ -286,18 +267,13 @@ class SeedStart(Start):
         return Prepared(x_T.to(model.device, model.dtype))
 
 
-def strength_start(num_inference_steps: int, strength: float) -> int:
-    """The schedule step an image noised to ``strength`` (a fraction of the steps) starts from (SDEdit)."""
-    strength = check_real("strength", strength, 0.0, 1.0, low_open=True)
-    return min(num_inference_steps - 1, int(round(num_inference_steps * (1.0 - strength))))
-
-
 @dataclass
 class NoisedImage(Start):
     """An image (H, W, 3) uint8 encoded and noised to ``strength`` with noise from ``seed`` (``num_seeds`` draws,
     branch rows cycling through them). ``extras``: ``z0`` (1, C, h, w), ``noise`` (num_seeds, C, h, w) and
-    ``sources`` (steps − start, num_seeds, C, h, w): q(x | z0) with that noise after each step of the pass (at
-    the step's previous ᾱ), the last one z0 itself — what mask-guided edits keep outside their mask."""
+    ``sources`` (steps − start, num_seeds, C, h, w): z0 noised with that noise to the level after each step of the
+    pass (the sampler's :meth:`~promptedit.samplers.base.Sampler.noise_to`), the last one z0 itself — what
+    mask-guided edits keep outside their mask."""
 
     image: np.ndarray = None
     strength: float = 0.5
@@ -317,12 +293,11 @@ class NoisedImage(Start):
     def prepare(self, model, *, prompts, num_inference_steps, size, edit_null=None) -> Prepared:
         z0 = encode_images(model, self.image[None].astype(np.float32) / 255.0)
         noise = torch.randn((self.num_seeds, *z0.shape[1:]), generator=make_generator(self.seed)).to(z0)
-        start = strength_start(num_inference_steps, self.strength)
-        scheduler = model.make_scheduler()
-        scheduler.set_timesteps(num_inference_steps)
-        ts = scheduler.timesteps[start:]
-        x_start = q_sample(z0, noise, float(scheduler.alphas_cumprod[int(ts[0])]))
-        after = [q_sample(z0, noise, step_alphas(scheduler, int(t))[1]) for t in ts[:-1]]
+        sampler = model.make_sampler()
+        sampler.set_steps(num_inference_steps)
+        start = sampler.start_index(self.strength)
+        x_start = sampler.noise_to(z0, noise, start)  # (num_seeds, C, h, w)
+        after = [sampler.noise_to(z0, noise, i, after=True) for i in range(start, num_inference_steps - 1)]
         after.append(z0.expand_as(noise))  # the known region ends exactly as the source
         n = len(prompts)
         if n % self.num_seeds:
@@ -347,17 +322,18 @@ def denoise(
     features: FeatureInjection | None = None,
     callback: StepCallback | None = None,
     progress: bool | str = True,
-    scheduler=None,
     start_step: int = 0,
     end_step: int | None = None,
 ) -> torch.Tensor:
-    """Run the DDIM loop from ``latents`` for a batch of branches sharing one layout.
+    """Run the sampling loop from ``latents`` for a batch of branches sharing one layout, with the model's sampler
+    (:meth:`make_sampler`) and guidance (:meth:`make_guidance`).
 
     Args:
         cond: the branches' conditioning, n rows.
         latents: x at ``timesteps[start_step]``, (n, C, h, w) or (1, C, h, w) broadcast to the n branches.
         uncond: the unconditional conditioning: n (or 1) rows, or one such per step (null-text inversion);
-            None: the model's unconditional conditioning.
+            None: the model's unconditional conditioning (used where the guidance batches an unconditional
+            branch).
         controller: attention controller; None runs the plain loop.
         features: optional Plug-and-Play feature injection.
         callback: called after each step with a dict: ``step``, ``t``, ``x_t``, ``noise_pred``.
@@ -374,8 +350,8 @@ def denoise(
         raise ParameterError(f"latents batch {latents.shape[0]} does not match {n} prompts")
     latents = latents.expand(n, *latents.shape[1:]).clone()
     size = (latents.shape[-2] * model.vae_scale_factor, latents.shape[-1] * model.vae_scale_factor)
-    do_cfg = guidance_scale != 1.0
-    if do_cfg and uncond is None:
+    guidance = model.make_guidance(guidance_scale)
+    if guidance.branches > 1 and uncond is None:
         uncond = model.unconditional(n, size=size)
     per_step = isinstance(uncond, (list, tuple))
     if per_step and len(uncond) != num_inference_steps:
@@ -384,17 +360,15 @@ def denoise(
         raise ParameterError(f"start_step must be in [0, {num_inference_steps}), got {start_step}")
 
     # 2. Set timesteps
-    scheduler = scheduler or model.make_scheduler()
-    scheduler.set_timesteps(num_inference_steps, device=model.device)
-    check_timesteps(scheduler)
-    timesteps = scheduler.timesteps[start_step:end_step]
+    sampler = model.make_sampler()
+    sampler.set_steps(num_inference_steps, device=model.device)
+    timesteps = sampler.timesteps[start_step:end_step]
     if start_step == 0:
-        latents = latents * scheduler.init_noise_sigma
+        latents = latents * sampler.init_noise_sigma
     if per_step:
         uncond = list(uncond)[start_step:end_step]
-    # the conditioning of the batched UNet call, unconditional rows first (one per step for null-text)
-    contexts = ([Conditioning.cat([u.expand(n), cond]) for u in uncond] if per_step
-                else [Conditioning.cat([uncond.expand(n), cond])] if do_cfg else [cond])
+    # the conditioning of the batched UNet call (guidance.branches × n rows; one per step for null-text)
+    contexts = [guidance.conditioning(cond, u) for u in (uncond if per_step else [uncond])]
 
     # 3. Install hooks
     h, w = latents.shape[-2:]
@@ -414,13 +388,14 @@ def denoise(
                 controller.begin_step(i)
             if features is not None:
                 features.begin_step(i)
-            # 4a. UNet with classifier-free guidance (unconditional half first)
+            # 4a. The model on the guidance's branches, (branches · n, C, h, w), combined to (n, C, h, w)
             context = contexts[i if per_step else 0]
-            model_input = torch.cat([latents] * 2) if do_cfg else latents
-            out = model.predict(scheduler.scale_model_input(model_input, t), t, context, compiled=uncontrolled)
-            noise_pred = guided_noise(*out.chunk(2), guidance_scale) if do_cfg else out
-            # 4b. Scheduler step x_t -> x_{t-1}
-            latents = scheduler.step(noise_pred, t, latents, eta=0.0).prev_sample
+            model_input = guidance.batch(latents)
+            out = model.predict(sampler.scale_model_input(model_input, t), t, context, compiled=uncontrolled,
+                                **guidance.predict_kwargs())
+            noise_pred = guidance.combine(out)
+            # 4b. Sampler step x_t -> x_{t-1}
+            latents = sampler.step(noise_pred, t, latents)
             # 4c. Controller's step callback (local blend, pivots, masks)
             if controller is not None:
                 latents = controller.step_callback(latents)
@@ -434,12 +409,13 @@ def denoise(
 
 @dataclass
 class Sampling:
-    """The settings a run used: steps, guidance, image size."""
+    """The settings a run used: steps, guidance, image size, and the name of the sampler."""
 
     num_inference_steps: int
     guidance_scale: float
     height: int
     width: int
+    sampler: str
 
 
 def resolve_sampling(model, start: Start, num_inference_steps=None, guidance_scale=None, height=None, width=None,
@@ -464,7 +440,7 @@ def resolve_sampling(model, start: Start, num_inference_steps=None, guidance_sca
     h = model.image_size if given["height"] is None else given["height"]
     wd = model.image_size if given["width"] is None else given["width"]
     check_size(model, h, wd, batch=batch, allow_large=allow_large)
-    return Sampling(steps, float(w), h, wd)
+    return Sampling(steps, float(w), h, wd, model.make_sampler().name)
 
 
 @dataclass
