@@ -165,64 +165,36 @@ def instdiffedit(
     _check_prompt("source", source)
     _check_prompt("target", target)
     sampling = _mask_sampling(model, image, num_inference_steps, guidance_scale, allow_large)
-    steps, w = sampling.num_inference_steps, sampling.guidance_scale
+    steps = sampling.num_inference_steps
     start_step = strength_start(steps, strength)
     num_seeds = check_whole("num_seeds", num_seeds, 1)
     if mask_steps is not None:
         mask_steps = check_whole("mask_steps", mask_steps, 1, steps - start_step)
-    object_threshold = check_real("object_threshold", object_threshold, -1.0, 1.0)
-    background_threshold = check_real("background_threshold", background_threshold, -1.0, 1.0)
-    opts = _mask_options(model, downsample, threshold, smooth_times, guided_filter_radius, guided_filter_eps,
-                         region_peak)
-    # the guided filter's window (2r + 1 pixels, r = radius cells of the maps) must fit in the image
-    cell = model.vae_scale_factor * opts["downsample"]  # pixels per cell of the maps
-    if 2 * opts["guided_filter_radius"] * cell + 1 > min(image.shape[:2]):
-        raise ParameterError(f"guided_filter_radius {opts['guided_filter_radius']:g} cells ({cell} pixels each) is "
-                             f"wider than the {image.shape[1]}x{image.shape[0]} image; at most "
-                             f"{(min(image.shape[:2]) - 1) / (2 * cell):g}")
+    opts = _mask_options(model, image, downsample, threshold, smooth_times, guided_filter_radius, guided_filter_eps,
+                         region_peak, object_threshold, background_threshold)
     maps_from, words, toks, candidates, texts = _anchoring(model, source, target, anchor,
                                                            mask_only=mask_steps is not None)
-    rows = num_seeds * len(texts)  # the edit text's rows first, then the source text's (for its maps only)
-    prompts = [t for t in texts for _ in range(num_seeds)]
 
     # 1. The pass that makes the mask (and edits inside it as it goes)
     t0 = time.perf_counter()
     start = NoisedImage(image=image, strength=strength, seed=seed, num_seeds=num_seeds)
-    prepared = start.prepare(model, prompts=prompts, num_inference_steps=steps, size=start.size)
-    ctrl = InstantMask(toks, prepared.extras["sources"].repeat(1, len(texts), 1, 1, 1), downsample=opts["downsample"],
-                       object_threshold=object_threshold, background_threshold=background_threshold,
-                       threshold=opts["threshold"], smooth_times=opts["smooth_times"], anchor_candidates=candidates,
-                       rows=slice(rows - num_seeds, rows))
     end = None if mask_steps is None else start_step + int(mask_steps)
-    out = run(model, prompts, start, sampling=sampling, controller=ctrl, end_step=end, prepared=prepared, decode=False,
-              progress=progress)
+    prepared, out, ctrl = _mask_pass(model, start, texts, toks, candidates, sampling, opts, end, progress)
     soft_up = image_soft_mask(ctrl.soft_masks[-1], image, guided_filter_radius=opts["guided_filter_radius"],
                               eps=guided_filter_eps)  # (H, W)
     pixel_mask = strongest_regions(soft_up, opts["threshold"], opts["region_peak"])  # (H, W)
     z0 = prepared.extras["z0"]
     latent_mask = cells_touched(pixel_mask, z0.shape[-2:]).to(z0.device)  # (h, w)
     t1 = time.perf_counter()
-    sel = ctrl.selection
-    chosen = {"anchor": words[sel.anchor], "object": [words[i] for i in sel.objects],
-              "background": [words[i] for i in sel.background],
-              "similarity": [[wd, round(v, 4)] for wd, v in zip(words, sel.similarity)]}
-    inpainting = inpaint and mask_steps is None
-    settings = {"strength": strength, "num_inference_steps": steps, "guidance_scale": w, "seed": seed,
-                "num_seeds": num_seeds, "downsample": opts["downsample"], "object_threshold": object_threshold,
-                "anchor": anchor, "maps_from": maps_from,
-                "background_threshold": background_threshold, "threshold": opts["threshold"],
-                "smooth_times": opts["smooth_times"], "mask_upsample": "bilinear",
-                "guided_filter_radius": opts["guided_filter_radius"],
-                "guided_filter_eps": guided_filter_eps if opts["guided_filter_radius"] > 0 else None,
-                "region_peak": opts["region_peak"], "keep_outside": keep_outside, "mask_steps": mask_steps,
-                "inpaint": inpainting,
-                "inpaint_with": None if not inpainting else (
-                    "same model" if inpaint_pipeline is None else getattr(inpaint_pipeline, "name_or_path", "pipeline")),
-                "source": source, "target": target}
+    settings = _instant_settings(sampling, opts, strength=strength, seed=seed, num_seeds=num_seeds, anchor=anchor,
+                                 maps_from=maps_from, guided_filter_eps=guided_filter_eps, keep_outside=keep_outside,
+                                 mask_steps=mask_steps, inpainting=inpaint and mask_steps is None,
+                                 inpaint_pipeline=inpaint_pipeline, source=source, target=target)
     result = Result("instant-mask" if mask_steps is not None else "instdiffedit", [source, target], image[None],
                     seed, sampling, {"mask": t1 - t0}, latents=prepared.x, notes=opts["notes"],
                     mask=pixel_mask.cpu().numpy(), latent_mask=latent_mask.cpu().numpy(),
-                    soft_mask=ctrl.soft_masks[-1].cpu().numpy(), words=chosen, settings=settings)
+                    soft_mask=ctrl.soft_masks[-1].cpu().numpy(), words=_chosen_words(words, ctrl.selection),
+                    settings=settings)
     if mask_steps is not None:
         result.timings["total"] = t1 - t0
         return result
@@ -243,9 +215,56 @@ def instdiffedit(
     return result
 
 
-def _mask_options(model: DiffusionModel, downsample, threshold, smooth_times, guided_filter_radius,
-                  guided_filter_eps, region_peak) -> dict:
-    """The instant-mask options, each from its argument or the model's ``masks`` defaults, checked."""
+def _mask_pass(model: DiffusionModel, start: NoisedImage, texts: list[str], toks, candidates, sampling: Sampling,
+               opts: dict, end_step: int | None, progress: bool | str):
+    """InstDiffEdit's first pass: ``start``'s noise draws denoised under each of ``texts`` (the edit text's rows
+    first) while :class:`~promptedit.masks.InstantMask` makes the mask from the last text's rows, up to
+    ``end_step``. Returns the prepared start, the run's output (latents not decoded) and the controller."""
+    num_seeds = start.num_seeds
+    rows = num_seeds * len(texts)
+    prompts = [t for t in texts for _ in range(num_seeds)]
+    prepared = start.prepare(model, prompts=prompts, num_inference_steps=sampling.num_inference_steps, size=start.size)
+    ctrl = InstantMask(toks, prepared.extras["sources"].repeat(1, len(texts), 1, 1, 1), downsample=opts["downsample"],
+                       object_threshold=opts["object_threshold"], background_threshold=opts["background_threshold"],
+                       threshold=opts["threshold"], smooth_times=opts["smooth_times"], anchor_candidates=candidates,
+                       rows=slice(rows - num_seeds, rows))
+    out = run(model, prompts, start, sampling=sampling, controller=ctrl, end_step=end_step, prepared=prepared,
+              decode=False, progress=progress)
+    return prepared, out, ctrl
+
+
+def _instant_settings(sampling: Sampling, opts: dict, *, strength, seed, num_seeds, anchor, maps_from,
+                      guided_filter_eps, keep_outside, mask_steps, inpainting, inpaint_pipeline, source,
+                      target) -> dict:
+    """An instant-mask run's settings as its result (and record) states them."""
+    return {"strength": strength, "num_inference_steps": sampling.num_inference_steps,
+            "guidance_scale": sampling.guidance_scale, "seed": seed, "num_seeds": num_seeds,
+            "downsample": opts["downsample"], "object_threshold": opts["object_threshold"], "anchor": anchor,
+            "maps_from": maps_from, "background_threshold": opts["background_threshold"],
+            "threshold": opts["threshold"], "smooth_times": opts["smooth_times"], "mask_upsample": "bilinear",
+            "guided_filter_radius": opts["guided_filter_radius"],
+            "guided_filter_eps": guided_filter_eps if opts["guided_filter_radius"] > 0 else None,
+            "region_peak": opts["region_peak"], "keep_outside": keep_outside, "mask_steps": mask_steps,
+            "inpaint": inpainting,
+            "inpaint_with": None if not inpainting else (
+                "same model" if inpaint_pipeline is None else getattr(inpaint_pipeline, "name_or_path", "pipeline")),
+            "source": source, "target": target}
+
+
+def _chosen_words(words: list[str], sel) -> dict:
+    """What an instant mask's word selection chose, by word: the anchor, object and background words and each
+    word's similarity to the anchor."""
+    return {"anchor": words[sel.anchor], "object": [words[i] for i in sel.objects],
+            "background": [words[i] for i in sel.background],
+            "similarity": [[wd, round(v, 4)] for wd, v in zip(words, sel.similarity)]}
+
+
+def _mask_options(model: DiffusionModel, image: np.ndarray, downsample, threshold, smooth_times, guided_filter_radius,
+                  guided_filter_eps, region_peak, object_threshold, background_threshold) -> dict:
+    """The instant-mask options, each from its argument or the model's ``masks`` defaults, checked (the guided
+    filter's window must fit in ``image``)."""
+    object_threshold = check_real("object_threshold", object_threshold, -1.0, 1.0)
+    background_threshold = check_real("background_threshold", background_threshold, -1.0, 1.0)
     d = model.defaults.masks
     f, note = model.resolve_downsample(downsample, d.downsample, "instant masks")
     threshold = check_real("threshold", d.threshold if threshold is None else threshold, 0.0, 1.0, high_open=True)
@@ -254,8 +273,15 @@ def _mask_options(model: DiffusionModel, downsample, threshold, smooth_times, gu
                         else guided_filter_radius, 0.0)
     check_real("guided_filter_eps", guided_filter_eps, 0.0, low_open=True)
     region_peak = check_real("region_peak", d.region_peak if region_peak is None else region_peak, 0.0, 1.0)
+    # the guided filter's window (2r + 1 pixels, r = radius cells of the maps) must fit in the image
+    cell = model.vae_scale_factor * f  # pixels per cell of the maps
+    if 2 * radius * cell + 1 > min(image.shape[:2]):
+        raise ParameterError(f"guided_filter_radius {radius:g} cells ({cell} pixels each) is "
+                             f"wider than the {image.shape[1]}x{image.shape[0]} image; at most "
+                             f"{(min(image.shape[:2]) - 1) / (2 * cell):g}")
     return {"downsample": f, "threshold": threshold, "smooth_times": smooth_times, "guided_filter_radius": radius,
-            "region_peak": region_peak, "notes": [note] if note else []}
+            "region_peak": region_peak, "notes": [note] if note else [], "object_threshold": object_threshold,
+            "background_threshold": background_threshold}
 
 
 def _anchoring(model: DiffusionModel, source: str, target: str, anchor: str, *, mask_only: bool):
