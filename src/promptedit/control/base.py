@@ -71,7 +71,7 @@ class AttentionControl:
     """Base controller: the identity. Subclasses override :meth:`wants` and :meth:`forward`.
 
     The denoising loop calls :meth:`begin` once, :meth:`begin_step` before each
-    UNet evaluation and :meth:`step_callback` on x_t after each scheduler step;
+    backbone evaluation and :meth:`step_callback` on x_t after each scheduler step;
     processors call :meth:`wants` to learn whether a layer needs explicit
     probabilities at this step (if not, the fast fused kernel runs) and then
     :meth:`__call__`, whose returned tensor they use.
