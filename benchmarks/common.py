@@ -24,6 +24,7 @@ def sd15_random(seed: int = 0):
     from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
 
+    from promptedit.backbones.unet import UNetBackbone
     from promptedit.conditioning import SDText
     from promptedit.models import DiffusionModel
     from promptedit.testing import TINY_CORPUS
@@ -43,7 +44,8 @@ def sd15_random(seed: int = 0):
                           set_alpha_to_one=False, steps_offset=1)
     for m in (unet, vae, text):
         m.eval().requires_grad_(False)
-    return DiffusionModel(vae=vae, unet=unet, text=SDText(tokenizer, text), scheduler_config=dict(sched.config),
+    return DiffusionModel(vae=vae, backbone=UNetBackbone(unet), text=SDText(tokenizer, text),
+                          scheduler_config=dict(sched.config),
                           name="sd15-random")
 
 
@@ -54,6 +56,7 @@ def sdxl_random(seed: int = 0):
     from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
+    from promptedit.backbones.unet import UNetBackbone
     from promptedit.conditioning import SDXLText
     from promptedit.models import DiffusionModel
     from promptedit.testing import TINY_CORPUS
@@ -84,7 +87,8 @@ def sdxl_random(seed: int = 0):
                           set_alpha_to_one=False, steps_offset=1, timestep_spacing="leading")
     for m in (unet, vae, *encoders):
         m.eval().requires_grad_(False)
-    return DiffusionModel(vae=vae, unet=unet, text=SDXLText(tokenizers, encoders), scheduler_config=dict(sched.config),
+    return DiffusionModel(vae=vae, backbone=UNetBackbone(unet), text=SDXLText(tokenizers, encoders),
+                          scheduler_config=dict(sched.config),
                           name="sdxl-random")
 
 

@@ -38,8 +38,7 @@ def diffusers_pipeline(model):
     StableDiffusionXLPipeline for SDXL."""
     import diffusers
 
-    cls = diffusers.StableDiffusionXLPipeline if model.family == "sdxl" else diffusers.StableDiffusionPipeline
-    pipe = cls(**model.pipeline_components())
+    pipe = getattr(diffusers, model.family_entry.pipelines.txt2img)(**model.pipeline_components())
     pipe.set_progress_bar_config(disable=True)
     return pipe
 

@@ -3,8 +3,8 @@
 import pytest
 import torch
 
+from promptedit.backbones.base import AttentionSite
 from promptedit.control import (
-    AttentionLayer,
     AttentionRefine,
     AttentionReplace,
     AttentionReweight,
@@ -19,8 +19,11 @@ from promptedit.errors import ParameterError
 pytestmark = pytest.mark.unit
 
 K = 8  # keys
-CROSS = AttentionLayer("up_blocks.1.attentions.0.transformer_blocks.0.attn2", "up", True)
-SELF = AttentionLayer("up_blocks.1.attentions.0.transformer_blocks.0.attn1", "up", False)
+# sites of an 8x8 latent's layers: at 1/2 (4x4 = 16 pixels) and at full size (64 pixels)
+CROSS = AttentionSite("up_blocks.1.attentions.0.transformer_blocks.0.attn2", "cross", 2, "up", 1)
+SELF = AttentionSite("up_blocks.1.attentions.0.transformer_blocks.0.attn1", "self", 2, "up", 1)
+CROSS_FULL = AttentionSite("up_blocks.2.attentions.0.transformer_blocks.0.attn2", "cross", 1, "up", 2)
+SELF_FULL = AttentionSite("up_blocks.2.attentions.0.transformer_blocks.0.attn1", "self", 1, "up", 2)
 
 
 def probs(n, heads=2, pixels=16, keys=K, seed=0):
@@ -80,18 +83,18 @@ def test_replace_forward_injects_through_mapper_within_window():
     alpha = cross_replace_alpha(4, 1, K, 0.5)
     ctrl = started(AttentionReplace(mapper, alpha))
     attn = probs(2)
-    out = ctrl(attn, CROSS, 16)
+    out = ctrl(attn, CROSS)
     assert torch.equal(out[0], attn[0])
     assert torch.allclose(out[1], torch.einsum("hpw,wn->hpn", attn[0], mapper[0]))
     ctrl.begin_step(3)  # outside the window: the target keeps its own maps
-    assert not ctrl.wants(CROSS, 16)
-    assert torch.equal(ctrl(attn, CROSS, 16), attn)
+    assert not ctrl.wants(CROSS)
+    assert torch.equal(ctrl(attn, CROSS), attn)
 
 
 def test_controller_leaves_unconditional_half_alone():
     ctrl = started(AttentionReplace(torch.eye(K)[None], torch.ones(4, 1, K)))
     attn = probs(4)  # (uncond 2, cond 2)
-    out = ctrl(attn, CROSS, 16)
+    out = ctrl(attn, CROSS)
     assert torch.equal(out[:2], attn[:2])
     assert torch.allclose(out[3], attn[2])
 
@@ -101,7 +104,7 @@ def test_refine_keeps_added_tokens_own_attention():
     alphas = torch.tensor([[1, 1, 0, 1, 1, 1, 1, 1]], dtype=torch.float)
     ctrl = started(AttentionRefine(mapper, alphas, torch.ones(4, 1, K)))
     attn = probs(2)
-    out = ctrl(attn, CROSS, 16)
+    out = ctrl(attn, CROSS)
     assert torch.equal(out[1, ..., 2], attn[1, ..., 2])  # added token untouched
     assert torch.equal(out[1, ..., 3], attn[0, ..., 2])  # aligned token takes the source's map
 
@@ -110,20 +113,20 @@ def test_self_attention_injection_only_in_window_and_small_layers():
     ctrl = started(AttentionReplace(torch.eye(K)[None], torch.zeros(4, 1, K), self_replace_steps=(0, 2),
                                     self_replace_min_downsample=2), latent=(8, 8))
     attn = probs(2, pixels=16, keys=16)  # 4x4 layer: downsample 2
-    out = ctrl(attn, SELF, 16)
+    out = ctrl(attn, SELF)
     assert torch.equal(out[1], attn[0])
-    assert not ctrl.wants(SELF, 64)  # full resolution: not injected
+    assert not ctrl.wants(SELF_FULL)  # full resolution: not injected
     ctrl.begin_step(2)
-    assert not ctrl.wants(SELF, 16)
+    assert not ctrl.wants(SELF)
 
 
 def test_store_averages_over_steps_and_layers():
     store = started(AttentionStore(downsamples=[2]), n=1, latent=(8, 8))
     a, b = probs(1, seed=1), probs(1, seed=2)
-    assert store.wants(CROSS, 16) and not store.wants(CROSS, 64) and not store.wants(SELF, 16)
-    store(a, CROSS, 16)
+    assert store.wants(CROSS) and not store.wants(CROSS_FULL) and not store.wants(SELF)
+    store(a, CROSS)
     store.begin_step(1)
-    store(b, CROSS, 16)
+    store(b, CROSS)
     maps = store.maps(downsample=2, places=("up",))
     assert maps.shape == (1, 4, 4, K)
     assert torch.allclose(maps.reshape(1, 16, K), (a.mean(1) + b.mean(1)) / 2)
@@ -172,7 +175,7 @@ def test_local_blend_propagation_carries_the_words_map_over_its_object():
     masks = {}
     for propagation in (0, 1):
         blend = LocalBlend(alphas, threshold=0.3, downsample=1, pool_size=1, propagation=propagation)
-        assert blend.wants(SELF, 1, 0) == (propagation > 0)
+        assert blend.wants(SELF_FULL) == (propagation > 0)
         blend.observe(cross, (4, 4))
         blend.observe(self_attn, (4, 4), is_cross=False)
         masks[propagation] = blend.mask((4, 4))[1, 0].flatten()
@@ -219,11 +222,11 @@ def test_linear_form_of_each_edit_equals_its_probability_edit(kind):
     attn = probs(3)
     for step in (0, 3):  # inside and after token 2's window
         ctrl.begin_step(step)
-        edit = ctrl.value_edit(CROSS, 16)
+        edit = ctrl.value_edit(CROSS)
         assert edit is not None and edit.mix.shape == (2, K, K)
         keep = torch.zeros(2, K) if edit.keep is None else edit.keep
         linear = torch.einsum("hpi,tij->thpj", attn[0], edit.mix) + attn[1:] * keep[:, None, None, :]
-        assert torch.allclose(linear, ctrl(attn, CROSS, 16)[1:], atol=1e-6)
+        assert torch.allclose(linear, ctrl(attn, CROSS)[1:], atol=1e-6)
 
 
 def test_value_edit_is_withheld_where_maps_are_needed_or_nothing_is_edited():
@@ -231,15 +234,15 @@ def test_value_edit_is_withheld_where_maps_are_needed_or_nothing_is_edited():
     blend = LocalBlend(torch.ones(2, K), downsample=2)
     ctrl = started(AttentionReplace(torch.eye(K)[None], alpha, local_blend=blend, self_replace_steps=(0, 2),
                                     self_replace_min_downsample=2))
-    assert ctrl.value_edit(CROSS, 16) is None  # local blend reads this layer's maps: explicit
-    assert ctrl.value_edit(CROSS, 64) is not None
-    self_edit = ctrl.value_edit(SELF, 16)
+    assert ctrl.value_edit(CROSS) is None  # local blend reads this layer's maps: explicit
+    assert ctrl.value_edit(CROSS_FULL) is not None
+    self_edit = ctrl.value_edit(SELF)
     assert self_edit is not None and self_edit.mix is None and self_edit.keep is None  # targets take P_0
     ctrl.fused = False
-    assert ctrl.value_edit(CROSS, 64) is None
+    assert ctrl.value_edit(CROSS_FULL) is None
     ctrl.fused = True
     ctrl.begin_step(3)
-    assert not ctrl.wants(CROSS, 64) and ctrl.value_edit(CROSS, 64) is None
+    assert not ctrl.wants(CROSS_FULL) and ctrl.value_edit(CROSS_FULL) is None
 
 
 def test_local_blend_masks_from_the_maps_summed_over_every_step_so_far():
@@ -247,13 +250,11 @@ def test_local_blend_masks_from_the_maps_summed_over_every_step_so_far():
     also from steps before blending starts; the current step's maps alone would give another mask."""
     import torch
 
-    from promptedit.control import AttentionLayer, LocalBlend
-
-    layer = AttentionLayer("up_blocks.1.attentions.0.transformer_blocks.0.attn2", "up", True)
+    from promptedit.control import LocalBlend
     alphas = torch.zeros(2, 4)
     alphas[:, 1] = 1.0  # the blend word is key 1 in both prompts
     blend = LocalBlend(alphas, threshold=0.5, start_step=1, downsample=1, pool_size=1)
-    assert blend.wants(layer, 1, 0)  # recorded from step 0, before blending starts
+    assert blend.wants(CROSS_FULL)  # recorded from step 0, before blending starts
     left = torch.zeros(2, 1, 4, 4)  # (n, heads, pixels 2x2, keys): step 0 attends to the left column
     left[..., [0, 2], 1] = 1.0
     right = torch.zeros(2, 1, 4, 4)  # step 1: to the right column, a little less

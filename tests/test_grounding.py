@@ -96,27 +96,25 @@ def test_word_mass_asks_each_pixel_to_attend_to_the_words_describing_it():
 
 
 def test_recorder_keeps_gradients_and_passes_probabilities_through():
-    from promptedit.control import AttentionLayer
+    from promptedit.backbones.base import AttentionSite
 
     rec = GroundingRecorder()
     rec.begin(num_steps=1, latent_size=(4, 4), n_prompts=2)
     rec.begin_step(0)
     probs = torch.rand(2, 3, 16, 5, requires_grad=True)
-    layer = AttentionLayer("down_blocks.0.attentions.0.transformer_blocks.0.attn2", "down", True)
-    assert rec.wants(layer, 16)
-    assert rec(probs, layer, 16) is probs
+    site = AttentionSite("down_blocks.0.attentions.0.transformer_blocks.0.attn2", "cross", 1, "down", 0)
+    assert rec.wants(site)
+    assert rec(probs, site) is probs
     rec.maps[0].sum().backward()
     assert probs.grad is not None and rec.maps[0].shape == (2, 16, 5)
 
 
 def _grounding_loss_of(model, captions, masks, t=200, loss=token_grounding_loss):
     """The grounding loss of ``model`` on a fixed batch at a fixed timestep (no gradients)."""
-    from promptedit.hooks import attention_control
-
     ids = model.tokenizer(captions, padding="max_length", max_length=32, truncation=True, return_tensors="pt").input_ids
     z = torch.randn(len(captions), 48, 16, 16, generator=torch.Generator().manual_seed(0))
     rec = GroundingRecorder()
-    with torch.no_grad(), attention_control(model.unet, rec):
+    with torch.no_grad(), model.backbone.attach(rec):
         rec.begin(num_steps=1, latent_size=(16, 16), n_prompts=len(captions))
         rec.begin_step(0)
         model.unet(z, torch.full((len(captions),), t), encoder_hidden_states=model.text_encoder(ids)[0])

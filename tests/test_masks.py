@@ -81,7 +81,7 @@ def test_smooth_and_minmax():
 
 def test_instant_mask_reads_only_its_rows_and_blends_every_row():
     """The source text's rows make the mask (``rows``) while the edit text's rows denoise beside them."""
-    from promptedit.control import AttentionLayer
+    from promptedit.backbones.base import AttentionSite
 
     a, b = blob(16, 16, 2, 7, 2, 7), blob(16, 16, 9, 14, 9, 14)
     # keys: start token, then one word; row 0 (edit text) sees the word at b, row 1 (source text) at a
@@ -89,7 +89,7 @@ def test_instant_mask_reads_only_its_rows_and_blends_every_row():
     sources = torch.zeros(1, 2, 1, 16, 16)  # (steps, rows, C, h, w)
     ctrl = InstantMask([[1]], sources, downsample=1, rows=slice(1, 2))
     ctrl.begin(num_steps=1, latent_size=(16, 16), n_prompts=2)
-    ctrl(attn, AttentionLayer("down_blocks.0.attentions.0.transformer_blocks.0.attn2", "down", True), 256)
+    ctrl(attn, AttentionSite("down_blocks.0.attentions.0.transformer_blocks.0.attn2", "cross", 1, "down", 0))
     x = ctrl.step_callback(torch.ones(2, 1, 16, 16))
     assert ctrl.masks[0][a.bool()].all() and not ctrl.masks[0][b.bool()].any()
     assert torch.equal(x[0, 0] > 0, ctrl.masks[0]) and torch.equal(x[1, 0] > 0, ctrl.masks[0])

@@ -6,7 +6,7 @@ import torch
 from promptedit.control import AttentionControl, AttentionReplace
 from promptedit.editing import edit, generate
 from promptedit.errors import HookError, ParameterError, PromptError, PromptTruncatedWarning, WordNotInPromptError
-from promptedit.hooks import ControlledAttnProcessor, attention_control
+from promptedit.backbones.unet import ControlledAttnProcessor, UNetBackbone
 from promptedit.runner import SeedStart, denoise
 from promptedit.spec import EditSpec, build_controller
 from promptedit.tokens import word_token_indices
@@ -27,7 +27,7 @@ def latents_of(model, prompts, controller=None, seed=0, **kw):
 class AllLayers(AttentionControl):
     """Wants every layer (explicit probabilities everywhere) and changes nothing."""
 
-    def wants(self, layer, pixels):
+    def wants(self, site):
         return True
 
 
@@ -46,11 +46,11 @@ class Spy(AttentionControl):
         super().begin_step(step)
         self.inner.begin_step(step)
 
-    def wants(self, layer, pixels):
-        return layer.is_cross
+    def wants(self, site):
+        return site.is_cross
 
-    def forward(self, attn, layer, pixels):
-        out = self.inner.forward(attn, layer, pixels) if self.inner.wants(layer, pixels) else attn
+    def forward(self, attn, site):
+        out = self.inner.forward(attn, site) if self.inner.wants(site) else attn
         self.seen.append((self.cur_step, attn.clone(), out.clone()))
         return out
 
@@ -164,7 +164,7 @@ def test_processors_are_restored(tiny_model):
     assert after.keys() == before.keys()
     assert all(after[k] is before[k] for k in before)
     with pytest.raises(RuntimeError):
-        with attention_control(tiny_model.unet, AttentionControl()) as report:
+        with tiny_model.backbone.attach(AttentionControl()) as report:
             assert report.cross_layers == 10 and report.self_layers == 10
             assert all(isinstance(p, ControlledAttnProcessor) for p in tiny_model.unet.attn_processors.values())
             raise RuntimeError("boom")
@@ -179,7 +179,7 @@ def test_hooking_a_unet_without_cross_attention_fails_loudly():
                                 up_block_types=("UpBlock2D", "UpBlock2D"), mid_block_type=None,
                                 cross_attention_dim=8, norm_num_groups=4)
     with pytest.raises(HookError, match="no cross-attention"):
-        with attention_control(unet, AttentionControl()):
+        with UNetBackbone(unet).attach(AttentionControl()):
             pass
 
 
@@ -228,9 +228,7 @@ def test_several_targets_in_one_batch(tiny_model):
 
 
 def test_feature_injection_copies_source_features_into_targets(tiny_model):
-    from promptedit.hooks import default_feature_layers
-
-    name = default_feature_layers(tiny_model.unet)[0]
+    name = tiny_model.backbone.default_feature_layers()[0]
     module = dict(tiny_model.unet.named_modules())[name]
     seen = []
     handle = module.register_forward_hook(lambda m, i, o: seen.append(o.detach().clone()))
@@ -301,7 +299,7 @@ def test_maps_default_to_the_nearest_resolution_the_unet_has(tiny_model):
                                 layers_per_block=1, down_block_types=("CrossAttnDownBlock2D",) * 2,
                                 up_block_types=("CrossAttnUpBlock2D",) * 2, cross_attention_dim=32,
                                 attention_head_dim=8, norm_num_groups=8).eval().requires_grad_(False)
-    model = dataclasses.replace(tiny_model, unet=unet, defaults=ModelDefaults())
+    model = dataclasses.replace(tiny_model, backbone=UNetBackbone(unet), defaults=ModelDefaults())
     assert model.attention_downsamples() == [1, 2]
     from promptedit.editing import attention
 
@@ -356,12 +354,12 @@ def test_sizes_far_beyond_the_models_are_refused_unless_allowed_and_memory_is_ch
     with pytest.raises(ParameterError, match="more than 4x this model's native 32 px"):
         runner.check_size(tiny_model, 256, 32)
     monkeypatch.setattr(runner, "available_memory", lambda device: 10 * 2**20)
-    need = runner.estimate_memory(tiny_model, 256, 256, 2)
+    need = tiny_model.estimate_memory(256, 256, 2)
     assert need > 10 * 2**20
     with pytest.raises(ParameterError, match="GiB is free"):
         runner.check_size(tiny_model, 256, 256, allow_large=True)
     monkeypatch.setattr(runner, "available_memory", lambda device: need + 1)
     runner.check_size(tiny_model, 256, 256, allow_large=True)
     # the estimate grows with the pixels and the branches (what a run holds scales so)
-    assert runner.estimate_memory(tiny_model, 512, 512, 2) > 3 * need
-    assert runner.estimate_memory(tiny_model, 256, 256, 4) > 1.5 * need
+    assert tiny_model.estimate_memory(512, 512, 2) > 3 * need
+    assert tiny_model.estimate_memory(256, 256, 4) > 1.5 * need

@@ -2,7 +2,7 @@
 attention masks on Stable Diffusion).
 
 The public API: :func:`load_model`, :class:`EditSpec`, :func:`edit`, :func:`generate`, :func:`attention`.
-Submodules follow the data flow: ``tokens`` → ``seq_aligner`` → ``control`` → ``hooks`` → ``pipeline`` →
+Submodules follow the data flow: ``tokens`` → ``seq_aligner`` → ``control`` → ``backbones`` → ``runner`` →
 ``editing`` → ``visualize`` → ``cli``. Names are imported on first use, so ``import promptedit.world`` or
 ``promptedit --help`` do not load torch.
 """

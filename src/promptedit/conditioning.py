@@ -24,9 +24,6 @@ import torch
 from .errors import PromptError, UnknownWordsWarning
 from .tokens import PromptTokens, tokenize, unknown_words
 
-FAMILIES = ("sd", "sdxl")
-
-
 @dataclass(frozen=True)
 class Conditioning:
     """The UNet's conditioning for a batch of branches (one row per prompt).
@@ -109,6 +106,10 @@ class TextConditioner:
         """The text encoders (for moving, freezing and saving the model)."""
         raise NotImplementedError
 
+    def components(self) -> dict:
+        """The tokenizers and text encoders by their ``model_index.json`` component names."""
+        raise NotImplementedError
+
     @property
     def hidden_size(self) -> int:
         """D, the width of the token embeddings the UNet's cross-attention reads."""
@@ -173,6 +174,9 @@ class SDText(TextConditioner):
     def encoders(self) -> list[torch.nn.Module]:
         return [self.text_encoder]
 
+    def components(self) -> dict:
+        return {"text_encoder": self.text_encoder, "tokenizer": self.tokenizer}
+
     @property
     def hidden_size(self) -> int:
         return int(self.text_encoder.config.hidden_size)
@@ -216,6 +220,10 @@ class SDXLText(TextConditioner):
     @property
     def encoders(self) -> list[torch.nn.Module]:
         return [self.text_encoder, self.text_encoder_2]
+
+    def components(self) -> dict:
+        return {"text_encoder": self.text_encoder, "text_encoder_2": self.text_encoder_2,
+                "tokenizer": self.tokenizer, "tokenizer_2": self.tokenizer_2}
 
     @property
     def hidden_size(self) -> int:

@@ -70,8 +70,11 @@ class SamplingDefaults:
 class P2PDefaults:
     """Prompt-to-Prompt (Hertz et al. 2023): injection windows, local blending and attention-map figures.
 
-    Resolutions are downsample factors relative to the latent (1, 2, 4, …); where a UNet has no
-    cross-attention at the default's, the nearest it has is used and said.
+    The ``*_downsample`` settings select attention sites by their grid
+    (:class:`~promptedit.backbones.base.AttentionSite`: how many times smaller than the latent, per side, a
+    layer's maps are: 1, 2, 4, …), in the decoder and encoder (``down`` and ``up`` places); on a UNet the grid
+    is the layer's resolution level. Where a backbone has no cross-attention site at the default's grid, the
+    nearest it has is used and said.
 
     Attributes:
         cross_replace: cross-attention injection window, fraction of the steps (0.8).
@@ -142,8 +145,8 @@ class MaskDefaults:
     """Instant attention masks (InstDiffEdit, Zou et al. 2024).
 
     Attributes:
-        downsample: resolution of the cross-attention maps the masks are read from (InstDiffEdit: 16×16 of
-            64×64 → 4).
+        downsample: grid of the cross-attention sites the masks are read from (InstDiffEdit: 16×16 of
+            64×64 → 4; see :class:`P2PDefaults` on site selection).
         threshold: φ, the binarisation threshold (0.2).
         smooth_times: passes of the 5×5 Gaussian smoothing (2).
         guided_filter_radius: the final mask's edges refined by a guided filter with the image as guide, radius

@@ -11,10 +11,9 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 
-from .control import AttentionStore, Compose
+from .control import AttentionStore, Compose, FeatureInjection
 from .defaults import EDIT_NULLS, P2PDefaults
 from .errors import ParameterError, PromptError
-from .hooks import FeatureInjection
 from .models import DiffusionModel
 from .runner import Result, SeedStart, Start, StepCallback, resolve_sampling, run
 from .spec import EditSpec, _check_prompt, build_controller, resolve_mode

@@ -102,7 +102,7 @@ def null_text_optimization(
     sampler.set_steps(T)
     # ∅ is optimised, and the loss taken, in fp32 even when the UNet runs in fp16: Adam's ε (1e-8) is 0 in
     # fp16 and the early-stop losses (~1e-5) are below fp16's resolution, so a half-precision ∅ turns NaN
-    unet_dtype = model.unet.dtype
+    unet_dtype = model.backbone.dtype
     names = ["embeddings"] + (["pooled"] if optimize_pooled and uncond.pooled is not None else [])
     null = {k: getattr(uncond, k).detach().float().clone() for k in names}  # each (1, ...) fp32
     x = pivots[T : T + 1].float()  # (1, C, h, w) the current latent, fp32
@@ -388,7 +388,7 @@ def invert(
     pivots = ddim_inversion(model, z0, cond, num_inference_steps=steps, progress=progress)
     nulls, losses, settings = {}, [], {}
     if method == "null-text":
-        pooled = model.family == "sdxl" and (optimize_pooled is None or bool(optimize_pooled))
+        pooled = model.family_entry.pooled and (optimize_pooled is None or bool(optimize_pooled))
         # ∅ starts as the paper's ψ(""), the empty prompt's encoding, also where the checkpoint's unconditional
         # branch is zeros (SDXL's force_zeros_for_empty_prompt): from zeros, 10 Adam steps of 0.01 per timestep
         # do not reach it (the shipped SDXL shapes model, 4 scenes, 50 steps: reconstruction 26.6 dB from zeros,

@@ -365,17 +365,17 @@ def masked_edit(model: DiffusionModel, image: np.ndarray, mask: np.ndarray, targ
 
 def has_diffedit(model: DiffusionModel) -> bool:
     """Whether diffusers has a DiffEdit pipeline for the model's family (Stable Diffusion 1.x / 2.x; not SDXL)."""
-    return model.family == "sd"
+    return model.family_entry.pipelines.diffedit is not None
 
 
 def diffedit_pipeline(model: DiffusionModel):
     """diffusers' ``StableDiffusionDiffEditPipeline`` over the model's components (see :func:`has_diffedit`)."""
-    from diffusers import StableDiffusionDiffEditPipeline
+    import diffusers
 
     if not has_diffedit(model):
         raise ParameterError(f"DiffEdit runs through diffusers' pipeline, which has no {model.family.upper()} version;"
                              " use instant masks (InstDiffEdit) on this model")
-    pipe = StableDiffusionDiffEditPipeline(
+    pipe = getattr(diffusers, model.family_entry.pipelines.diffedit)(
         **model.pipeline_components(), inverse_scheduler=model.make_sampler().inverse_scheduler())
     pipe.set_progress_bar_config(disable=True)
     return pipe

@@ -18,7 +18,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .control import AttentionControl, AttentionLayer, blend_latents
+from .backbones.base import AttentionSite
+from .control import AttentionControl, blend_latents
 from .errors import ParameterError
 
 
@@ -221,10 +222,10 @@ class InstantMask(AttentionControl):
         self.selection, self.soft_masks, self.masks = None, [], []
         self._sum, self._count = None, 0
 
-    def wants(self, layer: AttentionLayer, pixels: int) -> bool:
-        return layer.is_cross and layer.place in self.places and self.downsample(pixels) == self.downsample_factor
+    def wants(self, site: AttentionSite) -> bool:
+        return site.is_cross and site.place in self.places and site.grid == self.downsample_factor
 
-    def forward(self, attn: torch.Tensor, layer: AttentionLayer, pixels: int) -> torch.Tensor:
+    def forward(self, attn: torch.Tensor, site: AttentionSite) -> torch.Tensor:
         mean = attn[self.rows].detach().float().mean(1)  # (rows, pixels, keys)
         self._sum = mean if self._sum is None else self._sum + mean
         self._count += 1

@@ -1,13 +1,14 @@
 """Loading and saving Stable Diffusion checkpoints in diffusers format (SD 1.x / 2.x and SDXL).
 
-A :class:`DiffusionModel` holds the VAE (or the embedded model's codec), the UNet, the model family's text side
-(:mod:`promptedit.conditioning`), the scheduler configuration and the model's defaults
-(:mod:`promptedit.defaults`), on one device and dtype. The family is read from ``model_index.json``: a
-second text encoder (``text_encoder_2``) makes it SDXL.
+A :class:`DiffusionModel` holds the VAE (or the embedded model's codec), the backbone
+(:mod:`promptedit.backbones`), the model family's text side (:mod:`promptedit.conditioning`), the scheduler
+configuration and the model's defaults (:mod:`promptedit.defaults`), on one device and dtype. The family is
+read from ``model_index.json``'s ``_class_name`` (:mod:`promptedit.families`).
 """
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import importlib
 import json
@@ -18,16 +19,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .conditioning import Conditioning, SDText, SDXLText, TextConditioner
+from .backbones.base import Backbone, nearest_grid
+from .conditioning import Conditioning, TextConditioner
 from .defaults import DEFAULTS_FILE, ModelDefaults
 from .errors import ModelLoadError, ParameterError
-from .guidance import ClassifierFree, Guidance
-from .samplers import DDIMSampler, Sampler
-from .shipped import resolve_model
-
-#: components of each family's model_index.json
-COMPONENTS = {"sd": ("vae", "unet", "text_encoder", "tokenizer", "scheduler"),
-              "sdxl": ("vae", "unet", "text_encoder", "text_encoder_2", "tokenizer", "tokenizer_2", "scheduler")}
+from .families import FAMILIES, Family, family_of_index, resolve_model
+from .guidance import Guidance
+from .samplers import Sampler
 
 
 @dataclass
@@ -36,7 +34,7 @@ class DiffusionModel:
 
     Attributes:
         vae: the autoencoder (``encode(x).latent_dist``, ``decode(z).sample``, ``config.scaling_factor``).
-        unet: a diffusers ``UNet2DConditionModel``, in eval mode.
+        backbone: the denoiser (:class:`~promptedit.backbones.base.Backbone`; its ``module`` in eval mode).
         text: the family's text side: prompts → :class:`~promptedit.conditioning.Conditioning`.
         scheduler_config: the checkpoint's scheduler configuration (a fresh sampler is made per run).
         name: where the model came from (folder or hub id).
@@ -44,17 +42,27 @@ class DiffusionModel:
     """
 
     vae: torch.nn.Module
-    unet: torch.nn.Module
+    backbone: Backbone
     text: TextConditioner
     scheduler_config: dict
     name: str
     defaults: ModelDefaults = field(default_factory=ModelDefaults)
-    compiled_unet: torch.nn.Module | None = field(default=None, repr=False)  # see compile()
 
     # ----------------------------------------------------------------- what the stages ask of a model
     @property
     def family(self) -> str:
+        """The family's name (``sd``, ``sdxl``), as records keep it."""
         return self.text.family
+
+    @property
+    def family_entry(self) -> Family:
+        """The family's registry entry (:data:`promptedit.families.FAMILIES`)."""
+        return FAMILIES[self.family]
+
+    @property
+    def unet(self) -> torch.nn.Module:
+        """The backbone's torch module (for training, saving and diffusers' pipelines)."""
+        return self.backbone.module
 
     @property
     def tokenizer(self):
@@ -68,11 +76,11 @@ class DiffusionModel:
 
     @property
     def device(self) -> torch.device:
-        return next(self.unet.parameters()).device
+        return self.backbone.device
 
     @property
     def dtype(self) -> torch.dtype:
-        return next(self.unet.parameters()).dtype
+        return self.backbone.dtype
 
     @property
     def vae_scale_factor(self) -> int:
@@ -84,18 +92,32 @@ class DiffusionModel:
 
     @property
     def size_factor(self) -> int:
-        """Image sides must be multiples of this (the VAE's factor times the UNet's downsampling)."""
-        return self.vae_scale_factor * 2 ** (len(self.unet.config.block_out_channels) - 1)
+        """Image sides must be multiples of this (the VAE's factor times the backbone's)."""
+        return self.vae_scale_factor * self.backbone.size_factor
 
     @property
     def latent_channels(self) -> int:
-        """Channels of x_t: what the UNet predicts (an inpainting UNet takes more in: mask and masked image)."""
-        return int(self.unet.config.out_channels)
+        """Channels of x_t: what the backbone predicts (an inpainting UNet takes more in: mask and masked image)."""
+        return self.backbone.latent_channels
 
     @property
     def image_size(self) -> int:
-        """Native image side: the UNet's sample size times the VAE's factor."""
-        return int(self.unet.config.sample_size) * self.vae_scale_factor
+        """Native image side: the backbone's native latent side times the VAE's factor."""
+        return self.backbone.native_size * self.vae_scale_factor
+
+    def estimate_memory(self, height: int, width: int, batch: int) -> int:
+        """A rough estimate of the peak bytes a run on ``height`` × ``width`` images needs beyond the weights: the
+        larger of the backbone's activations for ``batch`` branches (:meth:`~promptedit.backbones.base.Backbone.
+        estimate_memory`) and the VAE decoder's at full resolution (8 tensors of its first block's width per
+        image). Used to refuse runs that cannot fit, not to plan them."""
+        f = self.vae_scale_factor
+        backbone = self.backbone.estimate_memory(height // f, width // f, batch)
+        vae = 0
+        channels = getattr(self.vae.config, "block_out_channels", None)
+        if channels and not getattr(self.vae.config, "patch_size", None):  # a convolutional VAE, not the codec
+            vae_bytes = 4 if getattr(self.vae.config, "force_upcast", False) else torch.finfo(self.dtype).bits // 8
+            vae = 8 * batch * height * width * int(channels[0]) * vae_bytes
+        return int(max(backbone, vae))
 
     @property
     def max_length(self) -> int:
@@ -114,42 +136,32 @@ class DiffusionModel:
         return self.text.unconditional(n, size=size).to(self.device, self.dtype)
 
     def predict(self, x_t: torch.Tensor, t, cond: Conditioning, *, compiled: bool = False) -> torch.Tensor:
-        """The UNet's output for x_t (n, C, h, w) at timestep t under ``cond`` (n rows); ``compiled`` uses the
-        compiled UNet when :meth:`compile` made one (only for runs without attention control: a controller's
-        per-layer, per-step decisions would break or re-trace the graph)."""
-        unet = self.compiled_unet if compiled and self.compiled_unet is not None else self.unet
-        return unet(x_t, t, **cond.unet_kwargs()).sample
+        """The backbone's output for x_t (n, C, h, w) at timestep t under ``cond`` (n rows); ``compiled`` uses the
+        compiled backbone when :meth:`compile` made one (see :meth:`~promptedit.backbones.base.Backbone.predict`)."""
+        return self.backbone.predict(x_t, t, cond, compiled=compiled)
 
     def compile(self, **options) -> "DiffusionModel":
-        """Compile the UNet with ``torch.compile(**options)`` for the runs without attention control (plain
-        generation, inversion, null-text optimisation's UNet calls); controlled runs stay eager. Off unless asked:
+        """Compile the backbone with ``torch.compile(**options)`` for the runs without attention control (plain
+        generation, inversion, null-text optimisation's calls); controlled runs stay eager. Off unless asked:
         it pays only where it measures faster (docs/performance.md)."""
-        self.compiled_unet = torch.compile(self.unet, **options)
+        self.backbone = copy.copy(self.backbone)  # the module shared, the compiled one this model's own
+        self.backbone.compile(**options)
         return self
 
     def pipeline_components(self) -> dict:
         """The components as diffusers' pipelines of the family take them (``StableDiffusion*Pipeline`` /
         ``StableDiffusionXL*Pipeline``), with the sampler's fresh scheduler: the same modules, nothing copied."""
-        parts = {"vae": self.vae, "unet": self.unet, "scheduler": self.make_sampler().scheduler}
-        if self.family == "sdxl":
-            return {**parts, "text_encoder": self.text.text_encoder, "text_encoder_2": self.text.text_encoder_2,
-                    "tokenizer": self.text.tokenizer, "tokenizer_2": self.text.tokenizer_2,
-                    "force_zeros_for_empty_prompt": self.text.force_zeros_for_empty_prompt}
-        return {**parts, "text_encoder": self.text_encoder, "tokenizer": self.tokenizer, "safety_checker": None,
-                "feature_extractor": None, "requires_safety_checker": False}
+        return {"vae": self.vae, "unet": self.unet, "scheduler": self.make_sampler().scheduler,
+                **self.text.components(), **self.family_entry.pipeline_extras(self.text)}
 
     def attention_downsamples(self, *, is_cross: bool = True) -> list[int]:
-        """Resolutions (factors relative to the latent) of the UNet's down and up attention layers."""
-        from .hooks import attention_downsamples
-
-        return attention_downsamples(self.unet, is_cross=is_cross)
+        """Grids (factors relative to the latent) of the backbone's down and up attention sites."""
+        return self.backbone.grids(kind="cross" if is_cross else "self")
 
     def resolve_downsample(self, requested: int | None, default: int, what: str) -> tuple[int, str]:
         """The cross-attention resolution to read maps at: ``requested`` when given (a ParameterError when the
         UNet has no cross-attention there), else ``default`` or, when the UNet has none at ``default``, the
         nearest it has. Returns (factor, a note saying so when the default was replaced, else "")."""
-        from .hooks import nearest_downsample
-
         have = self.attention_downsamples()
         listed = ", ".join(f"1/{f}" for f in have) or "none"
         if not have:
@@ -162,21 +174,21 @@ class DiffusionModel:
             return requested, ""
         if default in have:
             return default, ""
-        f = nearest_downsample(have, default)
+        f = nearest_grid(have, default)
         return f, (f"{what}: this model has no cross-attention maps at 1/{default} of the latent size (the default); "
                    f"using 1/{f}, the nearest it has ({listed})")
 
     def make_sampler(self) -> Sampler:
         """A new sampler over the checkpoint's noise schedule (see :func:`make_sampler`)."""
-        return make_sampler(self.scheduler_config)
+        return self.family_entry.sampler(self.scheduler_config)
 
     def make_guidance(self, scale: float) -> Guidance:
         """The guidance of this model's runs at ``scale`` (see :func:`make_guidance`)."""
-        return make_guidance(scale)
+        return self.family_entry.guidance(scale)
 
     @property
     def modules(self) -> list[torch.nn.Module]:
-        return [self.vae, self.unet, *self.text.encoders]
+        return [self.vae, self.backbone.module, *self.text.encoders]
 
     def to(self, device=None, dtype=None) -> "DiffusionModel":
         for m in self.modules:
@@ -218,18 +230,6 @@ def _is_hub_id(name: str) -> bool:
     return len(parts) == 2 and all(parts) and not name.startswith((".", "/", "~"))
 
 
-def make_sampler(scheduler_config: dict) -> Sampler:
-    """The sampler of a checkpoint's runs: DDIM over its schedule for every family today (the one place that
-    chooses it, until the family registry does)."""
-    return DDIMSampler(scheduler_config)
-
-
-def make_guidance(scale: float) -> Guidance:
-    """The guidance of a model's runs: classifier-free for every family today (the one place that chooses it; a
-    guidance-distilled family takes :class:`~promptedit.guidance.EmbeddedGuidance`)."""
-    return ClassifierFree(scale)
-
-
 def _load_component(root: str, name: str, spec, local: bool, dtype: torch.dtype | None = None):
     try:
         library, class_name = spec
@@ -261,13 +261,6 @@ def _load_component(root: str, name: str, spec, local: bool, dtype: torch.dtype 
     except Exception as e:  # diffusers/transformers raise many kinds
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ModelLoadError(f"{root}: cannot load the {name}: {first}") from None
-
-
-def model_family(index: dict) -> str:
-    """``sdxl`` for a checkpoint with a second text encoder (or an SDXL pipeline class), else ``sd``."""
-    if "text_encoder_2" in index or str(index.get("_class_name", "")).startswith("StableDiffusionXL"):
-        return "sdxl"
-    return "sd"
 
 
 def _read_index(name: str) -> tuple[dict, str, bool, Path]:
@@ -321,8 +314,8 @@ def load_model(
     index, root, local, path = _read_index(name)
     if not isinstance(index, dict):
         raise ModelLoadError(f"{name}: model_index.json is not a JSON object")
-    family = model_family(index)
-    components = COMPONENTS[family]
+    family = family_of_index(index)
+    components = family.components
     missing = [c for c in components if c not in index]
     if missing:
         raise ModelLoadError(f"{name} lacks {', '.join(missing)}: not a Stable Diffusion checkpoint")
@@ -344,29 +337,24 @@ def load_model(
         scheduler_config = dict(scheduler_class.load_config(root, subfolder="scheduler", local_files_only=local))
         # the sampler every run makes from it, made once here so that a broken configuration is refused at load
         # time, not as an indexing error mid-run
-        make_sampler(scheduler_config)
+        family.sampler(scheduler_config)
     except ParameterError as e:
         raise ModelLoadError(f"{name}: the scheduler's configuration is broken ({e})") from None
     except Exception as e:
         raise ModelLoadError(f"{name}: cannot load the scheduler's configuration: {str(e).splitlines()[0]}") from None
-    for tok in [parts["tokenizer"]] + ([parts["tokenizer_2"]] if family == "sdxl" else []):
+    for tok in (parts[c] for c in components if c.startswith("tokenizer")):
         if not getattr(tok, "is_fast", False):
             raise ModelLoadError(f"{name}: the tokenizer is not a fast tokenizer")
-    if family == "sdxl":
-        if getattr(parts["unet"].config, "addition_embed_type", None) != "text_time":
-            raise ModelLoadError(f"{name}: an SDXL checkpoint's UNet must take text-time conditioning "
-                                 "(addition_embed_type 'text_time')")
-        text = SDXLText([parts["tokenizer"], parts["tokenizer_2"]], [parts["text_encoder"], parts["text_encoder_2"]],
-                        force_zeros_for_empty_prompt=bool(index.get("force_zeros_for_empty_prompt", True)))
-    else:
-        text = SDText(parts["tokenizer"], parts["text_encoder"])
+    family.check(parts, name)
+    text = family.text(parts, index)
     from .codec import PatchCodec
 
     if isinstance(parts["vae"], PatchCodec):  # a shapes-world model (promptedit train): it knows the world's words
         from .world.spec import VOCABULARY
 
         text.vocabulary = VOCABULARY
-    model = DiffusionModel(vae=parts["vae"], unet=parts["unet"], text=text, scheduler_config=scheduler_config,
+    model = DiffusionModel(vae=parts["vae"], backbone=family.backbone(parts["unet"]), text=text,
+                           scheduler_config=scheduler_config,
                            name=name, defaults=defaults)
     for m in model.modules:
         m.eval().requires_grad_(False)
@@ -381,14 +369,16 @@ def load_inpaint_pipeline(name_or_path: str | os.PathLike, *, device=None, dtype
     Raises :class:`ModelLoadError` as :func:`load_model` does, and for a checkpoint that does not inpaint.
     """
     model = load_model(name_or_path, device=device, dtype=dtype)
-    channels, latent = model.unet.config.in_channels, model.latent_channels
+    channels, latent = model.backbone.in_channels, model.latent_channels
     if channels != 2 * latent + 1:
         raise ModelLoadError(f"{name_or_path} is not an inpainting checkpoint: its UNet takes {channels} input "
                              f"channels, an inpainting UNet {2 * latent + 1}")
     import diffusers
 
-    cls = diffusers.StableDiffusionXLInpaintPipeline if model.family == "sdxl" else diffusers.StableDiffusionInpaintPipeline
-    pipe = cls(**model.pipeline_components())
+    inpaint = model.family_entry.pipelines.inpaint
+    if inpaint is None:
+        raise ModelLoadError(f"{name_or_path}: diffusers has no inpainting pipeline for the {model.family} family")
+    pipe = getattr(diffusers, inpaint)(**model.pipeline_components())
     pipe.set_progress_bar_config(disable=not progress, leave=False)
     pipe.register_to_config(_name_or_path=str(name_or_path))  # what result.json names
     return pipe
@@ -400,15 +390,14 @@ def save_model(model: DiffusionModel, folder: str | os.PathLike, *, extra_files:
 
     ``half`` stores the UNet's and text encoders' weights in fp16 (half the size; loading casts them back).
     """
-    import copy
-
     import diffusers
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    sdxl = model.family == "sdxl"
-    encoders = [("text_encoder", model.text.encoders[0])] + ([("text_encoder_2", model.text.encoders[1])] if sdxl else [])
-    tokenizers = [("tokenizer", model.text.tokenizer)] + ([("tokenizer_2", model.text.tokenizer_2)] if sdxl else [])
+    family = model.family_entry
+    text = model.text.components()
+    encoders = [(c, text[c]) for c in family.components if c.startswith("text_encoder")]
+    tokenizers = [(c, text[c]) for c in family.components if c.startswith("tokenizer")]
     for name, module in (("unet", model.unet), *encoders):
         (copy.deepcopy(module).half() if half else module).save_pretrained(folder / name)
     model.vae.save_pretrained(folder / "vae")
@@ -419,7 +408,7 @@ def save_model(model: DiffusionModel, folder: str | os.PathLike, *, extra_files:
     vae_cls = type(model.vae)
     vae_lib = "diffusers" if vae_cls.__module__.startswith("diffusers") else vae_cls.__module__
     index = {
-        "_class_name": "StableDiffusionXLPipeline" if sdxl else "StableDiffusionPipeline",
+        "_class_name": family.pipelines.txt2img,
         "_diffusers_version": diffusers.__version__,
         "vae": [vae_lib, vae_cls.__name__],
         "unet": ["diffusers", type(model.unet).__name__],
@@ -429,11 +418,7 @@ def save_model(model: DiffusionModel, folder: str | os.PathLike, *, extra_files:
         index[name] = ["transformers", type(module).__name__]
     for name, tok in tokenizers:
         index[name] = ["transformers", "CLIPTokenizer"]
-    if sdxl:
-        index["force_zeros_for_empty_prompt"] = model.text.force_zeros_for_empty_prompt
-    else:
-        index.update({"safety_checker": [None, None], "feature_extractor": [None, None],
-                      "requires_safety_checker": False})
+    index.update(family.index_extras(model.text))
     (folder / "model_index.json").write_text(json.dumps(index, indent=2))
     (folder / DEFAULTS_FILE).write_text(json.dumps(model.defaults.to_dict(), indent=2) + "\n")
     for name, text in (extra_files or {}).items():

@@ -27,10 +27,9 @@ import torch
 from tqdm.auto import tqdm
 
 from .conditioning import Conditioning
-from .control import AttentionControl, Compose
+from .control import AttentionControl, Compose, FeatureInjection
 from .errors import NumericalError, ParameterError
 from .guidance import check_scale
-from .hooks import FeatureInjection, attention_control, feature_injection
 
 StepCallback = Callable[[dict], None]
 #: image sides above this many times the model's native side are refused unless ``allow_large``
@@ -54,26 +53,6 @@ def check_sampling(num_inference_steps, guidance_scale, model=None) -> None:
         check_scale(guidance_scale)
 
 
-def estimate_memory(model, height: int, width: int, batch: int) -> int:
-    """A rough estimate of the peak bytes a run needs beyond the weights: the larger of the UNet's activations
-    for ``batch`` branches with classifier-free guidance (16 live tensors of pixels × channels per resolution
-    level: measured on the embedded model, 14–15 at 1024 px, more at small sizes where fixed costs dominate)
-    and the VAE decoder's at full resolution (8 tensors of its first block's width per image). Attention maps
-    are not counted: the fused kernels never hold them, and controlled layers hold small ones. Used to refuse
-    runs that cannot fit, not to plan them."""
-    f = model.vae_scale_factor
-    h, w = height // f, width // f
-    bytes_per = torch.finfo(model.dtype).bits // 8
-    unet = 16 * 2 * batch * sum((h >> level) * (w >> level) * int(c)
-                                for level, c in enumerate(model.unet.config.block_out_channels)) * bytes_per
-    vae = 0
-    channels = getattr(model.vae.config, "block_out_channels", None)
-    if channels and not getattr(model.vae.config, "patch_size", None):  # a convolutional VAE, not the codec
-        vae_bytes = 4 if getattr(model.vae.config, "force_upcast", False) else bytes_per
-        vae = 8 * batch * height * width * int(channels[0]) * vae_bytes
-    return int(max(unet, vae))
-
-
 def available_memory(device: torch.device) -> int | None:
     """Free memory on ``device`` in bytes (CUDA: the allocator's; CPU: MemAvailable), None when unknown."""
     try:
@@ -95,7 +74,7 @@ def check_size(model, height, width, *, batch: int = 2, allow_large: bool = Fals
     for name, v in (("height", height), ("width", width)):
         if isinstance(v, bool) or not isinstance(v, int) or v <= 0 or v % f:
             raise ParameterError(f"{name} must be a positive multiple of {f} for this model, got {v!r}")
-    need = estimate_memory(model, height, width, batch)
+    need = model.estimate_memory(height, width, batch)
     limit = MAX_SIZE_FACTOR * model.image_size
     if max(height, width) > limit and not allow_large:
         raise ParameterError(f"{width}x{height} is more than {MAX_SIZE_FACTOR}x this model's native "
@@ -376,11 +355,11 @@ def denoise(
     with contextlib.ExitStack() as stack:
         if controller is not None:
             controller.begin(num_steps=len(timesteps), latent_size=(h, w), n_prompts=n,
-                             device=latents.device, dtype=model.unet.dtype)
-            stack.enter_context(attention_control(model.unet, controller))
+                             device=latents.device, dtype=model.backbone.dtype)
+            stack.enter_context(model.backbone.attach(controller))
         if features is not None:
             features.begin(num_steps=len(timesteps), n_prompts=n)
-            stack.enter_context(feature_injection(model.unet, features))
+            stack.enter_context(model.backbone.inject_features(features))
 
         # 4. Denoising loop
         for i, t in enumerate(tqdm(timesteps, desc=progress_desc(progress, "denoising"), disable=not progress, leave=False)):

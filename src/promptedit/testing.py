@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import torch
 
+from .backbones.unet import UNetBackbone
 from .conditioning import SDText, SDXLText
 from .defaults import InversionDefaults, ModelDefaults, P2PDefaults, SamplingDefaults, MaskDefaults
 from .models import DiffusionModel, save_model  # noqa: F401  (re-exported)
@@ -94,7 +95,7 @@ def tiny_components(seed: int = 0, *, max_length: int = 77, prediction_type: str
     for m in (unet, vae, text_encoder):
         m.eval().requires_grad_(False)
     return DiffusionModel(
-        vae=vae, unet=unet, text=SDText(tokenizer, text_encoder),
+        vae=vae, backbone=UNetBackbone(unet), text=SDText(tokenizer, text_encoder),
         scheduler_config=dict(scheduler.config), name=f"tiny-{'inpaint' if inpainting else 'random'}-{seed}",
         defaults=TINY_DEFAULTS,
     )
@@ -143,7 +144,7 @@ def tiny_sdxl_components(seed: int = 0, *, max_length: int = 77, force_zeros_for
     for m in (unet, vae, *encoders):
         m.eval().requires_grad_(False)
     return DiffusionModel(
-        vae=vae, unet=unet,
+        vae=vae, backbone=UNetBackbone(unet),
         text=SDXLText(tokenizers, encoders, force_zeros_for_empty_prompt=force_zeros_for_empty_prompt),
         scheduler_config=dict(scheduler.config), name=f"tiny-sdxl-{'inpaint' if inpainting else 'random'}-{seed}",
         defaults=TINY_DEFAULTS,

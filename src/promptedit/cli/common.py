@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 
 from ..errors import ParameterError, PromptEditError
-from ..shipped import DEFAULT_MODEL, EMBEDDED_MODELS, resolve_model
+from ..families import DEFAULT_MODEL, EMBEDDED_MODELS, resolve_model
 
 EMBEDDED_MODEL = EMBEDDED_MODELS[DEFAULT_MODEL]
 MODEL_HELP = ("Diffusers Stable Diffusion folder, SD 1.x/2.x or XL, or a shipped shapes-world model: embedded "
@@ -46,7 +46,7 @@ def echo(ctx_quiet: bool, message: str) -> None:
 
 
 def resolve_model_path(model: str | None) -> str:
-    """--model as a path (:func:`promptedit.shipped.resolve_model`: a shipped model's name or a folder), or
+    """--model as a path (:func:`promptedit.families.resolve_model`: a shipped model's name or a folder), or
     nothing for the default shipped one."""
     if model:
         return resolve_model(model)

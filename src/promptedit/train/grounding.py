@@ -27,7 +27,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..control import AttentionControl, AttentionLayer
+from ..backbones.base import AttentionSite
+from ..control import AttentionControl
 from ..world import spec
 
 _OBJECT_WORDS = frozenset(spec.SIZES) | frozenset(spec.TEXTURES) | frozenset(spec.COLOURS) | frozenset(spec.SHAPES)
@@ -157,9 +158,9 @@ class GroundingRecorder(AttentionControl):
         super().begin_step(step)
         self.maps = []
 
-    def wants(self, layer: AttentionLayer, pixels: int) -> bool:
-        return layer.is_cross
+    def wants(self, site: AttentionSite) -> bool:
+        return site.is_cross
 
-    def forward(self, attn: torch.Tensor, layer: AttentionLayer, pixels: int) -> torch.Tensor:
+    def forward(self, attn: torch.Tensor, site: AttentionSite) -> torch.Tensor:
         self.maps.append(attn.mean(1))  # (B, pixels, keys)
         return attn

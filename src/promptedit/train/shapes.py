@@ -38,10 +38,10 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from ..codec import PatchCodec
-from ..hooks import attention_control
 from ..conditioning import SDText, SDXLText
 from ..errors import ModelLoadError, ParameterError, check_real, check_whole
 from ..defaults import InversionDefaults, MaskDefaults, ModelDefaults, P2PDefaults, SamplingDefaults
+from ..families import FAMILIES
 from ..models import DiffusionModel
 from ..outputs import write_with
 from ..vocab import build_clip_tokenizer
@@ -135,8 +135,8 @@ class TrainConfig:
             raise ValueError(f"the final learning-rate fraction must be in [0, 1], got {self.min_lr_fraction}")
         if not 0 <= self.two_object_fraction <= 1:
             raise ValueError(f"the two-object fraction must be in [0, 1], got {self.two_object_fraction}")
-        if self.arch not in ("sd", "sdxl"):
-            raise ValueError(f"arch must be sd or sdxl, got {self.arch!r}")
+        if self.arch not in FAMILIES:
+            raise ValueError(f"arch must be one of {', '.join(FAMILIES)}, got {self.arch!r}")
         n = len(self.unet_channels)
         if self.mid_block is None:
             self.mid_block = self.arch == "sd"
@@ -228,7 +228,7 @@ def build_model(config: TrainConfig, tokenizer) -> DiffusionModel:
     else:
         text = SDText(tokenizer, text_encoder)
     return DiffusionModel(
-        vae=codec, unet=unet, text=text, scheduler_config=dict(scheduler.config),
+        vae=codec, backbone=FAMILIES[config.arch].backbone(unet), text=text, scheduler_config=dict(scheduler.config),
         name="promptedit-shapes-xl" if xl else "promptedit-shapes", defaults=SHAPES_DEFAULTS,
     )
 
@@ -244,7 +244,7 @@ def text_condition(model: DiffusionModel, ids: torch.Tensor, dropped: torch.Tens
     (``dropped`` (B,) bool), as ``force_zeros_for_empty_prompt`` does at inference. Returns (hidden states,
     extra UNet kwargs)."""
     cond = model.text.encode_ids([ids] * len(model.text.encoders), size=(spec.CANVAS_SIZE, spec.CANVAS_SIZE))
-    if model.family == "sdxl":
+    if model.family_entry.pooled:
         keep = (~dropped).to(cond.pooled.dtype)
         cond = dataclasses.replace(cond, embeddings=cond.embeddings * keep[:, None, None],
                                    pooled=cond.pooled * keep[:, None])
@@ -576,7 +576,7 @@ def train(config: TrainConfig, out: str | os.PathLike, *, resume: bool = True, p
     hooks = contextlib.ExitStack()
     grounding = config.grounding_weight > 0 or config.word_mass_weight > 0
     if grounding:
-        hooks.enter_context(attention_control(unet, recorder))
+        hooks.enter_context(model.backbone.attach(recorder))
     bar = tqdm(total=config.steps, initial=step, desc="training", disable=not progress, smoothing=0.05)
     window, g_window, m_window, i_window, t_last = [], [], [], [], time.perf_counter()
     batches = rendered_batches(config, step, workers)

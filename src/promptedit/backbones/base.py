@@ -1,0 +1,168 @@
+"""The backbone interface: a denoiser as the runner sees it, and where its attention layers sit.
+
+A :class:`Backbone` predicts from (x_t, t, conditioning), lists its :class:`AttentionSite` s, attaches an
+attention controller and a feature injection (context managers that restore the model on exit), packs and
+unpacks latents (a transformer packs 2×2 patches into tokens; a UNet takes them as they are) and says how
+much memory a run needs. Controllers select attention sites by kind, grid and depth, never by a model's
+module names, so a new architecture plugs in as a new backbone.
+"""
+
+from __future__ import annotations
+
+import math
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+
+import torch
+
+from ..errors import ParameterError
+
+#: what an attention layer's keys are: cross (the text's tokens), self (the image's), joint (text then image)
+KINDS = ("cross", "self", "joint")
+#: where a site sits along the network: a UNet's encoder, middle and decoder; a transformer's blocks; other
+PLACES = ("down", "mid", "up", "blocks", "other")
+#: which keys of each kind are the text's and which the image's
+KEYS_OF_KIND = {"cross": "text", "self": "image", "joint": "text+image"}
+
+
+@dataclass(frozen=True)
+class AttentionSite:
+    """Where an attention layer sits, in terms every backbone has.
+
+    Attributes:
+        name: the layer's module path in its backbone (for messages; controllers never read it).
+        kind: ``"cross"`` (image queries, text keys), ``"self"`` (image queries and keys) or ``"joint"`` (text
+            and image tokens in one sequence, MM-DiT).
+        grid: how many times smaller than the latent, per side, the layer's image tokens are (1, 2, 4 …);
+            None for a layer that is not on the latent's grid (never controlled).
+        place: ``"down"``, ``"mid"``, ``"up"`` (a UNet), ``"blocks"`` (a transformer) or ``"other"``.
+        index: the block's index within its place (a UNet level, a transformer block).
+    """
+
+    name: str
+    kind: str
+    grid: int | None
+    place: str
+    index: int = 0
+
+    def __post_init__(self):
+        if self.kind not in KINDS:
+            raise ParameterError(f"attention site {self.name!r}: kind must be one of {', '.join(KINDS)}, "
+                                 f"got {self.kind!r}")
+        if self.grid is not None and (isinstance(self.grid, bool) or not isinstance(self.grid, int) or self.grid < 1
+                                      or self.grid & (self.grid - 1)):
+            raise ParameterError(f"attention site {self.name!r}: grid must be a power of two (1, 2, 4, …) or "
+                                 f"None, got {self.grid!r}")
+        if self.place not in PLACES:
+            raise ParameterError(f"attention site {self.name!r}: place must be one of {', '.join(PLACES)}, "
+                                 f"got {self.place!r}")
+        if isinstance(self.index, bool) or not isinstance(self.index, int) or self.index < 0:
+            raise ParameterError(f"attention site {self.name!r}: index must be a whole number >= 0, "
+                                 f"got {self.index!r}")
+
+    @property
+    def keys(self) -> str:
+        """Which keys are text and which image: ``"text"``, ``"image"`` or ``"text+image"`` (text first)."""
+        return KEYS_OF_KIND[self.kind]
+
+    @property
+    def is_cross(self) -> bool:
+        return self.kind == "cross"
+
+    @property
+    def on_grid(self) -> bool:
+        """Whether the layer's image tokens lie on the latent's grid (only such sites are controlled)."""
+        return self.grid is not None
+
+
+@dataclass(frozen=True)
+class AttachReport:
+    """What :meth:`Backbone.attach` installed: controlled sites by kind."""
+
+    cross_layers: int
+    self_layers: int
+
+
+class Backbone:
+    """What the runner needs of a denoiser. Subclasses wrap one architecture (:class:`~promptedit.backbones.unet.
+    UNetBackbone`).
+
+    Attributes:
+        module: the torch module (for moving, freezing, training and saving).
+    """
+
+    module: torch.nn.Module
+
+    # ----------------------------------------------------------------- prediction
+    def predict(self, x: torch.Tensor, t, conditioning, *, compiled: bool = False) -> torch.Tensor:
+        """The model output (ε, v or x₀, per the scheduler's prediction type) for x (n, C, h, w) at timestep t."""
+        raise NotImplementedError
+
+    def compile(self, **options) -> None:
+        """Compile the module with ``torch.compile(**options)`` for the runs without attention control."""
+        raise NotImplementedError
+
+    # ----------------------------------------------------------------- attention
+    def sites(self) -> list[AttentionSite]:
+        """Every attention layer's site, in module order."""
+        raise NotImplementedError
+
+    def attach(self, controller) -> AbstractContextManager[AttachReport]:
+        """Hand every on-grid site's attention to ``controller`` (a context manager restoring the model)."""
+        raise NotImplementedError
+
+    def inject_features(self, injector) -> AbstractContextManager[list[str]]:
+        """Plug-and-Play feature injection (a context manager yielding the injected layers' names)."""
+        raise NotImplementedError
+
+    def grids(self, *, kind: str = "cross", places=("down", "up")) -> list[int]:
+        """The grids (ascending) at which sites of ``kind`` in ``places`` sit."""
+        return sorted({s.grid for s in self.sites() if s.kind == kind and s.place in places and s.on_grid})
+
+    # ----------------------------------------------------------------- latents
+    def pack(self, latents: torch.Tensor) -> torch.Tensor:
+        """Latents (n, C, h, w) as the module takes them (the identity for a convolutional backbone)."""
+        return latents
+
+    def unpack(self, x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        """The module's output back to latents (n, C, h, w) of ``size`` (h, w)."""
+        return x
+
+    @property
+    def size_factor(self) -> int:
+        """Latent sides must be multiples of this."""
+        raise NotImplementedError
+
+    @property
+    def latent_channels(self) -> int:
+        """Channels of x_t: what the backbone predicts."""
+        raise NotImplementedError
+
+    @property
+    def in_channels(self) -> int:
+        """Channels the backbone takes (an inpainting UNet: latent, mask and masked image's latents)."""
+        raise NotImplementedError
+
+    @property
+    def native_size(self) -> int:
+        """The latent side the model was trained at."""
+        raise NotImplementedError
+
+    def estimate_memory(self, height: int, width: int, batch: int) -> int:
+        """Rough peak bytes of the activations for ``batch`` branches with classifier-free guidance, on latents
+        of ``height`` × ``width``."""
+        raise NotImplementedError
+
+    # ----------------------------------------------------------------- placement
+    @property
+    def device(self) -> torch.device:
+        return next(self.module.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.module.parameters()).dtype
+
+
+def nearest_grid(available, wanted: int) -> int:
+    """The grid among ``available`` closest to ``wanted`` on a log scale (ties: the larger maps)."""
+    return min(available, key=lambda f: (abs(math.log2(f) - math.log2(wanted)), f))

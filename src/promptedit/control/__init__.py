@@ -1,0 +1,22 @@
+"""Attention control: controllers decide what happens to attention probabilities, as pure torch with no
+diffusers import. A backbone's attention processors (:meth:`~promptedit.backbones.base.Backbone.attach`)
+compute probabilities and hand them here with the layer's
+:class:`~promptedit.backbones.base.AttentionSite`; a controller returns the tensor the processor must use.
+
+* :mod:`~promptedit.control.base`: :class:`AttentionControl` (the identity), :class:`Compose`,
+  :class:`ValueEdit`, :func:`step_window`.
+* :mod:`~promptedit.control.store`: :class:`AttentionStore`.
+* :mod:`~promptedit.control.edits`: Prompt-to-Prompt's edits and their schedule :func:`cross_replace_alpha`.
+* :mod:`~promptedit.control.blend`: :class:`LocalBlend`, :func:`blend_latents`.
+* :mod:`~promptedit.control.features`: Plug-and-Play's :class:`FeatureInjection`.
+"""
+
+from .base import PLACES, AttentionControl, Compose, ValueEdit, step_window
+from .blend import LocalBlend, blend_latents
+from .edits import AttentionEdit, AttentionRefine, AttentionReplace, AttentionReweight, cross_replace_alpha
+from .features import FeatureInjection
+from .store import AttentionStore
+
+__all__ = ["PLACES", "AttentionControl", "AttentionEdit", "AttentionRefine", "AttentionReplace", "AttentionReweight",
+           "AttentionStore", "Compose", "FeatureInjection", "LocalBlend", "ValueEdit", "blend_latents",
+           "cross_replace_alpha", "step_window"]

@@ -1,0 +1,164 @@
+"""The model families promptedit runs, keyed by ``model_index.json``'s ``_class_name`` as diffusers'
+``DiffusionPipeline`` dispatches, and the shapes-world models shipped inside the package.
+
+A :class:`Family` owns everything that differs between families: the components a checkpoint holds, how its
+text side (:mod:`promptedit.conditioning`) and its backbone (:mod:`promptedit.backbones`) are built, the
+sampler it runs, diffusers' pipeline classes over the same components, what ``model_index.json`` records
+beyond the components, its own checks, and whether its conditioning has a pooled embedding. A new family is
+one more entry in :data:`FAMILIES`; nothing outside this module asks which family a model is.
+
+Imports nothing heavy: the CLI reads the shipped models' names to answer ``--help``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import ModelLoadError
+
+ASSETS = Path(__file__).resolve().parent / "assets"
+DEFAULT_MODEL = "embedded"
+
+
+@dataclass(frozen=True)
+class Pipelines:
+    """diffusers' pipeline classes (names in the ``diffusers`` namespace) over a family's components; None where
+    diffusers has none."""
+
+    txt2img: str
+    inpaint: str | None = None
+    diffedit: str | None = None
+
+
+@dataclass(frozen=True)
+class Family:
+    """One model family.
+
+    Attributes:
+        name: the family's name, as records and the training recipe's ``--arch`` spell it.
+        class_names: the ``model_index.json`` ``_class_name`` s that load as this family.
+        components: the components its ``model_index.json`` names (each a subfolder).
+        text: builds the text side from the loaded components and the index: ``(parts, index) →``
+            :class:`~promptedit.conditioning.TextConditioner`.
+        backbone: wraps the loaded denoiser: ``module →`` :class:`~promptedit.backbones.base.Backbone`.
+        pipelines: diffusers' pipelines over the same components.
+        index_extras: what ``model_index.json`` records beyond the components: ``text → dict``.
+        pipeline_extras: what diffusers' pipelines take beyond the components: ``text → dict``.
+        check: family-specific checks of the loaded components, ``(parts, name) → None`` raising
+            :class:`ModelLoadError`.
+        pooled: whether the conditioning has a pooled text embedding (null-text inversion may optimise it).
+        sampler: makes the sampler of the family's runs from the checkpoint's scheduler configuration:
+            ``config →`` :class:`~promptedit.samplers.base.Sampler` (DDIM for SD and SDXL).
+        guidance: makes the guidance of its runs at a scale: ``scale →`` :class:`~promptedit.guidance.Guidance`
+            (classifier-free for SD and SDXL; a guidance-distilled family takes ``EmbeddedGuidance``).
+        shipped: the name and folder (under the package's assets) of its shipped shapes-world model, or None.
+    """
+
+    name: str
+    class_names: tuple[str, ...]
+    components: tuple[str, ...]
+    text: Callable
+    backbone: Callable
+    pipelines: Pipelines
+    index_extras: Callable = field(default=lambda text: {})
+    pipeline_extras: Callable = field(default=lambda text: {})
+    check: Callable = field(default=lambda parts, name: None)
+    pooled: bool = False
+    sampler: Callable = field(default=lambda config: _ddim(config))
+    guidance: Callable = field(default=lambda scale: _classifier_free(scale))
+    shipped: tuple[str, str] | None = None
+
+
+def _sd_text(parts: dict, index: dict):
+    from .conditioning import SDText
+
+    return SDText(parts["tokenizer"], parts["text_encoder"])
+
+
+def _sdxl_text(parts: dict, index: dict):
+    from .conditioning import SDXLText
+
+    return SDXLText([parts["tokenizer"], parts["tokenizer_2"]], [parts["text_encoder"], parts["text_encoder_2"]],
+                    force_zeros_for_empty_prompt=bool(index.get("force_zeros_for_empty_prompt", True)))
+
+
+def _ddim(config: dict):
+    from .samplers import DDIMSampler
+
+    return DDIMSampler(config)
+
+
+def _classifier_free(scale: float):
+    from .guidance import ClassifierFree
+
+    return ClassifierFree(scale)
+
+
+def _unet(module):
+    from .backbones.unet import UNetBackbone
+
+    return UNetBackbone(module)
+
+
+def _check_sdxl(parts: dict, name: str) -> None:
+    if getattr(parts["unet"].config, "addition_embed_type", None) != "text_time":
+        raise ModelLoadError(f"{name}: an SDXL checkpoint's UNet must take text-time conditioning "
+                             "(addition_embed_type 'text_time')")
+
+
+_SD_NO_CHECKER = {"safety_checker": None, "feature_extractor": None, "requires_safety_checker": False}
+
+#: name -> family
+FAMILIES: dict[str, Family] = {f.name: f for f in (
+    Family(name="sd",
+           class_names=("StableDiffusionPipeline", "StableDiffusionImg2ImgPipeline", "StableDiffusionInpaintPipeline",
+                        "StableDiffusionDiffEditPipeline"),
+           components=("vae", "unet", "text_encoder", "tokenizer", "scheduler"),
+           text=_sd_text, backbone=_unet,
+           pipelines=Pipelines("StableDiffusionPipeline", "StableDiffusionInpaintPipeline",
+                               "StableDiffusionDiffEditPipeline"),
+           index_extras=lambda text: {"safety_checker": [None, None], "feature_extractor": [None, None],
+                                      "requires_safety_checker": False},
+           pipeline_extras=lambda text: dict(_SD_NO_CHECKER),
+           shipped=("embedded", "shapes-model")),
+    Family(name="sdxl",
+           class_names=("StableDiffusionXLPipeline", "StableDiffusionXLImg2ImgPipeline",
+                        "StableDiffusionXLInpaintPipeline"),
+           components=("vae", "unet", "text_encoder", "text_encoder_2", "tokenizer", "tokenizer_2", "scheduler"),
+           text=_sdxl_text, backbone=_unet,
+           pipelines=Pipelines("StableDiffusionXLPipeline", "StableDiffusionXLInpaintPipeline", None),
+           index_extras=lambda text: {"force_zeros_for_empty_prompt": text.force_zeros_for_empty_prompt},
+           pipeline_extras=lambda text: {"force_zeros_for_empty_prompt": text.force_zeros_for_empty_prompt},
+           check=_check_sdxl, pooled=True, shipped=("embedded-xl", "shapes-model-xl")),
+)}
+
+#: name -> folder of each shipped model
+EMBEDDED_MODELS = {f.shipped[0]: ASSETS / f.shipped[1] for f in FAMILIES.values() if f.shipped}
+
+
+def family_of_index(index: dict) -> Family:
+    """The family of a checkpoint from its ``model_index.json``: by ``_class_name``; a folder without one (an
+    old save) is SDXL when it has a second text encoder, else SD. A :class:`ModelLoadError` names an unknown
+    class and the known ones."""
+    class_name = index.get("_class_name")
+    if class_name is None:
+        return FAMILIES["sdxl" if "text_encoder_2" in index else "sd"]
+    for family in FAMILIES.values():
+        if class_name in family.class_names:
+            return family
+    known = ", ".join(c for f in FAMILIES.values() for c in f.class_names)
+    raise ModelLoadError(f"model_index.json's _class_name {class_name!r} is not a model family promptedit runs "
+                         f"(known: {known})")
+
+
+def resolve_model(name: str) -> str:
+    """``name`` as a path: a shipped model's folder for its name (``./embedded`` names a folder called so), any
+    other name unchanged. A :class:`ModelLoadError` when the installation lacks the shipped model named."""
+    if name not in EMBEDDED_MODELS:
+        return name
+    if not EMBEDDED_MODELS[name].is_dir():
+        raise ModelLoadError(f"model {name!r}: this installation lacks that shipped model ({EMBEDDED_MODELS[name]} "
+                             "is missing)")
+    return str(EMBEDDED_MODELS[name])
