@@ -32,7 +32,7 @@ from promptedit.syntax import (
 pytestmark = pytest.mark.unit
 
 try:  # EditSpec moved from editing to spec; either home will do
-    from promptedit.spec import EditSpec, build_controller
+    from promptedit.edit_spec import EditSpec, build_controller
 except ImportError:  # pragma: no cover
     from promptedit.editing import EditSpec, build_controller
 

@@ -36,7 +36,7 @@ from .errors import ParameterError, PromptEditError, check_real
 from .models import DiffusionModel, model_fingerprint
 from .runner import (Prepared, Result, Start, check_sampling, check_size, encode_images, progress_desc,
                      resolve_sampling, run)
-from .spec import _check_prompt
+from .edit_spec import _check_prompt
 
 METHODS = ("null-text", "negative-prompt", "direct", "ddim")
 FORMAT_VERSION = 1

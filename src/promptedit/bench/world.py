@@ -284,13 +284,13 @@ def centre_distance(a: Sequence[float], b: Sequence[float]) -> float:
     return float(math.hypot(a[0] + a[2] / 2 - b[0] - b[2] / 2, a[1] + a[2] / 2 - b[1] - b[2] / 2))
 
 
-def psnr(a: np.ndarray, b: np.ndarray, mask: np.ndarray) -> float | None:
-    """PSNR in dB between two uint8 images over ``mask`` (None for an empty mask; capped at PSNR_CAP)."""
+def capped_psnr(a: np.ndarray, b: np.ndarray, mask: np.ndarray) -> float | None:
+    """:func:`promptedit.metrics.psnr` over ``mask``, capped at PSNR_CAP (so that means stay finite)."""
     return metrics.psnr(a, b, mask, cap=PSNR_CAP)
 
 
-def pooled_psnr(errors: Sequence[float | None]) -> float | None:
-    """PSNR in dB of the mean of per-item squared errors (capped at PSNR_CAP)."""
+def capped_pooled_psnr(errors: Sequence[float | None]) -> float | None:
+    """:func:`promptedit.metrics.pooled_psnr`, capped at PSNR_CAP."""
     return metrics.pooled_psnr(errors, cap=PSNR_CAP)
 
 
@@ -778,8 +778,8 @@ def bench_local_blend(run: _Run, n: int = 50) -> SectionResult:
             src_c, edit_c = to_canvas(src_img), to_canvas(edit_img)
             r_src, r_edit = _read(src_img, 2), _read(edit_img, 2)
             first, other = _find(r_src, a.colour, a.shape), _find(r_src, b.colour, b.shape)
-            p_other = psnr(src_c, edit_c, other.mask) if other is not None else None
-            p_bg = psnr(src_c, edit_c, ~(first.mask | other.mask)) if first is not None and other is not None else None
+            p_other = capped_psnr(src_c, edit_c, other.mask) if other is not None else None
+            p_bg = capped_psnr(src_c, edit_c, ~(first.mask | other.mask)) if first is not None and other is not None else None
             if other is None:
                 out.skip("psnr: other object not read on source")
             elif first is None:
@@ -872,10 +872,10 @@ def bench_real_images(run: _Run, n: int = 50, inner_steps: int = 10) -> SectionR
                     every = to_canvas(edit(run.model, edit_spec, start=inv, progress=False, edit_null="all").images[1])
                     out.units += 1
                     per[label]["all_colour"].append(colour_of(every, truth.masks[0]) == new)
-                    per[label]["all_bg_psnr"].append(psnr(every, truth.image, outside))
-                rec_psnr = psnr(rec, src.image, np.ones(rec.shape[:2], bool))
+                    per[label]["all_bg_psnr"].append(capped_psnr(every, truth.image, outside))
+                rec_psnr = capped_psnr(rec, src.image, np.ones(rec.shape[:2], bool))
                 colour_right = colour_of(edited, truth.masks[0]) == new
-                bg = psnr(edited, truth.image, outside)
+                bg = capped_psnr(edited, truth.image, outside)
                 for key, value in (("psnr", rec_psnr), ("seconds", inv.seconds), ("colour", colour_right),
                                    ("bg_psnr", bg), ("size", size)):
                     per[label][key].append(value)
@@ -1031,12 +1031,12 @@ def bench_masks(run: _Run, n: int = 50) -> SectionResult:
             "instant_iou_minus_diffedit": Metric(None if d_iou is None or _mean(inst["iou"]) is None
                                                  else _mean(inst["iou"]) - d_iou, len(inst["iou"]), Target(">=", 1e-9),
                                                  "instant IoU − DiffEdit IoU (must be above 0)"),
-            "instant_background_psnr": Metric(pooled_psnr(inst["mse"]), _count(inst["mse"]), Target(">=", 30.0),
+            "instant_background_psnr": Metric(capped_pooled_psnr(inst["mse"]), _count(inst["mse"]), Target(">=", 30.0),
                                               "PSNR outside the true mask vs the ground-truth edit, dB, of the "
                                               "mean squared error over the items"),
-            "instant_authors_background_psnr": Metric(pooled_psnr(auth["mse"]), _count(auth["mse"]), None,
+            "instant_authors_background_psnr": Metric(capped_pooled_psnr(auth["mse"]), _count(auth["mse"]), None,
                                                       "same, the authors' mask settings"),
-            "diffedit_background_psnr": Metric(pooled_psnr(diff["mse"]), _count(diff["mse"]), None, "same, DiffEdit"),
+            "diffedit_background_psnr": Metric(capped_pooled_psnr(diff["mse"]), _count(diff["mse"]), None, "same, DiffEdit"),
             "instant_background_psnr_item_mean": _metric(inst["psnr"], "mean", None,
                                                          "instant: mean of per-item PSNRs (each capped at 100 dB)"),
             "instant_new_colour_accuracy": _metric(inst["colour"], "rate", None, "new colour read inside the true mask"),
