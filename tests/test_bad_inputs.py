@@ -141,7 +141,7 @@ def test_words_a_shapes_world_model_does_not_know_are_named_in_one_warning(tiny_
 
 
 def test_a_word_past_the_token_limit_is_named_as_such_not_as_missing(tokenizer):
-    from promptedit.spec import EditSpec, build_controller
+    from promptedit.edit_spec import EditSpec, build_controller
 
     long = " ".join(["a red circle"] * 30) + " and a green square"
     spec = EditSpec(long, (long.replace("green", "blue"),), reweight={"square": 2.0})
@@ -311,7 +311,7 @@ def test_every_error_here_is_a_value_error():
 
 
 def test_deep_bracket_nesting_is_refused_before_the_parsers_run():
-    from promptedit.spec import EditSpec
+    from promptedit.edit_spec import EditSpec
     from promptedit.syntax import MAX_DEPTH, PromptSyntaxError
 
     # compel's grammar takes ~3.5x longer per level of parentheses: past 4 levels compel is not run
@@ -328,7 +328,7 @@ def test_deep_bracket_nesting_is_refused_before_the_parsers_run():
 
 
 def test_edit_spec_refuses_wrong_structures_and_overflowing_weights():
-    from promptedit.spec import MAX_REWEIGHT, EditSpec
+    from promptedit.edit_spec import MAX_REWEIGHT, EditSpec
 
     with pytest.raises(ParameterError, match="within"):
         EditSpec(SRC, (TGT,), reweight={"dog": 1e300})  # finite, but attention overflows float32
@@ -344,7 +344,7 @@ def test_edit_spec_refuses_wrong_structures_and_overflowing_weights():
             EditSpec(SRC, **kw)
     assert EditSpec(SRC, (TGT,), blend_words="cat").blend_words == ("cat",)  # a word, as targets take one
     # a source-only blend word must be in the source, a target-only one in a target
-    from promptedit.spec import build_controller
+    from promptedit.edit_spec import build_controller
     from promptedit.testing import tiny_tokenizer
 
     tokenizer = tiny_tokenizer()

@@ -16,11 +16,11 @@ from promptedit.bench.world import (
     SectionResult,
     Target,
     box_iou,
+    capped_psnr,
     colour_swap_target,
     held_out_items,
     markdown_report,
     metric_rows,
-    psnr,
     run_world_bench,
     to_canvas,
 )
@@ -134,7 +134,7 @@ def test_real_images_also_edit_as_the_papers_do_when_the_model_does_not(tiny_mod
 
 
 def test_pooled_psnr_is_not_hidden_by_exact_items():
-    from promptedit.bench.world import PSNR_CAP, pooled_psnr
+    from promptedit.bench.world import PSNR_CAP, capped_pooled_psnr
     from promptedit.metrics import psnr as plain_psnr
     from promptedit.metrics import squared_error
 
@@ -144,10 +144,10 @@ def test_pooled_psnr_is_not_hidden_by_exact_items():
     everywhere = np.ones((4, 4), bool)
     err = squared_error(a, b, everywhere)
     assert err == pytest.approx(255.0**2 / 16)
-    assert pooled_psnr([err]) == pytest.approx(10 * np.log10(16))
+    assert capped_pooled_psnr([err]) == pytest.approx(10 * np.log10(16))
     # an exact item halves the mean error (+3 dB), where a mean of capped PSNRs would jump towards 100 dB
-    assert pooled_psnr([err, 0.0]) == pytest.approx(10 * np.log10(32))
-    assert pooled_psnr([0.0, None]) == PSNR_CAP and pooled_psnr([None]) is None
+    assert capped_pooled_psnr([err, 0.0]) == pytest.approx(10 * np.log10(32))
+    assert capped_pooled_psnr([0.0, None]) == PSNR_CAP and capped_pooled_psnr([None]) is None
     assert squared_error(a, b, np.zeros((4, 4), bool)) is None
     assert plain_psnr(a, a) == float("inf") and plain_psnr(a, b) == pytest.approx(10 * np.log10(16))
 
@@ -217,8 +217,8 @@ def test_helpers():
     assert box_iou((0, 0, 10), (5, 0, 10)) == pytest.approx(50 / 150)
     img = np.zeros((64, 64, 3), np.uint8)
     mask = np.ones((64, 64), bool)
-    assert psnr(img, img, mask) == 100.0 and psnr(img, img, ~mask) is None
-    assert psnr(img, img + 1, mask) == pytest.approx(20 * math.log10(255))
+    assert capped_psnr(img, img, mask) == 100.0 and capped_psnr(img, img, ~mask) is None
+    assert capped_psnr(img, img + 1, mask) == pytest.approx(20 * math.log10(255))
     small = np.arange(32 * 32 * 3, dtype=np.uint8).reshape(32, 32, 3)
     big = to_canvas(small)
     assert big.shape == (64, 64, 3) and (big[::2, ::2] == small).all()

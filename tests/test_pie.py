@@ -288,7 +288,7 @@ def test_pie_p2p_recipe_is_pnpinversion_controller(tmp_path):
     from promptedit.batch import read_manifest
     from promptedit.cli.edit import edit, plan_edit
     from promptedit.control import AttentionRefine, AttentionReweight
-    from promptedit.spec import build_controller
+    from promptedit.edit_spec import build_controller
     from promptedit.testing import tiny_tokenizer
     from promptedit.tokens import word_token_indices
 
@@ -395,7 +395,7 @@ def test_known_grey_shift():
     a, b = _grey(100), _grey(110)
     err = (10 / 255) ** 2
     assert ev.mse(a, b) == pytest.approx(err, rel=1e-5)
-    assert ev.psnr(a, b) == pytest.approx(10 * math.log10(1 / err), rel=1e-5)
+    assert ev.zero_filled_psnr(a, b) == pytest.approx(10 * math.log10(1 / err), rel=1e-5)
     mask = np.zeros((64, 64), bool)
     mask[16:48, 16:48] = True  # the edited part: 1024 of 4096 pixels, zeroed in both images but still counted
     keep = 1 - 1024 / 4096

@@ -8,7 +8,7 @@ from promptedit.editing import edit, generate
 from promptedit.errors import HookError, ParameterError, PromptError, PromptTruncatedWarning, WordNotInPromptError
 from promptedit.backbones.unet import ControlledAttnProcessor, UNetBackbone
 from promptedit.runner import SeedStart, denoise
-from promptedit.spec import EditSpec, build_controller
+from promptedit.edit_spec import EditSpec, build_controller
 from promptedit.tokens import word_token_indices
 
 pytestmark = pytest.mark.integration

@@ -14,7 +14,6 @@ import sys
 
 import pytest
 
-from promptedit import syntax
 from promptedit.control import step_window
 from promptedit.errors import ParameterError, PromptError
 from promptedit.syntax import (
@@ -28,11 +27,14 @@ from promptedit.syntax import (
     UnsupportedConstructError,
     parse_edit_prompt,
 )
+from promptedit.syntax.a1111 import _a1111_when
+from promptedit.syntax.common import _Edit, _fmt
+from promptedit.syntax.compel import _compel_module
 
 pytestmark = pytest.mark.unit
 
 try:  # EditSpec moved from editing to spec; either home will do
-    from promptedit.spec import EditSpec, build_controller
+    from promptedit.edit_spec import EditSpec, build_controller
 except ImportError:  # pragma: no cover
     from promptedit.editing import EditSpec, build_controller
 
@@ -263,10 +265,10 @@ def test_a1111_windows_are_a1111s_step_counts():
     # (the grid reads `when` as the parser does, without the grammar's time; a few go the whole way)
     for steps in (*range(1, 31), 49, 50, 51, 100, 150):
         for when in [f"{k / 100:.2f}" for k in range(101)] + [str(n) for n in range(steps + 1)]:
-            edit = syntax._Edit(f"[red:blue:{when}]")
-            syntax._a1111_when(edit, when, steps)
+            edit = _Edit(f"[red:blue:{when}]")
+            _a1111_when(edit, when, steps)
             assert step_window(edit.when, steps) == (0, _a1111_steps_drawing_from(when, steps)), (when, steps)
-            assert float(syntax._fmt(edit.when)) == edit.when  # the flags say the same window
+            assert float(_fmt(edit.when)) == edit.when  # the flags say the same window
     for when, steps in (("0.58", 50), ("0.5", 50), ("0.01", 50), ("0.03", 50), ("0.99", 50), ("10", 50),
                         ("49", 50), ("0.3", 7)):
         edit = parse_edit_prompt(f"a [red:blue:{when}] circle", num_inference_steps=steps)
@@ -323,7 +325,7 @@ def test_editspec_checks_what_the_parser_leaves():
 
 
 def test_uses_compels_own_parser_without_torch():
-    assert syntax._compel_module().__file__.replace("\\", "/").endswith("compel/prompt_parser.py")
+    assert _compel_module().__file__.replace("\\", "/").endswith("compel/prompt_parser.py")
     code = ("import sys; from promptedit.syntax import parse_edit_prompt as p; p('a cat.swap(dog)'); "
             "p('a [a:b:0.5] c'); bad = [m for m in ('torch', 'diffusers', 'transformers') if m in sys.modules]; "
             "assert not bad, bad")

@@ -1,8 +1,8 @@
 """Prompt-to-Prompt (Hertz et al., ICLR 2023, Algorithm 1) and plain generation, on the one runner.
 
 :func:`edit` denoises the source and every target together from one start: a seed's x_T (a generated image)
-or an :class:`~promptedit.inversion.Inversion` (a real image), with the controller :func:`~promptedit.spec.
-build_controller` makes from an :class:`~promptedit.spec.EditSpec`. :func:`generate` and :func:`attention` are
+or an :class:`~promptedit.inversion.Inversion` (a real image), with the controller :func:`~promptedit.edit_spec.
+build_controller` makes from an :class:`~promptedit.edit_spec.EditSpec`. :func:`generate` and :func:`attention` are
 the same run without control, and with an attention store.
 """
 
@@ -16,7 +16,7 @@ from .defaults import EDIT_NULLS, P2PDefaults
 from .errors import ParameterError, PromptError
 from .models import DiffusionModel
 from .runner import Result, SeedStart, Start, StepCallback, resolve_sampling, run
-from .spec import EditSpec, _check_prompt, build_controller, resolve_mode
+from .edit_spec import EditSpec, _check_prompt, build_controller, resolve_mode
 
 __all__ = ["EditSpec", "Result", "attention", "edit", "generate"]
 

@@ -57,6 +57,7 @@ import torch
 from torch import nn
 
 from .errors import ModelLoadError, ParameterError
+from .metrics import psnr
 from .pie import EDITING_TYPES, PieItem, load_source, load_target
 
 #: The benchmark's default metrics (``evaluate.py`` ``--metrics`` default), in order.
@@ -153,8 +154,9 @@ def _pair(a: np.ndarray, b: np.ndarray, keep: np.ndarray | None) -> tuple[torch.
 # --- Metrics without weights ----------------------------------------------------------------
 
 
-def psnr(a: np.ndarray, b: np.ndarray, keep: np.ndarray | None = None) -> float:
-    """``calculate_psnr``: PSNR (data range 1) of the images in [0, 1], each x ``keep``."""
+def zero_filled_psnr(a: np.ndarray, b: np.ndarray, keep: np.ndarray | None = None) -> float:
+    """``calculate_psnr``: PSNR (data range 1) of the images in [0, 1], each x ``keep`` (the pixels outside
+    ``keep`` set to 0 and still counted, unlike :func:`promptedit.metrics.psnr`), by torchmetrics in float32."""
     from torchmetrics.functional.image import peak_signal_noise_ratio
 
     x, y = _pair(a, b, keep)
@@ -187,7 +189,7 @@ def _unedited(fn: Callable[..., float], source: np.ndarray, edited: np.ndarray, 
 
 def unedited_psnr(source: np.ndarray, edited: np.ndarray, mask: np.ndarray) -> float:
     """``psnr_unedit_part``; NaN when the mask covers everything."""
-    return _unedited(psnr, source, edited, mask)
+    return _unedited(zero_filled_psnr, source, edited, mask)
 
 
 def unedited_mse(source: np.ndarray, edited: np.ndarray, mask: np.ndarray) -> float:
@@ -201,18 +203,14 @@ def unedited_ssim(source: np.ndarray, edited: np.ndarray, mask: np.ndarray) -> f
 
 
 def region_psnr(a: np.ndarray, b: np.ndarray, region: np.ndarray | None = None) -> float:
-    """PSNR (8-bit range) over the pixels of ``region`` only (all pixels if None):
+    """:func:`promptedit.metrics.psnr` over the pixels of ``region`` only (all pixels if None), checked:
     ``inf`` for equal pixels, NaN for an empty region. Used for the ground-truth figures."""
     a, b = np.asarray(a), np.asarray(b)
     _check_pair(a, b)
-    diff = (a.astype(np.float64) - b.astype(np.float64)) / 255
     if region is not None:
         region = _check_mask(region, a)
-        if not region.any():
-            return NAN
-        diff = diff[region]
-    err = float(np.mean(diff**2))
-    return math.inf if err == 0 else 10 * math.log10(1 / err)
+    value = psnr(a, b, region)
+    return NAN if value is None else value
 
 
 def target_psnr(edited: np.ndarray, target: np.ndarray, region: np.ndarray) -> dict[str, float]:
@@ -700,7 +698,7 @@ class Metrics:
 
 
 @dataclass(frozen=True)
-class Summary:
+class GroupMeans:
     """Means of one group of items. ``counts``: values averaged (not NaN); ``nans``: NaN values; ``exact``:
     infinite values (PSNR of parts equal to the pixel), which make a mean ``inf``; ``finite_means``: the mean of
     the other values, so that such a mean still says something."""
@@ -716,12 +714,12 @@ class Summary:
 @dataclass(frozen=True)
 class Aggregate:
     metrics: tuple[str, ...]
-    per_type: Mapping[int, Summary]
-    overall: Summary
+    per_type: Mapping[int, GroupMeans]
+    overall: GroupMeans
     skipped: Mapping[str, str] = field(default_factory=dict)
 
 
-def _summary(results: Sequence[ItemResult], metrics: Sequence[str]) -> Summary:
+def _group_means(results: Sequence[ItemResult], metrics: Sequence[str]) -> GroupMeans:
     means, counts, nans, exact, finite_means = {}, {}, {}, {}, {}
     for m in metrics:
         vals = np.array([r.values[m] for r in results if m in r.values], dtype=np.float64)
@@ -732,7 +730,7 @@ def _summary(results: Sequence[ItemResult], metrics: Sequence[str]) -> Summary:
         finite = ok[np.isfinite(ok)]
         exact[m] = int(ok.size - finite.size)
         finite_means[m] = float(finite.mean()) if finite.size else NAN
-    return Summary(len(results), means, counts, nans, exact, finite_means)
+    return GroupMeans(len(results), means, counts, nans, exact, finite_means)
 
 
 def aggregate(
@@ -756,10 +754,10 @@ def aggregate(
         metrics = sorted(seen, key=lambda m: (order.index(m) if m in order else len(order), m))
     metrics = tuple(metrics)
     per_type = {
-        t: _summary([r for r in results if r.type_id == t], metrics)
+        t: _group_means([r for r in results if r.type_id == t], metrics)
         for t in sorted({r.type_id for r in results})
     }
-    return Aggregate(metrics, per_type, _summary(list(results), metrics), dict(skipped or {}))
+    return Aggregate(metrics, per_type, _group_means(list(results), metrics), dict(skipped or {}))
 
 
 # --- Report ----------------------------------------------------------------------------------------
@@ -817,13 +815,13 @@ def report(
     lines.append("| " + " | ".join(head) + " |")
     lines.append("|" + "|".join(["---"] + ["---:"] * (len(head) - 1)) + "|")
 
-    def cell(s: Summary, m: str) -> str:
+    def cell(s: GroupMeans, m: str) -> str:
         text = _fmt(s.means[m], DISPLAY_SCALE.get(m, 1.0))
         if math.isinf(s.means[m]) and s.exact.get(m):  # say how many were exact, and what the others averaged
             text += f" ({s.exact[m]} exact; others {_fmt(s.finite_means[m], DISPLAY_SCALE.get(m, 1.0))})"
         return text
 
-    def row(name: str, s: Summary) -> str:
+    def row(name: str, s: GroupMeans) -> str:
         return "| " + " | ".join([name, str(s.n_items)] + [cell(s, m) for m in agg.metrics]) + " |"
 
     for t, s in agg.per_type.items():
@@ -842,7 +840,7 @@ def report(
         lines += ["", "Skipped metrics:"] + [f"- {m}: {why}" for m, why in agg.skipped.items()]
     text = "\n".join(lines) + "\n"
 
-    def summary_dict(s: Summary) -> dict[str, Any]:
+    def summary_dict(s: GroupMeans) -> dict[str, Any]:
         return {
             "n_items": s.n_items,
             "means": {m: _json_float(s.means[m]) for m in agg.metrics},
@@ -935,17 +933,16 @@ __all__ = [
     "Aggregate",
     "ClipScorer",
     "DinoStructure",
+    "GroupMeans",
     "ItemResult",
     "Metrics",
     "SqueezeLpips",
-    "Summary",
     "aggregate",
     "clip_similarity",
     "dino_size",
     "lpips",
     "mse",
     "plot",
-    "psnr",
     "region_psnr",
     "report",
     "squeezenet1_1_features",
@@ -956,4 +953,5 @@ __all__ = [
     "unedited_mse",
     "unedited_psnr",
     "unedited_ssim",
+    "zero_filled_psnr",
 ]

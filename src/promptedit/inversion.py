@@ -40,7 +40,7 @@ from .guidance import require_classifier_free
 from .models import DiffusionModel, model_fingerprint
 from .runner import (Prepared, Result, Start, check_sampling, check_size, encode_images, progress_desc,
                      resolve_sampling, run)
-from .spec import _check_prompt
+from .edit_spec import _check_prompt
 
 METHODS = ("null-text", "negative-prompt", "direct", "ddim")
 #: the methods that replace the unconditional branch, so need classifier-free guidance

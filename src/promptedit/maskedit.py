@@ -22,7 +22,7 @@ from .models import DiffusionModel
 from .runner import (NoisedImage, Prepared, Result, Sampling, decode_latents, make_generator, resolve_sampling, run,
                      to_uint8)
 from .samplers import strength_start
-from .spec import _check_prompt
+from .edit_spec import _check_prompt
 from .tokens import prompt_words, span_token_indices
 
 MASK_METHODS = ("instant", "diffedit")

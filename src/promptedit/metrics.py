@@ -1,7 +1,9 @@
 """Image measures shared by every front-end: squared error and PSNR over an optional mask.
 
-Pure numpy on uint8 images (H, W, 3). PIE-Bench's own metrics (LPIPS, SSIM, structure distance, CLIP) are in
-:mod:`promptedit.evaluate`.
+Pure numpy on uint8 images (H, W, 3). The house's one PSNR convention (:func:`psnr`): 8-bit peak (255), the mean
+squared error taken over the masked pixels only (not over a zero-filled image), in float64; inf for equal pixels
+unless capped, None for an empty mask. PIE-Bench's own metrics (its zero-filled PSNR, LPIPS, SSIM, structure
+distance, CLIP) are in :mod:`promptedit.evaluate`.
 """
 
 from __future__ import annotations
@@ -32,7 +34,8 @@ def psnr_db(mse: float | None, cap: float | None = None) -> float | None:
 
 
 def psnr(a: np.ndarray, b: np.ndarray, mask: np.ndarray | None = None, cap: float | None = None) -> float | None:
-    """PSNR in dB between two uint8 images, over ``mask`` when given (None for an empty mask)."""
+    """PSNR in dB between two uint8 images (H, W, 3), 10·log10(255² / MSE) with the MSE over the pixels of
+    ``mask`` (H, W) when given (None for an empty mask); inf for equal pixels, or ``cap`` when given."""
     return psnr_db(squared_error(a, b, mask), cap)
 
 

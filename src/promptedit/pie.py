@@ -534,8 +534,9 @@ def crop_item(item: PieItem, box: tuple[int, int, int, int]) -> PieItem:
     return dataclasses.replace(item, size=(h, w), **masks)
 
 
-def load_image(path: str | os.PathLike, size: tuple[int, int] | None = None) -> np.ndarray:
-    """An image file as uint8 (H, W, 3) RGB; with ``size``, it must be (H, W) = size.
+def read_rgb(path: str | os.PathLike, size: tuple[int, int] | None = None) -> np.ndarray:
+    """An image file as saved, uint8 (H, W, 3) RGB (not resized or cropped, unlike :func:`promptedit.images.load_image`);
+    with ``size``, it must be (H, W) = size.
 
     Raises:
         ImageInputError: missing, unreadable, not a regular file or too large (:func:`promptedit.images.open_image`).
@@ -553,18 +554,18 @@ def load_image(path: str | os.PathLike, size: tuple[int, int] | None = None) -> 
 
 def load_source(item: PieItem) -> np.ndarray:
     """The item's source image, uint8 (H, W, 3), checked against the mask's size."""
-    return load_image(item.image_path, item.size)
+    return read_rgb(item.image_path, item.size)
 
 
 def load_target(item: PieItem) -> np.ndarray | None:
     """The exact edit result of sets that carry one, else None."""
-    return None if item.target_image_path is None else load_image(item.target_image_path, item.size)
+    return None if item.target_image_path is None else read_rgb(item.target_image_path, item.size)
 
 
 def load_output(folder: str | os.PathLike, item: PieItem) -> np.ndarray:
     """An editing method's output for ``item``: ``<folder>/<relative_path>``, its edited panel cut out as the
     benchmark does (:func:`crop_output`); at the size it was saved (see :func:`output_at_size`)."""
-    return crop_output(load_image(Path(folder) / item.relative_path), item.size)
+    return crop_output(read_rgb(Path(folder) / item.relative_path), item.size)
 
 
 __all__ = [
@@ -578,7 +579,6 @@ __all__ = [
     "crop_item",
     "crop_output",
     "fingerprint",
-    "load_image",
     "load_output",
     "load_source",
     "load_target",
@@ -590,6 +590,7 @@ __all__ = [
     "parse_entry",
     "read_mapping",
     "read_pie",
+    "read_rgb",
     "runs_past_end",
     "slug",
     "strip_marks",

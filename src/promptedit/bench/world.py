@@ -284,13 +284,13 @@ def centre_distance(a: Sequence[float], b: Sequence[float]) -> float:
     return float(math.hypot(a[0] + a[2] / 2 - b[0] - b[2] / 2, a[1] + a[2] / 2 - b[1] - b[2] / 2))
 
 
-def psnr(a: np.ndarray, b: np.ndarray, mask: np.ndarray) -> float | None:
-    """PSNR in dB between two uint8 images over ``mask`` (None for an empty mask; capped at PSNR_CAP)."""
+def capped_psnr(a: np.ndarray, b: np.ndarray, mask: np.ndarray) -> float | None:
+    """:func:`promptedit.metrics.psnr` over ``mask``, capped at PSNR_CAP (so that means stay finite)."""
     return metrics.psnr(a, b, mask, cap=PSNR_CAP)
 
 
-def pooled_psnr(errors: Sequence[float | None]) -> float | None:
-    """PSNR in dB of the mean of per-item squared errors (capped at PSNR_CAP)."""
+def capped_pooled_psnr(errors: Sequence[float | None]) -> float | None:
+    """:func:`promptedit.metrics.pooled_psnr`, capped at PSNR_CAP."""
     return metrics.pooled_psnr(errors, cap=PSNR_CAP)
 
 
@@ -778,8 +778,8 @@ def bench_local_blend(run: _Run, n: int = 50) -> SectionResult:
             src_c, edit_c = to_canvas(src_img), to_canvas(edit_img)
             r_src, r_edit = _read(src_img, 2), _read(edit_img, 2)
             first, other = _find(r_src, a.colour, a.shape), _find(r_src, b.colour, b.shape)
-            p_other = psnr(src_c, edit_c, other.mask) if other is not None else None
-            p_bg = psnr(src_c, edit_c, ~(first.mask | other.mask)) if first is not None and other is not None else None
+            p_other = capped_psnr(src_c, edit_c, other.mask) if other is not None else None
+            p_bg = capped_psnr(src_c, edit_c, ~(first.mask | other.mask)) if first is not None and other is not None else None
             if other is None:
                 out.skip("psnr: other object not read on source")
             elif first is None:
@@ -872,10 +872,10 @@ def bench_real_images(run: _Run, n: int = 50, inner_steps: int = 10) -> SectionR
                     every = to_canvas(edit(run.model, edit_spec, start=inv, progress=False, edit_null="all").images[1])
                     out.units += 1
                     per[label]["all_colour"].append(colour_of(every, truth.masks[0]) == new)
-                    per[label]["all_bg_psnr"].append(psnr(every, truth.image, outside))
-                rec_psnr = psnr(rec, src.image, np.ones(rec.shape[:2], bool))
+                    per[label]["all_bg_psnr"].append(capped_psnr(every, truth.image, outside))
+                rec_psnr = capped_psnr(rec, src.image, np.ones(rec.shape[:2], bool))
                 colour_right = colour_of(edited, truth.masks[0]) == new
-                bg = psnr(edited, truth.image, outside)
+                bg = capped_psnr(edited, truth.image, outside)
                 for key, value in (("psnr", rec_psnr), ("seconds", inv.seconds), ("colour", colour_right),
                                    ("bg_psnr", bg), ("size", size)):
                     per[label][key].append(value)
@@ -923,6 +923,100 @@ def bench_real_images(run: _Run, n: int = 50, inner_steps: int = 10) -> SectionR
     return _section("real_images", body)
 
 
+def _mask_edits(run: _Run, image: np.ndarray, caption: str, tgt: str, seed: int, authors: dict,
+                with_diffedit: bool, out: SectionResult) -> dict:
+    """The masks section's edits of one scene, by row name: InstDiffEdit with the model's and the authors'
+    settings, the instant mask after one step alone, and DiffEdit where diffusers has it."""
+    from ..maskedit import diffedit, instdiffedit, make_mask
+
+    kw = {"num_inference_steps": run.kw["num_inference_steps"], "guidance_scale": run.kw["guidance_scale"]}
+    results = {
+        "instant": instdiffedit(run.model, image, caption, tgt, seed=seed, progress=False, **kw),
+        "instant_authors": instdiffedit(run.model, image, caption, tgt, seed=seed, progress=False, **authors, **kw),
+        "instant_1step": make_mask(run.model, image, caption, tgt, mask_steps=1, seed=seed, progress=False, **kw),
+    }
+    if with_diffedit:  # the baseline, where diffusers has it for the model's family
+        results["diffedit"] = diffedit(run.model, image, caption, tgt, seed=seed, progress=False, **kw)
+    else:
+        out.skip("DiffEdit: diffusers has no pipeline for this model family")
+    return results
+
+
+def _refined_masks(results: dict, image: np.ndarray, radius: int, peak: float, with_diffedit: bool) -> dict:
+    """What each refinement step adds, masks alone (bool (H, W) tensors): the default instant mask without
+    refinement or region selection, with the refinement but every region, DiffEdit's after the guided filter."""
+    import torch
+
+    from ..masks import image_soft_mask, upsample_mask
+
+    soft, phi = torch.from_numpy(results["instant"].soft_mask), results["instant"].settings["threshold"]
+    masks = {"instant_unrefined": upsample_mask(soft, image.shape[:2], phi)}
+    if peak > 0:
+        masks["instant_all_regions"] = image_soft_mask(soft, image, guided_filter_radius=radius) > phi
+    if radius > 0 and with_diffedit:
+        diff_mask = torch.from_numpy(results["diffedit"].latent_mask).float()
+        masks["diffedit_refined"] = image_soft_mask(diff_mask, image, guided_filter_radius=radius) > 0.5
+    return masks
+
+
+def _mask_example(caption: str, new: str, src, truth, results: dict) -> Example:
+    from ..visualize import mask_overlay
+
+    tiles = [("rendered", src.image), ("truth", truth.image)]
+    for k in ("instant", "diffedit"):
+        if k in results:
+            tiles += [(f"{k} mask", mask_overlay(src.image, to_canvas(results[k].mask.astype(np.uint8) * 255) > 127)),
+                      (f"{k} edit", to_canvas(results[k].edited))]
+    return Example(f"{caption} -> {new}", tiles)
+
+
+def _mask_metrics(rows: dict, refined: dict, radius: int) -> dict[str, Metric]:
+    """The masks section's figures from its per-item rows (mask IoU, background error, colour, times)."""
+    inst, diff, one, auth = rows["instant"], rows["diffedit"], rows["instant_1step"], rows["instant_authors"]
+    d_iou = _mean(diff["iou"])
+    figures = {
+        "instant_mask_iou": _metric(inst["iou"], "mean", Target(">=", 0.7), "IoU with the edited object's true mask"),
+        "instant_authors_mask_iou": _metric(auth["iou"], "mean", None,
+                                            "same, instant masks with the authors' φ 0.2 and 2 smoothing passes"),
+        "diffedit_mask_iou": _metric(diff["iou"], "mean", None, "same, DiffEdit"),
+        "instant_1step_mask_iou": _metric(one["iou"], "mean", None, "same, instant mask after one step"),
+        "instant_iou_minus_diffedit": Metric(None if d_iou is None or _mean(inst["iou"]) is None
+                                             else _mean(inst["iou"]) - d_iou, len(inst["iou"]), Target(">=", 1e-9),
+                                             "instant IoU − DiffEdit IoU (must be above 0)"),
+        "instant_background_psnr": Metric(capped_pooled_psnr(inst["mse"]), _count(inst["mse"]), Target(">=", 30.0),
+                                          "PSNR outside the true mask vs the ground-truth edit, dB, of the "
+                                          "mean squared error over the items"),
+        "instant_authors_background_psnr": Metric(capped_pooled_psnr(auth["mse"]), _count(auth["mse"]), None,
+                                                  "same, the authors' mask settings"),
+        "diffedit_background_psnr": Metric(capped_pooled_psnr(diff["mse"]), _count(diff["mse"]), None,
+                                           "same, DiffEdit"),
+        "instant_background_psnr_item_mean": _metric(inst["psnr"], "mean", None,
+                                                     "instant: mean of per-item PSNRs (each capped at 100 dB)"),
+        "instant_new_colour_accuracy": _metric(inst["colour"], "rate", None, "new colour read inside the true mask"),
+        "instant_authors_new_colour_accuracy": _metric(auth["colour"], "rate", None,
+                                                       "same, the authors' mask settings"),
+        "diffedit_new_colour_accuracy": _metric(diff["colour"], "rate", None, "same, DiffEdit"),
+        "instant_mask_seconds": _metric(inst["mask_s"], "mean", None, "instant mask: its whole denoising pass, s"),
+        "instant_1step_mask_seconds": _metric(one["mask_s"], "mean", None, "instant mask after one step, s"),
+        "diffedit_mask_seconds": _metric(diff["mask_s"], "mean", None, "DiffEdit's generate_mask, s"),
+        "instant_edit_seconds": _metric(inst["total_s"], "mean", None, "whole InstDiffEdit edit incl. inpainting, s"),
+        "diffedit_edit_seconds": _metric(diff["total_s"], "mean", None, "whole DiffEdit edit, s"),
+    }
+    described = {
+        "instant_unrefined": "same, the instant mask without refinement or region selection (bilinear, then φ)",
+        "instant_all_regions": "same, the instant mask refined but keeping every region",
+        "diffedit_refined": f"same, DiffEdit's mask after the same guided filter ({radius} cells)"}
+    for k, text in described.items():
+        if refined[k]:
+            figures[f"{k}_mask_iou"] = _metric(refined[k], "mean", None, text)
+    dm = _mean(diff["mask_s"])
+    for k, label in (("instant", "instant_mask_time_ratio"), ("instant_1step", "instant_1step_mask_time_ratio")):
+        v = _mean(rows[k]["mask_s"])
+        figures[label] = Metric(None if not dm or v is None else v / dm, len(rows[k]["mask_s"]),
+                                 Target("<=", 0.2), f"{k} mask time / DiffEdit mask time, same run")
+    return figures
+
+
 @_with_run
 def bench_masks(run: _Run, n: int = 50) -> SectionResult:
     """Mask-guided editing on two-object rendered scenes (real images to the model): the first object's
@@ -936,17 +1030,13 @@ def bench_masks(run: _Run, n: int = 50) -> SectionResult:
     but every region, and ``diffedit_refined`` DiffEdit's mask after the same guided filter. Background PSNRs are
     of the mean squared error over the items (an exact item would make a mean of per-item PSNRs infinite).
     """
-    import torch
-
-    from ..maskedit import diffedit, has_diffedit, instdiffedit, make_mask
-    from ..masks import image_soft_mask, upsample_mask
+    from ..maskedit import has_diffedit
     from ..defaults import MaskDefaults
     from ..world import colour_of, edit_scene, render
     from ..world.dataset import scene_at
 
     _check_n(n=n)
     stream = 9
-    kw = {"num_inference_steps": run.kw["num_inference_steps"], "guidance_scale": run.kw["guidance_scale"]}
 
     def body(out: SectionResult):
         rows = {k: {"iou": [], "psnr": [], "mse": [], "colour": [], "mask_s": [], "total_s": []}
@@ -970,19 +1060,8 @@ def bench_masks(run: _Run, n: int = 50) -> SectionResult:
             truth = render(edit_scene(scene, tgt))
             true_mask = truth.masks[0]
             image = to_model_size(src.image, run.model.image_size)
-            seed = run.seed + found
             row = {"caption": scene.caption, "target": tgt}
-            results = {
-                "instant": instdiffedit(run.model, image, scene.caption, tgt, seed=seed, progress=False, **kw),
-                "instant_authors": instdiffedit(run.model, image, scene.caption, tgt, seed=seed, progress=False,
-                                                **authors, **kw),
-                "instant_1step": make_mask(run.model, image, scene.caption, tgt, mask_steps=1, seed=seed,
-                                           progress=False, **kw),
-            }
-            if with_diffedit:  # the baseline, where diffusers has it for the model's family
-                results["diffedit"] = diffedit(run.model, image, scene.caption, tgt, seed=seed, progress=False, **kw)
-            else:
-                out.skip("DiffEdit: diffusers has no pipeline for this model family")
+            results = _mask_edits(run, image, scene.caption, tgt, run.seed + found, authors, with_diffedit, out)
             out.units += len(results)
             for k, r in results.items():
                 m = to_canvas(r.mask.astype(np.uint8) * 255) > 127
@@ -997,70 +1076,15 @@ def bench_masks(run: _Run, n: int = 50) -> SectionResult:
                 row[k] = {"mask_iou": rows[k]["iou"][-1], "mask_seconds": round(r.timings["mask"], 4),
                           "words": r.words}
             if radius > 0 or peak > 0:
-                soft, phi = torch.from_numpy(results["instant"].soft_mask), results["instant"].settings["threshold"]
-                masks = {"instant_unrefined": upsample_mask(soft, image.shape[:2], phi)}
-                if peak > 0:
-                    masks["instant_all_regions"] = image_soft_mask(soft, image, guided_filter_radius=radius) > phi
-                if radius > 0 and with_diffedit:
-                    diff_mask = torch.from_numpy(results["diffedit"].latent_mask).float()
-                    masks["diffedit_refined"] = image_soft_mask(diff_mask, image, guided_filter_radius=radius) > 0.5
-                for k, m in masks.items():
+                for k, m in _refined_masks(results, image, radius, peak, with_diffedit).items():
                     refined[k].append(float(mask_iou(to_canvas(m.numpy().astype(np.uint8) * 255) > 127, true_mask)))
                     row[k] = {"mask_iou": refined[k][-1]}
             out.items.append(row)
             if found < run.examples:
-                from ..visualize import mask_overlay
-
-                tiles = [("rendered", src.image), ("truth", truth.image)]
-                for k in ("instant", "diffedit"):
-                    if k in results:
-                        tiles += [(f"{k} mask", mask_overlay(src.image, to_canvas(results[k].mask.astype(np.uint8)
-                                                                                    * 255) > 127)),
-                                  (f"{k} edit", to_canvas(results[k].edited))]
-                out.examples.append(Example(f"{scene.caption} -> {new}", tiles))
+                out.examples.append(_mask_example(scene.caption, new, src, truth, results))
             found += 1
             run.tick(out.name)
-        inst, diff, one, auth = rows["instant"], rows["diffedit"], rows["instant_1step"], rows["instant_authors"]
-        d_iou = _mean(diff["iou"])
-        out.metrics = {
-            "instant_mask_iou": _metric(inst["iou"], "mean", Target(">=", 0.7), "IoU with the edited object's true mask"),
-            "instant_authors_mask_iou": _metric(auth["iou"], "mean", None,
-                                                "same, instant masks with the authors' φ 0.2 and 2 smoothing passes"),
-            "diffedit_mask_iou": _metric(diff["iou"], "mean", None, "same, DiffEdit"),
-            "instant_1step_mask_iou": _metric(one["iou"], "mean", None, "same, instant mask after one step"),
-            "instant_iou_minus_diffedit": Metric(None if d_iou is None or _mean(inst["iou"]) is None
-                                                 else _mean(inst["iou"]) - d_iou, len(inst["iou"]), Target(">=", 1e-9),
-                                                 "instant IoU − DiffEdit IoU (must be above 0)"),
-            "instant_background_psnr": Metric(pooled_psnr(inst["mse"]), _count(inst["mse"]), Target(">=", 30.0),
-                                              "PSNR outside the true mask vs the ground-truth edit, dB, of the "
-                                              "mean squared error over the items"),
-            "instant_authors_background_psnr": Metric(pooled_psnr(auth["mse"]), _count(auth["mse"]), None,
-                                                      "same, the authors' mask settings"),
-            "diffedit_background_psnr": Metric(pooled_psnr(diff["mse"]), _count(diff["mse"]), None, "same, DiffEdit"),
-            "instant_background_psnr_item_mean": _metric(inst["psnr"], "mean", None,
-                                                         "instant: mean of per-item PSNRs (each capped at 100 dB)"),
-            "instant_new_colour_accuracy": _metric(inst["colour"], "rate", None, "new colour read inside the true mask"),
-            "instant_authors_new_colour_accuracy": _metric(auth["colour"], "rate", None,
-                                                           "same, the authors' mask settings"),
-            "diffedit_new_colour_accuracy": _metric(diff["colour"], "rate", None, "same, DiffEdit"),
-            "instant_mask_seconds": _metric(inst["mask_s"], "mean", None, "instant mask: its whole denoising pass, s"),
-            "instant_1step_mask_seconds": _metric(one["mask_s"], "mean", None, "instant mask after one step, s"),
-            "diffedit_mask_seconds": _metric(diff["mask_s"], "mean", None, "DiffEdit's generate_mask, s"),
-            "instant_edit_seconds": _metric(inst["total_s"], "mean", None, "whole InstDiffEdit edit incl. inpainting, s"),
-            "diffedit_edit_seconds": _metric(diff["total_s"], "mean", None, "whole DiffEdit edit, s"),
-        }
-        described = {
-            "instant_unrefined": "same, the instant mask without refinement or region selection (bilinear, then φ)",
-            "instant_all_regions": "same, the instant mask refined but keeping every region",
-            "diffedit_refined": f"same, DiffEdit's mask after the same guided filter ({radius} cells)"}
-        for k, text in described.items():
-            if refined[k]:
-                out.metrics[f"{k}_mask_iou"] = _metric(refined[k], "mean", None, text)
-        dm = _mean(diff["mask_s"])
-        for k, label in (("instant", "instant_mask_time_ratio"), ("instant_1step", "instant_1step_mask_time_ratio")):
-            v = _mean(rows[k]["mask_s"])
-            out.metrics[label] = Metric(None if not dm or v is None else v / dm, len(rows[k]["mask_s"]),
-                                        Target("<=", 0.2), f"{k} mask time / DiffEdit mask time, same run")
+        out.metrics = _mask_metrics(rows, refined, radius)
 
     return _section("masks", body)
 

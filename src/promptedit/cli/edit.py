@@ -72,8 +72,8 @@ def p2p_options(f):
 
 
 def spec_from_flags(source, targets, kw) -> "EditSpec":  # noqa: F821
-    """The :class:`~promptedit.spec.EditSpec` the Prompt-to-Prompt flags say."""
-    from ..spec import EditSpec
+    """The :class:`~promptedit.edit_spec.EditSpec` the Prompt-to-Prompt flags say."""
+    from ..edit_spec import EditSpec
 
     windows, cross = {}, None
     for item in kw["cross_replace"]:
@@ -202,7 +202,7 @@ def plan_edit(source, targets, one_prompt, syntax, out, image, inversion, method
         check_input(image)
     blend_swapped = False if no_blend_swapped else None
     if parsed is not None:
-        from ..spec import EditSpec
+        from ..edit_spec import EditSpec
 
         spec = EditSpec(**{**parsed.spec_kwargs(), "blend_swapped": blend_swapped})
         if inv is not None and spec.source != inv.prompt:

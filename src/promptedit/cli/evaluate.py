@@ -39,8 +39,8 @@ def evaluate(run_dir, data, layout, dino, clip, lpips_backbone, lpips_linear, de
     from ..evaluate import Metrics, aggregate, plot, report
     from ..models import resolve_device
     from ..outputs import check_output_file, write_bytes, write_image, write_json
-    from ..pie import (MAPPING_FILE, RESIZE_FILTER, crop_item, fingerprint, load_image, load_output, load_source,
-                       load_target, output_at_size, read_pie)
+    from ..pie import (MAPPING_FILE, RESIZE_FILTER, crop_item, fingerprint, load_output, load_source,
+                       load_target, output_at_size, read_pie, read_rgb)
 
     started = time.perf_counter()
     run = Path(run_dir)
@@ -121,7 +121,7 @@ def evaluate(run_dir, data, layout, dino, clip, lpips_backbone, lpips_linear, de
 
     results, resized, cropped = [], 0, 0
     for item in tqdm(present, desc="evaluate", unit="item", disable=quiet):
-        raw = load_output(pie_images, item) if layout == "pie" else load_image(image_path(item))
+        raw = load_output(pie_images, item) if layout == "pie" else read_rgb(image_path(item))
         edited, box, how = output_at_size(raw, item.size, _fit_of(run / item.id) if layout == "batch" else "crop")
         source, target = load_source(item), load_target(item)
         if box is not None:  # the model saw the source's centre box: measured there

@@ -463,33 +463,35 @@ def read_checkpoint(path: Path) -> dict:
     return state
 
 
-def train(config: TrainConfig, out: str | os.PathLike, *, resume: bool = True, progress: bool = True,
-          log=print, device: str | torch.device = "cpu", workers: int = 0,
-          init_from: DiffusionModel | None = None, stop: Callable[[], bool] | None = None) -> DiffusionModel:
-    """Train (or resume) in ``out`` on ``device``, rendering batches ahead in ``workers`` processes (0: in this
-    one); returns the model with EMA weights on the CPU, ready to export. The random stream (caption dropout,
-    noise, timesteps) is drawn on the CPU, so a run is the same on any device up to floating-point order.
+def learning_rate(config: TrainConfig, step: int, elapsed: float) -> float:
+    """Linear warm-up, then cosine decay over the steps or the time budget (``elapsed`` seconds of it spent),
+    whichever ends first."""
+    if step < config.warmup_steps:
+        return config.lr * (step + 1) / config.warmup_steps
+    p = (step - config.warmup_steps) / max(1, config.steps - config.warmup_steps)
+    if config.max_minutes:
+        p = max(p, elapsed / 60 / config.max_minutes)
+    p = min(p, 1.0)
+    return config.lr * (config.min_lr_fraction + (1 - config.min_lr_fraction) * 0.5 * (1 + math.cos(math.pi * p)))
 
-    ``init_from``: a model of this recipe's architecture (an exported run, e.g. the embedded model) whose text
-    encoder, UNet and tokenizer a new run starts from, with a fresh optimiser and its EMA started at those
-    weights (fine-tuning). Ignored when ``out`` holds a checkpoint to resume.
 
-    ``stop``: a function asked at every step boundary; when it answers True the run stops there, saves its
-    checkpoint and returns (a front-end's Ctrl-C). A resumed run trains up to ``config.steps``; a checkpoint
-    already past them is refused (a run cannot be shortened), as is one that cannot be read, before anything is
-    written."""
-    device = torch.device(device)
-    out = Path(out)
-    ckpt_path = out / "checkpoint.pt"
+def _open_checkpoint(config: TrainConfig, ckpt_path: Path, resume: bool, init_from: DiffusionModel | None
+                     ) -> tuple[dict | None, DiffusionModel | None]:
+    """(the checkpoint to resume or None, the model to start from or None); refusals before anything is written."""
     resuming = resume and ckpt_path.exists()
     start_from = None if resuming else init_from  # a checkpoint to resume wins over the model to start from
-    if start_from is not None:  # refused before anything is written
+    if start_from is not None:
         check_architecture(config, start_from)
     state = read_checkpoint(ckpt_path) if resuming else None
     if state is not None and state["step"] > config.steps:
         raise ParameterError(f"{ckpt_path} is at step {state['step']}, past the {config.steps} steps asked for: a "
                              f"run cannot be shortened; ask for {state['step']} steps or more, or start over (--fresh)")
-    out.mkdir(parents=True, exist_ok=True)
+    return state, start_from
+
+
+def _run_tokenizer(config: TrainConfig, out: Path, start_from: DiffusionModel | None):
+    """The starting model's tokenizer, else the one an earlier run left in ``out``, else a new one; saved in
+    ``out`` unless it came from there."""
     if start_from is not None:  # its weights need its tokenizer, whatever an earlier run left in ``out``
         tokenizer = start_from.tokenizer
         tokenizer.save_pretrained(out / "tokenizer")
@@ -500,29 +502,78 @@ def train(config: TrainConfig, out: str | os.PathLike, *, resume: bool = True, p
     else:
         tokenizer = build_tokenizer(config)
         tokenizer.save_pretrained(out / "tokenizer")
+    return tokenizer
+
+
+def _start_model(config: TrainConfig, tokenizer, start_from: DiffusionModel | None, device: torch.device,
+                 log) -> DiffusionModel:
+    """The run's model on ``device`` in training mode, with ``start_from``'s weights when given (where the
+    shapes agree, for an SDXL run from an SD model)."""
     model = build_model(config, tokenizer)
-    unet, text_encoder, codec = model.unet, model.text_encoder, model.vae
     encoders = list(model.text.encoders)
     if start_from is not None and start_from.family == model.family:
-        unet.load_state_dict({k: v.float() for k, v in start_from.unet.state_dict().items()})
+        model.unet.load_state_dict({k: v.float() for k, v in start_from.unet.state_dict().items()})
         for mine, theirs in zip(encoders, start_from.text.encoders):
             mine.load_state_dict({k: v.float() for k, v in theirs.state_dict().items()})
         log(f"starting from {start_from.name}'s weights")
     elif start_from is not None:
         init_sdxl_from_sd(model, start_from)
         log(f"starting from {start_from.name}'s weights where the SDXL architecture's shapes agree")
-    for m in (unet, *encoders, codec):
+    for m in (model.unet, *encoders, model.vae):
         m.to(device)
-    unet.train()
+    model.unet.train()
     for e in encoders:
         e.train()
+    return model
+
+
+#: The loss terms a run averages over each window of 25 steps, in the order its history records them.
+LOSS_TERMS = ("loss", "grounding", "word_mass", "identity")
+
+
+@dataclass
+class _TrainingRun:
+    """A training run between steps: its model, optimisers, EMA and random stream, and what its checkpoint holds."""
+
+    config: TrainConfig
+    model: DiffusionModel
+    opt: torch.optim.Optimizer
+    ema: EMA
+    rng: torch.Generator
+    identity_head: torch.nn.Parameter  # (V, D)
+    identity_opt: torch.optim.Optimizer
+    step: int = 0
+    elapsed: float = 0.0
+    history: list = dataclasses.field(default_factory=list)
+
+    @property
+    def encoders(self) -> list[torch.nn.Module]:
+        return list(self.model.text.encoders)
+
+    @property
+    def params(self) -> list[torch.nn.Parameter]:
+        return [p for m in (self.model.unet, *self.encoders) for p in m.parameters()]
+
+    def save(self, ckpt_path: Path) -> None:
+        encoders = self.encoders
+        state = {
+            "unet": self.model.unet.state_dict(), "text_encoder": self.model.text_encoder.state_dict(),
+            "optimizer": self.opt.state_dict(),
+            **({"text_encoder_2": encoders[1].state_dict()} if len(encoders) > 1 else {}),
+            "ema": self.ema.shadow, "rng": self.rng.get_state(), "step": self.step, "elapsed": self.elapsed,
+            "history": self.history, "identity_head": self.identity_head.detach().clone(),
+            "identity_optimizer": self.identity_opt.state_dict(), "config": dataclasses.asdict(self.config),
+        }
+        write_with(ckpt_path, lambda f: torch.save(state, f))
+
+
+def _make_run(config: TrainConfig, model: DiffusionModel, device: torch.device, state: dict | None,
+              ckpt_path: Path, start_from: DiffusionModel | None, log) -> _TrainingRun:
+    """The optimisers, EMA and random stream of a new run, or of the checkpoint ``state`` resumed."""
+    unet, text_encoder, encoders = model.unet, model.text_encoder, list(model.text.encoders)
     params = [p for m in (unet, *encoders) for p in m.parameters()]
     opt = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay, betas=(0.9, 0.99))
     ema = EMA([unet, *encoders], config.ema_decay)
-    from diffusers import DDPMScheduler
-
-    noise_scheduler = DDPMScheduler.from_config(model.scheduler_config)
-    alphas_cumprod = noise_scheduler.alphas_cumprod.to(device)
     rng = torch.Generator().manual_seed(config.seed + 1)
     step, elapsed, history = 0, 0.0, []
     if state is not None:
@@ -548,125 +599,149 @@ def train(config: TrainConfig, out: str | os.PathLike, *, resume: bool = True, p
         identity_head.data.copy_(state["identity_head"])
         identity_opt.load_state_dict(state["identity_optimizer"])
     elif start_from is not None and config.identity_weight > 0:
-        identity_head.data.copy_(fit_identity_head(model, tokenizer, config))
-    special_ids = {tokenizer.bos_token_id, tokenizer.eos_token_id, tokenizer.pad_token_id}
+        identity_head.data.copy_(fit_identity_head(model, model.tokenizer, config))
+    return _TrainingRun(config, model, opt, ema, rng, identity_head, identity_opt, step, elapsed, history)
+
+
+def _step_losses(run: _TrainingRun, batch, noise_scheduler, alphas_cumprod: torch.Tensor, recorder: GroundingRecorder,
+                 grounding: bool) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """The loss of one batch (rendered images, captions with dropout, noise and timesteps drawn on the CPU) and
+    its terms by :data:`LOSS_TERMS` name ("loss": the weighted denoising loss)."""
+    config, model = run.config, run.model
+    device = alphas_cumprod.device
+    captions, x, masks = batch
+    captions = drop_captions(captions, config.caption_dropout, run.rng)
+    dropped = torch.tensor([c == "" for c in captions], device=device)
+    ids = model.tokenizer(captions, padding="max_length", max_length=config.max_length, truncation=True,
+                          return_tensors="pt").input_ids.to(device)  # (B, L)
+    codec = model.vae
+    with torch.no_grad():
+        z0 = codec.encode(x.to(device)).latent_dist.mean * codec.config.scaling_factor  # (B, C, h, w)
+    noise = torch.randn(z0.shape, generator=run.rng).to(device)
+    t = torch.randint(0, config.num_train_timesteps, (z0.shape[0],), generator=run.rng).to(device)
+    zt = noise_scheduler.add_noise(z0, noise, t)
+    recorder.begin(num_steps=1, latent_size=tuple(z0.shape[-2:]), n_prompts=z0.shape[0])
+    recorder.begin_step(0)
+    hidden, added = text_condition(model, ids, dropped)  # (B, L, D or 2D)
+    pred = model.unet(zt, t, encoder_hidden_states=hidden, **added).sample
+    target = noise_scheduler.get_velocity(z0, noise, t) if config.prediction_type == "v_prediction" else noise
+    per_sample = F.mse_loss(pred, target, reduction="none").mean(dim=(1, 2, 3))
+    d_loss = (per_sample * min_snr_weights(alphas_cumprod, t, config.min_snr_gamma, config.prediction_type)).mean()
+    loss, terms = d_loss, {"loss": d_loss}
+    if grounding:
+        regions, grounded = grounding_targets(captions, masks, ids.shape[1])
+        regions, grounded = regions.to(device), grounded.to(device)
+        signal = alphas_cumprod[t] ** 0.5  # √ᾱ_t: layout is unknowable from pure noise
+        if config.grounding_weight > 0:
+            terms["grounding"] = token_grounding_loss(recorder.maps, regions, grounded, signal)
+            loss = loss + config.grounding_weight * terms["grounding"]
+        if config.word_mass_weight > 0:
+            terms["word_mass"] = word_mass_loss(recorder.maps, regions, grounded, signal, floor=config.word_mass_floor)
+            loss = loss + config.word_mass_weight * terms["word_mass"]
+    if config.identity_weight > 0:
+        special_ids = {model.tokenizer.bos_token_id, model.tokenizer.eos_token_id, model.tokenizer.pad_token_id}
+        words_hidden = hidden[..., : config.text_hidden]  # the (first) encoder's features of each token
+        terms["identity"] = token_identity_loss(words_hidden, ids, word_positions(ids, special_ids), run.identity_head,
+                                                config.identity_temperature)
+        loss = loss + config.identity_weight * terms["identity"]
+    return loss, terms
+
+
+def _log_window(run: _TrainingRun, windows: dict[str, list[float]], bar) -> None:
+    """Append the means of the last window of steps to the run's history and the progress bar; empty the window."""
+    entry = {"step": run.step, "loss": float(np.mean(windows["loss"])), "minutes": run.elapsed / 60}
+    entry.update({k: float(np.mean(windows[k])) for k in LOSS_TERMS[1:] if windows[k]})
+    run.history.append(entry)
+    lr = learning_rate(run.config, run.step, run.elapsed)
+    bar.set_postfix(loss=f"{np.mean(windows['loss']):.4f}", lr=f"{lr:.1e}",
+                    **{k: f"{np.mean(windows[k]):.3f}" for k in LOSS_TERMS[1:] if windows[k]})
+    for w in windows.values():
+        w.clear()
+
+
+def _finish(run: _TrainingRun) -> DiffusionModel:
+    """The model with its EMA weights, on the CPU, frozen, named and with its training record."""
+    model, config = run.model, run.config
+    run.ema.copy_to()
+    model.to("cpu")
+    model.unet.eval()
+    for e in run.encoders:
+        e.eval()
+    for m in (model.unet, *run.encoders, model.vae):
+        m.requires_grad_(False)
+    model.name = "promptedit-shapes-xl" if config.arch == "sdxl" else "promptedit-shapes"
+    model.training_info = {"steps": run.step, "minutes": run.elapsed / 60, "history": run.history,
+                           "config": dataclasses.asdict(config)}  # type: ignore[attr-defined]
+    return model
+
+
+def train(config: TrainConfig, out: str | os.PathLike, *, resume: bool = True, progress: bool = True,
+          log=print, device: str | torch.device = "cpu", workers: int = 0,
+          init_from: DiffusionModel | None = None, stop: Callable[[], bool] | None = None) -> DiffusionModel:
+    """Train (or resume) in ``out`` on ``device``, rendering batches ahead in ``workers`` processes (0: in this
+    one); returns the model with EMA weights on the CPU, ready to export. The random stream (caption dropout,
+    noise, timesteps) is drawn on the CPU, so a run is the same on any device up to floating-point order.
+
+    ``init_from``: a model of this recipe's architecture (an exported run, e.g. the embedded model) whose text
+    encoder, UNet and tokenizer a new run starts from, with a fresh optimiser and its EMA started at those
+    weights (fine-tuning). Ignored when ``out`` holds a checkpoint to resume.
+
+    ``stop``: a function asked at every step boundary; when it answers True the run stops there, saves its
+    checkpoint and returns (a front-end's Ctrl-C). A resumed run trains up to ``config.steps``; a checkpoint
+    already past them is refused (a run cannot be shortened), as is one that cannot be read, before anything is
+    written."""
+    device = torch.device(device)
+    out = Path(out)
+    ckpt_path = out / "checkpoint.pt"
+    state, start_from = _open_checkpoint(config, ckpt_path, resume, init_from)
+    out.mkdir(parents=True, exist_ok=True)
+    model = _start_model(config, _run_tokenizer(config, out, start_from), start_from, device, log)
+    from diffusers import DDPMScheduler
+
+    noise_scheduler = DDPMScheduler.from_config(model.scheduler_config)
+    alphas_cumprod = noise_scheduler.alphas_cumprod.to(device)
+    run = _make_run(config, model, device, state, ckpt_path, start_from, log)
     (out / "config.json").write_text(json.dumps(dataclasses.asdict(config), indent=2))
-
-    def lr_at(s: int) -> float:
-        """Linear warm-up, then cosine decay over the steps or the time budget, whichever ends first."""
-        if s < config.warmup_steps:
-            return config.lr * (s + 1) / config.warmup_steps
-        p = (s - config.warmup_steps) / max(1, config.steps - config.warmup_steps)
-        if config.max_minutes:
-            p = max(p, elapsed / 60 / config.max_minutes)
-        p = min(p, 1.0)
-        return config.lr * (config.min_lr_fraction + (1 - config.min_lr_fraction) * 0.5 * (1 + math.cos(math.pi * p)))
-
-    def save():
-        state = {
-            "unet": unet.state_dict(), "text_encoder": text_encoder.state_dict(), "optimizer": opt.state_dict(),
-            **({"text_encoder_2": encoders[1].state_dict()} if len(encoders) > 1 else {}),
-            "ema": ema.shadow, "rng": rng.get_state(), "step": step, "elapsed": elapsed, "history": history,
-            "identity_head": identity_head.detach().clone(), "identity_optimizer": identity_opt.state_dict(),
-            "config": dataclasses.asdict(config),
-        }
-        write_with(ckpt_path, lambda f: torch.save(state, f))
-
     recorder = GroundingRecorder()
     hooks = contextlib.ExitStack()
     grounding = config.grounding_weight > 0 or config.word_mass_weight > 0
     if grounding:
         hooks.enter_context(model.backbone.attach(recorder))
-    bar = tqdm(total=config.steps, initial=step, desc="training", disable=not progress, smoothing=0.05)
-    window, g_window, m_window, i_window, t_last = [], [], [], [], time.perf_counter()
-    batches = rendered_batches(config, step, workers)
-    while step < config.steps:
+    bar = tqdm(total=config.steps, initial=run.step, desc="training", disable=not progress, smoothing=0.05)
+    windows: dict[str, list[float]] = {k: [] for k in LOSS_TERMS}
+    t_last = time.perf_counter()
+    batches = rendered_batches(config, run.step, workers)
+    params = run.params
+    while run.step < config.steps:
         if stop is not None and stop():
             break
-        if config.max_minutes is not None and elapsed / 60 >= config.max_minutes:
-            log(f"time budget of {config.max_minutes} min reached at step {step}")
+        if config.max_minutes is not None and run.elapsed / 60 >= config.max_minutes:
+            log(f"time budget of {config.max_minutes} min reached at step {run.step}")
             break
-        for g in (*opt.param_groups, *identity_opt.param_groups):
-            g["lr"] = lr_at(step)
-        # the batch: rendered images, captions with dropout, noise and timesteps (drawn on the CPU)
-        captions, x, masks = next(batches)
-        captions = drop_captions(captions, config.caption_dropout, rng)
-        dropped = torch.tensor([c == "" for c in captions], device=device)
-        ids = tokenizer(captions, padding="max_length", max_length=config.max_length, truncation=True,
-                        return_tensors="pt").input_ids.to(device)  # (B, L)
-        with torch.no_grad():
-            z0 = codec.encode(x.to(device)).latent_dist.mean * codec.config.scaling_factor  # (B, C, h, w)
-        noise = torch.randn(z0.shape, generator=rng).to(device)
-        t = torch.randint(0, config.num_train_timesteps, (z0.shape[0],), generator=rng).to(device)
-        zt = noise_scheduler.add_noise(z0, noise, t)
-        recorder.begin(num_steps=1, latent_size=tuple(z0.shape[-2:]), n_prompts=z0.shape[0])
-        recorder.begin_step(0)
-        hidden, added = text_condition(model, ids, dropped)  # (B, L, D or 2D)
-        pred = unet(zt, t, encoder_hidden_states=hidden, **added).sample
-        target = noise_scheduler.get_velocity(z0, noise, t) if config.prediction_type == "v_prediction" else noise
-        per_sample = F.mse_loss(pred, target, reduction="none").mean(dim=(1, 2, 3))
-        d_loss = (per_sample * min_snr_weights(alphas_cumprod, t, config.min_snr_gamma, config.prediction_type)).mean()
-        loss = d_loss
-        if grounding:
-            regions, grounded = grounding_targets(captions, masks, ids.shape[1])
-            regions, grounded = regions.to(device), grounded.to(device)
-            signal = alphas_cumprod[t] ** 0.5  # √ᾱ_t: layout is unknowable from pure noise
-            if config.grounding_weight > 0:
-                g_loss = token_grounding_loss(recorder.maps, regions, grounded, signal)
-                loss = loss + config.grounding_weight * g_loss
-                g_window.append(g_loss.item())
-            if config.word_mass_weight > 0:
-                m_loss = word_mass_loss(recorder.maps, regions, grounded, signal, floor=config.word_mass_floor)
-                loss = loss + config.word_mass_weight * m_loss
-                m_window.append(m_loss.item())
-        if config.identity_weight > 0:
-            words_hidden = hidden[..., : config.text_hidden]  # the (first) encoder's features of each token
-            i_loss = token_identity_loss(words_hidden, ids, word_positions(ids, special_ids), identity_head,
-                                         config.identity_temperature)
-            loss = loss + config.identity_weight * i_loss
-            i_window.append(i_loss.item())
-        opt.zero_grad(set_to_none=True)
-        identity_opt.zero_grad(set_to_none=True)
+        for g in (*run.opt.param_groups, *run.identity_opt.param_groups):
+            g["lr"] = learning_rate(config, run.step, run.elapsed)
+        loss, terms = _step_losses(run, next(batches), noise_scheduler, alphas_cumprod, recorder, grounding)
+        run.opt.zero_grad(set_to_none=True)
+        run.identity_opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
-        opt.step()
+        run.opt.step()
         if config.identity_weight > 0:
-            identity_opt.step()
-        ema.update(step)
-        step += 1
+            run.identity_opt.step()
+        run.ema.update(run.step)
+        run.step += 1
         now = time.perf_counter()
-        elapsed += now - t_last
+        run.elapsed += now - t_last
         t_last = now
-        window.append(d_loss.item())
+        for k, term in terms.items():
+            windows[k].append(term.item())
         bar.update(1)
-        if step % 25 == 0:
-            entry = {"step": step, "loss": float(np.mean(window)), "minutes": elapsed / 60}
-            if g_window:
-                entry["grounding"] = float(np.mean(g_window))
-            if m_window:
-                entry["word_mass"] = float(np.mean(m_window))
-            if i_window:
-                entry["identity"] = float(np.mean(i_window))
-            history.append(entry)
-            bar.set_postfix(loss=f"{np.mean(window):.4f}", lr=f"{lr_at(step):.1e}",
-                            **({"grounding": f"{np.mean(g_window):.3f}"} if g_window else {}),
-                            **({"word_mass": f"{np.mean(m_window):.3f}"} if m_window else {}),
-                            **({"identity": f"{np.mean(i_window):.3f}"} if i_window else {}))
-            window, g_window, m_window, i_window = [], [], [], []
-        if step % config.checkpoint_every == 0 or step == config.steps:
-            save()
+        if run.step % 25 == 0:
+            _log_window(run, windows, bar)
+        if run.step % config.checkpoint_every == 0 or run.step == config.steps:
+            run.save(ckpt_path)
     bar.close()
     hooks.close()
     batches.close()
-    save()
-    ema.copy_to()
-    model.to("cpu")
-    unet.eval()
-    for e in encoders:
-        e.eval()
-    for m in (unet, *encoders, codec):
-        m.requires_grad_(False)
-    model.name = "promptedit-shapes-xl" if config.arch == "sdxl" else "promptedit-shapes"
-    model.training_info = {"steps": step, "minutes": elapsed / 60, "history": history,
-                           "config": dataclasses.asdict(config)}  # type: ignore[attr-defined]
-    return model
+    run.save(ckpt_path)
+    return _finish(run)
