@@ -234,9 +234,22 @@ def check_not_inputs(out: Path, inputs, names) -> None:
                 raise OutputPathError(f"writing to {out} would overwrite the input {item}")
 
 
-def image_size(model, height: int | None, width: int | None) -> tuple[int, int]:
-    """(height, width) a real image is brought to: the options, else the model's native size."""
-    return (model.image_size if height is None else height, model.image_size if width is None else width)
+def run_size(model, sampling) -> tuple[int, int]:
+    """(height, width) of a run: the :class:`~promptedit.requests.SamplingOptions`' own, else the model's native
+    size."""
+    return (model.image_size if sampling.height is None else sampling.height,
+            model.image_size if sampling.width is None else sampling.width)
+
+
+def prepare_image(model, image, fit: str, sampling, *, batch: int):
+    """A real image file read by the image rule (:func:`promptedit.images.load_image`) at the run's size
+    (:func:`run_size`), checked first for a run of ``batch`` branches."""
+    from ..images import load_image
+    from ..runner import check_size
+
+    size = run_size(model, sampling)
+    check_size(model, *size, batch=batch, allow_large=sampling.allow_large)
+    return load_image(image, size, fit)
 
 
 def read_inversion(path):

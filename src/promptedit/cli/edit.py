@@ -3,7 +3,6 @@ first with ``--image``, or a saved ``--inversion``); the edit given by flags or 
 
 from __future__ import annotations
 
-import re
 import shlex
 import time
 from dataclasses import dataclass
@@ -12,35 +11,26 @@ from pathlib import Path
 import click
 
 from ..errors import ParameterError
+from ..requests import INVERSION_METHODS, EditRequest, InvertRequest, SamplingOptions
 from .common import (
     FINITE,
     check_input,
     check_not_inputs,
     echo,
     folder_defaults,
-    image_size,
     is_number,
     load,
     model_options,
     parse_window,
     parse_word_value,
+    prepare_image,
     read_inversion,
     refuse_unused,
     sampling_options,
 )
 
-INVERSION_METHODS = ("null-text", "negative-prompt", "direct", "ddim")
 P2P_FLAGS = ("mode", "cross_replace", "self_replace", "reweight", "blend", "blend_subtract", "blend_threshold",
              "blend_start", "inject_features", "blend_source", "blend_target", "self_replace_downsample")
-OUTPUT_NAMES = {"source.png", "reconstruction.png", "input.png", "grid.png", "result.json", "attention.png",
-                "blend-mask.png", "inversion.safetensors", "edited.png"}
-
-
-def is_output(name: str) -> bool:
-    """A file name an edit writes into its folder (edited-K.png for several targets)."""
-    return name in OUTPUT_NAMES or re.fullmatch(r"edited-\d+\.png", name) is not None
-
-
 def p2p_options(f):
     """The Prompt-to-Prompt options of an edit."""
     options = [
@@ -149,7 +139,8 @@ def edit(model, device, threads, quiet, **kw):
 
 @dataclass
 class EditPlan:
-    """An edit checked before any model loads: what ``edit`` will run and where it writes."""
+    """An edit checked before any model loads: what ``edit`` will run and where it writes (the request is made
+    once the model is loaded, which a real image is read at the size of)."""
 
     spec: object
     out: Path
@@ -157,6 +148,7 @@ class EditPlan:
     image: str | None
     inversion: str | None
     inv: object | None
+    sampling: SamplingOptions
     options: dict
 
 
@@ -168,7 +160,7 @@ def plan_edit(source, targets, one_prompt, syntax, out, image, inversion, method
     ``defaults``: the model's :class:`~promptedit.defaults.ModelDefaults`, whose steps a ``--prompt`` is read at
     when neither ``--steps`` nor an inversion gives them (A1111's step numbers and exact windows need them).
     """
-    from ..outputs import check_output_dir
+    from ..outputs import check_output_dir, is_edit_file
 
     if image and inversion:
         raise ParameterError("give --image or --inversion, not both")
@@ -220,29 +212,35 @@ def plan_edit(source, targets, one_prompt, syntax, out, image, inversion, method
             targets = (source,)
         spec = spec_from_flags(source, targets, {**p2p, "blend_swapped": blend_swapped})
     out = check_output_dir(out)
-    check_not_inputs(out, [image, inversion], is_output)
-    options = dict(method=method, fit=fit, inner_steps=inner_steps, edit_null=edit_null, save_attention=save_attention,
-                   steps=steps, guidance=guidance, seed=seed, height=height, width=width, allow_large=allow_large)
-    return EditPlan(spec, out, parsed, image, inversion, inv, options)
+    check_not_inputs(out, [image, inversion], is_edit_file)
+    sampling = SamplingOptions(steps=steps, guidance=guidance, seed=seed, height=height, width=width,
+                               allow_large=allow_large)
+    options = dict(method=method, fit=fit, inner_steps=inner_steps, edit_null=edit_null, save_attention=save_attention)
+    return EditPlan(spec, out, parsed, image, inversion, inv, sampling, options)
+
+
+def edit_request(model, plan: EditPlan, *, quiet: bool = True):
+    """The :class:`~promptedit.requests.EditRequest` of a planned edit on a loaded model (a real image read at the
+    run's size); returns it and the prepared real image (None for other starts)."""
+    o = plan.options
+    prepared, invert = None, None
+    if plan.image:
+        prepared, invert = invert_request(model, plan.image, plan.spec.source, o["method"], o["fit"],
+                                          o["inner_steps"], plan.sampling, quiet)
+    sampling = SamplingOptions() if plan.image or plan.inversion else plan.sampling
+    request = EditRequest(plan.spec, sampling, invert=invert, inversion=plan.inv, edit_null=o["edit_null"],
+                          save_attention=o["save_attention"])
+    return request, prepared
 
 
 def run_edit(model, plan: EditPlan, *, quiet: bool = True, started: float | None = None, command: str = "edit",
              extra: dict | None = None):
     """Run a planned edit on a loaded model and write its outputs and record; returns the result."""
-    from ..editing import edit as run
+    from ..outputs import write_result_folder
 
-    o = plan.options
     started = time.perf_counter() if started is None else started
-    prepared, start = None, plan.inv
-    if plan.image:
-        prepared, start = invert_image(model, plan.image, plan.spec.source, o["method"], o["fit"], o["inner_steps"],
-                                       o["steps"], o["guidance"], o["height"], o["width"], o["allow_large"], quiet)
-    real = start is not None
-    result = run(model, plan.spec, start=start, seed=None if real else (0 if o["seed"] is None else o["seed"]),
-                 num_inference_steps=None if real else o["steps"], guidance_scale=None if real else o["guidance"],
-                 height=None if real else o["height"], width=None if real else o["width"],
-                 store_attention=o["save_attention"], edit_null=o["edit_null"], allow_large=o["allow_large"],
-                 progress=not quiet)
+    request, prepared = edit_request(model, plan, quiet=quiet)
+    result = request.run(model, progress=not quiet)
     for note in result.notes:
         echo(quiet, note)
     inputs = {}
@@ -258,65 +256,18 @@ def run_edit(model, plan: EditPlan, *, quiet: bool = True, started: float | None
     if plan.parsed is not None:
         extra["one_prompt"] = {**plan.parsed.to_dict(), "equivalent_flags": plan.parsed.flags()}
         echo(quiet, "as flags: " + shlex.join(plan.parsed.flags()))
-    write_edit_outputs(plan.out, model, result, started, real_image=prepared, write_inversion=bool(plan.image),
-                       inputs=inputs, extra=extra or None, command=command)
+    write_result_folder(plan.out, model, result, command=command, started=started, input_image=prepared,
+                        write_inversion=bool(plan.image), inputs=inputs, extra=extra or None)
     return result
 
 
-def invert_image(model, image, prompt, method, fit, inner_steps, steps, guidance, height, width, allow_large, quiet):
-    """Read ``image`` by the image rule at the run's size and invert it under ``prompt``."""
-    from ..images import load_image
-    from ..inversion import invert
-    from ..runner import check_size
-
-    size = image_size(model, height, width)
-    check_size(model, *size, batch=1, allow_large=allow_large)
-    prepared = load_image(image, size, fit)
+def invert_request(model, image, prompt, method, fit, inner_steps, sampling, quiet):
+    """``image`` read by the image rule at the run's size, and the :class:`~promptedit.requests.InvertRequest`
+    that inverts it under ``prompt``."""
+    prepared = prepare_image(model, image, fit, sampling, batch=1)
     echo(quiet, f"inverting {image} ({prepared.rule}) with {method}")
-    inv = invert(model, prepared.image, prompt, method=method, num_inference_steps=steps, guidance_scale=guidance,
-                 num_inner_steps=inner_steps, allow_large=allow_large, progress=not quiet, image_rule=prepared.rule)
-    return prepared, inv
-
-
-def write_edit_outputs(out: Path, model, result, started: float, *, real_image=None, write_inversion=False,
-                       inputs=None, extra=None, command: str = "edit") -> dict:
-    """Write an edit's images, grid, maps and record into ``out``, as one output set (complete or not at all, an
-    earlier run's files replaced); returns the files by role."""
-    import numpy as np
-
-    from ..outputs import output_set, write_bytes, write_image, write_json
-    from ..records import build_record
-    from ..visualize import attention_sheet, image_grid, mask_overlay
-
-    first = "reconstruction.png" if result.inversion is not None else "source.png"
-    files: dict = {"source": first}
-    n_targets = len(result.images) - 1
-    names = ["edited.png"] if n_targets == 1 else [f"edited-{k + 1}.png" for k in range(n_targets)]
-    with output_set(out, is_output) as staged:
-        write_image(staged / first, result.images[0])
-        for name, image in zip(names, result.images[1:]):
-            write_image(staged / name, image)
-        files["edited"] = names
-        tiles, labels = list(result.images), [first.removesuffix(".png")] + [f"edit {k + 1}" for k in range(n_targets)]
-        if real_image is not None:
-            write_image(staged / "input.png", real_image.image)
-            files["input"] = "input.png"
-            tiles, labels = [real_image.image] + tiles, ["input"] + labels
-        if write_inversion:
-            write_bytes(staged / "inversion.safetensors", result.inversion.to_bytes())
-            files["inversion"] = "inversion.safetensors"
-        write_image(staged / "grid.png", image_grid(tiles, labels, cell=max(128, result.width)))
-        files["grid"] = "grid.png"
-        if result.attention is not None:
-            write_image(staged / "attention.png", attention_sheet(model, result))
-            files["attention"] = "attention.png"
-        if result.blend_mask is not None:
-            mask = result.blend_mask[1:].any(0)[0].cpu().numpy()
-            write_image(staged / "blend-mask.png", mask_overlay(result.images[1], np.asarray(mask)))
-            files["blend_mask"] = "blend-mask.png"
-        write_json(staged / "result.json", build_record(command, model, result, started=started, files=files,
-                                                        inputs=inputs or None, extra=extra))
-    return files
+    return prepared, InvertRequest(prepared.image, prompt, method=method, inner_steps=inner_steps, sampling=sampling,
+                                   image_rule=prepared.rule)
 
 
 COMMANDS = [edit]

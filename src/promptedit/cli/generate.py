@@ -16,15 +16,16 @@ from .common import load, model_options, sampling_options
 @model_options
 def generate(prompt, out, model, device, threads, quiet, steps, guidance, seed, height, width, allow_large):
     """Generate an image from PROMPT."""
-    from ..editing import generate as run
     from ..outputs import check_output_file, file_set, write_image, write_json
     from ..records import build_record
+    from ..requests import GenerateRequest, SamplingOptions
 
     started = time.perf_counter()
     out = check_output_file(out)
+    request = GenerateRequest(prompt, SamplingOptions(steps=steps, guidance=guidance, seed=seed, height=height,
+                                                      width=width, allow_large=allow_large))
     m = load(model, device, quiet=quiet, threads=threads)
-    result = run(m, prompt, seed=0 if seed is None else seed, num_inference_steps=steps, guidance_scale=guidance,
-                 height=height, width=width, allow_large=allow_large, progress=not quiet)
+    result = request.run(m, progress=not quiet)
     with file_set(out) as staged:  # the image and its record, or neither
         write_image(staged / out.name, result.images[0])
         write_json(staged / out.with_suffix(".json").name, build_record("generate", m, result, started=started,

@@ -8,8 +8,9 @@ from pathlib import Path
 import click
 
 from ..errors import ParameterError
+from ..requests import INVERSION_METHODS, SamplingOptions
 from .common import check_input, load, model_options, refuse_unused, sampling_options
-from .edit import INVERSION_METHODS, invert_image
+from .edit import invert_request
 
 
 @click.command()
@@ -46,8 +47,9 @@ def invert(image, prompt, method, out, fit, inner_steps, model, device, threads,
         raise ParameterError(f"--out {out} would overwrite the input image")
     check_input(image)
     m = load(model, device, quiet=quiet, threads=threads)
-    prepared, inv = invert_image(m, image, prompt, method, fit, inner_steps, steps, guidance, height, width,
-                                 allow_large, quiet)
+    sampling = SamplingOptions(steps=steps, guidance=guidance, height=height, width=width, allow_large=allow_large)
+    prepared, request = invert_request(m, image, prompt, method, fit, inner_steps, sampling, quiet)
+    inv = request.run(m, progress=not quiet)
     rec = reconstruct(m, inv, progress=False)
     value = psnr(rec.images[0], prepared.image)
     with file_set(out, rec_path) as staged:  # all three, or none

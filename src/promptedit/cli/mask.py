@@ -4,26 +4,29 @@ attention masks, DiffEdit's, or a mask file of the user's."""
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
+from pathlib import Path
 
 import click
 
 from ..errors import ParameterError
+from ..requests import InstantOptions, MaskEditRequest, SamplingOptions
 from .common import (
     FiniteRange,
     check_input,
     check_not_inputs,
     echo,
     given,
-    image_size,
     load,
     model_options,
+    prepare_image,
     refuse_unused,
+    run_size,
     sampling_options,
 )
 
 INSTANT_OPTIONS = ("anchor", "threshold", "smooth_times", "guided_filter_radius", "region_peak", "object_threshold",
                    "background_threshold", "num_seeds")
-OUTPUT_NAMES = {"input.png", "source.png", "edited.png", "mask.png", "mask-overlay.png", "grid.png", "result.json"}
 
 
 def instant_mask_options(f):
@@ -61,15 +64,6 @@ def instant_mask_options(f):
     return f
 
 
-def _prepared_image(model, image, fit, height, width, allow_large):
-    from ..images import load_image
-    from ..runner import check_size
-
-    size = image_size(model, height, width)
-    check_size(model, *size, batch=2, allow_large=allow_large)
-    return load_image(image, size, fit)
-
-
 @click.command()
 @click.argument("image")
 @click.option("--source", required=True, help="The image's caption.")
@@ -89,7 +83,6 @@ def _prepared_image(model, image, fit, height, width, allow_large):
 def mask(image, source, target, out, method, strength, mask_steps, fit, model, device, threads, quiet, steps, guidance,
          seed, height, width, allow_large, **instant):
     """Make the mask of the region that changes from SOURCE to TARGET in IMAGE."""
-    from pathlib import Path
 
     from ..maskedit import make_mask
     from ..outputs import check_output_file, file_set, write_image, write_json
@@ -105,7 +98,8 @@ def mask(image, source, target, out, method, strength, mask_steps, fit, model, d
         raise ParameterError(f"--out {out} would overwrite the input image")
     check_input(image)
     m = load(model, device, quiet=quiet, threads=threads)
-    prepared = _prepared_image(m, image, fit, height, width, allow_large)
+    prepared = prepare_image(m, image, fit, SamplingOptions(height=height, width=width, allow_large=allow_large),
+                             batch=2)
     extra = {"mask_steps": mask_steps, **instant} if method == "instant" else {}
     result = make_mask(m, prepared.image, source, target, method=method, strength=strength,
                        num_inference_steps=steps, guidance_scale=guidance, seed=0 if seed is None else seed,
@@ -149,14 +143,32 @@ def mask_edit(model, device, threads, quiet, **kw):
     plan = plan_mask_edit(**kw)
     m = load(model, device, quiet=quiet, threads=threads)
     result = run_mask_edit(m, plan, quiet=quiet, started=started)
-    click.echo(f"wrote {plan['out']} ({result.method}, mask {result.mask.mean():.0%} of the image, "
+    click.echo(f"wrote {plan.out} ({result.method}, mask {result.mask.mean():.0%} of the image, "
                f"total {result.timings['total']:.1f} s)")
 
 
+@dataclass
+class MaskEditPlan:
+    """A mask-guided edit checked before any model loads: its options, its input files and where it writes (the
+    request is made once the model is loaded, which the image and mask are read at the size of)."""
+
+    source: str
+    target: str
+    out: Path
+    image: str | None
+    mask_file: str | None
+    method: str
+    strength: float
+    fit: str
+    inpaint_model: str | None
+    sampling: SamplingOptions
+    instant: InstantOptions
+
+
 def plan_mask_edit(source, target, out, image, method, mask_file, strength, fit, inpaint_model, steps, guidance,
-                   seed, height, width, allow_large, **instant) -> dict:
+                   seed, height, width, allow_large, **instant) -> MaskEditPlan:
     """Check a mask-guided edit's options and inputs before anything loads (one-line errors)."""
-    from ..outputs import check_output_dir
+    from ..outputs import MASK_EDIT_FILES, check_output_dir
 
     if mask_file:
         if given("method"):
@@ -169,72 +181,53 @@ def plan_mask_edit(source, target, out, image, method, mask_file, strength, fit,
     if mask_file:
         check_input(mask_file, "mask")
     out = check_output_dir(out)
-    check_not_inputs(out, [image, mask_file], OUTPUT_NAMES)
-    return dict(source=source, target=target, out=out, image=image, method=method, mask_file=mask_file,
-                strength=strength, fit=fit, inpaint_model=inpaint_model, steps=steps, guidance=guidance,
-                seed=0 if seed is None else seed, height=height, width=width, allow_large=allow_large,
-                instant=instant)
+    check_not_inputs(out, [image, mask_file], MASK_EDIT_FILES)
+    sampling = SamplingOptions(steps=steps, guidance=guidance, seed=0 if seed is None else seed, height=height,
+                               width=width, allow_large=allow_large)
+    instant = InstantOptions(**instant) if method == "instant" and not mask_file else InstantOptions()
+    return MaskEditPlan(source, target, out, image, mask_file, "mask" if mask_file else method, strength, fit,
+                        inpaint_model, sampling, instant)
 
 
-def run_mask_edit(model, plan: dict, *, quiet: bool = True, started: float | None = None, command: str = "mask-edit",
-                  extra: dict | None = None):
+def mask_edit_request(model, plan: MaskEditPlan):
+    """The :class:`~promptedit.requests.MaskEditRequest` of a planned mask-guided edit on a loaded model (the image
+    and the mask read at the run's size); returns it and the prepared image (None for a generated source)."""
+    prepared = None if not plan.image else prepare_image(model, plan.image, plan.fit, plan.sampling, batch=2)
+    mask = None
+    if plan.mask_file:
+        size = prepared.image.shape[:2] if prepared is not None else run_size(model, plan.sampling)
+        like = None if prepared is None else prepared.oriented_size  # the image file's shape, which the mask has
+        mask = read_mask(plan.mask_file, size, plan.fit, like=like)
+    request = MaskEditRequest(plan.source, plan.target, image=None if prepared is None else prepared.image,
+                              method=plan.method, mask=mask, strength=plan.strength, instant=plan.instant,
+                              sampling=plan.sampling)
+    return request, prepared
+
+
+def run_mask_edit(model, plan: MaskEditPlan, *, quiet: bool = True, started: float | None = None,
+                  command: str = "mask-edit", extra: dict | None = None):
     """Run a planned mask-guided edit on a loaded model and write its outputs and record; returns the result."""
-    from ..maskedit import diffedit, instdiffedit, masked_edit
-    from ..outputs import output_set, write_image, write_json
-    from ..records import build_record
-    from ..visualize import image_grid, mask_overlay, mask_tile
+    from ..outputs import write_result_folder
 
-    p = plan
     started = time.perf_counter() if started is None else started
     inpainter = None
-    if p["inpaint_model"]:
+    if plan.inpaint_model:
         from ..models import load_inpaint_pipeline
 
-        inpainter = load_inpaint_pipeline(p["inpaint_model"], device=model.device, dtype=model.dtype,
+        inpainter = load_inpaint_pipeline(plan.inpaint_model, device=model.device, dtype=model.dtype,
                                           progress=not quiet)
-    prepared = None
-    if p["image"]:
-        prepared = _prepared_image(model, p["image"], p["fit"], p["height"], p["width"], p["allow_large"])
-        source_image = prepared.image
-    else:
-        from ..editing import generate
-
-        source_image = generate(model, p["source"], seed=p["seed"], num_inference_steps=p["steps"],
-                                guidance_scale=p["guidance"], height=p["height"], width=p["width"],
-                                allow_large=p["allow_large"], progress=not quiet).images[0]
-    common = dict(strength=p["strength"], num_inference_steps=p["steps"], guidance_scale=p["guidance"], seed=p["seed"],
-                  allow_large=p["allow_large"], progress=not quiet)
-    if p["mask_file"]:
-        like = None if prepared is None else prepared.oriented_size  # the image file's shape, which the mask has
-        mask = read_mask(p["mask_file"], source_image.shape[:2], p["fit"], like=like)
-        result = masked_edit(model, source_image, mask, p["target"], **common)
-    elif p["method"] == "instant":
-        result = instdiffedit(model, source_image, p["source"], p["target"], inpaint_pipeline=inpainter,
-                              **p["instant"], **common)
-    else:
-        result = diffedit(model, source_image, p["source"], p["target"], **common)
+    request, prepared = mask_edit_request(model, plan)
+    result = request.run(model, inpaint_pipeline=inpainter, progress=not quiet)
     for note in result.notes:
         echo(quiet, note)
-    first = "input.png" if p["image"] else "source.png"
-    overlay = mask_overlay(source_image, result.mask)
     inputs = {}
     if prepared is not None:
-        inputs["image"] = {"path": str(p["image"]), "rule": prepared.rule, "original_size": prepared.original_size,
+        inputs["image"] = {"path": str(plan.image), "rule": prepared.rule, "original_size": prepared.original_size,
                            "original_mode": prepared.original_mode}
-    if p["mask_file"]:
-        inputs["mask"] = str(p["mask_file"])
-    files = {"source": first, "edited": "edited.png", "mask": "mask.png", "overlay": "mask-overlay.png",
-             "grid": "grid.png"}
-    with output_set(p["out"], OUTPUT_NAMES) as staged:  # complete or not at all, an earlier run's files replaced
-        write_image(staged / first, source_image)
-        write_image(staged / "edited.png", result.edited)
-        write_image(staged / "mask.png", result.mask.astype("uint8") * 255)
-        write_image(staged / "mask-overlay.png", overlay)
-        write_image(staged / "grid.png", image_grid([source_image, mask_tile(result.mask), overlay, result.edited],
-                                                    [first[:-4], "mask", "mask outline", "edited"],
-                                                    cell=max(128, source_image.shape[1])))
-        write_json(staged / "result.json", build_record(command, model, result, started=started, files=files,
-                                                        inputs=inputs or None, extra=extra))
+    if plan.mask_file:
+        inputs["mask"] = str(plan.mask_file)
+    write_result_folder(plan.out, model, result, command=command, started=started, input_image=prepared,
+                        inputs=inputs, extra=extra)
     return result
 
 

@@ -1,0 +1,149 @@
+"""The request types (promptedit.requests): checked on construction with one-line ParameterErrors, and run on a
+model through the method functions, which they reproduce exactly; the one writer of result folders."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from promptedit.errors import ParameterError
+from promptedit.requests import (
+    EditRequest,
+    GenerateRequest,
+    InstantOptions,
+    InvertRequest,
+    MaskEditRequest,
+    SamplingOptions,
+)
+from promptedit.spec import EditSpec
+
+pytestmark = pytest.mark.unit
+
+IMAGE = np.zeros((32, 32, 3), np.uint8)  # (H, W, 3) uint8
+
+
+def one_line(excinfo) -> str:
+    message = str(excinfo.value)
+    assert "\n" not in message and isinstance(excinfo.value, ValueError)
+    return message
+
+
+@pytest.mark.parametrize("kwargs, words", [
+    (dict(steps=0), "steps must be in [1, 1000], got 0"),
+    (dict(steps=2.5), "steps must be a whole number"),
+    (dict(steps=True), "steps must be a whole number"),
+    (dict(guidance=float("nan")), "guidance must be a finite number"),
+    (dict(guidance=-1.0), "guidance must be in [0, None]"),
+    (dict(seed=-1), "seed must be in [0, "),
+    (dict(height=0), "height must be at least 1, got 0"),
+    (dict(width="64"), "width must be a whole number"),
+    (dict(allow_large="yes"), "allow_large must be true or false"),
+])
+def test_sampling_options_refuse_bad_values_in_one_line(kwargs, words):
+    with pytest.raises(ParameterError) as e:
+        SamplingOptions(**kwargs)
+    assert words in one_line(e)
+    assert SamplingOptions().is_default and not SamplingOptions(steps=2).is_default
+
+
+def test_instant_options_refuse_bad_values_and_give_instdiffedits_keywords():
+    for kwargs, words in [(dict(anchor="left"), "anchor must be one of source, edited, start-token"),
+                          (dict(threshold=1.0), "threshold must be in [0, 1)"),
+                          (dict(smooth_times=-1), "smooth must be at least 0"),
+                          (dict(guided_filter_radius=65), "guided-filter radius must be in [0, 64]"),
+                          (dict(region_peak=2), "region peak must be in [0, 1]"),
+                          (dict(object_threshold=float("inf")), "object threshold must be a finite number"),
+                          (dict(num_seeds=0), "seeds must be at least 1")]:
+        with pytest.raises(ParameterError) as e:
+            InstantOptions(**kwargs)
+        assert words in one_line(e), kwargs
+    assert InstantOptions(num_seeds=3).kwargs()["num_seeds"] == 3 and "anchor" in InstantOptions().kwargs()
+
+
+def test_generate_and_invert_requests_refuse_bad_values():
+    with pytest.raises(ParameterError) as e:
+        GenerateRequest(None)
+    assert "prompt must be a prompt" in one_line(e)
+    for kwargs, words in [(dict(image=np.zeros((32, 32), np.uint8)), "(H, W, 3) uint8 array"),
+                          (dict(image=IMAGE.astype(float)), "(H, W, 3) uint8 array"),
+                          (dict(method="vae"), "inversion method must be one of null-text"),
+                          (dict(inner_steps=0), "inner_steps must be at least 1"),
+                          (dict(sampling=SamplingOptions(seed=1)), "a seed is not used by an inversion")]:
+        with pytest.raises(ParameterError) as e:
+            InvertRequest(**{"image": IMAGE, "prompt": "a cat", **kwargs})
+        assert words in one_line(e), kwargs
+
+
+def test_edit_request_refuses_what_its_start_does_not_take():
+    spec = EditSpec("a cat", ("a dog",))
+    invert = InvertRequest(IMAGE, "a cat")
+    for kwargs, words in [(dict(spec="a cat"), "takes an EditSpec"),
+                          (dict(invert=invert, sampling=SamplingOptions(steps=3)), "give them to the inversion"),
+                          (dict(edit_null="all"), "edit_null applies to edits of a real image"),
+                          (dict(invert=invert, edit_null="none"), "edit_null must be one of all, source"),
+                          (dict(invert="photo.png"), "invert must be an InvertRequest"),
+                          (dict(inversion=b"bytes"), "inversion must be an Inversion"),
+                          (dict(save_attention=1), "save_attention must be true or false")]:
+        with pytest.raises(ParameterError) as e:
+            EditRequest(**{"spec": spec, **kwargs})
+        assert words in one_line(e), kwargs
+    assert EditRequest(spec, invert=invert, edit_null="source").real and not EditRequest(spec).real
+
+
+def test_mask_edit_request_refuses_what_its_method_does_not_take():
+    mask = np.ones((32, 32), bool)
+    for kwargs, words in [(dict(method="lasso"), "mask-edit method must be one of instant, diffedit, mask"),
+                          (dict(mask=mask), "a user mask is method 'mask'"),
+                          (dict(method="mask"), "a user mask is method 'mask'"),
+                          (dict(method="mask", mask=np.ones(3, bool)), "the mask must be an (H, W) array"),
+                          (dict(strength=0.0), "strength must be in (0, 1]"),
+                          (dict(method="diffedit", instant=InstantOptions(num_seeds=2)), "not used with method diffedit"),
+                          (dict(target=3), "target must be a prompt")]:
+        with pytest.raises(ParameterError) as e:
+            MaskEditRequest(**{"source": "a cat", "target": "a dog", "image": IMAGE, **kwargs})
+        assert words in one_line(e), kwargs
+
+
+def test_requests_run_the_method_functions_exactly(tiny_model):
+    """A request gives the very pixels of the library call it stands for (same seed, steps, size)."""
+    from promptedit.editing import edit, generate
+    from promptedit.maskedit import masked_edit
+
+    sampling = SamplingOptions(steps=2, seed=3, height=32, width=32)
+    got = GenerateRequest("a red circle", sampling).run(tiny_model, progress=False)
+    want = generate(tiny_model, "a red circle", seed=3, num_inference_steps=2, height=32, width=32, progress=False)
+    assert np.array_equal(got.images, want.images)
+    spec = EditSpec("a red circle", ("a blue circle",))
+    got = EditRequest(spec, sampling).run(tiny_model, progress=False)
+    want = edit(tiny_model, spec, seed=3, num_inference_steps=2, height=32, width=32, progress=False)
+    assert np.array_equal(got.images, want.images) and got.method == "p2p"
+    mask = np.zeros((32, 32), bool)
+    mask[8:24, 8:24] = True
+    got = MaskEditRequest("a red circle", "a blue circle", method="mask", mask=mask, sampling=sampling).run(
+        tiny_model, progress=False)
+    source = generate(tiny_model, "a red circle", seed=3, num_inference_steps=2, height=32, width=32,
+                      progress=False).images[0]
+    want = masked_edit(tiny_model, source, mask, "a blue circle", num_inference_steps=2, seed=3, progress=False)
+    assert np.array_equal(got.images, want.images)
+
+
+def test_the_one_writer_writes_an_edits_folder_and_a_mask_edits(tiny_model, tmp_path):
+    from promptedit.outputs import write_result_folder
+
+    sampling = SamplingOptions(steps=2, height=32, width=32)
+    edited = EditRequest(EditSpec("a red circle", ("a blue circle", "a green circle")), sampling).run(
+        tiny_model, progress=False)
+    files = write_result_folder(tmp_path / "e", tiny_model, edited, command="edit")
+    assert files["edited"] == ["edited-1.png", "edited-2.png"]
+    assert sorted(p.name for p in (tmp_path / "e").iterdir()) == ["edited-1.png", "edited-2.png", "grid.png",
+                                                                  "result.json", "source.png"]
+    mask = np.ones((32, 32), bool)
+    masked = MaskEditRequest("a red circle", "a blue circle", method="mask", mask=mask, sampling=sampling).run(
+        tiny_model, progress=False)
+    write_result_folder(tmp_path / "m", tiny_model, masked, command="mask-edit", extra={"note": 1})
+    record = json.loads((tmp_path / "m" / "result.json").read_text())
+    assert record["command"] == "mask-edit" and record["note"] == 1 and record["files"]["mask"] == "mask.png"
+    assert {"source.png", "edited.png", "mask.png", "mask-overlay.png", "grid.png"} <= {
+        p.name for p in (tmp_path / "m").iterdir()}
