@@ -147,3 +147,55 @@ def test_the_one_writer_writes_an_edits_folder_and_a_mask_edits(tiny_model, tmp_
     assert record["command"] == "mask-edit" and record["note"] == 1 and record["files"]["mask"] == "mask.png"
     assert {"source.png", "edited.png", "mask.png", "mask-overlay.png", "grid.png"} <= {
         p.name for p in (tmp_path / "m").iterdir()}
+
+
+def test_batch_and_the_benchmarks_import_no_cli_module():
+    """The arrow runs one way: batch, the requests, the shared options, bench world and benchmarks/ import nothing
+    from promptedit.cli (batch took each item through the edit command's click parsing and code)."""
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    files = [root / "src/promptedit" / name for name in ("batch.py", "requests.py", "options.py", "bench/world.py")]
+    files += sorted((root / "benchmarks").glob("*.py"))
+    for path in files:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                names = [("." * node.level) + (node.module or "")]
+            elif isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            else:
+                continue
+            assert not any(n.startswith(("promptedit.cli", ".cli", "..cli")) or n == "." and "cli" in
+                           [a.name for a in node.names] for n in names), f"{path.name} imports {names}"
+
+
+def test_a_manifest_item_becomes_its_plan_with_the_commands_checks(tmp_path):
+    """batch.item_plan converts an item's options by their command's own types and defaults, with its one-line
+    errors: an unknown option (and the name meant), a value the option refuses, a flag given a value, a missing
+    option, an option the workflow would ignore."""
+    from promptedit.batch import item_from_options, item_plan
+    from promptedit.errors import PromptEditError
+
+    image = tmp_path / "photo.png"
+    image.write_bytes(b"")  # checked to exist only: nothing is read before the model loads
+
+    def plan(**options):
+        return item_plan(item_from_options("x", options), tmp_path / "out")
+
+    p = plan(source="a cat", target="a dog", steps=3, **{"cross-replace": [0.2, 0.6], "reweight": {"dog": 2}})
+    assert (p.sampling.steps, p.spec.cross_replace, p.spec.reweight) == (3, (0.2, 0.6), {"dog": 2.0})
+    assert p.options["inner_steps"] == 10 and p.options["save_attention"] is False  # the command's defaults
+    for options, words in [(dict(source="a cat", target="a dog", stpes=3), "no option of edit is called stpes "
+                                                                             "(did you mean steps?)"),
+                           (dict(source="a cat", target="a dog", steps=True), "Invalid value for '--steps': 'true' "
+                                                                              "is not a valid integer"),
+                           (dict(source="a cat", target="a dog", steps=0), "0 is not in the range 1<=x<=1000"),
+                           (dict(source="a cat", target="a dog", **{"save-attention": "yes"}),
+                            "save-attention is a flag: give save-attention: true or false"),
+                           (dict(source="a cat", method="instant"), "Missing option '--target'"),
+                           (dict(source="a cat", target="a dog", image=str(image), seed=3),
+                            "--seed is not used with --image")]:
+        with pytest.raises(PromptEditError) as e:
+            plan(**options)
+        assert words in one_line(e), options

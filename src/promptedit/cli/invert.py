@@ -8,9 +8,9 @@ from pathlib import Path
 import click
 
 from ..errors import ParameterError
+from ..options import check_input, invert_request, sampling_options
 from ..requests import INVERSION_METHODS, SamplingOptions
-from .common import check_input, load, model_options, refuse_unused, sampling_options
-from .edit import invert_request
+from .common import load, model_options, refuse_unused
 
 
 @click.command()

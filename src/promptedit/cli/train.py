@@ -8,7 +8,8 @@ import time
 import click
 
 from ..errors import ParameterError
-from .common import FINITE, load, set_threads
+from ..options import FINITE
+from .common import load, set_threads
 
 
 @click.command()
