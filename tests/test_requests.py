@@ -199,3 +199,10 @@ def test_a_manifest_item_becomes_its_plan_with_the_commands_checks(tmp_path):
         with pytest.raises(PromptEditError) as e:
             plan(**options)
         assert words in one_line(e), options
+
+
+def test_sampling_options_are_taken_out_of_a_front_ends_options():
+    """SamplingOptions.take: the fields it has, by name, taken out of the dict; the rest stays the caller's."""
+    options = {"steps": 4, "seed": 2, "mode": "refine", "threshold": 0.3}
+    assert SamplingOptions.take(options) == SamplingOptions(steps=4, seed=2)
+    assert options == {"mode": "refine", "threshold": 0.3}

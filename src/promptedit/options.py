@@ -294,15 +294,17 @@ class EditPlan:
 
 
 def plan_edit(source, targets, one_prompt, syntax, out, image, inversion, method, fit, inner_steps, edit_null,
-              no_blend_swapped, save_attention, steps, guidance, seed, height, width, allow_large, *,
-              given: Mapping[str, str], defaults=None, **p2p) -> EditPlan:
+              no_blend_swapped, save_attention, *, given: Mapping[str, str], defaults=None, **options) -> EditPlan:
     """Check the options against the workflow and read the inputs, before anything loads (one-line errors).
 
     ``defaults``: the model's :class:`~promptedit.defaults.ModelDefaults`, whose steps a ``--prompt`` is read at
     when neither ``--steps`` nor an inversion gives them (A1111's step numbers and exact windows need them).
+    ``options``: the sampling options and the Prompt-to-Prompt options.
     """
     from .outputs import check_output_dir, is_edit_file
 
+    sampling = SamplingOptions.take(options)
+    p2p = options  # the rest: the Prompt-to-Prompt options
     if image and inversion:
         raise ParameterError("give --image or --inversion, not both")
     real = bool(image or inversion)
@@ -327,7 +329,7 @@ def plan_edit(source, targets, one_prompt, syntax, out, image, inversion, method
     if one_prompt is not None:
         from .syntax import parse_edit_prompt
 
-        run_steps = inv.num_inference_steps if inv is not None else steps  # the steps the edit will run at
+        run_steps = inv.num_inference_steps if inv is not None else sampling.steps  # the steps the edit runs at
         if run_steps is None and defaults is not None:
             run_steps = (defaults.inversion if image else defaults.sampling).num_inference_steps
         parsed = parse_edit_prompt(one_prompt, syntax, num_inference_steps=run_steps)
@@ -354,8 +356,6 @@ def plan_edit(source, targets, one_prompt, syntax, out, image, inversion, method
         spec = spec_from_flags(source, targets, {**p2p, "blend_swapped": blend_swapped})
     out = check_output_dir(out)
     check_not_inputs(out, [image, inversion], is_edit_file)
-    sampling = SamplingOptions(steps=steps, guidance=guidance, seed=seed, height=height, width=width,
-                               allow_large=allow_large)
     options = dict(method=method, fit=fit, inner_steps=inner_steps, edit_null=edit_null, save_attention=save_attention)
     return EditPlan(spec, out, parsed, image, inversion, inv, sampling, options)
 
@@ -499,10 +499,13 @@ class MaskEditPlan:
     instant: InstantOptions
 
 
-def plan_mask_edit(source, target, out, image, method, mask_file, strength, fit, inpaint_model, steps, guidance,
-                   seed, height, width, allow_large, *, given: Mapping[str, str], **instant) -> MaskEditPlan:
-    """Check a mask-guided edit's options and inputs before anything loads (one-line errors)."""
+def plan_mask_edit(source, target, out, image, method, mask_file, strength, fit, inpaint_model, *,
+                   given: Mapping[str, str], **options) -> MaskEditPlan:
+    """Check a mask-guided edit's options and inputs before anything loads (one-line errors); ``options``: the
+    sampling options and the instant-mask options."""
     from .outputs import MASK_EDIT_FILES, check_output_dir
+
+    sampling = SamplingOptions.take(options)
 
     if mask_file:
         if "method" in given:
@@ -516,9 +519,7 @@ def plan_mask_edit(source, target, out, image, method, mask_file, strength, fit,
         check_input(mask_file, "mask")
     out = check_output_dir(out)
     check_not_inputs(out, [image, mask_file], MASK_EDIT_FILES)
-    sampling = SamplingOptions(steps=steps, guidance=guidance, seed=0 if seed is None else seed, height=height,
-                               width=width, allow_large=allow_large)
-    instant = InstantOptions(**instant) if method == "instant" and not mask_file else InstantOptions()
+    instant = InstantOptions(**options) if method == "instant" and not mask_file else InstantOptions()
     return MaskEditPlan(source, target, out, image, mask_file, "mask" if mask_file else method, strength, fit,
                         inpaint_model, sampling, instant)
 

@@ -83,6 +83,12 @@ class SamplingOptions:
         if not isinstance(self.allow_large, bool):
             raise ParameterError(f"allow_large must be true or false, got {self.allow_large!r}")
 
+    @classmethod
+    def take(cls, options: dict) -> SamplingOptions:
+        """The sampling options among a front-end's ``options`` (by field name: the options
+        :func:`promptedit.options.sampling_options` declares), taken out of that dict."""
+        return cls(**{name: options.pop(name) for name in cls.__dataclass_fields__ if name in options})
+
     @property
     def is_default(self) -> bool:
         """Nothing given: every value the model's (or the start's)."""

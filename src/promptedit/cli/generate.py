@@ -15,7 +15,7 @@ from .common import load, model_options
 @click.option("--out", required=True, metavar="FILE.png", help="Output image; FILE.json records the run.")
 @sampling_options
 @model_options
-def generate(prompt, out, model, device, threads, quiet, steps, guidance, seed, height, width, allow_large):
+def generate(prompt, out, model, device, threads, quiet, **sampling):
     """Generate an image from PROMPT."""
     from ..outputs import check_output_file, file_set, write_image, write_json
     from ..records import build_record
@@ -23,8 +23,7 @@ def generate(prompt, out, model, device, threads, quiet, steps, guidance, seed, 
 
     started = time.perf_counter()
     out = check_output_file(out)
-    request = GenerateRequest(prompt, SamplingOptions(steps=steps, guidance=guidance, seed=seed, height=height,
-                                                      width=width, allow_large=allow_large))
+    request = GenerateRequest(prompt, SamplingOptions(**sampling))
     m = load(model, device, quiet=quiet, threads=threads)
     result = request.run(m, progress=not quiet)
     with file_set(out) as staged:  # the image and its record, or neither

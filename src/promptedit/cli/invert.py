@@ -26,8 +26,7 @@ from .common import load, model_options, refuse_unused
               help="Null-text: Adam iterations per step.")
 @sampling_options
 @model_options
-def invert(image, prompt, method, out, fit, inner_steps, model, device, threads, quiet, steps, guidance, seed, height,
-           width, allow_large):
+def invert(image, prompt, method, out, fit, inner_steps, model, device, threads, quiet, **sampling):
     """Invert a real IMAGE under its caption, for editing with `promptedit edit --inversion`.
 
     --steps defaults to the model's inversion steps (the paper's 50), which the edits of the inversion reuse.
@@ -47,7 +46,7 @@ def invert(image, prompt, method, out, fit, inner_steps, model, device, threads,
         raise ParameterError(f"--out {out} would overwrite the input image")
     check_input(image)
     m = load(model, device, quiet=quiet, threads=threads)
-    sampling = SamplingOptions(steps=steps, guidance=guidance, height=height, width=width, allow_large=allow_large)
+    sampling = SamplingOptions(**sampling)
     prepared, request = invert_request(m, image, prompt, method, fit, inner_steps, sampling, quiet)
     inv = request.run(m, progress=not quiet)
     rec = reconstruct(m, inv, progress=False)

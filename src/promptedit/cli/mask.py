@@ -41,10 +41,8 @@ from .common import given, load, model_options, refuse_unused
 @instant_mask_options
 @sampling_options
 @model_options
-def mask(image, source, target, out, method, strength, mask_steps, fit, model, device, threads, quiet, steps, guidance,
-         seed, height, width, allow_large, **instant):
+def mask(image, source, target, out, method, strength, mask_steps, fit, model, device, threads, quiet, **options):
     """Make the mask of the region that changes from SOURCE to TARGET in IMAGE."""
-
     from ..maskedit import make_mask
     from ..outputs import check_output_file, file_set, write_image, write_json
     from ..records import build_record
@@ -59,12 +57,13 @@ def mask(image, source, target, out, method, strength, mask_steps, fit, model, d
         raise ParameterError(f"--out {out} would overwrite the input image")
     check_input(image)
     m = load(model, device, quiet=quiet, threads=threads)
-    prepared = prepare_image(m, image, fit, SamplingOptions(height=height, width=width, allow_large=allow_large),
-                             batch=2)
-    extra = {"mask_steps": mask_steps, **instant} if method == "instant" else {}
+    sampling = SamplingOptions.take(options)  # the rest: the instant-mask options
+    prepared = prepare_image(m, image, fit, sampling, batch=2)
+    extra = {"mask_steps": mask_steps, **options} if method == "instant" else {}
     result = make_mask(m, prepared.image, source, target, method=method, strength=strength,
-                       num_inference_steps=steps, guidance_scale=guidance, seed=0 if seed is None else seed,
-                       allow_large=allow_large, progress=not quiet, **extra)
+                       num_inference_steps=sampling.steps, guidance_scale=sampling.guidance,
+                       seed=0 if sampling.seed is None else sampling.seed, allow_large=sampling.allow_large,
+                       progress=not quiet, **extra)
     for note in result.notes:
         echo(quiet, note)
     with file_set(out, overlay) as staged:
