@@ -1,9 +1,9 @@
-"""The request types (promptedit.requests): checked on construction with one-line ParameterErrors, and run on a
-model through the method functions, which they reproduce exactly; the one writer of result folders."""
+"""The request types (promptedit.requests), checked on construction with one-line ParameterErrors; batch's items
+taken to plans with their command's checks; no CLI import below the front-ends. (Requests run on a model, and the
+one writer of result folders: tests/test_cli.py.)"""
 
 from __future__ import annotations
 
-import json
 
 import numpy as np
 import pytest
@@ -104,49 +104,6 @@ def test_mask_edit_request_refuses_what_its_method_does_not_take():
         with pytest.raises(ParameterError) as e:
             MaskEditRequest(**{"source": "a cat", "target": "a dog", "image": IMAGE, **kwargs})
         assert words in one_line(e), kwargs
-
-
-def test_requests_run_the_method_functions_exactly(tiny_model):
-    """A request gives the very pixels of the library call it stands for (same seed, steps, size)."""
-    from promptedit.editing import edit, generate
-    from promptedit.maskedit import masked_edit
-
-    sampling = SamplingOptions(steps=2, seed=3, height=32, width=32)
-    got = GenerateRequest("a red circle", sampling).run(tiny_model, progress=False)
-    want = generate(tiny_model, "a red circle", seed=3, num_inference_steps=2, height=32, width=32, progress=False)
-    assert np.array_equal(got.images, want.images)
-    spec = EditSpec("a red circle", ("a blue circle",))
-    got = EditRequest(spec, sampling).run(tiny_model, progress=False)
-    want = edit(tiny_model, spec, seed=3, num_inference_steps=2, height=32, width=32, progress=False)
-    assert np.array_equal(got.images, want.images) and got.method == "p2p"
-    mask = np.zeros((32, 32), bool)
-    mask[8:24, 8:24] = True
-    got = MaskEditRequest("a red circle", "a blue circle", method="mask", mask=mask, sampling=sampling).run(
-        tiny_model, progress=False)
-    source = generate(tiny_model, "a red circle", seed=3, num_inference_steps=2, height=32, width=32,
-                      progress=False).images[0]
-    want = masked_edit(tiny_model, source, mask, "a blue circle", num_inference_steps=2, seed=3, progress=False)
-    assert np.array_equal(got.images, want.images)
-
-
-def test_the_one_writer_writes_an_edits_folder_and_a_mask_edits(tiny_model, tmp_path):
-    from promptedit.outputs import write_result_folder
-
-    sampling = SamplingOptions(steps=2, height=32, width=32)
-    edited = EditRequest(EditSpec("a red circle", ("a blue circle", "a green circle")), sampling).run(
-        tiny_model, progress=False)
-    files = write_result_folder(tmp_path / "e", tiny_model, edited, command="edit")
-    assert files["edited"] == ["edited-1.png", "edited-2.png"]
-    assert sorted(p.name for p in (tmp_path / "e").iterdir()) == ["edited-1.png", "edited-2.png", "grid.png",
-                                                                  "result.json", "source.png"]
-    mask = np.ones((32, 32), bool)
-    masked = MaskEditRequest("a red circle", "a blue circle", method="mask", mask=mask, sampling=sampling).run(
-        tiny_model, progress=False)
-    write_result_folder(tmp_path / "m", tiny_model, masked, command="mask-edit", extra={"note": 1})
-    record = json.loads((tmp_path / "m" / "result.json").read_text())
-    assert record["command"] == "mask-edit" and record["note"] == 1 and record["files"]["mask"] == "mask.png"
-    assert {"source.png", "edited.png", "mask.png", "mask-overlay.png", "grid.png"} <= {
-        p.name for p in (tmp_path / "m").iterdir()}
 
 
 def test_batch_and_the_benchmarks_import_no_cli_module():
