@@ -4,7 +4,6 @@ one writer of result folders: tests/test_cli.py.)"""
 
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
 
