@@ -98,7 +98,8 @@ def test_mask_edit_request_refuses_what_its_method_does_not_take():
                           (dict(method="mask"), "a user mask is method 'mask'"),
                           (dict(method="mask", mask=np.ones(3, bool)), "the mask must be an (H, W) array"),
                           (dict(strength=0.0), "strength must be in (0, 1]"),
-                          (dict(method="diffedit", instant=InstantOptions(num_seeds=2)), "not used with method diffedit"),
+                          (dict(method="diffedit", instant=InstantOptions(num_seeds=2)),
+                           "not used with method diffedit"),
                           (dict(target=3), "target must be a prompt")]:
         with pytest.raises(ParameterError) as e:
             MaskEditRequest(**{"source": "a cat", "target": "a dog", "image": IMAGE, **kwargs})

@@ -3,8 +3,8 @@
 A manifest is a JSONL file (one edit a line) or a PIE-Bench folder (``mapping_file.json`` +
 ``annotation_images/``). Every item's options are those of ``promptedit edit`` (or ``mask-edit`` for a
 mask-guided method), converted and checked as the command checks them (:mod:`promptedit.options`: the same types,
-defaults and one-line errors) and run as its request (:func:`~promptedit.options.plan_edit`,
-:func:`~promptedit.options.run_edit`), on a model loaded once per process; nothing goes through the command line. Its outputs land in ``OUT/<id>/``
+defaults and one-line errors; :func:`item_plan`) and run as its request (:func:`~promptedit.options.run_edit`), on
+a model loaded once per process; nothing goes through the command line. Its outputs land in ``OUT/<id>/``
 with their ``result.json``, which records a key of the item's options: running the same manifest again skips
 the items whose key matches and reruns those whose options changed. A failing item goes to
 ``OUT/failures.jsonl`` with its one-line reason, and the run goes on.
@@ -122,7 +122,8 @@ def flag_options() -> frozenset[str]:
 def item_options() -> dict[str, tuple[str, ...]]:
     """The options a JSONL item may set, by the command that takes them (``edit``, ``mask-edit``): each command's
     option names, in its own order, less those the batch sets (:data:`RESERVED`)."""
-    return {command: tuple(opt[2:] for p in params for opt in p.opts if opt.startswith("--") and opt[2:] not in RESERVED)
+    return {command: tuple(opt[2:] for p in params for opt in p.opts
+                           if opt.startswith("--") and opt[2:] not in RESERVED)
             for command, params in ITEM_PARAMS.items()}
 
 
@@ -169,29 +170,18 @@ def check_defaults(defaults: Mapping[str, object]) -> None:
 
 def _argv(options: Mapping[str, object], flags: frozenset[str]) -> list[str]:
     """Command options from a mapping: ``True`` / ``False`` a flag option on / off (any other option takes it as
-    its value, and refuses it as it refuses a bad one), a list repeats, a mapping gives ``WORD=VALUE``."""
+    its value, and refuses it as it refuses a bad one), a list repeats, a mapping gives ``WORD=VALUE``
+    (:func:`_option_texts`)."""
     argv: list[str] = []
     for key, value in options.items():
         flag = _flag(key)
         if value is None:
             continue
-        if isinstance(value, bool):
-            if key not in flags:
-                argv += [flag, str(value).lower()]
-            elif value:
-                argv.append(flag)
-        elif isinstance(value, Mapping):
-            for word, v in value.items():
-                argv += [flag, f"{word}={_value(v)}"]
-        elif isinstance(value, (list, tuple)):
-            if key.replace("_", "-") in WINDOW_OPTIONS and all(
-                    isinstance(v, (int, float)) and not isinstance(v, bool) for v in value) and len(value) == 2:
-                argv += [flag, f"{_value(value[0])},{_value(value[1])}"]  # a (start, end) window
-            else:
-                for v in value:
-                    argv += [flag, _value(v)]
-        else:
-            argv += [flag, _value(value)]
+        if isinstance(value, bool) and key in flags:
+            argv += [flag] if value else []
+            continue
+        for text in _option_texts(key.replace("_", "-"), value):
+            argv += [flag, text]
     return argv
 
 
