@@ -123,10 +123,10 @@ def get_model(name: str, device: str | None = None, fp16: bool = False):
     elif name == "sdxl-random":
         model = sdxl_random()
     else:
-        from promptedit.cli.common import resolve_model_path
         from promptedit.models import load_model
+        from promptedit.families import resolve_model
 
-        return load_model(resolve_model_path(name), device=device,
+        return load_model(resolve_model(name), device=device,
                           dtype=torch.float16 if fp16 else None)
     if device or fp16:
         model.to(device or model.device, torch.float16 if fp16 else None)

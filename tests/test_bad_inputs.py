@@ -280,19 +280,19 @@ def test_json_records_hold_no_infinity():
 
 
 def test_one_item_that_fails_inside_does_not_stop_a_batch(tiny_model_dir, tmp_path, capsys, monkeypatch):
-    from promptedit.cli import edit as edit_cli
+    from promptedit import batch
 
     manifest = tmp_path / "m.jsonl"
     manifest.write_text("\n".join(json.dumps({"id": i, "source": SRC, "target": TGT, "steps": 2, "seed": s})
                                   for i, s in (("a", 1), ("b", 2), ("c", 3))) + "\n")
-    real = edit_cli.run_edit
+    real = batch.run_edit
 
     def flaky(model, plan, **kw):  # a defect of ours on item b only
-        if plan.options["seed"] == 2:
+        if plan.sampling.seed == 2:
             raise RuntimeError("boom")
         return real(model, plan, **kw)
 
-    monkeypatch.setattr(edit_cli, "run_edit", flaky)
+    monkeypatch.setattr(batch, "run_edit", flaky)
     code, stdout, err = run(capsys, "batch", manifest, "--out", tmp_path / "o", "--model", tiny_model_dir,
                             "--quiet", "--threads", 1)
     assert code == 3, err  # some item failed

@@ -413,3 +413,37 @@ def test_shipped_models_are_named_and_a_missing_one_is_one_line(tiny_model_dir, 
                        "--quiet")
     assert code == 0, err
     assert out.is_file()
+
+
+def test_requests_run_the_method_functions_exactly_and_the_one_writer_writes_their_folders(tiny_model, tmp_path):
+    """A request gives the very pixels of the library call it stands for (same seed, steps, size); the CLI's one
+    writer (outputs.write_result_folder) writes an edit's folder and a mask-guided edit's."""
+    import numpy as np
+
+    from promptedit.editing import EditSpec, edit, generate
+    from promptedit.maskedit import masked_edit
+    from promptedit.outputs import write_result_folder
+    from promptedit.requests import EditRequest, GenerateRequest, MaskEditRequest, SamplingOptions
+
+    sampling = SamplingOptions(steps=1, seed=3, height=32, width=32)
+    want = generate(tiny_model, "a red circle", seed=3, num_inference_steps=1, height=32, width=32, progress=False)
+    assert np.array_equal(GenerateRequest("a red circle", sampling).run(tiny_model, progress=False).images, want.images)
+    spec = EditSpec("a red circle", ("a blue circle", "a green circle"))
+    got = EditRequest(spec, sampling).run(tiny_model, progress=False)
+    assert np.array_equal(got.images, edit(tiny_model, spec, seed=3, num_inference_steps=1, height=32, width=32,
+                                           progress=False).images) and got.method == "p2p"
+    assert write_result_folder(tmp_path / "e", tiny_model, got, command="edit")["edited"] == ["edited-1.png",
+                                                                                             "edited-2.png"]
+    assert sorted(p.name for p in (tmp_path / "e").iterdir()) == ["edited-1.png", "edited-2.png", "grid.png",
+                                                                  "result.json", "source.png"]
+    mask = np.zeros((32, 32), bool)  # (H, W)
+    mask[8:24, 8:24] = True
+    got = MaskEditRequest("a red circle", "a blue circle", method="mask", mask=mask, sampling=sampling).run(
+        tiny_model, progress=False)  # the source generated from the seed
+    assert np.array_equal(got.images, masked_edit(tiny_model, want.images[0], mask, "a blue circle",
+                                                  num_inference_steps=1, seed=3, progress=False).images)
+    write_result_folder(tmp_path / "m", tiny_model, got, command="mask-edit", extra={"note": 1})
+    record = json.loads((tmp_path / "m" / "result.json").read_text())
+    assert record["command"] == "mask-edit" and record["note"] == 1 and record["files"]["mask"] == "mask.png"
+    assert {"source.png", "edited.png", "mask.png", "mask-overlay.png", "grid.png"} <= {
+        p.name for p in (tmp_path / "m").iterdir()}

@@ -285,8 +285,7 @@ def test_pie_p2p_recipe_is_pnpinversion_controller(tmp_path):
     The entry adds an object next to w0, so w0 is in both prompts: their blend looks it up in the source only."""
     import torch
 
-    from promptedit.batch import read_manifest
-    from promptedit.cli.edit import edit, plan_edit
+    from promptedit.batch import item_plan, read_manifest
     from promptedit.control import AttentionRefine, AttentionReweight
     from promptedit.edit_spec import build_controller
     from promptedit.testing import tiny_tokenizer
@@ -296,9 +295,8 @@ def test_pie_p2p_recipe_is_pnpinversion_controller(tmp_path):
     entry = {**ENTRY, "original_prompt": src, "editing_prompt": "a cat [wearing a hat] sitting on a bench",
              "editing_type_id": "2", "blended_word": "cat hat"}
     (item,), kind = read_manifest(_write_pie(tmp_path / "data", entry), {}, recipe="pie-p2p")
-    with edit.make_context("edit", [*item.argv, "--out", str(tmp_path / "out")]) as ctx:  # as batch runs an item
-        plan = plan_edit(**{k: v for k, v in ctx.params.items() if k not in ("model", "device", "threads", "quiet")})
-    assert (plan.options["steps"], plan.options["guidance"], plan.options["edit_null"]) == (50, 7.5, "all")
+    plan = item_plan(item, tmp_path / "out")  # as batch runs an item
+    assert (plan.sampling.steps, plan.sampling.guidance, plan.options["edit_null"]) == (50, 7.5, "all")
     assert plan.spec.blend_swapped is False  # an item without blended_word is not blended (theirs: blend_word None)
     tokenizer = tiny_tokenizer()
     steps, keys = 50, tokenizer.model_max_length

@@ -121,17 +121,32 @@ class App:
         if self._cleanup is not None:
             self._cleanup()
 
+    def _name(self, kind: str) -> Path:
+        """A new output's path in the app's folder, without its suffix: ``KIND-<time>-<counter>``."""
+        return self.out / f"{kind}-{time.strftime('%Y%m%d-%H%M%S')}-{time.perf_counter_ns() % 10**6}"
+
     def _record(self, kind: str, result=None, **fields) -> str:
+        """The record alone (an inversion, attention maps), as KIND-….json; returns its path."""
         from .outputs import write_json
         from .records import build_record
 
-        path = self.out / f"{kind}-{time.strftime('%Y%m%d-%H%M%S')}-{time.perf_counter_ns() % 10**6}.json"
+        path = self._name(kind).with_suffix(".json")
         write_json(path, build_record(f"app {kind}", self.model, result, extra=fields or None))
         return str(path)
 
+    def _save(self, kind: str, result, **fields) -> str:
+        """An edit's result folder (images, grid, masks, result.json) as the CLI writes it
+        (:func:`promptedit.outputs.write_result_folder`), in KIND-…/; returns its record's path."""
+        from .outputs import write_result_folder
+
+        folder = self._name(kind)
+        write_result_folder(folder, self.model, result, command=f"app {kind}", extra=fields or None)
+        return str(folder / "result.json")
+
     # ------------------------------------------------------------------ Prompt-to-Prompt
     def p2p(self, source, target, mode, cross_start, cross_end, self_replace, reweight, blend, seed, steps, guidance):
-        from .editing import EditSpec, edit
+        from .editing import EditSpec
+        from .requests import EditRequest, SamplingOptions
         from .visualize import cross_attention_grid, token_labels
 
         # a re-weighting may leave the edited prompt empty (it re-weights the source); other edits need one
@@ -141,45 +156,48 @@ class App:
                                        _number(cross_end, "cross-attention end")),
                         self_replace=_number(self_replace, "self-attention window"),
                         reweight=_parse_weights(reweight), blend_words=_words(blend))
-        res = edit(self.model, spec, seed=_seed(seed), num_inference_steps=_number(steps, "steps", whole=True),
-                   guidance_scale=_number(guidance, "guidance"), store_attention=True, progress=True)
+        sampling = SamplingOptions(steps=_number(steps, "steps", whole=True), guidance=_number(guidance, "guidance"),
+                                   seed=_seed(seed))
+        res = EditRequest(spec, sampling, save_attention=True).run(self.model, progress=True)
         maps = res.attention.maps(downsample=res.attention_downsample)
         grids = [np.asarray(cross_attention_grid(res.images[i], maps[i], token_labels(self.model.tokenizer, p), cols=4))
                  for i, p in enumerate(res.prompts)]
         gallery = [(res.images[0], "source"), (res.images[1], "edit"), (grids[0], "attention: source"),
                    (grids[1], "attention: edit")]
-        record = self._record("edit", res)
+        record = self._save("edit", res)
         mode_text = res.mode + (f" ({res.notes[0]})" if res.notes else "")
         return gallery, mode_text, record
 
     def one_prompt(self, text, syntax, seed, steps, guidance):
         """A Prompt-to-Prompt edit said in one prompt (AUTOMATIC1111's or compel's edit syntax): the gallery, the
         equivalent command-line flags, and the record."""
-        from .editing import EditSpec, edit
+        from .editing import EditSpec
+        from .requests import EditRequest, SamplingOptions
         from .syntax import parse_edit_prompt
 
         steps = _number(steps, "steps", whole=True)
         parsed = parse_edit_prompt(text or "", syntax or "auto", num_inference_steps=steps)
         spec = EditSpec(**parsed.spec_kwargs())
-        res = edit(self.model, spec, seed=_seed(seed), num_inference_steps=steps,
-                   guidance_scale=_number(guidance, "guidance"), progress=True)
+        sampling = SamplingOptions(steps=steps, guidance=_number(guidance, "guidance"), seed=_seed(seed))
+        res = EditRequest(spec, sampling).run(self.model, progress=True)
         flags = shlex.join(parsed.flags())
-        record = self._record("edit", res, one_prompt={**parsed.to_dict(), "equivalent_flags": parsed.flags()})
+        record = self._save("edit", res, one_prompt={**parsed.to_dict(), "equivalent_flags": parsed.flags()})
         gallery = [(res.images[0], f"source: {spec.source}"), (res.images[1], f"edit: {spec.targets[0]}")]
         return gallery, f"{parsed.syntax}: promptedit edit {flags}", record
 
     # ------------------------------------------------------------------ real images
     def invert(self, upload, caption, method, steps, guidance):
         from .images import load_image
-        from .inversion import invert, reconstruct
+        from .inversion import reconstruct
         from .metrics import psnr
+        from .requests import InvertRequest, SamplingOptions
 
         size = (self.model.image_size, self.model.image_size)
         path, name = _check_upload(upload)
         prepared = load_image(path, size, name=name)
-        inv = invert(self.model, prepared.image, caption, method=method,
-                     num_inference_steps=_number(steps, "steps", whole=True),
-                     guidance_scale=_number(guidance, "guidance"), progress=True, image_rule=prepared.rule)
+        sampling = SamplingOptions(steps=_number(steps, "steps", whole=True), guidance=_number(guidance, "guidance"))
+        inv = InvertRequest(prepared.image, caption, method=method, sampling=sampling,
+                            image_rule=prepared.rule).run(self.model, progress=True)
         rec = reconstruct(self.model, inv, progress=False)
         value = psnr(rec.images[0], prepared.image)
         record = self._record("invert", rec, reconstruction_psnr=round(value, 3), image_rule=prepared.rule)
@@ -189,17 +207,18 @@ class App:
     def edit_real(self, inversion_bytes, target, mode, blend, reweight, edit_null=None):
         """An edit of the inversion made by ``invert``; ``edit_null``: which branches take its null embeddings
         (``all`` or ``source``; None for the model's default)."""
-        from .editing import EditSpec, edit
+        from .editing import EditSpec
         from .errors import ParameterError
         from .inversion import Inversion
+        from .requests import EditRequest
 
         if not inversion_bytes:
             raise ParameterError("invert an image first")
         inv = Inversion.from_bytes(inversion_bytes)
         spec = EditSpec(source=inv.prompt, targets=(target,), mode=mode, blend_words=_words(blend),
                         reweight=_parse_weights(reweight))
-        res = edit(self.model, spec, start=inv, progress=True, edit_null=edit_null or None)
-        record = self._record("edit", res)
+        res = EditRequest(spec, inversion=inv, edit_null=edit_null or None).run(self.model, progress=True)
+        record = self._save("edit", res)
         return [(res.images[0], "reconstruction"), (res.images[1], "edit")], record
 
     # ------------------------------------------------------------------ masks
@@ -209,7 +228,7 @@ class App:
         starts from; ``threshold`` (φ), ``guided_filter`` (its radius in map cells) and ``region_peak`` are
         the instant mask's, None for the model's defaults."""
         from .images import load_image
-        from .maskedit import diffedit, instdiffedit, masked_edit
+        from .requests import InstantOptions, MaskEditRequest, SamplingOptions
         from .visualize import mask_overlay, mask_tile
 
         from .errors import ParameterError
@@ -219,19 +238,18 @@ class App:
         size = (self.model.image_size, self.model.image_size)
         path, name = _check_upload(upload)
         prepared = load_image(path, size, name=name)
-        kw = dict(seed=_seed(seed), num_inference_steps=_number(steps, "steps", whole=True),
-                  guidance_scale=_number(guidance, "guidance"), strength=_number(strength, "strength"), progress=True)
-        if method == "painted":
-            mask = _painted_mask(painted, size, like=prepared.oriented_size)
-            res = masked_edit(self.model, prepared.image, mask, target, **kw)
-        elif method == "diffedit":
-            res = diffedit(self.model, prepared.image, source, target, **kw)
-        else:
-            res = instdiffedit(self.model, prepared.image, source, target, **kw,
-                               threshold=_optional(threshold, "threshold"),
-                               guided_filter_radius=_optional(guided_filter, "guided-filter radius"),
-                               region_peak=_optional(region_peak, "region peak"))
-        record = self._record("mask-edit", res)
+        sampling = SamplingOptions(steps=_number(steps, "steps", whole=True), guidance=_number(guidance, "guidance"),
+                                   seed=_seed(seed))
+        instant = InstantOptions()
+        if method == "instant":
+            instant = InstantOptions(threshold=_optional(threshold, "threshold"),
+                                     guided_filter_radius=_optional(guided_filter, "guided-filter radius"),
+                                     region_peak=_optional(region_peak, "region peak"))
+        mask = _painted_mask(painted, size, like=prepared.oriented_size) if method == "painted" else None
+        res = MaskEditRequest(source, target, image=prepared.image, method="mask" if method == "painted" else method,
+                              mask=mask, strength=_number(strength, "strength"), instant=instant,
+                              sampling=sampling).run(self.model, progress=True)
+        record = self._save("mask-edit", res)
         made = f", made in {res.timings['mask']:.2f} s" if "mask" in res.timings else ""
         info = f"{res.method}: mask {res.mask.mean():.0%} of the image{made}"
         return ([(prepared.image, "input"), (mask_overlay(prepared.image, res.mask), "mask outline"),

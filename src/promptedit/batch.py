@@ -1,9 +1,10 @@
 """Editing a dataset: a manifest of edits run item by item, in-process or on a Ray cluster, resumable.
 
 A manifest is a JSONL file (one edit a line) or a PIE-Bench folder (``mapping_file.json`` +
-``annotation_images/``). Every item becomes the options of ``promptedit edit`` (or ``mask-edit`` for a
-mask-guided method) and runs through that command's own checks and code (:func:`promptedit.cli.edit.plan_edit`,
-:func:`~promptedit.cli.edit.run_edit`), on a model loaded once per process. Its outputs land in ``OUT/<id>/``
+``annotation_images/``). Every item's options are those of ``promptedit edit`` (or ``mask-edit`` for a
+mask-guided method), converted and checked as the command checks them (:mod:`promptedit.options`: the same types,
+defaults and one-line errors; :func:`item_plan`) and run as its request (:func:`~promptedit.options.run_edit`), on
+a model loaded once per process; nothing goes through the command line. Its outputs land in ``OUT/<id>/``
 with their ``result.json``, which records a key of the item's options: running the same manifest again skips
 the items whose key matches and reruns those whose options changed. A failing item goes to
 ``OUT/failures.jsonl`` with its one-line reason, and the run goes on.
@@ -30,6 +31,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import ParameterError, PromptEditError, internal_error_line
+from .options import (
+    command_params,
+    edit_options,
+    mask_edit_options,
+    parse_window,
+    plan_edit,
+    plan_mask_edit,
+    run_edit,
+    run_mask_edit,
+)
 
 INVERSION_METHODS = ("null-text", "negative-prompt", "direct", "ddim")
 MASK_METHODS = {"instant": "instant", "instdiffedit": "instant", "diffedit": "diffedit"}
@@ -47,6 +58,11 @@ class ManifestError(PromptEditError):
     """A manifest (or one of its items) cannot be used."""
 
 
+#: the options an item may set, by the command whose options they are (``edit``, ``mask-edit``), as click declares
+#: them for that command: their names, types and defaults
+ITEM_PARAMS = {"edit": command_params(edit_options), "mask-edit": command_params(mask_edit_options)}
+
+
 @dataclass(frozen=True)
 class BatchItem:
     """One edit of a manifest, as the command options it stands for.
@@ -54,7 +70,8 @@ class BatchItem:
     Attributes:
         id: the item's id (its output folder's name).
         command: ``edit`` or ``mask-edit``.
-        argv: the command's options (without ``--out`` and the model options).
+        options: the command's options as the manifest gives them, by option name (without ``out`` and the model
+            options); :attr:`argv` says them as command options.
         method: the method asked for.
         relative_path: for PIE-Bench items, the image's path inside ``annotation_images/`` (``--layout pie``).
         error: a one-line reason when the line itself cannot be used (it then fails without running).
@@ -62,10 +79,15 @@ class BatchItem:
 
     id: str
     command: str
-    argv: tuple[str, ...]
+    options: Mapping[str, object]
     method: str
     relative_path: str | None = None
     error: str | None = None
+
+    @property
+    def argv(self) -> tuple[str, ...]:
+        """The options as command options (``--steps 2 …``): what the item is keyed by and its record lists."""
+        return tuple(_argv(self.options, flag_options()))
 
     def key(self, model_id: str) -> str:
         """What the item's outputs are keyed by: its command, options and model (a changed option reruns it).
@@ -91,26 +113,18 @@ def _flag(key: str) -> str:
     return "--" + key.replace("_", "-")
 
 
-def _item_commands():
-    """The commands an item runs through: `edit`, and `mask-edit` for a mask-guided method."""
-    from .cli.edit import edit
-    from .cli.mask import mask_edit
-
-    return edit, mask_edit
-
-
 def flag_options() -> frozenset[str]:
     """The names of `edit`'s and `mask-edit`'s flag options (the options a manifest turns on with ``true``)."""
-    return frozenset(opt.lstrip("-") for command in _item_commands() for p in command.params
+    return frozenset(opt.lstrip("-") for params in ITEM_PARAMS.values() for p in params
                      if getattr(p, "is_flag", False) for opt in p.opts)
 
 
 def item_options() -> dict[str, tuple[str, ...]]:
     """The options a JSONL item may set, by the command that takes them (``edit``, ``mask-edit``): each command's
     option names, in its own order, less those the batch sets (:data:`RESERVED`)."""
-    return {command.name: tuple(opt[2:] for p in command.params for opt in p.opts
-                                if opt.startswith("--") and opt[2:] not in RESERVED)
-            for command in _item_commands()}
+    return {command: tuple(opt[2:] for p in params for opt in p.opts
+                           if opt.startswith("--") and opt[2:] not in RESERVED)
+            for command, params in ITEM_PARAMS.items()}
 
 
 #: the options that take a step window (a fraction, START,END or WORD=…)
@@ -125,9 +139,7 @@ def check_defaults(defaults: Mapping[str, object]) -> None:
 
     import click
 
-    from .cli.common import parse_window
-
-    params = {opt.lstrip("-"): p for command in _item_commands() for p in command.params for opt in p.opts}
+    params = {opt.lstrip("-"): p for params in ITEM_PARAMS.values() for p in params for opt in p.opts}
     for key, value in defaults.items():
         name = key.replace("_", "-")
         if name in RESERVED - {"method"}:
@@ -158,29 +170,18 @@ def check_defaults(defaults: Mapping[str, object]) -> None:
 
 def _argv(options: Mapping[str, object], flags: frozenset[str]) -> list[str]:
     """Command options from a mapping: ``True`` / ``False`` a flag option on / off (any other option takes it as
-    its value, and refuses it as it refuses a bad one), a list repeats, a mapping gives ``WORD=VALUE``."""
+    its value, and refuses it as it refuses a bad one), a list repeats, a mapping gives ``WORD=VALUE``
+    (:func:`_option_texts`)."""
     argv: list[str] = []
     for key, value in options.items():
         flag = _flag(key)
         if value is None:
             continue
-        if isinstance(value, bool):
-            if key not in flags:
-                argv += [flag, str(value).lower()]
-            elif value:
-                argv.append(flag)
-        elif isinstance(value, Mapping):
-            for word, v in value.items():
-                argv += [flag, f"{word}={_value(v)}"]
-        elif isinstance(value, (list, tuple)):
-            if key.replace("_", "-") in WINDOW_OPTIONS and all(
-                    isinstance(v, (int, float)) and not isinstance(v, bool) for v in value) and len(value) == 2:
-                argv += [flag, f"{_value(value[0])},{_value(value[1])}"]  # a (start, end) window
-            else:
-                for v in value:
-                    argv += [flag, _value(v)]
-        else:
-            argv += [flag, _value(value)]
+        if isinstance(value, bool) and key in flags:
+            argv += [flag] if value else []
+            continue
+        for text in _option_texts(key.replace("_", "-"), value):
+            argv += [flag, text]
     return argv
 
 
@@ -188,6 +189,58 @@ def _value(v) -> str:
     if isinstance(v, (list, tuple)):
         return ",".join(_value(x) for x in v)
     return str(v)
+
+
+def _option_texts(name: str, value) -> list[str]:
+    """An option's value as the texts the command line would give it (see :func:`_argv`): a mapping gives
+    ``WORD=VALUE``, a (start, end) window ``START,END``, a list one text each."""
+    if isinstance(value, Mapping):
+        return [f"{word}={_value(v)}" for word, v in value.items()]
+    if isinstance(value, (list, tuple)):
+        if name in WINDOW_OPTIONS and len(value) == 2 and all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
+            return [f"{_value(value[0])},{_value(value[1])}"]
+        return [_value(v) for v in value]
+    return [str(value).lower() if isinstance(value, bool) else _value(value)]
+
+
+def item_plan(item: BatchItem, out: Path, defaults=None):
+    """The plan of an item (:func:`~promptedit.options.plan_edit` or :func:`~promptedit.options.plan_mask_edit`)
+    writing into ``out``: its options converted by their command's own types and defaults (the same one-line
+    errors), ``defaults`` the model's :class:`~promptedit.defaults.ModelDefaults` (the steps a ``prompt`` is read
+    at)."""
+    import click
+
+    params = ITEM_PARAMS[item.command]
+    ctx = click.Context(click.Command(item.command, params=params))
+    by_option = {opt[2:]: p for p in params for opt in p.opts}
+    raw = {}  # by parameter name: the texts the command line would give (True for a flag on)
+    for name, value in item.options.items():
+        p = by_option.get(name)
+        if p is None:
+            import difflib
+
+            near = difflib.get_close_matches(name, by_option, n=1)
+            raise ManifestError(f"no option of {item.command} is called {name}"
+                                + (f" (did you mean {near[0]}?)" if near else ""))
+        if value is None or (value is False and p.is_flag):
+            continue
+        if p.is_flag and value is not True:
+            raise ManifestError(f"{name} is a flag: give {name}: true or false, got {value!r}")
+        texts = _option_texts(name, value)
+        raw[p.name] = True if p.is_flag else tuple(texts) if p.multiple else texts[-1]  # the last, as on a command line
+    values = {}
+    try:
+        for p in params:
+            if p.name != "out":  # the batch's own
+                values[p.name] = p.process_value(ctx, raw[p.name] if p.name in raw else p.get_default(ctx))
+    except click.ClickException as e:  # a value the command refuses, a missing one
+        raise ManifestError(e.format_message()) from None
+    values["out"] = str(out)
+    given = {p.name: p.opts[0] for p in params if p.name in raw}  # in the command's order
+    if item.command == "edit":
+        return plan_edit(**values, given=given, defaults=defaults)
+    return plan_mask_edit(**values, given=given)
 
 
 def item_from_options(item_id: str, options: Mapping[str, object], *, base: Path | None = None,
@@ -224,7 +277,7 @@ def item_from_options(item_id: str, options: Mapping[str, object], *, base: Path
                 opts["method"] = method
         elif opts.get("image") or opts.get("inversion"):
             raise ManifestError(f"item {item_id}: method p2p edits a generated image; give no image")
-    return BatchItem(item_id, command, tuple(_argv(opts, flag_options())), method, relative_path)
+    return BatchItem(item_id, command, opts, method, relative_path)
 
 
 def read_jsonl(path: Path, defaults: Mapping[str, object] | None = None) -> list[BatchItem]:
@@ -254,11 +307,11 @@ def read_jsonl(path: Path, defaults: Mapping[str, object] | None = None) -> list
             seen[item.id.lower()] = (item.id, f"line {n}")
             items.append(item)
         except json.JSONDecodeError as e:
-            items.append(BatchItem(fallback, "edit", (), "", error=f"line {n} is not JSON ({e.msg}, column {e.colno})"))
+            items.append(BatchItem(fallback, "edit", {}, "", error=f"line {n} is not JSON ({e.msg}, column {e.colno})"))
         except ManifestError as e:
             item_id = fallback if clash else (data.get("id", fallback) if isinstance(data, dict) else fallback)
             item_id = item_id if isinstance(item_id, str) and ID_RE.match(item_id) else fallback
-            items.append(BatchItem(item_id, "edit", (), "", error=str(e)))
+            items.append(BatchItem(item_id, "edit", {}, "", error=str(e)))
     if not items:
         raise ManifestError(f"manifest {path} has no items")
     return items
@@ -331,7 +384,7 @@ def read_pie_items(folder: Path, defaults: Mapping[str, object] | None = None, *
                 options.update(pie_p2p_options(entry))
             items.append(item_from_options(entry.id, options, defaults=defaults, relative_path=entry.relative_path))
         except ManifestError as e:
-            items.append(BatchItem(entry.id, "edit", (), "", relative_path=entry.relative_path, error=str(e)))
+            items.append(BatchItem(entry.id, "edit", {}, "", relative_path=entry.relative_path, error=str(e)))
     return items
 
 
@@ -446,11 +499,6 @@ class Runner:
         self.layout = layout
 
     def __call__(self, item: BatchItem) -> Outcome:
-        import click
-
-        from .cli import edit as edit_cli
-        from .cli import mask as mask_cli
-
         if item.error:
             return Outcome(item.id, "failed", error=item.error)
         key = item.key(self.model_id)
@@ -459,22 +507,14 @@ class Runner:
         if _done_before(folder, key) and (pie is None or pie.is_file()):  # a failed copy in PIE's layout: redone
             return Outcome(item.id, "skipped")
         started = time.perf_counter()
-        command, plan_fn, run_fn = ((edit_cli.edit, edit_cli.plan_edit, edit_cli.run_edit) if item.command == "edit"
-                                    else (mask_cli.mask_edit, mask_cli.plan_mask_edit, mask_cli.run_mask_edit))
+        run_fn = run_edit if item.command == "edit" else run_mask_edit
         extra = {"batch": {"id": item.id, "key": key, "method": item.method, "options": list(item.argv)}}
         try:
-            ctx = command.make_context(item.command, [*item.argv, "--out", str(folder)])
-            with ctx:  # the command's own parsing, checks and refusals
-                params = {k: v for k, v in ctx.params.items() if k not in ("model", "device", "threads", "quiet")}
-                if item.command == "edit":  # a --prompt is read at the steps the model will run
-                    params["defaults"] = self.model.defaults
-                plan = plan_fn(**params)
-                result = run_fn(self.model, plan, quiet=True, started=started, command=f"batch {item.command}",
-                                extra=extra)
+            plan = item_plan(item, folder, self.model.defaults)  # a prompt is read at the steps the model will run
+            result = run_fn(self.model, plan, quiet=True, started=started, command=f"batch {item.command}",
+                            extra=extra)
             if pie is not None:
                 self._write_pie(pie, result)
-        except click.exceptions.ClickException as e:
-            return Outcome(item.id, "failed", time.perf_counter() - started, e.format_message())
         except PromptEditError as e:
             return Outcome(item.id, "failed", time.perf_counter() - started, str(e))
         except Exception as e:  # a defect of ours on one item: listed with the failures, and the run goes on
@@ -547,22 +587,21 @@ def run_in_process(items: Sequence[BatchItem], runner: Runner, *, on_outcome=Non
 
 
 class RayWorker:
-    """A Ray Data callable class: loads the model once per worker, then edits the rows it is given."""
+    """A Ray Data callable class: loads the model once per worker (``load``: the front-end's loader, called with
+    no arguments), then edits the rows it is given."""
 
-    def __init__(self, model_path: str, device: str | None, threads: int, out: str, layout: str | None):
+    def __init__(self, load, out: str, layout: str | None):
         import torch
-
-        from .cli.common import load
 
         os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
         torch.set_grad_enabled(False)
-        self.runner = Runner(load(model_path, device, quiet=True, threads=threads), Path(out), layout=layout)
+        self.runner = Runner(load(), Path(out), layout=layout)
 
     def __call__(self, batch: dict) -> dict:
         out = {"id": [], "status": [], "seconds": [], "error": []}
         for raw in batch["item"]:
             data = json.loads(raw)
-            item = BatchItem(data["id"], data["command"], tuple(data["argv"]), data["method"],
+            item = BatchItem(data["id"], data["command"], data["options"], data["method"],
                              data.get("relative_path"), data.get("error"))
             o = self.runner(item)
             out["id"].append(o.id)
@@ -572,10 +611,11 @@ class RayWorker:
         return out
 
 
-def run_on_ray(items: Sequence[BatchItem], *, model_path: str, device: str | None, out: Path,
+def run_on_ray(items: Sequence[BatchItem], *, load, out: Path,
                layout: str | None, address: str | None, workers: int, gpus_per_worker: float,
                threads: int) -> Iterator[Outcome]:
-    """The items on Ray Data (``map_batches`` with :class:`RayWorker`, one model per worker), streamed back."""
+    """The items on Ray Data (``map_batches`` with :class:`RayWorker`, one model per worker, loaded by ``load``
+    (a picklable callable with no arguments; ``threads`` CPU threads each)), streamed back."""
     try:
         import ray
         import ray.data  # configures its loggers on import: before they are quietened below
@@ -598,12 +638,12 @@ def run_on_ray(items: Sequence[BatchItem], *, model_path: str, device: str | Non
         ctx = ray.data.DataContext.get_current()
         ctx.enable_progress_bars = False
         ctx.execution_options.preserve_order = False
-        rows = [{"item": json.dumps({"id": i.id, "command": i.command, "argv": list(i.argv), "method": i.method,
+        rows = [{"item": json.dumps({"id": i.id, "command": i.command, "options": i.options, "method": i.method,
                                      "relative_path": i.relative_path, "error": i.error})} for i in items]
         ds = ray.data.from_items(rows, override_num_blocks=max(1, len(rows))).map_batches(
             RayWorker, batch_size=1, compute=ray.data.ActorPoolStrategy(size=workers),
             num_gpus=gpus_per_worker or None, num_cpus=threads,
-            fn_constructor_kwargs={"model_path": model_path, "device": device, "threads": threads, "out": str(out),
+            fn_constructor_kwargs={"load": load, "out": str(out),
                                    "layout": layout})
         for row in ds.iter_rows():
             yield Outcome(row["id"], row["status"], float(row["seconds"]), row["error"] or None)

@@ -270,3 +270,98 @@ def make_output_dir(path: Path) -> Path:
     except OSError as e:
         raise OutputPathError(f"cannot create {path}: {e.strerror or e}") from None
     return path
+
+
+# ----------------------------------------------------------------------------- result folders
+
+#: the files an edit writes into its folder (and edited-K.png for several targets)
+EDIT_FILES = frozenset({"source.png", "reconstruction.png", "input.png", "grid.png", "result.json", "attention.png",
+                        "blend-mask.png", "inversion.safetensors", "edited.png"})
+#: the files a mask-guided edit writes into its folder
+MASK_EDIT_FILES = frozenset({"input.png", "source.png", "edited.png", "mask.png", "mask-overlay.png", "grid.png",
+                             "result.json"})
+
+
+def is_edit_file(name: str) -> bool:
+    """A file name an edit writes into its folder (edited-K.png for several targets)."""
+    import re
+
+    return name in EDIT_FILES or re.fullmatch(r"edited-\d+\.png", name) is not None
+
+
+def write_result_folder(folder: str | os.PathLike, model, result, *, command: str, started: float | None = None,
+                        input_image=None, write_inversion: bool = False, inputs: dict | None = None,
+                        extra: dict | None = None) -> dict:
+    """Write a result's folder as one output set (complete or not at all, an earlier run's files replaced): its
+    images, grid, maps, masks and ``result.json`` (:func:`promptedit.records.build_record`); returns the files by
+    role. The one writer of result folders, for the CLI, the web app and batch.
+
+    A Prompt-to-Prompt edit (``source.png`` or ``reconstruction.png``, ``edited[-K].png``, ``attention.png`` and
+    ``blend-mask.png`` when the result has them, ``inversion.safetensors`` with ``write_inversion``) or a
+    mask-guided edit (a result with a mask: ``source.png`` or ``input.png``, ``edited.png``, ``mask.png``,
+    ``mask-overlay.png``). ``input_image``: the :class:`~promptedit.images.PreparedImage` of a real image edited
+    (written as ``input.png``)."""
+    writer = _write_mask_edit if result.mask is not None else _write_edit
+    return writer(Path(folder), model, result, command=command, started=started, input_image=input_image,
+                  write_inversion=write_inversion, inputs=inputs, extra=extra)
+
+
+def _write_edit(folder: Path, model, result, *, command, started, input_image, write_inversion, inputs,
+                extra) -> dict:
+    """:func:`write_result_folder` for a Prompt-to-Prompt edit."""
+    from .records import build_record
+    from .visualize import attention_sheet, image_grid, mask_overlay
+
+    first = "reconstruction.png" if result.inversion is not None else "source.png"
+    files: dict = {"source": first}
+    n_targets = len(result.images) - 1
+    names = ["edited.png"] if n_targets == 1 else [f"edited-{k + 1}.png" for k in range(n_targets)]
+    with output_set(folder, is_edit_file) as staged:
+        write_image(staged / first, result.images[0])
+        for name, image in zip(names, result.images[1:]):
+            write_image(staged / name, image)
+        files["edited"] = names
+        tiles, labels = list(result.images), [first.removesuffix(".png")] + [f"edit {k + 1}" for k in range(n_targets)]
+        if input_image is not None:
+            write_image(staged / "input.png", input_image.image)
+            files["input"] = "input.png"
+            tiles, labels = [input_image.image] + tiles, ["input"] + labels
+        if write_inversion:
+            write_bytes(staged / "inversion.safetensors", result.inversion.to_bytes())
+            files["inversion"] = "inversion.safetensors"
+        write_image(staged / "grid.png", image_grid(tiles, labels, cell=max(128, result.width)))
+        files["grid"] = "grid.png"
+        if result.attention is not None:
+            write_image(staged / "attention.png", attention_sheet(model, result))
+            files["attention"] = "attention.png"
+        if result.blend_mask is not None:
+            mask = result.blend_mask[1:].any(0)[0].cpu().numpy()  # (h, w): any edited branch blends there
+            write_image(staged / "blend-mask.png", mask_overlay(result.images[1], np.asarray(mask)))
+            files["blend_mask"] = "blend-mask.png"
+        write_json(staged / "result.json", build_record(command, model, result, started=started, files=files,
+                                                        inputs=inputs or None, extra=extra))
+    return files
+
+
+def _write_mask_edit(folder: Path, model, result, *, command, started, input_image, write_inversion, inputs,
+                     extra) -> dict:
+    """:func:`write_result_folder` for a mask-guided edit (``result.images``: the source (H, W, 3) and the edit)."""
+    from .records import build_record
+    from .visualize import image_grid, mask_overlay, mask_tile
+
+    source_image = result.images[0]
+    first = "input.png" if input_image is not None else "source.png"
+    overlay = mask_overlay(source_image, result.mask)
+    files = {"source": first, "edited": "edited.png", "mask": "mask.png", "overlay": "mask-overlay.png",
+             "grid": "grid.png"}
+    with output_set(folder, MASK_EDIT_FILES) as staged:
+        write_image(staged / first, source_image)
+        write_image(staged / "edited.png", result.edited)
+        write_image(staged / "mask.png", result.mask.astype("uint8") * 255)
+        write_image(staged / "mask-overlay.png", overlay)
+        write_image(staged / "grid.png", image_grid([source_image, mask_tile(result.mask), overlay, result.edited],
+                                                    [first[:-4], "mask", "mask outline", "edited"],
+                                                    cell=max(128, source_image.shape[1])))
+        write_json(staged / "result.json", build_record(command, model, result, started=started, files=files,
+                                                        inputs=inputs or None, extra=extra))
+    return files

@@ -16,7 +16,6 @@ runs :func:`denoise` and decodes. Argument names follow diffusers (``num_inferen
 from __future__ import annotations
 
 import contextlib
-import math
 import time
 import warnings
 from collections.abc import Callable, Sequence

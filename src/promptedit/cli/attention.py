@@ -6,7 +6,8 @@ import time
 
 import click
 
-from .common import echo, load, model_options, sampling_options
+from ..options import echo, sampling_options
+from .common import load, model_options
 
 
 @click.command()

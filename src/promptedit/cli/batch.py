@@ -10,7 +10,8 @@ import time
 import click
 
 from ..errors import ParameterError
-from .common import FiniteRange, MODEL_HELP, echo, load, parse_word_value, resolve_model_path
+from ..options import FiniteRange, echo, parse_word_value
+from .common import MODEL_HELP, load, resolve_model_path
 
 #: the exit code of a batch in which some item failed (2 is bad input of the batch itself, 1 a defect of ours)
 EXIT_ITEMS_FAILED = 3
@@ -159,9 +160,11 @@ def batch(manifest, out, method, steps, guidance, cross_replace, self_replace, s
             workers = workers or max(1, cores)
             per_worker = threads or max(1, cores // workers)
             model_name = resolve_model_path(model)
-            for outcome in run_on_ray(items, model_path=model_name, device=device, out=out, layout=layout,
-                                      address=ray_address, workers=workers, gpus_per_worker=gpus_per_worker,
-                                      threads=per_worker):
+            import functools
+
+            loader = functools.partial(load, model_name, device, quiet=True, threads=per_worker)
+            for outcome in run_on_ray(items, load=loader, out=out, layout=layout, address=ray_address,
+                                      workers=workers, gpus_per_worker=gpus_per_worker, threads=per_worker):
                 record(outcome)
                 if strict and outcome.status == "failed":
                     break

@@ -7,7 +7,8 @@ import time
 import click
 
 from ..errors import ParameterError
-from .common import FINITE, MODEL_HELP, load
+from ..options import FINITE
+from .common import MODEL_HELP, load
 
 
 @click.group()

@@ -1,5 +1,6 @@
-"""What every command shares: model and sampling options, loading, thread policy, refusing unused options,
-parsing windows and WORD=VALUE pairs, and writing a record. Nothing here imports torch at import time."""
+"""What every command shares: model options, loading, thread policy, refusing unused options (the sampling
+options, parsing and input checks are :mod:`promptedit.options`, shared with batch). Nothing here imports torch
+at import time."""
 
 from __future__ import annotations
 
@@ -11,38 +12,11 @@ import click
 
 from ..errors import ParameterError, PromptEditError
 from ..families import DEFAULT_MODEL, EMBEDDED_MODELS, resolve_model
+from ..options import echo, refuse_given
 
 EMBEDDED_MODEL = EMBEDDED_MODELS[DEFAULT_MODEL]
 MODEL_HELP = ("Diffusers Stable Diffusion folder, SD 1.x/2.x or XL, or a shipped shapes-world model: embedded "
               "(SD's architecture, the default) or embedded-xl (SDXL's).")
-MAX_SEED = 2**63 - 1
-
-
-class FiniteRange(click.FloatRange):
-    """click's FloatRange that also refuses nan and ±inf (which FloatRange and ``float`` let through)."""
-
-    name = "float"
-
-    def _describe_range(self) -> str:
-        return "" if self.min is None and self.max is None else super()._describe_range()
-
-    def convert(self, value, param, ctx):
-        import math
-
-        rv = super().convert(value, param, ctx)
-        if not math.isfinite(rv):
-            self.fail(f"{value!r} is not a finite number.", param, ctx)
-        return rv
-
-
-#: any finite number
-FINITE = FiniteRange()
-
-
-def echo(ctx_quiet: bool, message: str) -> None:
-    """An informative line on stderr, unless ``--quiet``."""
-    if not ctx_quiet:
-        click.echo(message, err=True)
 
 
 def resolve_model_path(model: str | None) -> str:
@@ -145,108 +119,15 @@ def model_options(f):
     return wrapper
 
 
-def sampling_options(f):
-    """--steps, --guidance, --seed, --height, --width, --allow-large-size."""
-    @click.option("--steps", type=click.IntRange(1, 1000), default=None,
-                  help="DDIM steps (default: the model's, else the papers' 50).")
-    @click.option("--guidance", type=FiniteRange(0), default=None,
-                  help="Classifier-free guidance scale (default: the model's, else 7.5).")
-    @click.option("--seed", type=click.IntRange(0, MAX_SEED), default=None,
-                  help="Seed of the noise; the same seed reproduces, bit for bit at the same --threads (default 0).")
-    @click.option("--height", type=click.IntRange(min=1), default=None, help="Image height (default: the model's size).")
-    @click.option("--width", type=click.IntRange(min=1), default=None, help="Image width (default: the model's size).")
-    @click.option("--allow-large-size", "allow_large", is_flag=True,
-                  help="Allow sides above 4x the model's native size (refused by default; memory is still checked).")
-    @functools.wraps(f)
-    def wrapper(*args, **kwargs):
-        return f(*args, **kwargs)
-
-    return wrapper
-
-
-def given(*names: str) -> list[str]:
-    """The options among ``names`` given on the command line (or by environment), as their flags."""
+def given() -> dict[str, str]:
+    """The options given on the command line (or by environment), ``{name: flag}`` in the command's order."""
     from click.core import ParameterSource
 
     ctx = click.get_current_context()
-    return [p.opts[0] for p in ctx.command.params
-            if p.name in names and ctx.get_parameter_source(p.name) in (ParameterSource.COMMANDLINE,
-                                                                        ParameterSource.ENVIRONMENT)]
+    return {p.name: p.opts[0] for p in ctx.command.params
+            if ctx.get_parameter_source(p.name) in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)}
 
 
 def refuse_unused(names, why: str) -> None:
     """Refuse options given on the command line that would be ignored ``why`` (one line, exit 2)."""
-    flags = given(*names)
-    if flags:
-        raise ParameterError(f"{', '.join(flags)} {'is' if len(flags) == 1 else 'are'} not used {why}")
-
-
-def parse_window(text: str, what: str):
-    """``F`` → F; ``START,END`` → (START, END)."""
-    try:
-        parts = [float(v) for v in text.split(",")]
-    except ValueError:
-        raise ParameterError(f"{what} must be F or START,END with numbers, got {text!r}") from None
-    if len(parts) == 1:
-        return parts[0]
-    if len(parts) == 2:
-        return (parts[0], parts[1])
-    raise ParameterError(f"{what} must be F or START,END, got {text!r}")
-
-
-def parse_word_value(text: str, what: str) -> tuple[str, str]:
-    if "=" not in text:
-        raise ParameterError(f"{what} must be WORD=VALUE, got {text!r}")
-    word, value = text.rsplit("=", 1)
-    if not word.strip():
-        raise ParameterError(f"{what} needs a word before '=', got {text!r}")
-    return word.strip(), value.strip()
-
-
-def is_number(text: str) -> bool:
-    try:
-        float(text)
-        return True
-    except ValueError:
-        return False
-
-
-def check_input(path, what: str = "image") -> Path:
-    """An input file that exists and is a regular file, checked before the model loads."""
-    from ..images import check_input_file
-
-    return check_input_file(path, what)
-
-
-def check_not_inputs(out: Path, inputs, names) -> None:
-    """Refuse an output folder whose outputs (``names``: a set of file names, or a predicate on a name) would
-    overwrite an input file, given by its path or through a link."""
-    from ..errors import OutputPathError
-
-    if not callable(names):
-        names = frozenset(names).__contains__
-
-    for item in inputs:
-        if not item:
-            continue
-        for p in {Path(item).absolute(), Path(item).resolve()}:  # the path given, and the file it links to
-            if p.parent.resolve() == Path(out).resolve() and names(p.name):
-                raise OutputPathError(f"writing to {out} would overwrite the input {item}")
-
-
-def image_size(model, height: int | None, width: int | None) -> tuple[int, int]:
-    """(height, width) a real image is brought to: the options, else the model's native size."""
-    return (model.image_size if height is None else height, model.image_size if width is None else width)
-
-
-def read_inversion(path):
-    """A saved inversion, read and validated completely."""
-    from ..errors import ImageInputError
-    from ..inversion import Inversion
-
-    p = check_input(path, "inversion file")
-    try:
-        data = p.read_bytes()
-    except OSError as e:
-        raise ImageInputError(f"cannot read {p}: {e.strerror or e}") from None
-    return Inversion.from_bytes(data, str(p))
+    refuse_given(given(), names, why)

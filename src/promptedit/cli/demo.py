@@ -6,7 +6,8 @@ import time
 
 import click
 
-from .common import EMBEDDED_MODEL, echo, load, model_options, sampling_options
+from ..options import echo, sampling_options
+from .common import EMBEDDED_MODEL, load, model_options
 
 
 @click.command()

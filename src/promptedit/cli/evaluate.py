@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 
 from ..errors import OutputPathError, ParameterError
-from .common import echo
+from ..options import echo
 
 
 @click.command()
@@ -35,11 +35,10 @@ def evaluate(run_dir, data, layout, dino, clip, lpips_backbone, lpips_linear, de
     edit mask; CLIP similarity of the edited image and of its edited part), and against the exact target where
     the set has one. Metrics whose network is not given are left out and named. Only the items whose latest run
     succeeded are scored (DIR/run.json), each at its source's size."""
-    from ..batch import FAILURES, RunRecord
     from ..evaluate import Metrics, aggregate, plot, report
     from ..models import resolve_device
     from ..outputs import check_output_file, write_bytes, write_image, write_json
-    from ..pie import (MAPPING_FILE, RESIZE_FILTER, crop_item, fingerprint, load_output, load_source,
+    from ..pie import (MAPPING_FILE, RESIZE_FILTER, crop_item, load_output, load_source,
                        load_target, output_at_size, read_pie, read_rgb)
 
     started = time.perf_counter()
@@ -61,31 +60,7 @@ def evaluate(run_dir, data, layout, dino, clip, lpips_backbone, lpips_linear, de
     def image_path(item) -> Path:
         return pie_images / item.relative_path if layout == "pie" else run / item.id / "edited.png"
 
-    # which items the latest run edited: batch's record (DIR/run.json; DIR/pie/<method>/ for --layout pie)
-    run_root = run.parent.parent if layout == "pie" and run.parent.name == "pie" else run
-    record = RunRecord.read(run_root)
-    statuses = record["items"] if record is not None else {}
-    if record is None:
-        failed_before = _failed_ids(run_root / FAILURES)
-        warnings.warn(f"{run_root} has no record of its latest run ({run_root / 'run.json'}: a run by an older "
-                      "promptedit, or not by promptedit batch): its data set is not checked, and every edited image "
-                      f"found is scored but those of the {len(failed_before)} items in {FAILURES}", stacklevel=1)
-        statuses = {i.id: "failed" if i.id in failed_before else "done" for i in items}
-    elif not record.get("data"):
-        warnings.warn(f"{run_root / 'run.json'} records no data set (a run of a JSONL manifest): it is not checked "
-                      f"against {data}", stacklevel=1)
-    elif record["data"] != (here := fingerprint(data)):
-        raise ParameterError(f"{run_root} was run on another data set than {data} (fingerprint {record['data']} in "
-                             f"its run.json, {here} here): evaluate it with the --data it was run on")
-    present, failed, not_run = [], [], []
-    for i in items:
-        status = statuses.get(i.id)
-        if status == "failed":
-            failed.append(i)
-        elif status in ("done", "skipped") and image_path(i).is_file():
-            present.append(i)
-        else:
-            not_run.append(i)
+    present, failed, not_run = _latest_run(run, layout, items, data, image_path)
     notes = []
     if failed:
         notes.append(f"{len(failed)} of {len(items)} items failed in the latest run and are left out")
@@ -153,6 +128,40 @@ def evaluate(run_dir, data, layout, dino, clip, lpips_backbone, lpips_linear, de
                                                                            "world_check", "ssim_unedit_part"))
     left_out = f", {len(failed)} failed, {len(not_run)} not run" if failed or not_run else ""
     click.echo(f"wrote {prefix.with_suffix('.md')} ({len(present)} of {len(items)} items{left_out}; {shown})")
+
+
+def _latest_run(run: Path, layout: str, items, data, image_path) -> tuple[list, list, list]:
+    """The items the latest run of ``run`` edited (with an edited image at ``image_path(item)``), failed, and did
+    not run, by batch's record (DIR/run.json; DIR/pie/<method>/ for --layout pie), or its failures.jsonl (with a
+    warning) for a run without one; a record of another data set than ``data`` is refused."""
+    from ..batch import FAILURES, RunRecord
+    from ..pie import fingerprint
+
+    run_root = run.parent.parent if layout == "pie" and run.parent.name == "pie" else run
+    record = RunRecord.read(run_root)
+    statuses = record["items"] if record is not None else {}
+    if record is None:
+        failed_before = _failed_ids(run_root / FAILURES)
+        warnings.warn(f"{run_root} has no record of its latest run ({run_root / 'run.json'}: a run by an older "
+                      "promptedit, or not by promptedit batch): its data set is not checked, and every edited image "
+                      f"found is scored but those of the {len(failed_before)} items in {FAILURES}", stacklevel=1)
+        statuses = {i.id: "failed" if i.id in failed_before else "done" for i in items}
+    elif not record.get("data"):
+        warnings.warn(f"{run_root / 'run.json'} records no data set (a run of a JSONL manifest): it is not checked "
+                      f"against {data}", stacklevel=1)
+    elif record["data"] != (here := fingerprint(data)):
+        raise ParameterError(f"{run_root} was run on another data set than {data} (fingerprint {record['data']} in "
+                             f"its run.json, {here} here): evaluate it with the --data it was run on")
+    present, failed, not_run = [], [], []
+    for i in items:
+        status = statuses.get(i.id)
+        if status == "failed":
+            failed.append(i)
+        elif status in ("done", "skipped") and image_path(i).is_file():
+            present.append(i)
+        else:
+            not_run.append(i)
+    return present, failed, not_run
 
 
 def _failed_ids(path: Path) -> set[str]:

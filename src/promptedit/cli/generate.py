@@ -6,7 +6,8 @@ import time
 
 import click
 
-from .common import load, model_options, sampling_options
+from ..options import sampling_options
+from .common import load, model_options
 
 
 @click.command()
@@ -14,17 +15,17 @@ from .common import load, model_options, sampling_options
 @click.option("--out", required=True, metavar="FILE.png", help="Output image; FILE.json records the run.")
 @sampling_options
 @model_options
-def generate(prompt, out, model, device, threads, quiet, steps, guidance, seed, height, width, allow_large):
+def generate(prompt, out, model, device, threads, quiet, **sampling):
     """Generate an image from PROMPT."""
-    from ..editing import generate as run
     from ..outputs import check_output_file, file_set, write_image, write_json
     from ..records import build_record
+    from ..requests import GenerateRequest, SamplingOptions
 
     started = time.perf_counter()
     out = check_output_file(out)
+    request = GenerateRequest(prompt, SamplingOptions(**sampling))
     m = load(model, device, quiet=quiet, threads=threads)
-    result = run(m, prompt, seed=0 if seed is None else seed, num_inference_steps=steps, guidance_scale=guidance,
-                 height=height, width=width, allow_large=allow_large, progress=not quiet)
+    result = request.run(m, progress=not quiet)
     with file_set(out) as staged:  # the image and its record, or neither
         write_image(staged / out.name, result.images[0])
         write_json(staged / out.with_suffix(".json").name, build_record("generate", m, result, started=started,

@@ -8,8 +8,9 @@ from pathlib import Path
 import click
 
 from ..errors import ParameterError
-from .common import check_input, load, model_options, refuse_unused, sampling_options
-from .edit import INVERSION_METHODS, invert_image
+from ..options import check_input, invert_request, sampling_options
+from ..requests import INVERSION_METHODS, SamplingOptions
+from .common import load, model_options, refuse_unused
 
 
 @click.command()
@@ -25,8 +26,7 @@ from .edit import INVERSION_METHODS, invert_image
               help="Null-text: Adam iterations per step.")
 @sampling_options
 @model_options
-def invert(image, prompt, method, out, fit, inner_steps, model, device, threads, quiet, steps, guidance, seed, height,
-           width, allow_large):
+def invert(image, prompt, method, out, fit, inner_steps, model, device, threads, quiet, **sampling):
     """Invert a real IMAGE under its caption, for editing with `promptedit edit --inversion`.
 
     --steps defaults to the model's inversion steps (the paper's 50), which the edits of the inversion reuse.
@@ -46,8 +46,9 @@ def invert(image, prompt, method, out, fit, inner_steps, model, device, threads,
         raise ParameterError(f"--out {out} would overwrite the input image")
     check_input(image)
     m = load(model, device, quiet=quiet, threads=threads)
-    prepared, inv = invert_image(m, image, prompt, method, fit, inner_steps, steps, guidance, height, width,
-                                 allow_large, quiet)
+    sampling = SamplingOptions(**sampling)
+    prepared, request = invert_request(m, image, prompt, method, fit, inner_steps, sampling, quiet)
+    inv = request.run(m, progress=not quiet)
     rec = reconstruct(m, inv, progress=False)
     value = psnr(rec.images[0], prepared.image)
     with file_set(out, rec_path) as staged:  # all three, or none

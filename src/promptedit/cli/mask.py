@@ -4,70 +4,25 @@ attention masks, DiffEdit's, or a mask file of the user's."""
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import click
 
 from ..errors import ParameterError
-from .common import (
+from ..options import (
+    INSTANT_OPTIONS,
     FiniteRange,
     check_input,
-    check_not_inputs,
     echo,
-    given,
-    image_size,
-    load,
-    model_options,
-    refuse_unused,
+    instant_mask_options,
+    mask_edit_options,
+    plan_mask_edit,
+    prepare_image,
+    run_mask_edit,
     sampling_options,
 )
-
-INSTANT_OPTIONS = ("anchor", "threshold", "smooth_times", "guided_filter_radius", "region_peak", "object_threshold",
-                   "background_threshold", "num_seeds")
-OUTPUT_NAMES = {"input.png", "source.png", "edited.png", "mask.png", "mask-overlay.png", "grid.png", "result.json"}
-
-
-def instant_mask_options(f):
-    """The instant-mask (InstDiffEdit) options, the model's defaults (else the authors') when not given."""
-    options = [
-        click.option("--anchor", type=click.Choice(["source", "edited", "start-token"]), default="source",
-                     show_default=True,
-                     help="Whose maps make the mask: the source text's, anchored on the words the edit replaces; the "
-                          "edit text's, anchored on the edited words; or the edit text's, anchored on any word "
-                          "(start-token: the paper's rule)."),
-        click.option("--threshold", type=FiniteRange(0, 1, max_open=True), default=None,
-                     help="φ, the binarisation threshold of the normalised mask (default: the model's; the authors' "
-                          "0.2 unless its promptedit.json says otherwise)."),
-        click.option("--smooth", "smooth_times", type=click.IntRange(min=0), default=None,
-                     help="Passes of 5x5 Gaussian smoothing (default: the model's; the authors' 2; the embedded "
-                          "model: 0, its maps are trained to fall inside their objects)."),
-        click.option("--guided-filter", "guided_filter_radius", type=FiniteRange(0, 64), default=None,
-                     metavar="CELLS",
-                     help="Refine the final mask's edges with a guided filter that follows the image, radius in "
-                          "attention-map cells; 0 turns it off (default: the model's; none, as in the paper; the "
-                          "embedded model: 2)."),
-        click.option("--region-peak", "region_peak", type=FiniteRange(0, 1), default=None, metavar="FRACTION",
-                     help="Keep only the final mask's connected regions whose peak reaches this fraction of the "
-                          "strongest region's; 0 keeps them all (default: the model's; 0, as in the paper; the "
-                          "embedded model: 0.9)."),
-        click.option("--object-threshold", type=FiniteRange(-1, 1), default=0.9, show_default=True,
-                     help="Words at least this similar to the anchor are the object."),
-        click.option("--background-threshold", type=FiniteRange(-1, 1), default=0.6, show_default=True,
-                     help="Words at most this similar to the anchor are the background."),
-        click.option("--seeds", "num_seeds", type=click.IntRange(min=1), default=1, show_default=True,
-                     help="Noise draws whose masks are averaged (the authors average 3)."),
-    ]
-    for option in reversed(options):
-        f = option(f)
-    return f
-
-
-def _prepared_image(model, image, fit, height, width, allow_large):
-    from ..images import load_image
-    from ..runner import check_size
-
-    size = image_size(model, height, width)
-    check_size(model, *size, batch=2, allow_large=allow_large)
-    return load_image(image, size, fit)
+from ..requests import SamplingOptions
+from .common import given, load, model_options, refuse_unused
 
 
 @click.command()
@@ -86,11 +41,8 @@ def _prepared_image(model, image, fit, height, width, allow_large):
 @instant_mask_options
 @sampling_options
 @model_options
-def mask(image, source, target, out, method, strength, mask_steps, fit, model, device, threads, quiet, steps, guidance,
-         seed, height, width, allow_large, **instant):
+def mask(image, source, target, out, method, strength, mask_steps, fit, model, device, threads, quiet, **options):
     """Make the mask of the region that changes from SOURCE to TARGET in IMAGE."""
-    from pathlib import Path
-
     from ..maskedit import make_mask
     from ..outputs import check_output_file, file_set, write_image, write_json
     from ..records import build_record
@@ -105,11 +57,13 @@ def mask(image, source, target, out, method, strength, mask_steps, fit, model, d
         raise ParameterError(f"--out {out} would overwrite the input image")
     check_input(image)
     m = load(model, device, quiet=quiet, threads=threads)
-    prepared = _prepared_image(m, image, fit, height, width, allow_large)
-    extra = {"mask_steps": mask_steps, **instant} if method == "instant" else {}
+    sampling = SamplingOptions.take(options)  # the rest: the instant-mask options
+    prepared = prepare_image(m, image, fit, sampling, batch=2)
+    extra = {"mask_steps": mask_steps, **options} if method == "instant" else {}
     result = make_mask(m, prepared.image, source, target, method=method, strength=strength,
-                       num_inference_steps=steps, guidance_scale=guidance, seed=0 if seed is None else seed,
-                       allow_large=allow_large, progress=not quiet, **extra)
+                       num_inference_steps=sampling.steps, guidance_scale=sampling.guidance,
+                       seed=0 if sampling.seed is None else sampling.seed, allow_large=sampling.allow_large,
+                       progress=not quiet, **extra)
     for note in result.notes:
         echo(quiet, note)
     with file_set(out, overlay) as staged:
@@ -122,133 +76,18 @@ def mask(image, source, target, out, method, strength, mask_steps, fit, model, d
 
 
 @click.command("mask-edit")
-@click.option("--source", required=True, help="The image's caption (or the prompt of the generated source).")
-@click.option("--target", required=True, help="The edited prompt.")
-@click.option("--out", required=True, metavar="DIR", help="Output folder.")
-@click.option("--image", default=None, metavar="IMAGE", help="The image to edit (default: generated from --seed).")
-@click.option("--method", type=click.Choice(["instant", "diffedit"]), default="instant", show_default=True,
-              help="The mask: instant attention masks (InstDiffEdit: mask and edit in one pass, then an inpainting "
-                   "pass) or DiffEdit's (through diffusers).")
-@click.option("--mask", "mask_file", default=None, metavar="MASK.png",
-              help="Edit only inside this mask (white = edit), instead of a mask the method makes.")
-@click.option("--strength", type=FiniteRange(0, 1, min_open=True), default=0.5, show_default=True,
-              help="How far the source is noised (fraction of the steps).")
-@click.option("--fit", type=click.Choice(["crop", "pad"]), default="crop", show_default=True,
-              help="How --image (and --mask, the same way) is brought to the model's aspect ratio before resizing.")
-@click.option("--inpaint-model", default=None, metavar="PATH",
-              help="Instant: a diffusers inpainting folder (SD or SDXL) for the final pass over the mask (default: "
-                   "the same model regenerates the masked region).")
-@instant_mask_options
-@sampling_options
+@mask_edit_options
 @model_options
 def mask_edit(model, device, threads, quiet, **kw):
     """A mask-guided edit: the source noised to --strength and denoised under TARGET inside a mask, the rest
     kept pixel for pixel. Writes DIR/input.png (or source.png), DIR/edited.png, DIR/mask.png,
     DIR/mask-overlay.png, DIR/grid.png and DIR/result.json."""
     started = time.perf_counter()
-    plan = plan_mask_edit(**kw)
+    plan = plan_mask_edit(**kw, given=given())
     m = load(model, device, quiet=quiet, threads=threads)
     result = run_mask_edit(m, plan, quiet=quiet, started=started)
-    click.echo(f"wrote {plan['out']} ({result.method}, mask {result.mask.mean():.0%} of the image, "
+    click.echo(f"wrote {plan.out} ({result.method}, mask {result.mask.mean():.0%} of the image, "
                f"total {result.timings['total']:.1f} s)")
-
-
-def plan_mask_edit(source, target, out, image, method, mask_file, strength, fit, inpaint_model, steps, guidance,
-                   seed, height, width, allow_large, **instant) -> dict:
-    """Check a mask-guided edit's options and inputs before anything loads (one-line errors)."""
-    from ..outputs import check_output_dir
-
-    if mask_file:
-        if given("method"):
-            raise ParameterError(f"--mask replaces the mask that --method {method} makes: give one of them")
-        refuse_unused(INSTANT_OPTIONS + ("inpaint_model",), "with --mask (only with --method instant)")
-    elif method != "instant":
-        refuse_unused(INSTANT_OPTIONS + ("inpaint_model",), f"with --method {method} (only with instant)")
-    if image:
-        check_input(image)
-    if mask_file:
-        check_input(mask_file, "mask")
-    out = check_output_dir(out)
-    check_not_inputs(out, [image, mask_file], OUTPUT_NAMES)
-    return dict(source=source, target=target, out=out, image=image, method=method, mask_file=mask_file,
-                strength=strength, fit=fit, inpaint_model=inpaint_model, steps=steps, guidance=guidance,
-                seed=0 if seed is None else seed, height=height, width=width, allow_large=allow_large,
-                instant=instant)
-
-
-def run_mask_edit(model, plan: dict, *, quiet: bool = True, started: float | None = None, command: str = "mask-edit",
-                  extra: dict | None = None):
-    """Run a planned mask-guided edit on a loaded model and write its outputs and record; returns the result."""
-    from ..maskedit import diffedit, instdiffedit, masked_edit
-    from ..outputs import output_set, write_image, write_json
-    from ..records import build_record
-    from ..visualize import image_grid, mask_overlay, mask_tile
-
-    p = plan
-    started = time.perf_counter() if started is None else started
-    inpainter = None
-    if p["inpaint_model"]:
-        from ..models import load_inpaint_pipeline
-
-        inpainter = load_inpaint_pipeline(p["inpaint_model"], device=model.device, dtype=model.dtype,
-                                          progress=not quiet)
-    prepared = None
-    if p["image"]:
-        prepared = _prepared_image(model, p["image"], p["fit"], p["height"], p["width"], p["allow_large"])
-        source_image = prepared.image
-    else:
-        from ..editing import generate
-
-        source_image = generate(model, p["source"], seed=p["seed"], num_inference_steps=p["steps"],
-                                guidance_scale=p["guidance"], height=p["height"], width=p["width"],
-                                allow_large=p["allow_large"], progress=not quiet).images[0]
-    common = dict(strength=p["strength"], num_inference_steps=p["steps"], guidance_scale=p["guidance"], seed=p["seed"],
-                  allow_large=p["allow_large"], progress=not quiet)
-    if p["mask_file"]:
-        like = None if prepared is None else prepared.oriented_size  # the image file's shape, which the mask has
-        mask = read_mask(p["mask_file"], source_image.shape[:2], p["fit"], like=like)
-        result = masked_edit(model, source_image, mask, p["target"], **common)
-    elif p["method"] == "instant":
-        result = instdiffedit(model, source_image, p["source"], p["target"], inpaint_pipeline=inpainter,
-                              **p["instant"], **common)
-    else:
-        result = diffedit(model, source_image, p["source"], p["target"], **common)
-    for note in result.notes:
-        echo(quiet, note)
-    first = "input.png" if p["image"] else "source.png"
-    overlay = mask_overlay(source_image, result.mask)
-    inputs = {}
-    if prepared is not None:
-        inputs["image"] = {"path": str(p["image"]), "rule": prepared.rule, "original_size": prepared.original_size,
-                           "original_mode": prepared.original_mode}
-    if p["mask_file"]:
-        inputs["mask"] = str(p["mask_file"])
-    files = {"source": first, "edited": "edited.png", "mask": "mask.png", "overlay": "mask-overlay.png",
-             "grid": "grid.png"}
-    with output_set(p["out"], OUTPUT_NAMES) as staged:  # complete or not at all, an earlier run's files replaced
-        write_image(staged / first, source_image)
-        write_image(staged / "edited.png", result.edited)
-        write_image(staged / "mask.png", result.mask.astype("uint8") * 255)
-        write_image(staged / "mask-overlay.png", overlay)
-        write_image(staged / "grid.png", image_grid([source_image, mask_tile(result.mask), overlay, result.edited],
-                                                    [first[:-4], "mask", "mask outline", "edited"],
-                                                    cell=max(128, source_image.shape[1])))
-        write_json(staged / "result.json", build_record(command, model, result, started=started, files=files,
-                                                        inputs=inputs or None, extra=extra))
-    return result
-
-
-def read_mask(path, size, fit="crop", *, like=None):
-    """A user mask image (white = edit) as an (H, W) bool array at ``size``, brought there as the image was
-    (EXIF orientation, 16-bit scaling, the same crop or pad, then nearest resize; see
-    :func:`promptedit.images.prepare_mask`); ``like``: the image's (width, height), whose shape the mask must have."""
-    from ..errors import ImageInputError
-    from ..images import load_mask
-
-    mask = load_mask(path, size, fit, like=like)
-    if not mask.any():
-        raise ImageInputError(f"mask {path} is empty (no white pixels)")
-    return mask
 
 
 COMMANDS = [mask, mask_edit]

@@ -9,7 +9,8 @@ import click
 
 from ..errors import ParameterError
 from ..families import FAMILIES
-from .common import FINITE, load, set_threads
+from ..options import FINITE
+from .common import load, set_threads
 
 
 @click.command()

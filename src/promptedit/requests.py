@@ -1,0 +1,292 @@
+"""Requests: what one ``generate``, ``edit``, ``mask-edit`` or ``invert`` asks for, as frozen dataclasses checked
+on construction (a one-line :class:`~promptedit.errors.ParameterError`), each run on a loaded model by the method
+functions (:mod:`promptedit.editing`, :mod:`promptedit.maskedit`, :mod:`promptedit.inversion`).
+
+Every front-end (the CLI, the web app, batch) builds these and writes what they return with
+:func:`promptedit.outputs.write_result_folder`. Inputs are in memory: the front-end reads the image, mask or saved
+inversion (no file I/O here). Options are grouped: :class:`SamplingOptions` (steps, guidance, seed, size) is
+shared by every request, :class:`InstantOptions` is InstDiffEdit's; a new per-edit input is one field of the
+request it belongs to, used in that request's ``run``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .defaults import EDIT_NULLS
+from .errors import ParameterError
+
+INVERSION_METHODS = ("null-text", "negative-prompt", "direct", "ddim")
+MASK_EDIT_METHODS = ("instant", "diffedit", "mask")
+ANCHORS = ("source", "edited", "start-token")
+MAX_SEED = 2**63 - 1
+
+
+def _whole(value, name: str, low: int, high: int | None = None) -> None:
+    """Refuse ``value`` unless it is a whole number in [low, high] (bool is not a number here)."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise ParameterError(f"{name} must be a whole number, got {value!r}")
+    if value < low or (high is not None and value > high):
+        raise ParameterError(f"{name} must be in [{low}, {high}], got {value}" if high is not None
+                             else f"{name} must be at least {low}, got {value}")
+
+
+def _finite(value, name: str, low: float | None = None, high: float | None = None, *,
+            low_open: bool = False, high_open: bool = False) -> None:
+    """Refuse ``value`` unless it is a finite number within the bounds given (open where said)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
+            or not math.isfinite(value):
+        raise ParameterError(f"{name} must be a finite number, got {value!r}")
+    if (low is not None and (value < low or (low_open and value == low))) or \
+            (high is not None and (value > high or (high_open and value == high))):
+        lo = "(" if low_open else "["
+        hi = ")" if high_open else "]"
+        raise ParameterError(f"{name} must be in {lo}{low}, {high}{hi}, got {value}")
+
+
+def _prompt(value, name: str) -> None:
+    if not isinstance(value, str):
+        raise ParameterError(f"{name} must be a prompt (text), got {type(value).__name__}")
+
+
+def _image(value, name: str) -> None:
+    """An (H, W, 3) uint8 image array."""
+    if not (isinstance(value, np.ndarray) and value.dtype == np.uint8 and value.ndim == 3 and value.shape[2] == 3):
+        raise ParameterError(f"{name} must be an (H, W, 3) uint8 array, got "
+                             f"{getattr(value, 'shape', type(value).__name__)}")
+
+
+@dataclass(frozen=True)
+class SamplingOptions:
+    """Steps, guidance, seed and size of a run (None: the model's, or the start's); shared by every request."""
+
+    steps: int | None = None
+    guidance: float | None = None
+    seed: int | None = None
+    height: int | None = None
+    width: int | None = None
+    allow_large: bool = False
+
+    def __post_init__(self):
+        if self.steps is not None:
+            _whole(self.steps, "steps", 1, 1000)
+        if self.guidance is not None:
+            _finite(self.guidance, "guidance", 0)
+        if self.seed is not None:
+            _whole(self.seed, "seed", 0, MAX_SEED)
+        for name in ("height", "width"):
+            if getattr(self, name) is not None:
+                _whole(getattr(self, name), name, 1)
+        if not isinstance(self.allow_large, bool):
+            raise ParameterError(f"allow_large must be true or false, got {self.allow_large!r}")
+
+    @classmethod
+    def take(cls, options: dict) -> SamplingOptions:
+        """The sampling options among a front-end's ``options`` (by field name: the options
+        :func:`promptedit.options.sampling_options` declares), taken out of that dict."""
+        return cls(**{name: options.pop(name) for name in cls.__dataclass_fields__ if name in options})
+
+    @property
+    def is_default(self) -> bool:
+        """Nothing given: every value the model's (or the start's)."""
+        return self == SamplingOptions()
+
+
+@dataclass(frozen=True)
+class GenerateRequest:
+    """Plain text-to-image generation of ``prompt`` (seed 0 unless given)."""
+
+    prompt: str
+    sampling: SamplingOptions = field(default_factory=SamplingOptions)
+
+    def __post_init__(self):
+        _prompt(self.prompt, "prompt")
+
+    def run(self, model, *, progress: bool | str = True):
+        """:func:`promptedit.editing.generate` on ``model``; returns its Result."""
+        from .editing import generate
+
+        s = self.sampling
+        return generate(model, self.prompt, seed=0 if s.seed is None else s.seed, num_inference_steps=s.steps,
+                        guidance_scale=s.guidance, height=s.height, width=s.width, allow_large=s.allow_large,
+                        progress=progress)
+
+
+@dataclass(frozen=True)
+class InvertRequest:
+    """Invert ``image`` ((H, W, 3) uint8 at the run's size, read and prepared by the front-end) under ``prompt``
+    with ``method``; ``image_rule``: how the front-end prepared it (recorded with the inversion)."""
+
+    image: np.ndarray
+    prompt: str
+    method: str = "null-text"
+    inner_steps: int = 10
+    sampling: SamplingOptions = field(default_factory=SamplingOptions)
+    image_rule: str = ""
+
+    def __post_init__(self):
+        _image(self.image, "the image to invert")
+        _prompt(self.prompt, "the inversion's prompt")
+        if self.method not in INVERSION_METHODS:
+            raise ParameterError(f"inversion method must be one of {', '.join(INVERSION_METHODS)}, got {self.method!r}")
+        _whole(self.inner_steps, "inner_steps", 1)
+        if self.sampling.seed is not None:
+            raise ParameterError("a seed is not used by an inversion (it uses no noise)")
+
+    def run(self, model, *, progress: bool | str = True):
+        """:func:`promptedit.inversion.invert` on ``model``; returns the Inversion."""
+        from .inversion import invert
+
+        s = self.sampling
+        return invert(model, self.image, self.prompt, method=self.method, num_inference_steps=s.steps,
+                      guidance_scale=s.guidance, num_inner_steps=self.inner_steps, allow_large=s.allow_large,
+                      progress=progress, image_rule=self.image_rule)
+
+
+@dataclass(frozen=True)
+class EditRequest:
+    """A Prompt-to-Prompt edit (:class:`~promptedit.edit_spec.EditSpec`: prompts, windows, blend, re-weights) of a
+    generated image (from ``sampling``'s seed, 0 unless given), of a real image (``invert``: inverted first) or
+    of a saved ``inversion``. An edit of a real image runs at the inversion's steps, guidance and size: its
+    ``sampling`` is the InvertRequest's (or the saved inversion's), and its own must be left unset.
+
+    ``edit_null`` (edits of an inversion: which branches take its null conditioning, ``all`` or ``source``;
+    None: the model's) and ``save_attention`` (record the cross-attention maps) are the edit's own options.
+    """
+
+    spec: object
+    sampling: SamplingOptions = field(default_factory=SamplingOptions)
+    invert: InvertRequest | None = None
+    inversion: object | None = None
+    edit_null: str | None = None
+    save_attention: bool = False
+
+    def __post_init__(self):
+        from .inversion import Inversion
+        from .edit_spec import EditSpec
+
+        if not isinstance(self.spec, EditSpec):
+            raise ParameterError(f"an edit request takes an EditSpec, got {type(self.spec).__name__}")
+        if self.invert is not None and self.inversion is not None:
+            raise ParameterError("give an image to invert or a saved inversion, not both")
+        if self.invert is not None and not isinstance(self.invert, InvertRequest):
+            raise ParameterError(f"invert must be an InvertRequest, got {type(self.invert).__name__}")
+        if self.inversion is not None and not isinstance(self.inversion, Inversion):
+            raise ParameterError(f"inversion must be an Inversion, got {type(self.inversion).__name__}")
+        if self.real and not self.sampling.is_default:
+            raise ParameterError("an edit of a real image runs at its inversion's steps, guidance and size: give "
+                                 "them to the inversion")
+        if self.edit_null is not None:
+            if not self.real:
+                raise ParameterError("edit_null applies to edits of a real image (an inversion) only")
+            if self.edit_null not in EDIT_NULLS:
+                raise ParameterError(f"edit_null must be one of {', '.join(EDIT_NULLS)}, got {self.edit_null!r}")
+        if not isinstance(self.save_attention, bool):
+            raise ParameterError(f"save_attention must be true or false, got {self.save_attention!r}")
+
+    @property
+    def real(self) -> bool:
+        """An edit of a real image (inverted here, or a saved inversion)."""
+        return self.invert is not None or self.inversion is not None
+
+    def run(self, model, *, progress: bool | str = True):
+        """Invert (when asked), then :func:`promptedit.editing.edit` on ``model``; returns its Result (its
+        ``inversion`` the one edited)."""
+        from .editing import edit
+
+        start = self.invert.run(model, progress=progress) if self.invert is not None else self.inversion
+        s = self.invert.sampling if self.invert is not None else self.sampling
+        if self.real:
+            return edit(model, self.spec, start=start, store_attention=self.save_attention, edit_null=self.edit_null,
+                        allow_large=s.allow_large, progress=progress)
+        return edit(model, self.spec, seed=0 if s.seed is None else s.seed, num_inference_steps=s.steps,
+                    guidance_scale=s.guidance, height=s.height, width=s.width, store_attention=self.save_attention,
+                    allow_large=s.allow_large, progress=progress)
+
+
+@dataclass(frozen=True)
+class InstantOptions:
+    """InstDiffEdit's instant-mask options (None: the model's defaults, else the authors')."""
+
+    anchor: str = "source"
+    threshold: float | None = None
+    smooth_times: int | None = None
+    guided_filter_radius: float | None = None
+    region_peak: float | None = None
+    object_threshold: float = 0.9
+    background_threshold: float = 0.6
+    num_seeds: int = 1
+
+    def __post_init__(self):
+        if self.anchor not in ANCHORS:
+            raise ParameterError(f"anchor must be one of {', '.join(ANCHORS)}, got {self.anchor!r}")
+        if self.threshold is not None:
+            _finite(self.threshold, "threshold", 0, 1, high_open=True)
+        if self.smooth_times is not None:
+            _whole(self.smooth_times, "smooth", 0)
+        if self.guided_filter_radius is not None:
+            _finite(self.guided_filter_radius, "guided-filter radius", 0, 64)
+        if self.region_peak is not None:
+            _finite(self.region_peak, "region peak", 0, 1)
+        _finite(self.object_threshold, "object threshold", -1, 1)
+        _finite(self.background_threshold, "background threshold", -1, 1)
+        _whole(self.num_seeds, "seeds", 1)
+
+    def kwargs(self) -> dict:
+        """As :func:`promptedit.maskedit.instdiffedit`'s keyword arguments."""
+        return {name: getattr(self, name) for name in self.__dataclass_fields__}
+
+
+@dataclass(frozen=True)
+class MaskEditRequest:
+    """A mask-guided edit of ``image`` ((H, W, 3) uint8, prepared by the front-end; None: generated from
+    ``source`` with ``sampling``'s seed, 0 unless given) towards ``target``: the source noised to ``strength`` and
+    denoised inside a mask made by ``method`` (``instant``: InstDiffEdit, ``diffedit``) or given (``mask``, an
+    (H, W) bool array: ``method`` ``mask``)."""
+
+    source: str
+    target: str
+    image: np.ndarray | None = None
+    method: str = "instant"
+    mask: np.ndarray | None = None
+    strength: float = 0.5
+    instant: InstantOptions = field(default_factory=InstantOptions)
+    sampling: SamplingOptions = field(default_factory=SamplingOptions)
+
+    def __post_init__(self):
+        _prompt(self.source, "source")
+        _prompt(self.target, "target")
+        if self.image is not None:
+            _image(self.image, "the image to edit")
+        if self.method not in MASK_EDIT_METHODS:
+            raise ParameterError(f"mask-edit method must be one of {', '.join(MASK_EDIT_METHODS)}, got {self.method!r}")
+        if (self.mask is not None) != (self.method == "mask"):
+            raise ParameterError("a user mask is method 'mask', and method 'mask' needs a mask")
+        if self.mask is not None and not (isinstance(self.mask, np.ndarray) and self.mask.ndim == 2):
+            raise ParameterError(f"the mask must be an (H, W) array, got {getattr(self.mask, 'shape', self.mask)!r}")
+        _finite(self.strength, "strength", 0, 1, low_open=True)
+        if self.method != "instant" and self.instant != InstantOptions():
+            raise ParameterError(f"the instant-mask options are not used with method {self.method} (only with instant)")
+
+    def run(self, model, *, inpaint_pipeline=None, progress: bool | str = True):
+        """Generate the source (without an image), then the method of :mod:`promptedit.maskedit` on ``model``;
+        returns its Result (``images``: the source and the edit). ``inpaint_pipeline``: instant's final pass by a
+        diffusers inpainting pipeline."""
+        from .maskedit import diffedit, instdiffedit, masked_edit
+
+        s = self.sampling
+        seed = 0 if s.seed is None else s.seed
+        image = self.image
+        if image is None:
+            image = GenerateRequest(self.source, s).run(model, progress=progress).images[0]
+        common = dict(strength=self.strength, num_inference_steps=s.steps, guidance_scale=s.guidance, seed=seed,
+                      allow_large=s.allow_large, progress=progress)
+        if self.method == "mask":
+            return masked_edit(model, image, self.mask, self.target, **common)
+        if self.method == "instant":
+            return instdiffedit(model, image, self.source, self.target, inpaint_pipeline=inpaint_pipeline,
+                                **self.instant.kwargs(), **common)
+        return diffedit(model, image, self.source, self.target, **common)
