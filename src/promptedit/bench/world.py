@@ -1258,7 +1258,7 @@ def _describe(reading: Reading) -> dict:
 __all__ = [
     "SECTIONS", "REWEIGHTS", "STREAMS", "Target", "Metric", "Example", "SectionResult", "BenchResult",
     "held_out_items", "swap_object_word", "colour_swap_target", "to_canvas", "box_iou", "centre_distance",
-    "psnr", "sharpness", "bench_generation", "bench_colour_swap", "bench_background_swap", "bench_shape_swap",
+    "capped_psnr", "sharpness", "bench_generation", "bench_colour_swap", "bench_background_swap", "bench_shape_swap",
     "bench_add_word", "bench_reweight", "bench_local_blend", "run_world_bench", "metric_rows",
     "markdown_report", "example_cells",
 ]
