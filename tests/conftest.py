@@ -7,6 +7,8 @@ import warnings
 
 import pytest
 
+from promptedit.families import FAMILIES  # imports no torch
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
@@ -32,6 +34,20 @@ def tiny_model():
     from promptedit.testing import tiny_components
 
     return tiny_components(0)
+
+
+_FAMILY_MODELS: dict = {}
+
+
+@pytest.fixture(scope="session", params=sorted(FAMILIES))
+def family_model(request):
+    """The tiny random-weight model (:data:`promptedit.testing.TINY_MODELS`, built once per session) of each family
+    of the registry (:data:`promptedit.families.FAMILIES`): a test taking it is a contract every family keeps."""
+    from promptedit.testing import TINY_MODELS
+
+    if request.param not in _FAMILY_MODELS:
+        _FAMILY_MODELS[request.param] = TINY_MODELS[request.param](0)
+    return _FAMILY_MODELS[request.param]
 
 
 @pytest.fixture(scope="session")

@@ -149,3 +149,9 @@ def tiny_sdxl_components(seed: int = 0, *, max_length: int = 77, force_zeros_for
         scheduler_config=dict(scheduler.config), name=f"tiny-sdxl-{'inpaint' if inpainting else 'random'}-{seed}",
         defaults=TINY_DEFAULTS,
     )
+
+
+#: family name (as :data:`promptedit.families.FAMILIES` spells it) -> builder of its tiny random-weight model,
+#: ``seed → DiffusionModel``; the family contract tests (tests/test_families.py) run on every entry, so a new
+#: family gets them by adding its builder here
+TINY_MODELS = {"sd": tiny_components, "sdxl": tiny_sdxl_components}
