@@ -62,29 +62,19 @@ def test_our_loop_reproduces_diffusers_sdxl_pipeline(xl):
     assert np.abs(decode_latents(xl, ours.final_latents) - seeded).max() < 1e-5  # the same x_T from the seed
 
 
-def test_conditioning_has_both_encoders_and_time_ids(xl):
+def test_conditioning_has_both_encoders_and_time_ids(xl, xl_dir):
     cond = xl.encode([SRC, TGT], size=(32, 48))
     assert cond.embeddings.shape == (2, 77, 64) and cond.pooled.shape == (2, 32)
     assert cond.time_ids.tolist() == [[32, 48, 0, 0, 32, 48]] * 2
     uncond = xl.unconditional(2, size=(32, 48))
     assert not uncond.embeddings.any() and not uncond.pooled.any()  # force_zeros_for_empty_prompt
+    from promptedit.models import load_model
+
+    assert load_model(xl_dir).text.force_zeros_for_empty_prompt  # a saved folder keeps it
     from promptedit.testing import tiny_sdxl_components
 
     empty = tiny_sdxl_components(0, force_zeros_for_empty_prompt=False).unconditional(1, size=(32, 32))
     assert empty.embeddings.abs().sum() > 0
-
-
-def test_identity_edits_equal_plain_generation_and_edits_change_the_target(xl):
-    plain = generate(xl, SRC, seed=1, num_inference_steps=3, progress=False).images[0]
-    same = edit(xl, EditSpec(SRC, (SRC,), self_replace=0.5), seed=1, num_inference_steps=3, progress=False).images
-    assert np.abs(same[0].astype(int) - plain).max() <= 1 and np.abs(same[1].astype(int) - plain).max() <= 1
-    for spec in (EditSpec(SRC, (TGT,), blend_words=("cat", "dog"), inject_features=0.5),
-                 EditSpec(SRC, ("a photo of a big cat",), reweight={"big": 2.0}),
-                 EditSpec(SRC, (SRC,), mode="reweight", reweight={"cat": 3.0})):
-        res = edit(xl, spec, seed=1, num_inference_steps=3, store_attention=True, progress=False)
-        assert np.abs(res.images[0].astype(int) - plain).max() <= 1  # the source branch is the plain image
-        assert not np.array_equal(res.images[1], plain)
-        assert res.attention_downsample == 2  # SDXL's maps: at 1/2 and 1/4 in the real one, 1/2 in this one
 
 
 def test_every_inversion_and_instant_masks_run(xl, image):
@@ -128,16 +118,6 @@ def test_two_tokenizers_that_split_a_prompt_differently_are_refused(xl):
     odd = dataclasses.replace(xl, text=text)
     with pytest.raises(PromptError, match="split the prompt .* differently"):
         generate(odd, SRC, num_inference_steps=1, progress=False)
-
-
-def test_saved_sdxl_folders_load_as_sdxl(xl, xl_dir):
-    from promptedit.models import load_model
-
-    loaded = load_model(xl_dir)
-    assert loaded.family == "sdxl" and loaded.text.force_zeros_for_empty_prompt
-    a = generate(xl, SRC, seed=2, num_inference_steps=2, progress=False).images
-    b = generate(loaded, SRC, seed=2, num_inference_steps=2, progress=False).images
-    assert np.array_equal(a, b)
 
 
 def test_every_command_runs_on_a_tiny_sdxl_folder(xl_dir, image, tmp_path, capsys):
