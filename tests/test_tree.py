@@ -1,5 +1,6 @@
-"""The shape of the tree, read with ast: no function in the library over MAX_LINES lines, and no arrow that runs
-back up (the library importing a front-end, or anything but the CLI importing the CLI)."""
+"""The shape of the tree, read with ast: no function in the library over MAX_LINES lines, no arrow that runs
+back up (the library importing a front-end, or anything but the CLI importing the CLI), and no module but the
+family registry comparing a family's name."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import ast
 from pathlib import Path
 
 import pytest
+
+from promptedit.families import FAMILIES  # imports no torch
 
 pytestmark = pytest.mark.unit
 
@@ -18,6 +21,8 @@ MAX_LINES = 120
 FRONT_ENDS = ("promptedit.cli", "promptedit.app", "promptedit.demo", "promptedit.batch", "promptedit.serve")
 #: The top of the house: only its own modules may import it.
 CLI = "promptedit.cli"
+#: The one module that may ask which family a model is (issue 30: a new family is one registry entry).
+REGISTRY = PACKAGE / "families.py"
 
 
 def _within(name: str, package: str) -> bool:
@@ -84,6 +89,19 @@ def long_functions(paths, limit: int = MAX_LINES) -> list[str]:
     return bad
 
 
+def family_comparisons(paths, names=tuple(FAMILIES)) -> list[str]:
+    """'file:line comparison' for each comparison with a family's name in it (``family == "sdxl"``,
+    ``arch in ("sd", "sdxl")``, ``FAMILIES["sd"] is f``)."""
+    bad = []
+    for path in paths:
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Compare) and any(
+                    isinstance(c, ast.Constant) and isinstance(c.value, str) and c.value in names
+                    for side in (node.left, *node.comparators) for c in ast.walk(side)):
+                bad.append(f"{_shown(path)}:{node.lineno} {ast.unparse(node)}")
+    return bad
+
+
 def test_no_function_in_the_library_is_over_the_limit():
     bad = long_functions(sorted(PACKAGE.rglob("*.py")))
     assert not bad, f"over {MAX_LINES} lines (split into named stages):\n" + "\n".join(bad)
@@ -92,6 +110,21 @@ def test_no_function_in_the_library_is_over_the_limit():
 def test_no_import_runs_back_up():
     bad = upward_imports(sorted(PACKAGE.rglob("*.py")) + sorted((ROOT / "benchmarks").glob("*.py")))
     assert not bad, "imports that run back up:\n" + "\n".join(bad)
+
+
+def test_no_module_but_the_registry_compares_a_family_name():
+    bad = family_comparisons(p for p in sorted(PACKAGE.rglob("*.py")) if p != REGISTRY)
+    assert not bad, "family branches outside families.py (ask the registry: a Family field):\n" + "\n".join(bad)
+
+
+def test_the_family_check_finds_what_it_looks_for(tmp_path):
+    planted = tmp_path / "planted.py"
+    planted.write_text('def f(model, arch):\n    if model.family == "sdxl":\n        return 1\n'
+                       '    return arch in ("sd", "other") or FAMILIES["sd"] is arch\n'
+                       'def g(model):\n    x = "sd"\n    return model.family == model.text.family, {"sd": x}\n')
+    assert family_comparisons([planted]) == ["planted.py:2 model.family == 'sdxl'",
+                                             "planted.py:4 arch in ('sd', 'other')",
+                                             "planted.py:4 FAMILIES['sd'] is arch"]
 
 
 def test_the_checks_find_what_they_look_for(tmp_path):

@@ -54,6 +54,8 @@ class Family:
         guidance: makes the guidance of its runs at a scale: ``scale →`` :class:`~promptedit.guidance.Guidance`
             (classifier-free for SD and SDXL; a guidance-distilled family takes ``EmbeddedGuidance``).
         shipped: the name and folder (under the package's assets) of its shipped shapes-world model, or None.
+        trains_from: the other families whose shapes-world models a training run of this family may start from
+            (where the shapes agree: :func:`promptedit.train.shapes.init_sdxl_from_sd`).
     """
 
     name: str
@@ -69,6 +71,7 @@ class Family:
     sampler: Callable = field(default=lambda config: _ddim(config))
     guidance: Callable = field(default=lambda scale: _classifier_free(scale))
     shipped: tuple[str, str] | None = None
+    trains_from: tuple[str, ...] = ()
 
 
 def _sd_text(parts: dict, index: dict):
@@ -131,7 +134,7 @@ FAMILIES: dict[str, Family] = {f.name: f for f in (
            pipelines=Pipelines("StableDiffusionXLPipeline", "StableDiffusionXLInpaintPipeline", None),
            index_extras=lambda text: {"force_zeros_for_empty_prompt": text.force_zeros_for_empty_prompt},
            pipeline_extras=lambda text: {"force_zeros_for_empty_prompt": text.force_zeros_for_empty_prompt},
-           check=_check_sdxl, pooled=True, shipped=("embedded-xl", "shapes-model-xl")),
+           check=_check_sdxl, pooled=True, shipped=("embedded-xl", "shapes-model-xl"), trains_from=("sd",)),
 )}
 
 #: name -> folder of each shipped model

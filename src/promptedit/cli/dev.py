@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import click
 
+from ..families import FAMILIES
+
 
 @click.group()
 def dev():
@@ -13,15 +15,15 @@ def dev():
 @dev.command("tiny-model")
 @click.argument("folder")
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--family", type=click.Choice(["sd", "sdxl"]), default="sd", show_default=True,
-              help="Stable Diffusion 1.x/2.x's architecture, or SDXL's (two text encoders, text-time conditioning).")
+@click.option("--family", type=click.Choice(list(FAMILIES)), default="sd", show_default=True,
+              help="A model family: sd (Stable Diffusion 1.x/2.x's architecture) or sdxl (SDXL's: two text encoders, "
+                   "text-time conditioning).")
 def tiny_model(folder, seed, family):
     """Write a tiny random-weight model FOLDER in diffusers format (noise images; for smoke tests only)."""
     from ..outputs import check_output_dir, make_output_dir
-    from ..testing import save_model, tiny_components, tiny_sdxl_components
+    from ..testing import TINY_MODELS, save_model
 
-    build = tiny_sdxl_components if family == "sdxl" else tiny_components
-    save_model(build(seed), make_output_dir(check_output_dir(folder)))
+    save_model(TINY_MODELS[family](seed), make_output_dir(check_output_dir(folder)))
     click.echo(f"wrote {folder}")
 
 

@@ -80,8 +80,9 @@ class TrainConfig:
     two_object_fraction: float = spec.P_TWO_OBJECTS
     max_minutes: float | None = None
     checkpoint_every: int = 250
-    # architecture: "sd" (one CLIP text encoder, SD 1.x/2.x's conditioning) or "sdxl" (SDXL's: two text encoders,
-    # their penultimate hidden states concatenated, the second's pooled output and the time ids into the UNet)
+    # architecture: a family of the registry (promptedit.families.FAMILIES): "sd" (one CLIP text encoder, SD
+    # 1.x/2.x's conditioning) or "sdxl" (a pooled family, SDXL's: two text encoders, their penultimate hidden
+    # states concatenated, the second's pooled output and the time ids into the UNet)
     arch: str = "sd"
     # the first level must be wider than the 48 latent channels: at high noise ε ≈ x_t must pass through it
     unet_channels: tuple[int, ...] = (64, 128, 256)
@@ -137,11 +138,11 @@ class TrainConfig:
             raise ValueError(f"the two-object fraction must be in [0, 1], got {self.two_object_fraction}")
         if self.arch not in FAMILIES:
             raise ValueError(f"arch must be one of {', '.join(FAMILIES)}, got {self.arch!r}")
-        n = len(self.unet_channels)
+        n, pooled = len(self.unet_channels), FAMILIES[self.arch].pooled
         if self.mid_block is None:
-            self.mid_block = self.arch == "sd"
+            self.mid_block = not pooled
         if self.up_attention is None:
-            self.up_attention = (True,) * n if self.arch == "sd" else (False,) + (True,) * (n - 1)
+            self.up_attention = (False,) + (True,) * (n - 1) if pooled else (True,) * n
         self.up_attention = tuple(bool(a) for a in self.up_attention)
         if len(self.up_attention) != n:
             raise ValueError(f"up_attention needs one entry per UNet level ({n}), got {len(self.up_attention)}")
@@ -178,7 +179,7 @@ def build_model(config: TrainConfig, tokenizer) -> DiffusionModel:
     torch.manual_seed(config.seed)
     codec = PatchCodec(patch_size=config.patch_size)
     n = len(config.unet_channels)
-    xl = config.arch == "sdxl"
+    xl = FAMILIES[config.arch].pooled  # SDXL's conditioning: two text encoders, pooled embedding, time ids
     unet = UNet2DConditionModel(
         sample_size=spec.CANVAS_SIZE // config.patch_size,
         in_channels=codec.latent_channels,
@@ -407,10 +408,12 @@ class EMA:
 
 def check_architecture(config: TrainConfig, model: DiffusionModel) -> None:
     """Raise ValueError, naming the component, unless ``model``'s UNet and text encoder have the parameter shapes
-    that ``config`` builds (with the model's tokenizer), or when an SD-architecture run would start from an SDXL
-    one (an SDXL run may start from an SD model: :func:`init_sdxl_from_sd`)."""
-    if model.family == "sdxl" and config.arch != "sdxl":
-        raise ValueError(f"cannot start an SD-architecture run from {model.name}, an SDXL-architecture model")
+    that ``config`` builds (with the model's tokenizer), or when the model's family is neither the run's nor one
+    the run's family trains from (``Family.trains_from``: an SDXL run may start from an SD model,
+    :func:`init_sdxl_from_sd`; an SD run not from an SDXL one)."""
+    if model.family != config.arch and model.family not in FAMILIES[config.arch].trains_from:
+        raise ValueError(f"cannot start an {config.arch.upper()}-architecture run from {model.name}, an "
+                         f"{model.family.upper()}-architecture model")
     with torch.device("meta"):
         # a model of the other family is compared with that family's own UNet layout
         layout = {} if model.family == config.arch else {"mid_block": None, "up_attention": None}
@@ -669,7 +672,7 @@ def _finish(run: _TrainingRun) -> DiffusionModel:
         e.eval()
     for m in (model.unet, *run.encoders, model.vae):
         m.requires_grad_(False)
-    model.name = "promptedit-shapes-xl" if config.arch == "sdxl" else "promptedit-shapes"
+    model.name = "promptedit-shapes-xl" if FAMILIES[config.arch].pooled else "promptedit-shapes"
     model.training_info = {"steps": run.step, "minutes": run.elapsed / 60, "history": run.history,
                            "config": dataclasses.asdict(config)}  # type: ignore[attr-defined]
     return model
