@@ -100,6 +100,11 @@ def _optional(value, name: str):
     return None if value is None else _number(value, name)
 
 
+def _negative(text) -> str | None:
+    """A negative-prompt textbox: None when left blank."""
+    return text if (text or "").strip() else None
+
+
 class App:
     """The app's state: one model and a private output folder (removed by :meth:`close`, or when the app is
     garbage-collected or the interpreter exits, unless the folder was given)."""
@@ -144,7 +149,8 @@ class App:
         return str(folder / "result.json")
 
     # ------------------------------------------------------------------ Prompt-to-Prompt
-    def p2p(self, source, target, mode, cross_start, cross_end, self_replace, reweight, blend, seed, steps, guidance):
+    def p2p(self, source, target, mode, cross_start, cross_end, self_replace, reweight, blend, seed, steps, guidance,
+            negative=None):
         from .editing import EditSpec
         from .requests import EditRequest, SamplingOptions
         from .visualize import cross_attention_grid, token_labels
@@ -157,7 +163,7 @@ class App:
                         self_replace=_number(self_replace, "self-attention window"),
                         reweight=_parse_weights(reweight), blend_words=_words(blend))
         sampling = SamplingOptions(steps=_number(steps, "steps", whole=True), guidance=_number(guidance, "guidance"),
-                                   seed=_seed(seed))
+                                   seed=_seed(seed), negative_prompt=_negative(negative))
         res = EditRequest(spec, sampling, save_attention=True).run(self.model, progress=True)
         maps = res.attention.maps(downsample=res.attention_downsample)
         grids = [np.asarray(cross_attention_grid(res.images[i], maps[i], token_labels(self.model.tokenizer, p), cols=4))
@@ -168,7 +174,7 @@ class App:
         mode_text = res.mode + (f" ({res.notes[0]})" if res.notes else "")
         return gallery, mode_text, record
 
-    def one_prompt(self, text, syntax, seed, steps, guidance):
+    def one_prompt(self, text, syntax, seed, steps, guidance, negative=None):
         """A Prompt-to-Prompt edit said in one prompt (AUTOMATIC1111's or compel's edit syntax): the gallery, the
         equivalent command-line flags, and the record."""
         from .editing import EditSpec
@@ -178,7 +184,8 @@ class App:
         steps = _number(steps, "steps", whole=True)
         parsed = parse_edit_prompt(text or "", syntax or "auto", num_inference_steps=steps)
         spec = EditSpec(**parsed.spec_kwargs())
-        sampling = SamplingOptions(steps=steps, guidance=_number(guidance, "guidance"), seed=_seed(seed))
+        sampling = SamplingOptions(steps=steps, guidance=_number(guidance, "guidance"), seed=_seed(seed),
+                                   negative_prompt=_negative(negative))
         res = EditRequest(spec, sampling).run(self.model, progress=True)
         flags = shlex.join(parsed.flags())
         record = self._save("edit", res, one_prompt={**parsed.to_dict(), "equivalent_flags": parsed.flags()})
@@ -204,26 +211,28 @@ class App:
         info = f"{method}: reconstruction PSNR {value:.2f} dB in {inv.seconds:.1f} s ({prepared.rule})"
         return [(prepared.image, "input"), (rec.images[0], "reconstruction")], info, inv.to_bytes(), record
 
-    def edit_real(self, inversion_bytes, target, mode, blend, reweight, edit_null=None):
+    def edit_real(self, inversion_bytes, target, mode, blend, reweight, edit_null=None, negative=None):
         """An edit of the inversion made by ``invert``; ``edit_null``: which branches take its null embeddings
-        (``all`` or ``source``; None for the model's default)."""
+        (``all`` or ``source``; None for the model's default); ``negative``: the edit's negative prompt (ddim and
+        direct inversions)."""
         from .editing import EditSpec
         from .errors import ParameterError
         from .inversion import Inversion
-        from .requests import EditRequest
+        from .requests import EditRequest, SamplingOptions
 
         if not inversion_bytes:
             raise ParameterError("invert an image first")
         inv = Inversion.from_bytes(inversion_bytes)
         spec = EditSpec(source=inv.prompt, targets=(target,), mode=mode, blend_words=_words(blend),
                         reweight=_parse_weights(reweight))
-        res = EditRequest(spec, inversion=inv, edit_null=edit_null or None).run(self.model, progress=True)
+        res = EditRequest(spec, SamplingOptions(negative_prompt=_negative(negative)), inversion=inv,
+                          edit_null=edit_null or None).run(self.model, progress=True)
         record = self._save("edit", res)
         return [(res.images[0], "reconstruction"), (res.images[1], "edit")], record
 
     # ------------------------------------------------------------------ masks
     def masks(self, upload, painted, source, target, method, seed, steps, guidance, strength=0.5, threshold=None,
-              guided_filter=None, region_peak=None):
+              guided_filter=None, region_peak=None, negative=None):
         """A mask (instant, DiffEdit or painted) and the edit inside it. ``strength``: the noise level the edit
         starts from; ``threshold`` (φ), ``guided_filter`` (its radius in map cells) and ``region_peak`` are
         the instant mask's, None for the model's defaults."""
@@ -239,7 +248,7 @@ class App:
         path, name = _check_upload(upload)
         prepared = load_image(path, size, name=name)
         sampling = SamplingOptions(steps=_number(steps, "steps", whole=True), guidance=_number(guidance, "guidance"),
-                                   seed=_seed(seed))
+                                   seed=_seed(seed), negative_prompt=_negative(negative))
         instant = InstantOptions()
         if method == "instant":
             instant = InstantOptions(threshold=_optional(threshold, "threshold"),
@@ -336,6 +345,11 @@ def _guard(fn):
     return wrapper
 
 
+def _negative_box(gr, elem_id: str, label: str = "negative prompt (blank: none)"):
+    """A tab's negative-prompt textbox."""
+    return gr.Textbox(label=label, placeholder="what the image should not show", elem_id=elem_id)
+
+
 def build(app: App):
     """The Gradio Blocks of the app."""
     import gradio as gr
@@ -360,12 +374,13 @@ def build(app: App):
                 seed = gr.Number(value=0, precision=0, label="seed")
                 steps = gr.Slider(**steps_kw)
                 guidance = gr.Slider(**guide_kw)
+                negative = _negative_box(gr, "p2p-negative")
             run = gr.Button("Edit", variant="primary", elem_id="p2p-run")
             used = gr.Textbox(label="mode used", interactive=False, elem_id="p2p-mode")
             gallery = gr.Gallery(label="results", columns=4, elem_id="p2p-gallery", object_fit="contain", height="auto")
             record = gr.File(label="result.json")
             run.click(_guard(app.p2p), [source, target, mode, cross_start, cross_end, self_rep, reweight, blend, seed,
-                                        steps, guidance], [gallery, used, record], concurrency_id=MODEL_QUEUE)
+                                        steps, guidance, negative], [gallery, used, record], concurrency_id=MODEL_QUEUE)
         with gr.Tab("One prompt"):
             gr.Markdown("The whole edit in one prompt, as AUTOMATIC1111 (`a [red:blue:0.6] circle`, `(white:1.2)`) "
                         "or compel (`a red.swap(blue) circle`, `white++`) write it; the equivalent flags are shown.")
@@ -376,12 +391,13 @@ def build(app: App):
                 o_seed = gr.Number(value=0, precision=0, label="seed")
                 o_steps = gr.Slider(**steps_kw)
                 o_guidance = gr.Slider(**guide_kw)
+                o_negative = _negative_box(gr, "one-negative")
             o_run = gr.Button("Edit", variant="primary", elem_id="one-run")
             o_flags = gr.Textbox(label="as flags", interactive=False, elem_id="one-flags")
             o_gallery = gr.Gallery(label="source and edit", columns=2, elem_id="one-gallery", object_fit="contain",
                                    height="auto")
             o_record = gr.File(label="result.json")
-            o_run.click(_guard(app.one_prompt), [o_text, o_syntax, o_seed, o_steps, o_guidance],
+            o_run.click(_guard(app.one_prompt), [o_text, o_syntax, o_seed, o_steps, o_guidance, o_negative],
                         [o_gallery, o_flags, o_record], concurrency_id=MODEL_QUEUE)
         with gr.Tab("Real image"):
             with gr.Row():
@@ -405,12 +421,13 @@ def build(app: App):
                 r_reweight = gr.Textbox(label="re-weight (WORD=C, …)")
                 r_null = gr.Dropdown(["all", "source"], value=d.inversion.edit_null,
                                      label="inversion's null embeddings in: all branches (the papers') / the source only")
+                r_negative = _negative_box(gr, "real-negative", "negative prompt (ddim and direct inversions)")
             edit_btn = gr.Button("Edit (reuses the inversion)", elem_id="real-edit")
             edit_gallery = gr.Gallery(label="edit", columns=2, elem_id="real-gallery", object_fit="contain", height="auto")
             edit_record = gr.File(label="result.json")
             invert_btn.click(_guard(app.invert), [upload, caption, method, r_steps, r_guidance],
                              [inv_gallery, inv_info, inv_state, inv_record], concurrency_id=MODEL_QUEUE)
-            edit_btn.click(_guard(app.edit_real), [inv_state, r_target, r_mode, r_blend, r_reweight, r_null],
+            edit_btn.click(_guard(app.edit_real), [inv_state, r_target, r_mode, r_blend, r_reweight, r_null, r_negative],
                            [edit_gallery, edit_record], concurrency_id=MODEL_QUEUE)
         with gr.Tab("Masks"):
             with gr.Row():
@@ -424,6 +441,7 @@ def build(app: App):
                 m_steps = gr.Slider(**steps_kw)
                 m_guidance = gr.Slider(**guide_kw)
                 m_strength = gr.Slider(0.05, 1.0, value=0.5, step=0.05, label="strength (noise level of the edit)")
+                m_negative = _negative_box(gr, "mask-negative")
             with gr.Accordion("instant-mask settings", open=False):
                 with gr.Row():
                     m_threshold = gr.Slider(0.0, 0.95, value=d.masks.threshold, step=0.05,
@@ -437,7 +455,7 @@ def build(app: App):
             m_gallery = gr.Gallery(label="mask and edit", columns=4, elem_id="mask-gallery", object_fit="contain", height="auto")
             m_record = gr.File(label="result.json")
             m_run.click(_guard(app.masks), [m_upload, painted, m_source, m_target, m_method, m_seed, m_steps,
-                                            m_guidance, m_strength, m_threshold, m_refine, m_region],
+                                            m_guidance, m_strength, m_threshold, m_refine, m_region, m_negative],
                         [m_gallery, m_info, m_record], concurrency_id=MODEL_QUEUE)
         with gr.Tab("Attention maps"):
             with gr.Row():

@@ -65,8 +65,9 @@ def _blend_swapped(model: DiffusionModel, spec: EditSpec, start: Start) -> tuple
 def generate(model: DiffusionModel, prompt: str | Sequence[str], *, seed: int | None = None,
              num_inference_steps: int | None = None, guidance_scale: float | None = None, height: int | None = None,
              width: int | None = None, callback: StepCallback | None = None, allow_large: bool = False,
-             progress: bool | str = True) -> Result:
-    """Plain text-to-image generation of one prompt or a batch sharing x_T (no attention control)."""
+             negative_prompt: str | None = None, progress: bool | str = True) -> Result:
+    """Plain text-to-image generation of one prompt or a batch sharing x_T (no attention control);
+    ``negative_prompt``: its conditioning is the unconditional branch (as diffusers' pipelines take it)."""
     if not isinstance(prompt, (str, list, tuple)):
         raise PromptError(f"prompt must be a prompt or a list of prompts, got {type(prompt).__name__}")
     prompts = [prompt] if isinstance(prompt, str) else list(prompt)
@@ -76,7 +77,7 @@ def generate(model: DiffusionModel, prompt: str | Sequence[str], *, seed: int | 
         _check_prompt(f"prompt {i + 1}", p)
     start = SeedStart(seed)
     sampling = resolve_sampling(model, start, num_inference_steps, guidance_scale, height, width,
-                                batch=len(prompts), allow_large=allow_large)
+                                batch=len(prompts), allow_large=allow_large, negative_prompt=negative_prompt)
     out = run(model, prompts, start, sampling=sampling, callback=callback, progress=progress)
     return Result("generate", prompts, out.images, seed, sampling, out.timings, latents=out.x_start,
                   final_latents=out.latents)
@@ -96,6 +97,7 @@ def edit(
     edit_null: str | None = None,
     callback: StepCallback | None = None,
     allow_large: bool = False,
+    negative_prompt: str | None = None,
     progress: bool | str = True,
 ) -> Result:
     """A Prompt-to-Prompt edit: the source and every target of ``spec`` from one start, in one batch.
@@ -108,6 +110,8 @@ def edit(
         edit_null: edits of an inversion: which branches take its null conditioning, ``all`` (the null-text and
             negative-prompt papers') or ``source`` (ours: the edited branches take the empty prompt's); None: the
             model's ``inversion.edit_null``.
+        negative_prompt: its conditioning is every branch's unconditional branch; refused at guidance 1 and in
+            edits of a null-text or negative-prompt inversion (their unconditional branch is the inversion's).
     """
     if not isinstance(spec, EditSpec):
         raise ParameterError(f"an edit takes an EditSpec (EditSpec(source, targets) or EditSpec.from_prompt(text)), "
@@ -125,7 +129,7 @@ def edit(
         raise ParameterError(f"edit_null must be one of {', '.join(EDIT_NULLS)}, got {edit_null!r}")
     start.check_prompts(spec.prompts)
     sampling = resolve_sampling(model, start, num_inference_steps, guidance_scale, height, width,
-                                batch=len(spec.prompts), allow_large=allow_large)
+                                batch=len(spec.prompts), allow_large=allow_large, negative_prompt=negative_prompt)
     spec, notes = _blend_swapped(model, spec, start)
     defaults, resolution_notes = p2p_defaults(model, spec, start)
     controller, mode, mode_notes = build_controller(spec, model.tokenizer, sampling.num_inference_steps, defaults)

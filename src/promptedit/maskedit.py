@@ -62,11 +62,13 @@ def keep_outside_mask(edited: np.ndarray, image: np.ndarray, mask: np.ndarray) -
     return np.where(mask[..., None], edited, image)
 
 
-def _mask_sampling(model, image, num_inference_steps, guidance_scale, allow_large: bool = False) -> Sampling:
-    """The pass's sampling; the image's size is checked as generation checks it (a multiple of the model's
-    factor, at most 4x its native size unless ``allow_large``, within free memory)."""
+def _mask_sampling(model, image, num_inference_steps, guidance_scale, allow_large: bool = False,
+                   negative_prompt: str | None = None) -> Sampling:
+    """The pass's sampling (with the negative prompt of its unconditional branch, if any); the image's size is
+    checked as generation checks it (a multiple of the model's factor, at most 4x its native size unless
+    ``allow_large``, within free memory)."""
     return resolve_sampling(model, NoisedImage(image=image), num_inference_steps, guidance_scale, batch=2,
-                            allow_large=allow_large)
+                            allow_large=allow_large, negative_prompt=negative_prompt)
 
 
 def _check_image(image) -> None:
@@ -120,6 +122,7 @@ def instdiffedit(
     inpaint_pipeline=None,
     keep_outside: bool = True,
     allow_large: bool = False,
+    negative_prompt: str | None = None,
     progress: bool | str = True,
 ) -> Result:
     """InstDiffEdit (Zou et al. 2024): edit ``image`` (H, W, 3) uint8 with instant attention masks.
@@ -164,7 +167,7 @@ def instdiffedit(
     _check_image(image)
     _check_prompt("source", source)
     _check_prompt("target", target)
-    sampling = _mask_sampling(model, image, num_inference_steps, guidance_scale, allow_large)
+    sampling = _mask_sampling(model, image, num_inference_steps, guidance_scale, allow_large, negative_prompt)
     steps = sampling.num_inference_steps
     start_step = strength_start(steps, strength)
     num_seeds = check_whole("num_seeds", num_seeds, 1)
@@ -317,7 +320,8 @@ def _final_pass(model: DiffusionModel, x0: torch.Tensor, target: str, mask: np.n
                                     mask_image=Image.fromarray(mask.astype(np.uint8) * 255),
                                     num_inference_steps=sampling.num_inference_steps,
                                     guidance_scale=sampling.guidance_scale, strength=strength,
-                                    generator=make_generator(seed), output_type="np").images[0]
+                                    negative_prompt=sampling.negative_prompt, generator=make_generator(seed),
+                                    output_type="np").images[0]
         return to_uint8(pipe_out[None])[0]
     sampler = model.make_sampler()
     sampler.set_steps(sampling.num_inference_steps)
@@ -333,7 +337,7 @@ def _final_pass(model: DiffusionModel, x0: torch.Tensor, target: str, mask: np.n
 def masked_edit(model: DiffusionModel, image: np.ndarray, mask: np.ndarray, target: str, *, strength: float = 0.5,
                 num_inference_steps: int | None = None, guidance_scale: float | None = None, seed: int = 0,
                 progress: bool | str = True, method: str = "user-mask", keep_outside: bool = True,
-                allow_large: bool = False) -> Result:
+                allow_large: bool = False, negative_prompt: str | None = None) -> Result:
     """Edit inside a given mask ((H, W) bool, or numbers where nonzero is inside): the source noised to
     ``strength``, denoised under ``target``, the outside replaced by the noised source at every step; every
     latent cell the mask touches is edited, and the pixels outside the mask are the input's, exactly
@@ -341,7 +345,7 @@ def masked_edit(model: DiffusionModel, image: np.ndarray, mask: np.ndarray, targ
     _check_image(image)
     _check_prompt("target", target)
     mask = _check_mask(mask, image)
-    sampling = _mask_sampling(model, image, num_inference_steps, guidance_scale, allow_large)
+    sampling = _mask_sampling(model, image, num_inference_steps, guidance_scale, allow_large, negative_prompt)
     t0 = time.perf_counter()
     start = NoisedImage(image=image, strength=strength, seed=seed)
     prepared = start.prepare(model, prompts=[target], num_inference_steps=sampling.num_inference_steps,
@@ -385,7 +389,7 @@ def diffedit_pipeline(model: DiffusionModel):
 def diffedit(model: DiffusionModel, image: np.ndarray, source: str, target: str, *, strength: float = 0.5,
              num_maps: int = 10, threshold_ratio: float = 3.0, num_inference_steps: int | None = None,
              guidance_scale: float | None = None, seed: int = 0, mask_only: bool = False,
-             allow_large: bool = False, progress: bool | str = True) -> Result:
+             allow_large: bool = False, negative_prompt: str | None = None, progress: bool | str = True) -> Result:
     """DiffEdit (Couairon et al., ICLR 2023) through diffusers: the mask from the differences of noise
     predictions under source and target (``num_maps`` maps at strength 0.5, clamped at ``threshold_ratio``×
     the mean, binarised at 0.5), then DDIM inversion to the strength and masked denoising."""
@@ -394,7 +398,7 @@ def diffedit(model: DiffusionModel, image: np.ndarray, source: str, target: str,
     _check_image(image)
     _check_prompt("source", source)
     _check_prompt("target", target)
-    sampling = _mask_sampling(model, image, num_inference_steps, guidance_scale, allow_large)
+    sampling = _mask_sampling(model, image, num_inference_steps, guidance_scale, allow_large, negative_prompt)
     steps, w = sampling.num_inference_steps, sampling.guidance_scale
     strength_start(steps, strength)  # validates
     num_maps = check_whole("num_maps", num_maps, 1)
@@ -407,7 +411,8 @@ def diffedit(model: DiffusionModel, image: np.ndarray, source: str, target: str,
     t0 = time.perf_counter()
     m = pipe.generate_mask(image=pil, source_prompt=source, target_prompt=target, num_maps_per_mask=num_maps,
                            mask_encode_strength=strength, mask_thresholding_ratio=threshold_ratio,
-                           num_inference_steps=steps, guidance_scale=w, generator=make_generator(seed))
+                           num_inference_steps=steps, guidance_scale=w, source_negative_prompt=negative_prompt,
+                           target_negative_prompt=negative_prompt, generator=make_generator(seed))
     latent_mask = np.asarray(m)[0] > 0.5  # (h, w)
     t1 = time.perf_counter()
     settings = {"strength": strength, "num_maps": num_maps, "threshold_ratio": threshold_ratio,
@@ -420,9 +425,9 @@ def diffedit(model: DiffusionModel, image: np.ndarray, source: str, target: str,
         result.timings["total"] = t1 - t0
         return result
     inv = pipe.invert(prompt=source, image=pil, inpaint_strength=strength, num_inference_steps=steps,
-                      guidance_scale=w, generator=make_generator(seed)).latents
+                      guidance_scale=w, negative_prompt=negative_prompt, generator=make_generator(seed)).latents
     out = pipe(prompt=target, mask_image=latent_mask[None].astype(np.float32), image_latents=inv,
-               inpaint_strength=strength, num_inference_steps=steps, guidance_scale=w,
+               inpaint_strength=strength, num_inference_steps=steps, guidance_scale=w, negative_prompt=negative_prompt,
                generator=make_generator(seed), output_type="np").images[0]
     t2 = time.perf_counter()
     result.images = np.stack([image, to_uint8(np.asarray(out)[None])[0]])

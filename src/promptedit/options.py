@@ -15,7 +15,7 @@ import functools
 import shlex
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import click
@@ -29,6 +29,7 @@ from .requests import (
     InvertRequest,
     MaskEditRequest,
     SamplingOptions,
+    check_negative_start,
 )
 
 class FiniteRange(click.FloatRange):
@@ -75,6 +76,15 @@ def sampling_options(f):
         return f(*args, **kwargs)
 
     return wrapper
+
+
+def negative_prompt_option(f):
+    """--negative-prompt."""
+    return click.option("--negative-prompt", default=None, metavar="TEXT",
+                        help="Negative prompt: its conditioning replaces the empty prompt's in the unconditional "
+                             "branch of classifier-free guidance, as diffusers' negative_prompt (refused at "
+                             "--guidance 1; real images: applies to the edit of a ddim or direct inversion, in every "
+                             "branch, and is refused with null-text and negative-prompt).")(f)
 
 
 def refuse_given(given: Mapping[str, str], names, why: str) -> None:
@@ -272,6 +282,7 @@ def edit_options(f):
         p2p_options,
         click.option("--save-attention", is_flag=True, help="Also write DIR/attention.png (maps of source and edits)."),
         sampling_options,
+        negative_prompt_option,
     ]
     for option in reversed(options):
         f = option(f)
@@ -326,6 +337,7 @@ def plan_edit(source, targets, one_prompt, syntax, out, image, inversion, method
     else:
         refuse_given(given, ("syntax",), "without --prompt")
     inv = read_inversion(inversion) if inversion else None
+    check_negative_start(sampling.negative_prompt, method if image else getattr(inv, "method", None))
     if one_prompt is not None:
         from .syntax import parse_edit_prompt
 
@@ -367,8 +379,9 @@ def edit_request(model, plan: EditPlan, *, quiet: bool = True):
     prepared, invert = None, None
     if plan.image:
         prepared, invert = invert_request(model, plan.image, plan.spec.source, o["method"], o["fit"],
-                                          o["inner_steps"], plan.sampling, quiet)
-    sampling = SamplingOptions() if plan.image or plan.inversion else plan.sampling
+                                          o["inner_steps"], replace(plan.sampling, negative_prompt=None), quiet)
+    negative = plan.sampling.negative_prompt  # the edit's own: an inversion takes none
+    sampling = SamplingOptions(negative_prompt=negative) if plan.image or plan.inversion else plan.sampling
     request = EditRequest(plan.spec, sampling, invert=invert, inversion=plan.inv, edit_null=o["edit_null"],
                           save_attention=o["save_attention"])
     return request, prepared
@@ -475,6 +488,7 @@ def mask_edit_options(f):
                           "(default: the same model regenerates the masked region)."),
         instant_mask_options,
         sampling_options,
+        negative_prompt_option,
     ]
     for option in reversed(options):
         f = option(f)

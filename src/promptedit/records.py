@@ -49,6 +49,8 @@ def result_fields(result) -> dict:
         "width": result.sampling.width,
         "scheduler": result.sampling.sampler,
     }
+    if result.sampling.negative_prompt is not None:
+        rec["negative_prompt"] = result.sampling.negative_prompt
     if result.spec is not None:
         rec["spec"] = dataclasses.asdict(result.spec)
         rec["mode"] = result.mode

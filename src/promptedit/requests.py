@@ -59,9 +59,23 @@ def _image(value, name: str) -> None:
                              f"{getattr(value, 'shape', type(value).__name__)}")
 
 
+def check_negative_start(negative_prompt: str | None, inversion_method: str | None) -> None:
+    """Refuse a negative prompt for an edit of a null-text or negative-prompt inversion (``inversion_method``;
+    None: no inversion): their unconditional branch is the inversion's."""
+    if negative_prompt is None or inversion_method is None:
+        return
+    from .inversion import NEEDS_CLASSIFIER_FREE  # torch: only for an edit of an inversion
+
+    if inversion_method in NEEDS_CLASSIFIER_FREE:
+        raise ParameterError(f"a negative prompt does not apply to an edit of a {inversion_method} inversion: its "
+                             "unconditional branch is the inversion's (invert with method ddim or direct)")
+
+
 @dataclass(frozen=True)
 class SamplingOptions:
-    """Steps, guidance, seed and size of a run (None: the model's, or the start's); shared by every request."""
+    """Steps, guidance, seed and size of a run (None: the model's, or the start's) and the negative prompt, whose
+    conditioning replaces the empty prompt's in the unconditional branch of classifier-free guidance (None: none;
+    refused at guidance 1 and by inversions); shared by every request."""
 
     steps: int | None = None
     guidance: float | None = None
@@ -69,6 +83,7 @@ class SamplingOptions:
     height: int | None = None
     width: int | None = None
     allow_large: bool = False
+    negative_prompt: str | None = None
 
     def __post_init__(self):
         if self.steps is not None:
@@ -82,6 +97,11 @@ class SamplingOptions:
                 _whole(getattr(self, name), name, 1)
         if not isinstance(self.allow_large, bool):
             raise ParameterError(f"allow_large must be true or false, got {self.allow_large!r}")
+        if self.negative_prompt is not None:
+            _prompt(self.negative_prompt, "the negative prompt")
+            if self.guidance == 1:
+                raise ParameterError("a negative prompt needs a guidance scale other than 1 (at 1 classifier-free "
+                                     "guidance has no unconditional branch to replace)")
 
     @classmethod
     def take(cls, options: dict) -> SamplingOptions:
@@ -93,6 +113,11 @@ class SamplingOptions:
     def is_default(self) -> bool:
         """Nothing given: every value the model's (or the start's)."""
         return self == SamplingOptions()
+
+    @property
+    def is_negative_only(self) -> bool:
+        """Nothing given but (perhaps) a negative prompt: what an edit of a real image may have of its own."""
+        return self == SamplingOptions(negative_prompt=self.negative_prompt)
 
 
 @dataclass(frozen=True)
@@ -112,7 +137,7 @@ class GenerateRequest:
         s = self.sampling
         return generate(model, self.prompt, seed=0 if s.seed is None else s.seed, num_inference_steps=s.steps,
                         guidance_scale=s.guidance, height=s.height, width=s.width, allow_large=s.allow_large,
-                        progress=progress)
+                        negative_prompt=s.negative_prompt, progress=progress)
 
 
 @dataclass(frozen=True)
@@ -135,6 +160,9 @@ class InvertRequest:
         _whole(self.inner_steps, "inner_steps", 1)
         if self.sampling.seed is not None:
             raise ParameterError("a seed is not used by an inversion (it uses no noise)")
+        if self.sampling.negative_prompt is not None:
+            raise ParameterError("an inversion takes no negative prompt (DDIM inversion runs at guidance 1, with no "
+                                 "unconditional branch); give it to the edit of a ddim or direct inversion")
 
     def run(self, model, *, progress: bool | str = True):
         """:func:`promptedit.inversion.invert` on ``model``; returns the Inversion."""
@@ -151,7 +179,9 @@ class EditRequest:
     """A Prompt-to-Prompt edit (:class:`~promptedit.edit_spec.EditSpec`: prompts, windows, blend, re-weights) of a
     generated image (from ``sampling``'s seed, 0 unless given), of a real image (``invert``: inverted first) or
     of a saved ``inversion``. An edit of a real image runs at the inversion's steps, guidance and size: its
-    ``sampling`` is the InvertRequest's (or the saved inversion's), and its own must be left unset.
+    ``sampling`` is the InvertRequest's (or the saved inversion's), and its own must be left unset but for a
+    negative prompt (every branch's unconditional branch; refused for a null-text or negative-prompt inversion,
+    whose unconditional branch is the inversion's).
 
     ``edit_null`` (edits of an inversion: which branches take its null conditioning, ``all`` or ``source``;
     None: the model's) and ``save_attention`` (record the cross-attention maps) are the edit's own options.
@@ -176,9 +206,11 @@ class EditRequest:
             raise ParameterError(f"invert must be an InvertRequest, got {type(self.invert).__name__}")
         if self.inversion is not None and not isinstance(self.inversion, Inversion):
             raise ParameterError(f"inversion must be an Inversion, got {type(self.inversion).__name__}")
-        if self.real and not self.sampling.is_default:
+        if self.real and not self.sampling.is_negative_only:
             raise ParameterError("an edit of a real image runs at its inversion's steps, guidance and size: give "
                                  "them to the inversion")
+        check_negative_start(self.sampling.negative_prompt,
+                             self.invert.method if self.invert is not None else getattr(self.inversion, "method", None))
         if self.edit_null is not None:
             if not self.real:
                 raise ParameterError("edit_null applies to edits of a real image (an inversion) only")
@@ -201,10 +233,10 @@ class EditRequest:
         s = self.invert.sampling if self.invert is not None else self.sampling
         if self.real:
             return edit(model, self.spec, start=start, store_attention=self.save_attention, edit_null=self.edit_null,
-                        allow_large=s.allow_large, progress=progress)
+                        allow_large=s.allow_large, negative_prompt=self.sampling.negative_prompt, progress=progress)
         return edit(model, self.spec, seed=0 if s.seed is None else s.seed, num_inference_steps=s.steps,
                     guidance_scale=s.guidance, height=s.height, width=s.width, store_attention=self.save_attention,
-                    allow_large=s.allow_large, progress=progress)
+                    allow_large=s.allow_large, negative_prompt=s.negative_prompt, progress=progress)
 
 
 @dataclass(frozen=True)
@@ -283,7 +315,7 @@ class MaskEditRequest:
         if image is None:
             image = GenerateRequest(self.source, s).run(model, progress=progress).images[0]
         common = dict(strength=self.strength, num_inference_steps=s.steps, guidance_scale=s.guidance, seed=seed,
-                      allow_large=s.allow_large, progress=progress)
+                      allow_large=s.allow_large, negative_prompt=s.negative_prompt, progress=progress)
         if self.method == "mask":
             return masked_edit(model, image, self.mask, self.target, **common)
         if self.method == "instant":

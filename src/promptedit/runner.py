@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 from .conditioning import Conditioning
 from .control import AttentionControl, Compose, FeatureInjection
 from .errors import NumericalError, ParameterError
-from .guidance import check_scale
+from .guidance import check_scale, require_classifier_free
 
 StepCallback = Callable[[dict], None]
 #: image sides above this many times the model's native side are refused unless ``allow_large``
@@ -50,6 +50,17 @@ def check_sampling(num_inference_steps, guidance_scale, model=None) -> None:
         model.make_guidance(guidance_scale)  # checks the scale as the model's guidance takes it
     else:
         check_scale(guidance_scale)
+
+
+def check_negative_prompt(model, negative_prompt, guidance_scale) -> None:
+    """A negative prompt replaces the unconditional branch, so it needs one: text, with the model's guidance
+    classifier-free at a scale other than 1 (ParameterError otherwise)."""
+    if not isinstance(negative_prompt, str):
+        raise ParameterError(f"the negative prompt must be text, got {type(negative_prompt).__name__}")
+    guidance = require_classifier_free(model.make_guidance(guidance_scale), "a negative prompt")
+    if guidance.branches == 1:
+        raise ParameterError(f"a negative prompt needs a guidance scale other than 1 (at {guidance.scale:g} "
+                             "classifier-free guidance has no unconditional branch to replace)")
 
 
 def available_memory(device: torch.device) -> int | None:
@@ -387,19 +398,23 @@ def denoise(
 
 @dataclass
 class Sampling:
-    """The settings a run used: steps, guidance, image size, and the name of the sampler."""
+    """The settings a run used: steps, guidance, image size, the name of the sampler, and the negative prompt
+    whose conditioning is the unconditional branch of classifier-free guidance (None: the model's ∅)."""
 
     num_inference_steps: int
     guidance_scale: float
     height: int
     width: int
     sampler: str
+    negative_prompt: str | None = None
 
 
 def resolve_sampling(model, start: Start, num_inference_steps=None, guidance_scale=None, height=None, width=None,
-                     *, steps_default: int | None = None, batch: int = 2, allow_large: bool = False) -> Sampling:
+                     *, steps_default: int | None = None, batch: int = 2, allow_large: bool = False,
+                     negative_prompt: str | None = None) -> Sampling:
     """The run's settings: what the start fixes (a value given that differs is refused), else what was given,
-    else the model's defaults (``steps_default`` overrides the model's sampling steps)."""
+    else the model's defaults (``steps_default`` overrides the model's sampling steps); ``negative_prompt``
+    (:func:`check_negative_prompt`) is carried to :func:`run`."""
     given = {"num_inference_steps": num_inference_steps, "guidance_scale": guidance_scale,
              "height": height, "width": width}
     fixed = {"num_inference_steps": start.num_inference_steps, "guidance_scale": start.guidance_scale,
@@ -415,10 +430,12 @@ def resolve_sampling(model, start: Start, num_inference_steps=None, guidance_sca
     steps = (steps_default if steps_default is not None else d.num_inference_steps) if steps is None else steps
     w = d.guidance_scale if given["guidance_scale"] is None else given["guidance_scale"]
     check_sampling(steps, w, model)
+    if negative_prompt is not None:
+        check_negative_prompt(model, negative_prompt, w)
     h = model.image_size if given["height"] is None else given["height"]
     wd = model.image_size if given["width"] is None else given["width"]
     check_size(model, h, wd, batch=batch, allow_large=allow_large)
-    return Sampling(steps, float(w), h, wd, model.make_sampler().name)
+    return Sampling(steps, float(w), h, wd, model.make_sampler().name, negative_prompt)
 
 
 @dataclass
@@ -456,22 +473,29 @@ def run(
     progress: bool | str = True,
 ) -> RunOutput:
     """Denoise ``prompts`` together from ``start`` (default: a random seed) with the given controls: encode
-    the branches, prepare the start (or take ``prepared``), run the loop, decode."""
+    the branches, prepare the start (or take ``prepared``), run the loop, decode. ``sampling``'s negative prompt,
+    when it has one, is the unconditional branch of every branch; a start with its own (a null-text or
+    negative-prompt inversion) refuses it."""
     start = start or SeedStart()
     start.check_prompts(prompts)
     size = (sampling.height, sampling.width)
     t0 = time.perf_counter()
     cond = model.encode(prompts, size=size)
+    negative = None if sampling.negative_prompt is None else model.encode([sampling.negative_prompt], size=size)
     t1 = time.perf_counter()
     if prepared is None:
         prepared = start.prepare(model, prompts=prompts, num_inference_steps=sampling.num_inference_steps,
                                  size=size, edit_null=edit_null)
+    if negative is not None and prepared.uncond is not None:
+        raise ParameterError(f"a negative prompt does not apply to an edit of a {start.method} inversion: its "
+                             "unconditional branch is the inversion's")
     ctrl = controller
     if prepared.controller is not None:
         ctrl = Compose([prepared.controller, controller]) if controller is not None else prepared.controller
     t2 = time.perf_counter()
     latents = denoise(model, cond, prepared.x, num_inference_steps=sampling.num_inference_steps,
-                      guidance_scale=sampling.guidance_scale, uncond=prepared.uncond, controller=ctrl,
+                      guidance_scale=sampling.guidance_scale,
+                      uncond=prepared.uncond if negative is None else negative, controller=ctrl,
                       features=features, callback=callback, progress=progress, start_step=prepared.start_step,
                       end_step=end_step)
     t3 = time.perf_counter()

@@ -6,7 +6,7 @@ import time
 
 import click
 
-from ..options import sampling_options
+from ..options import negative_prompt_option, sampling_options
 from .common import load, model_options
 
 
@@ -14,6 +14,7 @@ from .common import load, model_options
 @click.argument("prompt")
 @click.option("--out", required=True, metavar="FILE.png", help="Output image; FILE.json records the run.")
 @sampling_options
+@negative_prompt_option
 @model_options
 def generate(prompt, out, model, device, threads, quiet, **sampling):
     """Generate an image from PROMPT."""
