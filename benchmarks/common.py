@@ -28,7 +28,7 @@ def sd15_random(seed: int = 0):
     from promptedit.conditioning import SDText
     from promptedit.models import DiffusionModel
     from promptedit.testing import TINY_CORPUS
-    from promptedit.vocab import build_clip_tokenizer
+    from promptedit.text.vocab import build_clip_tokenizer
 
     torch.manual_seed(seed)
     unet = UNet2DConditionModel(sample_size=64, cross_attention_dim=768, attention_head_dim=8)  # SD 1.5's config
@@ -60,7 +60,7 @@ def sdxl_random(seed: int = 0):
     from promptedit.conditioning import SDXLText
     from promptedit.models import DiffusionModel
     from promptedit.testing import TINY_CORPUS
-    from promptedit.vocab import build_clip_tokenizer
+    from promptedit.text.vocab import build_clip_tokenizer
 
     torch.manual_seed(seed)
     unet = UNet2DConditionModel(  # SDXL base 1.0's unet/config.json

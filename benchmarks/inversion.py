@@ -14,8 +14,8 @@ import numpy as np
 import torch
 from common import arg_parser, dump, get_model, machine, print_table, time_cases
 
-from promptedit.inversion import METHODS, invert, reconstruct
-from promptedit.metrics import psnr
+from promptedit.methods.inversion import METHODS, invert, reconstruct
+from promptedit.images.metrics import psnr
 
 
 def images_for(model, n: int):

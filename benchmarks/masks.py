@@ -13,7 +13,7 @@ import torch
 from common import arg_parser, dump, get_model, machine, print_table, time_cases
 from inversion import images_for
 
-from promptedit.maskedit import diffedit, instdiffedit, make_mask
+from promptedit.methods.maskedit import diffedit, instdiffedit, make_mask
 
 
 def main(argv=None):

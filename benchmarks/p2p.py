@@ -20,7 +20,7 @@ from __future__ import annotations
 import torch
 
 from promptedit.runner import SeedStart, resolve_sampling, run as run_branches
-from promptedit.edit_spec import EditSpec, build_controller
+from promptedit.control.edit_spec import EditSpec, build_controller
 from common import arg_parser, dump, get_model, machine, print_table, time_cases  # noqa: E402
 
 SRC = "a red circle on a white background"

@@ -21,7 +21,7 @@ import torch
 from common import arg_parser, get_model, machine, sync  # noqa: E402
 from p2p import EDITS, SRC, diffusers_pipeline  # noqa: E402
 from promptedit.runner import SeedStart, resolve_sampling, run as run_branches
-from promptedit.edit_spec import build_controller
+from promptedit.control.edit_spec import build_controller
 
 SYNC_OPS = ("aten::item", "aten::_local_scalar_dense", "cudaStreamSynchronize", "cudaDeviceSynchronize",
             "cudaMemcpyAsync", "cudaMemcpy")

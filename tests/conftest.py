@@ -64,14 +64,14 @@ def tiny_model_dir(tiny_model, tmp_path_factory):
 
 @pytest.fixture
 def disk_full_at(monkeypatch):
-    """``disk_full_at(n, inside=None)``: the one atomic writer (promptedit.outputs) fails as a full disk does on
+    """``disk_full_at(n, inside=None)``: the one atomic writer (promptedit.outputs.files) fails as a full disk does on
     the file it writes after ``n`` others (counted from the call; only files under the folder ``inside``, when
     given): the file system takes part of it, then refuses. Later files are written. Call it again to count
     afresh."""
     import errno
     from pathlib import Path
 
-    from promptedit import outputs
+    from promptedit.outputs import files as outputs
 
     real = outputs._atomic_write
 

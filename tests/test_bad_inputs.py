@@ -88,8 +88,8 @@ def test_a_broken_scheduler_or_component_config_is_refused_at_load(tiny_model_di
 
 
 def test_a_pooled_null_that_does_not_fit_the_model_is_refused(tiny_model):
-    from promptedit.editing import EditSpec, edit
-    from promptedit.inversion import Inversion, InversionError, invert
+    from promptedit.methods.editing import EditSpec, edit
+    from promptedit.methods.inversion import Inversion, InversionError, invert
     from promptedit.testing import tiny_sdxl_components
 
     image = np.full((32, 32, 3), 200, np.uint8)
@@ -141,7 +141,7 @@ def test_words_a_shapes_world_model_does_not_know_are_named_in_one_warning(tiny_
 
 
 def test_a_word_past_the_token_limit_is_named_as_such_not_as_missing(tokenizer):
-    from promptedit.edit_spec import EditSpec, build_controller
+    from promptedit.control.edit_spec import EditSpec, build_controller
 
     long = " ".join(["a red circle"] * 30) + " and a green square"
     spec = EditSpec(long, (long.replace("green", "blue"),), reweight={"square": 2.0})
@@ -153,7 +153,7 @@ def test_a_word_past_the_token_limit_is_named_as_such_not_as_missing(tokenizer):
 
 
 def test_a_mask_of_an_edit_that_changes_nothing_is_refused(tiny_model):
-    from promptedit.maskedit import instdiffedit
+    from promptedit.methods.maskedit import instdiffedit
 
     image = np.full((32, 32, 3), 200, np.uint8)
     with pytest.raises(ParameterError, match="no edit to mask"):
@@ -169,7 +169,7 @@ def test_a_mask_of_an_edit_that_changes_nothing_is_refused(tiny_model):
 
 def test_a_mask_file_is_read_by_the_image_rule(tmp_path):
     from promptedit.errors import ImageInputError
-    from promptedit.images import load_image, load_mask
+    from promptedit.images.inputs import load_image, load_mask
 
     # 16-bit: near-black (1000 of 65535) is not white; a plain convert("L") clips it to 255
     m16 = np.full((32, 32), 1000, np.uint16)
@@ -197,7 +197,7 @@ def test_a_mask_that_is_not_black_and_white_is_read_with_a_warning_saying_how(ti
     import warnings
 
     from promptedit.errors import PromptEditWarning
-    from promptedit.images import load_mask
+    from promptedit.images.inputs import load_mask
 
     rng = np.random.default_rng(0)
     photo = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)  # a colour photo given as a mask
@@ -236,7 +236,7 @@ def test_batch_ids_cannot_name_the_output_folder_or_its_parent():
 
 
 def test_pie_paths_that_leave_their_folder_are_refused(tmp_path):
-    from promptedit.pie import MappingFileError, read_pie
+    from promptedit.pie.data import MappingFileError, read_pie
 
     (tmp_path / "annotation_images").mkdir()
     Image.new("RGB", (8, 8)).save(tmp_path / "outside.png")
@@ -273,7 +273,7 @@ def test_world_pie_refuses_a_set_too_large_to_draw(tmp_path, capsys):
 
 
 def test_json_records_hold_no_infinity():
-    from promptedit.outputs import _finite
+    from promptedit.outputs.files import _finite
 
     assert _finite({"psnr": math.inf, "v": [np.float32("nan"), 1.5, (2, -math.inf)]}) == {
         "psnr": None, "v": [None, 1.5, [2, None]]}
@@ -311,8 +311,8 @@ def test_every_error_here_is_a_value_error():
 
 
 def test_deep_bracket_nesting_is_refused_before_the_parsers_run():
-    from promptedit.edit_spec import EditSpec
-    from promptedit.syntax import MAX_DEPTH, PromptSyntaxError
+    from promptedit.control.edit_spec import EditSpec
+    from promptedit.text.syntax import MAX_DEPTH, PromptSyntaxError
 
     # compel's grammar takes ~3.5x longer per level of parentheses: past 4 levels compel is not run
     deep = "(" * (MAX_DEPTH["compel"] + 1) + "red" + ")" * (MAX_DEPTH["compel"] + 1)
@@ -328,7 +328,7 @@ def test_deep_bracket_nesting_is_refused_before_the_parsers_run():
 
 
 def test_edit_spec_refuses_wrong_structures_and_overflowing_weights():
-    from promptedit.edit_spec import MAX_REWEIGHT, EditSpec
+    from promptedit.control.edit_spec import MAX_REWEIGHT, EditSpec
 
     with pytest.raises(ParameterError, match="within"):
         EditSpec(SRC, (TGT,), reweight={"dog": 1e300})  # finite, but attention overflows float32
@@ -344,7 +344,7 @@ def test_edit_spec_refuses_wrong_structures_and_overflowing_weights():
             EditSpec(SRC, **kw)
     assert EditSpec(SRC, (TGT,), blend_words="cat").blend_words == ("cat",)  # a word, as targets take one
     # a source-only blend word must be in the source, a target-only one in a target
-    from promptedit.edit_spec import build_controller
+    from promptedit.control.edit_spec import build_controller
     from promptedit.testing import tiny_tokenizer
 
     tokenizer = tiny_tokenizer()
@@ -355,9 +355,9 @@ def test_edit_spec_refuses_wrong_structures_and_overflowing_weights():
 
 
 def test_library_calls_refuse_bad_arguments_with_value_errors(tiny_model):
-    from promptedit.editing import EditSpec, edit, generate
-    from promptedit.inversion import invert, reconstruct
-    from promptedit.maskedit import instdiffedit, make_mask, masked_edit
+    from promptedit.methods.editing import EditSpec, edit, generate
+    from promptedit.methods.inversion import invert, reconstruct
+    from promptedit.methods.maskedit import instdiffedit, make_mask, masked_edit
 
     img = np.full((32, 32, 3), 200, np.uint8)
     inside = np.zeros((32, 32), bool)
@@ -585,7 +585,7 @@ def test_a_temporary_file_left_by_a_killed_writer_is_removed_by_the_next_write(t
     import os
     import time
 
-    from promptedit.outputs import STALE_PART_SECONDS, write_bytes
+    from promptedit.outputs.files import STALE_PART_SECONDS, write_bytes
 
     old, fresh = tmp_path / ".a.png.0123456789ab.part", tmp_path / ".a.png.ba9876543210.part"
     old.write_bytes(b"x")
@@ -595,7 +595,7 @@ def test_a_temporary_file_left_by_a_killed_writer_is_removed_by_the_next_write(t
     write_bytes(tmp_path / "a.png", b"png")
     assert not old.exists() and fresh.exists() and (tmp_path / "a.png").read_bytes() == b"png"
     # an output set's temporary folder, left by a writer killed while writing it
-    from promptedit.outputs import output_set
+    from promptedit.outputs.files import output_set
 
     staged = tmp_path / ".promptedit-set.0123abcd.part"
     staged.mkdir()
@@ -609,7 +609,7 @@ def test_a_temporary_file_left_by_a_killed_writer_is_removed_by_the_next_write(t
 def test_a_rerun_into_a_folder_replaces_the_earlier_run_record_first(tiny_model_dir, tmp_path, capsys, monkeypatch):
     import os
 
-    from promptedit import outputs
+    from promptedit.outputs import files as outputs
 
     out = tmp_path / "e"
     common = ["--source", SRC, "--out", out, "--model", tiny_model_dir, "--steps", 2, "--quiet", "--threads", 1]
@@ -691,7 +691,7 @@ def test_a_failure_while_moving_a_set_into_place_puts_the_earlier_run_back(tmp_p
     import errno
     import os
 
-    from promptedit import outputs
+    from promptedit.outputs import files as outputs
     from promptedit.errors import OutputPathError
 
     out = tmp_path / "o"

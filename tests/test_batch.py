@@ -183,7 +183,7 @@ def test_strict_stops_at_the_first_failure(tiny_model_dir, tmp_path, capsys):
 def test_failures_are_appended_not_rewritten(tiny_model_dir, tmp_path, capsys, monkeypatch):
     """failures.jsonl grows by a line a failure (it was rewritten whole after each: 20,000 failing items took
     552 s); each reason is printed as it happens."""
-    from promptedit import outputs
+    from promptedit.outputs import files as outputs
 
     manifest = tmp_path / "m.jsonl"
     manifest.write_text("not json\n" * 2000)
@@ -345,7 +345,7 @@ def test_evaluate_scores_exactly_the_items_whose_latest_run_succeeded(tmp_path, 
     another data set with the same ids is refused; an older run without a record is scored with a warning."""
     from promptedit.batch import Outcome, RunRecord, read_pie_items
     from promptedit.cli.world import save_pie_set
-    from promptedit.pie import fingerprint
+    from promptedit.pie.data import fingerprint
     from promptedit.world.pie import make_pie_set
 
     data, other, out = tmp_path / "pie", tmp_path / "pie-seed1", tmp_path / "run"

@@ -135,8 +135,8 @@ def test_real_images_also_edit_as_the_papers_do_when_the_model_does_not(tiny_mod
 
 def test_pooled_psnr_is_not_hidden_by_exact_items():
     from promptedit.bench.world import PSNR_CAP, capped_pooled_psnr
-    from promptedit.metrics import psnr as plain_psnr
-    from promptedit.metrics import squared_error
+    from promptedit.images.metrics import psnr as plain_psnr
+    from promptedit.images.metrics import squared_error
 
     a = np.zeros((4, 4, 3), np.uint8)
     b = a.copy()

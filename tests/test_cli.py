@@ -420,9 +420,9 @@ def test_requests_run_the_method_functions_exactly_and_the_one_writer_writes_the
     writer (outputs.write_result_folder) writes an edit's folder and a mask-guided edit's."""
     import numpy as np
 
-    from promptedit.editing import EditSpec, edit, generate
-    from promptedit.maskedit import masked_edit
-    from promptedit.outputs import write_result_folder
+    from promptedit.methods.editing import EditSpec, edit, generate
+    from promptedit.methods.maskedit import masked_edit
+    from promptedit.outputs.files import write_result_folder
     from promptedit.requests import EditRequest, GenerateRequest, MaskEditRequest, SamplingOptions
 
     sampling = SamplingOptions(steps=1, seed=3, height=32, width=32)

@@ -64,7 +64,7 @@ def test_codec_is_lossless_on_a_rendered_image(shapes):
 
 
 def test_generated_backgrounds_read_back_right(shapes):
-    from promptedit.editing import generate
+    from promptedit.methods.editing import generate
     from promptedit.world import read_image
 
     prompts = ["a red circle on a white background", "a blue square on a black background",
@@ -76,7 +76,7 @@ def test_generated_backgrounds_read_back_right(shapes):
 
 def test_background_swap_changes_the_background_and_keeps_the_objects_colour(shapes):
     # (how well the mask is kept is the benchmark's p2p_background_swap.mask_iou_mean: far from its target)
-    from promptedit.editing import EditSpec, edit
+    from promptedit.methods.editing import EditSpec, edit
     from promptedit.world import read_image
 
     spec = EditSpec("a red circle on a white background", ("a red circle on a black background",))
@@ -89,7 +89,7 @@ def test_background_swap_changes_the_background_and_keeps_the_objects_colour(sha
 
 def test_diffedit_and_instdiffedit_run_on_the_patch_codec(shapes):
     """diffusers' DiffEdit pipeline reads vae.config.latent_channels: the codec must provide it."""
-    from promptedit.maskedit import diffedit, instdiffedit
+    from promptedit.methods.maskedit import diffedit, instdiffedit
     from promptedit.world import render, scene_at
 
     scene = scene_at(11, 0)
@@ -110,7 +110,7 @@ def test_cross_attention_ties_words_to_their_pixels(shapes):
     import torch
     import torch.nn.functional as F
 
-    from promptedit.editing import attention
+    from promptedit.methods.editing import attention
     from promptedit.world import read_image
 
     prompts = ["a big red circle on a white background", "a big blue square on a black background",

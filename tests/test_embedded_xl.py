@@ -66,7 +66,7 @@ def test_has_sdxl_conditioning_and_the_recipes_architecture_and_defaults(xl):
 
 
 def test_generates_the_captions_colours_and_backgrounds(xl):
-    from promptedit.editing import generate
+    from promptedit.methods.editing import generate
     from promptedit.world import read_image
 
     prompts = ["a red circle on a white background", "a blue square on a black background",
@@ -80,7 +80,7 @@ def test_generates_the_captions_colours_and_backgrounds(xl):
 def test_word_swap_recolours_the_object_and_keeps_its_place(xl):
     """Prompt-to-Prompt: the swapped colour is drawn, the shape and the background stay, and the object's mask
     overlaps the source's."""
-    from promptedit.editing import EditSpec, edit
+    from promptedit.methods.editing import EditSpec, edit
     from promptedit.world import read_image
 
     hits, ious = 0, []
@@ -98,9 +98,9 @@ def test_word_swap_recolours_the_object_and_keeps_its_place(xl):
 def test_real_image_edit_and_instant_mask_on_a_rendered_scene(xl):
     """An image the model never generated: direct inversion reconstructs it exactly and its colour swap
     changes the object's colour; the instant mask (InstDiffEdit) finds the object."""
-    from promptedit.editing import EditSpec, edit
-    from promptedit.inversion import invert, reconstruct
-    from promptedit.maskedit import instdiffedit
+    from promptedit.methods.editing import EditSpec, edit
+    from promptedit.methods.inversion import invert, reconstruct
+    from promptedit.methods.maskedit import instdiffedit
     from promptedit.world import read_image, render, scene_at
 
     scene = next(s for s in (scene_at(77, i) for i in range(100))  # a held-out one-object scene, no style

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from promptedit.editing import EditSpec, edit, generate
+from promptedit.methods.editing import EditSpec, edit, generate
 from promptedit.families import FAMILIES, family_of_index
 
 pytestmark = pytest.mark.integration
@@ -111,7 +111,7 @@ def test_cross_attention_sites_exist_and_the_store_records_maps_at_each_grid(fam
 
 @pytest.mark.parametrize("method", ["null-text", "negative-prompt", "direct", "ddim"])
 def test_every_inversion_method_runs_and_its_edit_retraces_the_reconstruction(family_model, image, method):
-    from promptedit.inversion import invert, reconstruct
+    from promptedit.methods.inversion import invert, reconstruct
 
     inv = invert(family_model, image, SRC, method=method, num_inference_steps=2, num_inner_steps=1, progress=False)
     res = edit(family_model, EditSpec(SRC, (TGT,)), start=inv, progress=False)
@@ -123,8 +123,8 @@ def test_ddim_inversion_at_many_steps_reconstructs_on_the_familys_shipped_model(
     """On trained weights (a random-weight model's ε changes with t too much for DDIM inversion's assumption: its
     reconstructions stay near 14 dB at any step count)."""
     from promptedit.families import EMBEDDED_MODELS, resolve_model
-    from promptedit.inversion import invert, reconstruct
-    from promptedit.metrics import psnr
+    from promptedit.methods.inversion import invert, reconstruct
+    from promptedit.images.metrics import psnr
     from promptedit.models import load_model
 
     shipped = family_model.family_entry.shipped
@@ -139,7 +139,7 @@ def test_ddim_inversion_at_many_steps_reconstructs_on_the_familys_shipped_model(
 
 
 def test_instant_masks_and_a_user_mask_edit_run(family_model, image):
-    from promptedit.maskedit import instdiffedit, masked_edit
+    from promptedit.methods.maskedit import instdiffedit, masked_edit
 
     r = instdiffedit(family_model, image, SRC, TGT, num_inference_steps=4, progress=False)
     assert r.edited.shape == image.shape and r.mask.shape == (32, 32)
@@ -165,7 +165,7 @@ def test_a_saved_model_loads_as_the_same_family_with_the_same_weights_and_images
 
 
 def test_records_name_the_family_and_the_sampler(family_model):
-    from promptedit.records import build_record
+    from promptedit.outputs.records import build_record
 
     res = generate(family_model, SRC, seed=0, num_inference_steps=2, progress=False)
     rec = build_record("generate", family_model, res, with_environment=False)

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from promptedit.editing import EditSpec, edit
+from promptedit.methods.editing import EditSpec, edit
 from promptedit.errors import ImageInputError
-from promptedit.inversion import Inversion, InversionError, invert, reconstruct
+from promptedit.methods.inversion import Inversion, InversionError, invert, reconstruct
 from promptedit.samplers.ddim import ddim_inverse_step, ddim_step
 
 pytestmark = pytest.mark.integration
@@ -209,7 +209,7 @@ def test_edit_an_inverted_image_keeps_the_source(tiny_model, image):
 def test_image_loading_rules(tmp_path):
     from PIL import Image
 
-    from promptedit.images import load_image
+    from promptedit.images.inputs import load_image
 
     rgba = Image.new("RGBA", (40, 20), (255, 0, 0, 0))
     rgba.save(tmp_path / "a.png")

@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 
 from promptedit.errors import ParameterError
-from promptedit.masks import InstantMask, instant_mask, minmax, select_words, smooth
+from promptedit.control.masks import InstantMask, instant_mask, minmax, select_words, smooth
 
 from helpers import one_line_error, run
 
@@ -39,7 +39,7 @@ def test_select_words_by_similarity_to_the_inverted_start_token_map():
 
 
 def test_edited_words_are_the_inserted_and_replaced_ones():
-    from promptedit.masks import edited_words
+    from promptedit.control.masks import edited_words
 
     src = "a red circle and a blue square on a white background".split()
     assert edited_words(src, "a green circle and a blue square on a white background".split()) == [1]
@@ -103,7 +103,7 @@ def test_instant_mask_without_maps_at_its_resolution_fails_loudly():
 
 
 def test_upsampled_mask_edges_fall_inside_cells_and_cells_touched_cover_it():
-    from promptedit.masks import cells_touched, upsample_mask
+    from promptedit.control.masks import cells_touched, upsample_mask
 
     soft = torch.zeros(4, 4)
     soft[1:3, 1:3] = 1.0
@@ -119,7 +119,7 @@ def test_upsampled_mask_edges_fall_inside_cells_and_cells_touched_cover_it():
 def test_refined_mask_edges_follow_the_image():
     """The guided filter moves a coarse mask's edges onto the image's: a square off the map's cell grid, read
     from a 4×4-cell soft mask, comes back exactly; without the image the bilinear mask is off by its cells."""
-    from promptedit.masks import refine_mask, upsample_mask
+    from promptedit.control.masks import refine_mask, upsample_mask
     from promptedit.world.reader import mask_iou
 
     truth = np.zeros((32, 32), bool)
@@ -142,7 +142,7 @@ def test_refined_mask_edges_follow_the_image():
 
 
 def test_strongest_regions_keep_the_regions_the_words_attend_to_most():
-    from promptedit.masks import strongest_regions
+    from promptedit.control.masks import strongest_regions
 
     soft = torch.zeros(12, 12)
     soft[1:4, 1:4] = 1.0  # the strongest region
@@ -168,7 +168,7 @@ def image():
 
 
 def test_masked_pass_keeps_the_source_latents_outside_the_mask(tiny_model, image):
-    from promptedit.maskedit import MaskBlend
+    from promptedit.methods.maskedit import MaskBlend
     from promptedit.runner import NoisedImage, resolve_sampling, run
 
     start = NoisedImage(image=image, strength=0.5, seed=0)
@@ -185,7 +185,7 @@ def test_masked_pass_keeps_the_source_latents_outside_the_mask(tiny_model, image
 
 
 def test_instdiffedit_and_diffedit_run(tiny_model, image):
-    from promptedit.maskedit import diffedit, instdiffedit, make_mask
+    from promptedit.methods.maskedit import diffedit, instdiffedit, make_mask
 
     r = instdiffedit(tiny_model, image, SRC, TGT, num_inference_steps=6, num_seeds=2, progress=False)
     assert r.edited.shape == image.shape and r.mask.shape == (32, 32) and r.latent_mask.shape == (16, 16)
@@ -214,7 +214,7 @@ def test_instdiffedit_and_diffedit_run(tiny_model, image):
 
 def test_a_mask_alone_skips_the_edit_texts_rows_and_is_the_same_mask(tiny_model, image):
     """make_mask denoises only the source text (half the batch) and gets the edit's own final mask."""
-    from promptedit.maskedit import instdiffedit, make_mask
+    from promptedit.methods.maskedit import instdiffedit, make_mask
 
     batches = []
     hook = tiny_model.unet.register_forward_pre_hook(lambda module, args: batches.append(args[0].shape[0]))
@@ -234,7 +234,7 @@ def test_a_mask_alone_skips_the_edit_texts_rows_and_is_the_same_mask(tiny_model,
 
 def test_mask_guided_edits_keep_the_pixels_outside_the_mask(tiny_model, image):
     """Outside the final mask the edit is the input, pixel for pixel (the autoencoder would change them)."""
-    from promptedit.maskedit import instdiffedit, masked_edit
+    from promptedit.methods.maskedit import instdiffedit, masked_edit
 
     r = instdiffedit(tiny_model, image, SRC, TGT, num_inference_steps=6, progress=False)
     assert r.settings["threshold"] == tiny_model.defaults.masks.threshold and r.settings["keep_outside"]

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from promptedit.editing import EditSpec, edit, generate
+from promptedit.methods.editing import EditSpec, edit, generate
 from promptedit.errors import ParameterError
 from promptedit.requests import EditRequest, InvertRequest, SamplingOptions
 
@@ -63,7 +63,7 @@ def test_refusals_of_the_api_are_one_line(tiny_model):
 
 
 def test_edits_of_inversions_take_it_in_every_branch_unless_the_inversion_owns_that_branch(tiny_model):
-    from promptedit.inversion import invert
+    from promptedit.methods.inversion import invert
 
     image = generate(tiny_model, SRC, seed=1, num_inference_steps=2, progress=False).images[0]
     spec = EditSpec(SRC, (TGT,))

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from promptedit import pie
+from promptedit.pie import data as pie
 from promptedit.errors import PromptEditError
 from promptedit.world import pie as wpie
 from promptedit.world import spec
@@ -287,9 +287,9 @@ def test_pie_p2p_recipe_is_pnpinversion_controller(tmp_path):
 
     from promptedit.batch import item_plan, read_manifest
     from promptedit.control import AttentionRefine, AttentionReweight
-    from promptedit.edit_spec import build_controller
+    from promptedit.control.edit_spec import build_controller
     from promptedit.testing import tiny_tokenizer
-    from promptedit.tokens import word_token_indices
+    from promptedit.text.tokens import word_token_indices
 
     src, tgt = "a cat sitting on a bench", "a cat wearing a hat sitting on a bench"
     entry = {**ENTRY, "original_prompt": src, "editing_prompt": "a cat [wearing a hat] sitting on a bench",
@@ -332,7 +332,7 @@ def test_pie_p2p_recipe_is_pnpinversion_controller(tmp_path):
 
 
 torch = pytest.importorskip("torch")
-ev = pytest.importorskip("promptedit.evaluate")
+ev = pytest.importorskip("promptedit.pie.evaluate")
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ from promptedit.requests import (
     MaskEditRequest,
     SamplingOptions,
 )
-from promptedit.edit_spec import EditSpec
+from promptedit.control.edit_spec import EditSpec
 
 pytestmark = pytest.mark.unit
 

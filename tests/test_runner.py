@@ -4,12 +4,12 @@ import pytest
 import torch
 
 from promptedit.control import AttentionControl, AttentionReplace
-from promptedit.editing import edit, generate
+from promptedit.methods.editing import edit, generate
 from promptedit.errors import HookError, ParameterError, PromptError, PromptTruncatedWarning, WordNotInPromptError
 from promptedit.backbones.unet import ControlledAttnProcessor, UNetBackbone
 from promptedit.runner import SeedStart, denoise
-from promptedit.edit_spec import EditSpec, build_controller
-from promptedit.tokens import word_token_indices
+from promptedit.control.edit_spec import EditSpec, build_controller
+from promptedit.text.tokens import word_token_indices
 
 pytestmark = pytest.mark.integration
 
@@ -294,7 +294,7 @@ def test_maps_default_to_the_nearest_resolution_the_unet_has(tiny_model):
                                 attention_head_dim=8, norm_num_groups=8).eval().requires_grad_(False)
     model = dataclasses.replace(tiny_model, backbone=UNetBackbone(unet), defaults=ModelDefaults())
     assert model.attention_downsamples() == [1, 2]
-    from promptedit.editing import attention
+    from promptedit.methods.editing import attention
 
     res = attention(model, SRC, num_inference_steps=2, self_attention=False, progress=False)
     assert res.attention_downsample == 2 and "using 1/2" in res.notes[0]
@@ -346,12 +346,12 @@ def test_sizes_far_beyond_the_models_are_refused_unless_allowed_and_memory_is_ch
 
     with pytest.raises(ParameterError, match="more than 4x this model's native 32 px"):
         runner.check_size(tiny_model, 256, 32)
-    monkeypatch.setattr(runner, "available_memory", lambda device: 10 * 2**20)
+    monkeypatch.setattr(runner.checks, "available_memory", lambda device: 10 * 2**20)
     need = tiny_model.estimate_memory(256, 256, 2)
     assert need > 10 * 2**20
     with pytest.raises(ParameterError, match="GiB is free"):
         runner.check_size(tiny_model, 256, 256, allow_large=True)
-    monkeypatch.setattr(runner, "available_memory", lambda device: need + 1)
+    monkeypatch.setattr(runner.checks, "available_memory", lambda device: need + 1)
     runner.check_size(tiny_model, 256, 256, allow_large=True)
     # the estimate grows with the pixels and the branches (what a run holds scales so)
     assert tiny_model.estimate_memory(512, 512, 2) > 3 * need

@@ -177,7 +177,7 @@ def test_a_guidance_scale_that_is_no_finite_number_at_least_0_is_refused_in_one_
 
 
 def test_null_text_and_negative_prompt_inversion_need_classifier_free_guidance(tiny_model, monkeypatch):
-    from promptedit.inversion import NEEDS_CLASSIFIER_FREE, Inversion, invert, null_text_optimization
+    from promptedit.methods.inversion import NEEDS_CLASSIFIER_FREE, Inversion, invert, null_text_optimization
 
     assert require_classifier_free(ClassifierFree(2.0), "x") == ClassifierFree(2.0)
     monkeypatch.setattr(tiny_model, "make_guidance", lambda scale: EmbeddedGuidance(scale))
@@ -217,8 +217,8 @@ def test_the_loop_batches_as_many_branches_as_the_guidance_says(tiny_model, monk
 
 
 def test_runs_use_the_models_sampler_and_records_name_it(tiny_model, monkeypatch):
-    from promptedit.editing import generate
-    from promptedit.records import result_fields
+    from promptedit.methods.editing import generate
+    from promptedit.outputs.records import result_fields
 
     class Renamed(DDIMSampler):
         name = "DDIM (renamed)"

@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from promptedit.editing import EditSpec, edit, generate
+from promptedit.methods.editing import EditSpec, edit, generate
 from promptedit.errors import ParameterError, PromptError
 
 from helpers import run
@@ -78,8 +78,8 @@ def test_conditioning_has_both_encoders_and_time_ids(xl, xl_dir):
 
 
 def test_every_inversion_and_instant_masks_run(xl, image):
-    from promptedit.inversion import Inversion, InversionError, invert, reconstruct
-    from promptedit.maskedit import diffedit, instdiffedit
+    from promptedit.methods.inversion import Inversion, InversionError, invert, reconstruct
+    from promptedit.methods.maskedit import diffedit, instdiffedit
 
     for method in ("null-text", "negative-prompt", "direct", "ddim"):
         inv = invert(xl, image, SRC, method=method, num_inference_steps=3, num_inner_steps=2, progress=False)
@@ -111,7 +111,7 @@ def test_two_tokenizers_that_split_a_prompt_differently_are_refused(xl):
     import dataclasses
 
     from promptedit.conditioning import SDXLText
-    from promptedit.vocab import build_clip_tokenizer
+    from promptedit.text.vocab import build_clip_tokenizer
 
     other = build_clip_tokenizer(["cats and dogs"] * 3, vocab_size=300)
     text = SDXLText([xl.text.tokenizer, other], xl.text.encoders)
@@ -174,7 +174,7 @@ def test_bench_masks_section_runs_on_sdxl_without_diffedit(xl):
 def test_null_text_starts_from_the_empty_prompts_encoding_where_the_unconditional_is_zeros(xl, image):
     """Null-text's ∅ is the paper's ψ(""), not the zeros an SDXL checkpoint's unconditional branch takes
     (force_zeros_for_empty_prompt): with a vanishing learning rate the optimised nulls stay at ψ("")."""
-    from promptedit.inversion import invert
+    from promptedit.methods.inversion import invert
 
     assert xl.text.force_zeros_for_empty_prompt
     inv = invert(xl, image, SRC, method="null-text", num_inference_steps=2, num_inner_steps=1, lr=1e-12,

@@ -1,4 +1,4 @@
-"""promptedit.syntax: A1111 and compel edit prompts → Prompt-to-Prompt edits.
+"""promptedit.text.syntax: A1111 and compel edit prompts → Prompt-to-Prompt edits.
 
 Each row of the table is an edit prompt and the edit it must give (round trip: parse → fields); every row
 also becomes an EditSpec and a controller on a tiny tokenizer, which proves that the words it names are
@@ -16,7 +16,7 @@ import pytest
 
 from promptedit.control import step_window
 from promptedit.errors import ParameterError, PromptError
-from promptedit.syntax import (
+from promptedit.text.syntax import (
     SYNTAXES,
     AmbiguousSyntaxError,
     EditConflictError,
@@ -27,16 +27,16 @@ from promptedit.syntax import (
     UnsupportedConstructError,
     parse_edit_prompt,
 )
-from promptedit.syntax.a1111 import _a1111_when
-from promptedit.syntax.common import _Edit, _fmt
-from promptedit.syntax.compel import _compel_module
+from promptedit.text.syntax.a1111 import _a1111_when
+from promptedit.text.syntax.common import _Edit, _fmt
+from promptedit.text.syntax.compel import _compel_module
 
 pytestmark = pytest.mark.unit
 
 try:  # EditSpec moved from editing to spec; either home will do
-    from promptedit.edit_spec import EditSpec, build_controller
+    from promptedit.control.edit_spec import EditSpec, build_controller
 except ImportError:  # pragma: no cover
-    from promptedit.editing import EditSpec, build_controller
+    from promptedit.methods.editing import EditSpec, build_controller
 
 
 def row(prompt, source, target, *, mode="auto", cross=None, words=None, self_=None, weights=None,
@@ -326,7 +326,7 @@ def test_editspec_checks_what_the_parser_leaves():
 
 def test_uses_compels_own_parser_without_torch():
     assert _compel_module().__file__.replace("\\", "/").endswith("compel/prompt_parser.py")
-    code = ("import sys; from promptedit.syntax import parse_edit_prompt as p; p('a cat.swap(dog)'); "
+    code = ("import sys; from promptedit.text.syntax import parse_edit_prompt as p; p('a cat.swap(dog)'); "
             "p('a [a:b:0.5] c'); bad = [m for m in ('torch', 'diffusers', 'transformers') if m in sys.modules]; "
             "assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)

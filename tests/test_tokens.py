@@ -4,13 +4,13 @@ import pytest
 import torch
 
 from promptedit.errors import AlignmentError, PromptError, PromptTruncatedWarning, WordNotInPromptError
-from promptedit.seq_aligner import (
+from promptedit.text.alignment import (
     get_refinement_mapper,
     get_replacement_mapper,
     global_align,
     refinement_mapper,
 )
-from promptedit.tokens import prompt_words, swapped_words, tokenize, unknown_words, word_token_indices
+from promptedit.text.tokens import prompt_words, swapped_words, tokenize, unknown_words, word_token_indices
 
 pytestmark = pytest.mark.unit
 
@@ -139,7 +139,7 @@ def test_built_tokenizer_is_the_same_in_every_process():
     import subprocess
     import sys
 
-    code = ("import hashlib, json; from promptedit.vocab import build_clip_tokenizer; "
+    code = ("import hashlib, json; from promptedit.text.vocab import build_clip_tokenizer; "
             "t = build_clip_tokenizer(['a photo of a cat', 'a photo of a dog', 'a red circle'] * 3, vocab_size=300); "
             "print(hashlib.md5(json.dumps(sorted(t.get_vocab().items())).encode()).hexdigest())")
     runs = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout

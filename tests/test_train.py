@@ -58,7 +58,7 @@ def test_train_resume_and_export(tmp_path):
     folder = save_model(more, tmp_path / "export")
     loaded = load_model(folder)
     assert isinstance(loaded.vae, PatchCodec) and loaded.image_size == 64 and loaded.max_length == 32
-    from promptedit.editing import EditSpec, edit
+    from promptedit.methods.editing import EditSpec, edit
 
     res = edit(loaded, EditSpec("a red circle on a white background", ("a blue circle on a white background",)),
                num_inference_steps=2, progress=False)
@@ -148,7 +148,7 @@ def test_an_sdxl_architecture_run_starts_from_an_sd_model_where_shapes_agree(tmp
     reads the first encoder's half of the features as the SD UNet read them after the final layer norm, exactly
     for a token whose σ is the fold's σ̄ (the second half and the text-time embedding start at zero), its
     encoders' extra layer is the identity; it trains, resumes, exports and edits; an SD run cannot start from it."""
-    from promptedit.editing import EditSpec, edit
+    from promptedit.methods.editing import EditSpec, edit
     from promptedit.train.shapes import build_model, init_sdxl_from_sd
 
     sd = train(TrainConfig(**TINY), tmp_path / "sd", progress=False, log=lambda m: None)

@@ -145,7 +145,7 @@ def test_the_checks_find_what_they_look_for(tmp_path):
              ("benchmarks.common", "promptedit.cli.common"): True,
              ("promptedit.cli.batch", "promptedit.batch"): False,
              ("promptedit.cli.common", "promptedit.cli"): False,
-             ("promptedit.app", "promptedit.editing"): False,
+             ("promptedit.app", "promptedit.methods.editing"): False,
              ("promptedit.bench.world", "promptedit.batching"): False,
              ("benchmarks.common", "promptedit.batch"): False}
     assert {case: _runs_back_up(*case) for case in cases} == cases
@@ -153,3 +153,37 @@ def test_the_checks_find_what_they_look_for(tmp_path):
     planted.write_text(source)
     clean.write_text("def g():\n    return 1\n")
     assert long_functions([planted, clean]) == ["planted.py:8 m is 122 lines"]
+
+
+def readme_table() -> dict[str, list[str] | None]:
+    """The README's module table: each ``promptedit.X`` it names, with the modules it lists in parentheses after
+    it (None when it lists none)."""
+    import re
+
+    text = (ROOT / "README.md").read_text()
+    start = text.index("| stage | package (modules) | what |")
+    rows = text[start:text.index("\n\n", start)].splitlines()[2:]
+    named: dict[str, list[str] | None] = {}
+    for row in rows:
+        cell = row.split(" | ")[1]
+        for m in re.finditer(r"`promptedit\.(\w+)`( \(((?:[^()]|\([^()]*\))*)\))?", cell):
+            listed = None
+            if m.group(3) is not None:  # nested lists (a subpackage's modules) name the subpackage only
+                listed = re.findall(r"`(\w+)`", re.sub(r"\([^()]*\)", "", m.group(3)))
+            named[m.group(1)] = listed
+    return named
+
+
+def test_the_readme_module_table_matches_the_tree():
+    named = readme_table()
+    top = {p.stem for p in PACKAGE.glob("*.py") if p.stem != "__init__"} | {
+        p.name for p in PACKAGE.iterdir() if (p / "__init__.py").is_file()}
+    assert set(named) == top, (f"in the tree, not the table: {sorted(top - set(named))}; "
+                               f"in the table, not the tree: {sorted(set(named) - top)}")
+    for name, listed in named.items():
+        if listed is None:
+            continue
+        package = PACKAGE / name
+        modules = {p.stem for p in package.glob("*.py") if p.stem != "__init__"} | {
+            p.name for p in package.iterdir() if (p / "__init__.py").is_file()}
+        assert set(listed) == modules, f"promptedit.{name}: the table lists {sorted(listed)}, the tree has {sorted(modules)}"

@@ -144,7 +144,7 @@ def test_the_vocabulary_is_every_word_a_caption_holds_and_the_embedded_tokenizer
     from transformers import CLIPTokenizerFast
 
     from promptedit.cli.common import EMBEDDED_MODELS
-    from promptedit.tokens import prompt_words
+    from promptedit.text.tokens import prompt_words
 
     rng = np.random.default_rng(2)
     seen = {w for _ in range(500) for w, *_ in prompt_words(sample_caption_spec(rng).caption)}

@@ -2,9 +2,9 @@
 attention masks on Stable Diffusion).
 
 The public API: :func:`load_model`, :class:`EditSpec`, :func:`edit`, :func:`generate`, :func:`attention`.
-Submodules follow the data flow: ``tokens`` → ``seq_aligner`` → ``control`` → ``backbones`` → ``runner`` →
-``editing`` → ``visualize`` → ``cli``. Names are imported on first use, so ``import promptedit.world`` or
-``promptedit --help`` do not load torch.
+Subpackages follow the data flow: ``text`` → ``conditioning`` → ``control`` → ``backbones`` / ``samplers`` →
+``runner`` → ``methods`` → ``images`` / ``outputs`` → front-ends (``cli``, ``app``, ``demo``, ``batch``). Names are
+imported on first use, so ``import promptedit.world`` or ``promptedit --help`` do not load torch.
 """
 
 from __future__ import annotations
@@ -15,10 +15,10 @@ __version__ = "0.1.0"
 
 #: public name -> submodule that defines it (imported on first access)
 _LAZY = {
-    "EditSpec": "editing",
-    "attention": "editing",
-    "edit": "editing",
-    "generate": "editing",
+    "EditSpec": "methods.editing",
+    "attention": "methods.editing",
+    "edit": "methods.editing",
+    "generate": "methods.editing",
     "load_model": "models",
     "PromptEditError": "errors",
 }

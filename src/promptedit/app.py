@@ -51,9 +51,9 @@ def _check_upload(path: str | None) -> tuple[Path, str]:
     """An uploaded file checked by the image reader's rules: (its path, the name to show for it, never the
     server's temporary path)."""
     from .errors import ImageInputError
-    from .images import open_image
+    from .images.inputs import open_image
 
-    from .images import check_input_file
+    from .images.inputs import check_input_file
 
     if not path:
         raise ImageInputError("upload an image first")
@@ -132,8 +132,8 @@ class App:
 
     def _record(self, kind: str, result=None, **fields) -> str:
         """The record alone (an inversion, attention maps), as KIND-….json; returns its path."""
-        from .outputs import write_json
-        from .records import build_record
+        from .outputs.files import write_json
+        from .outputs.records import build_record
 
         path = self._name(kind).with_suffix(".json")
         write_json(path, build_record(f"app {kind}", self.model, result, extra=fields or None))
@@ -141,8 +141,8 @@ class App:
 
     def _save(self, kind: str, result, **fields) -> str:
         """An edit's result folder (images, grid, masks, result.json) as the CLI writes it
-        (:func:`promptedit.outputs.write_result_folder`), in KIND-…/; returns its record's path."""
-        from .outputs import write_result_folder
+        (:func:`promptedit.outputs.files.write_result_folder`), in KIND-…/; returns its record's path."""
+        from .outputs.files import write_result_folder
 
         folder = self._name(kind)
         write_result_folder(folder, self.model, result, command=f"app {kind}", extra=fields or None)
@@ -151,9 +151,9 @@ class App:
     # ------------------------------------------------------------------ Prompt-to-Prompt
     def p2p(self, source, target, mode, cross_start, cross_end, self_replace, reweight, blend, seed, steps, guidance,
             negative=None):
-        from .editing import EditSpec
+        from .methods.editing import EditSpec
         from .requests import EditRequest, SamplingOptions
-        from .visualize import cross_attention_grid, token_labels
+        from .images.visualize import cross_attention_grid, token_labels
 
         # a re-weighting may leave the edited prompt empty (it re-weights the source); other edits need one
         target = source if mode == "reweight" and not (target or "").strip() else target
@@ -177,9 +177,9 @@ class App:
     def one_prompt(self, text, syntax, seed, steps, guidance, negative=None):
         """A Prompt-to-Prompt edit said in one prompt (AUTOMATIC1111's or compel's edit syntax): the gallery, the
         equivalent command-line flags, and the record."""
-        from .editing import EditSpec
+        from .methods.editing import EditSpec
         from .requests import EditRequest, SamplingOptions
-        from .syntax import parse_edit_prompt
+        from .text.syntax import parse_edit_prompt
 
         steps = _number(steps, "steps", whole=True)
         parsed = parse_edit_prompt(text or "", syntax or "auto", num_inference_steps=steps)
@@ -194,9 +194,9 @@ class App:
 
     # ------------------------------------------------------------------ real images
     def invert(self, upload, caption, method, steps, guidance):
-        from .images import load_image
-        from .inversion import reconstruct
-        from .metrics import psnr
+        from .images.inputs import load_image
+        from .methods.inversion import reconstruct
+        from .images.metrics import psnr
         from .requests import InvertRequest, SamplingOptions
 
         size = (self.model.image_size, self.model.image_size)
@@ -215,9 +215,9 @@ class App:
         """An edit of the inversion made by ``invert``; ``edit_null``: which branches take its null embeddings
         (``all`` or ``source``; None for the model's default); ``negative``: the edit's negative prompt (ddim and
         direct inversions)."""
-        from .editing import EditSpec
+        from .methods.editing import EditSpec
         from .errors import ParameterError
-        from .inversion import Inversion
+        from .methods.inversion import Inversion
         from .requests import EditRequest, SamplingOptions
 
         if not inversion_bytes:
@@ -236,9 +236,9 @@ class App:
         """A mask (instant, DiffEdit or painted) and the edit inside it. ``strength``: the noise level the edit
         starts from; ``threshold`` (φ), ``guided_filter`` (its radius in map cells) and ``region_peak`` are
         the instant mask's, None for the model's defaults."""
-        from .images import load_image
+        from .images.inputs import load_image
         from .requests import InstantOptions, MaskEditRequest, SamplingOptions
-        from .visualize import mask_overlay, mask_tile
+        from .images.visualize import mask_overlay, mask_tile
 
         from .errors import ParameterError
 
@@ -266,8 +266,8 @@ class App:
 
     # ------------------------------------------------------------------ attention
     def attention(self, prompt, seed, steps, guidance):
-        from .editing import attention
-        from .visualize import cross_attention_grid, token_labels
+        from .methods.editing import attention
+        from .images.visualize import cross_attention_grid, token_labels
 
         res = attention(self.model, prompt, seed=_seed(seed), num_inference_steps=_number(steps, "steps", whole=True),
                         guidance_scale=_number(guidance, "guidance"), self_attention=False, progress=True)
@@ -284,7 +284,7 @@ def _painted_mask(painted, size, like=None) -> np.ndarray:
     from PIL import Image
 
     from .errors import ImageInputError
-    from .images import prepare_mask
+    from .images.inputs import prepare_mask
 
     layers = [layer for layer in ((painted.get("layers") if isinstance(painted, dict) else None) or [])
               if layer is not None]

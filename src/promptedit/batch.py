@@ -283,7 +283,7 @@ def item_from_options(item_id: str, options: Mapping[str, object], *, base: Path
 def read_jsonl(path: Path, defaults: Mapping[str, object] | None = None) -> list[BatchItem]:
     """The items of a JSONL manifest; a line that cannot be used becomes an item with its error (it fails on its
     own, the others run)."""
-    from .images import check_input_file
+    from .images.inputs import check_input_file
 
     check_input_file(path, "manifest")
     try:
@@ -365,7 +365,7 @@ def read_pie_items(folder: Path, defaults: Mapping[str, object] | None = None, *
     ``[ ]`` marks stripped), locally blended on its ``blended_word`` pair when ``blend``; with ``recipe``
     (``pie-p2p``), as PnPInversion's script edits it (:data:`PIE_P2P`, :func:`pie_p2p_options`), ``defaults``
     over the recipe's."""
-    from .pie import read_pie
+    from .pie.data import read_pie
 
     if recipe is not None:
         defaults = {**RECIPES[recipe], **(defaults or {})}
@@ -419,7 +419,7 @@ class RunRecord:
     date as items end. Written before the first item runs (every item ``pending``), then as outcomes come
     (``done``, ``skipped``: done before with the same options and model, ``failed``), so that ``evaluate`` scores
     exactly the items whose latest run succeeded, also after an interrupted run, and refuses a run made on
-    another data set (``data``: a PIE folder's :func:`promptedit.pie.fingerprint`).
+    another data set (``data``: a PIE folder's :func:`promptedit.pie.data.fingerprint`).
 
     Rewritten at most every :attr:`LAG_SECONDS` while a run goes on, and by :meth:`flush` at its end: a rewrite of
     the whole record per outcome made a run of many quick items quadratic (6,000 failing items: 37 s against 7 s).
@@ -440,7 +440,7 @@ class RunRecord:
 
     def flush(self) -> None:
         """Write the record as it stands."""
-        from .outputs import write_json
+        from .outputs.files import write_json
 
         write_json(self.path, self.record)
         self._written = time.monotonic()
@@ -537,7 +537,7 @@ class Runner:
 
         from PIL import Image
 
-        from .outputs import write_bytes
+        from .outputs.files import write_bytes
 
         buf = io.BytesIO()
         Image.fromarray(result.edited).save(buf, format=Image.registered_extensions().get(path.suffix.lower(), "PNG"))

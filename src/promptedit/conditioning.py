@@ -22,7 +22,7 @@ from dataclasses import dataclass, replace
 import torch
 
 from .errors import PromptError, UnknownWordsWarning
-from .tokens import PromptTokens, tokenize, unknown_words
+from .text.tokens import PromptTokens, tokenize, unknown_words
 
 @dataclass(frozen=True)
 class Conditioning:

@@ -16,10 +16,10 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image
 
-from .editing import EditSpec, edit
+from .methods.editing import EditSpec, edit
 from .models import DiffusionModel
-from .records import result_fields
-from .visualize import cross_attention_grid, image_grid, mask_overlay, token_labels
+from .outputs.records import result_fields
+from .images.visualize import cross_attention_grid, image_grid, mask_overlay, token_labels
 
 DEMO_EDITS: tuple[tuple[str, EditSpec], ...] = (
     ("word swap (replace)", EditSpec("a red circle on a white background", ("a blue circle on a white background",))),
@@ -100,8 +100,8 @@ def _p2p_items(model, seed, progress, kwargs) -> list[DemoItem]:
 
 
 def _real_item(model, size, steps, guidance, progress) -> DemoItem:
-    from .inversion import invert
-    from .metrics import psnr
+    from .methods.inversion import invert
+    from .images.metrics import psnr
 
     source, target, layout = REAL_DEMO
     image = rendered_scene(source, layout, size)
@@ -122,7 +122,7 @@ def _real_item(model, size, steps, guidance, progress) -> DemoItem:
 
 
 def _mask_item(model, size, seed, steps, guidance, progress) -> DemoItem:
-    from .maskedit import instdiffedit
+    from .methods.maskedit import instdiffedit
 
     source, target, layout = MASK_DEMO
     image = rendered_scene(source, layout, size)

@@ -1,7 +1,7 @@
 """The options of the edit commands, as ``promptedit edit`` / ``mask-edit`` and batch manifests give them: their
 click declarations, the checks that turn them into a plan before any model loads (one-line errors), and the run of
 a plan on a loaded model: its :mod:`promptedit.requests` request, run, and written by
-:func:`promptedit.outputs.write_result_folder`.
+:func:`promptedit.outputs.files.write_result_folder`.
 
 A front-end module (it reads input files and writes the output folder), shared by :mod:`promptedit.cli` and
 :mod:`promptedit.batch`, so that batch takes a manifest item's options straight to a request without going
@@ -133,7 +133,7 @@ def is_number(text: str) -> bool:
 
 def check_input(path, what: str = "image") -> Path:
     """An input file that exists and is a regular file, checked before the model loads."""
-    from .images import check_input_file
+    from .images.inputs import check_input_file
 
     return check_input_file(path, what)
 
@@ -162,9 +162,9 @@ def run_size(model, sampling) -> tuple[int, int]:
 
 
 def prepare_image(model, image, fit: str, sampling, *, batch: int):
-    """A real image file read by the image rule (:func:`promptedit.images.load_image`) at the run's size
+    """A real image file read by the image rule (:func:`promptedit.images.inputs.load_image`) at the run's size
     (:func:`run_size`), checked first for a run of ``batch`` branches."""
-    from .images import load_image
+    from .images.inputs import load_image
     from .runner import check_size
 
     size = run_size(model, sampling)
@@ -175,7 +175,7 @@ def prepare_image(model, image, fit: str, sampling, *, batch: int):
 def read_inversion(path):
     """A saved inversion, read and validated completely."""
     from .errors import ImageInputError
-    from .inversion import Inversion
+    from .methods.inversion import Inversion
 
     p = check_input(path, "inversion file")
     try:
@@ -220,8 +220,8 @@ def p2p_options(f):
 
 
 def spec_from_flags(source, targets, kw) -> "EditSpec":  # noqa: F821
-    """The :class:`~promptedit.edit_spec.EditSpec` the Prompt-to-Prompt flags say."""
-    from .edit_spec import EditSpec
+    """The :class:`~promptedit.control.edit_spec.EditSpec` the Prompt-to-Prompt flags say."""
+    from .control.edit_spec import EditSpec
 
     windows, cross = {}, None
     for item in kw["cross_replace"]:
@@ -312,7 +312,7 @@ def plan_edit(source, targets, one_prompt, syntax, out, image, inversion, method
     when neither ``--steps`` nor an inversion gives them (A1111's step numbers and exact windows need them).
     ``options``: the sampling options and the Prompt-to-Prompt options.
     """
-    from .outputs import check_output_dir, is_edit_file
+    from .outputs.files import check_output_dir, is_edit_file
 
     sampling = SamplingOptions.take(options)
     p2p = options  # the rest: the Prompt-to-Prompt options
@@ -339,7 +339,7 @@ def plan_edit(source, targets, one_prompt, syntax, out, image, inversion, method
     inv = read_inversion(inversion) if inversion else None
     check_negative_start(sampling.negative_prompt, method if image else getattr(inv, "method", None))
     if one_prompt is not None:
-        from .syntax import parse_edit_prompt
+        from .text.syntax import parse_edit_prompt
 
         run_steps = inv.num_inference_steps if inv is not None else sampling.steps  # the steps the edit runs at
         if run_steps is None and defaults is not None:
@@ -349,7 +349,7 @@ def plan_edit(source, targets, one_prompt, syntax, out, image, inversion, method
         check_input(image)
     blend_swapped = False if no_blend_swapped else None
     if parsed is not None:
-        from .edit_spec import EditSpec
+        from .control.edit_spec import EditSpec
 
         spec = EditSpec(**{**parsed.spec_kwargs(), "blend_swapped": blend_swapped})
         if inv is not None and spec.source != inv.prompt:
@@ -390,7 +390,7 @@ def edit_request(model, plan: EditPlan, *, quiet: bool = True):
 def run_edit(model, plan: EditPlan, *, quiet: bool = True, started: float | None = None, command: str = "edit",
              extra: dict | None = None):
     """Run a planned edit on a loaded model and write its outputs and record; returns the result."""
-    from .outputs import write_result_folder
+    from .outputs.files import write_result_folder
 
     started = time.perf_counter() if started is None else started
     request, prepared = edit_request(model, plan, quiet=quiet)
@@ -401,7 +401,7 @@ def run_edit(model, plan: EditPlan, *, quiet: bool = True, started: float | None
     if plan.inversion:
         inputs["inversion"] = str(plan.inversion)
     if prepared is not None:
-        from .metrics import psnr
+        from .images.metrics import psnr
 
         inputs["image"] = {"path": str(plan.image), "rule": prepared.rule, "original_size": prepared.original_size,
                            "original_mode": prepared.original_mode,
@@ -517,7 +517,7 @@ def plan_mask_edit(source, target, out, image, method, mask_file, strength, fit,
                    given: Mapping[str, str], **options) -> MaskEditPlan:
     """Check a mask-guided edit's options and inputs before anything loads (one-line errors); ``options``: the
     sampling options and the instant-mask options."""
-    from .outputs import MASK_EDIT_FILES, check_output_dir
+    from .outputs.files import MASK_EDIT_FILES, check_output_dir
 
     sampling = SamplingOptions.take(options)
 
@@ -556,7 +556,7 @@ def mask_edit_request(model, plan: MaskEditPlan):
 def run_mask_edit(model, plan: MaskEditPlan, *, quiet: bool = True, started: float | None = None,
                   command: str = "mask-edit", extra: dict | None = None):
     """Run a planned mask-guided edit on a loaded model and write its outputs and record; returns the result."""
-    from .outputs import write_result_folder
+    from .outputs.files import write_result_folder
 
     started = time.perf_counter() if started is None else started
     inpainter = None
@@ -583,9 +583,9 @@ def run_mask_edit(model, plan: MaskEditPlan, *, quiet: bool = True, started: flo
 def read_mask(path, size, fit="crop", *, like=None):
     """A user mask image (white = edit) as an (H, W) bool array at ``size``, brought there as the image was
     (EXIF orientation, 16-bit scaling, the same crop or pad, then nearest resize; see
-    :func:`promptedit.images.prepare_mask`); ``like``: the image's (width, height), whose shape the mask must have."""
+    :func:`promptedit.images.inputs.prepare_mask`); ``like``: the image's (width, height), whose shape the mask must have."""
     from .errors import ImageInputError
-    from .images import load_mask
+    from .images.inputs import load_mask
 
     mask = load_mask(path, size, fit, like=like)
     if not mask.any():

@@ -1,9 +1,9 @@
 """Requests: what one ``generate``, ``edit``, ``mask-edit`` or ``invert`` asks for, as frozen dataclasses checked
 on construction (a one-line :class:`~promptedit.errors.ParameterError`), each run on a loaded model by the method
-functions (:mod:`promptedit.editing`, :mod:`promptedit.maskedit`, :mod:`promptedit.inversion`).
+functions (:mod:`promptedit.methods.editing`, :mod:`promptedit.methods.maskedit`, :mod:`promptedit.methods.inversion`).
 
 Every front-end (the CLI, the web app, batch) builds these and writes what they return with
-:func:`promptedit.outputs.write_result_folder`. Inputs are in memory: the front-end reads the image, mask or saved
+:func:`promptedit.outputs.files.write_result_folder`. Inputs are in memory: the front-end reads the image, mask or saved
 inversion (no file I/O here). Options are grouped: :class:`SamplingOptions` (steps, guidance, seed, size) is
 shared by every request, :class:`InstantOptions` is InstDiffEdit's; a new per-edit input is one field of the
 request it belongs to, used in that request's ``run``.
@@ -64,7 +64,7 @@ def check_negative_start(negative_prompt: str | None, inversion_method: str | No
     None: no inversion): their unconditional branch is the inversion's."""
     if negative_prompt is None or inversion_method is None:
         return
-    from .inversion import NEEDS_CLASSIFIER_FREE  # torch: only for an edit of an inversion
+    from .methods.inversion import NEEDS_CLASSIFIER_FREE  # torch: only for an edit of an inversion
 
     if inversion_method in NEEDS_CLASSIFIER_FREE:
         raise ParameterError(f"a negative prompt does not apply to an edit of a {inversion_method} inversion: its "
@@ -131,8 +131,8 @@ class GenerateRequest:
         _prompt(self.prompt, "prompt")
 
     def run(self, model, *, progress: bool | str = True):
-        """:func:`promptedit.editing.generate` on ``model``; returns its Result."""
-        from .editing import generate
+        """:func:`promptedit.methods.editing.generate` on ``model``; returns its Result."""
+        from .methods.editing import generate
 
         s = self.sampling
         return generate(model, self.prompt, seed=0 if s.seed is None else s.seed, num_inference_steps=s.steps,
@@ -165,8 +165,8 @@ class InvertRequest:
                                  "unconditional branch); give it to the edit of a ddim or direct inversion")
 
     def run(self, model, *, progress: bool | str = True):
-        """:func:`promptedit.inversion.invert` on ``model``; returns the Inversion."""
-        from .inversion import invert
+        """:func:`promptedit.methods.inversion.invert` on ``model``; returns the Inversion."""
+        from .methods.inversion import invert
 
         s = self.sampling
         return invert(model, self.image, self.prompt, method=self.method, num_inference_steps=s.steps,
@@ -176,7 +176,7 @@ class InvertRequest:
 
 @dataclass(frozen=True)
 class EditRequest:
-    """A Prompt-to-Prompt edit (:class:`~promptedit.edit_spec.EditSpec`: prompts, windows, blend, re-weights) of a
+    """A Prompt-to-Prompt edit (:class:`~promptedit.control.edit_spec.EditSpec`: prompts, windows, blend, re-weights) of a
     generated image (from ``sampling``'s seed, 0 unless given), of a real image (``invert``: inverted first) or
     of a saved ``inversion``. An edit of a real image runs at the inversion's steps, guidance and size: its
     ``sampling`` is the InvertRequest's (or the saved inversion's), and its own must be left unset but for a
@@ -195,8 +195,8 @@ class EditRequest:
     save_attention: bool = False
 
     def __post_init__(self):
-        from .inversion import Inversion
-        from .edit_spec import EditSpec
+        from .methods.inversion import Inversion
+        from .control.edit_spec import EditSpec
 
         if not isinstance(self.spec, EditSpec):
             raise ParameterError(f"an edit request takes an EditSpec, got {type(self.spec).__name__}")
@@ -225,9 +225,9 @@ class EditRequest:
         return self.invert is not None or self.inversion is not None
 
     def run(self, model, *, progress: bool | str = True):
-        """Invert (when asked), then :func:`promptedit.editing.edit` on ``model``; returns its Result (its
+        """Invert (when asked), then :func:`promptedit.methods.editing.edit` on ``model``; returns its Result (its
         ``inversion`` the one edited)."""
-        from .editing import edit
+        from .methods.editing import edit
 
         start = self.invert.run(model, progress=progress) if self.invert is not None else self.inversion
         s = self.invert.sampling if self.invert is not None else self.sampling
@@ -268,7 +268,7 @@ class InstantOptions:
         _whole(self.num_seeds, "seeds", 1)
 
     def kwargs(self) -> dict:
-        """As :func:`promptedit.maskedit.instdiffedit`'s keyword arguments."""
+        """As :func:`promptedit.methods.maskedit.instdiffedit`'s keyword arguments."""
         return {name: getattr(self, name) for name in self.__dataclass_fields__}
 
 
@@ -304,10 +304,10 @@ class MaskEditRequest:
             raise ParameterError(f"the instant-mask options are not used with method {self.method} (only with instant)")
 
     def run(self, model, *, inpaint_pipeline=None, progress: bool | str = True):
-        """Generate the source (without an image), then the method of :mod:`promptedit.maskedit` on ``model``;
+        """Generate the source (without an image), then the method of :mod:`promptedit.methods.maskedit` on ``model``;
         returns its Result (``images``: the source and the edit). ``inpaint_pipeline``: instant's final pass by a
         diffusers inpainting pipeline."""
-        from .maskedit import diffedit, instdiffedit, masked_edit
+        from .methods.maskedit import diffedit, instdiffedit, masked_edit
 
         s = self.sampling
         seed = 0 if s.seed is None else s.seed

@@ -13,7 +13,7 @@ from .backbones.unet import UNetBackbone
 from .conditioning import SDText, SDXLText
 from .defaults import InversionDefaults, ModelDefaults, P2PDefaults, SamplingDefaults, MaskDefaults
 from .models import DiffusionModel, save_model  # noqa: F401  (re-exported)
-from .vocab import build_clip_tokenizer
+from .text.vocab import build_clip_tokenizer
 
 TINY_CORPUS = [
     "a photo of a cat sitting on the mat",

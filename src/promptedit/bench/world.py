@@ -38,8 +38,8 @@ from typing import Any
 
 import numpy as np
 
-from .. import metrics
-from ..editing import EditSpec, edit, generate
+from ..images import metrics
+from ..methods.editing import EditSpec, edit, generate
 from ..errors import ParameterError, PromptEditError
 from ..world import CaptionSpec, mask_iou, read_image, sample_caption_spec, spec, texture_strength
 from ..world.reader import ReadObject, Reading, looks_pixelated
@@ -285,12 +285,12 @@ def centre_distance(a: Sequence[float], b: Sequence[float]) -> float:
 
 
 def capped_psnr(a: np.ndarray, b: np.ndarray, mask: np.ndarray) -> float | None:
-    """:func:`promptedit.metrics.psnr` over ``mask``, capped at PSNR_CAP (so that means stay finite)."""
+    """:func:`promptedit.images.metrics.psnr` over ``mask``, capped at PSNR_CAP (so that means stay finite)."""
     return metrics.psnr(a, b, mask, cap=PSNR_CAP)
 
 
 def capped_pooled_psnr(errors: Sequence[float | None]) -> float | None:
-    """:func:`promptedit.metrics.pooled_psnr`, capped at PSNR_CAP."""
+    """:func:`promptedit.images.metrics.pooled_psnr`, capped at PSNR_CAP."""
     return metrics.pooled_psnr(errors, cap=PSNR_CAP)
 
 
@@ -827,7 +827,7 @@ def bench_real_images(run: _Run, n: int = 50, inner_steps: int = 10) -> SectionR
     the inversion's null embeddings to the source branch only (``inversion.edit_null``), the methods that
     have such embeddings are also edited as their papers do, every branch taking them (``…_all_branches_…``).
     """
-    from ..inversion import invert, reconstruct
+    from ..methods.inversion import invert, reconstruct
     from ..world import colour_of, edit_scene, render
     from ..world.dataset import scene_at
 
@@ -927,7 +927,7 @@ def _mask_edits(run: _Run, image: np.ndarray, caption: str, tgt: str, seed: int,
                 with_diffedit: bool, out: SectionResult) -> dict:
     """The masks section's edits of one scene, by row name: InstDiffEdit with the model's and the authors'
     settings, the instant mask after one step alone, and DiffEdit where diffusers has it."""
-    from ..maskedit import diffedit, instdiffedit, make_mask
+    from ..methods.maskedit import diffedit, instdiffedit, make_mask
 
     kw = {"num_inference_steps": run.kw["num_inference_steps"], "guidance_scale": run.kw["guidance_scale"]}
     results = {
@@ -947,7 +947,7 @@ def _refined_masks(results: dict, image: np.ndarray, radius: int, peak: float, w
     refinement or region selection, with the refinement but every region, DiffEdit's after the guided filter."""
     import torch
 
-    from ..masks import image_soft_mask, upsample_mask
+    from ..control.masks import image_soft_mask, upsample_mask
 
     soft, phi = torch.from_numpy(results["instant"].soft_mask), results["instant"].settings["threshold"]
     masks = {"instant_unrefined": upsample_mask(soft, image.shape[:2], phi)}
@@ -960,7 +960,7 @@ def _refined_masks(results: dict, image: np.ndarray, radius: int, peak: float, w
 
 
 def _mask_example(caption: str, new: str, src, truth, results: dict) -> Example:
-    from ..visualize import mask_overlay
+    from ..images.visualize import mask_overlay
 
     tiles = [("rendered", src.image), ("truth", truth.image)]
     for k in ("instant", "diffedit"):
@@ -1030,7 +1030,7 @@ def bench_masks(run: _Run, n: int = 50) -> SectionResult:
     but every region, and ``diffedit_refined`` DiffEdit's mask after the same guided filter. Background PSNRs are
     of the mean squared error over the items (an exact item would make a mean of per-item PSNRs infinite).
     """
-    from ..maskedit import has_diffedit
+    from ..methods.maskedit import has_diffedit
     from ..defaults import MaskDefaults
     from ..world import colour_of, edit_scene, render
     from ..world.dataset import scene_at

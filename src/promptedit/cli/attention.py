@@ -23,10 +23,10 @@ from .common import load, model_options
 def attention(prompt, out, downsample, components, model, device, threads, quiet, steps, guidance, seed, height, width,
               allow_large):
     """Generate PROMPT and show its cross-attention maps per token (and self-attention components)."""
-    from ..editing import attention as run
-    from ..outputs import check_output_file, file_set, write_image, write_json
-    from ..records import build_record
-    from ..visualize import cross_attention_grid, self_attention_grid, token_labels
+    from ..methods.editing import attention as run
+    from ..outputs.files import check_output_file, file_set, write_image, write_json
+    from ..outputs.records import build_record
+    from ..images.visualize import cross_attention_grid, self_attention_grid, token_labels
 
     started = time.perf_counter()
     out = check_output_file(out)

@@ -98,7 +98,7 @@ def batch(manifest, out, method, steps, guidance, cross_replace, self_replace, s
     """
     from ..batch import (FAILURES, SUMMARY, Runner, RunRecord, Summary, check_defaults, flag_options, read_manifest,
                          run_in_process, run_on_ray)
-    from ..outputs import append_line, check_output_dir, make_output_dir, write_bytes, write_json
+    from ..outputs.files import append_line, check_output_dir, make_output_dir, write_bytes, write_json
 
     started = time.perf_counter()
     if ray_address is None and (workers is not None or gpus_per_worker):
@@ -118,7 +118,7 @@ def batch(manifest, out, method, steps, guidance, cross_replace, self_replace, s
     items, kind = read_manifest(manifest, defaults, pie_blend=pie_blend, recipe=recipe)
     if layout == "pie" and kind != "pie":
         raise ParameterError("--layout pie writes PIE-Bench's layout: the manifest must be a PIE-Bench folder")
-    from ..pie import fingerprint
+    from ..pie.data import fingerprint
 
     data = fingerprint(manifest) if kind == "pie" else None
     make_output_dir(out)

@@ -43,8 +43,8 @@ def bench_world(model, out, n, seed, steps, guidance, only, examples, device, th
     Prompts are held-out captions; images are read back with the world's reader (images that are
     not 64 x 64 are resized to it, nearest). Every number is reported with its target and n.
     """
-    from ..outputs import check_output_dir, write_bytes, write_image, write_json
-    from ..records import environment
+    from ..outputs.files import check_output_dir, write_bytes, write_image, write_json
+    from ..outputs.records import environment
 
     started = time.perf_counter()
     if n < 1:
@@ -53,7 +53,7 @@ def bench_world(model, out, n, seed, steps, guidance, only, examples, device, th
         raise ParameterError(f"--examples must be >= 0, got {examples}")
     out = check_output_dir(out)
     from ..bench.world import example_cells, markdown_report, run_world_bench
-    from ..visualize import image_grid
+    from ..images.visualize import image_grid
 
     loaded = load(model, device, quiet=quiet, threads=threads)
 

@@ -18,8 +18,8 @@ def demo(out, model, device, threads, quiet, steps, guidance, seed, height, widt
     """Run a word swap, an added phrase, re-weighting, a real-image edit (null-text inversion) and an
     instant-mask edit; write DIR/gallery.png, DIR/index.html and DIR/result.json."""
     from ..demo import gallery_html, gallery_png, run_demo
-    from ..outputs import check_output_dir, write_bytes, write_image, write_json
-    from ..records import build_record
+    from ..outputs.files import check_output_dir, write_bytes, write_image, write_json
+    from ..outputs.records import build_record
 
     started = time.perf_counter()
     out = check_output_dir(out)

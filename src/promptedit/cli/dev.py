@@ -20,7 +20,7 @@ def dev():
                    "text-time conditioning).")
 def tiny_model(folder, seed, family):
     """Write a tiny random-weight model FOLDER in diffusers format (noise images; for smoke tests only)."""
-    from ..outputs import check_output_dir, make_output_dir
+    from ..outputs.files import check_output_dir, make_output_dir
     from ..testing import TINY_MODELS, save_model
 
     save_model(TINY_MODELS[family](seed), make_output_dir(check_output_dir(folder)))

@@ -35,10 +35,10 @@ def evaluate(run_dir, data, layout, dino, clip, lpips_backbone, lpips_linear, de
     edit mask; CLIP similarity of the edited image and of its edited part), and against the exact target where
     the set has one. Metrics whose network is not given are left out and named. Only the items whose latest run
     succeeded are scored (DIR/run.json), each at its source's size."""
-    from ..evaluate import Metrics, aggregate, plot, report
+    from ..pie.evaluate import Metrics, aggregate, plot, report
     from ..models import resolve_device
-    from ..outputs import check_output_file, write_bytes, write_image, write_json
-    from ..pie import (MAPPING_FILE, RESIZE_FILTER, crop_item, load_output, load_source,
+    from ..outputs.files import check_output_file, write_bytes, write_image, write_json
+    from ..pie.data import (MAPPING_FILE, RESIZE_FILTER, crop_item, load_output, load_source,
                        load_target, output_at_size, read_pie, read_rgb)
 
     started = time.perf_counter()
@@ -135,7 +135,7 @@ def _latest_run(run: Path, layout: str, items, data, image_path) -> tuple[list, 
     not run, by batch's record (DIR/run.json; DIR/pie/<method>/ for --layout pie), or its failures.jsonl (with a
     warning) for a run without one; a record of another data set than ``data`` is refused."""
     from ..batch import FAILURES, RunRecord
-    from ..pie import fingerprint
+    from ..pie.data import fingerprint
 
     run_root = run.parent.parent if layout == "pie" and run.parent.name == "pie" else run
     record = RunRecord.read(run_root)

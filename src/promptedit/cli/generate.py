@@ -18,8 +18,8 @@ from .common import load, model_options
 @model_options
 def generate(prompt, out, model, device, threads, quiet, **sampling):
     """Generate an image from PROMPT."""
-    from ..outputs import check_output_file, file_set, write_image, write_json
-    from ..records import build_record
+    from ..outputs.files import check_output_file, file_set, write_image, write_json
+    from ..outputs.records import build_record
     from ..requests import GenerateRequest, SamplingOptions
 
     started = time.perf_counter()

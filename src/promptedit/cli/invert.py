@@ -31,10 +31,10 @@ def invert(image, prompt, method, out, fit, inner_steps, model, device, threads,
 
     --steps defaults to the model's inversion steps (the paper's 50), which the edits of the inversion reuse.
     """
-    from ..inversion import reconstruct
-    from ..metrics import psnr
-    from ..outputs import check_output_file, file_set, write_bytes, write_image, write_json
-    from ..records import build_record
+    from ..methods.inversion import reconstruct
+    from ..images.metrics import psnr
+    from ..outputs.files import check_output_file, file_set, write_bytes, write_image, write_json
+    from ..outputs.records import build_record
 
     started = time.perf_counter()
     refuse_unused(("seed",), "by an inversion (it uses no noise)")

@@ -43,10 +43,10 @@ from .common import given, load, model_options, refuse_unused
 @model_options
 def mask(image, source, target, out, method, strength, mask_steps, fit, model, device, threads, quiet, **options):
     """Make the mask of the region that changes from SOURCE to TARGET in IMAGE."""
-    from ..maskedit import make_mask
-    from ..outputs import check_output_file, file_set, write_image, write_json
-    from ..records import build_record
-    from ..visualize import mask_overlay
+    from ..methods.maskedit import make_mask
+    from ..outputs.files import check_output_file, file_set, write_image, write_json
+    from ..outputs.records import build_record
+    from ..images.visualize import mask_overlay
 
     started = time.perf_counter()
     if method != "instant":

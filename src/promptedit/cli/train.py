@@ -64,7 +64,7 @@ def train(out, steps, checkpoint_every, batch_size, minutes, lr, grounding_weigh
           init_from, fresh, export, half, threads, device, workers, quiet):
     """Train the embedded shapes-world model (resumable); see MODEL_CARD.md for the shipped run."""
     from ..models import resolve_device
-    from ..outputs import check_output_dir, make_output_dir, write_image
+    from ..outputs.files import check_output_dir, make_output_dir, write_image
     from ..train.shapes import TrainConfig, check_architecture, train as run_train
 
     overrides = {k: v for k, v in dict(steps=steps, checkpoint_every=checkpoint_every, batch_size=batch_size,
@@ -119,8 +119,8 @@ def train(out, steps, checkpoint_every, batch_size, minutes, lr, grounding_weigh
         click.echo(f"{how} at step {model.training_info['steps']}: saved {run_dir / 'checkpoint.pt'} (the same "
                    "command resumes)", err=True)
         click.get_current_context().exit(code)
-    from ..editing import generate as gen
-    from ..visualize import image_grid
+    from ..methods.editing import generate as gen
+    from ..images.visualize import image_grid
 
     prompts = ["a red circle on a white background", "a blue square on a black background",
                "a big striped yellow star on a gray background", "a green heart and a purple triangle on a white background",

@@ -16,8 +16,8 @@ def save_pie_set(items, out: Path) -> Path:
     """Lay a set out as PIE-Bench does (``mapping_file.json``, ``annotation_images/``) plus ``target_images/``;
     every file written atomically, the mapping file last (a reader never sees entries whose images are
     missing). Returns the mapping file's path."""
-    from ..outputs import write_bytes, write_image
-    from ..pie import IMAGES_DIR, MAPPING_FILE, TARGETS_DIR
+    from ..outputs.files import write_bytes, write_image
+    from ..pie.data import IMAGES_DIR, MAPPING_FILE, TARGETS_DIR
     from ..world.pie import mapping
 
     for item in items:
@@ -47,8 +47,8 @@ def render_scene(caption, out, seed):
     import numpy as np
 
     from ..errors import PromptError
-    from ..outputs import check_output_file, write_image, write_json
-    from ..records import build_record
+    from ..outputs.files import check_output_file, write_image, write_json
+    from ..outputs.records import build_record
     from ..world import CaptionError, ground_truth, layout_scene, parse_caption, render
 
     started = time.perf_counter()
@@ -74,7 +74,7 @@ def render_scene(caption, out, seed):
 def pie(out, n, seed, quiet):
     """Write a PIE-Bench-format set: change object (shape), add and delete object, change colour, material
     (texture), background and style, each with its mask, its [ ]-marked prompts and its exact target image."""
-    from ..outputs import check_output_dir
+    from ..outputs.files import check_output_dir
     from ..world.pie import make_pie_set
 
     started = time.perf_counter()
@@ -85,8 +85,8 @@ def pie(out, n, seed, quiet):
         items = make_pie_set(n, seed, on_item=lambda _: bar.update(1))
     path = save_pie_set(items, out)
     types = sorted({i.type_id for i in items})
-    from ..outputs import write_json
-    from ..records import build_record
+    from ..outputs.files import write_json
+    from ..outputs.records import build_record
 
     write_json(out / "result.json", build_record("world pie", started=started, files={"mapping": path.name},
                                                  extra={"n": n, "seed": seed, "editing_types": types}))

@@ -159,7 +159,7 @@ class AttentionReplace(AttentionEdit):
     """Word swap: M*_t ← M_t through the replacement mapper, ``target = source @ mapper``.
 
     Args:
-        mapper: (n_targets, keys, keys) from :func:`promptedit.seq_aligner.get_replacement_mapper`.
+        mapper: (n_targets, keys, keys) from :func:`promptedit.text.alignment.get_replacement_mapper`.
     """
 
     def __init__(self, mapper: torch.Tensor, cross_alpha: torch.Tensor, **kwargs):

@@ -43,8 +43,8 @@ from ..errors import ModelLoadError, ParameterError, check_real, check_whole
 from ..defaults import InversionDefaults, MaskDefaults, ModelDefaults, P2PDefaults, SamplingDefaults
 from ..families import FAMILIES
 from ..models import DiffusionModel
-from ..outputs import write_with
-from ..vocab import build_clip_tokenizer
+from ..outputs.files import write_with
+from ..text.vocab import build_clip_tokenizer
 from ..world import iter_samples, spec
 from .grounding import GroundingRecorder, grounding_targets, token_grounding_loss, word_mass_loss
 from .words import token_identity_loss, word_positions

@@ -47,7 +47,7 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from ..pie import PieItem, mark_difference, mask_encode, slug
+from ..pie.data import PieItem, mark_difference, mask_encode, slug
 from . import spec
 from .reader import looks_pixelated, colour_of, match_objects, read_image, texture_strength
 from .render import RenderResult, render
@@ -257,7 +257,7 @@ def check_edit(image: np.ndarray, world: Mapping[str, Any]) -> bool | None:
 
 
 def world_check(item: PieItem, image: np.ndarray) -> float:
-    """:func:`check_edit` as a per-item measure for ``promptedit.evaluate.Metrics``
+    """:func:`check_edit` as a per-item measure for ``promptedit.pie.evaluate.Metrics``
     (``extra={"world_check": world_check}``): 1.0 pass, 0.0 fail, NaN without a check."""
     world = item.extra.get("world")
     result = None if not world else check_edit(image, world)

@@ -1,8 +1,8 @@
 """Prompt-to-Prompt (Hertz et al., ICLR 2023, Algorithm 1) and plain generation, on the one runner.
 
 :func:`edit` denoises the source and every target together from one start: a seed's x_T (a generated image)
-or an :class:`~promptedit.inversion.Inversion` (a real image), with the controller :func:`~promptedit.edit_spec.
-build_controller` makes from an :class:`~promptedit.edit_spec.EditSpec`. :func:`generate` and :func:`attention` are
+or an :class:`~promptedit.methods.inversion.Inversion` (a real image), with the controller :func:`~promptedit.control.edit_spec.
+build_controller` makes from an :class:`~promptedit.control.edit_spec.EditSpec`. :func:`generate` and :func:`attention` are
 the same run without control, and with an attention store.
 """
 
@@ -11,12 +11,12 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 
-from .control import AttentionStore, Compose, FeatureInjection
-from .defaults import EDIT_NULLS, P2PDefaults
-from .errors import ParameterError, PromptError
-from .models import DiffusionModel
-from .runner import Result, SeedStart, Start, StepCallback, resolve_sampling, run
-from .edit_spec import EditSpec, _check_prompt, build_controller, resolve_mode
+from ..control import AttentionStore, Compose, FeatureInjection
+from ..defaults import EDIT_NULLS, P2PDefaults
+from ..errors import ParameterError, PromptError
+from ..models import DiffusionModel
+from ..runner import Result, SeedStart, Start, StepCallback, resolve_sampling, run
+from ..control.edit_spec import EditSpec, _check_prompt, build_controller, resolve_mode
 
 __all__ = ["EditSpec", "Result", "attention", "edit", "generate"]
 
@@ -104,7 +104,7 @@ def edit(
 
     Args:
         start: where the branches start: a seed's x_T (default, from ``seed``) or an
-            :class:`~promptedit.inversion.Inversion` of a real image (its steps, guidance and size are its own; a
+            :class:`~promptedit.methods.inversion.Inversion` of a real image (its steps, guidance and size are its own; a
             different value given is refused). The source prompt must then be the inversion's.
         store_attention: also record the (edited) cross-attention maps at the model's figure resolution.
         edit_null: edits of an inversion: which branches take its null conditioning, ``all`` (the null-text and

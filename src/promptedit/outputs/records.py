@@ -1,7 +1,7 @@
 """One record builder: the ``result.json`` of every output, for the CLI, the web app, the demo and batch runs.
 
 Pure: a :class:`~promptedit.runner.Result` (and what the front-end adds: files, inputs) in, a JSON-able dict
-out. Writing it is the front-end's job (:mod:`promptedit.outputs`).
+out. Writing it is the front-end's job (:mod:`promptedit.outputs.files`).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ def environment() -> dict:
     import torch
     import transformers
 
-    from . import __version__
+    from .. import __version__
 
     return {
         "promptedit": __version__,

@@ -1,12 +1,12 @@
 """The entry point: :func:`parse_edit_prompt` picks the syntax (``auto``: the one whose own constructs the
-prompt uses), parses, reads and builds the :class:`~promptedit.syntax.common.PromptEdit`."""
+prompt uses), parses, reads and builds the :class:`~promptedit.text.syntax.common.PromptEdit`."""
 
 from __future__ import annotations
 
 import re
 from typing import Any
 
-from ..errors import ParameterError, PromptError
+from ...errors import ParameterError, PromptError
 from .a1111 import _A1111Reader, _a1111_markers, _a1111_windows, _parse_a1111, _refuse_keywords
 from .common import (
     SYNTAXES,

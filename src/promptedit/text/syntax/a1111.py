@@ -9,7 +9,7 @@ import math
 import re
 import warnings
 
-from ..errors import PromptEditWarning
+from ...errors import PromptEditWarning
 from .common import (
     PromptSyntaxError,
     PromptValueError,

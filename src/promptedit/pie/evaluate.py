@@ -3,7 +3,7 @@
 Reference: PnPInversion (cure-lab), ``evaluation/evaluate.py`` (which metric on
 which pixels, NaN rules) and ``evaluation/matrics_calculator.py`` (each metric).
 Images are uint8 (H, W, 3); ``mask`` is the benchmark's decoded mask (bool (H, W),
-True = edited, border rows/columns True: :attr:`promptedit.pie.PieItem.mask`).
+True = edited, border rows/columns True: :attr:`promptedit.pie.data.PieItem.mask`).
 
 Metrics (keys are the benchmark's metric names, in its default order):
 
@@ -56,9 +56,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from .errors import ModelLoadError, ParameterError
-from .metrics import psnr
-from .pie import EDITING_TYPES, PieItem, load_source, load_target
+from ..errors import ModelLoadError, ParameterError
+from ..images.metrics import psnr
+from .data import EDITING_TYPES, PieItem, load_source, load_target
 
 #: The benchmark's default metrics (``evaluate.py`` ``--metrics`` default), in order.
 BENCHMARK_METRICS: tuple[str, ...] = (
@@ -156,7 +156,7 @@ def _pair(a: np.ndarray, b: np.ndarray, keep: np.ndarray | None) -> tuple[torch.
 
 def zero_filled_psnr(a: np.ndarray, b: np.ndarray, keep: np.ndarray | None = None) -> float:
     """``calculate_psnr``: PSNR (data range 1) of the images in [0, 1], each x ``keep`` (the pixels outside
-    ``keep`` set to 0 and still counted, unlike :func:`promptedit.metrics.psnr`), by torchmetrics in float32."""
+    ``keep`` set to 0 and still counted, unlike :func:`promptedit.images.metrics.psnr`), by torchmetrics in float32."""
     from torchmetrics.functional.image import peak_signal_noise_ratio
 
     x, y = _pair(a, b, keep)
@@ -203,7 +203,7 @@ def unedited_ssim(source: np.ndarray, edited: np.ndarray, mask: np.ndarray) -> f
 
 
 def region_psnr(a: np.ndarray, b: np.ndarray, region: np.ndarray | None = None) -> float:
-    """:func:`promptedit.metrics.psnr` over the pixels of ``region`` only (all pixels if None), checked:
+    """:func:`promptedit.images.metrics.psnr` over the pixels of ``region`` only (all pixels if None), checked:
     ``inf`` for equal pixels, NaN for an empty region. Used for the ground-truth figures."""
     a, b = np.asarray(a), np.asarray(b)
     _check_pair(a, b)

@@ -1,6 +1,6 @@
 """What to edit: :class:`EditSpec`, and the Prompt-to-Prompt controller it asks for.
 
-Pure: prompts, token positions (:mod:`promptedit.tokens`), token mappers (:mod:`promptedit.seq_aligner`) and
+Pure: prompts, token positions (:mod:`promptedit.text.tokens`), token mappers (:mod:`promptedit.text.alignment`) and
 controllers (:mod:`promptedit.control`); no diffusers. :func:`build_controller` turns a spec into an attention
 controller for a tokenizer and a number of steps (Hertz et al. 2023, Sec. 3.2).
 """
@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .control import (
+from . import (
     AttentionEdit,
     AttentionRefine,
     AttentionReplace,
@@ -22,10 +22,10 @@ from .control import (
     cross_replace_alpha,
     step_window,
 )
-from .defaults import P2PDefaults
-from .errors import ParameterError, PromptError, WordNotInPromptError, check_real
-from .seq_aligner import get_refinement_mapper, get_replacement_mapper
-from .tokens import PromptTokens, prompt_words, swapped_words, tokenize, word_token_indices
+from ..defaults import P2PDefaults
+from ..errors import ParameterError, PromptError, WordNotInPromptError, check_real
+from ..text.alignment import get_refinement_mapper, get_replacement_mapper
+from ..text.tokens import PromptTokens, prompt_words, swapped_words, tokenize, word_token_indices
 
 MODES = ("replace", "refine", "reweight", "auto")
 Window = float | tuple[float, float]
@@ -175,8 +175,8 @@ class EditSpec:
     def from_prompt(cls, text: str, syntax: str = "auto", *, num_inference_steps: int | None = None,
                     **fields) -> "EditSpec":
         """The edit one prompt says in AUTOMATIC1111's or compel's syntax (``a [red:blue:0.6] circle``, ``a
-        red.swap(blue) circle``; see :mod:`promptedit.syntax`); ``fields`` add to or override what it says."""
-        from .syntax import parse_edit_prompt
+        red.swap(blue) circle``; see :mod:`promptedit.text.syntax`); ``fields`` add to or override what it says."""
+        from ..text.syntax import parse_edit_prompt
 
         parsed = parse_edit_prompt(text, syntax, num_inference_steps=num_inference_steps)
         return cls(**{**parsed.spec_kwargs(), **fields})

@@ -3,7 +3,7 @@
 Pure numpy on uint8 images (H, W, 3). The house's one PSNR convention (:func:`psnr`): 8-bit peak (255), the mean
 squared error taken over the masked pixels only (not over a zero-filled image), in float64; inf for equal pixels
 unless capped, None for an empty mask. PIE-Bench's own metrics (its zero-filled PSNR, LPIPS, SSIM, structure
-distance, CLIP) are in :mod:`promptedit.evaluate`.
+distance, CLIP) are in :mod:`promptedit.pie.evaluate`.
 """
 
 from __future__ import annotations

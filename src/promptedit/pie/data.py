@@ -43,7 +43,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from .errors import PromptEditError
+from ..errors import PromptEditError
 
 #: Editing types of PIE-Bench (README "PIE-Bench Benchmark" table; folder names of
 #: ``annotation_images``). The ids are the ``editing_type_id`` strings of the mapping file.
@@ -490,7 +490,7 @@ def output_at_size(image: np.ndarray, size: tuple[int, int], fit: str = "crop"
                    ) -> tuple[np.ndarray, tuple[int, int, int, int] | None, str]:
     """An edited image (h, w, 3) brought to the frame of the set's (H, W) = ``size`` image it was edited from.
 
-    The model edited the source brought to its own size by the image rule (:mod:`promptedit.images`): with the
+    The model edited the source brought to its own size by the image rule (:mod:`promptedit.images.inputs`): with the
     source's aspect ratio, the edit is resized to ``size`` (Lanczos); with another, under ``fit="crop"`` it
     covers the source's centre box of its aspect ratio, and is resized to that box (the metrics are then taken
     over the box), and under ``fit="pad"`` its padding is cut off before it is resized.
@@ -501,7 +501,7 @@ def output_at_size(image: np.ndarray, size: tuple[int, int], fit: str = "crop"
     """
     from PIL import Image
 
-    from .images import crop_box, pad_size
+    from ..images.inputs import crop_box, pad_size
 
     h, w = image.shape[:2]
     H, W = (int(v) for v in size)
@@ -535,14 +535,14 @@ def crop_item(item: PieItem, box: tuple[int, int, int, int]) -> PieItem:
 
 
 def read_rgb(path: str | os.PathLike, size: tuple[int, int] | None = None) -> np.ndarray:
-    """An image file as saved, uint8 (H, W, 3) RGB (not resized or cropped, unlike :func:`promptedit.images.load_image`);
+    """An image file as saved, uint8 (H, W, 3) RGB (not resized or cropped, unlike :func:`promptedit.images.inputs.load_image`);
     with ``size``, it must be (H, W) = size.
 
     Raises:
-        ImageInputError: missing, unreadable, not a regular file or too large (:func:`promptedit.images.open_image`).
+        ImageInputError: missing, unreadable, not a regular file or too large (:func:`promptedit.images.inputs.open_image`).
         PieImageError: of another size.
     """
-    from .images import open_image
+    from ..images.inputs import open_image
 
     path = Path(path)
     with open_image(path) as im:  # the image reader's rules: regular file, size limit, truncation, non-images

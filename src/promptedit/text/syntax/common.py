@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-from ..errors import PromptError
+from ...errors import PromptError
 from ..tokens import prompt_words, swapped_words
 
 

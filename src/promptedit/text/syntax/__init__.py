@@ -3,7 +3,7 @@
 :func:`parse_edit_prompt` reads a single prompt written in AUTOMATIC1111's
 prompt-editing syntax (``a [red:blue:0.6] circle``) or in compel / InvokeAI's
 (``a red.swap(blue) circle``) and returns a :class:`PromptEdit`: the source
-and target prompts and the windows and weights of an :class:`~promptedit.editing.EditSpec`
+and target prompts and the windows and weights of an :class:`~promptedit.methods.editing.EditSpec`
 (``EditSpec(**edit.spec_kwargs())``), the equivalent ``promptedit edit`` flags
 (:meth:`PromptEdit.flags`) and a record for result.json (:meth:`PromptEdit.to_dict`).
 

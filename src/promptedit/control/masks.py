@@ -18,9 +18,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .backbones.base import AttentionSite
-from .control import AttentionControl, blend_latents
-from .errors import ParameterError
+from ..backbones.base import AttentionSite
+from . import AttentionControl, blend_latents
+from ..errors import ParameterError
 
 
 def minmax(x: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:

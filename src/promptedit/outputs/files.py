@@ -2,7 +2,7 @@
 at all, output-path checks.
 
 The library never writes files; these helpers are the one place that does (records are built by
-:mod:`promptedit.records`). A write the file system refuses (a full disk, a quota, a read-only or forbidden
+:mod:`promptedit.outputs.records`). A write the file system refuses (a full disk, a quota, a read-only or forbidden
 folder) is an :class:`~promptedit.errors.OutputPathError` naming the folder.
 """
 
@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .errors import OutputPathError
+from ..errors import OutputPathError
 
 
 def _atomic_write(path: Path, write) -> None:
@@ -293,13 +293,13 @@ def write_result_folder(folder: str | os.PathLike, model, result, *, command: st
                         input_image=None, write_inversion: bool = False, inputs: dict | None = None,
                         extra: dict | None = None) -> dict:
     """Write a result's folder as one output set (complete or not at all, an earlier run's files replaced): its
-    images, grid, maps, masks and ``result.json`` (:func:`promptedit.records.build_record`); returns the files by
+    images, grid, maps, masks and ``result.json`` (:func:`promptedit.outputs.records.build_record`); returns the files by
     role. The one writer of result folders, for the CLI, the web app and batch.
 
     A Prompt-to-Prompt edit (``source.png`` or ``reconstruction.png``, ``edited[-K].png``, ``attention.png`` and
     ``blend-mask.png`` when the result has them, ``inversion.safetensors`` with ``write_inversion``) or a
     mask-guided edit (a result with a mask: ``source.png`` or ``input.png``, ``edited.png``, ``mask.png``,
-    ``mask-overlay.png``). ``input_image``: the :class:`~promptedit.images.PreparedImage` of a real image edited
+    ``mask-overlay.png``). ``input_image``: the :class:`~promptedit.images.inputs.PreparedImage` of a real image edited
     (written as ``input.png``)."""
     writer = _write_mask_edit if result.mask is not None else _write_edit
     return writer(Path(folder), model, result, command=command, started=started, input_image=input_image,
@@ -310,7 +310,7 @@ def _write_edit(folder: Path, model, result, *, command, started, input_image, w
                 extra) -> dict:
     """:func:`write_result_folder` for a Prompt-to-Prompt edit."""
     from .records import build_record
-    from .visualize import attention_sheet, image_grid, mask_overlay
+    from ..images.visualize import attention_sheet, image_grid, mask_overlay
 
     first = "reconstruction.png" if result.inversion is not None else "source.png"
     files: dict = {"source": first}
@@ -347,7 +347,7 @@ def _write_mask_edit(folder: Path, model, result, *, command, started, input_ima
                      extra) -> dict:
     """:func:`write_result_folder` for a mask-guided edit (``result.images``: the source (H, W, 3) and the edit)."""
     from .records import build_record
-    from .visualize import image_grid, mask_overlay, mask_tile
+    from ..images.visualize import image_grid, mask_overlay, mask_tile
 
     source_image = result.images[0]
     first = "input.png" if input_image is not None else "source.png"

@@ -4,7 +4,7 @@ diffusers' own pipeline) as the baseline.
 All of them edit the same way once a mask exists: the source is noised to strength r (a
 :class:`~promptedit.runner.NoisedImage` start) and denoised under the edit text while the region outside the mask
 is replaced, at every step, by the source noised to that step. InstDiffEdit makes its mask during that very
-pass (:class:`promptedit.masks.InstantMask`), then removes the seams with an inpainting pass over its last mask.
+pass (:class:`promptedit.control.masks.InstantMask`), then removes the seams with an inpainting pass over its last mask.
 """
 
 from __future__ import annotations
@@ -15,15 +15,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .control import AttentionControl, blend_latents
-from .errors import ParameterError, PromptError, check_real, check_whole
-from .masks import InstantMask, cells_touched, edited_words, image_soft_mask, strongest_regions
-from .models import DiffusionModel
-from .runner import (NoisedImage, Prepared, Result, Sampling, decode_latents, make_generator, resolve_sampling, run,
+from ..control import AttentionControl, blend_latents
+from ..errors import ParameterError, PromptError, check_real, check_whole
+from ..control.masks import InstantMask, cells_touched, edited_words, image_soft_mask, strongest_regions
+from ..models import DiffusionModel
+from ..runner import (NoisedImage, Prepared, Result, Sampling, decode_latents, make_generator, resolve_sampling, run,
                      to_uint8)
-from .samplers import strength_start
-from .edit_spec import _check_prompt
-from .tokens import prompt_words, span_token_indices
+from ..samplers import strength_start
+from ..control.edit_spec import _check_prompt
+from ..text.tokens import prompt_words, span_token_indices
 
 MASK_METHODS = ("instant", "diffedit")
 ANCHORS = ("source", "edited", "start-token")  # where instant masks take their maps and anchor (see instdiffedit)
@@ -137,10 +137,10 @@ def instdiffedit(
 
     The final mask is the last step's soft mask upsampled bilinearly to the image and binarised at φ (its
     edges fall inside the maps' cells); with ``guided_filter_radius`` > 0 (ours), the upsampled soft mask is
-    first refined by a guided filter with the image as guide (:func:`promptedit.masks.refine_mask`: radius in
+    first refined by a guided filter with the image as guide (:func:`promptedit.control.masks.refine_mask`: radius in
     map cells, regularisation ``guided_filter_eps``), so that its edges follow the image's; with ``region_peak``
     > 0 (ours), only the mask's connected regions whose peak reaches that fraction of the strongest one's are
-    kept (:func:`promptedit.masks.strongest_regions`). The final pass regenerates every latent cell the final
+    kept (:func:`promptedit.control.masks.strongest_regions`). The final pass regenerates every latent cell the final
     mask touches, and the pixels outside it are the input's, exactly (``keep_outside``; ours: the paper keeps
     the inpainting pass's whole output, and an autoencoder then changes the unmasked pixels too).
 
@@ -221,7 +221,7 @@ def instdiffedit(
 def _mask_pass(model: DiffusionModel, start: NoisedImage, texts: list[str], toks, candidates, sampling: Sampling,
                opts: dict, end_step: int | None, progress: bool | str):
     """InstDiffEdit's first pass: ``start``'s noise draws denoised under each of ``texts`` (the edit text's rows
-    first) while :class:`~promptedit.masks.InstantMask` makes the mask from the last text's rows, up to
+    first) while :class:`~promptedit.control.masks.InstantMask` makes the mask from the last text's rows, up to
     ``end_step``. Returns the prepared start, the run's output (latents not decoded) and the controller."""
     num_seeds = start.num_seeds
     rows = num_seeds * len(texts)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .errors import AlignmentError
+from ..errors import AlignmentError
 from .tokens import prompt_words, swapped_words, tokenize, span_token_indices
 
 GAP, MATCH, MISMATCH = 0, 1, -1  # the reference implementation's scores

@@ -14,7 +14,7 @@ import re
 import warnings
 from dataclasses import dataclass
 
-from .errors import PromptError, PromptTruncatedWarning, WordNotInPromptError
+from ..errors import PromptError, PromptTruncatedWarning, WordNotInPromptError
 
 # A "word" of a prompt: a run of letters/digits, or one run of punctuation.
 _WORD_RE = re.compile(r"[^\W_]+|[^\w\s]+|_+")

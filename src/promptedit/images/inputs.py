@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .errors import ImageInputError, PromptEditWarning
+from ..errors import ImageInputError, PromptEditWarning
 
 FITS = ("crop", "pad")
 MAX_PIXELS = 64_000_000  # refuse decompression bombs well before Pillow's own limit

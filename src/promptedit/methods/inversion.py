@@ -33,14 +33,14 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from .conditioning import Conditioning
-from .control import AttentionControl
-from .errors import ParameterError, PromptEditError, check_real
-from .guidance import require_classifier_free
-from .models import DiffusionModel, model_fingerprint
-from .runner import (Prepared, Result, Start, check_sampling, check_size, encode_images, progress_desc,
+from ..conditioning import Conditioning
+from ..control import AttentionControl
+from ..errors import ParameterError, PromptEditError, check_real
+from ..guidance import require_classifier_free
+from ..models import DiffusionModel, model_fingerprint
+from ..runner import (Prepared, Result, Start, check_sampling, check_size, encode_images, progress_desc,
                      resolve_sampling, run)
-from .edit_spec import _check_prompt
+from ..control.edit_spec import _check_prompt
 
 METHODS = ("null-text", "negative-prompt", "direct", "ddim")
 #: the methods that replace the unconditional branch, so need classifier-free guidance

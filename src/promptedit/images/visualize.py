@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
-from .tokens import tokenize
+from ..text.tokens import tokenize
 
 _LABEL_H = 14
 
