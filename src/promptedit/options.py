@@ -59,6 +59,13 @@ def echo(ctx_quiet: bool, message: str) -> None:
         click.echo(message, err=True)
 
 
+def with_options(f, options):
+    """``f`` with click's ``options`` (decorators), the first listed first in ``--help``."""
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
 def sampling_options(f):
     """--steps, --guidance, --seed, --height, --width, --allow-large-size."""
     @click.option("--steps", type=click.IntRange(1, 1000), default=None,
@@ -214,9 +221,7 @@ def p2p_options(f):
                      help="Inject self-attention at layers at least N times smaller than the latent (default: the "
                           "model's; P2P code 4, its null-text notebook and PnPInversion 2)."),
     ]
-    for option in reversed(options):
-        f = option(f)
-    return f
+    return with_options(f, options)
 
 
 def spec_from_flags(source, targets, kw) -> "EditSpec":  # noqa: F821
@@ -284,9 +289,7 @@ def edit_options(f):
         sampling_options,
         negative_prompt_option,
     ]
-    for option in reversed(options):
-        f = option(f)
-    return f
+    return with_options(f, options)
 
 
 @dataclass
@@ -460,9 +463,7 @@ def instant_mask_options(f):
         click.option("--seeds", "num_seeds", type=click.IntRange(min=1), default=1, show_default=True,
                      help="Noise draws whose masks are averaged (the authors average 3)."),
     ]
-    for option in reversed(options):
-        f = option(f)
-    return f
+    return with_options(f, options)
 
 
 def mask_edit_options(f):
@@ -490,9 +491,7 @@ def mask_edit_options(f):
         sampling_options,
         negative_prompt_option,
     ]
-    for option in reversed(options):
-        f = option(f)
-    return f
+    return with_options(f, options)
 
 
 @dataclass
