@@ -542,7 +542,7 @@ def test_serve_keeps_gradios_files_in_its_own_folder_and_removes_it(tiny_model_d
             Image.new("RGB", (32, 32), (200, 30, 30)).save(image)
             seen["upload"] = httpx.post(url + "gradio_api/upload", files={"files": image.open("rb")}).json()[0]
             event = httpx.post(url + "gradio_api/call/p2p", json={"data": [SRC, TGT, "auto", 0, 0.8, 0.4, "", "", 0,
-                                                                           2, 7.5]}).json()["event_id"]
+                                                                           2, 7.5, ""]}).json()["event_id"]
             seen["edit"] = httpx.get(f"{url}gradio_api/call/p2p/{event}", timeout=120).text
             seen["files"] = [p for p in system_tmp.rglob("*") if p.is_file()]
         finally:
