@@ -160,3 +160,25 @@ def test_controllers_select_sites_by_kind_grid_and_place():
     blend = LocalBlend(torch.ones(2, 4), downsample=2, places=("up",))
     assert blend.wants(AttentionSite("u", "cross", 2, "up", 1)) and not blend.wants(AttentionSite("u", "cross", 4, "up", 0))
     assert not blend.wants(AttentionSite("s", "self", 2, "up", 1))  # self-attention only for propagation
+
+
+def test_embedded_guidance_reaches_the_backbone_in_one_branch_and_a_unet_refuses_it(tiny_model, monkeypatch):
+    """A guidance-distilled family (EmbeddedGuidance) runs one branch per latent and its backbone gets the scale
+    as an input; a UNet, which takes none, refuses it in one line rather than ignoring it."""
+    from promptedit.guidance import EmbeddedGuidance
+    from promptedit.runner import denoise
+
+    cond = tiny_model.encode(["a photo of a cat", "a photo of a dog"], size=(32, 32))
+    x = torch.randn(1, 4, 16, 16, generator=torch.Generator().manual_seed(0))
+    with pytest.raises(ParameterError, match="takes no guidance scale"):
+        tiny_model.predict(x.expand(2, -1, -1, -1), 999, cond, guidance=3.5)
+    seen = []
+
+    def predict(x, t, conditioning, *, compiled=False, guidance=None):  # what a distilled backbone receives
+        seen.append((x.shape[0], len(conditioning), guidance))
+        return torch.zeros_like(x)
+
+    monkeypatch.setattr(tiny_model, "make_guidance", lambda scale: EmbeddedGuidance(scale))
+    monkeypatch.setattr(tiny_model.backbone, "predict", predict)
+    denoise(tiny_model, cond, x, num_inference_steps=2, guidance_scale=3.5, progress=False)
+    assert seen == [(2, 2, 3.5)] * 2  # n rows, not 2n: no unconditional branch

@@ -135,10 +135,12 @@ class DiffusionModel:
         """The unconditional branch's conditioning ∅, ``n`` rows."""
         return self.text.unconditional(n, size=size).to(self.device, self.dtype)
 
-    def predict(self, x_t: torch.Tensor, t, cond: Conditioning, *, compiled: bool = False) -> torch.Tensor:
+    def predict(self, x_t: torch.Tensor, t, cond: Conditioning, *, compiled: bool = False,
+                guidance: float | None = None) -> torch.Tensor:
         """The backbone's output for x_t (n, C, h, w) at timestep t under ``cond`` (n rows); ``compiled`` uses the
-        compiled backbone when :meth:`compile` made one (see :meth:`~promptedit.backbones.base.Backbone.predict`)."""
-        return self.backbone.predict(x_t, t, cond, compiled=compiled)
+        compiled backbone when :meth:`compile` made one; ``guidance``: the scale, for a guidance-distilled
+        backbone (see :meth:`~promptedit.backbones.base.Backbone.predict`)."""
+        return self.backbone.predict(x_t, t, cond, compiled=compiled, guidance=guidance)
 
     def compile(self, **options) -> "DiffusionModel":
         """Compile the backbone with ``torch.compile(**options)`` for the runs without attention control (plain

@@ -94,8 +94,11 @@ class Backbone:
     module: torch.nn.Module
 
     # ----------------------------------------------------------------- prediction
-    def predict(self, x: torch.Tensor, t, conditioning, *, compiled: bool = False) -> torch.Tensor:
-        """The model output (ε, v or x₀, per the scheduler's prediction type) for x (n, C, h, w) at timestep t."""
+    def predict(self, x: torch.Tensor, t, conditioning, *, compiled: bool = False,
+                guidance: float | None = None) -> torch.Tensor:
+        """The model output (ε, v or x₀, per the scheduler's prediction type) for x (n, C, h, w) at timestep t;
+        ``guidance``: the scale, for a guidance-distilled backbone that takes it as an input
+        (:class:`~promptedit.guidance.EmbeddedGuidance`); others refuse it."""
         raise NotImplementedError
 
     def compile(self, **options) -> None:

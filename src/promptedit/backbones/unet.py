@@ -152,10 +152,15 @@ class UNetBackbone(Backbone):
     def config(self):
         return self.module.config
 
-    def predict(self, x: torch.Tensor, t, conditioning, *, compiled: bool = False) -> torch.Tensor:
+    def predict(self, x: torch.Tensor, t, conditioning, *, compiled: bool = False,
+                guidance: float | None = None) -> torch.Tensor:
         """The UNet's output for x (n, C, h, w) at timestep t under ``conditioning`` (n rows); ``compiled`` uses
         the compiled UNet when :meth:`compile` made one (only for runs without attention control: a
-        controller's per-layer, per-step decisions would break or re-trace the graph)."""
+        controller's per-layer, per-step decisions would break or re-trace the graph). A UNet takes no guidance
+        input (SD and SDXL are guided classifier-free)."""
+        if guidance is not None:
+            raise ParameterError("this model's UNet takes no guidance scale as an input (it is not guidance-"
+                                 "distilled): its family's guidance must be classifier-free or none")
         unet = self.compiled if compiled and self.compiled is not None else self.module
         return unet(x, t, **conditioning.unet_kwargs()).sample
 
