@@ -8,7 +8,7 @@ import torch
 from promptedit.errors import ParameterError
 from promptedit.guidance import (ClassifierFree, EmbeddedGuidance, Guidance, NoGuidance, classifier_free,
                                  require_classifier_free)
-from promptedit.samplers import DDIMSampler, Sampler, strength_start
+from promptedit.samplers import DDIMSampler, FlowMatchEulerSampler, Sampler, strength_start
 from promptedit.samplers.ddim import eps_from_output, q_sample, x0_from_output
 
 pytestmark = pytest.mark.unit
@@ -244,3 +244,204 @@ def test_check_sampling_checks_the_scale_as_the_models_guidance_takes_it(tiny_mo
         check_sampling(2, 7.5, tiny_model)
     one_line(e)
     check_sampling(2, 1.0, tiny_model)
+
+
+# ----------------------------------------------------------------------------- flow-matching Euler
+
+SD3_CONFIG = {"num_train_timesteps": 1000, "shift": 3.0}  # SD3 and SD3.5's scheduler
+FLUX_CONFIG = {"num_train_timesteps": 1000, "shift": 3.0, "use_dynamic_shifting": True, "base_shift": 0.5,
+               "max_shift": 1.15, "base_image_seq_len": 256, "max_image_seq_len": 4096}  # FLUX.1-dev's
+FLUX_SCHNELL_CONFIG = {"num_train_timesteps": 1000, "shift": 1.0, "use_dynamic_shifting": False}
+
+
+def flow_reference(config, num_steps, *, spacing="scheduler", mu=None):
+    """diffusers' scheduler set as StableDiffusion3Pipeline ("scheduler") or FluxPipeline ("flux") sets it."""
+    from diffusers import FlowMatchEulerDiscreteScheduler
+
+    reference = FlowMatchEulerDiscreteScheduler.from_config(config)
+    sigmas = np.linspace(1.0, 1 / num_steps, num_steps) if spacing == "flux" else None
+    reference.set_timesteps(None if sigmas is not None else num_steps, sigmas=sigmas, mu=mu)
+    return reference
+
+
+@pytest.mark.parametrize("num_steps", [1, 2, 4, 28, 50])
+def test_flow_schedules_are_diffusers_for_sd3_and_flux_bit_for_bit(num_steps):
+    from promptedit.samplers.flow import image_seq_len_mu
+
+    cases = [(SD3_CONFIG, "scheduler", {}, None), (FLUX_SCHNELL_CONFIG, "flux", {}, None)]
+    # FLUX.1-dev at 16 … 6000 latent tokens (64 px … past its largest size), by token count or by μ itself
+    for tokens in (16, 256, 1024, 4096, 6000):
+        mu = image_seq_len_mu(tokens)
+        cases += [(FLUX_CONFIG, "flux", {"image_seq_len": tokens}, mu), (FLUX_CONFIG, "flux", {"mu": mu}, mu),
+                  (FLUX_CONFIG, "scheduler", {"image_seq_len": tokens}, mu)]
+    # the linear time shift and a terminal sigma (LTX-Video's options) follow diffusers too
+    cases += [({**FLUX_CONFIG, "time_shift_type": "linear"}, "flux", {"mu": 1.3}, 1.3)]
+    if num_steps > 1:  # (one step cannot be stretched: diffusers' sigma is NaN, ours refuses; see below)
+        cases += [({**SD3_CONFIG, "shift_terminal": 0.1}, "scheduler", {}, None)]
+    for config, spacing, kwargs, mu in cases:
+        sampler = FlowMatchEulerSampler(config, spacing=spacing)
+        reference = flow_reference(config, num_steps, spacing=spacing, mu=mu)
+        assert torch.equal(sampler.set_steps(num_steps, **kwargs), reference.timesteps), (config, spacing, kwargs)
+        assert torch.equal(sampler.sigmas, reference.sigmas) and sampler.num_steps == num_steps
+        assert sampler.sigmas[0] == 1.0 and sampler.sigmas[-1] == 0.0
+
+
+def test_flow_shifts_are_the_papers_equations():
+    from promptedit.samplers.flow import image_seq_len_mu, shift_sigmas, time_shift
+
+    sigma = np.linspace(0.05, 1.0, 20)
+    # SD3's σ' = shift·σ / (1 + (shift − 1)·σ): identity at shift 1, ends kept, more steps near the noise
+    assert np.allclose(shift_sigmas(sigma, 1.0), sigma) and shift_sigmas(1.0, 3.0) == 1.0
+    assert np.all(shift_sigmas(sigma[:-1], 3.0) > sigma[:-1])
+    # FLUX's exponential time shift is SD3's shift with shift = e^μ; the linear one with shift = μ
+    assert np.allclose(time_shift(sigma, 0.7), shift_sigmas(sigma, np.exp(0.7)))
+    assert np.allclose(time_shift(sigma, 1.3, "linear"), shift_sigmas(sigma, 1.3))
+    # μ runs on the line through (256 tokens, 0.5) and (4096 tokens, 1.15)
+    assert image_seq_len_mu(256) == pytest.approx(0.5) and image_seq_len_mu(4096) == pytest.approx(1.15)
+    assert image_seq_len_mu(2176) == pytest.approx(0.825)
+
+
+def fake_velocity(x, t):
+    """A velocity field that depends on the latent and the timestep (what a model's output does)."""
+    return torch.tanh(x) * (float(t) / 1000) - 0.3 * x  # (n, C, h, w)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("config,spacing,kwargs", [(SD3_CONFIG, "scheduler", {}),
+                                                   (FLUX_CONFIG, "flux", {"image_seq_len": 1024})])
+def test_flow_steps_are_diffusers_step_bit_for_bit_along_a_whole_run(config, spacing, kwargs, dtype):
+    from promptedit.samplers.flow import image_seq_len_mu
+
+    sampler = FlowMatchEulerSampler(config, spacing=spacing)
+    assert sampler.name == "flow-match-euler" and sampler.init_noise_sigma == 1.0
+    sampler.set_steps(6, **kwargs)
+    reference = flow_reference(config, 6, spacing=spacing, mu=image_seq_len_mu(1024) if kwargs else None)
+    ours = theirs = latents(seed=9).to(dtype)
+    for t in sampler.timesteps:  # the pipelines' loop: the model's output at x_t, then one step
+        assert torch.equal(sampler.scale_model_input(ours, t), ours)
+        ours = sampler.step(fake_velocity(ours, t).to(dtype), t, ours)
+        theirs = reference.step(fake_velocity(theirs, t).to(dtype), t, theirs).prev_sample
+        assert ours.dtype == theirs.dtype == dtype and torch.equal(ours, theirs)
+    # a float32 latent with a half-precision output: stepped in float32, returned in the output's dtype
+    t = sampler.timesteps[2]
+    reference._step_index = 2
+    x32, v = latents(seed=3), latents(seed=4).to(dtype)
+    expected = reference.step(v, t, x32).prev_sample
+    assert torch.equal(sampler.step(v, t, x32), expected)
+    # unlike diffusers' step, ours keeps no count of its calls: the same step again gives the same latent
+    assert torch.equal(sampler.step(v, t, x32), expected)
+
+
+def test_flow_inverse_step_undoes_a_step_exactly_on_a_straight_path_and_to_first_order_otherwise():
+    from promptedit.samplers.flow import euler_step
+
+    sampler = FlowMatchEulerSampler(SD3_CONFIG)
+    sampler.set_steps(5)
+    x0, noise = latents(seed=10), latents(seed=11)
+    v = noise - x0  # the constant velocity of the straight path from x0 to the noise
+    for i, t in enumerate(sampler.timesteps):
+        x = sampler.noise_to(x0, noise, i)
+        stepped = sampler.step(v, t, x)  # Euler is exact on a straight path: it lands on the next level
+        assert torch.allclose(stepped, sampler.noise_to(x0, noise, i, after=True), atol=1e-6)
+        assert torch.allclose(sampler.inverse_step(v, t, stepped), x, atol=1e-6)
+    # a velocity field that bends: inverting with the velocity taken at the lower level errs by O(Δσ²)
+    x = latents(seed=12)
+    errors = []
+    for h in (0.1, 0.05, 0.025):
+        sigma, lower = torch.tensor(0.6), torch.tensor(0.6 - h)
+        down = euler_step(fake_velocity(x, 600), x, sigma, lower)
+        errors.append(float((euler_step(fake_velocity(down, 600), down, lower, sigma) - x).abs().max()))
+    assert errors[0] > 0 and all(3.5 < a / b < 4.5 for a, b in zip(errors, errors[1:]))
+
+
+def test_flow_noising_and_conversions_round_trip():
+    sampler = FlowMatchEulerSampler(FLUX_CONFIG, spacing="flux")
+    sampler.set_steps(4, mu=0.9)
+    x0, noise = latents(seed=13), latents(seed=14)
+    for i, t in enumerate(sampler.timesteps):
+        sigma = float(sampler.sigmas[i])
+        x = sampler.noise_to(x0, noise, i)
+        assert torch.allclose(x, (1 - sigma) * x0 + sigma * noise, atol=1e-6)
+        v = noise - x0  # the true velocity gives back x0 and the noise
+        assert torch.allclose(sampler.to_x0(v, t, x), x0, atol=1e-5)
+        assert torch.allclose(sampler.to_eps(v, t, x), noise, atol=1e-5)
+        out = latents(seed=15 + i)  # any output: x = (1 − σ)·x̂0 + σ·ε̂ and v = ε̂ − x̂0
+        x0_hat, eps_hat = sampler.to_x0(out, t, x), sampler.to_eps(out, t, x)
+        assert torch.allclose((1 - sigma) * x0_hat + sigma * eps_hat, x, atol=1e-5)
+        assert torch.allclose(eps_hat - x0_hat, out, atol=1e-5)
+        if i > 0:  # below σ = 1 the step from ε is the step from v, and it is differentiable
+            eps = eps_hat.clone().requires_grad_(True)
+            stepped = sampler.eps_step(eps, t, x)
+            assert torch.allclose(stepped, sampler.step(out, t, x), atol=1e-5)
+            stepped.sum().backward()
+            assert eps.grad is not None and bool(torch.isfinite(eps.grad).all())
+    # after the last step the level is σ = 0: the clean latent itself
+    assert torch.equal(sampler.noise_to(x0, noise, 3, after=True), x0)
+    with pytest.raises(ParameterError, match="at σ = 1 has no meaning.*null-text") as e:
+        sampler.eps_step(noise, sampler.timesteps[0], noise)
+    one_line(e)
+
+
+@pytest.mark.parametrize("config,match", [
+    ({**SD3_CONFIG, "shift": 0}, r"shift must be in \(0, inf\), got 0"),
+    ({**SD3_CONFIG, "shift": float("nan")}, "shift must be a finite number"),
+    ({**SD3_CONFIG, "num_train_timesteps": 1}, r"num_train_timesteps must be in \[2, inf\]"),
+    ({**SD3_CONFIG, "num_train_timesteps": 1000.0}, "num_train_timesteps must be a whole number"),
+    ({**FLUX_CONFIG, "use_dynamic_shifting": "yes"}, "use_dynamic_shifting must be true or false"),
+    ({**FLUX_CONFIG, "max_image_seq_len": 256}, r"max_image_seq_len \(256\) must be above base_image_seq_len"),
+    ({**FLUX_CONFIG, "max_shift": None}, "max_shift must be a finite number"),
+    ({**FLUX_CONFIG, "time_shift_type": "cosine"}, "time_shift_type must be exponential or linear"),
+    ({**SD3_CONFIG, "shift_terminal": 1.0}, r"shift_terminal must be in \[0, 1\)"),
+    ({**SD3_CONFIG, "use_karras_sigmas": True}, r"does not run Karras sigmas \(use_karras_sigmas"),
+    ({**SD3_CONFIG, "stochastic_sampling": True}, "does not run stochastic sampling"),
+    ({**SD3_CONFIG, "invert_sigmas": True}, "does not run inverted sigmas"),
+])
+def test_a_flow_sampler_refuses_a_configuration_it_cannot_run_in_one_line(config, match):
+    with pytest.raises(ParameterError, match=match) as e:
+        FlowMatchEulerSampler(config)
+    one_line(e)
+
+
+def test_a_flow_sampler_refuses_bad_arguments_in_one_line():
+    with pytest.raises(ParameterError, match="spacing must be one of scheduler, flux, got 'sd3'") as e:
+        FlowMatchEulerSampler(SD3_CONFIG, spacing="sd3")
+    one_line(e)
+    fixed, dynamic = FlowMatchEulerSampler(SD3_CONFIG), FlowMatchEulerSampler(FLUX_CONFIG, spacing="flux")
+    for call, match in ((lambda: fixed.num_steps, "set_steps first"),
+                        (lambda: fixed.step(latents(), 1000.0, latents()), "set_steps first"),
+                        (lambda: fixed.set_steps(0), r"num_inference_steps must be in \[1, inf\]"),
+                        (lambda: fixed.set_steps(2.5), "num_inference_steps must be a whole number"),
+                        (lambda: fixed.set_steps(4, mu=1.0), "mu shifts a schedule with dynamic shifting; .*shift 3"),
+                        (lambda: dynamic.set_steps(4), "set_steps needs mu or image_seq_len"),
+                        (lambda: dynamic.set_steps(4, mu=1.0, image_seq_len=64), "not both"),
+                        (lambda: dynamic.set_steps(4, mu=float("inf")), "mu must be a finite number"),
+                        (lambda: dynamic.set_steps(4, image_seq_len=0), r"image_seq_len must be in \[1, inf\]"),
+                        (lambda: fixed.inverse_scheduler(), "DiffEdit pipeline inverts with DDIM only")):
+        with pytest.raises(ParameterError, match=match) as e:
+            call()
+        one_line(e)
+    # the fixed schedule takes the image's token count (it needs none) so that a caller can always pass it
+    assert torch.equal(fixed.set_steps(4, image_seq_len=64), FlowMatchEulerSampler(SD3_CONFIG).set_steps(4))
+    for call, match in ((lambda: fixed.step(latents(), 123.0, latents()), "timestep 123 is not one of the "
+                                                                           "sampler's 4 timesteps"),
+                        (lambda: fixed.noise_to(latents(), latents(), 4), r"step must be in \[0, 3\]")):
+        with pytest.raises(ParameterError, match=match) as e:
+            call()
+        one_line(e)
+    # more steps than float32 tells apart: a huge shift crowds the sigmas near 1 until they repeat
+    with pytest.raises(ParameterError, match="num_inference_steps 1000 gives no strictly falling schedule") as e:
+        FlowMatchEulerSampler({**SD3_CONFIG, "shift": 1e6}).set_steps(1000)
+    one_line(e)
+    with pytest.raises(ParameterError, match=r"at least 2 on this model .* shift_terminal 0.1\), got 1") as e:
+        FlowMatchEulerSampler({**SD3_CONFIG, "shift_terminal": 0.1}).set_steps(1)
+    one_line(e)
+    linear = FlowMatchEulerSampler({**FLUX_CONFIG, "time_shift_type": "linear"})
+    with pytest.raises(ParameterError, match=r"mu must be in \(0, inf\)"):
+        linear.set_steps(4, mu=0.0)
+
+
+def test_the_flow_sampler_hands_out_diffusers_scheduler_with_the_checkpoints_configuration():
+    sampler = FlowMatchEulerSampler(FLUX_CONFIG, spacing="flux")
+    for scheduler in (sampler.checkpoint_scheduler(), sampler.scheduler):
+        assert type(scheduler).__name__ == "FlowMatchEulerDiscreteScheduler"
+        assert all(scheduler.config[k] == v for k, v in FLUX_CONFIG.items())
