@@ -131,7 +131,7 @@ class GenerateRequest:
         _prompt(self.prompt, "prompt")
 
     def run(self, model, *, progress: bool | str = True):
-        """:func:`promptedit.methods.editing.generate` on ``model``; returns its Result."""
+        """:func:`promptedit.methods.editing.generate` on ``model``; returns its GenerationResult."""
         from .methods.editing import generate
 
         s = self.sampling
@@ -225,8 +225,8 @@ class EditRequest:
         return self.invert is not None or self.inversion is not None
 
     def run(self, model, *, progress: bool | str = True):
-        """Invert (when asked), then :func:`promptedit.methods.editing.edit` on ``model``; returns its Result (its
-        ``inversion`` the one edited)."""
+        """Invert (when asked), then :func:`promptedit.methods.editing.edit` on ``model``; returns its EditResult
+        (its ``inversion`` the one edited)."""
         from .methods.editing import edit
 
         start = self.invert.run(model, progress=progress) if self.invert is not None else self.inversion
@@ -305,8 +305,8 @@ class MaskEditRequest:
 
     def run(self, model, *, inpaint_pipeline=None, progress: bool | str = True):
         """Generate the source (without an image), then the method of :mod:`promptedit.methods.maskedit` on ``model``;
-        returns its Result (``images``: the source and the edit). ``inpaint_pipeline``: instant's final pass by a
-        diffusers inpainting pipeline."""
+        returns its MaskEditResult (``images``: the source and the edit). ``inpaint_pipeline``: instant's final pass
+        by a diffusers inpainting pipeline."""
         from .methods.maskedit import diffedit, instdiffedit, masked_edit
 
         s = self.sampling

@@ -15,10 +15,11 @@ from ..control import AttentionStore, Compose, FeatureInjection
 from ..defaults import EDIT_NULLS, P2PDefaults
 from ..errors import ParameterError, PromptError
 from ..models import DiffusionModel
-from ..runner import Result, SeedStart, Start, StepCallback, resolve_sampling, run
+from ..runner import SeedStart, Start, StepCallback, resolve_sampling, run
 from ..control.edit_spec import EditSpec, _check_prompt, build_controller, resolve_mode
+from .result import AttentionResult, EditResult, GenerationResult
 
-__all__ = ["EditSpec", "Result", "attention", "edit", "generate"]
+__all__ = ["AttentionResult", "EditResult", "EditSpec", "GenerationResult", "attention", "edit", "generate"]
 
 
 def figure_downsample(model: DiffusionModel, requested: int | None = None) -> tuple[int, str]:
@@ -65,7 +66,7 @@ def _blend_swapped(model: DiffusionModel, spec: EditSpec, start: Start) -> tuple
 def generate(model: DiffusionModel, prompt: str | Sequence[str], *, seed: int | None = None,
              num_inference_steps: int | None = None, guidance_scale: float | None = None, height: int | None = None,
              width: int | None = None, callback: StepCallback | None = None, allow_large: bool = False,
-             negative_prompt: str | None = None, progress: bool | str = True) -> Result:
+             negative_prompt: str | None = None, progress: bool | str = True) -> GenerationResult:
     """Plain text-to-image generation of one prompt or a batch sharing x_T (no attention control);
     ``negative_prompt``: its conditioning is the unconditional branch (as diffusers' pipelines take it)."""
     if not isinstance(prompt, (str, list, tuple)):
@@ -79,8 +80,8 @@ def generate(model: DiffusionModel, prompt: str | Sequence[str], *, seed: int | 
     sampling = resolve_sampling(model, start, num_inference_steps, guidance_scale, height, width,
                                 batch=len(prompts), allow_large=allow_large, negative_prompt=negative_prompt)
     out = run(model, prompts, start, sampling=sampling, callback=callback, progress=progress)
-    return Result("generate", prompts, out.images, seed, sampling, out.timings, latents=out.x_start,
-                  final_latents=out.latents)
+    return GenerationResult("generate", prompts, out.images, seed, sampling, out.timings, latents=out.x_start,
+                            final_latents=out.latents)
 
 
 def edit(
@@ -99,7 +100,7 @@ def edit(
     allow_large: bool = False,
     negative_prompt: str | None = None,
     progress: bool | str = True,
-) -> Result:
+) -> EditResult:
     """A Prompt-to-Prompt edit: the source and every target of ``spec`` from one start, in one batch.
 
     Args:
@@ -143,7 +144,7 @@ def edit(
     edit_null = (model.defaults.inversion.edit_null if edit_null is None else edit_null) if inverted else None
     out = run(model, spec.prompts, start, sampling=sampling, controller=Compose([controller, store]) if store else controller,
               features=features, callback=callback, edit_null=edit_null, progress=progress)
-    return Result(
+    return EditResult(
         start.method if inverted else "p2p", spec.prompts, out.images, None if inverted else start.seed, sampling,
         out.timings, latents=out.x_start, final_latents=out.latents, spec=spec, mode=mode, notes=notes,
         attention=store, attention_downsample=f, edit_null=edit_null, inversion=start if inverted else None,
@@ -164,7 +165,7 @@ def attention(
     width: int | None = None,
     allow_large: bool = False,
     progress: bool | str = True,
-) -> Result:
+) -> AttentionResult:
     """Generate ``prompt`` while recording its cross- (and self-) attention maps at 1/``downsample`` of the
     latent (default: the model's figure resolution, or the nearest one its UNet has)."""
     _check_prompt("prompt", prompt)
@@ -174,5 +175,6 @@ def attention(
     sampling = resolve_sampling(model, start, num_inference_steps, guidance_scale, height, width, batch=1,
                                 allow_large=allow_large)
     out = run(model, [prompt], start, sampling=sampling, controller=store, progress=progress)
-    return Result("attention", [prompt], out.images, seed, sampling, out.timings, latents=out.x_start,
-                  final_latents=out.latents, notes=[note] if note else [], attention=store, attention_downsample=f)
+    return AttentionResult("attention", [prompt], out.images, seed, sampling, out.timings, latents=out.x_start,
+                           final_latents=out.latents, notes=[note] if note else [], attention=store,
+                           attention_downsample=f)

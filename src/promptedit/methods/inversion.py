@@ -38,9 +38,10 @@ from ..control import AttentionControl
 from ..errors import ParameterError, PromptEditError, check_real
 from ..guidance import require_classifier_free
 from ..models import DiffusionModel, model_fingerprint
-from ..runner import (Prepared, Result, Start, check_sampling, check_size, encode_images, progress_desc,
+from ..runner import (Prepared, Start, check_sampling, check_size, encode_images, progress_desc,
                      resolve_sampling, run)
 from ..control.edit_spec import _check_prompt
+from .result import ReconstructionResult
 
 METHODS = ("null-text", "negative-prompt", "direct", "ddim")
 #: the methods that replace the unconditional branch, so need classifier-free guidance
@@ -409,12 +410,12 @@ def invert(
                      image_rule=image_rule)
 
 
-def reconstruct(model: DiffusionModel, inv: Inversion, *, progress: bool | str = True) -> Result:
+def reconstruct(model: DiffusionModel, inv: Inversion, *, progress: bool | str = True) -> ReconstructionResult:
     """The image the inversion gives back under its own prompt (``images[0]``, (H, W, 3) uint8)."""
     if not isinstance(inv, Inversion):
         raise ParameterError(f"reconstruct takes an Inversion (invert(...) or Inversion.from_bytes), got "
                              f"{type(inv).__name__}")
     sampling = resolve_sampling(model, inv, batch=1)
     out = run(model, [inv.prompt], inv, sampling=sampling, edit_null="all", progress=progress)
-    return Result(inv.method, [inv.prompt], out.images, None, sampling, out.timings, latents=out.x_start,
-                  final_latents=out.latents, inversion=inv, edit_null="all")
+    return ReconstructionResult(inv.method, [inv.prompt], out.images, None, sampling, out.timings,
+                                latents=out.x_start, final_latents=out.latents, inversion=inv, edit_null="all")

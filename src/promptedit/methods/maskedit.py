@@ -19,11 +19,12 @@ from ..control import AttentionControl, blend_latents
 from ..errors import ParameterError, PromptError, check_real, check_whole
 from ..control.masks import InstantMask, cells_touched, edited_words, image_soft_mask, strongest_regions
 from ..models import DiffusionModel
-from ..runner import (NoisedImage, Prepared, Result, Sampling, decode_latents, make_generator, resolve_sampling, run,
+from ..runner import (NoisedImage, Prepared, Sampling, decode_latents, make_generator, resolve_sampling, run,
                      to_uint8)
 from ..samplers import strength_start
 from ..control.edit_spec import _check_prompt
 from ..text.tokens import prompt_words, span_token_indices
+from .result import MaskEditResult
 
 MASK_METHODS = ("instant", "diffedit")
 ANCHORS = ("source", "edited", "start-token")  # where instant masks take their maps and anchor (see instdiffedit)
@@ -124,7 +125,7 @@ def instdiffedit(
     allow_large: bool = False,
     negative_prompt: str | None = None,
     progress: bool | str = True,
-) -> Result:
+) -> MaskEditResult:
     """InstDiffEdit (Zou et al. 2024): edit ``image`` (H, W, 3) uint8 with instant attention masks.
 
     ``num_seeds`` noise draws denoise together and their masks are averaged. ``mask_steps`` stops after that
@@ -160,9 +161,9 @@ def instdiffedit(
     source text's maps denoises the source text only: each row is denoised on its own and blended with the
     same mask, so the edit text's rows change nothing in it.
 
-    Returns a :class:`~promptedit.runner.Result`: ``images`` (input, edited) — the input only for a mask alone —
-    ``mask``, ``latent_mask``, ``soft_mask``, ``words`` and ``settings``; ``timings["mask"]`` is the pass that
-    makes the mask (and, for an edit, the edit with it), ``inpaint`` the final pass.
+    Returns a :class:`~promptedit.methods.result.MaskEditResult`: ``images`` (input, edited) — the input only
+    for a mask alone — ``mask``, ``latent_mask``, ``soft_mask``, ``words`` and ``settings``; ``timings["mask"]`` is
+    the pass that makes the mask (and, for an edit, the edit with it), ``inpaint`` the final pass.
     """
     _check_image(image)
     _check_prompt("source", source)
@@ -193,11 +194,11 @@ def instdiffedit(
                                  maps_from=maps_from, guided_filter_eps=guided_filter_eps, keep_outside=keep_outside,
                                  mask_steps=mask_steps, inpainting=inpaint and mask_steps is None,
                                  inpaint_pipeline=inpaint_pipeline, source=source, target=target)
-    result = Result("instant-mask" if mask_steps is not None else "instdiffedit", [source, target], image[None],
-                    seed, sampling, {"mask": t1 - t0}, latents=prepared.x, notes=opts["notes"],
-                    mask=pixel_mask.cpu().numpy(), latent_mask=latent_mask.cpu().numpy(),
-                    soft_mask=ctrl.soft_masks[-1].cpu().numpy(), words=_chosen_words(words, ctrl.selection),
-                    settings=settings)
+    result = MaskEditResult("instant-mask" if mask_steps is not None else "instdiffedit", [source, target],
+                            image[None], seed, sampling, {"mask": t1 - t0}, latents=prepared.x, notes=opts["notes"],
+                            mask=pixel_mask.cpu().numpy(), latent_mask=latent_mask.cpu().numpy(),
+                            soft_mask=ctrl.soft_masks[-1].cpu().numpy(), words=_chosen_words(words, ctrl.selection),
+                            settings=settings)
     if mask_steps is not None:
         result.timings["total"] = t1 - t0
         return result
@@ -337,7 +338,7 @@ def _final_pass(model: DiffusionModel, x0: torch.Tensor, target: str, mask: np.n
 def masked_edit(model: DiffusionModel, image: np.ndarray, mask: np.ndarray, target: str, *, strength: float = 0.5,
                 num_inference_steps: int | None = None, guidance_scale: float | None = None, seed: int = 0,
                 progress: bool | str = True, method: str = "user-mask", keep_outside: bool = True,
-                allow_large: bool = False, negative_prompt: str | None = None) -> Result:
+                allow_large: bool = False, negative_prompt: str | None = None) -> MaskEditResult:
     """Edit inside a given mask ((H, W) bool, or numbers where nonzero is inside): the source noised to
     ``strength``, denoised under ``target``, the outside replaced by the noised source at every step; every
     latent cell the mask touches is edited, and the pixels outside the mask are the input's, exactly
@@ -357,11 +358,12 @@ def masked_edit(model: DiffusionModel, image: np.ndarray, mask: np.ndarray, targ
     if keep_outside:
         edited = keep_outside_mask(edited, image, mask)
     t1 = time.perf_counter()
-    return Result(method, [target], np.stack([image, edited]), seed, sampling, {"edit": t1 - t0, "total": t1 - t0},
-                  latents=prepared.x, final_latents=out.latents, mask=mask, latent_mask=lm.cpu().numpy(),
-                  settings={"strength": strength, "num_inference_steps": sampling.num_inference_steps,
-                            "guidance_scale": sampling.guidance_scale, "seed": seed, "target": target,
-                            "keep_outside": keep_outside})
+    return MaskEditResult(method, [target], np.stack([image, edited]), seed, sampling,
+                          {"edit": t1 - t0, "total": t1 - t0}, latents=prepared.x, final_latents=out.latents,
+                          mask=mask, latent_mask=lm.cpu().numpy(),
+                          settings={"strength": strength, "num_inference_steps": sampling.num_inference_steps,
+                                    "guidance_scale": sampling.guidance_scale, "seed": seed, "target": target,
+                                    "keep_outside": keep_outside})
 
 
 # ----------------------------------------------------------------------------- DiffEdit
@@ -389,7 +391,8 @@ def diffedit_pipeline(model: DiffusionModel):
 def diffedit(model: DiffusionModel, image: np.ndarray, source: str, target: str, *, strength: float = 0.5,
              num_maps: int = 10, threshold_ratio: float = 3.0, num_inference_steps: int | None = None,
              guidance_scale: float | None = None, seed: int = 0, mask_only: bool = False,
-             allow_large: bool = False, negative_prompt: str | None = None, progress: bool | str = True) -> Result:
+             allow_large: bool = False, negative_prompt: str | None = None,
+             progress: bool | str = True) -> MaskEditResult:
     """DiffEdit (Couairon et al., ICLR 2023) through diffusers: the mask from the differences of noise
     predictions under source and target (``num_maps`` maps at strength 0.5, clamped at ``threshold_ratio``×
     the mean, binarised at 0.5), then DDIM inversion to the strength and masked denoising."""
@@ -419,8 +422,8 @@ def diffedit(model: DiffusionModel, image: np.ndarray, source: str, target: str,
                 "num_inference_steps": steps, "guidance_scale": w, "seed": seed, "source": source, "target": target}
     mask = F.interpolate(torch.from_numpy(latent_mask)[None, None].float(), size=image.shape[:2],
                          mode="nearest")[0, 0].numpy() > 0.5
-    result = Result("diffedit-mask" if mask_only else "diffedit", [source, target], image[None], seed, sampling,
-                    {"mask": t1 - t0}, mask=mask, latent_mask=latent_mask, settings=settings)
+    result = MaskEditResult("diffedit-mask" if mask_only else "diffedit", [source, target], image[None], seed,
+                            sampling, {"mask": t1 - t0}, mask=mask, latent_mask=latent_mask, settings=settings)
     if mask_only:
         result.timings["total"] = t1 - t0
         return result
@@ -436,7 +439,7 @@ def diffedit(model: DiffusionModel, image: np.ndarray, source: str, target: str,
 
 
 def make_mask(model: DiffusionModel, image: np.ndarray, source: str, target: str, *, method: str = "instant",
-              **kwargs) -> Result:
+              **kwargs) -> MaskEditResult:
     """A mask only, by ``instant`` (InstDiffEdit; ``mask_steps`` steps of its pass, default all) or ``diffedit``."""
     if method == "instant":
         if kwargs.get("mask_steps") is None:  # the whole pass, but no edit: its rows and decoding are skipped

@@ -298,10 +298,12 @@ def write_result_folder(folder: str | os.PathLike, model, result, *, command: st
 
     A Prompt-to-Prompt edit (``source.png`` or ``reconstruction.png``, ``edited[-K].png``, ``attention.png`` and
     ``blend-mask.png`` when the result has them, ``inversion.safetensors`` with ``write_inversion``) or a
-    mask-guided edit (a result with a mask: ``source.png`` or ``input.png``, ``edited.png``, ``mask.png``,
+    mask-guided edit (a `MaskEditResult`: ``source.png`` or ``input.png``, ``edited.png``, ``mask.png``,
     ``mask-overlay.png``). ``input_image``: the :class:`~promptedit.images.inputs.PreparedImage` of a real image edited
     (written as ``input.png``)."""
-    writer = _write_mask_edit if result.mask is not None else _write_edit
+    from ..methods.result import MaskEditResult
+
+    writer = _write_mask_edit if isinstance(result, MaskEditResult) else _write_edit
     return writer(Path(folder), model, result, command=command, started=started, input_image=input_image,
                   write_inversion=write_inversion, inputs=inputs, extra=extra)
 
@@ -312,7 +314,7 @@ def _write_edit(folder: Path, model, result, *, command, started, input_image, w
     from .records import build_record
     from ..images.visualize import attention_sheet, image_grid, mask_overlay
 
-    first = "reconstruction.png" if result.inversion is not None else "source.png"
+    first = "reconstruction.png" if getattr(result, "inversion", None) is not None else "source.png"
     files: dict = {"source": first}
     n_targets = len(result.images) - 1
     names = ["edited.png"] if n_targets == 1 else [f"edited-{k + 1}.png" for k in range(n_targets)]
@@ -331,10 +333,10 @@ def _write_edit(folder: Path, model, result, *, command, started, input_image, w
             files["inversion"] = "inversion.safetensors"
         write_image(staged / "grid.png", image_grid(tiles, labels, cell=max(128, result.width)))
         files["grid"] = "grid.png"
-        if result.attention is not None:
+        if getattr(result, "attention", None) is not None:
             write_image(staged / "attention.png", attention_sheet(model, result))
             files["attention"] = "attention.png"
-        if result.blend_mask is not None:
+        if getattr(result, "blend_mask", None) is not None:
             mask = result.blend_mask[1:].any(0)[0].cpu().numpy()  # (h, w): any edited branch blends there
             write_image(staged / "blend-mask.png", mask_overlay(result.images[1], np.asarray(mask)))
             files["blend_mask"] = "blend-mask.png"

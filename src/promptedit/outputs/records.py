@@ -1,7 +1,7 @@
 """One record builder: the ``result.json`` of every output, for the CLI, the web app, the demo and batch runs.
 
-Pure: a :class:`~promptedit.runner.Result` (and what the front-end adds: files, inputs) in, a JSON-able dict
-out. Writing it is the front-end's job (:mod:`promptedit.outputs.files`).
+Pure: a method's result (:mod:`promptedit.methods.result`) and what the front-end adds (files, inputs) in, a
+JSON-able dict out. Writing it is the front-end's job (:mod:`promptedit.outputs.files`).
 """
 
 from __future__ import annotations
@@ -51,22 +51,23 @@ def result_fields(result) -> dict:
     }
     if result.sampling.negative_prompt is not None:
         rec["negative_prompt"] = result.sampling.negative_prompt
-    if result.spec is not None:
+    # each kind of result has its own fields (promptedit.methods.result): read those this one has
+    if getattr(result, "spec", None) is not None:
         rec["spec"] = dataclasses.asdict(result.spec)
         rec["mode"] = result.mode
-    if result.notes:
+    if getattr(result, "notes", None):
         rec["notes"] = list(result.notes)
-    if result.edit_null is not None:
+    if getattr(result, "edit_null", None) is not None:
         rec["edit_null"] = result.edit_null
-    if result.inversion is not None:
+    if getattr(result, "inversion", None) is not None:
         rec["inversion"] = result.inversion.metadata()
-    if result.mask is not None:
+    if getattr(result, "mask", None) is not None:
         rec["mask_fraction"] = round(float(np.asarray(result.mask).mean()), 4)
-    if result.words is not None:
+    if getattr(result, "words", None) is not None:
         rec["words"] = result.words
-    if result.settings:
+    if getattr(result, "settings", None):
         rec["settings"] = result.settings
-    if result.attention_downsample is not None:
+    if getattr(result, "attention_downsample", None) is not None:
         rec["attention_downsample"] = result.attention_downsample
     rec["timings"] = _rounded(result.timings)
     return rec
@@ -79,7 +80,7 @@ def build_record(command: str, model=None, result=None, *, started: float | None
     Args:
         command: what made it (``edit``, ``invert``, ``batch``, the app's tab …).
         model: the model used (its name, family and defaults are recorded).
-        result: the method's :class:`~promptedit.runner.Result`, if any.
+        result: the method's :class:`~promptedit.methods.result.Result` (of its kind), if any.
         started: ``time.perf_counter()`` at the start of the command (adds the wall time).
         files: the output files, by role.
         inputs: what was read (image path, how it was prepared, mask file …).

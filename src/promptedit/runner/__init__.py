@@ -12,17 +12,16 @@ different start:
 runs :func:`denoise` and decodes. Argument names follow diffusers (``num_inference_steps``, ``guidance_scale``,
 ``generator``, ``latents``).
 
-The package: :mod:`.checks`, :mod:`.latents`, :mod:`.starts`, :mod:`.loop`, :mod:`.result`.
+The package: :mod:`.checks`, :mod:`.latents`, :mod:`.starts`, :mod:`.loop` (what the methods return is :mod:`promptedit.methods.result`).
 """
 
 from .checks import available_memory, check_negative_prompt, check_sampling, check_seed, check_size, make_generator, MAX_SIZE_FACTOR
 from .latents import decode_latents, encode_images, scale_latents, to_uint8, unscale_latents
 from .starts import NoisedImage, Prepared, SeedStart, Start
 from .loop import RunOutput, Sampling, denoise, progress_desc, resolve_sampling, run, StepCallback
-from .result import Result
 
 __all__ = [
-    "MAX_SIZE_FACTOR", "NoisedImage", "Prepared", "Result", "RunOutput", "Sampling", "SeedStart", "Start",
+    "MAX_SIZE_FACTOR", "NoisedImage", "Prepared", "RunOutput", "Sampling", "SeedStart", "Start",
     "StepCallback", "available_memory", "check_negative_prompt", "check_sampling", "check_seed", "check_size",
     "decode_latents", "denoise", "encode_images", "make_generator", "progress_desc", "resolve_sampling",
     "run", "scale_latents", "to_uint8", "unscale_latents",
