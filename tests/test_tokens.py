@@ -164,3 +164,38 @@ def test_unknown_words_of_a_closed_vocabulary_and_of_an_unknown_token(tokenizer)
     word_level.pre_tokenizer = pre_tokenizers.Whitespace()
     fast = PreTrainedTokenizerFast(tokenizer_object=word_level, unk_token="[UNK]", model_max_length=77)
     assert unknown_words(fast, tokenize(fast, "a chat cat un chat")) == ["chat", "un"]
+
+
+def test_t5_style_tokenizer_ids_eos_padding_and_word_offsets():
+    from promptedit.testing import tiny_t5_tokenizer
+
+    t5 = tiny_t5_tokenizer()
+    assert (t5.pad_token_id, t5.eos_token_id, t5.unk_token_id, t5.bos_token_id) == (0, 1, 2, None)
+    assert t5.model_max_length == 512
+    # SentencePiece pieces: corpus words are one ▁-marked token, no start token, </s> at the end
+    prompt = "a photo of a squirrel, A Cat"
+    tokens = tokenize(t5, prompt)
+    pieces = t5.convert_ids_to_tokens(list(tokens.ids))
+    assert pieces[:4] == ["▁a", "▁photo", "▁of", "▁a"] and pieces[-1] == "</s>" and tokens.ids.count(1) == 1
+    # word → token positions by offsets, counted from 0 (there is no start token): a rare word is ▁ + one token
+    # per character, and a capitalised word is spelled, case kept, as on real T5
+    assert word_token_indices(t5, prompt, "photo") == [1]
+    assert word_token_indices(t5, prompt, "a") == [0, 3, 14, 15] and pieces[14:16] == ["▁", "A"]
+    squirrel = word_token_indices(t5, prompt, "squirrel")
+    assert squirrel == list(range(4, 13)) and "".join(pieces[i] for i in squirrel) == "▁squirrel"
+    assert word_token_indices(t5, prompt, ",") == [13] and pieces[13] == ","
+    cat = word_token_indices(t5, prompt, "cat")
+    assert "".join(pieces[i] for i in cat) == "▁Cat" and cat[-1] == len(pieces) - 2
+    # padding to the encoder's length with <pad> (0) after </s>, as FLUX's pipeline asks for it
+    padded = t5(["a cat", prompt], padding="max_length", max_length=24, truncation=True).input_ids
+    assert padded[0] == [*tokenize(t5, "a cat").ids, *[0] * 21] and padded[1] == [*tokens.ids, 0, 0, 0]
+    # at the encoder's limit: truncated with the end token kept, and a word past it raises
+    short = tiny_t5_tokenizer(max_length=12)
+    assert short(prompt, truncation=True).input_ids == [*tokens.ids[:11], 1]
+    with pytest.warns(PromptTruncatedWarning, match="12"):
+        assert tokenize(short, prompt).truncated
+    with pytest.raises(PromptError, match="limit"):
+        word_token_indices(short, prompt, "cat")
+    # a character outside the alphabet is T5's <unk>, and names its word
+    odd = tokenize(t5, "a 猫 cat")
+    assert t5.unk_token_id in odd.ids and unknown_words(t5, odd) == ["猫"]

@@ -13,7 +13,7 @@ from .backbones.unet import UNetBackbone
 from .conditioning import SDText, SDXLText
 from .defaults import InversionDefaults, ModelDefaults, P2PDefaults, SamplingDefaults, MaskDefaults
 from .models import DiffusionModel, save_model  # noqa: F401  (re-exported)
-from .text.vocab import build_clip_tokenizer
+from .text.vocab import build_clip_tokenizer, build_t5_tokenizer
 
 TINY_CORPUS = [
     "a photo of a cat sitting on the mat",
@@ -34,6 +34,13 @@ TINY_TRAIN = dict(steps=3, batch_size=4, unet_channels=(8, 16, 32), head_channel
 def tiny_tokenizer(max_length: int = 77):
     """A CLIP-style tokenizer whose common words are one token and rare ones several."""
     return build_clip_tokenizer(TINY_CORPUS * 4, vocab_size=400, model_max_length=max_length)
+
+
+def tiny_t5_tokenizer(max_length: int = 512):
+    """A T5-style SentencePiece Unigram tokenizer (``<pad>`` 0, ``</s>`` 1, ``<unk>`` 2, no start token) whose corpus
+    words are one token and other words ``▁`` + one token per character; ``max_length``: FLUX.1's and SD3's T5
+    length (512)."""
+    return build_t5_tokenizer(TINY_CORPUS * 4, vocab_size=400, model_max_length=max_length)
 
 
 def tiny_components(seed: int = 0, *, max_length: int = 77, prediction_type: str = "epsilon",

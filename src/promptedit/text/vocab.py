@@ -5,7 +5,8 @@ suffix ``</w>``, lower-casing, and ``<|startoftext|>`` / ``<|endoftext|>``
 around every prompt. Tests and the embedded shapes-world model need one that
 is built here, without a download; this trains the same kind of tokenizer on a
 small corpus (the ``tokenizers`` library's normaliser and pre-tokeniser, our own deterministic merge
-loop) and wraps it as a ``transformers.CLIPTokenizer``.
+loop) and wraps it as a ``transformers.CLIPTokenizer``. FLUX.1 and SD3 add T5, whose tokenizer is a
+SentencePiece Unigram model: :func:`build_t5_tokenizer` builds one of those the same way.
 """
 
 from __future__ import annotations
@@ -90,3 +91,39 @@ def build_clip_tokenizer(corpus: Iterable[str], vocab_size: int = 1000, model_ma
     for ch in alphabet:  # every byte may also end a word
         vocab.setdefault(ch + "</w>", len(vocab))
     return CLIPTokenizer(vocab=vocab, merges=merges, model_max_length=model_max_length)
+
+
+#: the characters a built T5-style tokenizer spells any word in (SentencePiece keeps its character coverage in the
+#: vocabulary too); anything else is T5's ``<unk>``
+T5_ALPHABET = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~"
+
+
+def build_t5_tokenizer(corpus: Iterable[str], vocab_size: int = 1000, model_max_length: int = 512):
+    """A T5-style SentencePiece Unigram tokenizer built from ``corpus``, as a ``transformers.T5TokenizerFast``.
+
+    T5's layout: ``<pad>`` 0, ``</s>`` 1, ``<unk>`` 2, no start token, ``</s>`` after every prompt, words split on
+    whitespace and marked by a leading ``▁`` (Metaspace), case kept, and segmented by the Unigram model's
+    Viterbi path (Kudo 2018). Pieces: the corpus's ``vocab_size`` most frequent words as ``▁word``, scored by
+    their log relative frequency (the Unigram language model's estimate), then ``▁`` and each character of
+    :data:`T5_ALPHABET`, scored below every word, so a word outside the corpus is spelled ``▁`` + characters —
+    several tokens, as a rare word is on real T5 — and a character outside the alphabet is ``<unk>``. Counted
+    here rather than by ``tokenizers``' ``UnigramTrainer``, whose EM gives scores that differ in their last bits
+    from process to process (its threads' order): the same corpus gives the same tokenizer in every process."""
+    import math
+    from collections import Counter
+
+    from transformers import T5TokenizerFast
+
+    from ..errors import ParameterError
+
+    counts = Counter(word for text in corpus for word in text.split())
+    if not counts:
+        raise ParameterError("the corpus of a T5-style tokenizer has no words")
+    words = sorted(counts.items(), key=lambda wc: (-wc[1], wc[0]))[:vocab_size]
+    total = sum(c for _, c in words)
+    floor = math.log(1 / (2 * total))  # below the rarest word's log-frequency: whole words win over spellings
+    vocab = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0)]
+    vocab += [("▁" + w, math.log(c / total)) for w, c in words]
+    known = {piece for piece, _ in vocab}
+    vocab += [(ch, floor - 1.0) for ch in ("▁", *T5_ALPHABET) if ch not in known]
+    return T5TokenizerFast(vocab=vocab, extra_ids=0, model_max_length=model_max_length)
