@@ -123,7 +123,7 @@ def tiny_sdxl_components(seed: int = 0, *, max_length: int = 77, force_zeros_for
     transformer blocks), two CLIP text encoders (the second with a projection: the pooled embedding), their
     hidden states concatenated (32 + 32 = 64), and a 2-level VAE (32 px images); random weights from ``seed``."""
     from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+    from transformers import CLIPTextModel, CLIPTextModelWithProjection
 
     tokenizers = [tiny_tokenizer(max_length), tiny_tokenizer(max_length)]
     torch.manual_seed(seed)
@@ -138,14 +138,8 @@ def tiny_sdxl_components(seed: int = 0, *, max_length: int = 77, force_zeros_for
     vae = AutoencoderKL(block_out_channels=(16, 32), in_channels=3, out_channels=3,
                         down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2,
                         latent_channels=4, norm_num_groups=8, sample_size=32, force_upcast=True)
-    encoders = []
-    for k, cls in enumerate((CLIPTextModel, CLIPTextModelWithProjection)):
-        torch.manual_seed(seed + 2 + k)
-        tok = tokenizers[k]
-        encoders.append(cls(CLIPTextConfig(
-            bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
-            hidden_size=32, intermediate_size=37, num_attention_heads=4, num_hidden_layers=3,
-            vocab_size=len(tok), max_position_embeddings=max_length, projection_dim=32, hidden_act="gelu")))
+    encoders = [_tiny_clip(cls, tokenizers[k], seed + 2 + k, layers=3)
+                for k, cls in enumerate((CLIPTextModel, CLIPTextModelWithProjection))]
     scheduler = DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False,
                               set_alpha_to_one=False, steps_offset=1, timestep_spacing="leading")
     for m in (unet, vae, *encoders):
@@ -162,3 +156,97 @@ def tiny_sdxl_components(seed: int = 0, *, max_length: int = 77, force_zeros_for
 #: ``seed → DiffusionModel``; the family contract tests (tests/test_families.py) run on every entry, so a new
 #: family gets them by adding its builder here
 TINY_MODELS = {"sd": tiny_components, "sdxl": tiny_sdxl_components}
+
+
+def _tiny_clip(cls, tokenizer, seed: int, hidden: int = 32, layers: int = 2):
+    """A tiny CLIP text encoder (``cls``: ``CLIPTextModel`` or ``CLIPTextModelWithProjection``) for ``tokenizer``,
+    random weights from ``seed``; its end token (where the pooled vector is read) is the tokenizer's."""
+    from transformers import CLIPTextConfig
+
+    torch.manual_seed(seed)
+    return cls(CLIPTextConfig(
+        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+        hidden_size=hidden, intermediate_size=37, num_attention_heads=4, num_hidden_layers=layers,
+        vocab_size=len(tokenizer), max_position_embeddings=tokenizer.model_max_length, projection_dim=hidden,
+        hidden_act="gelu")).eval().requires_grad_(False)
+
+
+def _tiny_t5(tokenizer, seed: int, d_model: int = 32):
+    """A tiny T5 v1.1 encoder (gated GELU, as FLUX.1's and SD3's T5-XXL) for ``tokenizer``, random weights from
+    ``seed``."""
+    from transformers import T5Config, T5EncoderModel
+
+    torch.manual_seed(seed)
+    return T5EncoderModel(T5Config(
+        vocab_size=len(tokenizer), d_model=d_model, d_kv=8, d_ff=37, num_layers=2, num_heads=4,
+        relative_attention_num_buckets=8, feed_forward_proj="gated-gelu", dropout_rate=0.0,
+        pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
+        decoder_start_token_id=tokenizer.pad_token_id)).eval().requires_grad_(False)
+
+
+def _tiny_flow_vae(seed: int, *, scaling_factor: float, shift_factor: float):
+    """A 2-level VAE with 16 latent channels and no quant convs (FLUX.1's and SD3's layout; scale factor 2, so a
+    32 px image is a 16 × 16 latent), random weights from ``seed``."""
+    from diffusers import AutoencoderKL
+
+    torch.manual_seed(seed)
+    return AutoencoderKL(
+        block_out_channels=(16, 32), in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * 2,
+        up_block_types=("UpDecoderBlock2D",) * 2, latent_channels=16, norm_num_groups=8, sample_size=32,
+        use_quant_conv=False, use_post_quant_conv=False, scaling_factor=scaling_factor, shift_factor=shift_factor,
+    ).eval().requires_grad_(False)
+
+
+def tiny_flux_components(seed: int = 0, *, guidance_embeds: bool = True, max_length: int = 512) -> dict:
+    """FLUX.1's architecture in miniature, random weights from ``seed``, as the keyword arguments of diffusers'
+    ``FluxPipeline`` (there is no promptedit model for FLUX yet): a ``FluxTransformer2DModel`` with one
+    double-stream and one single-stream block (2 heads of 16, RoPE axes 4 + 6 + 6 = 16; ``guidance_embeds``: the
+    embedded guidance of FLUX.1-dev, off for schnell), a VAE with 16 latent channels (2 × 2 patches packed into
+    64-channel tokens: a 32 px image is 8 × 8 = 64 image tokens), a CLIP text encoder (its pooled vector) and a
+    T5 encoder with the T5-style tokenizer (``max_length``), and FLUX.1-dev's ``FlowMatchEulerDiscreteScheduler``
+    (dynamic shifting, μ from 0.5 at 256 image tokens to 1.15 at 4096)."""
+    from diffusers import FlowMatchEulerDiscreteScheduler, FluxTransformer2DModel
+    from transformers import CLIPTextModel
+
+    tokenizer, tokenizer_2 = tiny_tokenizer(77), tiny_t5_tokenizer(max_length)
+    torch.manual_seed(seed)
+    transformer = FluxTransformer2DModel(
+        patch_size=1, in_channels=64, num_layers=1, num_single_layers=1, attention_head_dim=16, num_attention_heads=2,
+        joint_attention_dim=32, pooled_projection_dim=32, guidance_embeds=guidance_embeds, axes_dims_rope=(4, 6, 6),
+    ).eval().requires_grad_(False)
+    scheduler = FlowMatchEulerDiscreteScheduler(
+        num_train_timesteps=1000, shift=3.0, use_dynamic_shifting=True, base_shift=0.5, max_shift=1.15,
+        base_image_seq_len=256, max_image_seq_len=4096)
+    return dict(
+        transformer=transformer,
+        vae=_tiny_flow_vae(seed + 1, scaling_factor=0.3611, shift_factor=0.1159),  # FLUX.1's VAE's factors
+        text_encoder=_tiny_clip(CLIPTextModel, tokenizer, seed + 2), tokenizer=tokenizer,
+        text_encoder_2=_tiny_t5(tokenizer_2, seed + 3), tokenizer_2=tokenizer_2, scheduler=scheduler,
+    )
+
+
+def tiny_sd3_components(seed: int = 0, *, max_length: int = 512) -> dict:
+    """Stable Diffusion 3.5 Medium's architecture in miniature, random weights from ``seed``, as the keyword
+    arguments of diffusers' ``StableDiffusion3Pipeline``: an ``SD3Transformer2DModel`` of two joint blocks (2 × 2
+    patches, 2 heads of 16, RMS-normed q/k, the first block with SD3.5's second, image-only attention), a VAE with
+    16 latent channels, two CLIP text encoders with projections (hidden 16 + 16, concatenated and zero-padded to
+    T5's 32; pooled 16 + 16 = 32), a T5 encoder with the T5-style tokenizer (``max_length``), and SD3's
+    ``FlowMatchEulerDiscreteScheduler`` (shift 3)."""
+    from diffusers import FlowMatchEulerDiscreteScheduler, SD3Transformer2DModel
+    from transformers import CLIPTextModelWithProjection
+
+    tokenizer, tokenizer_2, tokenizer_3 = tiny_tokenizer(77), tiny_tokenizer(77), tiny_t5_tokenizer(max_length)
+    torch.manual_seed(seed)
+    transformer = SD3Transformer2DModel(
+        sample_size=16, patch_size=2, in_channels=16, out_channels=16, num_layers=2, attention_head_dim=16,
+        num_attention_heads=2, joint_attention_dim=32, caption_projection_dim=32, pooled_projection_dim=32,
+        pos_embed_max_size=16, dual_attention_layers=(0,), qk_norm="rms_norm",
+    ).eval().requires_grad_(False)
+    return dict(
+        transformer=transformer,
+        vae=_tiny_flow_vae(seed + 1, scaling_factor=1.5305, shift_factor=0.0609),  # SD3's VAE's factors
+        text_encoder=_tiny_clip(CLIPTextModelWithProjection, tokenizer, seed + 2, hidden=16), tokenizer=tokenizer,
+        text_encoder_2=_tiny_clip(CLIPTextModelWithProjection, tokenizer_2, seed + 3, hidden=16),
+        tokenizer_2=tokenizer_2, text_encoder_3=_tiny_t5(tokenizer_3, seed + 4), tokenizer_3=tokenizer_3,
+        scheduler=FlowMatchEulerDiscreteScheduler(num_train_timesteps=1000, shift=3.0),
+    )
