@@ -4,8 +4,9 @@ Pure functions on a Hugging Face tokenizer (duck-typed: it must be a *fast*
 tokenizer that returns ``offset_mapping``, as ``CLIPTokenizer`` is); no
 diffusers import, so this module is tested on its own.
 
-Token positions count the start token as 0, as the text encoder sees them:
-in ``<|startoftext|> a cat <|endoftext|>`` the word ``cat`` is token 2.
+Token positions are the text encoder's, special tokens included: with CLIP's start token at 0, in
+``<|startoftext|> a cat <|endoftext|>`` the word ``cat`` is token 2; a T5 tokenizer has no start token, so in
+``▁a ▁cat </s>`` it is token 1.
 """
 
 from __future__ import annotations
