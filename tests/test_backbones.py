@@ -118,8 +118,9 @@ def test_registry_dispatches_on_class_name():
     # an old folder without _class_name: its second text encoder makes it SDXL
     assert family_of_index({"text_encoder_2": ["transformers", "CLIPTextModelWithProjection"]}).name == "sdxl"
     assert family_of_index({}).name == "sd"
-    with pytest.raises(ModelLoadError, match="'FluxPipeline'.*known: StableDiffusionPipeline") as e:
-        family_of_index({"_class_name": "FluxPipeline"})
+    assert family_of_index({"_class_name": "FluxPipeline"}).name == "flux"
+    with pytest.raises(ModelLoadError, match="'KandinskyPipeline'.*known: StableDiffusionPipeline") as e:
+        family_of_index({"_class_name": "KandinskyPipeline"})
     assert "\n" not in str(e.value)
     assert FAMILIES["sdxl"].pooled and not FAMILIES["sd"].pooled
     assert FAMILIES["sd"].pipelines.diffedit and FAMILIES["sdxl"].pipelines.diffedit is None

@@ -63,8 +63,9 @@ def test_generation_reproduces_the_familys_diffusers_pipeline(family_model):
     pipe = getattr(diffusers, family_model.family_entry.pipelines.txt2img)(**family_model.pipeline_components())
     pipe.set_progress_bar_config(disable=True)
     ours = generate(family_model, [SRC, TGT], seed=3, num_inference_steps=STEPS, guidance_scale=7.5, progress=False)
-    ref = pipe([SRC, TGT], num_inference_steps=STEPS, guidance_scale=7.5, height=32, width=32,
-               latents=ours.latents.expand(2, -1, -1, -1), output_type="np").images  # (2, 32, 32, 3)
+    ref = pipe([SRC, TGT], num_inference_steps=STEPS, height=32, width=32,
+               latents=family_model.backbone.pack(ours.latents.expand(2, -1, -1, -1)), output_type="np",
+               **family_model.family_entry.pipeline_call(family_model, 7.5)).images  # (2, 32, 32, 3)
     assert np.abs(decode_latents(family_model, ours.final_latents) - ref).max() < 1e-5
 
 
@@ -95,9 +96,9 @@ def test_cross_attention_sites_exist_and_the_store_records_maps_at_each_grid(fam
 
     backbone = family_model.backbone
     sites = backbone.sites()
-    assert any(s.is_cross for s in sites)
+    assert any(s.reads_text for s in sites)
     grids = backbone.grids()
-    assert grids and all(g in {s.grid for s in sites if s.is_cross} for g in grids)
+    assert grids and all(g in {s.grid for s in sites if s.reads_text} for g in grids)
     store = AttentionStore()
     cond = family_model.encode([SRC], size=(32, 32))
     x_T = SeedStart(0).prepare(family_model, prompts=[SRC], num_inference_steps=2, size=(32, 32)).x

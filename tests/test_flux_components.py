@@ -65,7 +65,7 @@ def test_tiny_flux_generates_deterministically_and_our_sampler_takes_its_steps()
     assert not torch.equal(run_pipeline(FluxPipeline(**tiny_flux_components(1)), guidance_scale=3.5)[0], images)
     assert not torch.equal(run_pipeline(pipe, seed=1, guidance_scale=3.5)[0], images)
     # FLUX.1-dev's spacing and dynamic shift, μ from the 64 image tokens
-    sampler = FlowMatchEulerSampler(pipe.scheduler.config, spacing="flux")
+    sampler = FlowMatchEulerSampler(pipe.scheduler.config, spacing="linspace")
     sampler.set_steps(2, image_seq_len=steps[0]["x"].shape[1])
     check_steps(sampler, pipe, steps)
 

@@ -225,7 +225,7 @@ def test_runs_use_the_models_sampler_and_records_name_it(tiny_model, monkeypatch
 
     made = []
 
-    def make_sampler():
+    def make_sampler(latent_size=None):
         made.append(Renamed(tiny_model.scheduler_config))
         return made[-1]
 
@@ -255,11 +255,11 @@ FLUX_SCHNELL_CONFIG = {"num_train_timesteps": 1000, "shift": 1.0, "use_dynamic_s
 
 
 def flow_reference(config, num_steps, *, spacing="scheduler", mu=None):
-    """diffusers' scheduler set as StableDiffusion3Pipeline ("scheduler") or FluxPipeline ("flux") sets it."""
+    """diffusers' scheduler set as StableDiffusion3Pipeline ("scheduler") or FluxPipeline ("linspace") sets it."""
     from diffusers import FlowMatchEulerDiscreteScheduler
 
     reference = FlowMatchEulerDiscreteScheduler.from_config(config)
-    sigmas = np.linspace(1.0, 1 / num_steps, num_steps) if spacing == "flux" else None
+    sigmas = np.linspace(1.0, 1 / num_steps, num_steps) if spacing == "linspace" else None
     reference.set_timesteps(None if sigmas is not None else num_steps, sigmas=sigmas, mu=mu)
     return reference
 
@@ -268,14 +268,14 @@ def flow_reference(config, num_steps, *, spacing="scheduler", mu=None):
 def test_flow_schedules_are_diffusers_for_sd3_and_flux_bit_for_bit(num_steps):
     from promptedit.samplers.flow import image_seq_len_mu
 
-    cases = [(SD3_CONFIG, "scheduler", {}, None), (FLUX_SCHNELL_CONFIG, "flux", {}, None)]
+    cases = [(SD3_CONFIG, "scheduler", {}, None), (FLUX_SCHNELL_CONFIG, "linspace", {}, None)]
     # FLUX.1-dev at 16 … 6000 latent tokens (64 px … past its largest size), by token count or by μ itself
     for tokens in (16, 256, 1024, 4096, 6000):
         mu = image_seq_len_mu(tokens)
-        cases += [(FLUX_CONFIG, "flux", {"image_seq_len": tokens}, mu), (FLUX_CONFIG, "flux", {"mu": mu}, mu),
+        cases += [(FLUX_CONFIG, "linspace", {"image_seq_len": tokens}, mu), (FLUX_CONFIG, "linspace", {"mu": mu}, mu),
                   (FLUX_CONFIG, "scheduler", {"image_seq_len": tokens}, mu)]
     # the linear time shift and a terminal sigma (LTX-Video's options) follow diffusers too
-    cases += [({**FLUX_CONFIG, "time_shift_type": "linear"}, "flux", {"mu": 1.3}, 1.3)]
+    cases += [({**FLUX_CONFIG, "time_shift_type": "linear"}, "linspace", {"mu": 1.3}, 1.3)]
     if num_steps > 1:  # (one step cannot be stretched: diffusers' sigma is NaN, ours refuses; see below)
         cases += [({**SD3_CONFIG, "shift_terminal": 0.1}, "scheduler", {}, None)]
     for config, spacing, kwargs, mu in cases:
@@ -308,7 +308,7 @@ def fake_velocity(x, t):
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 @pytest.mark.parametrize("config,spacing,kwargs", [(SD3_CONFIG, "scheduler", {}),
-                                                   (FLUX_CONFIG, "flux", {"image_seq_len": 1024})])
+                                                   (FLUX_CONFIG, "linspace", {"image_seq_len": 1024})])
 def test_flow_steps_are_diffusers_step_bit_for_bit_along_a_whole_run(config, spacing, kwargs, dtype):
     from promptedit.samplers.flow import image_seq_len_mu
 
@@ -355,7 +355,7 @@ def test_flow_inverse_step_undoes_a_step_exactly_on_a_straight_path_and_to_first
 
 
 def test_flow_noising_and_conversions_round_trip():
-    sampler = FlowMatchEulerSampler(FLUX_CONFIG, spacing="flux")
+    sampler = FlowMatchEulerSampler(FLUX_CONFIG, spacing="linspace")
     sampler.set_steps(4, mu=0.9)
     x0, noise = latents(seed=13), latents(seed=14)
     for i, t in enumerate(sampler.timesteps):
@@ -403,10 +403,10 @@ def test_a_flow_sampler_refuses_a_configuration_it_cannot_run_in_one_line(config
 
 
 def test_a_flow_sampler_refuses_bad_arguments_in_one_line():
-    with pytest.raises(ParameterError, match="spacing must be one of scheduler, flux, got 'sd3'") as e:
+    with pytest.raises(ParameterError, match="spacing must be one of scheduler, linspace, got 'sd3'") as e:
         FlowMatchEulerSampler(SD3_CONFIG, spacing="sd3")
     one_line(e)
-    fixed, dynamic = FlowMatchEulerSampler(SD3_CONFIG), FlowMatchEulerSampler(FLUX_CONFIG, spacing="flux")
+    fixed, dynamic = FlowMatchEulerSampler(SD3_CONFIG), FlowMatchEulerSampler(FLUX_CONFIG, spacing="linspace")
     for call, match in ((lambda: fixed.num_steps, "set_steps first"),
                         (lambda: fixed.step(latents(), 1000.0, latents()), "set_steps first"),
                         (lambda: fixed.set_steps(0), r"num_inference_steps must be in \[1, inf\]"),
@@ -441,7 +441,7 @@ def test_a_flow_sampler_refuses_bad_arguments_in_one_line():
 
 
 def test_the_flow_sampler_hands_out_diffusers_scheduler_with_the_checkpoints_configuration():
-    sampler = FlowMatchEulerSampler(FLUX_CONFIG, spacing="flux")
+    sampler = FlowMatchEulerSampler(FLUX_CONFIG, spacing="linspace")
     for scheduler in (sampler.checkpoint_scheduler(), sampler.scheduler):
         assert type(scheduler).__name__ == "FlowMatchEulerDiscreteScheduler"
         assert all(scheduler.config[k] == v for k, v in FLUX_CONFIG.items())

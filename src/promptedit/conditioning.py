@@ -195,6 +195,55 @@ class SDText(TextConditioner):
         return self.encode([""]).expand(n)
 
 
+class FluxText(TextConditioner):
+    """FLUX.1 (Black Forest Labs 2024): a CLIP text encoder gives the pooled vector (n, P) and a T5 encoder the
+    per-token keys (n, L, D), L = the T5 tokenizer's ``model_max_length`` (the pipeline's ``max_sequence_length``;
+    T5 pads to it; no attention mask), exactly as diffusers' ``FluxPipeline.encode_prompt``. The attention's text keys are T5's positions, so :attr:`tokenizer` is T5's.
+    The unconditional branch (true classifier-free guidance, ``FluxPipeline``'s ``true_cfg_scale``) is the empty
+    prompt's.
+
+    Args:
+        tokenizers, text_encoders: CLIP's then T5's, as the checkpoint's ``tokenizer``/``tokenizer_2`` and
+            ``text_encoder``/``text_encoder_2``.
+    """
+
+    family = "flux"
+
+    def __init__(self, tokenizers: Sequence, text_encoders: Sequence[torch.nn.Module]):
+        if len(tokenizers) != 2 or len(text_encoders) != 2:
+            raise ValueError("FLUX.1 takes two tokenizers and two text encoders (CLIP, T5)")
+        self.clip_tokenizer, self.tokenizer = tokenizers
+        self.clip_encoder, self.t5_encoder = text_encoders
+
+    @property
+    def encoders(self) -> list[torch.nn.Module]:
+        return [self.clip_encoder, self.t5_encoder]
+
+    def components(self) -> dict:
+        return {"text_encoder": self.clip_encoder, "text_encoder_2": self.t5_encoder,
+                "tokenizer": self.clip_tokenizer, "tokenizer_2": self.tokenizer}
+
+    @property
+    def hidden_size(self) -> int:
+        return int(self.t5_encoder.config.d_model)
+
+    @torch.no_grad()
+    def encode(self, prompts, *, size=None) -> Conditioning:
+        prompts = self._check_prompts(prompts)
+        return self.encode_ids([self._ids(self.clip_tokenizer, prompts), self._ids(self.tokenizer, prompts)],
+                               size=size)
+
+    def encode_ids(self, ids, *, size=None) -> Conditioning:
+        clip_ids, t5_ids = ids
+        dtype = next(self.t5_encoder.parameters()).dtype
+        pooled = self.clip_encoder(clip_ids, output_hidden_states=False).pooler_output  # (n, P)
+        keys = self.t5_encoder(t5_ids, output_hidden_states=False)[0]  # (n, L, D)
+        return Conditioning(keys.to(dtype), pooled.to(dtype))
+
+    def unconditional(self, n: int, *, size=None) -> Conditioning:
+        return self.encode([""]).expand(n)
+
+
 class SDXLText(TextConditioner):
     """Stable Diffusion XL: two CLIP text encoders (the second with a projection). As diffusers'
     ``StableDiffusionXLPipeline.encode_prompt``: each encoder's penultimate hidden states, concatenated along

@@ -56,14 +56,19 @@ class SamplingDefaults:
     Attributes:
         num_inference_steps: DDIM steps (Prompt-to-Prompt and null-text inversion: 50).
         guidance_scale: classifier-free guidance w (7.5).
+        image_size: the image side in pixels of a run that names none; None: the backbone's native latent side
+            times the VAE's factor (a transformer's config may not record the size it was trained at).
     """
 
     num_inference_steps: int = 50
     guidance_scale: float = 7.5
+    image_size: int | None = None
+    _optional = ("image_size",)
 
     def __post_init__(self):
         _validate("sampling", self, {"num_inference_steps": (int, lambda v: 1 <= v <= 1000, "in [1, 1000]"),
-                                     "guidance_scale": (float, lambda v: v >= 0, "a finite number >= 0")})
+                                     "guidance_scale": (float, lambda v: v >= 0, "a finite number >= 0"),
+                                     "image_size": (int, lambda v: 8 <= v <= 16384, "null or in [8, 16384]")})
 
 
 @dataclass(frozen=True)

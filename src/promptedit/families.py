@@ -46,13 +46,19 @@ class Family:
         pipelines: diffusers' pipelines over the same components.
         index_extras: what ``model_index.json`` records beyond the components: ``text → dict``.
         pipeline_extras: what diffusers' pipelines take beyond the components: ``text → dict``.
+        pipeline_call: what diffusers' txt2img pipeline of the family takes to make the run promptedit makes at a
+            guidance scale, beyond prompts, steps, size and (packed) latents: ``(model, scale) → dict``.
         check: family-specific checks of the loaded components, ``(parts, name) → None`` raising
             :class:`ModelLoadError`.
         pooled: whether the conditioning has a pooled text embedding (null-text inversion may optimise it).
-        sampler: makes the sampler of the family's runs from the checkpoint's scheduler configuration:
-            ``config →`` :class:`~promptedit.samplers.base.Sampler` (DDIM for SD and SDXL).
-        guidance: makes the guidance of its runs at a scale: ``scale →`` :class:`~promptedit.guidance.Guidance`
-            (classifier-free for SD and SDXL; a guidance-distilled family takes ``EmbeddedGuidance``).
+        sampler: makes the sampler of the family's runs from the checkpoint's scheduler configuration and the
+            image's latent token count (None where unknown): ``(config, image_seq_len) →``
+            :class:`~promptedit.samplers.base.Sampler` (DDIM for SD and SDXL; flow-matching Euler for FLUX.1, whose
+            schedule shifts with the image's size).
+        guidance: makes the guidance of its runs at a scale: ``(scale, backbone) →``
+            :class:`~promptedit.guidance.Guidance` (classifier-free for SD and SDXL; a guidance-distilled FLUX.1
+            takes ``EmbeddedGuidance``).
+        denoiser: the component holding the denoiser (``unet``; an MM-DiT family's ``transformer``).
         shipped: the name and folder (under the package's assets) of its shipped shapes-world model, or None.
         trains_from: the other families whose shapes-world models a training run of this family may start from
             (where the shapes agree: :func:`promptedit.train.shapes.init_sdxl_from_sd`).
@@ -66,10 +72,12 @@ class Family:
     pipelines: Pipelines
     index_extras: Callable = field(default=lambda text: {})
     pipeline_extras: Callable = field(default=lambda text: {})
+    pipeline_call: Callable = field(default=lambda model, scale: {"guidance_scale": scale})
     check: Callable = field(default=lambda parts, name: None)
     pooled: bool = False
-    sampler: Callable = field(default=lambda config: _ddim(config))
-    guidance: Callable = field(default=lambda scale: _classifier_free(scale))
+    sampler: Callable = field(default=lambda config, image_seq_len=None: _ddim(config))
+    guidance: Callable = field(default=lambda scale, backbone=None: _classifier_free(scale))
+    denoiser: str = "unet"
     shipped: tuple[str, str] | None = None
     trains_from: tuple[str, ...] = ()
 
@@ -97,6 +105,42 @@ def _classifier_free(scale: float):
     from .guidance import ClassifierFree
 
     return ClassifierFree(scale)
+
+
+def _flux_text(parts: dict, index: dict):
+    from .conditioning import FluxText
+
+    return FluxText([parts["tokenizer"], parts["tokenizer_2"]], [parts["text_encoder"], parts["text_encoder_2"]])
+
+
+def _flow(config: dict, image_seq_len: int | None = None):
+    from .samplers import FlowMatchEulerSampler
+
+    return FlowMatchEulerSampler(config, spacing="linspace", image_seq_len=image_seq_len)
+
+
+def _flux_guidance(scale: float, backbone=None):
+    """FLUX.1-dev takes its (distilled) guidance scale as an input; schnell and undistilled models are guided
+    classifier-free (``FluxPipeline``'s ``true_cfg_scale``)."""
+    from .guidance import EmbeddedGuidance
+
+    if backbone is not None and backbone.guidance_embeds:
+        return EmbeddedGuidance(scale)
+    return _classifier_free(scale)
+
+
+def _flux_pipeline_call(model, scale: float) -> dict:
+    """``FluxPipeline``'s arguments for promptedit's run: the embedded scale (``guidance_scale``) of a distilled
+    model, else true classifier-free guidance from the empty negative prompt (``true_cfg_scale``); T5's length."""
+    if model.backbone.guidance_embeds:
+        return {"guidance_scale": scale, "max_sequence_length": model.max_length}
+    return {"true_cfg_scale": scale, "negative_prompt": "", "max_sequence_length": model.max_length}
+
+
+def _flux_backbone(module):
+    from .backbones.mmdit import FluxBackbone
+
+    return FluxBackbone(module)
 
 
 def _unet(module):
@@ -135,6 +179,14 @@ FAMILIES: dict[str, Family] = {f.name: f for f in (
            index_extras=lambda text: {"force_zeros_for_empty_prompt": text.force_zeros_for_empty_prompt},
            pipeline_extras=lambda text: {"force_zeros_for_empty_prompt": text.force_zeros_for_empty_prompt},
            check=_check_sdxl, pooled=True, shipped=("embedded-xl", "shapes-model-xl"), trains_from=("sd",)),
+    Family(name="flux",
+           class_names=("FluxPipeline", "FluxImg2ImgPipeline", "FluxInpaintPipeline"),
+           components=("vae", "transformer", "text_encoder", "text_encoder_2", "tokenizer", "tokenizer_2",
+                       "scheduler"),
+           text=_flux_text, backbone=_flux_backbone,
+           pipelines=Pipelines("FluxPipeline", "FluxInpaintPipeline", None),
+           pipeline_call=_flux_pipeline_call, pooled=True, sampler=_flow, guidance=_flux_guidance,
+           denoiser="transformer"),
 )}
 
 #: name -> folder of each shipped model

@@ -102,7 +102,10 @@ class DiffusionModel:
 
     @property
     def image_size(self) -> int:
-        """Native image side: the backbone's native latent side times the VAE's factor."""
+        """Native image side: the defaults' ``sampling.image_size``, else the backbone's native latent side times
+        the VAE's factor."""
+        if self.defaults.sampling.image_size is not None:
+            return self.defaults.sampling.image_size
         return self.backbone.native_size * self.vae_scale_factor
 
     def estimate_memory(self, height: int, width: int, batch: int) -> int:
@@ -153,7 +156,7 @@ class DiffusionModel:
     def pipeline_components(self) -> dict:
         """The components as diffusers' pipelines of the family take them (``StableDiffusion*Pipeline`` /
         ``StableDiffusionXL*Pipeline``), with the sampler's fresh scheduler: the same modules, nothing copied."""
-        return {"vae": self.vae, "unet": self.unet, "scheduler": self.make_sampler().scheduler,
+        return {"vae": self.vae, self.family_entry.denoiser: self.unet, "scheduler": self.make_sampler().scheduler,
                 **self.text.components(), **self.family_entry.pipeline_extras(self.text)}
 
     def attention_downsamples(self, *, is_cross: bool = True) -> list[int]:
@@ -180,13 +183,15 @@ class DiffusionModel:
         return f, (f"{what}: this model has no cross-attention maps at 1/{default} of the latent size (the default); "
                    f"using 1/{f}, the nearest it has ({listed})")
 
-    def make_sampler(self) -> Sampler:
-        """A new sampler over the checkpoint's noise schedule (see :func:`make_sampler`)."""
-        return self.family_entry.sampler(self.scheduler_config)
+    def make_sampler(self, latent_size: tuple[int, int] | None = None) -> Sampler:
+        """A new sampler over the checkpoint's noise schedule, for latents of ``latent_size`` (h, w) where its
+        schedule depends on the image's size (FLUX.1's dynamic shifting)."""
+        seq_len = None if latent_size is None else self.backbone.image_seq_len(*latent_size)
+        return self.family_entry.sampler(self.scheduler_config, seq_len)
 
     def make_guidance(self, scale: float) -> Guidance:
-        """The guidance of this model's runs at ``scale`` (see :func:`make_guidance`)."""
-        return self.family_entry.guidance(scale)
+        """The guidance of this model's runs at ``scale``: what its family and backbone take."""
+        return self.family_entry.guidance(scale, self.backbone)
 
     @property
     def modules(self) -> list[torch.nn.Module]:
@@ -355,7 +360,7 @@ def load_model(
         from .world.spec import VOCABULARY
 
         text.vocabulary = VOCABULARY
-    model = DiffusionModel(vae=parts["vae"], backbone=family.backbone(parts["unet"]), text=text,
+    model = DiffusionModel(vae=parts["vae"], backbone=family.backbone(parts[family.denoiser]), text=text,
                            scheduler_config=scheduler_config,
                            name=name, defaults=defaults)
     for m in model.modules:
@@ -400,7 +405,7 @@ def save_model(model: DiffusionModel, folder: str | os.PathLike, *, extra_files:
     text = model.text.components()
     encoders = [(c, text[c]) for c in family.components if c.startswith("text_encoder")]
     tokenizers = [(c, text[c]) for c in family.components if c.startswith("tokenizer")]
-    for name, module in (("unet", model.unet), *encoders):
+    for name, module in ((family.denoiser, model.unet), *encoders):
         (copy.deepcopy(module).half() if half else module).save_pretrained(folder / name)
     model.vae.save_pretrained(folder / "vae")
     for name, tok in tokenizers:
@@ -413,13 +418,13 @@ def save_model(model: DiffusionModel, folder: str | os.PathLike, *, extra_files:
         "_class_name": family.pipelines.txt2img,
         "_diffusers_version": diffusers.__version__,
         "vae": [vae_lib, vae_cls.__name__],
-        "unet": ["diffusers", type(model.unet).__name__],
+        family.denoiser: ["diffusers", type(model.unet).__name__],
         "scheduler": ["diffusers", type(scheduler).__name__],
     }
     for name, module in encoders:
         index[name] = ["transformers", type(module).__name__]
     for name, tok in tokenizers:
-        index[name] = ["transformers", "CLIPTokenizer"]
+        index[name] = ["transformers", "CLIPTokenizer" if type(tok).__name__.startswith("CLIP") else type(tok).__name__]
     index.update(family.index_extras(model.text))
     (folder / "model_index.json").write_text(json.dumps(index, indent=2))
     (folder / DEFAULTS_FILE).write_text(json.dumps(model.defaults.to_dict(), indent=2) + "\n")

@@ -152,10 +152,24 @@ def tiny_sdxl_components(seed: int = 0, *, max_length: int = 77, force_zeros_for
     )
 
 
+def tiny_flux_model(seed: int = 0, *, guidance_embeds: bool = False, max_length: int = 32) -> DiffusionModel:
+    """:func:`tiny_flux_components` as a promptedit model (32 px images; T5's ``max_length`` short, as the shapes
+    models'); without ``guidance_embeds`` it is guided classifier-free, as FLUX.1-schnell and the shapes model."""
+    from .backbones.mmdit import FluxBackbone
+    from .conditioning import FluxText
+
+    parts = tiny_flux_components(seed, guidance_embeds=guidance_embeds, max_length=max_length)
+    return DiffusionModel(
+        vae=parts["vae"], backbone=FluxBackbone(parts["transformer"]),
+        text=FluxText([parts["tokenizer"], parts["tokenizer_2"]], [parts["text_encoder"], parts["text_encoder_2"]]),
+        scheduler_config=dict(parts["scheduler"].config), name=f"tiny-flux-{seed}",
+        defaults=TINY_DEFAULTS.replace("sampling", image_size=32))
+
+
 #: family name (as :data:`promptedit.families.FAMILIES` spells it) -> builder of its tiny random-weight model,
 #: ``seed → DiffusionModel``; the family contract tests (tests/test_families.py) run on every entry, so a new
 #: family gets them by adding its builder here
-TINY_MODELS = {"sd": tiny_components, "sdxl": tiny_sdxl_components}
+TINY_MODELS = {"sd": tiny_components, "sdxl": tiny_sdxl_components, "flux": tiny_flux_model}
 
 
 def _tiny_clip(cls, tokenizer, seed: int, hidden: int = 32, layers: int = 2):

@@ -70,6 +70,11 @@ class AttentionSite:
         return self.kind == "cross"
 
     @property
+    def reads_text(self) -> bool:
+        """Whether image queries attend to text keys here (cross-attention, or a joint layer's cross view)."""
+        return self.kind in ("cross", "joint")
+
+    @property
     def on_grid(self) -> bool:
         """Whether the layer's image tokens lie on the latent's grid (only such sites are controlled)."""
         return self.grid is not None
@@ -118,9 +123,10 @@ class Backbone:
         """Plug-and-Play feature injection (a context manager yielding the injected layers' names)."""
         raise NotImplementedError
 
-    def grids(self, *, kind: str = "cross", places=("down", "up")) -> list[int]:
-        """The grids (ascending) at which sites of ``kind`` in ``places`` sit."""
-        return sorted({s.grid for s in self.sites() if s.kind == kind and s.place in places and s.on_grid})
+    def grids(self, *, kind: str = "cross", places=("down", "up", "blocks")) -> list[int]:
+        """The grids (ascending) at which sites of ``kind`` in ``places`` sit (a joint site has both a cross and a
+        self view)."""
+        return sorted({s.grid for s in self.sites() if s.kind in (kind, "joint") and s.place in places and s.on_grid})
 
     # ----------------------------------------------------------------- latents
     def pack(self, latents: torch.Tensor) -> torch.Tensor:
@@ -130,6 +136,10 @@ class Backbone:
     def unpack(self, x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
         """The module's output back to latents (n, C, h, w) of ``size`` (h, w)."""
         return x
+
+    def image_seq_len(self, h: int, w: int) -> int:
+        """Image tokens (positions) of a latent of h × w (a flow sampler's dynamic shift is read from it)."""
+        return h * w
 
     @property
     def size_factor(self) -> int:

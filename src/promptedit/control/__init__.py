@@ -11,12 +11,12 @@ compute probabilities and hand them here with the layer's
 * :mod:`~promptedit.control.features`: Plug-and-Play's :class:`FeatureInjection`.
 """
 
-from .base import PLACES, AttentionControl, Compose, ValueEdit, step_window
+from .base import MAP_PLACES, PLACES, AttentionControl, Compose, ValueEdit, step_window
 from .blend import LocalBlend, blend_latents
 from .edits import AttentionEdit, AttentionRefine, AttentionReplace, AttentionReweight, cross_replace_alpha
 from .features import FeatureInjection
 from .store import AttentionStore
 
-__all__ = ["PLACES", "AttentionControl", "AttentionEdit", "AttentionRefine", "AttentionReplace", "AttentionReweight",
+__all__ = ["MAP_PLACES", "PLACES", "AttentionControl", "AttentionEdit", "AttentionRefine", "AttentionReplace", "AttentionReweight",
            "AttentionStore", "Compose", "FeatureInjection", "LocalBlend", "ValueEdit", "blend_latents",
            "cross_replace_alpha", "step_window"]

@@ -22,7 +22,10 @@ import torch
 
 from ..errors import ParameterError
 
-PLACES = ("down", "mid", "up")
+#: where maps may be recorded from: a UNet's encoder, middle and decoder, a transformer's blocks
+PLACES = ("down", "mid", "up", "blocks")
+#: whose maps are averaged into word maps (Prompt-to-Prompt: a UNet's encoder and decoder; a transformer's blocks)
+MAP_PLACES = ("down", "up", "blocks")
 
 if TYPE_CHECKING:
     from ..backbones.base import AttentionSite
@@ -127,6 +130,11 @@ class AttentionControl:
         the processor computes explicit probabilities and calls :meth:`__call__`."""
         return None
 
+    def injects_source(self, site: AttentionSite) -> bool:
+        """Whether, at this self-attention site and step, the targets take the source's maps (self-attention
+        injection); a joint layer's image block is injected this way only, never read."""
+        return False
+
     def forward(self, attn: torch.Tensor, site: AttentionSite) -> torch.Tensor:
         """Edit the conditional branch's probabilities (n_prompts, heads, pixels, keys); return the result."""
         return attn
@@ -170,6 +178,9 @@ class Compose(AttentionControl):
     def value_edit(self, site: AttentionSite) -> ValueEdit | None:
         wanting = [c for c in self.controllers if c.wants(site)]
         return wanting[0].value_edit(site) if len(wanting) == 1 else None
+
+    def injects_source(self, site: AttentionSite) -> bool:
+        return any(c.wants(site) and c.injects_source(site) for c in self.controllers)
 
     def forward(self, attn: torch.Tensor, site: AttentionSite) -> torch.Tensor:
         for c in self.controllers:

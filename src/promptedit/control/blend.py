@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import ParameterError
+from .base import MAP_PLACES
 
 if TYPE_CHECKING:
     from ..backbones.base import AttentionSite
@@ -52,7 +53,7 @@ class LocalBlend:
         subtract_threshold: float = 0.3,
         start_step: int = 0,
         downsample: int = 4,
-        places: Iterable[str] = ("down", "up"),
+        places: Iterable[str] = MAP_PLACES,
         pool_size: int = 3,
         propagation: int = 0,
     ):

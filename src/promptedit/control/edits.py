@@ -131,6 +131,9 @@ class AttentionEdit(AttentionControl):
             return self._step_edit  # None outside the injection window (see begin_step)
         return ValueEdit() if self._self_on(site) else None  # targets take the source's maps
 
+    def injects_source(self, site: AttentionSite) -> bool:
+        return not site.is_cross and self._self_on(site)
+
     def replace_cross_attention(self, attn_base: torch.Tensor, attn_replace: torch.Tensor) -> torch.Tensor:
         """Edit(M_t, M*_t): source maps (heads, pixels, keys), target maps (n_t, heads, pixels, keys)
         → new target maps (n_t, heads, pixels, keys)."""

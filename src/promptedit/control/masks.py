@@ -20,6 +20,7 @@ import torch.nn.functional as F
 
 from ..backbones.base import AttentionSite
 from . import AttentionControl, blend_latents
+from .base import MAP_PLACES
 from ..errors import ParameterError
 
 
@@ -188,7 +189,7 @@ class InstantMask(AttentionControl):
     """
 
     def __init__(self, word_tokens: Sequence[Sequence[int]], sources: torch.Tensor | None, *, downsample: int = 4,
-                 places: Iterable[str] = ("down", "up"), object_threshold: float = 0.9,
+                 places: Iterable[str] = MAP_PLACES, object_threshold: float = 0.9,
                  background_threshold: float = 0.6, threshold: float = 0.2, smooth_size: int = 5,
                  smooth_sigma: float = 1.0, smooth_times: int = 2, blend: bool = True,
                  anchor_candidates: Sequence[int] | None = None, rows: slice | None = None):

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from ..errors import ParameterError
-from .base import PLACES, AttentionControl
+from .base import MAP_PLACES, PLACES, AttentionControl
 
 if TYPE_CHECKING:
     from ..backbones.base import AttentionSite
@@ -72,7 +72,7 @@ class AttentionStore(AttentionControl):
         return sorted((p, f) for (c, p, f) in self.sums if c == is_cross)
 
     def maps(
-        self, *, is_cross: bool = True, downsample: int, places: Iterable[str] = ("down", "up")
+        self, *, is_cross: bool = True, downsample: int, places: Iterable[str] = MAP_PLACES
     ) -> torch.Tensor:
         """Average map over steps, layers and heads: (n_prompts, h, w, keys).
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 
-from ..control import AttentionStore, Compose, FeatureInjection
+from ..control import MAP_PLACES, AttentionStore, Compose, FeatureInjection
 from ..defaults import EDIT_NULLS, P2PDefaults
 from ..errors import ParameterError, PromptError
 from ..models import DiffusionModel
@@ -139,7 +139,7 @@ def edit(
     if store_attention:
         f, note = figure_downsample(model)
         notes += [note] if note else []
-        store = AttentionStore(downsamples=[f], places=("down", "up"))
+        store = AttentionStore(downsamples=[f], places=MAP_PLACES)
     features = FeatureInjection(spec.inject_features) if spec.inject_features is not None else None
     edit_null = (model.defaults.inversion.edit_null if edit_null is None else edit_null) if inverted else None
     out = run(model, spec.prompts, start, sampling=sampling, controller=Compose([controller, store]) if store else controller,
@@ -170,7 +170,7 @@ def attention(
     latent (default: the model's figure resolution, or the nearest one its UNet has)."""
     _check_prompt("prompt", prompt)
     f, note = figure_downsample(model, downsample)
-    store = AttentionStore(self_attention=self_attention, downsamples=[f], places=("down", "up"))
+    store = AttentionStore(self_attention=self_attention, downsamples=[f], places=MAP_PLACES)
     start = SeedStart(seed)
     sampling = resolve_sampling(model, start, num_inference_steps, guidance_scale, height, width, batch=1,
                                 allow_large=allow_large)

@@ -61,7 +61,7 @@ def ddim_inversion(model: DiffusionModel, z0: torch.Tensor, cond: Conditioning, 
                    progress: bool | str = True) -> torch.Tensor:
     """DDIM inversion at guidance 1 under ``cond`` (one row) with the model's sampler: the pivot trajectory
     (T+1, C, h, w), index 0 = z*_0 (the image) … index T = z*_T."""
-    sampler = model.make_sampler()
+    sampler = model.make_sampler(z0.shape[-2:])
     sampler.set_steps(num_inference_steps)
     latents = [z0]
     x = z0  # (1, C, h, w)
@@ -98,7 +98,7 @@ def null_text_optimization(
     Returns ``{"embeddings": (T, L, D)[, "pooled": (T, P)]}`` and the final loss of each step.
     """
     guidance = require_classifier_free(model.make_guidance(guidance_scale), "null-text inversion")
-    sampler = model.make_sampler()
+    sampler = model.make_sampler(pivots.shape[-2:])
     T = pivots.shape[0] - 1
     sampler.set_steps(T)
     # ∅ is optimised, and the loss taken, in fp32 even when the UNet runs in fp16: Adam's ε (1e-8) is 0 in

@@ -324,7 +324,7 @@ def _final_pass(model: DiffusionModel, x0: torch.Tensor, target: str, mask: np.n
                                     negative_prompt=sampling.negative_prompt, generator=make_generator(seed),
                                     output_type="np").images[0]
         return to_uint8(pipe_out[None])[0]
-    sampler = model.make_sampler()
+    sampler = model.make_sampler(x0.shape[-2:])
     sampler.set_steps(sampling.num_inference_steps)
     x_re = sampler.noise_to(x0, prepared.extras["noise"][:1], start_step)  # (1, C, h, w)
     sources = prepared.extras["sources"][:, :1]  # the first noise draw's

@@ -20,16 +20,23 @@ def _latent_stats(model, like: torch.Tensor):
 
 
 def scale_latents(model, z: torch.Tensor) -> torch.Tensor:
-    """The VAE's latents as the UNet sees them: ((z − mean) / std when configured) · scaling factor."""
+    """The VAE's latents as the backbone sees them: ((z − mean) / std when configured, z − shift factor when
+    configured: FLUX.1's and SD3's VAEs) · scaling factor."""
     stats = _latent_stats(model, z)
     if stats is not None:
         z = (z - stats[0]) / stats[1]
+    shift = getattr(model.vae.config, "shift_factor", None)
+    if shift is not None:
+        z = z - shift
     return z * getattr(model.vae.config, "scaling_factor", 1.0)
 
 
 def unscale_latents(model, x: torch.Tensor) -> torch.Tensor:
     """The inverse of :func:`scale_latents` (what the VAE decodes)."""
     x = x / getattr(model.vae.config, "scaling_factor", 1.0)
+    shift = getattr(model.vae.config, "shift_factor", None)
+    if shift is not None:
+        x = x + shift
     stats = _latent_stats(model, x)
     return x if stats is None else x * stats[1] + stats[0]
 

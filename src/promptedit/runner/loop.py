@@ -73,7 +73,7 @@ def denoise(
         raise ParameterError(f"start_step must be in [0, {num_inference_steps}), got {start_step}")
 
     # 2. Set timesteps
-    sampler = model.make_sampler()
+    sampler = model.make_sampler(latents.shape[-2:])
     sampler.set_steps(num_inference_steps, device=model.device)
     timesteps = sampler.timesteps[start_step:end_step]
     if start_step == 0:

@@ -96,7 +96,7 @@ class NoisedImage(Start):
     def prepare(self, model, *, prompts, num_inference_steps, size, edit_null=None) -> Prepared:
         z0 = encode_images(model, self.image[None].astype(np.float32) / 255.0)
         noise = torch.randn((self.num_seeds, *z0.shape[1:]), generator=make_generator(self.seed)).to(z0)
-        sampler = model.make_sampler()
+        sampler = model.make_sampler(z0.shape[-2:])
         sampler.set_steps(num_inference_steps)
         start = sampler.start_index(self.strength)
         x_start = sampler.noise_to(z0, noise, start)  # (num_seeds, C, h, w)

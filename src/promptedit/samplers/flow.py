@@ -23,9 +23,9 @@ from ..errors import ParameterError, check_real, check_whole
 from .base import Sampler
 
 #: the sampler's own schedule of base sigmas before shifting: "scheduler" — the scheduler's linspace of
-#: timesteps from σ_max to σ_min, what ``StableDiffusion3Pipeline`` steps; "flux" — ``FluxPipeline``'s
+#: timesteps from σ_max to σ_min, what ``StableDiffusion3Pipeline`` steps; "linspace" — ``FluxPipeline``'s
 #: ``np.linspace(1.0, 1/N, N)``
-SPACINGS = ("scheduler", "flux")
+SPACINGS = ("scheduler", "linspace")
 #: scheduler options that give other schedules or a random step, none of them used by FLUX.1 or SD3
 UNSUPPORTED = {"use_karras_sigmas": "Karras sigmas", "use_exponential_sigmas": "exponential sigmas",
                "use_beta_sigmas": "beta sigmas", "invert_sigmas": "inverted sigmas (Mochi's)",
@@ -83,7 +83,7 @@ def flow_schedule(num_steps: int, *, num_train_timesteps: int = 1000, shift: flo
     flow-matching Euler schedule, as ``FlowMatchEulerDiscreteScheduler.set_timesteps`` gives them under the
     pipeline that ``spacing`` names: base sigmas (:data:`SPACINGS`), shifted by :func:`time_shift` with ``mu``
     when ``mu`` is given (dynamic shifting) or else by :func:`shift_sigmas`, stretched to ``shift_terminal``."""
-    if spacing == "flux":
+    if spacing == "linspace":
         base = np.linspace(1.0, 1 / num_steps, num_steps).astype(np.float32)  # (N,)
     else:
         sigma_max, sigma_min = train_sigma_range(num_train_timesteps, shift, mu is not None)
@@ -144,10 +144,12 @@ class FlowMatchEulerSampler(Sampler):
     name = "flow-match-euler"
     init_noise_sigma = 1.0
 
-    def __init__(self, config: dict, *, spacing: str = "scheduler"):
+    def __init__(self, config: dict, *, spacing: str = "scheduler", image_seq_len: int | None = None):
         from diffusers import FlowMatchEulerDiscreteScheduler
 
         super().__init__()
+        # the image's latent token count, for dynamic shifting when set_steps is given neither mu nor one
+        self.image_seq_len = None if image_seq_len is None else check_whole("image_seq_len", image_seq_len, 1)
         if spacing not in SPACINGS:
             raise ParameterError(f"spacing must be one of {', '.join(SPACINGS)}, got {spacing!r}")
         for key, what in UNSUPPORTED.items():
@@ -194,6 +196,8 @@ class FlowMatchEulerSampler(Sampler):
             raise ParameterError("mu shifts a schedule with dynamic shifting; this scheduler's is fixed "
                                  f"(shift {self.shift:g})")
         if self.dynamic:
+            if mu is None and image_seq_len is None:
+                image_seq_len = self.image_seq_len
             if mu is None and image_seq_len is None:
                 raise ParameterError("this scheduler shifts its schedule by the image's size: set_steps needs mu or "
                                      "image_seq_len")
