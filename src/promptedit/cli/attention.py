@@ -42,7 +42,7 @@ def attention(prompt, out, downsample, components, model, device, threads, quiet
     files = {"cross": out.name}
     with file_set(out, self_out) as staged:  # complete or not at all
         write_image(staged / out.name, cross_attention_grid(result.images[0], maps, token_labels(m.tokenizer, prompt)))
-        if components > 0:
+        if components > 0 and result.attention.self_attention:
             self_maps = result.attention.maps(is_cross=False, downsample=f)[0]
             write_image(staged / self_out.name, self_attention_grid(self_maps, k=components))
             files["self"] = self_out.name

@@ -167,14 +167,20 @@ def attention(
     progress: bool | str = True,
 ) -> AttentionResult:
     """Generate ``prompt`` while recording its cross- (and self-) attention maps at 1/``downsample`` of the
-    latent (default: the model's figure resolution, or the nearest one its UNet has)."""
+    latent (default: the model's figure resolution, or the nearest one its UNet has). Self-attention maps exist
+    only where the backbone has self-attention layers: an MM-DiT's image block of joint attention is not read
+    (it would be the full N_image² matrix), and a note says so."""
     _check_prompt("prompt", prompt)
     f, note = figure_downsample(model, downsample)
+    notes = [note] if note else []
+    if self_attention and not model.backbone.grids(kind="self", places=("down", "up")):
+        self_attention = False
+        notes.append("this model's attention is joint (MM-DiT): its image-to-image maps are not recorded, so there "
+                     "are no self-attention components")
     store = AttentionStore(self_attention=self_attention, downsamples=[f], places=MAP_PLACES)
     start = SeedStart(seed)
     sampling = resolve_sampling(model, start, num_inference_steps, guidance_scale, height, width, batch=1,
                                 allow_large=allow_large)
     out = run(model, [prompt], start, sampling=sampling, controller=store, progress=progress)
     return AttentionResult("attention", [prompt], out.images, seed, sampling, out.timings, latents=out.x_start,
-                           final_latents=out.latents, notes=[note] if note else [], attention=store,
-                           attention_downsample=f)
+                           final_latents=out.latents, notes=notes, attention=store, attention_downsample=f)
