@@ -1,8 +1,9 @@
 """Shared pieces of the benchmark scripts: models, timing, tables.
 
-Models: ``tiny`` and ``tiny-xl`` (random weights, 32 px, SD's and SDXL's architectures in miniature),
-``sd15-random`` and ``sdxl-random`` (random weights with the full Stable Diffusion 1.5 or XL base architecture,
-built from its configuration in code: no download), ``embedded`` or ``embedded-xl`` (the shipped shapes-world
+Models: ``tiny``, ``tiny-xl`` and ``tiny-flux`` (random weights, 32 px, SD's, SDXL's and FLUX.1's architectures in
+miniature), ``sd15-random`` and ``sdxl-random`` (random weights with the full Stable Diffusion 1.5 or XL base
+architecture, built from its configuration in code: no download), ``flux-random`` (FLUX.1-dev's blocks at full
+width, reduced depth), ``embedded`` or ``embedded-xl`` (the shipped shapes-world
 models, SD's and SDXL's architecture), or a
 diffusers folder.
 """
@@ -92,13 +93,56 @@ def sdxl_random(seed: int = 0):
                           name="sdxl-random")
 
 
+def flux_random(seed: int = 0, *, double: int = 1, single: int = 2, max_sequence_length: int = 256):
+    """Random weights, FLUX.1-dev's architecture at reduced depth (``double`` double-stream and ``single``
+    single-stream blocks of FLUX.1's 19 + 38; each block at full width: 24 heads of 128, RoPE axes 16 + 56 + 56,
+    guidance embedding), its VAE (16 latent channels, f = 8), CLIP ViT-L/14 (pooled) and a one-layer T5 of T5-XXL's
+    width (4096) for the keys, T5 padded to ``max_sequence_length``; built in code, no download. Timings need the
+    shapes, not the weights."""
+    from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, FluxTransformer2DModel
+    from transformers import CLIPTextConfig, CLIPTextModel, T5Config, T5EncoderModel
+
+    from promptedit.backbones.mmdit import FluxBackbone
+    from promptedit.conditioning import FluxText
+    from promptedit.models import DiffusionModel
+    from promptedit.testing import TINY_CORPUS
+    from promptedit.text.vocab import build_clip_tokenizer, build_t5_tokenizer
+
+    torch.manual_seed(seed)
+    transformer = FluxTransformer2DModel(num_layers=double, num_single_layers=single, guidance_embeds=True)
+    vae = AutoencoderKL(block_out_channels=(128, 256, 512, 512), down_block_types=("DownEncoderBlock2D",) * 4,
+                        up_block_types=("UpDecoderBlock2D",) * 4, latent_channels=16, layers_per_block=2,
+                        sample_size=1024, scaling_factor=0.3611, shift_factor=0.1159, use_quant_conv=False,
+                        use_post_quant_conv=False)
+    clip_tok = build_clip_tokenizer(TINY_CORPUS * 4, vocab_size=1000)
+    t5_tok = build_t5_tokenizer(TINY_CORPUS * 4, vocab_size=1000, model_max_length=max_sequence_length)
+    clip = CLIPTextModel(CLIPTextConfig(vocab_size=len(clip_tok), hidden_size=768, intermediate_size=3072,
+                                        num_hidden_layers=12, num_attention_heads=12, max_position_embeddings=77,
+                                        bos_token_id=clip_tok.bos_token_id, eos_token_id=clip_tok.eos_token_id,
+                                        pad_token_id=clip_tok.pad_token_id))
+    t5 = T5EncoderModel(T5Config(vocab_size=len(t5_tok), d_model=4096, d_kv=64, d_ff=10240, num_layers=1,
+                                 num_heads=64, feed_forward_proj="gated-gelu", pad_token_id=t5_tok.pad_token_id,
+                                 eos_token_id=t5_tok.eos_token_id, decoder_start_token_id=t5_tok.pad_token_id))
+    sched = FlowMatchEulerDiscreteScheduler(shift=3.0, use_dynamic_shifting=True, base_shift=0.5, max_shift=1.15,
+                                            base_image_seq_len=256, max_image_seq_len=4096)
+    for m in (transformer, vae, clip, t5):
+        m.eval().requires_grad_(False)
+    from promptedit.defaults import ModelDefaults, SamplingDefaults
+
+    return DiffusionModel(vae=vae, backbone=FluxBackbone(transformer), text=FluxText([clip_tok, t5_tok], [clip, t5]),
+                          scheduler_config=dict(sched.config), name=f"flux-random-{double}+{single}",
+                          defaults=ModelDefaults(sampling=SamplingDefaults(num_inference_steps=28, guidance_scale=3.5,
+                                                                           image_size=1024)))
+
+
 def arg_parser(doc: str, *, images: int | None = 2, repeats: int = 3):
     """The options every benchmark takes: --model, --steps, --repeats, --device, --fp16, --json (and --images)."""
     import argparse
 
     ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="tiny",
-                    help="tiny, tiny-xl, sd15-random, sdxl-random, embedded, embedded-xl or a diffusers folder")
+                    help="tiny, tiny-xl, tiny-flux, sd15-random, sdxl-random, flux-random (FLUX.1-dev's blocks at "
+                         "reduced depth), embedded, embedded-xl or a diffusers folder")
     if images is not None:
         ap.add_argument("--images", type=int, default=images)
     ap.add_argument("--repeats", type=int, default=repeats)
@@ -118,6 +162,12 @@ def get_model(name: str, device: str | None = None, fp16: bool = False):
         from promptedit.testing import tiny_sdxl_components
 
         model = tiny_sdxl_components(0)
+    elif name == "tiny-flux":
+        from promptedit.testing import tiny_flux_model
+
+        model = tiny_flux_model(0)
+    elif name == "flux-random":
+        model = flux_random()
     elif name == "sd15-random":
         model = sd15_random()
     elif name == "sdxl-random":

@@ -59,8 +59,9 @@ def main(argv=None):
     prompts = [SRC, EDITS["replace"].targets[0]]
 
     def plain():
-        pipe(prompts, num_inference_steps=steps, guidance_scale=7.5, height=size, width=size,
-             generator=torch.Generator("cpu").manual_seed(0), output_type="np")
+        pipe(prompts, num_inference_steps=steps, height=size, width=size,
+             generator=torch.Generator("cpu").manual_seed(0), output_type="np",
+             **model.family_entry.pipeline_call(model, 7.5))
 
     start = SeedStart(0)
     sampling = resolve_sampling(model, start, steps, 7.5, size, size, allow_large=True)
