@@ -66,3 +66,16 @@ def test_every_command_runs_on_a_tiny_flux_folder(flux_dir, image, tmp_path, cap
         lines = [l for l in err.splitlines() if l.strip()]
         assert code == 2 and len(lines) == 1 and message in lines[0], (argv, err)
     assert not (tmp_path / "x").exists()
+
+
+def test_a_flux_folder_without_promptedit_json_takes_the_familys_defaults(flux_dir, tmp_path):
+    import shutil
+
+    from promptedit.models import load_model
+
+    folder = shutil.copytree(flux_dir, tmp_path / "bare")
+    (folder / "promptedit.json").unlink()
+    d = load_model(folder).defaults
+    assert (d.sampling.num_inference_steps, d.sampling.guidance_scale) == (28, 1.0)  # undistilled: no guidance
+    assert d.p2p.self_replace_min_downsample == 2 and d.masks.downsample == 2  # the packed tokens' grid
+    assert load_model(flux_dir).defaults.sampling.num_inference_steps == 4  # its own promptedit.json wins

@@ -222,10 +222,11 @@ class ModelDefaults:
             raise ModelLoadError(f"{path}: {e}") from None
 
     @classmethod
-    def of_folder(cls, folder) -> "ModelDefaults":
-        """The defaults of a model folder: its ``promptedit.json``, the papers' where it has none."""
-        path = Path(folder) / DEFAULTS_FILE
-        return cls.from_file(path) if path.is_file() else cls()
+    def of_folder(cls, folder, fallback: dict | None = None) -> "ModelDefaults":
+        """The defaults of a model folder: its ``promptedit.json``; where it has none, ``fallback`` (the model
+        family's, in ``promptedit.json``'s form) over the papers'."""
+        path = Path(folder) / DEFAULTS_FILE if folder is not None else None
+        return cls.from_file(path) if path is not None and path.is_file() else cls.from_dict(fallback or {})
 
     def to_dict(self) -> dict:
         """As ``promptedit.json`` holds it (every group, every key)."""

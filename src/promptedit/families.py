@@ -58,6 +58,9 @@ class Family:
         guidance: makes the guidance of its runs at a scale: ``(scale, backbone) →``
             :class:`~promptedit.guidance.Guidance` (classifier-free for SD and SDXL; a guidance-distilled FLUX.1
             takes ``EmbeddedGuidance``).
+        defaults: the family's defaults for a folder without ``promptedit.json``, in its form (groups of
+            :class:`~promptedit.defaults.ModelDefaults`), from the loaded backbone: ``backbone → dict`` (none for SD
+            and SDXL: the papers' defaults are theirs).
         denoiser: the component holding the denoiser (``unet``; an MM-DiT family's ``transformer``).
         shipped: the name and folder (under the package's assets) of its shipped shapes-world model, or None.
         trains_from: the other families whose shapes-world models a training run of this family may start from
@@ -77,6 +80,7 @@ class Family:
     pooled: bool = False
     sampler: Callable = field(default=lambda config, image_seq_len=None: _ddim(config))
     guidance: Callable = field(default=lambda scale, backbone=None: _classifier_free(scale))
+    defaults: Callable = field(default=lambda backbone: {})
     denoiser: str = "unet"
     shipped: tuple[str, str] | None = None
     trains_from: tuple[str, ...] = ()
@@ -137,6 +141,14 @@ def _flux_pipeline_call(model, scale: float) -> dict:
     return {"true_cfg_scale": scale, "negative_prompt": "", "max_sequence_length": model.max_length}
 
 
+def _flux_defaults(backbone) -> dict:
+    """``FluxPipeline``'s sampling defaults (28 steps; FLUX.1-dev's embedded guidance 3.5, an undistilled model's
+    no guidance, as the pipeline's ``true_cfg_scale`` 1); attention sites at the packed tokens' grid (2)."""
+    return {"sampling": {"num_inference_steps": 28, "guidance_scale": 3.5 if backbone.guidance_embeds else 1.0},
+            "p2p": {"self_replace_min_downsample": 2, "blend_downsample": 2, "attention_downsample": 2},
+            "masks": {"downsample": 2}}
+
+
 def _flux_backbone(module):
     from .backbones.mmdit import FluxBackbone
 
@@ -186,7 +198,7 @@ FAMILIES: dict[str, Family] = {f.name: f for f in (
            text=_flux_text, backbone=_flux_backbone,
            pipelines=Pipelines("FluxPipeline", "FluxInpaintPipeline", None),
            pipeline_call=_flux_pipeline_call, pooled=True, sampler=_flow, guidance=_flux_guidance,
-           denoiser="transformer"),
+           defaults=_flux_defaults, denoiser="transformer"),
 )}
 
 #: name -> folder of each shipped model

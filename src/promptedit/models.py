@@ -331,7 +331,6 @@ def load_model(
         if absent:
             raise ModelLoadError(f"{name} is incomplete: its model_index.json names {', '.join(absent)} but the "
                                  f"folder{'s are' if len(absent) > 1 else ' is'} missing")
-    defaults = ModelDefaults.of_folder(path) if local else ModelDefaults()
 
     if device is None or dtype is None:
         d, t = default_device_and_dtype()
@@ -360,7 +359,9 @@ def load_model(
         from .world.spec import VOCABULARY
 
         text.vocabulary = VOCABULARY
-    model = DiffusionModel(vae=parts["vae"], backbone=family.backbone(parts[family.denoiser]), text=text,
+    backbone = family.backbone(parts[family.denoiser])
+    defaults = ModelDefaults.of_folder(path if local else None, family.defaults(backbone))
+    model = DiffusionModel(vae=parts["vae"], backbone=backbone, text=text,
                            scheduler_config=scheduler_config,
                            name=name, defaults=defaults)
     for m in model.modules:
