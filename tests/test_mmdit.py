@@ -125,3 +125,81 @@ def test_a_guidance_distilled_flux_runs_one_branch_with_the_scale_as_input_as_th
                                controller=AttentionControl()), ours)
     assert torch.allclose(denoise(flux_dev, cond, x, num_inference_steps=3, guidance_scale=3.5, progress=False,
                                   controller=_Everything()), ours, atol=1e-5)
+
+
+def test_kv_edits_processor_replaying_an_empty_background_is_the_stock_layer(flux_dev):
+    """KV-Edit's processor with nothing cached (every token foreground) is diffusers' own processor, bit for bit,
+    in both modes: its own attention call is the stock one."""
+    from promptedit.backbones.mmdit import KVCache
+
+    from promptedit.backbones.mmdit import FluxKVProcessor
+
+    x = torch.randn(2, 16, 16, 16, generator=torch.Generator().manual_seed(0))
+    cond = flux_dev.encode(["a photo of a cat", "a dog"], size=(32, 32))
+    stock = flux_dev.predict(x, 500.0, cond, guidance=3.5)
+    cache = KVCache(background=torch.arange(0), foreground=torch.arange(64))
+    with flux_dev.backbone.kv_attention(cache) as n_layers:
+        recorded = flux_dev.predict(x, 500.0, cond, guidance=3.5)
+        cache.mode = "replay"
+        replayed = flux_dev.predict(x, 500.0, cond, guidance=3.5)
+    assert n_layers == 2 and len(cache.entries) == 2  # one double-stream and one single-stream block
+    assert torch.equal(recorded, stock) and torch.equal(replayed, stock)
+    assert not any(isinstance(p, FluxKVProcessor) for p in flux_dev.backbone.module.attn_processors.values())
+
+
+def test_a_token_subset_against_the_cached_background_is_the_full_run(flux_dev):
+    """The foreground tokens alone (their own position ids), attending to the background keys and values cached
+    from a run of every token at the same input, give that run's foreground rows: the subset path is right.
+    Without the cache they do not (the background matters)."""
+    from promptedit.backbones.mmdit import KVCache
+
+    backbone = flux_dev.backbone
+    tokens = pack_latents(torch.randn(1, 16, 16, 16, generator=torch.Generator().manual_seed(1)))  # (1, 64, 64)
+    ids = backbone.token_ids(16, 16)
+    cond = flux_dev.encode(["a photo of a cat"], size=(32, 32))
+    fg = torch.tensor([9, 10, 17, 18, 19, 27, 40])
+    bg = torch.tensor([i for i in range(64) if i not in set(fg.tolist())])
+    cache = KVCache(background=bg, foreground=fg)
+    with backbone.kv_attention(cache):
+        full = backbone.predict_tokens(tokens, ids, 700.0, cond, guidance=3.5)  # (1, 64, 64)
+        cache.mode = "replay"
+        subset = backbone.predict_tokens(tokens[:, fg], ids[fg], 700.0, cond, guidance=3.5)  # (1, 7, 64)
+    assert torch.allclose(subset, full[:, fg], atol=1e-5)
+    alone = backbone.predict_tokens(tokens[:, fg], ids[fg], 700.0, cond, guidance=3.5)
+    assert not torch.allclose(alone, full[:, fg], atol=1e-3)
+
+
+def test_kv_edits_attention_mask_hides_the_background_from_the_foreground_only():
+    from promptedit.backbones.mmdit import KVCache
+
+    cache = KVCache(background=torch.tensor([0, 2]), foreground=torch.tensor([1, 3]), mask_foreground=True)
+    mask = cache.record_mask(2, 4, "cpu")  # (6, 6): 2 text tokens, then 4 image tokens
+    hidden = {(2 + f, 2 + b) for f in (1, 3) for b in (0, 2)}
+    assert {(int(i), int(j)) for i, j in (~mask).nonzero()} == hidden
+    assert KVCache(torch.tensor([0]), torch.tensor([1])).record_mask(2, 2, "cpu") is None
+
+
+def test_instant_masks_read_the_joint_layers_image_to_text_view():
+    """InstDiffEdit's controller on a joint layer sees each image query's distribution over the text keys (the
+    cross view, never the image keys): queries of a 2 × 2 corner that look at "cat" give that corner as the mask."""
+    from promptedit.control.masks import InstantMask
+
+    d = 8
+    k = torch.zeros(1, 1, L + N, d)  # the text keys 0..5 one-hot; the image keys zero (they take a share too)
+    k[0, 0, :L, :L] = 8 * torch.eye(L)
+    q = torch.zeros(1, 1, L + N, d)
+    corner = [0, 1, 4, 5]  # image tokens (rows 0–1, columns 0–1 of the 4 × 4 grid)
+    q[0, 0, L:, 2] = 1.0  # every image query looks at word 2 ("photo") …
+    q[0, 0, [L + i for i in corner]] = torch.eye(d)[5]  # … but the corner's look at word 5 ("cat")
+    v = torch.randn(1, 1, L + N, d)
+    ctrl = InstantMask([[1], [2], [3], [5]], None, downsample=2, smooth_times=0, anchor_candidates=[3])
+    ctrl.begin(num_steps=1, latent_size=(8, 8), n_prompts=1)
+    ctrl.begin_step(0)
+    site = AttentionSite("transformer_blocks.0.attn", "joint", 2, "blocks", 0)
+    joint_attention(q, k, v, text=slice(0, L), image=slice(L, L + N), controller=ctrl, site=site)
+    seen = ctrl._sum  # (rows, image queries, keys): what the controller read, before the step folds it
+    assert seen.shape == (1, N, L) and torch.allclose(seen.sum(-1), torch.ones(1, N))  # over the words only
+    ctrl.step_callback(torch.zeros(1, 16, 8, 8))
+    expected = torch.zeros(4, 4, dtype=torch.bool)
+    expected[:2, :2] = True
+    assert ctrl.selection.anchor == 3 and torch.equal(ctrl.masks[-1], expected)

@@ -123,6 +123,17 @@ class Backbone:
         """Plug-and-Play feature injection (a context manager yielding the injected layers' names)."""
         raise NotImplementedError
 
+    #: whether the backbone runs a subset of an image's tokens against the others' cached keys and values
+    #: (:meth:`kv_attention`, KV-Edit): a transformer over image tokens; a UNet's convolutions need every pixel
+    token_subsets: bool = False
+
+    def kv_attention(self, cache) -> AbstractContextManager[int]:
+        """Run every attention layer under KV-Edit's ``cache`` (:class:`~promptedit.backbones.mmdit.KVCache`: record
+        the background tokens' keys and values, or run the foreground against them; a context manager yielding
+        the number of layers). Only where :attr:`token_subsets`."""
+        raise ParameterError(f"KV-Edit runs a subset of the image's tokens in a transformer's joint attention "
+                             f"(FLUX.1); this model's {type(self).__name__} cannot")
+
     def grids(self, *, kind: str = "cross", places=("down", "up", "blocks")) -> list[int]:
         """The grids (ascending) at which sites of ``kind`` in ``places`` sit (a joint site has both a cross and a
         self view)."""

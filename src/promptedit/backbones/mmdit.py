@@ -17,6 +17,10 @@ injects_source`), never read: the full N_image² matrix is never built).
 * a linear edit (word swap, refinement, re-weighting; :class:`~promptedit.control.ValueEdit`) and source
   injection of the image block go through the values, as on the UNet: fused kernels only, no maps.
 
+KV-Edit runs through the same seam: :class:`KVCache` and :class:`FluxKVProcessor` record the background image
+tokens' keys and values while every token runs, then run the text and foreground tokens alone (their own RoPE ids;
+:meth:`FluxBackbone.predict_tokens`) against them.
+
 Attention is changed only through diffusers' processor API (``set_attn_processor``); the original processors
 run wherever the controller wants nothing, so a controller that wants nothing is bit-identical to them.
 """
@@ -26,6 +30,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -149,6 +154,49 @@ def _heads(x: torch.Tensor, head_dim: int) -> torch.Tensor:
     return x.unflatten(-1, (-1, head_dim))
 
 
+def joint_qkv(attn, hidden_states: torch.Tensor, encoder_hidden_states: torch.Tensor | None,
+              image_rotary_emb, text_length: int | None, name: str) -> tuple[torch.Tensor, ...]:
+    """One FLUX.1 attention layer's queries, keys and values as diffusers' ``FluxAttnProcessor`` computes them: q,
+    k, v (B, S, H, d) after the q/k norms and RoPE, text first (a double-stream block's text stream projected by
+    its own weights and joined before the image tokens; a single-stream block's sequence as it comes, its text
+    length given), and the text length L."""
+    from diffusers.models.embeddings import apply_rotary_emb
+
+    d = attn.head_dim
+    if attn.fused_projections:
+        q, k, v = attn.to_qkv(hidden_states).chunk(3, dim=-1)
+    else:
+        q, k, v = attn.to_q(hidden_states), attn.to_k(hidden_states), attn.to_v(hidden_states)
+    q, k, v = _heads(q, d), _heads(k, d), _heads(v, d)  # (B, S_image or S, H, d)
+    q, k = attn.norm_q(q), attn.norm_k(k)
+    if encoder_hidden_states is not None:  # double-stream: the text stream's own projections, joined first
+        if attn.fused_projections:
+            eq, ek, ev = attn.to_added_qkv(encoder_hidden_states).chunk(3, dim=-1)
+        else:
+            eq, ek, ev = (attn.add_q_proj(encoder_hidden_states), attn.add_k_proj(encoder_hidden_states),
+                          attn.add_v_proj(encoder_hidden_states))
+        eq, ek, ev = _heads(eq, d), _heads(ek, d), _heads(ev, d)
+        eq, ek = attn.norm_added_q(eq), attn.norm_added_k(ek)
+        text_length = encoder_hidden_states.shape[1]
+        q, k, v = torch.cat([eq, q], dim=1), torch.cat([ek, k], dim=1), torch.cat([ev, v], dim=1)
+    if text_length is None:
+        raise HookError(f"{name}: a single-stream block's processor needs the text length")
+    if image_rotary_emb is not None:
+        q = apply_rotary_emb(q, image_rotary_emb, sequence_dim=1)
+        k = apply_rotary_emb(k, image_rotary_emb, sequence_dim=1)
+    return q, k, v, text_length
+
+
+def joint_output(attn, out: torch.Tensor, encoder_hidden_states: torch.Tensor | None, text_length: int):
+    """A layer's return from its attention output ``out`` (B, S, H·d), text first: a double-stream block's
+    (image, text) tokens through their output projections, a single-stream block's whole sequence as it is."""
+    if encoder_hidden_states is None:
+        return out
+    text_out, image_out = out[:, :text_length], out[:, text_length:]
+    image_out = attn.to_out[1](attn.to_out[0](image_out.contiguous()))
+    return image_out, attn.to_add_out(text_out.contiguous())
+
+
 class FluxControlledProcessor:
     """FLUX.1's attention processor (diffusers' ``FluxAttnProcessor``: double-stream blocks take the image tokens
     and ``encoder_hidden_states`` separately and join them text first; single-stream blocks take one sequence,
@@ -166,39 +214,100 @@ class FluxControlledProcessor:
         if (attention_mask is not None or not self.site.on_grid
                 or not (self.controller.wants(cross) or self.controller.wants(self_))):
             return self.fallback(attn, hidden_states, encoder_hidden_states, attention_mask, image_rotary_emb)
-        from diffusers.models.embeddings import apply_rotary_emb
-
-        d = attn.head_dim
-        if attn.fused_projections:
-            q, k, v = attn.to_qkv(hidden_states).chunk(3, dim=-1)
-        else:
-            q, k, v = attn.to_q(hidden_states), attn.to_k(hidden_states), attn.to_v(hidden_states)
-        q, k, v = _heads(q, d), _heads(k, d), _heads(v, d)  # (B, S_image or S, H, d)
-        q, k = attn.norm_q(q), attn.norm_k(k)
-        if encoder_hidden_states is not None:  # double-stream: the text stream's own projections, joined first
-            if attn.fused_projections:
-                eq, ek, ev = attn.to_added_qkv(encoder_hidden_states).chunk(3, dim=-1)
-            else:
-                eq, ek, ev = (attn.add_q_proj(encoder_hidden_states), attn.add_k_proj(encoder_hidden_states),
-                              attn.add_v_proj(encoder_hidden_states))
-            eq, ek, ev = _heads(eq, d), _heads(ek, d), _heads(ev, d)
-            eq, ek = attn.norm_added_q(eq), attn.norm_added_k(ek)
-            text_length = encoder_hidden_states.shape[1]
-            q, k, v = torch.cat([eq, q], dim=1), torch.cat([ek, k], dim=1), torch.cat([ev, v], dim=1)
-        if text_length is None:
-            raise HookError(f"{self.site.name}: a single-stream block's processor needs the text length")
-        if image_rotary_emb is not None:
-            q = apply_rotary_emb(q, image_rotary_emb, sequence_dim=1)
-            k = apply_rotary_emb(k, image_rotary_emb, sequence_dim=1)
+        q, k, v, text_length = joint_qkv(attn, hidden_states, encoder_hidden_states, image_rotary_emb, text_length,
+                                         self.site.name)
         out = joint_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2),
                               text=slice(0, text_length), image=slice(text_length, q.shape[1]),
                               controller=self.controller, site=self.site)  # (B, H, S, d)
         out = out.transpose(1, 2).flatten(2, 3).to(q.dtype)  # (B, S, H·d)
-        if encoder_hidden_states is None:
-            return out
-        text_out, image_out = out[:, :text_length], out[:, text_length:]
-        image_out = attn.to_out[1](attn.to_out[0](image_out.contiguous()))
-        return image_out, attn.to_add_out(text_out.contiguous())
+        return joint_output(attn, out, encoder_hidden_states, text_length)
+
+
+#: what a :class:`KVCache` does while the model runs: record the background's keys and values (the full token set
+#: runs), or replay them (only the text and foreground tokens run)
+KV_MODES = ("record", "replay")
+
+
+@dataclass
+class KVCache:
+    """KV-Edit's cache (Zhu et al. 2025, Sec. 3.2): per step and joint layer, the background image tokens' keys
+    and values (after the q/k norms and RoPE, so that the positions they were computed at go with them).
+
+    ``background`` and ``foreground``: indices (long) into the image token sequence. In ``record`` mode the
+    model runs on every image token and each joint layer stores its background rows at ``(step, layer)``; with
+    ``mask_foreground`` (the paper's attention-mask variant of the inversion) the foreground queries attend to
+    the text and the foreground only there. In ``replay`` mode the model runs on the text and the foreground
+    tokens only (their own position ids), and each joint layer's queries attend to their own keys and values
+    plus the stored background ones. ``device``: where entries are stored (None: where they are computed; the
+    authors keep them on the CPU). Set ``step`` before each model call.
+    """
+
+    background: torch.Tensor
+    foreground: torch.Tensor
+    mode: str = "record"
+    mask_foreground: bool = False
+    device: torch.device | str | None = None
+    step: int = 0
+    entries: dict = dataclasses.field(default_factory=dict)  # (step, layer) -> (k, v), each (rows, N_bg, H, d)
+
+    def __post_init__(self):
+        if self.mode not in KV_MODES:
+            raise ParameterError(f"KV cache mode must be one of {', '.join(KV_MODES)}, got {self.mode!r}")
+
+    def record_mask(self, text_length: int, n_image: int, device) -> torch.Tensor | None:
+        """The boolean attention mask (S, S) of ``mask_foreground`` (True: attend): the foreground image queries do
+        not see the background image keys; every other pair attends. None without ``mask_foreground``."""
+        if not self.mask_foreground or len(self.background) == 0 or len(self.foreground) == 0:
+            return None
+        s = text_length + n_image
+        mask = torch.ones(s, s, dtype=torch.bool, device=device)
+        fg, bg = text_length + self.foreground.to(device), text_length + self.background.to(device)
+        mask[fg[:, None], bg[None, :]] = False
+        return mask
+
+    def rows(self, x: torch.Tensor, batch: int, name: str) -> torch.Tensor:
+        """A stored (rows, N_bg, H, d) entry for a call of ``batch`` rows: as it is when the rows agree, its one row
+        broadcast, or its last (the conditional) row for a call of one row (a guided inversion replayed unguided)."""
+        if x.shape[0] == batch:
+            return x
+        if x.shape[0] == 1:
+            return x.expand(batch, *x.shape[1:])
+        if batch == 1:
+            return x[-1:]
+        raise HookError(f"{name}: the KV cache holds {x.shape[0]} rows, the call has {batch}")
+
+
+class FluxKVProcessor:
+    """The processor of a joint layer under a :class:`KVCache`: records the background's keys and values while
+    every image token runs, or runs the text and foreground tokens against their own keys and values plus the
+    recorded background's (:attr:`KVCache.mode`). Attention as diffusers' ``FluxAttnProcessor`` (one fused call),
+    so that replaying an empty background is the stock layer."""
+
+    def __init__(self, cache: KVCache, name: str):
+        self.cache = cache
+        self.name = name
+
+    def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, image_rotary_emb=None,
+                 text_length: int | None = None):
+        if attention_mask is not None:
+            raise HookError(f"{self.name}: KV-Edit's processor takes no attention mask from the model")
+        q, k, v, text_length = joint_qkv(attn, hidden_states, encoder_hidden_states, image_rotary_emb, text_length,
+                                         self.name)  # (B, S, H, d): text, then image tokens
+        cache, key = self.cache, (self.cache.step, self.name)
+        mask = None
+        if cache.mode == "record":
+            bg = text_length + cache.background.to(k.device)
+            cache.entries[key] = (k[:, bg].to(cache.device or k.device), v[:, bg].to(cache.device or v.device))
+            mask = cache.record_mask(text_length, q.shape[1] - text_length, q.device)
+        else:
+            if key not in cache.entries:
+                raise HookError(f"{self.name}: the KV cache has no keys and values of step {cache.step}")
+            k_bg, v_bg = (cache.rows(x, q.shape[0], self.name).to(k.device, k.dtype) for x in cache.entries[key])
+            k, v = torch.cat([k, k_bg], dim=1), torch.cat([v, v_bg], dim=1)  # (B, S + N_bg, H, d)
+        out = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2),
+                                             attn_mask=mask)  # (B, H, S, d)
+        out = out.transpose(1, 2).flatten(2, 3).to(q.dtype)  # (B, S, H·d)
+        return joint_output(attn, out, encoder_hidden_states, text_length)
 
 
 def pack_latents(latents: torch.Tensor) -> torch.Tensor:
@@ -245,6 +354,8 @@ class FluxBackbone(Backbone):
         transformer: the transformer (in eval mode for inference).
     """
 
+    token_subsets = True
+
     def __init__(self, transformer: torch.nn.Module):
         self.module = transformer
         self.compiled: torch.nn.Module | None = None
@@ -271,19 +382,27 @@ class FluxBackbone(Backbone):
             raise ParameterError("this FLUX.1 model takes no guidance scale as an input (it is not guidance-"
                                  "distilled): its guidance must be classifier-free or none")
         n, _, h, w = x.shape
+        out = self.predict_tokens(pack_latents(x), latent_image_ids(h, w, x.device, x.dtype), t, conditioning,
+                                  compiled=compiled, guidance=guidance)  # (n, h/2 · w/2, 4C)
+        return unpack_latents(out, (h, w))
+
+    def predict_tokens(self, tokens: torch.Tensor, image_ids: torch.Tensor, t, conditioning, *,
+                       compiled: bool = False, guidance: float | None = None) -> torch.Tensor:
+        """The velocity of image ``tokens`` (n, N, 4C) at position ids ``image_ids`` (N, 3) (any subset of an
+        image's tokens, as :func:`latent_image_ids` numbers them: KV-Edit's foreground) at timestep t (σ · 1000),
+        as :meth:`predict` calls the transformer; returns (n, N, 4C)."""
+        n = tokens.shape[0]
         emb = conditioning.embeddings  # (n, L, D)
-        timestep = torch.as_tensor(t, device=x.device).expand(n).to(x.dtype)
-        g = None if guidance is None else torch.full([1], float(guidance), device=x.device,
+        timestep = torch.as_tensor(t, device=tokens.device).expand(n).to(tokens.dtype)
+        g = None if guidance is None else torch.full([1], float(guidance), device=tokens.device,
                                                      dtype=torch.float32).expand(n)
         module = self.compiled if compiled and self.compiled is not None else self.module
-        out = module(
-            hidden_states=pack_latents(x), timestep=timestep / 1000, guidance=g,
+        return module(
+            hidden_states=tokens, timestep=timestep / 1000, guidance=g,
             pooled_projections=conditioning.pooled, encoder_hidden_states=emb,
-            txt_ids=torch.zeros(emb.shape[1], 3, device=x.device, dtype=x.dtype),
-            img_ids=latent_image_ids(h, w, x.device, x.dtype),
+            txt_ids=torch.zeros(emb.shape[1], 3, device=tokens.device, dtype=tokens.dtype), img_ids=image_ids,
             joint_attention_kwargs={"text_length": emb.shape[1]} if self._attached else None, return_dict=False,
-        )[0]  # (n, h/2 · w/2, 4C)
-        return unpack_latents(out, (h, w))
+        )[0]
 
     def compile(self, **options) -> None:
         self.compiled = torch.compile(self.module, **options)
@@ -307,6 +426,26 @@ class FluxBackbone(Backbone):
         self._attached = True
         try:
             yield AttachReport(cross_layers=n_joint, self_layers=n_joint)
+        finally:
+            self._attached = False
+            self.module.set_attn_processor(original)
+
+    @contextmanager
+    def kv_attention(self, cache: KVCache) -> Iterator[int]:
+        """Run every joint layer under KV-Edit's ``cache`` (:class:`FluxKVProcessor`); restore the original
+        processors on exit. Yields the number of layers."""
+        original = dict(self.module.attn_processors)
+        n_double = len(self.module.transformer_blocks)
+        sites = {key: flux_site(key, n_double) for key in original}
+        joint = {key: FluxKVProcessor(cache, sites[key].name) for key in original if sites[key].on_grid}
+        if len(joint) != len(original):
+            raise HookError(f"KV-Edit caches every attention layer's image keys: {len(original) - len(joint)} of the "
+                            "transformer's layers are not joint layers of its blocks")
+        n_layers = len(joint)
+        self.module.set_attn_processor(joint)  # (diffusers empties the dict it is given)
+        self._attached = True
+        try:
+            yield n_layers
         finally:
             self._attached = False
             self.module.set_attn_processor(original)
@@ -343,6 +482,10 @@ class FluxBackbone(Backbone):
 
     def pack(self, latents: torch.Tensor) -> torch.Tensor:
         return pack_latents(latents)
+
+    def token_ids(self, h: int, w: int, device=None, dtype=None) -> torch.Tensor:
+        """The position ids (N, 3) of a latent of h × w's tokens, in :meth:`pack`'s order (:func:`latent_image_ids`)."""
+        return latent_image_ids(h, w, device, dtype)
 
     def unpack(self, x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
         return unpack_latents(x, size)
