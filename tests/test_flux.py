@@ -7,6 +7,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from helpers import run
@@ -79,3 +80,111 @@ def test_a_flux_folder_without_promptedit_json_takes_the_familys_defaults(flux_d
     assert (d.sampling.num_inference_steps, d.sampling.guidance_scale) == (28, 1.0)  # undistilled: no guidance
     assert d.p2p.self_replace_min_downsample == 2 and d.masks.downsample == 2  # the packed tokens' grid
     assert load_model(flux_dir).defaults.sampling.num_inference_steps == 4  # its own promptedit.json wins
+
+
+@pytest.fixture(scope="module")
+def flux_model():
+    from promptedit.testing import TINY_MODELS
+
+    return TINY_MODELS["flux"](0)
+
+
+def _source_latent(model, image):
+    from promptedit.runner import encode_images
+
+    return encode_images(model, image[None].astype(np.float32) / 255.0)  # (1, C, h, w)
+
+
+def test_kv_edit_keeps_the_background_latent_exactly_and_edits_the_foreground(flux_model, image):
+    from promptedit.methods.kvedit import kv_edit
+
+    mask = np.zeros((32, 32), bool)
+    mask[8:20, 8:18] = True  # covers some latent cells of a token only: those cells follow the source
+    res = kv_edit(flux_model, image, mask, SRC, TGT, num_inference_steps=4, re_init=True, attn_mask=True,
+                  progress=False)
+    z0, lm = _source_latent(flux_model, image), torch.from_numpy(res.latent_mask)
+    assert torch.equal(res.final_latents[..., ~lm], z0[..., ~lm])  # the background latent is the source's
+    assert (res.final_latents[..., lm] - z0[..., lm]).abs().max() > 0.1  # the foreground changed
+    assert (res.edited[~mask] == image[~mask]).all() and (res.edited[mask] != image[mask]).any()
+    assert res.settings["skip_step"] == 1 and res.settings["inversion_guidance"] == 1.0  # 4 of 28 at 4 steps
+    empty = kv_edit(flux_model, image, np.zeros((32, 32), bool), SRC, TGT, num_inference_steps=4, progress=False)
+    assert np.array_equal(empty.edited, image) and torch.equal(empty.final_latents, z0)  # nothing to edit
+
+
+def test_kv_edit_of_the_whole_image_under_its_own_text_is_the_inversions_reconstruction(flux_model, image):
+    """Every token foreground (no background to cache), target = source: Euler inversion under the source, then
+    the plain loop from there (the runner's), exactly."""
+    from promptedit.methods.kvedit import kv_edit
+    from promptedit.runner import denoise
+    from promptedit.samplers.flow import euler_step
+
+    res = kv_edit(flux_model, image, np.ones((32, 32), bool), SRC, SRC, num_inference_steps=4, skip_step=1,
+                  guidance_scale=2.0, progress=False)
+    z0 = _source_latent(flux_model, image)
+    sampler = flux_model.make_sampler(z0.shape[-2:])
+    sampler.set_steps(4)
+    cond = flux_model.encode([SRC], size=(32, 32))
+    x = z0
+    for i in (3, 2, 1):  # σ_{i+1} → σ_i, the velocity at σ_{i+1}
+        x = euler_step(flux_model.predict(x, sampler.sigmas[i + 1] * 1000, cond), x, sampler.sigmas[i + 1],
+                       sampler.sigmas[i])
+    assert torch.equal(res.latents, x)
+    rec = denoise(flux_model, cond, x, num_inference_steps=4, guidance_scale=2.0, start_step=1, progress=False)
+    torch.testing.assert_close(res.final_latents, rec, rtol=0, atol=1e-6)
+
+
+def test_kv_edit_takes_the_instant_mask_made_from_the_joint_layers_maps(flux_model, image):
+    from promptedit.methods.maskedit import make_mask
+    from promptedit.requests import KVEditOptions, MaskEditRequest, SamplingOptions
+
+    sampling = SamplingOptions(steps=4)
+    res = MaskEditRequest(SRC, TGT, image=image, method="kv-edit", sampling=sampling,
+                          kv=KVEditOptions(skip_step=2)).run(flux_model, progress=False)
+    alone = make_mask(flux_model, image, SRC, TGT, num_inference_steps=4, progress=False)
+    assert np.array_equal(res.mask, alone.mask) and res.settings["mask"]["method"] == "instant"
+    assert res.method == "kv-edit" and res.words == alone.words and {"mask", "inversion", "edit"} <= set(res.timings)
+    assert (res.edited[~res.mask] == image[~res.mask]).all()
+
+
+def test_mask_edit_runs_kv_edit_on_a_flux_folder_and_a_unet_folder_refuses_it(flux_dir, tiny_model_dir, image,
+                                                                              tmp_path, capsys):
+    from helpers import one_line_error
+
+    Image.fromarray(image).save(tmp_path / "in.png")
+    mask = np.zeros((32, 32), np.uint8)
+    mask[8:20, 8:20] = 255
+    Image.fromarray(mask).save(tmp_path / "m.png")
+    edit = ["mask-edit", "--image", tmp_path / "in.png", "--source", SRC, "--target", TGT, "--method", "kv-edit",
+            "--steps", 4, "--quiet", "--threads", 1]
+    code, out, err = run(capsys, *edit, "--mask", tmp_path / "m.png", "--out", tmp_path / "user", "--skip-step", 2,
+                         "--re-init", "--attn-mask", "--inversion-guidance", 1.5, "--model", flux_dir)
+    assert code == 0, err
+    rec = json.loads((tmp_path / "user" / "result.json").read_text())
+    assert rec["method"] == "kv-edit" and rec["settings"]["mask"] == "user" and rec["settings"]["skip_step"] == 2
+    assert rec["settings"]["re_init"] and rec["settings"]["attn_mask"] and rec["inputs"]["mask"]
+    code, out, err = run(capsys, *edit, "--out", tmp_path / "instant", "--threshold", 0.3, "--model", flux_dir)
+    assert code == 0, err
+    rec = json.loads((tmp_path / "instant" / "result.json").read_text())
+    assert rec["settings"]["mask"]["method"] == "instant" and rec["settings"]["mask"]["threshold"] == 0.3
+    bad = [
+        ([*edit, "--mask", tmp_path / "m.png", "--model", tiny_model_dir], "KV-Edit runs the foreground"),
+        ([*edit, "--mask", tmp_path / "m.png", "--strength", 0.3, "--model", flux_dir], "--strength is not used"),
+        ([*edit, "--mask", tmp_path / "m.png", "--inpaint-model", flux_dir, "--model", flux_dir],
+         "--inpaint-model is not used"),
+        ([*edit[:7], "--skip-step", 1, "--model", flux_dir], "--skip-step is not used with --method instant"),
+        ([*edit, "--skip-step", 4, "--model", flux_dir], "skip_step must be"),
+    ]
+    for argv, message in bad:
+        line = one_line_error(*run(capsys, *argv, "--out", tmp_path / "x")[::2])
+        assert message in line, (argv, line)
+    assert not (tmp_path / "x").exists()
+
+
+def test_the_web_apps_mask_tab_runs_kv_edit_on_flux(flux_model, image, tmp_path):
+    from promptedit.app import App
+
+    Image.fromarray(image).save(tmp_path / "in.png")
+    app = App(flux_model, str(tmp_path / "app"))
+    gallery, info, record = app.masks(str(tmp_path / "in.png"), None, SRC, TGT, "kv-edit (instant)", 0, 4, 7.5, 0.6)
+    rec = json.loads(open(record).read())
+    assert len(gallery) == 4 and info.startswith("kv-edit") and rec["settings"]["mask"]["strength"] == 0.6

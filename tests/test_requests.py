@@ -13,6 +13,7 @@ from promptedit.requests import (
     GenerateRequest,
     InstantOptions,
     InvertRequest,
+    KVEditOptions,
     MaskEditRequest,
     SamplingOptions,
 )
@@ -100,10 +101,25 @@ def test_mask_edit_request_refuses_what_its_method_does_not_take():
                           (dict(strength=0.0), "strength must be in (0, 1]"),
                           (dict(method="diffedit", instant=InstantOptions(num_seeds=2)),
                            "not used with method diffedit"),
-                          (dict(target=3), "target must be a prompt")]:
+                          (dict(target=3), "target must be a prompt"),
+                          (dict(method="kv-edit", mask=mask, instant=InstantOptions(threshold=0.3)),
+                           "not used with method kv-edit and a mask"),
+                          (dict(method="kv-edit", mask=mask, strength=0.3), "strength is not used by kv-edit"),
+                          (dict(kv=KVEditOptions(re_init=True)), "KV-Edit options are not used with method instant"),
+                          ]:
         with pytest.raises(ParameterError) as e:
             MaskEditRequest(**{"source": "a cat", "target": "a dog", "image": IMAGE, **kwargs})
         assert words in one_line(e), kwargs
+    for kwargs, words in [(dict(skip_step=-1), "skip step must be at least 0"),
+                          (dict(inversion_guidance=float("nan")), "inversion guidance must be a finite number"),
+                          (dict(attn_mask=1), "attn_mask must be true or false")]:
+        with pytest.raises(ParameterError) as e:
+            KVEditOptions(**kwargs)
+        assert words in one_line(e), kwargs
+    # KV-Edit takes a mask, or makes an instant one with the instant options
+    MaskEditRequest("a cat", "a dog", image=IMAGE, method="kv-edit", mask=mask, kv=KVEditOptions(skip_step=3))
+    MaskEditRequest("a cat", "a dog", image=IMAGE, method="kv-edit", instant=InstantOptions(threshold=0.3),
+                    strength=0.3)
 
 
 def test_batch_and_the_benchmarks_import_no_cli_module():
@@ -143,6 +159,12 @@ def test_a_manifest_item_becomes_its_plan_with_the_commands_checks(tmp_path):
     p = plan(source="a cat", target="a dog", steps=3, **{"cross-replace": [0.2, 0.6], "reweight": {"dog": 2}})
     assert (p.sampling.steps, p.spec.cross_replace, p.spec.reweight) == (3, (0.2, 0.6), {"dog": 2.0})
     assert p.options["inner_steps"] == 10 and p.options["save_attention"] is False  # the command's defaults
+    mask = tmp_path / "mask.png"
+    mask.write_bytes(b"")
+    p = plan(source="a cat", target="a dog", method="kv-edit", image=str(image), mask=str(mask),
+             **{"skip-step": 2, "re-init": True})
+    assert (p.method, p.mask_file) == ("kv-edit", str(mask))
+    assert p.kv == KVEditOptions(skip_step=2, re_init=True) and p.instant == InstantOptions()
     for options, words in [(dict(source="a cat", target="a dog", stpes=3), "no option of edit is called stpes "
                                                                              "(did you mean steps?)"),
                            (dict(source="a cat", target="a dog", steps=True), "Invalid value for '--steps': 'true' "
@@ -152,7 +174,9 @@ def test_a_manifest_item_becomes_its_plan_with_the_commands_checks(tmp_path):
                             "save-attention is a flag: give save-attention: true or false"),
                            (dict(source="a cat", method="instant"), "Missing option '--target'"),
                            (dict(source="a cat", target="a dog", image=str(image), seed=3),
-                            "--seed is not used with --image")]:
+                            "--seed is not used with --image"),
+                           (dict(source="a cat", target="a dog", method="instant", **{"attn-mask": True}),
+                            "--attn-mask is not used with --method instant (only with kv-edit)")]:
         with pytest.raises(PromptEditError) as e:
             plan(**options)
         assert words in one_line(e), options

@@ -242,20 +242,22 @@ class App:
 
         from .errors import ParameterError
 
-        if method not in ("instant", "diffedit", "painted"):
-            raise ParameterError(f"choose a mask: instant, diffedit or painted (got {method!r})")
+        if method not in MASK_CHOICES:
+            raise ParameterError(f"choose a mask: {', '.join(MASK_CHOICES)} (got {method!r})")
+        kv, painted_mask = method.startswith("kv-edit"), method in ("painted", "kv-edit (painted)")
         size = (self.model.image_size, self.model.image_size)
         path, name = _check_upload(upload)
         prepared = load_image(path, size, name=name)
         sampling = SamplingOptions(steps=_number(steps, "steps", whole=True), guidance=_number(guidance, "guidance"),
                                    seed=_seed(seed), negative_prompt=_negative(negative))
         instant = InstantOptions()
-        if method == "instant":
+        if method in ("instant", "kv-edit (instant)"):
             instant = InstantOptions(threshold=_optional(threshold, "threshold"),
                                      guided_filter_radius=_optional(guided_filter, "guided-filter radius"),
                                      region_peak=_optional(region_peak, "region peak"))
-        mask = _painted_mask(painted, size, like=prepared.oriented_size) if method == "painted" else None
-        res = MaskEditRequest(source, target, image=prepared.image, method="mask" if method == "painted" else method,
+        mask = _painted_mask(painted, size, like=prepared.oriented_size) if painted_mask else None
+        res = MaskEditRequest(source, target, image=prepared.image,
+                              method="kv-edit" if kv else "mask" if painted_mask else method,
                               mask=mask, strength=_number(strength, "strength"), instant=instant,
                               sampling=sampling).run(self.model, progress=True)
         record = self._save("mask-edit", res)
@@ -275,6 +277,11 @@ class App:
         grid = np.asarray(cross_attention_grid(res.images[0], maps, token_labels(self.model.tokenizer, prompt), cols=4))
         record = self._record("attention", res)
         return [(res.images[0], "image"), (grid, "cross-attention per token")], record
+
+
+#: the Masks tab's choices: the mask (and the edit inside it; kv-edit: KV-Edit on FLUX.1 inside an instant or a
+#: painted mask, strength then only the instant mask's noise level)
+MASK_CHOICES = ("instant", "diffedit", "painted", "kv-edit (instant)", "kv-edit (painted)")
 
 
 def _painted_mask(painted, size, like=None) -> np.ndarray:
@@ -434,8 +441,8 @@ def build(app: App):
                 m_upload = gr.File(label="image", file_types=["image"], elem_id="mask-upload")
                 m_source = gr.Textbox(label="source prompt", value="a red circle and a blue star on a white background")
                 m_target = gr.Textbox(label="edited prompt", value="a green circle and a blue star on a white background")
-                m_method = gr.Dropdown(["instant", "diffedit", "painted"], value="instant", label="mask")
-            painted = gr.ImageEditor(label="painted mask (for 'painted')", type="numpy")
+                m_method = gr.Dropdown(list(MASK_CHOICES), value="instant", label="mask")
+            painted = gr.ImageEditor(label="painted mask (for 'painted' and 'kv-edit (painted)')", type="numpy")
             with gr.Row():
                 m_seed = gr.Number(value=0, precision=0, label="seed")
                 m_steps = gr.Slider(**steps_kw)

@@ -13,7 +13,7 @@ JSONL items (UTF-8, a byte-order mark allowed): ``id`` (letters, digits, ``.``, 
 of case, as folder names are on a case-insensitive file system), ``image`` (a path, relative to the manifest) or
 ``seed``, ``source`` and ``target`` / ``targets``, or ``prompt`` (the whole edit in edit syntax), ``method``
 (``p2p``, an inversion method ``null-text`` / ``negative-prompt`` / ``direct`` / ``ddim``, ``instant``,
-``diffedit`` or ``mask`` with a ``mask`` file), and any option ``edit`` / ``mask-edit`` takes under its own name
+``diffedit``, ``kv-edit`` (with a ``mask`` file, or an instant mask) or ``mask`` with a ``mask`` file), and any option ``edit`` / ``mask-edit`` takes under its own name
 (``cross-replace``, ``steps``, ``blend``, ``reweight``, …; ``-`` or ``_``). Lists repeat an option; a mapping
 ``{"dog": 0.5}`` gives ``WORD=VALUE`` options.
 """
@@ -43,8 +43,8 @@ from .options import (
 )
 
 INVERSION_METHODS = ("null-text", "negative-prompt", "direct", "ddim")
-MASK_METHODS = {"instant": "instant", "instdiffedit": "instant", "diffedit": "diffedit"}
-METHODS = ("p2p", *INVERSION_METHODS, "instant", "instdiffedit", "diffedit", "mask")
+MASK_METHODS = {"instant": "instant", "instdiffedit": "instant", "diffedit": "diffedit", "kv-edit": "kv-edit"}
+METHODS = ("p2p", *INVERSION_METHODS, "instant", "instdiffedit", "diffedit", "kv-edit", "mask")
 #: item keys that are not command options, and options a manifest may not set (the batch sets them)
 RESERVED = {"id", "method", "out", "model", "device", "threads", "quiet", "debug"}
 PATH_OPTIONS = ("image", "mask", "inversion", "inpaint-model")

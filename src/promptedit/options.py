@@ -27,6 +27,7 @@ from .requests import (
     EditRequest,
     InstantOptions,
     InvertRequest,
+    KVEditOptions,
     MaskEditRequest,
     SamplingOptions,
     check_negative_start,
@@ -466,6 +467,26 @@ def instant_mask_options(f):
     return with_options(f, options)
 
 
+KV_OPTIONS = ("skip_step", "inversion_guidance", "re_init", "attn_mask")
+
+
+def kv_edit_options(f):
+    """KV-Edit's options (the paper's defaults when not given)."""
+    options = [
+        click.option("--skip-step", type=click.IntRange(min=0), default=None,
+                     help="KV-Edit: the schedule's first steps left out (the inversion stops and the edit starts "
+                          "there; default: the paper's 4 of 28, scaled to --steps)."),
+        click.option("--inversion-guidance", type=FiniteRange(0), default=None,
+                     help="KV-Edit: the inversion's guidance (default: the paper's 1.5 on a guidance-distilled FLUX.1, "
+                          "else 1)."),
+        click.option("--re-init", is_flag=True,
+                     help="KV-Edit: start the foreground from fresh noise instead of its inversion."),
+        click.option("--attn-mask", is_flag=True,
+                     help="KV-Edit: in the inversion, the foreground attends to the text and itself only."),
+    ]
+    return with_options(f, options)
+
+
 def mask_edit_options(f):
     """Every option of ``mask-edit`` but the model's."""
     options = [
@@ -474,11 +495,15 @@ def mask_edit_options(f):
         click.option("--out", required=True, metavar="DIR", help="Output folder."),
         click.option("--image", default=None, metavar="IMAGE",
                      help="The image to edit (default: generated from --seed)."),
-        click.option("--method", type=click.Choice(["instant", "diffedit"]), default="instant", show_default=True,
+        click.option("--method", type=click.Choice(["instant", "diffedit", "kv-edit"]), default="instant",
+                     show_default=True,
                      help="The mask: instant attention masks (InstDiffEdit: mask and edit in one pass, then an "
-                          "inpainting pass) or DiffEdit's (through diffusers)."),
+                          "inpainting pass) or DiffEdit's (through diffusers); or KV-Edit (FLUX.1: inversion, then "
+                          "only the foreground's tokens denoise against the background's cached keys and values) "
+                          "inside --mask or an instant mask."),
         click.option("--mask", "mask_file", default=None, metavar="MASK.png",
-                     help="Edit only inside this mask (white = edit), instead of a mask the method makes."),
+                     help="Edit only inside this mask (white = edit), instead of a mask the method makes (with "
+                          "kv-edit: its mask)."),
         click.option("--strength", type=FiniteRange(0, 1, min_open=True), default=0.5, show_default=True,
                      help="How far the source is noised (fraction of the steps)."),
         click.option("--fit", type=click.Choice(["crop", "pad"]), default="crop", show_default=True,
@@ -488,6 +513,7 @@ def mask_edit_options(f):
                      help="Instant: a diffusers inpainting folder (SD or SDXL) for the final pass over the mask "
                           "(default: the same model regenerates the masked region)."),
         instant_mask_options,
+        kv_edit_options,
         sampling_options,
         negative_prompt_option,
     ]
@@ -510,6 +536,7 @@ class MaskEditPlan:
     inpaint_model: str | None
     sampling: SamplingOptions
     instant: InstantOptions
+    kv: KVEditOptions = KVEditOptions()
 
 
 def plan_mask_edit(source, target, out, image, method, mask_file, strength, fit, inpaint_model, *,
@@ -519,22 +546,31 @@ def plan_mask_edit(source, target, out, image, method, mask_file, strength, fit,
     from .outputs.files import MASK_EDIT_FILES, check_output_dir
 
     sampling = SamplingOptions.take(options)
+    kv = {name: options.pop(name) for name in KV_OPTIONS}
 
     if mask_file:
-        if "method" in given:
+        if "method" in given and method != "kv-edit":
             raise ParameterError(f"--mask replaces the mask that --method {method} makes: give one of them")
         refuse_given(given, INSTANT_OPTIONS + ("inpaint_model",), "with --mask (only with --method instant)")
+        if method == "kv-edit":
+            refuse_given(given, ("strength",), "with --method kv-edit and --mask (it is the noise level of an instant "
+                                               "mask; KV-Edit starts from its inversion: see --skip-step)")
+    elif method == "kv-edit":
+        refuse_given(given, ("inpaint_model",), "with --method kv-edit (only with instant)")
     elif method != "instant":
         refuse_given(given, INSTANT_OPTIONS + ("inpaint_model",), f"with --method {method} (only with instant)")
+    if method != "kv-edit":
+        refuse_given(given, KV_OPTIONS, f"with {'--mask' if mask_file else f'--method {method}'} (only with kv-edit)")
     if image:
         check_input(image)
     if mask_file:
         check_input(mask_file, "mask")
     out = check_output_dir(out)
     check_not_inputs(out, [image, mask_file], MASK_EDIT_FILES)
-    instant = InstantOptions(**options) if method == "instant" and not mask_file else InstantOptions()
-    return MaskEditPlan(source, target, out, image, mask_file, "mask" if mask_file else method, strength, fit,
-                        inpaint_model, sampling, instant)
+    instant = InstantOptions(**options) if method in ("instant", "kv-edit") and not mask_file else InstantOptions()
+    kv = KVEditOptions(**kv) if method == "kv-edit" else KVEditOptions()
+    return MaskEditPlan(source, target, out, image, mask_file, "mask" if mask_file and method != "kv-edit" else method,
+                        strength, fit, inpaint_model, sampling, instant, kv)
 
 
 def mask_edit_request(model, plan: MaskEditPlan):
@@ -548,7 +584,7 @@ def mask_edit_request(model, plan: MaskEditPlan):
         mask = read_mask(plan.mask_file, size, plan.fit, like=like)
     request = MaskEditRequest(plan.source, plan.target, image=None if prepared is None else prepared.image,
                               method=plan.method, mask=mask, strength=plan.strength, instant=plan.instant,
-                              sampling=plan.sampling)
+                              sampling=plan.sampling, kv=plan.kv)
     return request, prepared
 
 

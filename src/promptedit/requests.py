@@ -20,7 +20,7 @@ from .defaults import EDIT_NULLS
 from .errors import ParameterError
 
 INVERSION_METHODS = ("null-text", "negative-prompt", "direct", "ddim")
-MASK_EDIT_METHODS = ("instant", "diffedit", "mask")
+MASK_EDIT_METHODS = ("instant", "diffedit", "mask", "kv-edit")
 ANCHORS = ("source", "edited", "start-token")
 MAX_SEED = 2**63 - 1
 
@@ -273,11 +273,36 @@ class InstantOptions:
 
 
 @dataclass(frozen=True)
+class KVEditOptions:
+    """KV-Edit's options (:func:`promptedit.methods.kvedit.kv_edit`; None: the paper's, scaled to the run)."""
+
+    skip_step: int | None = None
+    inversion_guidance: float | None = None
+    re_init: bool = False
+    attn_mask: bool = False
+
+    def __post_init__(self):
+        if self.skip_step is not None:
+            _whole(self.skip_step, "skip step", 0)
+        if self.inversion_guidance is not None:
+            _finite(self.inversion_guidance, "inversion guidance", 0)
+        for name in ("re_init", "attn_mask"):
+            if not isinstance(getattr(self, name), bool):
+                raise ParameterError(f"{name} must be true or false, got {getattr(self, name)!r}")
+
+    def kwargs(self) -> dict:
+        """As :func:`promptedit.methods.kvedit.kv_edit`'s keyword arguments."""
+        return {name: getattr(self, name) for name in self.__dataclass_fields__}
+
+
+@dataclass(frozen=True)
 class MaskEditRequest:
     """A mask-guided edit of ``image`` ((H, W, 3) uint8, prepared by the front-end; None: generated from
     ``source`` with ``sampling``'s seed, 0 unless given) towards ``target``: the source noised to ``strength`` and
     denoised inside a mask made by ``method`` (``instant``: InstDiffEdit, ``diffedit``) or given (``mask``, an
-    (H, W) bool array: ``method`` ``mask``)."""
+    (H, W) bool array: ``method`` ``mask``). ``kv-edit`` (KV-Edit, FLUX.1) edits inside the given ``mask``, or
+    an instant one (made at ``strength`` with the ``instant`` options) when none is given, with the ``kv``
+    options."""
 
     source: str
     target: str
@@ -287,6 +312,7 @@ class MaskEditRequest:
     strength: float = 0.5
     instant: InstantOptions = field(default_factory=InstantOptions)
     sampling: SamplingOptions = field(default_factory=SamplingOptions)
+    kv: KVEditOptions = field(default_factory=KVEditOptions)
 
     def __post_init__(self):
         _prompt(self.source, "source")
@@ -295,13 +321,26 @@ class MaskEditRequest:
             _image(self.image, "the image to edit")
         if self.method not in MASK_EDIT_METHODS:
             raise ParameterError(f"mask-edit method must be one of {', '.join(MASK_EDIT_METHODS)}, got {self.method!r}")
-        if (self.mask is not None) != (self.method == "mask"):
-            raise ParameterError("a user mask is method 'mask', and method 'mask' needs a mask")
+        if self.mask is not None and self.method not in ("mask", "kv-edit") or self.mask is None and self.method == "mask":
+            raise ParameterError("a user mask is method 'mask' (or 'kv-edit'), and method 'mask' needs a mask")
         if self.mask is not None and not (isinstance(self.mask, np.ndarray) and self.mask.ndim == 2):
             raise ParameterError(f"the mask must be an (H, W) array, got {getattr(self.mask, 'shape', self.mask)!r}")
         _finite(self.strength, "strength", 0, 1, low_open=True)
-        if self.method != "instant" and self.instant != InstantOptions():
-            raise ParameterError(f"the instant-mask options are not used with method {self.method} (only with instant)")
+        if not self.instant_mask and self.instant != InstantOptions():
+            raise ParameterError(f"the instant-mask options are not used with method {self.method}"
+                                 + (" and a mask" if self.mask is not None else "") + " (only with an instant mask)")
+        if not isinstance(self.kv, KVEditOptions):
+            raise ParameterError(f"kv must be KVEditOptions, got {type(self.kv).__name__}")
+        if self.method != "kv-edit" and self.kv != KVEditOptions():
+            raise ParameterError(f"the KV-Edit options are not used with method {self.method} (only with kv-edit)")
+        if self.method == "kv-edit" and self.mask is not None and self.strength != MaskEditRequest.strength:
+            raise ParameterError("strength is not used by kv-edit with a mask (it is the noise level an instant mask "
+                                 "is made at; KV-Edit starts from its inversion: see its skip step)")
+
+    @property
+    def instant_mask(self) -> bool:
+        """Whether the run makes an instant mask (InstDiffEdit's, or KV-Edit's without a given mask)."""
+        return self.method == "instant" or self.method == "kv-edit" and self.mask is None
 
     def run(self, model, *, inpaint_pipeline=None, progress: bool | str = True):
         """Generate the source (without an image), then the method of :mod:`promptedit.methods.maskedit` on ``model``;
@@ -312,6 +351,10 @@ class MaskEditRequest:
         s = self.sampling
         seed = 0 if s.seed is None else s.seed
         image = self.image
+        if self.method == "kv-edit":
+            from .methods.kvedit import check_kv_edit
+
+            check_kv_edit(model)  # before the source is generated
         if image is None:
             image = GenerateRequest(self.source, s).run(model, progress=progress).images[0]
         common = dict(strength=self.strength, num_inference_steps=s.steps, guidance_scale=s.guidance, seed=seed,
@@ -321,4 +364,9 @@ class MaskEditRequest:
         if self.method == "instant":
             return instdiffedit(model, image, self.source, self.target, inpaint_pipeline=inpaint_pipeline,
                                 **self.instant.kwargs(), **common)
+        if self.method == "kv-edit":
+            from .methods.kvedit import kv_edit_with_mask
+
+            return kv_edit_with_mask(model, image, self.mask, self.source, self.target,
+                                     instant=self.instant.kwargs(), **self.kv.kwargs(), **common)
         return diffedit(model, image, self.source, self.target, **common)

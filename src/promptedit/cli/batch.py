@@ -49,7 +49,7 @@ class BatchCommand(click.Command):
 @click.option("--out", required=True, metavar="DIR", help="Output folder: DIR/<id>/ per item, DIR/failures.jsonl, "
                                                           "DIR/batch.json.")
 @click.option("--method", type=click.Choice(["p2p", "null-text", "negative-prompt", "direct", "ddim", "instant",
-                                             "diffedit", "mask"]), default=None,
+                                             "diffedit", "kv-edit", "mask"]), default=None,
               help="The method of items that name none (default: null-text for items with an image, else p2p).")
 @click.option("--steps", type=click.IntRange(1, 1000), default=None, help="DDIM steps of items that set none.")
 @click.option("--guidance", type=FiniteRange(0), default=None, help="Guidance of items that set none.")

@@ -77,9 +77,9 @@ def _check_image(image) -> None:
         raise ParameterError("the image must be (H, W, 3) uint8")
 
 
-def _check_mask(mask, image: np.ndarray) -> np.ndarray:
+def _check_mask(mask, image: np.ndarray, *, allow_empty: bool = False) -> np.ndarray:
     """A user's mask as (H, W) bool: an array of the image's height and width, bool or finite numbers (nonzero
-    is inside), with at least one pixel inside."""
+    is inside), with at least one pixel inside unless ``allow_empty``."""
     if not isinstance(mask, (np.ndarray, torch.Tensor)) or isinstance(mask, np.ndarray) and mask.dtype == object:
         raise ParameterError(f"the mask must be an (H, W) array, got {type(mask).__name__}")
     m = mask.detach().cpu().numpy() if isinstance(mask, torch.Tensor) else mask
@@ -92,7 +92,7 @@ def _check_mask(mask, image: np.ndarray) -> np.ndarray:
         if not np.issubdtype(m.dtype, np.number) or not np.isfinite(m).all():
             raise ParameterError("the mask must hold bools or finite numbers")
         m = m != 0
-    if not m.any():
+    if not m.any() and not allow_empty:
         raise ParameterError("the mask is empty: no pixel is inside it")
     return m
 
