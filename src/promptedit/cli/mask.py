@@ -80,7 +80,7 @@ def mask(image, source, target, out, method, strength, mask_steps, fit, model, d
 @model_options
 def mask_edit(model, device, threads, quiet, **kw):
     """A mask-guided edit: the source noised to --strength and denoised under TARGET inside a mask, the rest
-    kept pixel for pixel. Writes DIR/input.png (or source.png), DIR/edited.png, DIR/mask.png,
+    kept pixel for pixel (kv-edit, FLUX.1: the source inverted, then only the mask's tokens denoised). Writes DIR/input.png (or source.png), DIR/edited.png, DIR/mask.png,
     DIR/mask-overlay.png, DIR/grid.png and DIR/result.json."""
     started = time.perf_counter()
     plan = plan_mask_edit(**kw, given=given())

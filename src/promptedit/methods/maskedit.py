@@ -5,6 +5,7 @@ All of them edit the same way once a mask exists: the source is noised to streng
 :class:`~promptedit.runner.NoisedImage` start) and denoised under the edit text while the region outside the mask
 is replaced, at every step, by the source noised to that step. InstDiffEdit makes its mask during that very
 pass (:class:`promptedit.control.masks.InstantMask`), then removes the seams with an inpainting pass over its last mask.
+KV-Edit (FLUX.1), which edits inside a mask by other means, is :mod:`promptedit.methods.kvedit`.
 """
 
 from __future__ import annotations

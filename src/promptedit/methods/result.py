@@ -20,7 +20,7 @@ class Result:
     Attributes:
         method: ``generate``, ``p2p`` (an edit of a generated image), ``attention``, the inversion method of an
             edit or reconstruction of a real image (``null-text``, ``negative-prompt``, ``direct``, ``ddim``), or a
-            mask-guided edit (``instdiffedit``, ``diffedit``, ``user-mask``; ``instant-mask``/``diffedit-mask`` for
+            mask-guided edit (``instdiffedit``, ``diffedit``, ``user-mask``, ``kv-edit``; ``instant-mask``/``diffedit-mask`` for
             a mask alone).
         prompts: the branches' prompts, in batch order.
         images: (n, H, W, 3) uint8: the branches (source first); for mask-guided edits (input, edited).
