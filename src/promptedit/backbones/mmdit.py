@@ -35,7 +35,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from ..control import AttentionControl, ValueEdit
+from ..control import AttentionControl
 from ..errors import HookError, ParameterError
 from .base import AttachReport, AttentionSite, Backbone
 
