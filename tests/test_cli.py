@@ -193,6 +193,10 @@ def test_real_image_bad_inputs(tiny_model_dir, photo, tmp_path, capsys):
          "--edit-null is not used in an edit of a generated image"),
         (["edit", "--image", photo, "--source", "a cat", "--target", "a dog", "--edit-null", "none", "--out",
           tmp_path / "o"], "--edit-null"),
+        (["invert", photo, "--prompt", "a cat", "--method", "euler", "--out", tmp_path / "x.safetensors"],
+         "inversion method euler does not run on this model's DDIM sampler"),
+        (["edit", "--image", photo, "--source", "a cat", "--target", "a dog", "--method", "fireflow", "--out",
+          tmp_path / "o"], "inversion method fireflow does not run on this model's DDIM sampler"),
     ]
     for argv, message in cases:
         code, _, err = run(capsys, *argv, "--model", tiny_model_dir, "--quiet")

@@ -259,3 +259,130 @@ def test_the_web_apps_real_image_tab_passes_the_edit_null(tiny_model, image, tmp
         assert len(gallery) == 2
         with open(record) as f:
             assert json.load(f)["edit_null"] == expected
+
+
+# ----------------------------------------------------------------------------- flow models (the exact velocity of
+# tests/helpers.GaussianFlowModel until a flow family is on main)
+
+
+def gaussian_x0(seed=30):
+    return torch.randn(1, 4, 4, 4, generator=torch.Generator().manual_seed(seed))  # (1, C, h, w)
+
+
+@pytest.mark.parametrize("solver", ["euler", "rf-solver", "fireflow", "uni-inv"])
+def test_flow_inversion_runs_the_solver_up_the_models_schedule(solver):
+    from helpers import GaussianFlowModel
+    from promptedit.methods.inversion import flow_inversion
+    from promptedit.samplers.flow import integrate
+
+    model = GaussianFlowModel()
+    x0, cond = gaussian_x0(), model.cond(0.5)
+    pivots = flow_inversion(model, x0, cond, num_inference_steps=6, solver=solver, progress=False)
+    sampler = model.make_sampler()
+    sampler.set_steps(6)
+    assert pivots.shape == (7, 4, 4, 4) and torch.equal(pivots[0], x0[0])
+    # the model's guided velocity at guidance 1, each step from the lower level: the solver's own trajectory
+    expected = integrate(lambda x, s: model.predict(x, s * 1000, cond), x0, sampler.sigmas.flip(0), solver)
+    assert torch.equal(pivots, expected[:, 0])
+    calls = {"euler": 6, "rf-solver": 12, "fireflow": 7, "uni-inv": 7}[solver]
+    model.calls = 0
+    flow_inversion(model, x0, cond, num_inference_steps=6, solver=solver, progress=False)
+    assert model.calls == calls
+
+
+def test_the_loop_samples_with_an_inversions_solver_and_reconstructs_as_steps_grow():
+    from helpers import GaussianFlowModel
+    from promptedit.methods.inversion import flow_inversion
+    from promptedit.runner import denoise
+
+    model = GaussianFlowModel()
+    x0, cond = gaussian_x0(), model.cond(0.5)
+    errors = {}
+    for steps in (8, 16):
+        for solver in (None, "rf-solver", "fireflow"):  # None: the sampler's own step, Euler
+            pivots = flow_inversion(model, x0, cond, num_inference_steps=steps, solver=solver or "euler",
+                                    progress=False)
+            out = denoise(model, cond, pivots[-1:], num_inference_steps=steps, guidance_scale=1.0, solver=solver,
+                          progress=False)
+            errors[steps, solver] = float((out - x0).abs().max())
+    for solver in (None, "rf-solver", "fireflow"):
+        assert errors[16, solver] < errors[8, solver] / 1.8, errors
+    for steps in (8, 16):
+        assert errors[steps, "rf-solver"] < errors[steps, "fireflow"] < errors[steps, None] / 3, errors
+
+
+def test_the_exact_flow_inversion_reconstructs_exactly_while_its_targets_are_edited():
+    from helpers import GaussianFlowModel
+    from promptedit.methods.inversion import PivotSource, flow_inversion
+    from promptedit.runner import denoise
+
+    model = GaussianFlowModel()
+    x0 = gaussian_x0()
+    pivots = flow_inversion(model, x0, model.cond(0.5), num_inference_steps=3, progress=False)
+    out = denoise(model, model.cond(0.5, -1.0), pivots[-1:], num_inference_steps=3, guidance_scale=2.0,
+                  controller=PivotSource(pivots), progress=False)
+    assert torch.equal(out[0], x0[0])  # 3 Euler steps err by far more than rounding: the correction makes it exact
+    plain = denoise(model, model.cond(0.5), pivots[-1:], num_inference_steps=3, guidance_scale=2.0, progress=False)
+    assert float((plain[0] - x0[0]).abs().max()) > 0.05 and float((out[1] - x0[0]).abs().max()) > 0.5
+
+
+def test_null_text_on_a_flow_optimises_through_the_velocity_from_sigma_one():
+    from helpers import GaussianFlowModel
+    from promptedit.conditioning import Conditioning
+    from promptedit.methods.inversion import flow_inversion, null_text_optimization
+    from promptedit.runner import denoise
+
+    model = GaussianFlowModel()
+    x0 = gaussian_x0()
+    cond, uncond = (Conditioning(torch.full((1, x0.numel(), 1), v)) for v in (0.5, 0.0))  # a mean per element
+    pivots = flow_inversion(model, x0, cond, num_inference_steps=4, progress=False)
+    sampler = model.make_sampler()
+    sampler.set_steps(4)
+    assert float(sampler.sigmas[0]) == 1.0  # where ε gives no velocity (eps_step refuses): the velocity is used
+    with torch.enable_grad():
+        nulls, losses = null_text_optimization(model, pivots, cond, uncond, guidance_scale=3.0, num_inner_steps=50,
+                                               lr=0.1, progress=False)
+    assert nulls["embeddings"].shape == (4, x0.numel(), 1) and all(np.isfinite(losses))
+    per_step = [Conditioning(e[None]) for e in nulls["embeddings"]]
+    with_nulls = denoise(model, cond, pivots[-1:], num_inference_steps=4, guidance_scale=3.0, uncond=per_step,
+                         progress=False)
+    plain = denoise(model, cond, pivots[-1:], num_inference_steps=4, guidance_scale=3.0, uncond=uncond,
+                    progress=False)
+    assert float((with_nulls - x0).abs().max()) < float((plain - x0).abs().max()) / 10
+
+
+def test_ddim_models_refuse_the_flow_methods_and_flow_models_refuse_ddims_in_one_line(tiny_model, image, monkeypatch):
+    from promptedit.errors import ParameterError
+    from promptedit.methods.inversion import METHODS, default_method, inversion_solver
+    from promptedit.samplers import FlowMatchEulerSampler
+
+    monkeypatch.setattr(tiny_model, "encode", lambda *a, **k: pytest.fail("refused after starting work"))
+    for method in ("euler", "rf-solver", "fireflow", "uni-inv", "exact"):
+        with pytest.raises(ParameterError, match=f"inversion method {method} does not run on this model's DDIM "
+                                                 "sampler .*; its methods: null-text, negative-prompt, direct, ddim$") as e:
+            invert(tiny_model, image, PROMPT, method=method, num_inference_steps=2, progress=False)
+        assert "\n" not in str(e.value)
+    assert default_method(tiny_model) == "null-text"
+    flow = FlowMatchEulerSampler({"shift": 3.0})
+    monkeypatch.setattr(tiny_model, "make_sampler", lambda **kw: FlowMatchEulerSampler({"shift": 3.0}))
+    assert default_method(tiny_model) == "euler"
+    for method in ("ddim", "direct"):
+        with pytest.raises(ParameterError, match=f"inversion method {method} does not run on this model's "
+                                                 "flow-match-euler sampler \\(it inverts with ddim\\); its methods: "
+                                                 "null-text, negative-prompt, euler, rf-solver, fireflow, uni-inv, "
+                                                 "exact$") as e:
+            invert(tiny_model, image, PROMPT, method=method, num_inference_steps=2, progress=False)
+        assert "\n" not in str(e.value)
+    assert {m: inversion_solver(flow, m) for m in METHODS if m not in ("ddim", "direct")} == {
+        "null-text": "euler", "negative-prompt": "euler", "euler": "euler", "exact": "euler", "rf-solver": "rf-solver",
+        "fireflow": "fireflow", "uni-inv": "uni-inv"}
+    # a flow model's saved inversion is refused by a DDIM model's edit, before any work
+    monkeypatch.undo()
+    f = tiny_model.vae_scale_factor
+    inv = Inversion(method="fireflow", prompt=PROMPT, latents=torch.zeros(3, 4, 32 // f, 32 // f),
+                    num_inference_steps=2, model=tiny_model.name, height=32, width=32)
+    with pytest.raises(ParameterError, match="inversion method fireflow does not run on this model's DDIM sampler"):
+        inv.prepare(tiny_model, prompts=[PROMPT], num_inference_steps=2, size=(32, 32))
+    inv.settings = {"solver": "fireflow"}
+    back = Inversion.from_bytes(inv.to_bytes())
+    assert back.method == "fireflow" and back.settings == {"solver": "fireflow"} and torch.equal(back.latents, inv.latents)

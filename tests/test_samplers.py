@@ -445,3 +445,84 @@ def test_the_flow_sampler_hands_out_diffusers_scheduler_with_the_checkpoints_con
     for scheduler in (sampler.checkpoint_scheduler(), sampler.scheduler):
         assert type(scheduler).__name__ == "FlowMatchEulerDiscreteScheduler"
         assert all(scheduler.config[k] == v for k, v in FLUX_CONFIG.items())
+
+
+# ----------------------------------------------------------------------------- flow ODE solvers
+
+
+def gaussian_velocity(s=0.5, mu=1.0):
+    """The exact velocity of data N(μ, s²) (see tests/helpers.GaussianFlowModel) and its exact solution."""
+    from helpers import GaussianFlowModel
+
+    model, cond = GaussianFlowModel(s), GaussianFlowModel(s).cond(mu)
+    return (lambda x, sigma: model.predict(x, sigma * 1000, cond)), (lambda x0, sigma: model.exact(x0, mu, sigma))
+
+
+@pytest.mark.parametrize("solver", ["euler", "rf-solver", "fireflow"])
+def test_flow_solvers_converge_to_the_exact_ode_solution_at_their_order(solver):
+    from promptedit.samplers.flow import integrate
+
+    velocity, exact = gaussian_velocity()
+    x0 = latents(1, seed=20)
+    errors = []
+    for n in (8, 16, 32):
+        sampler = FlowMatchEulerSampler(SD3_CONFIG)
+        sampler.set_steps(n)
+        up = integrate(velocity, x0, sampler.sigmas.flip(0), solver)  # (n + 1, 1, C, h, w): inversion
+        assert up.shape == (n + 1, *x0.shape) and torch.equal(up[0], x0)
+        errors.append(float((up[-1] - exact(x0, sampler.sigmas[0])).abs().max()))
+    ratios = [a / b for a, b in zip(errors, errors[1:])]
+    # halving the step: Euler's global error halves, the second-order solvers' falls about four times
+    assert all(1.6 < r < 2.6 for r in ratios) if solver == "euler" else all(r > 3.0 for r in ratios), (errors, ratios)
+
+
+def test_second_order_flow_inversions_reconstruct_more_closely_than_euler_at_the_same_steps():
+    from promptedit.samplers.flow import integrate
+
+    velocity, _ = gaussian_velocity()
+    x0 = latents(1, seed=21)
+    sampler = FlowMatchEulerSampler(SD3_CONFIG)
+    errors = {}
+    for n in (10, 20):
+        sampler.set_steps(n)
+        for inverts, samples in (("euler", "euler"), ("rf-solver", "rf-solver"), ("fireflow", "fireflow"),
+                                 ("uni-inv", "euler")):
+            x1 = integrate(velocity, x0, sampler.sigmas.flip(0), inverts)[-1]
+            errors[n, inverts] = float((integrate(velocity, x1, sampler.sigmas, samples)[-1] - x0).abs().max())
+    for n in (10, 20):  # inversion then sampling with the same solver gives the image back, closer as steps grow
+        assert errors[n, "rf-solver"] < errors[n, "fireflow"] < errors[n, "uni-inv"] < errors[n, "euler"] / 4, errors
+    for solver in ("euler", "rf-solver", "fireflow", "uni-inv"):
+        assert errors[20, solver] < errors[10, solver] / 1.5, errors
+
+
+def test_flow_solver_steps_are_the_papers_and_count_their_evaluations():
+    from promptedit.samplers.flow import euler_step, mid_sigma, rf_solver_step, solver_step
+
+    velocity, _ = gaussian_velocity()
+    calls = []
+
+    def counted(x, sigma):
+        calls.append(float(sigma))
+        return velocity(x, sigma)
+
+    x, s0, s1 = latents(1, seed=22), torch.tensor(0.7), torch.tensor(0.5)
+    v = velocity(x, s0)
+    v_mid = velocity(euler_step(v, x, s0, mid_sigma(s0, s1)), torch.tensor(0.6))
+    # RF-Solver's Taylor step is the explicit mid-point method, x + h·v_mid
+    assert torch.allclose(rf_solver_step(v, v_mid, x, s0, s1), euler_step(v_mid, x, s0, s1), atol=1e-6)
+    out, reused = solver_step(counted, x, s0, s1, "rf-solver")
+    assert reused is None and calls == pytest.approx([0.7, 0.6]) and torch.equal(out, rf_solver_step(v, v_mid, x, s0, s1))
+    calls.clear()
+    out, reused = solver_step(counted, x, s0, s1, "fireflow")
+    assert calls == pytest.approx([0.7, 0.6]) and torch.equal(reused, v_mid) and torch.equal(out, euler_step(v_mid, x, s0, s1))
+    calls.clear()
+    solver_step(counted, out, s1, torch.tensor(0.3), "fireflow", reused)  # FireFlow reuses v_mid: one evaluation
+    assert calls == pytest.approx([0.4])
+    calls.clear()
+    out, reused = solver_step(counted, x, s0, s1, "uni-inv", v)  # Uni-Inv: the velocity at the predicted next point
+    v_next = velocity(euler_step(v, x, s0, s1), s1)
+    assert calls == pytest.approx([0.5]) and torch.equal(reused, v_next) and torch.equal(out, euler_step(v_next, x, s0, s1))
+    with pytest.raises(ParameterError, match="solver must be one of euler, rf-solver, fireflow, uni-inv") as e:
+        solver_step(counted, x, s0, s1, "heun")
+    one_line(e)
+    assert DDIMSampler(SD_CONFIG).solvers == ("ddim",) and FlowMatchEulerSampler(SD3_CONFIG).solvers[0] == "euler"

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import ParameterError, PromptEditError, internal_error_line
+from .requests import INVERSION_METHODS
 from .options import (
     command_params,
     edit_options,
@@ -42,7 +43,6 @@ from .options import (
     run_mask_edit,
 )
 
-INVERSION_METHODS = ("null-text", "negative-prompt", "direct", "ddim")
 MASK_METHODS = {"instant": "instant", "instdiffedit": "instant", "diffedit": "diffedit", "kv-edit": "kv-edit"}
 METHODS = ("p2p", *INVERSION_METHODS, "instant", "instdiffedit", "diffedit", "kv-edit", "mask")
 #: item keys that are not command options, and options a manifest may not set (the batch sets them)

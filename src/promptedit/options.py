@@ -271,8 +271,9 @@ def edit_options(f):
                      help="Edit this real image (inverted first with --method)."),
         click.option("--inversion", default=None, metavar="FILE",
                      help="Edit a saved inversion (promptedit invert); its prompt is the source."),
-        click.option("--method", type=click.Choice(INVERSION_METHODS), default="null-text", show_default=True,
-                     help="How --image is inverted."),
+        click.option("--method", type=click.Choice(INVERSION_METHODS), default=None,
+                     help="How --image is inverted (promptedit invert --help lists the methods; default: null-text on "
+                          "DDIM models, euler on flow models)."),
         click.option("--fit", type=click.Choice(["crop", "pad"]), default="crop", show_default=True,
                      help="How --image is brought to the model's aspect ratio before resizing."),
         click.option("--inner-steps", type=click.IntRange(min=1), default=10, show_default=True,
@@ -331,7 +332,7 @@ def plan_edit(source, targets, one_prompt, syntax, out, image, inversion, method
                       "with --inversion (its steps, guidance and size are the inversion's; invert again to change them)")
     if image:
         refuse_given(given, ("seed",), "with --image (inversion uses no noise)")
-        if method != "null-text":
+        if method is not None and method != "null-text":
             refuse_given(given, ("inner_steps",), f"with --method {method} (only with null-text)")
     parsed = None
     if one_prompt is not None:
@@ -422,6 +423,10 @@ def run_edit(model, plan: EditPlan, *, quiet: bool = True, started: float | None
 def invert_request(model, image, prompt, method, fit, inner_steps, sampling, quiet):
     """``image`` read by the image rule at the run's size, and the :class:`~promptedit.requests.InvertRequest`
     that inverts it under ``prompt``."""
+    if method is None:
+        from .methods.inversion import default_method
+
+        method = default_method(model)
     prepared = prepare_image(model, image, fit, sampling, batch=1)
     echo(quiet, f"inverting {image} ({prepared.rule}) with {method}")
     return prepared, InvertRequest(prepared.image, prompt, method=method, inner_steps=inner_steps, sampling=sampling,

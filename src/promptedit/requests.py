@@ -19,7 +19,10 @@ import numpy as np
 from .defaults import EDIT_NULLS
 from .errors import ParameterError
 
-INVERSION_METHODS = ("null-text", "negative-prompt", "direct", "ddim")
+#: :data:`promptedit.methods.inversion.METHODS` (kept here so that front-ends can list them without torch): DDIM's,
+#: the flow's, and null-text and negative-prompt on either
+INVERSION_METHODS = ("null-text", "negative-prompt", "direct", "ddim", "euler", "rf-solver", "fireflow", "uni-inv",
+                     "exact")
 MASK_EDIT_METHODS = ("instant", "diffedit", "mask", "kv-edit")
 ANCHORS = ("source", "edited", "start-token")
 MAX_SEED = 2**63 - 1
@@ -143,11 +146,12 @@ class GenerateRequest:
 @dataclass(frozen=True)
 class InvertRequest:
     """Invert ``image`` ((H, W, 3) uint8 at the run's size, read and prepared by the front-end) under ``prompt``
-    with ``method``; ``image_rule``: how the front-end prepared it (recorded with the inversion)."""
+    with ``method`` (None: the model's, null-text on DDIM models and euler on flow models); ``image_rule``: how the
+    front-end prepared it (recorded with the inversion)."""
 
     image: np.ndarray
     prompt: str
-    method: str = "null-text"
+    method: str | None = None
     inner_steps: int = 10
     sampling: SamplingOptions = field(default_factory=SamplingOptions)
     image_rule: str = ""
@@ -155,7 +159,7 @@ class InvertRequest:
     def __post_init__(self):
         _image(self.image, "the image to invert")
         _prompt(self.prompt, "the inversion's prompt")
-        if self.method not in INVERSION_METHODS:
+        if self.method is not None and self.method not in INVERSION_METHODS:
             raise ParameterError(f"inversion method must be one of {', '.join(INVERSION_METHODS)}, got {self.method!r}")
         _whole(self.inner_steps, "inner_steps", 1)
         if self.sampling.seed is not None:

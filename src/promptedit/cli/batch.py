@@ -11,6 +11,7 @@ import click
 
 from ..errors import ParameterError
 from ..options import FiniteRange, echo, parse_word_value
+from ..requests import INVERSION_METHODS
 from .common import MODEL_HELP, load, resolve_model_path
 
 #: the exit code of a batch in which some item failed (2 is bad input of the batch itself, 1 a defect of ours)
@@ -48,8 +49,8 @@ class BatchCommand(click.Command):
 @click.argument("manifest")
 @click.option("--out", required=True, metavar="DIR", help="Output folder: DIR/<id>/ per item, DIR/failures.jsonl, "
                                                           "DIR/batch.json.")
-@click.option("--method", type=click.Choice(["p2p", "null-text", "negative-prompt", "direct", "ddim", "instant",
-                                             "diffedit", "kv-edit", "mask"]), default=None,
+@click.option("--method", type=click.Choice(["p2p", *INVERSION_METHODS, "instant", "diffedit", "kv-edit", "mask"]),
+              default=None,
               help="The method of items that name none (default: null-text for items with an image, else p2p).")
 @click.option("--steps", type=click.IntRange(1, 1000), default=None, help="DDIM steps of items that set none.")
 @click.option("--guidance", type=FiniteRange(0), default=None, help="Guidance of items that set none.")

@@ -16,8 +16,12 @@ from .common import load, model_options, refuse_unused
 @click.command()
 @click.argument("image")
 @click.option("--prompt", required=True, help="The image's caption (the source prompt of later edits).")
-@click.option("--method", type=click.Choice(INVERSION_METHODS), default="null-text", show_default=True,
-              help="Inversion method.")
+@click.option("--method", type=click.Choice(INVERSION_METHODS), default=None,
+              help="Inversion method: DDIM models take null-text, negative-prompt, direct, ddim; flow-matching models "
+                   "(FLUX.1, SD3) euler, rf-solver (second order, 2 evaluations per step), fireflow (second order at "
+                   "Euler's cost), uni-inv, exact (direct inversion on the Euler trajectory), and null-text and "
+                   "negative-prompt where their guidance is classifier-free (default: null-text on DDIM models, "
+                   "euler on flow models).")
 @click.option("--out", required=True, metavar="FILE.safetensors",
               help="The inversion; FILE-reconstruction.png and FILE.json are written beside it.")
 @click.option("--fit", type=click.Choice(["crop", "pad"]), default="crop", show_default=True,
@@ -38,7 +42,7 @@ def invert(image, prompt, method, out, fit, inner_steps, model, device, threads,
 
     started = time.perf_counter()
     refuse_unused(("seed",), "by an inversion (it uses no noise)")
-    if method != "null-text":
+    if method is not None and method != "null-text":
         refuse_unused(("inner_steps",), f"with --method {method} (only with null-text)")
     out = check_output_file(out, suffixes=(".safetensors",))
     rec_path = out.with_name(out.stem + "-reconstruction.png")
@@ -46,6 +50,12 @@ def invert(image, prompt, method, out, fit, inner_steps, model, device, threads,
         raise ParameterError(f"--out {out} would overwrite the input image")
     check_input(image)
     m = load(model, device, quiet=quiet, threads=threads)
+    if method is None:
+        from ..methods.inversion import default_method
+
+        method = default_method(m)
+        if method != "null-text":
+            refuse_unused(("inner_steps",), f"with --method {method}, this model's default (only with null-text)")
     sampling = SamplingOptions(**sampling)
     prepared, request = invert_request(m, image, prompt, method, fit, inner_steps, sampling, quiet)
     inv = request.run(m, progress=not quiet)

@@ -12,6 +12,13 @@ Each method is a function with every hyper-parameter an argument:
   optimisation.
 * direct inversion (Ju et al., "PnP Inversion", 2023): the source branch is put back on the pivot trajectory
   after every step, and the targets are edited against it.
+* :func:`flow_inversion` — flow-matching models (FLUX.1, SD3): the flow ODE integrated up the schedule with Euler
+  (``euler``), RF-Solver's second-order step (``rf-solver``, Wang et al. 2024), FireFlow's mid-point step at
+  Euler's cost (``fireflow``, Deng et al. 2025) or Uni-Inv (``uni-inv``, Jiao et al. 2025); ``exact`` is direct
+  inversion on the Euler trajectory (reconstruction exact up to float rounding). RF-Solver and FireFlow
+  inversions are edited with their own solver. DDIM models take ``ddim`` and ``direct``, flow models the flow
+  methods; null-text (optimised through the velocity on a flow) and negative-prompt run on both, where the
+  guidance is classifier-free.
 
 :func:`invert` runs a method and returns an :class:`Inversion`: a start for the one runner
 (``edit(model, spec, start=inversion)``), saved to and loaded from one safetensors file. Null-text and
@@ -38,14 +45,24 @@ from ..control import AttentionControl
 from ..errors import ParameterError, PromptEditError, check_real
 from ..guidance import require_classifier_free
 from ..models import DiffusionModel, model_fingerprint
-from ..runner import (Prepared, Start, check_sampling, check_size, encode_images, progress_desc,
+from ..runner import (Prepared, Start, check_sampling, check_size, encode_images, guided_output, progress_desc,
                      resolve_sampling, run)
+from ..samplers.flow import integrate
 from ..control.edit_spec import _check_prompt
 from .result import ReconstructionResult
 
-METHODS = ("null-text", "negative-prompt", "direct", "ddim")
+METHODS = ("null-text", "negative-prompt", "direct", "ddim", "euler", "rf-solver", "fireflow", "uni-inv", "exact")
 #: the methods that replace the unconditional branch, so need classifier-free guidance
 NEEDS_CLASSIFIER_FREE = ("null-text", "negative-prompt")
+#: the ODE solver each method inverts with (:attr:`~promptedit.samplers.base.Sampler.solvers`; None: the sampler's
+#: own, DDIM's or Euler's): a method runs on the models whose sampler has its solver
+INVERTS_WITH = {"null-text": None, "negative-prompt": None, "direct": "ddim", "ddim": "ddim", "euler": "euler",
+                "exact": "euler", "rf-solver": "rf-solver", "fireflow": "fireflow", "uni-inv": "uni-inv"}
+#: the solver the edits of an inversion sample with where it is not the sampler's own step (the papers sample with
+#: the solver they invert with; Uni-Inv is made for Euler sampling)
+SAMPLES_WITH = {"rf-solver": "rf-solver", "fireflow": "fireflow"}
+#: the methods whose edits put the source branch back on the inversion's trajectory after every step
+EXACT = ("direct", "exact")
 FORMAT_VERSION = 1
 
 
@@ -54,6 +71,52 @@ class InversionError(PromptEditError):
 
 
 # ----------------------------------------------------------------------------- methods
+
+
+def inversion_solver(sampler, method: str) -> str:
+    """The solver ``method`` inverts with on ``sampler`` (:data:`INVERTS_WITH`); a one-line ParameterError naming
+    the methods the sampler runs when it lacks that solver (DDIM's methods on a flow model, or a flow's on DDIM)."""
+    if method not in METHODS:
+        raise ParameterError(f"inversion method must be one of {', '.join(METHODS)}, got {method!r}")
+    solver = INVERTS_WITH[method] or sampler.solvers[0]
+    if solver not in sampler.solvers:
+        runs = [m for m in METHODS if (INVERTS_WITH[m] or sampler.solvers[0]) in sampler.solvers]
+        raise ParameterError(f"inversion method {method} does not run on this model's {sampler.name} sampler "
+                             f"(it inverts with {solver}); its methods: {', '.join(runs)}")
+    return solver
+
+
+def default_method(model: DiffusionModel) -> str:
+    """The inversion method of a model when none is given: null-text on DDIM models (the paper's), the flow's
+    plain Euler inversion on flow models."""
+    own = model.make_sampler().solvers[0]
+    return "null-text" if own == "ddim" else own
+
+
+@torch.no_grad()
+def flow_inversion(model: DiffusionModel, z0: torch.Tensor, cond: Conditioning, *, num_inference_steps: int = 28,
+                   solver: str = "euler", guidance_scale: float = 1.0, uncond: Conditioning | None = None,
+                   progress: bool | str = True) -> torch.Tensor:
+    """Inversion of a flow model's ODE under ``cond`` (one row) at ``guidance_scale`` (1: the conditional velocity
+    alone, as RF-Solver, FireFlow and UniEdit-Flow invert; ``uncond`` where the guidance needs it) with ``solver``
+    (:func:`~promptedit.samplers.flow.solver_step`), up the sampler's schedule from σ = 0, each step taking the
+    velocity at its lower level (RF-Inversion's and FlowEdit's plain Euler inversion): the trajectory
+    (T+1, C, h, w), index 0 = z0 (the image) … index T = x at the schedule's first level."""
+    sampler = model.make_sampler(z0.shape[-2:])
+    sampler.set_steps(num_inference_steps, device=z0.device)
+    if solver not in sampler.solvers or not hasattr(sampler, "solve_step"):
+        raise ParameterError(f"flow inversion needs a flow-matching sampler; this model's is {sampler.name}")
+    guidance = model.make_guidance(guidance_scale)
+    context = guidance.conditioning(cond, uncond)
+    bar = tqdm(total=num_inference_steps, desc=progress_desc(progress, f"{solver} inversion"), disable=not progress,
+               leave=False)
+
+    def velocity(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:  # (1, C, h, w)
+        return guided_output(model, sampler, guidance, x, sampler.timestep(sigma), context, compiled=True)
+
+    trajectory = integrate(velocity, z0, sampler.sigmas.flip(0), solver, on_step=lambda i: bar.update(1))
+    bar.close()
+    return trajectory[:, 0]  # (T+1, C, h, w)
 
 
 @torch.no_grad()
@@ -87,7 +150,8 @@ def null_text_optimization(
     progress: bool | str = True,
     on_step: Callable[[int, float, int], None] | None = None,
 ) -> tuple[dict[str, torch.Tensor], list[float]]:
-    """Null-text optimisation (Mokady et al. 2023, Alg. 1): per-step null conditioning ∅_t.
+    """Null-text optimisation (Mokady et al. 2023, Alg. 1): per-step null conditioning ∅_t (on a flow model
+    through the guided velocity's Euler step: :meth:`~promptedit.samplers.base.Sampler.differentiable_step`).
 
     For each step i (from z*_T), ∅ starts from the previous step's, is optimised with Adam
     (lr · (1 − i·lr_decay)) for at most ``num_inner_steps`` iterations so that the guided sampler step from the
@@ -113,8 +177,8 @@ def null_text_optimization(
     def null_cond() -> Conditioning:
         return replace(uncond, **{k: v.to(unet_dtype) for k, v in null.items()})
 
-    def eps(x_t: torch.Tensor, t, c: Conditioning) -> torch.Tensor:
-        return sampler.to_eps(model.predict(x_t, t, c, compiled=True), t, x_t)  # (1, C, h, w)
+    def eps(x_t: torch.Tensor, t, c: Conditioning) -> torch.Tensor:  # ε on DDIM, the velocity on a flow
+        return sampler.differentiable_output(model.predict(x_t, t, c, compiled=True), t, x_t)  # (1, C, h, w)
 
     bar = tqdm(total=T, desc=progress_desc(progress, "null-text"), disable=not progress, leave=False)
     for i, t in enumerate(sampler.timesteps):
@@ -129,7 +193,7 @@ def null_text_optimization(
         loss_value, j = float("inf"), 0
         for j in range(num_inner_steps):
             eps_uncond = eps(x_in, t, null_cond()).float()
-            loss = F.mse_loss(sampler.eps_step(guidance.guide(eps_uncond, eps_cond), t, x), target)
+            loss = F.mse_loss(sampler.differentiable_step(guidance.guide(eps_uncond, eps_cond), t, x), target)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -142,7 +206,7 @@ def null_text_optimization(
         losses.append(loss_value)
         with torch.no_grad():
             eps_uncond = eps(x_in, t, null_cond()).float()
-            x = sampler.eps_step(guidance.guide(eps_uncond, eps_cond), t, x)
+            x = sampler.differentiable_step(guidance.guide(eps_uncond, eps_cond), t, x)
         bar.update(1)
         bar.set_postfix(loss=f"{loss_value:.2e}", iters=j + 1)
         if on_step is not None:
@@ -173,7 +237,7 @@ class Inversion(Start):
     """An inverted image, reusable for many edits: a start of the runner (``edit(model, spec, start=inv)``).
 
     Attributes:
-        method: one of ``null-text``, ``negative-prompt``, ``direct``, ``ddim``.
+        method: one of :data:`METHODS`.
         prompt: the source prompt (caption) the image was inverted under.
         latents: pivot trajectory (T+1, C, h, w), index 0 = z*_0 … T = z*_T.
         null_embeddings: (T, L, D) per-step null token embeddings (null-text), else None.
@@ -229,15 +293,17 @@ class Inversion(Start):
                     for i in range(emb.shape[0])]
         if self.method == "negative-prompt":
             return rows(model.encode([self.prompt], size=size))
-        return None  # direct and DDIM: the model's own
+        return None  # the others: the model's own
 
     def prepare(self, model, *, prompts, num_inference_steps, size, edit_null=None) -> Prepared:
         self.check_compatible(model)
+        inversion_solver(model.make_sampler(), self.method)  # a flow's inversion on DDIM, or the reverse
         if self.method in NEEDS_CLASSIFIER_FREE:
             require_classifier_free(model.make_guidance(self.guidance_scale), f"an edit of a {self.method} inversion")
         return Prepared(self.latents[-1:].to(model.device, model.dtype),
                         uncond=self.null_conditioning(model, len(prompts), edit_null or "all"),
-                        controller=PivotSource(self.latents) if self.method == "direct" else None)
+                        controller=PivotSource(self.latents) if self.method in EXACT else None,
+                        solver=SAMPLES_WITH.get(self.method))
 
     # ------------------------------------------------------------------ as a file
     def metadata(self) -> dict:
@@ -342,7 +408,7 @@ def invert(
     image: np.ndarray,
     prompt: str,
     *,
-    method: str = "null-text",
+    method: str | None = None,
     num_inference_steps: int | None = None,
     guidance_scale: float | None = None,
     num_inner_steps: int = 10,
@@ -362,10 +428,11 @@ def invert(
     shipped SDXL shapes model, 4 scenes, 50 steps: reconstruction 32.07 dB with the tokens alone, 32.98 dB with
     the pooled embedding too, higher on every scene; on tiny random SDXL components the latent error 4.67 → 4.13.
     SDXL's pooled embedding enters every layer through the time embedding, a global correction the token
-    embeddings cannot make).
+    embeddings cannot make). ``method``: one of :data:`METHODS` that the model's sampler runs
+    (:func:`inversion_solver`); None: :func:`default_method`.
     """
-    if method not in METHODS:
-        raise ParameterError(f"inversion method must be one of {', '.join(METHODS)}, got {method!r}")
+    method = default_method(model) if method is None else method
+    solver = inversion_solver(model.make_sampler(), method)
     _check_prompt("the image's caption (prompt)", prompt)
     lr = check_real("lr", lr, 0.0, low_open=True)
     epsilon = check_real("epsilon", epsilon, 0.0)
@@ -386,8 +453,13 @@ def invert(
     start = time.perf_counter()
     z0 = encode_images(model, image[None].astype(np.float32) / 255.0)
     cond = model.encode([prompt], size=size)
-    pivots = ddim_inversion(model, z0, cond, num_inference_steps=steps, progress=progress)
-    nulls, losses, settings = {}, [], {}
+    if solver == "ddim":
+        pivots = ddim_inversion(model, z0, cond, num_inference_steps=steps, progress=progress)
+        settings = {}
+    else:
+        pivots = flow_inversion(model, z0, cond, num_inference_steps=steps, solver=solver, progress=progress)
+        settings = {"solver": solver, "samples_with": SAMPLES_WITH.get(method, model.make_sampler().solvers[0])}
+    nulls, losses = {}, []
     if method == "null-text":
         pooled = model.family_entry.pooled and (optimize_pooled is None or bool(optimize_pooled))
         # ∅ starts as the paper's ψ(""), the empty prompt's encoding, also where the checkpoint's unconditional
@@ -399,7 +471,7 @@ def invert(
                                                    guidance_scale=w, num_inner_steps=num_inner_steps, lr=lr,
                                                    epsilon=epsilon, optimize_pooled=pooled, progress=progress,
                                                    on_step=on_step)
-        settings = {"num_inner_steps": num_inner_steps, "lr": lr, "epsilon": epsilon, "optimize_pooled": pooled}
+        settings.update(num_inner_steps=num_inner_steps, lr=lr, epsilon=epsilon, optimize_pooled=pooled)
     # contiguous: the VAE can hand back channels-last latents, and convolutions round differently on the two
     # layouts, so the in-memory inversion must be the one its file loads back
     cpu = {k: v.float().cpu().contiguous() for k, v in nulls.items()}

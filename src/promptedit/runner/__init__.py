@@ -18,11 +18,11 @@ The package: :mod:`.checks`, :mod:`.latents`, :mod:`.starts`, :mod:`.loop` (what
 from .checks import available_memory, check_negative_prompt, check_sampling, check_seed, check_size, make_generator, MAX_SIZE_FACTOR
 from .latents import decode_latents, encode_images, scale_latents, to_uint8, unscale_latents
 from .starts import NoisedImage, Prepared, SeedStart, Start
-from .loop import RunOutput, Sampling, denoise, progress_desc, resolve_sampling, run, StepCallback
+from .loop import RunOutput, Sampling, denoise, guided_output, progress_desc, resolve_sampling, run, StepCallback
 
 __all__ = [
     "MAX_SIZE_FACTOR", "NoisedImage", "Prepared", "RunOutput", "Sampling", "SeedStart", "Start",
     "StepCallback", "available_memory", "check_negative_prompt", "check_sampling", "check_seed", "check_size",
-    "decode_latents", "denoise", "encode_images", "make_generator", "progress_desc", "resolve_sampling",
+    "decode_latents", "denoise", "encode_images", "guided_output", "make_generator", "progress_desc", "resolve_sampling",
     "run", "scale_latents", "to_uint8", "unscale_latents",
 ]

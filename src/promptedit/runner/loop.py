@@ -37,6 +37,7 @@ def denoise(
     progress: bool | str = True,
     start_step: int = 0,
     end_step: int | None = None,
+    solver: str | None = None,
 ) -> torch.Tensor:
     """Run the sampling loop from ``latents`` for a batch of branches sharing one layout, with the model's sampler
     (:meth:`make_sampler`) and guidance (:meth:`make_guidance`).
@@ -53,6 +54,9 @@ def denoise(
         start_step: skip the first steps of the schedule (SDEdit-style partial denoising); controllers count
             steps from there.
         end_step: stop before this step (returns the partly denoised latents).
+        solver: step with this ODE solver of the sampler's (:attr:`~promptedit.samplers.base.Sampler.solvers`;
+            RF-Solver's or FireFlow's on a flow, which evaluate the model at mid-points too); None: the sampler's
+            own step.
 
     Returns the latents after the last step, x_0 (n, C, h, w) unless ``end_step`` stops earlier.
     """
@@ -75,6 +79,10 @@ def denoise(
     # 2. Set timesteps
     sampler = model.make_sampler(latents.shape[-2:])
     sampler.set_steps(num_inference_steps, device=model.device)
+    if solver is not None and solver not in sampler.solvers:
+        raise ParameterError(f"the {sampler.name} sampler does not step with {solver} (its solvers: "
+                             f"{', '.join(sampler.solvers)})")
+    reused = None  # the velocity a solver's next step reuses (FireFlow's mid-point velocity)
     timesteps = sampler.timesteps[start_step:end_step]
     if start_step == 0:
         latents = latents * sampler.init_noise_sigma
@@ -103,18 +111,35 @@ def denoise(
                 features.begin_step(i)
             # 4a. The model on the guidance's branches, (branches · n, C, h, w), combined to (n, C, h, w)
             context = contexts[i if per_step else 0]
-            model_input = guidance.batch(latents)
-            out = model.predict(sampler.scale_model_input(model_input, t), t, context, compiled=uncontrolled,
-                                **guidance.predict_kwargs())
-            noise_pred = guidance.combine(out)
-            # 4b. Sampler step x_t -> x_{t-1}
-            latents = sampler.step(noise_pred, t, latents)
+            if solver is None:
+                noise_pred = guided_output(model, sampler, guidance, latents, t, context, compiled=uncontrolled)
+                # 4b. Sampler step x_t -> x_{t-1}
+                latents = sampler.step(noise_pred, t, latents)
+            else:  # 4a–b with a solver that evaluates the model again within the step (its mid-points)
+                evaluations = []
+
+                def velocity(x, t_at, context=context):
+                    evaluations.append(guided_output(model, sampler, guidance, x, t_at, context, compiled=uncontrolled))
+                    return evaluations[-1]
+
+                latents, reused = sampler.solve_step(solver, velocity, t, latents, reused)
+                noise_pred = evaluations[-1] if evaluations else reused
             # 4c. Controller's step callback (local blend, pivots, masks)
             if controller is not None:
                 latents = controller.step_callback(latents)
             if callback is not None:
                 callback({"step": i, "t": t, "x_t": latents, "noise_pred": noise_pred})
     return latents
+
+
+def guided_output(model, sampler, guidance, x: torch.Tensor, t, context: Conditioning, *,
+                  compiled: bool = False) -> torch.Tensor:
+    """The guided model output at x (n, C, h, w) and timestep ``t``: the guidance's branches batched
+    ((branches · n, C, h, w), ``context`` their conditioning: ``guidance.conditioning(cond, uncond)``), one
+    backbone call, combined to (n, C, h, w)."""
+    out = model.predict(sampler.scale_model_input(guidance.batch(x), t), t, context, compiled=compiled,
+                        **guidance.predict_kwargs())
+    return guidance.combine(out)
 
 
 @dataclass
@@ -218,7 +243,7 @@ def run(
                       guidance_scale=sampling.guidance_scale,
                       uncond=prepared.uncond if negative is None else negative, controller=ctrl,
                       features=features, callback=callback, progress=progress, start_step=prepared.start_step,
-                      end_step=end_step)
+                      end_step=end_step, solver=prepared.solver)
     t3 = time.perf_counter()
     images = to_uint8(decode_latents(model, latents)) if decode else None
     t4 = time.perf_counter()

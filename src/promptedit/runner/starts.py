@@ -25,6 +25,8 @@ class Prepared:
         uncond: the unconditional conditioning: n rows, or one such per step (null-text); None: the model's.
         controller: a controller the start needs (direct inversion's pivot), run before the caller's.
         extras: what the start computed that callers use (e.g. a noised image's per-step sources).
+        solver: the sampler's ODE solver the run steps with (an RF-Solver or FireFlow inversion's own); None: the
+            sampler's step.
     """
 
     x: torch.Tensor
@@ -32,6 +34,7 @@ class Prepared:
     uncond: Conditioning | list[Conditioning] | None = None
     controller: AttentionControl | None = None
     extras: dict = field(default_factory=dict)
+    solver: str | None = None
 
 
 class Start:

@@ -35,6 +35,8 @@ class Sampler(ABC):
     init_noise_sigma: float = 1.0
     #: diffusers' scheduler the sampler steps with, what diffusers' pipelines over the model's components take
     scheduler = None
+    #: the ODE solvers this sampler steps with, its own step first (what inversions and edits may ask of it)
+    solvers: tuple[str, ...] = ()
 
     def __init__(self):
         self.timesteps: torch.Tensor | None = None  # (num_steps,), noisiest first
@@ -68,6 +70,15 @@ class Sampler(ABC):
     @abstractmethod
     def eps_step(self, eps: torch.Tensor, t, x: torch.Tensor) -> torch.Tensor:
         """One sampling step x_t → x_{t−1} from ε, differentiable (null-text optimises through it)."""
+
+    def differentiable_output(self, model_output: torch.Tensor, t, x: torch.Tensor) -> torch.Tensor:
+        """What :meth:`differentiable_step` takes, from the model's output at x_t and ``t``: ε here."""
+        return self.to_eps(model_output, t, x)
+
+    def differentiable_step(self, output: torch.Tensor, t, x: torch.Tensor) -> torch.Tensor:
+        """One sampling step x_t → x_{t−1} from :meth:`differentiable_output` (guided), differentiable (null-text
+        optimises through it): :meth:`eps_step` here."""
+        return self.eps_step(output, t, x)
 
     @abstractmethod
     def noise_to(self, x0: torch.Tensor, noise: torch.Tensor, step: int, *, after: bool = False) -> torch.Tensor:

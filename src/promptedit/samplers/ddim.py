@@ -56,6 +56,7 @@ class DDIMSampler(Sampler):
     gives no usable schedule (fewer than 2 timesteps, noise levels outside (0, 1])."""
 
     name = "DDIM"
+    solvers = ("ddim",)
 
     def __init__(self, config: dict):
         from diffusers import DDIMScheduler

@@ -130,6 +130,69 @@ def velocity_from_eps(eps: torch.Tensor, x: torch.Tensor, sigma: torch.Tensor) -
     return (eps - x) / (1 - sigma)
 
 
+# ----------------------------------------------------------------------------- ODE solvers (sampling and inversion)
+
+#: the solvers of the flow ODE this module steps with, either way along a schedule: Euler; RF-Solver's second-order
+#: step (2 evaluations per step); FireFlow's mid-point step with the mid-point velocity reused (1 per step after
+#: the first); Uni-Inv's predictor–corrector (1 per step after the first; an inversion, whose sampling is Euler's)
+FLOW_SOLVERS = ("euler", "rf-solver", "fireflow", "uni-inv")
+
+
+def mid_sigma(sigma: torch.Tensor, sigma_to: torch.Tensor) -> torch.Tensor:
+    """The level half-way through a step, σ + (σ_to − σ)/2 (RF-Solver's and FireFlow's mid-point time)."""
+    return sigma + (sigma_to - sigma) / 2
+
+
+def rf_solver_step(v: torch.Tensor, v_mid: torch.Tensor, x: torch.Tensor, sigma: torch.Tensor,
+                   sigma_to: torch.Tensor) -> torch.Tensor:
+    """RF-Solver's second-order step (Wang et al. 2024, "Taming Rectified Flow", Alg. 1): the Taylor expansion
+    x + h·v + ½h²·v′, h = σ_to − σ, with v′ = (v_mid − v)/(h/2) from the velocity at the Euler mid-point."""
+    h = sigma_to - sigma
+    derivative = (v_mid - v) / (h / 2)
+    return (x.to(torch.float32) + h * v + 0.5 * h**2 * derivative).to(v.dtype)
+
+
+def solver_step(velocity, x: torch.Tensor, sigma: torch.Tensor, sigma_to: torch.Tensor, solver: str = "euler",
+                reused: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """One step of ``solver`` (:data:`FLOW_SOLVERS`) from σ to σ_to, down (sampling) or up (inversion);
+    ``velocity(x, σ)`` → v. Returns x at σ_to and the velocity the next step reuses (FireFlow, Uni-Inv; else None);
+    ``reused``: the previous step's (None: evaluated here).
+
+    * euler: x + h·v(x, σ) (:func:`euler_step`);
+    * rf-solver: :func:`rf_solver_step` with v_mid = v(x + (h/2)·v, σ + h/2);
+    * fireflow (Deng et al. 2025, "FireFlow", Alg. 1): x + h·v_mid, the mid-point method with v(x, σ) replaced by
+      the previous step's v_mid, so one evaluation per step;
+    * uni-inv (Jiao et al. 2025, "UniEdit-Flow", Uni-Inv): x + h·v(x̂, σ_to) at the Euler prediction x̂ = x + h·v,
+      v being the previous step's v(x̂, σ) — the velocity Euler sampling back from σ_to will take.
+    """
+    if solver not in FLOW_SOLVERS:
+        raise ParameterError(f"solver must be one of {', '.join(FLOW_SOLVERS)}, got {solver!r}")
+    if solver == "euler":
+        return euler_step(velocity(x, sigma), x, sigma, sigma_to), None
+    v = velocity(x, sigma) if reused is None else reused
+    if solver == "uni-inv":
+        v_next = velocity(euler_step(v, x, sigma, sigma_to), sigma_to)
+        return euler_step(v_next, x, sigma, sigma_to), v_next
+    mid = mid_sigma(sigma, sigma_to)
+    v_mid = velocity(euler_step(v, x, sigma, mid), mid)
+    if solver == "rf-solver":
+        return rf_solver_step(v, v_mid, x, sigma, sigma_to), None
+    return euler_step(v_mid, x, sigma, sigma_to), v_mid
+
+
+def integrate(velocity, x: torch.Tensor, sigmas: torch.Tensor, solver: str = "euler",
+              on_step=None) -> torch.Tensor:
+    """x carried through the levels ``sigmas`` (S,) by ``solver`` (:func:`solver_step`), rising (inversion) or
+    falling (sampling): the states (S, ...) at each level, index 0 = x; ``on_step(i)`` after each step."""
+    states, reused = [x], None
+    for i in range(len(sigmas) - 1):
+        x, reused = solver_step(velocity, x, sigmas[i], sigmas[i + 1], solver, reused)
+        states.append(x)
+        if on_step is not None:
+            on_step(i)
+    return torch.stack(states)
+
+
 class FlowMatchEulerSampler(Sampler):
     """Euler sampling of a rectified flow over a checkpoint's ``FlowMatchEulerDiscreteScheduler`` schedule.
 
@@ -143,6 +206,7 @@ class FlowMatchEulerSampler(Sampler):
 
     name = "flow-match-euler"
     init_noise_sigma = 1.0
+    solvers = FLOW_SOLVERS
 
     def __init__(self, config: dict, *, spacing: str = "scheduler", image_seq_len: int | None = None):
         from diffusers import FlowMatchEulerDiscreteScheduler
@@ -226,10 +290,30 @@ class FlowMatchEulerSampler(Sampler):
         """σ at timestep ``t`` (``after``: the next step's, 0 after the last), a float32 scalar tensor."""
         return self.sigmas[self.index(t) + after]
 
+    def timestep(self, sigma: torch.Tensor) -> torch.Tensor:
+        """The model's timestep at level σ, σ·num_train_timesteps (at a step's σ: that step's timestep, bit for bit)."""
+        return sigma * self.num_train_timesteps
+
     def step(self, model_output: torch.Tensor, t, x: torch.Tensor) -> torch.Tensor:
         """x_σ → x_{σ_next} (:func:`euler_step`), bit for bit diffusers' ``FlowMatchEulerDiscreteScheduler.step``."""
         i = self.index(t)
         return euler_step(model_output, x, self.sigmas[i], self.sigmas[i + 1])
+
+    def solve_step(self, solver: str, guided, t, x: torch.Tensor, reused: torch.Tensor | None = None
+                   ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """One sampling step from timestep ``t`` with ``solver`` (:func:`solver_step`); ``guided(x, t)`` → the
+        guided velocity at any timestep (the mid-points' are not on the schedule)."""
+        i = self.index(t)
+        return solver_step(lambda x_, sigma: guided(x_, self.timestep(sigma)), x, self.sigmas[i], self.sigmas[i + 1],
+                           solver, reused)
+
+    def differentiable_output(self, model_output: torch.Tensor, t, x: torch.Tensor) -> torch.Tensor:
+        """The velocity itself: null-text optimises through the Euler step (ε gives no velocity at σ = 1)."""
+        return model_output
+
+    def differentiable_step(self, output: torch.Tensor, t, x: torch.Tensor) -> torch.Tensor:
+        """The Euler step (:meth:`step`, differentiable) from the guided velocity."""
+        return self.step(output, t, x)
 
     def inverse_step(self, model_output: torch.Tensor, t, x: torch.Tensor) -> torch.Tensor:
         """x_{σ_next} → x_σ (:func:`euler_step` upwards), the velocity taken at x_{σ_next}: plain Euler inversion."""
