@@ -51,6 +51,17 @@ def family_model(request):
 
 
 @pytest.fixture(scope="session")
+def flux_model():
+    """The tiny random-weight FLUX.1 model (classifier-free guided, as FLUX.1-schnell), shared with
+    ``family_model``'s."""
+    from promptedit.testing import TINY_MODELS
+
+    if "flux" not in _FAMILY_MODELS:
+        _FAMILY_MODELS["flux"] = TINY_MODELS["flux"](0)
+    return _FAMILY_MODELS["flux"]
+
+
+@pytest.fixture(scope="session")
 def tokenizer(tiny_model):
     return tiny_model.tokenizer
 

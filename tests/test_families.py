@@ -110,10 +110,17 @@ def test_cross_attention_sites_exist_and_the_store_records_maps_at_each_grid(fam
         torch.testing.assert_close(maps.sum(-1), torch.ones(maps.shape[:3]), rtol=0, atol=1e-4)
 
 
-@pytest.mark.parametrize("method", ["null-text", "negative-prompt", "direct", "ddim"])
+@pytest.mark.parametrize("method", ["null-text", "negative-prompt", "direct", "ddim", "euler", "rf-solver", "fireflow",
+                                    "uni-inv", "exact"])
 def test_every_inversion_method_runs_and_its_edit_retraces_the_reconstruction(family_model, image, method):
-    from promptedit.methods.inversion import invert, reconstruct
+    """Each method the family's sampler runs (DDIM's or the flow's); the others are refused in one line."""
+    from promptedit.errors import ParameterError
+    from promptedit.methods.inversion import invert, reconstruct, sampler_methods
 
+    if method not in sampler_methods(family_model.make_sampler()):
+        with pytest.raises(ParameterError, match=f"^inversion method {method} does not run on this model's"):
+            invert(family_model, image, SRC, method=method, num_inference_steps=2, progress=False)
+        return
     inv = invert(family_model, image, SRC, method=method, num_inference_steps=2, num_inner_steps=1, progress=False)
     res = edit(family_model, EditSpec(SRC, (TGT,)), start=inv, progress=False)
     assert res.images.shape == (2, 32, 32, 3) and res.method == method

@@ -386,3 +386,61 @@ def test_ddim_models_refuse_the_flow_methods_and_flow_models_refuse_ddims_in_one
     inv.settings = {"solver": "fireflow"}
     back = Inversion.from_bytes(inv.to_bytes())
     assert back.method == "fireflow" and back.settings == {"solver": "fireflow"} and torch.equal(back.latents, inv.latents)
+
+
+# ----------------------------------------------------------------------------- on the tiny random FLUX.1 model
+
+
+def flux_error(model, inv, image):
+    from promptedit.runner import encode_images
+
+    z0 = encode_images(model, image[None].astype(np.float32) / 255)
+    return float((final_latents(model, inv) - z0).abs().max())
+
+
+def test_flux_euler_inversion_reconstructs_closer_as_steps_grow_and_second_order_closer_still(flux_model, image):
+    errors = {(method, steps): flux_error(flux_model, invert(flux_model, image, PROMPT, method=method,
+                                                             num_inference_steps=steps, guidance_scale=1.0,
+                                                             progress=False), image)
+              for method, steps in (("euler", 4), ("euler", 8), ("rf-solver", 4), ("fireflow", 4))}
+    # measured: euler 0.77 at 4 steps, 0.47 at 8; rf-solver 0.23 and fireflow 0.29 at 4
+    assert errors["euler", 8] < errors["euler", 4] * 0.75, errors
+    assert errors["rf-solver", 4] < errors["euler", 4] / 2 and errors["fireflow", 4] < errors["euler", 4] / 2, errors
+
+
+def test_flux_exact_inversion_reconstructs_exactly_and_edits_beside_it(flux_model, image):
+    inv = invert(flux_model, image, PROMPT, method="exact", num_inference_steps=3, progress=False)
+    assert flux_error(flux_model, inv, image) == 0.0  # Euler alone errs by 0.77 at 4 steps
+    res = edit(flux_model, EditSpec(PROMPT, ("a photo of a dog",)), start=inv, progress=False)
+    rec = reconstruct(flux_model, inv, progress=False)
+    assert torch.equal(res.final_latents[0], rec.final_latents[0]) and not torch.equal(res.final_latents[1],
+                                                                                         rec.final_latents[0])
+
+
+def test_flux_inversions_save_load_and_edit_with_their_solver(flux_model, image, monkeypatch):
+    from promptedit.runner import loop
+
+    inv = invert(flux_model, image, PROMPT, method="fireflow", num_inference_steps=3, guidance_scale=1.0,
+                 progress=False)
+    assert inv.settings == {"solver": "fireflow", "samples_with": "fireflow"}
+    back = Inversion.from_bytes(inv.to_bytes())
+    assert back.method == "fireflow" and torch.equal(back.latents, inv.latents)
+    solvers = []
+    denoise = loop.denoise
+    monkeypatch.setattr(loop, "denoise", lambda *a, **k: solvers.append(k["solver"]) or denoise(*a, **k))
+    assert torch.equal(final_latents(flux_model, back), final_latents(flux_model, inv)) and solvers == ["fireflow"] * 2
+
+
+def test_null_text_runs_on_classifier_free_flux_and_is_refused_on_guidance_distilled_flux(flux_model, image):
+    from promptedit.errors import ParameterError
+    from promptedit.testing import tiny_flux_model
+
+    inv = invert(flux_model, image, PROMPT, method="null-text", num_inference_steps=2, guidance_scale=3.0,
+                 num_inner_steps=2, progress=False)
+    assert inv.null_embeddings.shape[0] == 2 and inv.settings["solver"] == "euler"
+    assert np.isfinite(flux_error(flux_model, inv, image))
+    dev = tiny_flux_model(0, guidance_embeds=True)
+    for method in ("null-text", "negative-prompt"):
+        with pytest.raises(ParameterError, match=f"^{method} inversion needs classifier-free guidance .* embedded$"):
+            invert(dev, image, PROMPT, method=method, num_inference_steps=2, progress=False)
+    assert invert(dev, image, PROMPT, num_inference_steps=2, progress=False).method == "euler"  # the flow's default

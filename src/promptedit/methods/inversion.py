@@ -73,6 +73,11 @@ class InversionError(PromptEditError):
 # ----------------------------------------------------------------------------- methods
 
 
+def sampler_methods(sampler) -> list[str]:
+    """The inversion methods that run on ``sampler`` (those whose solver it has, :data:`INVERTS_WITH`)."""
+    return [m for m in METHODS if (INVERTS_WITH[m] or sampler.solvers[0]) in sampler.solvers]
+
+
 def inversion_solver(sampler, method: str) -> str:
     """The solver ``method`` inverts with on ``sampler`` (:data:`INVERTS_WITH`); a one-line ParameterError naming
     the methods the sampler runs when it lacks that solver (DDIM's methods on a flow model, or a flow's on DDIM)."""
@@ -80,9 +85,8 @@ def inversion_solver(sampler, method: str) -> str:
         raise ParameterError(f"inversion method must be one of {', '.join(METHODS)}, got {method!r}")
     solver = INVERTS_WITH[method] or sampler.solvers[0]
     if solver not in sampler.solvers:
-        runs = [m for m in METHODS if (INVERTS_WITH[m] or sampler.solvers[0]) in sampler.solvers]
         raise ParameterError(f"inversion method {method} does not run on this model's {sampler.name} sampler "
-                             f"(it inverts with {solver}); its methods: {', '.join(runs)}")
+                             f"(it inverts with {solver}); its methods: {', '.join(sampler_methods(sampler))}")
     return solver
 
 
