@@ -100,25 +100,26 @@ def default_method(model: DiffusionModel) -> str:
 @torch.no_grad()
 def flow_inversion(model: DiffusionModel, z0: torch.Tensor, cond: Conditioning, *, num_inference_steps: int = 28,
                    solver: str = "euler", guidance_scale: float = 1.0, uncond: Conditioning | None = None,
-                   progress: bool | str = True) -> torch.Tensor:
+                   stop: int | None = None, progress: bool | str = True) -> torch.Tensor:
     """Inversion of a flow model's ODE under ``cond`` (one row) at ``guidance_scale`` (1: the conditional velocity
     alone, as RF-Solver, FireFlow and UniEdit-Flow invert; ``uncond`` where the guidance needs it) with ``solver``
     (:func:`~promptedit.samplers.flow.solver_step`), up the sampler's schedule from σ = 0, each step taking the
     velocity at its lower level (RF-Inversion's and FlowEdit's plain Euler inversion): the trajectory
-    (T+1, C, h, w), index 0 = z0 (the image) … index T = x at the schedule's first level."""
+    (T+1, C, h, w), index 0 = z0 (the image) … index T = x at the schedule's first level; ``stop``: after that many
+    steps (UniEdit-Flow's α·T), the trajectory (stop + 1, C, h, w) ending at the level of sampling step T − stop."""
     sampler = model.make_sampler(z0.shape[-2:])
     sampler.set_steps(num_inference_steps, device=z0.device)
     if solver not in sampler.solvers or not hasattr(sampler, "solve_step"):
         raise ParameterError(f"flow inversion needs a flow-matching sampler; this model's is {sampler.name}")
     guidance = model.make_guidance(guidance_scale)
     context = guidance.conditioning(cond, uncond)
-    bar = tqdm(total=num_inference_steps, desc=progress_desc(progress, f"{solver} inversion"), disable=not progress,
-               leave=False)
+    stop = num_inference_steps if stop is None else stop
+    bar = tqdm(total=stop, desc=progress_desc(progress, f"{solver} inversion"), disable=not progress, leave=False)
 
     def velocity(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:  # (1, C, h, w)
         return guided_output(model, sampler, guidance, x, sampler.timestep(sigma), context, compiled=True)
 
-    trajectory = integrate(velocity, z0, sampler.sigmas.flip(0), solver, on_step=lambda i: bar.update(1))
+    trajectory = integrate(velocity, z0, sampler.sigmas.flip(0)[: stop + 1], solver, on_step=lambda i: bar.update(1))
     bar.close()
     return trajectory[:, 0]  # (T+1, C, h, w)
 

@@ -10,7 +10,8 @@ import torch
 
 from ..runner import Sampling
 
-__all__ = ["AttentionResult", "EditResult", "GenerationResult", "MaskEditResult", "ReconstructionResult", "Result"]
+__all__ = ["AttentionResult", "EditResult", "GenerationResult", "MaskEditResult", "ReconstructionResult", "Result",
+           "VelocityEditResult"]
 
 
 @dataclass
@@ -134,3 +135,16 @@ class MaskEditResult(Result):
     soft_mask: np.ndarray | None = None
     words: dict | None = None
     notes: list[str] = field(default_factory=list)
+
+
+@dataclass(kw_only=True)
+class VelocityEditResult(Result):
+    """A velocity edit's of a flow model (:mod:`promptedit.methods.velocityedit`: FlowEdit, UniEdit-Flow):
+    ``images`` (the input, the edit), ``prompts`` (source, target).
+
+    Attributes:
+        settings: the method's own parameters; velocity_mask: UniEdit-Flow's last mask (h, w) in [0, 1], else None.
+    """
+
+    settings: dict
+    velocity_mask: np.ndarray | None = None

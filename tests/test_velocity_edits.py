@@ -1,0 +1,121 @@
+"""Velocity edits of flow models (FlowEdit, UniEdit-Flow): their equations on the exact velocity of Gaussian data
+(tests/helpers.GaussianFlowModel), and the methods on the tiny random FLUX.1 model."""
+
+import numpy as np
+import pytest
+import torch
+
+from promptedit.errors import ParameterError
+from promptedit.methods.velocityedit import (flowedit, flowedit_latents, flowedit_pair, uniedit, uniedit_mask,
+                                             uniedit_velocity)
+from promptedit.samplers import FlowMatchEulerSampler
+
+pytestmark = pytest.mark.integration
+
+SRC, TGT = "a photo of a cat", "a photo of a dog"
+
+
+@pytest.fixture(scope="module")
+def image():
+    img = np.full((32, 32, 3), 200, np.uint8)
+    img[8:24, 8:24] = (40, 90, 160)
+    return img
+
+
+def one_line(excinfo) -> str:
+    assert "\n" not in str(excinfo.value) and isinstance(excinfo.value, ValueError)
+    return str(excinfo.value)
+
+
+def test_flowedit_moves_gaussian_data_from_the_source_mean_to_the_targets_exactly():
+    """For data N(μ, s²) the edit's ODE is dD/dσ = a(σ)·D − (1 + a(σ)(1 − σ))·Δμ, D = Z^FE − X^src, whose solution
+    from σ = 1 is D = (1 − σ)·Δμ (Euler follows it exactly): FlowEdit maps the source's distribution onto the
+    target's by the shift Δμ = μ_tar − μ_src, whatever the noise draws."""
+    from helpers import GaussianFlowModel
+
+    model = GaussianFlowModel()
+    x_src = torch.randn(1, 4, 4, 4, generator=torch.Generator().manual_seed(0))
+    sampler = FlowMatchEulerSampler(model.config)
+    sampler.set_steps(6)
+    assert float(sampler.sigmas[0]) == 1.0
+
+    def v(mu):
+        return lambda x, t: model.predict(x, t, model.cond(mu))
+
+    out = flowedit_latents(v(0.5), v(-1.0), x_src, sampler, n_max=6, n_avg=2, generator=torch.Generator().manual_seed(1))
+    torch.testing.assert_close(out, x_src - 1.5, atol=1e-5, rtol=0)
+    same = flowedit_latents(v(0.5), v(0.5), x_src, sampler, n_max=4, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(same, x_src)  # source = target: the velocities' difference is 0, the source comes back exactly
+    # the last n_min steps sample the target from the noisy edit: no longer the edit's exact shift
+    tail = flowedit_latents(v(0.5), v(-1.0), x_src, sampler, n_max=6, n_min=2, generator=torch.Generator().manual_seed(1))
+    assert torch.isfinite(tail).all() and not torch.allclose(tail, x_src - 1.5, atol=1e-3)
+
+
+def test_flowedit_pair_and_uniedits_fusion_are_the_papers_equations():
+    x_src, z_edit, noise = (torch.randn(1, 4, 4, 4, generator=torch.Generator().manual_seed(s)) for s in (2, 3, 4))
+    z_src, z_tar = flowedit_pair(x_src, z_edit, noise, torch.tensor(0.3))
+    torch.testing.assert_close(z_src, 0.7 * x_src + 0.3 * noise)
+    torch.testing.assert_close(z_tar, z_edit + z_src - x_src)
+    assert torch.equal(flowedit_pair(x_src, x_src, noise, torch.tensor(0.3))[1], z_src)
+    v_src, v_tar = z_edit, noise
+    delta = torch.zeros(1, 4, 4, 4)
+    delta[..., :2, :2] = 3.0  # the prompts differ in the top-left corner only
+    mask = uniedit_mask(delta)
+    assert mask.shape == (1, 1, 4, 4) and mask[..., :2, :2].eq(1).all() and mask.sum() == 4
+    assert uniedit_mask(delta[..., 1:, 1:], patch=3).shape == (1, 1, 3, 3) and uniedit_mask(torch.zeros(1, 4, 4, 4)).eq(0).all()
+    m = uniedit_mask(v_tar - v_src)
+    fused = uniedit_velocity(v_src, v_tar, m, 5.0)
+    torch.testing.assert_close(fused, m * v_tar + (1 - m) * v_src + (m + 1) * 5.0 * (v_tar - v_src))
+    assert torch.equal(uniedit_velocity(v_src, v_src, uniedit_mask(v_src - v_src), 5.0), v_src)
+
+
+def test_flowedit_on_flux_returns_the_source_exactly_when_the_target_is_the_source(flux_model, image):
+    same = flowedit(flux_model, image, SRC, SRC, num_inference_steps=4, n_max=3, source_guidance=2.0,
+                    target_guidance=2.0, progress=False)
+    assert torch.equal(same.final_latents, same.latents) and same.method == "flowedit"
+    assert same.images.shape == (2, 32, 32, 3) and (same.images[0] == image).all()
+    edited = flowedit(flux_model, image, SRC, TGT, num_inference_steps=4, n_max=3, progress=False)
+    assert not torch.equal(edited.final_latents, edited.latents)
+    assert flowedit(flux_model, image, SRC, TGT, num_inference_steps=7, n_avg=1, progress=False).settings["n_max"] == 6
+    assert edited.settings == {"n_max": 3, "n_min": 0, "n_avg": 1, "source_guidance": 1.5, "target_guidance": 5.5}
+    again = flowedit(flux_model, image, SRC, TGT, num_inference_steps=4, n_max=3, progress=False)
+    assert torch.equal(again.final_latents, edited.final_latents)  # the seed's noise reproduces
+
+
+def test_uniedit_on_flux_reconstructs_when_the_target_is_the_source_and_edits_otherwise(flux_model, image):
+    from promptedit.methods.inversion import flow_inversion
+    from promptedit.runner import denoise, encode_images
+
+    same = uniedit(flux_model, image, SRC, SRC, num_inference_steps=5, alpha=0.6, progress=False)
+    assert same.settings["edit_steps"] == 3 and same.velocity_mask.shape == same.latents.shape[-2:]
+    # Uni-Inv for 3 of 5 steps under the empty prompt, then Euler back under the source prompt: nothing fused in
+    z0 = encode_images(flux_model, image[None].astype(np.float32) / 255)
+    start = flow_inversion(flux_model, z0, flux_model.encode([""], size=(32, 32)), num_inference_steps=5,
+                           solver="uni-inv", stop=3, progress=False)[-1:]
+    assert torch.equal(start, same.latents)
+    plain = denoise(flux_model, flux_model.encode([SRC], size=(32, 32)), start, num_inference_steps=5,
+                    guidance_scale=1.0, start_step=2, progress=False)
+    torch.testing.assert_close(same.final_latents, plain, atol=1e-5, rtol=0)
+    edited = uniedit(flux_model, image, SRC, TGT, num_inference_steps=5, progress=False)
+    assert float((edited.final_latents - same.final_latents).abs().max()) > 1e-3
+    assert edited.velocity_mask.min() == 0 and edited.velocity_mask.max() == 1
+
+
+def test_velocity_edits_refuse_ddim_models_and_bad_parameters_in_one_line(tiny_model, flux_model, image):
+    for fn, name in ((flowedit, "FlowEdit"), (uniedit, "UniEdit-Flow")):
+        with pytest.raises(ParameterError, match=f"^{name} edits flow-matching models .* samples with DDIM") as e:
+            fn(tiny_model, image, SRC, TGT, num_inference_steps=2, progress=False)
+        one_line(e)
+    for kw, match in ((dict(n_max=5), "n_max must be in"), (dict(n_max=2, n_min=3), "n_min must be in"),
+                      (dict(n_avg=0), "n_avg must be in"), (dict(source_guidance=-1), "guidance_scale must be"),
+                      (dict(seed=-1), "seed must be")):
+        with pytest.raises(ParameterError, match=match) as e:
+            flowedit(flux_model, image, SRC, TGT, num_inference_steps=4, **{"n_max": 3, **kw}, progress=False)
+        one_line(e)
+    for kw, match in ((dict(alpha=0), "alpha must be in"), (dict(alpha=1.5), "alpha must be in"),
+                      (dict(omega=float("nan")), "omega must be a finite"), (dict(mask_patch=3), "mask_patch 3")):
+        with pytest.raises(ParameterError, match=match) as e:
+            uniedit(flux_model, image, SRC, TGT, num_inference_steps=4, **kw, progress=False)
+        one_line(e)
+    with pytest.raises(ParameterError, match="must be \\(H, W, 3\\) uint8"):
+        flowedit(flux_model, image.astype(np.float32), SRC, TGT, progress=False)
