@@ -187,3 +187,29 @@ def test_sampling_options_are_taken_out_of_a_front_ends_options():
     options = {"steps": 4, "seed": 2, "mode": "refine", "threshold": 0.3}
     assert SamplingOptions.take(options) == SamplingOptions(steps=4, seed=2)
     assert options == {"mode": "refine", "threshold": 0.3}
+
+
+def test_flow_edit_request_refuses_what_its_method_does_not_take():
+    from promptedit.requests import FlowEditRequest, FlowOptions
+
+    assert FlowEditRequest(IMAGE, "a", "b").method == "flowedit"
+    assert FlowOptions(n_max=3, alpha=0.5).given() == {"n_max": 3, "alpha": 0.5}
+    cases = [
+        (dict(method="flow"), "flow-edit method must be one of flowedit, uniedit"),
+        (dict(options=FlowOptions(alpha=0.5)), "alpha is not used by flowedit"),
+        (dict(method="uniedit", options=FlowOptions(n_max=3, n_avg=2)), "n_max, n_avg are not used by uniedit"),
+        (dict(method="uniedit", sampling=SamplingOptions(seed=1)), "a seed is not used by uniedit"),
+        (dict(sampling=SamplingOptions(negative_prompt="x")), "flowedit takes no negative prompt"),
+        (dict(options={"n_max": 3}), "options must be FlowOptions"),
+        (dict(image=IMAGE[..., 0]), "the image to edit must be an \\(H, W, 3\\) uint8 array"),
+    ]
+    for kwargs, words in cases:
+        with pytest.raises(ParameterError, match=words) as e:
+            FlowEditRequest(**{"image": IMAGE, "source": "a", "target": "b", **kwargs})
+        one_line(e)
+    for kwargs, words in ((dict(n_max=0), "n-max must be at least 1"), (dict(n_min=-1), "n-min must be at least 0"),
+                          (dict(alpha=0), "alpha must be in \\(0, 1\\]"), (dict(omega=float("inf")), "omega must be a "
+                                                                                               "finite number")):
+        with pytest.raises(ParameterError, match=words) as e:
+            FlowOptions(**kwargs)
+        one_line(e)

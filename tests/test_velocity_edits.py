@@ -119,3 +119,76 @@ def test_velocity_edits_refuse_ddim_models_and_bad_parameters_in_one_line(tiny_m
         one_line(e)
     with pytest.raises(ParameterError, match="must be \\(H, W, 3\\) uint8"):
         flowedit(flux_model, image.astype(np.float32), SRC, TGT, progress=False)
+
+
+# ----------------------------------------------------------------------------- the CLI on a tiny FLUX.1 folder
+
+
+@pytest.fixture(scope="module")
+def flux_dir(flux_model, tmp_path_factory):
+    from promptedit.testing import save_model
+
+    return save_model(flux_model, tmp_path_factory.mktemp("models") / "flux")
+
+
+@pytest.fixture(scope="module")
+def photo(image, tmp_path_factory):
+    from PIL import Image
+
+    path = tmp_path_factory.mktemp("photos") / "photo.png"
+    Image.fromarray(image).save(path)
+    return path
+
+
+def test_flow_edit_cli_writes_an_edits_folder_with_either_method(flux_dir, photo, tmp_path, capsys):
+    import json
+
+    from helpers import run
+
+    for method, extra in (("flowedit", ["--n-max", 2, "--source-guidance", 2]), ("uniedit", ["--alpha", 0.5])):
+        out = tmp_path / method
+        code, stdout, err = run(capsys, "flow-edit", photo, "--source", SRC, "--target", TGT, "--method", method,
+                                "--steps", 3, *extra, "--out", out, "--model", flux_dir, "--quiet")
+        assert code == 0, err
+        for name in ("source.png", "edited.png", "grid.png", "result.json"):
+            assert (out / name).is_file(), name
+        rec = json.loads((out / "result.json").read_text())
+        assert rec["method"] == method and rec["num_inference_steps"] == 3 and rec["prompts"] == [SRC, TGT]
+        assert rec["settings"]["n_max" if method == "flowedit" else "alpha"] == (2 if method == "flowedit" else 0.5)
+
+
+def test_flow_inversions_from_the_cli_invert_and_edit_on_flux(flux_dir, photo, tmp_path, capsys):
+    import json
+
+    from helpers import run
+
+    inv = tmp_path / "inv.safetensors"
+    code, stdout, err = run(capsys, "invert", photo, "--prompt", SRC, "--method", "exact", "--steps", 3, "--out", inv,
+                            "--model", flux_dir, "--quiet")
+    assert code == 0, err
+    assert json.loads(inv.with_suffix(".json").read_text())["method"] == "exact"
+    code, _, err = run(capsys, "edit", "--inversion", inv, "--target", TGT, "--out", tmp_path / "e", "--model",
+                       flux_dir, "--quiet")
+    assert code == 0, err
+    assert json.loads((tmp_path / "e" / "result.json").read_text())["inversion"]["method"] == "exact"
+
+
+def test_flow_edit_cli_refuses_bad_input_in_one_line(flux_dir, tiny_model_dir, photo, tmp_path, capsys):
+    from helpers import one_line_error, run
+
+    cases = [
+        (["--method", "uniedit", "--n-max", 3], flux_dir, "--n-max is not used with --method uniedit"),
+        (["--method", "uniedit", "--seed", 1], flux_dir, "--seed is not used with --method uniedit"),
+        (["--alpha", 0.5], flux_dir, "--alpha is not used with --method flowedit"),
+        (["--n-max", 30, "--steps", 4], flux_dir, "n_max must be in [1, 4], got 30"),
+        ([], tiny_model_dir, "FlowEdit edits flow-matching models (FLUX.1, SD3); this model samples with DDIM"),
+        (["--method", "uniedit"], tiny_model_dir, "UniEdit-Flow edits flow-matching models"),
+    ]
+    for argv, model, message in cases:
+        code, _, err = run(capsys, "flow-edit", photo, "--source", SRC, "--target", TGT, "--out", tmp_path / "o",
+                           *argv, "--model", model, "--quiet")
+        assert message in one_line_error(code, err), (argv, err)
+    assert not (tmp_path / "o").exists()
+    code, _, err = run(capsys, "flow-edit", tmp_path / "missing.png", "--source", SRC, "--target", TGT, "--out",
+                       tmp_path / "o", "--model", flux_dir, "--quiet")
+    assert "missing.png" in one_line_error(code, err)

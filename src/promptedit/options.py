@@ -23,6 +23,9 @@ import click
 from .errors import ParameterError
 from .requests import (
     INVERSION_METHODS,
+    VELOCITY_EDIT_METHODS,
+    FlowEditRequest,
+    FlowOptions,
     MAX_SEED,
     EditRequest,
     InstantOptions,
@@ -631,3 +634,89 @@ def read_mask(path, size, fit="crop", *, like=None):
     if not mask.any():
         raise ImageInputError(f"mask {path} is empty (no white pixels)")
     return mask
+
+
+# ----------------------------------------------------------------------------- flow-edit
+
+FLOW_OPTIONS = FlowOptions.FLOWEDIT + FlowOptions.UNIEDIT
+
+
+def flow_edit_options(f):
+    """Every option of ``flow-edit`` but the model's."""
+    options = [
+        click.argument("image"),
+        click.option("--source", required=True, help="The image's caption."),
+        click.option("--target", required=True, help="The edited prompt."),
+        click.option("--out", required=True, metavar="DIR", help="Output folder."),
+        click.option("--method", type=click.Choice(VELOCITY_EDIT_METHODS), default="flowedit", show_default=True,
+                     help="flowedit: FlowEdit (Kulikov et al. 2024), inversion-free, the ODE on the difference of the "
+                          "target's and the source's velocities at re-noised copies of the image; uniedit: "
+                          "UniEdit-Flow (Jiao et al. 2025), Uni-Inv then the two velocities fused by a mask read off "
+                          "their difference."),
+        click.option("--fit", type=click.Choice(["crop", "pad"]), default="crop", show_default=True,
+                     help="How IMAGE is brought to the model's aspect ratio before resizing."),
+        click.option("--n-max", "n_max", type=click.IntRange(min=1), default=None,
+                     help="FlowEdit: the last N_MAX steps run (default: 24 of 28, the paper's FLUX.1 share)."),
+        click.option("--n-min", "n_min", type=click.IntRange(min=0), default=None,
+                     help="FlowEdit: the last N_MIN steps sample the target plainly (default 0)."),
+        click.option("--n-avg", "n_avg", type=click.IntRange(min=1), default=None,
+                     help="FlowEdit: noise draws averaged per step (default 1)."),
+        click.option("--source-guidance", type=FiniteRange(0), default=None,
+                     help="FlowEdit: the source velocity's guidance (default 1.5; --guidance is the target's, "
+                          "default 5.5; the paper's SD3 settings: 3.5 and 13.5, 50 steps, --n-max 33)."),
+        click.option("--alpha", type=FiniteRange(0, 1, min_open=True), default=None,
+                     help="UniEdit-Flow: the share of the steps inverted and edited (default 0.6)."),
+        click.option("--omega", type=FINITE, default=None, help="UniEdit-Flow: the edit's strength (default 5)."),
+        click.option("--mask-patch", "mask_patch", type=click.IntRange(min=1), default=None,
+                     help="UniEdit-Flow: the velocity mask's cell in latent positions (default: one backbone "
+                          "token, 2 on FLUX.1)."),
+        sampling_options,
+    ]
+    return with_options(f, options)
+
+
+@dataclass
+class FlowEditPlan:
+    """A velocity edit checked before any model loads: the image file, where it writes and the options."""
+
+    image: str
+    source: str
+    target: str
+    out: Path
+    method: str
+    fit: str
+    options: FlowOptions
+    sampling: SamplingOptions
+
+
+def plan_flow_edit(image, source, target, out, method, fit, *, given: Mapping[str, str], **options) -> FlowEditPlan:
+    """Check a velocity edit's options and input before anything loads (one-line errors); ``options``: the
+    sampling options and the methods' own (:class:`~promptedit.requests.FlowOptions`)."""
+    from .outputs.files import check_output_dir, is_edit_file
+
+    sampling = SamplingOptions.take(options)
+    other = FlowOptions.UNIEDIT if method == "flowedit" else FlowOptions.FLOWEDIT
+    refuse_given(given, other, f"with --method {method}")
+    if method == "uniedit":
+        refuse_given(given, ("seed",), "with --method uniedit (it draws no noise)")
+    flow = FlowOptions(**{name: options[name] for name in FLOW_OPTIONS})
+    check_input(image)
+    out = check_output_dir(out)
+    check_not_inputs(out, [image], is_edit_file)
+    return FlowEditPlan(image, source, target, out, method, fit, flow, sampling)
+
+
+def run_flow_edit(model, plan: FlowEditPlan, *, quiet: bool = True, started: float | None = None,
+                  command: str = "flow-edit", extra: dict | None = None):
+    """Run a planned velocity edit on a loaded model (the image read at the run's size) and write its folder
+    (``source.png``: the input as edited, ``edited.png``, ``grid.png``, ``result.json``); returns the result."""
+    from .outputs.files import write_result_folder
+
+    started = time.perf_counter() if started is None else started
+    prepared = prepare_image(model, plan.image, plan.fit, plan.sampling, batch=2)
+    request = FlowEditRequest(prepared.image, plan.source, plan.target, plan.method, plan.options, plan.sampling)
+    result = request.run(model, progress=not quiet)
+    inputs = {"image": {"path": str(plan.image), "rule": prepared.rule, "original_size": prepared.original_size,
+                        "original_mode": prepared.original_mode}}
+    write_result_folder(plan.out, model, result, command=command, started=started, inputs=inputs, extra=extra)
+    return result

@@ -1,4 +1,4 @@
-"""Requests: what one ``generate``, ``edit``, ``mask-edit`` or ``invert`` asks for, as frozen dataclasses checked
+"""Requests: what one ``generate``, ``edit``, ``mask-edit``, ``flow-edit`` or ``invert`` asks for, as frozen dataclasses checked
 on construction (a one-line :class:`~promptedit.errors.ParameterError`), each run on a loaded model by the method
 functions (:mod:`promptedit.methods.editing`, :mod:`promptedit.methods.maskedit`, :mod:`promptedit.methods.inversion`).
 
@@ -24,6 +24,8 @@ from .errors import ParameterError
 INVERSION_METHODS = ("null-text", "negative-prompt", "direct", "ddim", "euler", "rf-solver", "fireflow", "uni-inv",
                      "exact")
 MASK_EDIT_METHODS = ("instant", "diffedit", "mask", "kv-edit")
+#: :data:`promptedit.methods.velocityedit.METHODS`: the velocity edits of flow models
+VELOCITY_EDIT_METHODS = ("flowedit", "uniedit")
 ANCHORS = ("source", "edited", "start-token")
 MAX_SEED = 2**63 - 1
 
@@ -374,3 +376,90 @@ class MaskEditRequest:
             return kv_edit_with_mask(model, image, self.mask, self.source, self.target,
                                      instant=self.instant.kwargs(), **self.kv.kwargs(), **common)
         return diffedit(model, image, self.source, self.target, **common)
+
+
+@dataclass(frozen=True)
+class FlowOptions:
+    """The velocity edits' own options (None: the method's defaults, the papers'): FlowEdit's ``n_max``,
+    ``n_min``, ``n_avg`` and ``source_guidance``; UniEdit-Flow's ``alpha``, ``omega`` and ``mask_patch``."""
+
+    n_max: int | None = None
+    n_min: int | None = None
+    n_avg: int | None = None
+    source_guidance: float | None = None
+    alpha: float | None = None
+    omega: float | None = None
+    mask_patch: int | None = None
+
+    FLOWEDIT = ("n_max", "n_min", "n_avg", "source_guidance")
+    UNIEDIT = ("alpha", "omega", "mask_patch")
+
+    def __post_init__(self):
+        for name in ("n_max", "n_avg", "mask_patch"):
+            if getattr(self, name) is not None:
+                _whole(getattr(self, name), name.replace("_", "-"), 1)
+        if self.n_min is not None:
+            _whole(self.n_min, "n-min", 0)
+        if self.source_guidance is not None:
+            _finite(self.source_guidance, "source guidance", 0)
+        if self.alpha is not None:
+            _finite(self.alpha, "alpha", 0, 1, low_open=True)
+        if self.omega is not None:
+            _finite(self.omega, "omega")
+
+    def given(self) -> dict:
+        """The options set (not None), by name."""
+        return {name: getattr(self, name) for name in self.FLOWEDIT + self.UNIEDIT if getattr(self, name) is not None}
+
+
+@dataclass(frozen=True)
+class FlowEditRequest:
+    """A velocity edit of a flow model (FLUX.1, SD3) of ``image`` ((H, W, 3) uint8 at the run's size, prepared by
+    the front-end) from ``source`` (its caption) to ``target``: ``flowedit`` (FlowEdit, inversion-free) or
+    ``uniedit`` (UniEdit-Flow). ``sampling``: steps and guidance (FlowEdit's target guidance; UniEdit-Flow's
+    guidance), and FlowEdit's noise seed (0 unless given); ``options``: the method's own (:class:`FlowOptions`;
+    the other method's are refused)."""
+
+    image: np.ndarray
+    source: str
+    target: str
+    method: str = "flowedit"
+    options: FlowOptions = field(default_factory=FlowOptions)
+    sampling: SamplingOptions = field(default_factory=SamplingOptions)
+
+    def __post_init__(self):
+        _image(self.image, "the image to edit")
+        _prompt(self.source, "source")
+        _prompt(self.target, "target")
+        if self.method not in VELOCITY_EDIT_METHODS:
+            raise ParameterError(f"flow-edit method must be one of {', '.join(VELOCITY_EDIT_METHODS)}, got "
+                                 f"{self.method!r}")
+        if not isinstance(self.options, FlowOptions):
+            raise ParameterError(f"options must be FlowOptions, got {type(self.options).__name__}")
+        other = FlowOptions.UNIEDIT if self.method == "flowedit" else FlowOptions.FLOWEDIT
+        unused = [name for name in other if getattr(self.options, name) is not None]
+        if unused:
+            raise ParameterError(f"{', '.join(unused)} {'is' if len(unused) == 1 else 'are'} not used by "
+                                 f"{self.method}")
+        if self.sampling.negative_prompt is not None:
+            raise ParameterError(f"{self.method} takes no negative prompt")
+        if self.method == "uniedit" and self.sampling.seed is not None:
+            raise ParameterError("a seed is not used by uniedit (it draws no noise)")
+
+    def run(self, model, *, progress: bool | str = True):
+        """:func:`promptedit.methods.velocityedit.flowedit` or ``uniedit`` on ``model``; returns its
+        VelocityEditResult (images: the input, the edit)."""
+        from .methods.velocityedit import flowedit, uniedit
+
+        s = self.sampling
+        kw = self.options.given()
+        if s.steps is not None:
+            kw["num_inference_steps"] = s.steps
+        if self.method == "flowedit":
+            if s.guidance is not None:
+                kw["target_guidance"] = s.guidance
+            return flowedit(model, self.image, self.source, self.target, seed=0 if s.seed is None else s.seed,
+                            allow_large=s.allow_large, progress=progress, **kw)
+        if s.guidance is not None:
+            kw["guidance_scale"] = s.guidance
+        return uniedit(model, self.image, self.source, self.target, allow_large=s.allow_large, progress=progress, **kw)

@@ -33,9 +33,11 @@ def cli(ctx, debug):
 
 
 def _register() -> None:
-    from . import attention, batch, bench, demo, dev, edit, evaluate, generate, invert, mask, serve, train, world
+    from . import (attention, batch, bench, demo, dev, edit, evaluate, flowedit, generate, invert, mask, serve, train,
+                   world)
 
-    for module in (generate, edit, mask, invert, attention, demo, batch, evaluate, world, train, bench, serve, dev):
+    for module in (generate, edit, mask, flowedit, invert, attention, demo, batch, evaluate, world, train, bench, serve,
+                   dev):
         for command in module.COMMANDS:
             cli.add_command(command)
 
