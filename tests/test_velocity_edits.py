@@ -147,7 +147,7 @@ def test_flow_edit_cli_writes_an_edits_folder_with_either_method(flux_dir, photo
 
     for method, extra in (("flowedit", ["--n-max", 2, "--source-guidance", 2]), ("uniedit", ["--alpha", 0.5])):
         out = tmp_path / method
-        code, stdout, err = run(capsys, "flow-edit", photo, "--source", SRC, "--target", TGT, "--method", method,
+        code, stdout, err = run(capsys, "flow-edit", "--image", photo, "--source", SRC, "--target", TGT, "--method", method,
                                 "--steps", 3, *extra, "--out", out, "--model", flux_dir, "--quiet")
         assert code == 0, err
         for name in ("source.png", "edited.png", "grid.png", "result.json"):
@@ -185,10 +185,33 @@ def test_flow_edit_cli_refuses_bad_input_in_one_line(flux_dir, tiny_model_dir, p
         (["--method", "uniedit"], tiny_model_dir, "UniEdit-Flow edits flow-matching models"),
     ]
     for argv, model, message in cases:
-        code, _, err = run(capsys, "flow-edit", photo, "--source", SRC, "--target", TGT, "--out", tmp_path / "o",
+        code, _, err = run(capsys, "flow-edit", "--image", photo, "--source", SRC, "--target", TGT, "--out", tmp_path / "o",
                            *argv, "--model", model, "--quiet")
         assert message in one_line_error(code, err), (argv, err)
     assert not (tmp_path / "o").exists()
-    code, _, err = run(capsys, "flow-edit", tmp_path / "missing.png", "--source", SRC, "--target", TGT, "--out",
+    code, _, err = run(capsys, "flow-edit", "--image", tmp_path / "missing.png", "--source", SRC, "--target", TGT, "--out",
                        tmp_path / "o", "--model", flux_dir, "--quiet")
     assert "missing.png" in one_line_error(code, err)
+
+
+def test_a_batch_runs_velocity_edits_as_the_command_does(flux_dir, photo, tmp_path, capsys):
+    import json
+
+    from helpers import run
+
+    manifest = tmp_path / "m.jsonl"
+    items = [{"id": "fe", "method": "flowedit", "image": str(photo), "source": SRC, "target": TGT, "steps": 3,
+              "n-max": 2},
+             {"id": "ue", "method": "uniedit", "image": str(photo), "source": SRC, "target": TGT, "steps": 3},
+             {"id": "bad", "method": "uniedit", "image": str(photo), "source": SRC, "target": TGT, "n-avg": 2},
+             {"id": "noimage", "method": "flowedit", "source": SRC, "target": TGT}]
+    manifest.write_text("\n".join(json.dumps(item) for item in items))
+    code, stdout, err = run(capsys, "batch", manifest, "--out", tmp_path / "run", "--model", flux_dir, "--quiet",
+                            "--threads", 1)
+    assert code == 3 and "2 done" in stdout and "2 failed" in stdout, (stdout, err)
+    for item in ("fe", "ue"):
+        rec = json.loads((tmp_path / "run" / item / "result.json").read_text())
+        assert rec["method"] == {"fe": "flowedit", "ue": "uniedit"}[item] and rec["num_inference_steps"] == 3
+    failures = {f["id"]: f["error"] for f in map(json.loads, (tmp_path / "run" / "failures.jsonl").read_text().splitlines())}
+    assert "--n-avg is not used with --method uniedit" in failures["bad"]
+    assert "method flowedit edits a real image: give an image" in failures["noimage"]

@@ -12,8 +12,10 @@ the items whose key matches and reruns those whose options changed. A failing it
 JSONL items (UTF-8, a byte-order mark allowed): ``id`` (letters, digits, ``.``, ``_``, ``-``; unique regardless
 of case, as folder names are on a case-insensitive file system), ``image`` (a path, relative to the manifest) or
 ``seed``, ``source`` and ``target`` / ``targets``, or ``prompt`` (the whole edit in edit syntax), ``method``
-(``p2p``, an inversion method ``null-text`` / ``negative-prompt`` / ``direct`` / ``ddim``, ``instant``,
-``diffedit``, ``kv-edit`` (with a ``mask`` file, or an instant mask) or ``mask`` with a ``mask`` file), and any option ``edit`` / ``mask-edit`` takes under its own name
+(``p2p``, an inversion method (:data:`~promptedit.requests.INVERSION_METHODS`), ``instant``, ``diffedit``,
+``kv-edit`` (with a ``mask`` file, or an instant mask), ``mask`` with a ``mask`` file, or a flow model's velocity
+edit ``flowedit`` / ``uniedit`` with an ``image``), and any option ``edit`` / ``mask-edit`` / ``flow-edit`` takes
+under its own name
 (``cross-replace``, ``steps``, ``blend``, ``reweight``, …; ``-`` or ``_``). Lists repeat an option; a mapping
 ``{"dog": 0.5}`` gives ``WORD=VALUE`` options.
 """
@@ -31,20 +33,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import ParameterError, PromptEditError, internal_error_line
-from .requests import INVERSION_METHODS
+from .requests import INVERSION_METHODS, VELOCITY_EDIT_METHODS
 from .options import (
     command_params,
     edit_options,
+    flow_edit_options,
     mask_edit_options,
     parse_window,
     plan_edit,
+    plan_flow_edit,
     plan_mask_edit,
     run_edit,
+    run_flow_edit,
     run_mask_edit,
 )
 
 MASK_METHODS = {"instant": "instant", "instdiffedit": "instant", "diffedit": "diffedit", "kv-edit": "kv-edit"}
-METHODS = ("p2p", *INVERSION_METHODS, "instant", "instdiffedit", "diffedit", "kv-edit", "mask")
+METHODS = ("p2p", *INVERSION_METHODS, "instant", "instdiffedit", "diffedit", "kv-edit", "mask", *VELOCITY_EDIT_METHODS)
 #: item keys that are not command options, and options a manifest may not set (the batch sets them)
 RESERVED = {"id", "method", "out", "model", "device", "threads", "quiet", "debug"}
 PATH_OPTIONS = ("image", "mask", "inversion", "inpaint-model")
@@ -60,7 +65,11 @@ class ManifestError(PromptEditError):
 
 #: the options an item may set, by the command whose options they are (``edit``, ``mask-edit``), as click declares
 #: them for that command: their names, types and defaults
-ITEM_PARAMS = {"edit": command_params(edit_options), "mask-edit": command_params(mask_edit_options)}
+ITEM_PARAMS = {"edit": command_params(edit_options), "mask-edit": command_params(mask_edit_options),
+               "flow-edit": command_params(flow_edit_options)}
+#: each command's plan and run
+COMMAND_RUNS = {"edit": (plan_edit, run_edit), "mask-edit": (plan_mask_edit, run_mask_edit),
+                "flow-edit": (plan_flow_edit, run_flow_edit)}
 
 
 @dataclass(frozen=True)
@@ -240,7 +249,7 @@ def item_plan(item: BatchItem, out: Path, defaults=None):
     given = {p.name: p.opts[0] for p in params if p.name in raw}  # in the command's order
     if item.command == "edit":
         return plan_edit(**values, given=given, defaults=defaults)
-    return plan_mask_edit(**values, given=given)
+    return COMMAND_RUNS[item.command][0](**values, given=given)
 
 
 def item_from_options(item_id: str, options: Mapping[str, object], *, base: Path | None = None,
@@ -264,6 +273,10 @@ def item_from_options(item_id: str, options: Mapping[str, object], *, base: Path
             opts[key] = str(base / opts[key])
     if method in MASK_METHODS:
         command, opts = "mask-edit", {**opts, "method": MASK_METHODS[method]}
+    elif method in VELOCITY_EDIT_METHODS:
+        if not opts.get("image"):
+            raise ManifestError(f"item {item_id}: method {method} edits a real image: give an image")
+        command, opts = "flow-edit", {**opts, "method": method}
     elif method == "mask":
         if not opts.get("mask"):
             raise ManifestError(f"item {item_id}: method mask needs a mask file")
@@ -507,7 +520,7 @@ class Runner:
         if _done_before(folder, key) and (pie is None or pie.is_file()):  # a failed copy in PIE's layout: redone
             return Outcome(item.id, "skipped")
         started = time.perf_counter()
-        run_fn = run_edit if item.command == "edit" else run_mask_edit
+        run_fn = COMMAND_RUNS[item.command][1]
         extra = {"batch": {"id": item.id, "key": key, "method": item.method, "options": list(item.argv)}}
         try:
             plan = item_plan(item, folder, self.model.defaults)  # a prompt is read at the steps the model will run

@@ -644,7 +644,7 @@ FLOW_OPTIONS = FlowOptions.FLOWEDIT + FlowOptions.UNIEDIT
 def flow_edit_options(f):
     """Every option of ``flow-edit`` but the model's."""
     options = [
-        click.argument("image"),
+        click.option("--image", required=True, metavar="IMAGE", help="The real image to edit."),
         click.option("--source", required=True, help="The image's caption."),
         click.option("--target", required=True, help="The edited prompt."),
         click.option("--out", required=True, metavar="DIR", help="Output folder."),

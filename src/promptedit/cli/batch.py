@@ -23,13 +23,14 @@ def manifest_help() -> str:
     from ..batch import MASK_METHODS, METHODS, PATH_OPTIONS, item_options
 
     options = item_options()
-    masked = [*MASK_METHODS, "mask"]
+    masked, velocity = [*MASK_METHODS, "mask"], ["flowedit", "uniedit"]
     return (f"A JSONL item's keys: id (its folder's name, differing from the others by more than case; default "
             f"line-N), method ({', '.join(METHODS)}; default "
             "null-text for an item with an image, else p2p), targets (a list, for target), and the options of the "
-            f"command its method runs, by their names: `edit` ({', '.join(m for m in METHODS if m not in masked)}) "
+            f"command its method runs, by their names: `edit` ({', '.join(m for m in METHODS if m not in masked + velocity)}) "
             f"takes {', '.join(options['edit'])}; `mask-edit` ({', '.join(masked)}) takes "
-            f"{', '.join(options['mask-edit'])}. Paths ({', '.join(PATH_OPTIONS)}) are relative to the "
+            f"{', '.join(options['mask-edit'])}; `flow-edit` ({', '.join(velocity)}) takes "
+            f"{', '.join(options['flow-edit'])}. Paths ({', '.join(PATH_OPTIONS)}) are relative to the "
             "manifest; true or false turns a flag option on or off, a list repeats an option and {\"WORD\": VALUE} "
             "gives WORD=VALUE options. An example line: {\"id\": \"blue\", \"image\": \"photo.png\", "
             "\"source\": \"a red circle on a white background\", \"target\": \"a blue circle on a white "
@@ -49,8 +50,8 @@ class BatchCommand(click.Command):
 @click.argument("manifest")
 @click.option("--out", required=True, metavar="DIR", help="Output folder: DIR/<id>/ per item, DIR/failures.jsonl, "
                                                           "DIR/batch.json.")
-@click.option("--method", type=click.Choice(["p2p", *INVERSION_METHODS, "instant", "diffedit", "kv-edit", "mask"]),
-              default=None,
+@click.option("--method", type=click.Choice(["p2p", *INVERSION_METHODS, "instant", "diffedit", "kv-edit", "mask",
+                                             "flowedit", "uniedit"]), default=None,
               help="The method of items that name none (default: null-text for items with an image, else p2p).")
 @click.option("--steps", type=click.IntRange(1, 1000), default=None, help="DDIM steps of items that set none.")
 @click.option("--guidance", type=FiniteRange(0), default=None, help="Guidance of items that set none.")

@@ -15,7 +15,7 @@ from .common import given, load, model_options
 @flow_edit_options
 @model_options
 def flow_edit(model, device, threads, quiet, **kw):
-    """Edit a real IMAGE from SOURCE to TARGET by steering a flow model's velocity (FLUX.1, SD3; DDIM models are
+    """Edit a real --image from --source to --target by steering a flow model's velocity (FLUX.1, SD3; DDIM models are
     refused): FlowEdit (--method flowedit, no inversion) or UniEdit-Flow (--method uniedit).
 
     --steps defaults to the method's (FlowEdit 28, UniEdit-Flow 15), --guidance to FlowEdit's target guidance 5.5
