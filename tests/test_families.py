@@ -111,7 +111,7 @@ def test_cross_attention_sites_exist_and_the_store_records_maps_at_each_grid(fam
 
 
 @pytest.mark.parametrize("method", ["null-text", "negative-prompt", "direct", "ddim", "euler", "rf-solver", "fireflow",
-                                    "uni-inv", "exact"])
+                                    "uni-inv"])
 def test_every_inversion_method_runs_and_its_edit_retraces_the_reconstruction(family_model, image, method):
     """Each method the family's sampler runs (DDIM's or the flow's); the others are refused in one line."""
     from promptedit.errors import ParameterError

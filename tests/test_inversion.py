@@ -357,7 +357,7 @@ def test_ddim_models_refuse_the_flow_methods_and_flow_models_refuse_ddims_in_one
     from promptedit.samplers import FlowMatchEulerSampler
 
     monkeypatch.setattr(tiny_model, "encode", lambda *a, **k: pytest.fail("refused after starting work"))
-    for method in ("euler", "rf-solver", "fireflow", "uni-inv", "exact"):
+    for method in ("euler", "rf-solver", "fireflow", "uni-inv"):
         with pytest.raises(ParameterError, match=f"inversion method {method} does not run on this model's DDIM "
                                                  "sampler .*; its methods: null-text, negative-prompt, direct, ddim$") as e:
             invert(tiny_model, image, PROMPT, method=method, num_inference_steps=2, progress=False)
@@ -366,16 +366,14 @@ def test_ddim_models_refuse_the_flow_methods_and_flow_models_refuse_ddims_in_one
     flow = FlowMatchEulerSampler({"shift": 3.0})
     monkeypatch.setattr(tiny_model, "make_sampler", lambda **kw: FlowMatchEulerSampler({"shift": 3.0}))
     assert default_method(tiny_model) == "euler"
-    for method in ("ddim", "direct"):
-        with pytest.raises(ParameterError, match=f"inversion method {method} does not run on this model's "
-                                                 "flow-match-euler sampler \\(it inverts with ddim\\); its methods: "
-                                                 "null-text, negative-prompt, euler, rf-solver, fireflow, uni-inv, "
-                                                 "exact$") as e:
-            invert(tiny_model, image, PROMPT, method=method, num_inference_steps=2, progress=False)
-        assert "\n" not in str(e.value)
-    assert {m: inversion_solver(flow, m) for m in METHODS if m not in ("ddim", "direct")} == {
-        "null-text": "euler", "negative-prompt": "euler", "euler": "euler", "exact": "euler", "rf-solver": "rf-solver",
-        "fireflow": "fireflow", "uni-inv": "uni-inv"}
+    with pytest.raises(ParameterError, match="inversion method ddim does not run on this model's flow-match-euler "
+                                             "sampler \\(it inverts with ddim\\); its methods: null-text, "
+                                             "negative-prompt, direct, euler, rf-solver, fireflow, uni-inv$") as e:
+        invert(tiny_model, image, PROMPT, method="ddim", num_inference_steps=2, progress=False)
+    assert "\n" not in str(e.value)
+    assert {m: inversion_solver(flow, m) for m in METHODS if m != "ddim"} == {
+        "null-text": "euler", "negative-prompt": "euler", "direct": "euler", "euler": "euler",
+        "rf-solver": "rf-solver", "fireflow": "fireflow", "uni-inv": "uni-inv"}
     # a flow model's saved inversion is refused by a DDIM model's edit, before any work
     monkeypatch.undo()
     f = tiny_model.vae_scale_factor
@@ -408,8 +406,8 @@ def test_flux_euler_inversion_reconstructs_closer_as_steps_grow_and_second_order
     assert errors["rf-solver", 4] < errors["euler", 4] / 2 and errors["fireflow", 4] < errors["euler", 4] / 2, errors
 
 
-def test_flux_exact_inversion_reconstructs_exactly_and_edits_beside_it(flux_model, image):
-    inv = invert(flux_model, image, PROMPT, method="exact", num_inference_steps=3, progress=False)
+def test_flux_direct_inversion_is_exact_and_edits_beside_it(flux_model, image):
+    inv = invert(flux_model, image, PROMPT, method="direct", num_inference_steps=3, progress=False)
     assert flux_error(flux_model, inv, image) == 0.0  # Euler alone errs by 0.77 at 4 steps
     res = edit(flux_model, EditSpec(PROMPT, ("a photo of a dog",)), start=inv, progress=False)
     rec = reconstruct(flux_model, inv, progress=False)

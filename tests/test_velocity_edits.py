@@ -163,14 +163,14 @@ def test_flow_inversions_from_the_cli_invert_and_edit_on_flux(flux_dir, photo, t
     from helpers import run
 
     inv = tmp_path / "inv.safetensors"
-    code, stdout, err = run(capsys, "invert", photo, "--prompt", SRC, "--method", "exact", "--steps", 3, "--out", inv,
+    code, stdout, err = run(capsys, "invert", photo, "--prompt", SRC, "--method", "direct", "--steps", 3, "--out", inv,
                             "--model", flux_dir, "--quiet")
     assert code == 0, err
-    assert json.loads(inv.with_suffix(".json").read_text())["method"] == "exact"
+    assert json.loads(inv.with_suffix(".json").read_text())["method"] == "direct"
     code, _, err = run(capsys, "edit", "--inversion", inv, "--target", TGT, "--out", tmp_path / "e", "--model",
                        flux_dir, "--quiet")
     assert code == 0, err
-    assert json.loads((tmp_path / "e" / "result.json").read_text())["inversion"]["method"] == "exact"
+    assert json.loads((tmp_path / "e" / "result.json").read_text())["inversion"]["method"] == "direct"
 
 
 def test_flow_edit_cli_refuses_bad_input_in_one_line(flux_dir, tiny_model_dir, photo, tmp_path, capsys):

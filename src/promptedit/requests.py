@@ -21,8 +21,7 @@ from .errors import ParameterError
 
 #: :data:`promptedit.methods.inversion.METHODS` (kept here so that front-ends can list them without torch): DDIM's,
 #: the flow's, and null-text and negative-prompt on either
-INVERSION_METHODS = ("null-text", "negative-prompt", "direct", "ddim", "euler", "rf-solver", "fireflow", "uni-inv",
-                     "exact")
+INVERSION_METHODS = ("null-text", "negative-prompt", "direct", "ddim", "euler", "rf-solver", "fireflow", "uni-inv")
 MASK_EDIT_METHODS = ("instant", "diffedit", "mask", "kv-edit")
 #: :data:`promptedit.methods.velocityedit.METHODS`: the velocity edits of flow models
 VELOCITY_EDIT_METHODS = ("flowedit", "uniedit")

@@ -17,9 +17,9 @@ from .common import load, model_options, refuse_unused
 @click.argument("image")
 @click.option("--prompt", required=True, help="The image's caption (the source prompt of later edits).")
 @click.option("--method", type=click.Choice(INVERSION_METHODS), default=None,
-              help="Inversion method: DDIM models take null-text, negative-prompt, direct, ddim; flow-matching models "
-                   "(FLUX.1, SD3) euler, rf-solver (second order, 2 evaluations per step), fireflow (second order at "
-                   "Euler's cost), uni-inv, exact (direct inversion on the Euler trajectory), and null-text and "
+              help="Inversion method: DDIM models take ddim; flow-matching models (FLUX.1, SD3) euler, rf-solver "
+                   "(second order, 2 evaluations per step), fireflow (second order at Euler's cost), uni-inv; both "
+                   "take direct (the source put back on the trajectory after every step: exact), and null-text and "
                    "negative-prompt where their guidance is classifier-free (default: null-text on DDIM models, "
                    "euler on flow models).")
 @click.option("--out", required=True, metavar="FILE.safetensors",

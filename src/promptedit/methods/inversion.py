@@ -14,11 +14,11 @@ Each method is a function with every hyper-parameter an argument:
   after every step, and the targets are edited against it.
 * :func:`flow_inversion` — flow-matching models (FLUX.1, SD3): the flow ODE integrated up the schedule with Euler
   (``euler``), RF-Solver's second-order step (``rf-solver``, Wang et al. 2024), FireFlow's mid-point step at
-  Euler's cost (``fireflow``, Deng et al. 2025) or Uni-Inv (``uni-inv``, Jiao et al. 2025); ``exact`` is direct
-  inversion on the Euler trajectory (reconstruction exact up to float rounding). RF-Solver and FireFlow
-  inversions are edited with their own solver. DDIM models take ``ddim`` and ``direct``, flow models the flow
-  methods; null-text (optimised through the velocity on a flow) and negative-prompt run on both, where the
-  guidance is classifier-free.
+  Euler's cost (``fireflow``, Deng et al. 2025) or Uni-Inv (``uni-inv``, Jiao et al. 2025). RF-Solver and
+  FireFlow inversions are edited with their own solver. DDIM models take ``ddim``, flow models the flow methods;
+  direct inversion runs on both, on the sampler's own trajectory (DDIM's or Euler's: on a flow it is the exact
+  inversion, its reconstruction exact up to float rounding), and so do null-text (optimised through the velocity
+  on a flow) and negative-prompt, where the guidance is classifier-free.
 
 :func:`invert` runs a method and returns an :class:`Inversion`: a start for the one runner
 (``edit(model, spec, start=inversion)``), saved to and loaded from one safetensors file. Null-text and
@@ -51,18 +51,16 @@ from ..samplers.flow import integrate
 from ..control.edit_spec import _check_prompt
 from .result import ReconstructionResult
 
-METHODS = ("null-text", "negative-prompt", "direct", "ddim", "euler", "rf-solver", "fireflow", "uni-inv", "exact")
+METHODS = ("null-text", "negative-prompt", "direct", "ddim", "euler", "rf-solver", "fireflow", "uni-inv")
 #: the methods that replace the unconditional branch, so need classifier-free guidance
 NEEDS_CLASSIFIER_FREE = ("null-text", "negative-prompt")
 #: the ODE solver each method inverts with (:attr:`~promptedit.samplers.base.Sampler.solvers`; None: the sampler's
 #: own, DDIM's or Euler's): a method runs on the models whose sampler has its solver
-INVERTS_WITH = {"null-text": None, "negative-prompt": None, "direct": "ddim", "ddim": "ddim", "euler": "euler",
-                "exact": "euler", "rf-solver": "rf-solver", "fireflow": "fireflow", "uni-inv": "uni-inv"}
+INVERTS_WITH = {"null-text": None, "negative-prompt": None, "direct": None, "ddim": "ddim", "euler": "euler",
+                "rf-solver": "rf-solver", "fireflow": "fireflow", "uni-inv": "uni-inv"}
 #: the solver the edits of an inversion sample with where it is not the sampler's own step (the papers sample with
 #: the solver they invert with; Uni-Inv is made for Euler sampling)
 SAMPLES_WITH = {"rf-solver": "rf-solver", "fireflow": "fireflow"}
-#: the methods whose edits put the source branch back on the inversion's trajectory after every step
-EXACT = ("direct", "exact")
 FORMAT_VERSION = 1
 
 
@@ -307,7 +305,7 @@ class Inversion(Start):
             require_classifier_free(model.make_guidance(self.guidance_scale), f"an edit of a {self.method} inversion")
         return Prepared(self.latents[-1:].to(model.device, model.dtype),
                         uncond=self.null_conditioning(model, len(prompts), edit_null or "all"),
-                        controller=PivotSource(self.latents) if self.method in EXACT else None,
+                        controller=PivotSource(self.latents) if self.method == "direct" else None,
                         solver=SAMPLES_WITH.get(self.method))
 
     # ------------------------------------------------------------------ as a file
