@@ -215,3 +215,19 @@ def test_a_batch_runs_velocity_edits_as_the_command_does(flux_dir, photo, tmp_pa
     failures = {f["id"]: f["error"] for f in map(json.loads, (tmp_path / "run" / "failures.jsonl").read_text().splitlines())}
     assert "--n-avg is not used with --method uniedit" in failures["bad"]
     assert "method flowedit edits a real image: give an image" in failures["noimage"]
+
+
+def test_the_web_apps_flow_edit_builds_the_same_request(flux_model, photo, tmp_path):
+    import json
+
+    pytest.importorskip("gradio")
+    from promptedit.app import App
+
+    app = App(flux_model, str(tmp_path / "app"))
+    gallery, record = app.flow_edit(str(photo), SRC, TGT, "flowedit", 2, None, 3)
+    assert [label for _, label in gallery] == ["input", "edit"]
+    rec = json.loads(open(record).read())
+    assert rec["method"] == "flowedit" and rec["seed"] == 3 and rec["num_inference_steps"] == 2
+    with pytest.raises(ParameterError, match="flow-edit method must be one of flowedit, uniedit") as e:
+        app.flow_edit(str(photo), SRC, TGT, "p2p", 2, None, 0)
+    one_line(e)

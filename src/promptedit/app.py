@@ -230,6 +230,25 @@ class App:
         record = self._save("edit", res)
         return [(res.images[0], "reconstruction"), (res.images[1], "edit")], record
 
+    # ------------------------------------------------------------------ velocity edits (flow models)
+    def flow_edit(self, upload, source, target, method, steps, guidance, seed):
+        """A velocity edit of an uploaded image on a flow model (FlowEdit or UniEdit-Flow: ``method``); None or
+        blank steps and guidance take the method's defaults."""
+        from .images.inputs import load_image
+        from .requests import FlowEditRequest, SamplingOptions
+
+        size = (self.model.image_size, self.model.image_size)
+        path, name = _check_upload(upload)
+        prepared = load_image(path, size, name=name)
+        blank = (None, "")
+        sampling = SamplingOptions(steps=None if steps in blank else _number(steps, "steps", whole=True),
+                                   guidance=None if guidance in blank else _number(guidance, "guidance"),
+                                   seed=None if method == "uniedit" else _seed(seed))
+        res = FlowEditRequest(prepared.image, source, target, method=method, sampling=sampling).run(self.model,
+                                                                                                   progress=True)
+        record = self._save("flow-edit", res)
+        return [(prepared.image, "input"), (res.edited, "edit")], record
+
     # ------------------------------------------------------------------ masks
     def masks(self, upload, painted, source, target, method, seed, steps, guidance, strength=0.5, threshold=None,
               guided_filter=None, region_peak=None, negative=None):
@@ -361,6 +380,9 @@ def build(app: App):
     """The Gradio Blocks of the app."""
     import gradio as gr
 
+    from .guidance import ClassifierFree
+    from .methods.inversion import default_method, sampler_methods
+
     d = app.model.defaults
     steps_kw = dict(minimum=1, maximum=100, step=1, value=d.sampling.num_inference_steps, label="steps")
     guide_kw = dict(minimum=0.0, maximum=20.0, step=0.5, value=d.sampling.guidance_scale, label="guidance")
@@ -411,8 +433,10 @@ def build(app: App):
                 upload = gr.File(label="image (PNG, JPEG, WebP)", file_types=["image"], elem_id="real-upload")
                 caption = gr.Textbox(label="caption (source prompt)", value="a red circle on a white background",
                                      elem_id="real-caption")
-                method = gr.Dropdown(["null-text", "negative-prompt", "direct", "ddim"], value="negative-prompt",
-                                     label="inversion method")
+                methods = sampler_methods(app.model.make_sampler())
+                method = gr.Dropdown(methods, label="inversion method",
+                                     value="negative-prompt" if "negative-prompt" in methods and isinstance(
+                                         app.model.make_guidance(1.0), ClassifierFree) else default_method(app.model))
                 r_steps = gr.Slider(**{**steps_kw, "value": d.inversion.num_inference_steps})
                 r_guidance = gr.Slider(**guide_kw)
             invert_btn = gr.Button("Invert", variant="primary", elem_id="real-invert")
@@ -436,6 +460,24 @@ def build(app: App):
                              [inv_gallery, inv_info, inv_state, inv_record], concurrency_id=MODEL_QUEUE)
             edit_btn.click(_guard(app.edit_real), [inv_state, r_target, r_mode, r_blend, r_reweight, r_null, r_negative],
                            [edit_gallery, edit_record], concurrency_id=MODEL_QUEUE)
+        if "euler" in app.model.make_sampler().solvers:  # velocity edits: flow-matching models only
+            with gr.Tab("Flow edit"):
+                with gr.Row():
+                    f_upload = gr.File(label="image", file_types=["image"], elem_id="flow-upload")
+                    f_source = gr.Textbox(label="caption (source prompt)", elem_id="flow-source")
+                    f_target = gr.Textbox(label="edited prompt", elem_id="flow-target")
+                    f_method = gr.Dropdown(["flowedit", "uniedit"], value="flowedit",
+                                           label="FlowEdit (inversion-free) / UniEdit-Flow (velocity fusion)")
+                with gr.Row():
+                    f_steps = gr.Number(value=None, precision=0, label="steps (blank: FlowEdit 28, UniEdit-Flow 15)")
+                    f_guidance = gr.Number(value=None, label="guidance (blank: FlowEdit's target 5.5, UniEdit-Flow 1)")
+                    f_seed = gr.Number(value=0, precision=0, label="seed (FlowEdit's noise)")
+                f_run = gr.Button("Edit", variant="primary", elem_id="flow-run")
+                f_gallery = gr.Gallery(label="input and edit", columns=2, elem_id="flow-gallery", object_fit="contain",
+                                       height="auto")
+                f_record = gr.File(label="result.json")
+                f_run.click(_guard(app.flow_edit), [f_upload, f_source, f_target, f_method, f_steps, f_guidance, f_seed],
+                            [f_gallery, f_record], concurrency_id=MODEL_QUEUE)
         with gr.Tab("Masks"):
             with gr.Row():
                 m_upload = gr.File(label="image", file_types=["image"], elem_id="mask-upload")
