@@ -231,3 +231,15 @@ def test_the_web_apps_flow_edit_builds_the_same_request(flux_model, photo, tmp_p
     with pytest.raises(ParameterError, match="flow-edit method must be one of flowedit, uniedit") as e:
         app.flow_edit(str(photo), SRC, TGT, "p2p", 2, None, 0)
     one_line(e)
+
+
+def test_the_web_apps_real_image_tab_offers_the_inversions_the_model_runs(flux_model, tiny_model):
+    pytest.importorskip("gradio")
+    from promptedit.app import _inversion_methods
+    from promptedit.testing import tiny_flux_model
+
+    assert _inversion_methods(tiny_model) == (["null-text", "negative-prompt", "direct", "ddim"], "negative-prompt")
+    assert _inversion_methods(flux_model) == (["null-text", "negative-prompt", "direct", "euler", "rf-solver",
+                                               "fireflow", "uni-inv"], "negative-prompt")
+    dev = tiny_flux_model(0, guidance_embeds=True)  # guidance-distilled: nothing to replace the unconditional branch
+    assert _inversion_methods(dev) == (["direct", "euler", "rf-solver", "fireflow", "uni-inv"], "euler")

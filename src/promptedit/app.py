@@ -376,12 +376,45 @@ def _negative_box(gr, elem_id: str, label: str = "negative prompt (blank: none)"
     return gr.Textbox(label=label, placeholder="what the image should not show", elem_id=elem_id)
 
 
+
+def _inversion_methods(model) -> tuple[list[str], str]:
+    """The inversion methods the model runs (its sampler's; null-text and negative-prompt where its guidance is
+    classifier-free), and the one the Real image tab starts on: negative-prompt where it runs (fast, no
+    optimisation), else the model's default."""
+    from .guidance import ClassifierFree
+    from .methods.inversion import NEEDS_CLASSIFIER_FREE, default_method, sampler_methods
+
+    free = isinstance(model.make_guidance(1.0), ClassifierFree)
+    methods = [m for m in sampler_methods(model.make_sampler()) if free or m not in NEEDS_CLASSIFIER_FREE]
+    return methods, "negative-prompt" if "negative-prompt" in methods else default_method(model)
+
+
+def _flow_edit_tab(gr, app: App) -> None:
+    """The Flow edit tab, on flow-matching models only: FlowEdit or UniEdit-Flow of an uploaded image."""
+    if "euler" not in app.model.make_sampler().solvers:
+        return
+    with gr.Tab("Flow edit"):
+        with gr.Row():
+            f_upload = gr.File(label="image", file_types=["image"], elem_id="flow-upload")
+            f_source = gr.Textbox(label="caption (source prompt)", elem_id="flow-source")
+            f_target = gr.Textbox(label="edited prompt", elem_id="flow-target")
+            f_method = gr.Dropdown(["flowedit", "uniedit"], value="flowedit",
+                                   label="FlowEdit (inversion-free) / UniEdit-Flow (velocity fusion)")
+        with gr.Row():
+            f_steps = gr.Number(value=None, precision=0, label="steps (blank: FlowEdit 28, UniEdit-Flow 15)")
+            f_guidance = gr.Number(value=None, label="guidance (blank: FlowEdit's target 5.5, UniEdit-Flow 1)")
+            f_seed = gr.Number(value=0, precision=0, label="seed (FlowEdit's noise)")
+        f_run = gr.Button("Edit", variant="primary", elem_id="flow-run")
+        f_gallery = gr.Gallery(label="input and edit", columns=2, elem_id="flow-gallery", object_fit="contain",
+                               height="auto")
+        f_record = gr.File(label="result.json")
+        f_run.click(_guard(app.flow_edit), [f_upload, f_source, f_target, f_method, f_steps, f_guidance, f_seed],
+                    [f_gallery, f_record], concurrency_id=MODEL_QUEUE)
+
+
 def build(app: App):
     """The Gradio Blocks of the app."""
     import gradio as gr
-
-    from .guidance import ClassifierFree
-    from .methods.inversion import default_method, sampler_methods
 
     d = app.model.defaults
     steps_kw = dict(minimum=1, maximum=100, step=1, value=d.sampling.num_inference_steps, label="steps")
@@ -433,10 +466,7 @@ def build(app: App):
                 upload = gr.File(label="image (PNG, JPEG, WebP)", file_types=["image"], elem_id="real-upload")
                 caption = gr.Textbox(label="caption (source prompt)", value="a red circle on a white background",
                                      elem_id="real-caption")
-                methods = sampler_methods(app.model.make_sampler())
-                method = gr.Dropdown(methods, label="inversion method",
-                                     value="negative-prompt" if "negative-prompt" in methods and isinstance(
-                                         app.model.make_guidance(1.0), ClassifierFree) else default_method(app.model))
+                method = gr.Dropdown(*_inversion_methods(app.model), label="inversion method")
                 r_steps = gr.Slider(**{**steps_kw, "value": d.inversion.num_inference_steps})
                 r_guidance = gr.Slider(**guide_kw)
             invert_btn = gr.Button("Invert", variant="primary", elem_id="real-invert")
@@ -460,24 +490,7 @@ def build(app: App):
                              [inv_gallery, inv_info, inv_state, inv_record], concurrency_id=MODEL_QUEUE)
             edit_btn.click(_guard(app.edit_real), [inv_state, r_target, r_mode, r_blend, r_reweight, r_null, r_negative],
                            [edit_gallery, edit_record], concurrency_id=MODEL_QUEUE)
-        if "euler" in app.model.make_sampler().solvers:  # velocity edits: flow-matching models only
-            with gr.Tab("Flow edit"):
-                with gr.Row():
-                    f_upload = gr.File(label="image", file_types=["image"], elem_id="flow-upload")
-                    f_source = gr.Textbox(label="caption (source prompt)", elem_id="flow-source")
-                    f_target = gr.Textbox(label="edited prompt", elem_id="flow-target")
-                    f_method = gr.Dropdown(["flowedit", "uniedit"], value="flowedit",
-                                           label="FlowEdit (inversion-free) / UniEdit-Flow (velocity fusion)")
-                with gr.Row():
-                    f_steps = gr.Number(value=None, precision=0, label="steps (blank: FlowEdit 28, UniEdit-Flow 15)")
-                    f_guidance = gr.Number(value=None, label="guidance (blank: FlowEdit's target 5.5, UniEdit-Flow 1)")
-                    f_seed = gr.Number(value=0, precision=0, label="seed (FlowEdit's noise)")
-                f_run = gr.Button("Edit", variant="primary", elem_id="flow-run")
-                f_gallery = gr.Gallery(label="input and edit", columns=2, elem_id="flow-gallery", object_fit="contain",
-                                       height="auto")
-                f_record = gr.File(label="result.json")
-                f_run.click(_guard(app.flow_edit), [f_upload, f_source, f_target, f_method, f_steps, f_guidance, f_seed],
-                            [f_gallery, f_record], concurrency_id=MODEL_QUEUE)
+        _flow_edit_tab(gr, app)
         with gr.Tab("Masks"):
             with gr.Row():
                 m_upload = gr.File(label="image", file_types=["image"], elem_id="mask-upload")
