@@ -47,7 +47,7 @@ def flowedit_pair(x_src: torch.Tensor, z_edit: torch.Tensor, noise: torch.Tensor
 
 
 def uniedit_mask(delta: torch.Tensor, patch: int = 1) -> torch.Tensor:
-    """Uni-Edit's mask (Jiao et al. 2025, Uni-Edit): |v_tar − v_src| averaged over channels (and over ``patch`` ×
+    """Uni-Edit's mask (Jiao et al. 2025; the authors' ``edit_uniedit``): |v_tar − v_src| averaged over channels (and over ``patch`` ×
     ``patch`` cells: a FLUX.1 token's 2 × 2), min–max normalised per image to [0, 1]; (n, 1, h, w) from
     ``delta`` (n, C, h, w); 0 where the difference is uniform (no edit)."""
     m = delta.abs().float().mean(1, keepdim=True)  # (n, 1, h, w)
@@ -59,7 +59,7 @@ def uniedit_mask(delta: torch.Tensor, patch: int = 1) -> torch.Tensor:
 
 
 def uniedit_velocity(v_src: torch.Tensor, v_tar: torch.Tensor, mask: torch.Tensor, omega: float) -> torch.Tensor:
-    """Uni-Edit's fused velocity (Jiao et al. 2025): M·v_tar + (1 − M)·v_src + (M + 1)·ω·(v_tar − v_src); the
+    """Uni-Edit's fused velocity (Jiao et al. 2025; the authors' ``edit_uniedit``): M·v_tar + (1 − M)·v_src + (M + 1)·ω·(v_tar − v_src); the
     source's own velocity where the prompts agree."""
     delta = v_tar - v_src
     return mask * v_tar + (1 - mask) * v_src + (mask + 1) * omega * delta

@@ -145,8 +145,9 @@ def mid_sigma(sigma: torch.Tensor, sigma_to: torch.Tensor) -> torch.Tensor:
 
 def rf_solver_step(v: torch.Tensor, v_mid: torch.Tensor, x: torch.Tensor, sigma: torch.Tensor,
                    sigma_to: torch.Tensor) -> torch.Tensor:
-    """RF-Solver's second-order step (Wang et al. 2024, "Taming Rectified Flow", Alg. 1): the Taylor expansion
-    x + h·v + ½h²·v′, h = σ_to − σ, with v′ = (v_mid − v)/(h/2) from the velocity at the Euler mid-point."""
+    """RF-Solver's second-order step (Wang et al. 2024, "Taming Rectified Flow", its second-order Taylor expansion
+    of the ODE's solution; the authors' ``denoise_rf_solver``): x + h·v + ½h²·v′, h = σ_to − σ, with
+    v′ = (v_mid − v)/(h/2) from the velocity at the Euler mid-point."""
     h = sigma_to - sigma
     derivative = (v_mid - v) / (h / 2)
     return (x.to(torch.float32) + h * v + 0.5 * h**2 * derivative).to(v.dtype)
@@ -160,10 +161,11 @@ def solver_step(velocity, x: torch.Tensor, sigma: torch.Tensor, sigma_to: torch.
 
     * euler: x + h·v(x, σ) (:func:`euler_step`);
     * rf-solver: :func:`rf_solver_step` with v_mid = v(x + (h/2)·v, σ + h/2);
-    * fireflow (Deng et al. 2025, "FireFlow", Alg. 1): x + h·v_mid, the mid-point method with v(x, σ) replaced by
-      the previous step's v_mid, so one evaluation per step;
-    * uni-inv (Jiao et al. 2025, "UniEdit-Flow", Uni-Inv): x + h·v(x̂, σ_to) at the Euler prediction x̂ = x + h·v,
-      v being the previous step's v(x̂, σ) — the velocity Euler sampling back from σ_to will take.
+    * fireflow (Deng et al. 2025, "FireFlow"; the authors' ``denoise_fireflow``): x + h·v_mid, the mid-point method
+      with v(x, σ) replaced by the previous step's v_mid, so one evaluation per step;
+    * uni-inv (Jiao et al. 2025, "UniEdit-Flow", Uni-Inv; the authors' ``denoise_uniinv``): x + h·v(x̂, σ_to) at
+      the Euler prediction x̂ = x + h·v, v being the previous step's v(x̂, σ) — the velocity Euler sampling back
+      from σ_to will take.
     """
     if solver not in FLOW_SOLVERS:
         raise ParameterError(f"solver must be one of {', '.join(FLOW_SOLVERS)}, got {solver!r}")
