@@ -67,9 +67,6 @@ class ManifestError(PromptEditError):
 #: them for that command: their names, types and defaults
 ITEM_PARAMS = {"edit": command_params(edit_options), "mask-edit": command_params(mask_edit_options),
                "flow-edit": command_params(flow_edit_options)}
-#: each command's plan and run
-COMMAND_RUNS = {"edit": (plan_edit, run_edit), "mask-edit": (plan_mask_edit, run_mask_edit),
-                "flow-edit": (plan_flow_edit, run_flow_edit)}
 
 
 @dataclass(frozen=True)
@@ -249,7 +246,7 @@ def item_plan(item: BatchItem, out: Path, defaults=None):
     given = {p.name: p.opts[0] for p in params if p.name in raw}  # in the command's order
     if item.command == "edit":
         return plan_edit(**values, given=given, defaults=defaults)
-    return COMMAND_RUNS[item.command][0](**values, given=given)
+    return (plan_mask_edit if item.command == "mask-edit" else plan_flow_edit)(**values, given=given)
 
 
 def item_from_options(item_id: str, options: Mapping[str, object], *, base: Path | None = None,
@@ -520,7 +517,7 @@ class Runner:
         if _done_before(folder, key) and (pie is None or pie.is_file()):  # a failed copy in PIE's layout: redone
             return Outcome(item.id, "skipped")
         started = time.perf_counter()
-        run_fn = COMMAND_RUNS[item.command][1]
+        run_fn = {"edit": run_edit, "mask-edit": run_mask_edit, "flow-edit": run_flow_edit}[item.command]
         extra = {"batch": {"id": item.id, "key": key, "method": item.method, "options": list(item.argv)}}
         try:
             plan = item_plan(item, folder, self.model.defaults)  # a prompt is read at the steps the model will run
