@@ -8,6 +8,9 @@ denoising loop, the inversions and the masks speak only to this interface (``enc
 * :class:`SDXLText`: Stable Diffusion XL (Podell et al. 2023, Sec. 2.1-2.2): two CLIP text encoders, their
   penultimate hidden states concatenated, the second one's pooled output, and the added time ids
   (original size, crop corner, target size), as diffusers' ``StableDiffusionXLPipeline`` builds them.
+* :class:`SD3Text`: Stable Diffusion 3 / 3.5 (Esser et al. 2024, Sec. 5.2): SDXL's two CLIP encoders (penultimate
+  hidden states, both pooled outputs) and T5, the CLIP keys then T5's on one sequence, as diffusers'
+  ``StableDiffusion3Pipeline`` builds them.
 
 Token positions index the first tokenizer; SDXL's two tokenizers share CLIP's vocabulary, and a prompt the two
 split differently is refused (its word maps would not agree).
@@ -21,7 +24,7 @@ from dataclasses import dataclass, replace
 
 import torch
 
-from .errors import PromptError, UnknownWordsWarning
+from .errors import ParameterError, PromptError, UnknownWordsWarning
 from .text.tokens import PromptTokens, tokenize, unknown_words
 
 @dataclass(frozen=True)
@@ -155,8 +158,10 @@ class TextConditioner:
     def device(self) -> torch.device:
         return next(self.encoders[0].parameters()).device
 
-    def _ids(self, tokenizer, prompts: list[str]) -> torch.Tensor:
-        return tokenizer(prompts, padding="max_length", max_length=int(tokenizer.model_max_length), truncation=True,
+    def _ids(self, tokenizer, prompts: list[str], max_length: int | None = None) -> torch.Tensor:
+        """(n, L) ids of ``prompts`` padded and truncated to ``max_length`` (default: the tokenizer's length)."""
+        max_length = int(tokenizer.model_max_length) if max_length is None else max_length
+        return tokenizer(prompts, padding="max_length", max_length=max_length, truncation=True,
                          return_tensors="pt").input_ids.to(self.device)
 
 
@@ -244,6 +249,16 @@ class FluxText(TextConditioner):
         return self.encode([""]).expand(n)
 
 
+def _same_split(family: str, tokenizer, tokenizer_2, prompt: str, *, warn: bool) -> PromptTokens:
+    """``tokenizer``'s tokens of ``prompt``, after checking that ``tokenizer_2`` (the family's second CLIP) splits it
+    into the same pieces: the keys then mean the same words for both encoders."""
+    tokens = tokenize(tokenizer, prompt, warn=warn)
+    if tokens.offsets != tokenize(tokenizer_2, prompt, warn=False).offsets:
+        raise PromptError(f"{family}'s two tokenizers split the prompt {prompt!r} differently; its word maps "
+                          "would not agree (rephrase the prompt)")
+    return tokens
+
+
 class SDXLText(TextConditioner):
     """Stable Diffusion XL: two CLIP text encoders (the second with a projection). As diffusers'
     ``StableDiffusionXLPipeline.encode_prompt``: each encoder's penultimate hidden states, concatenated along
@@ -281,12 +296,7 @@ class SDXLText(TextConditioner):
     def tokenize(self, prompt: str, *, warn: bool = True) -> PromptTokens:
         """The first tokenizer's tokens, after checking that the second splits the prompt into the same
         pieces (the attention maps' keys then mean the same positions for both encoders)."""
-        tokens = tokenize(self.tokenizer, prompt, warn=warn)
-        other = tokenize(self.tokenizer_2, prompt, warn=False)
-        if [o for o in tokens.offsets] != [o for o in other.offsets]:
-            raise PromptError(f"SDXL's two tokenizers split the prompt {prompt!r} differently; its word maps "
-                              "would not agree (rephrase the prompt)")
-        return tokens
+        return _same_split(self.family.upper(), self.tokenizer, self.tokenizer_2, prompt, warn=warn)
 
     def time_ids(self, n: int, size: tuple[int, int]) -> torch.Tensor:
         """SDXL's micro-conditioning (Podell et al. 2023, Sec. 2.2): (n, 6) = original size, crop corner, target
@@ -318,3 +328,86 @@ class SDXLText(TextConditioner):
         if self.force_zeros_for_empty_prompt:
             cond = replace(cond, embeddings=torch.zeros_like(cond.embeddings), pooled=torch.zeros_like(cond.pooled))
         return cond.expand(n)
+
+
+#: the longest T5 sequence SD3 takes (diffusers' ``StableDiffusion3Pipeline`` refuses more)
+SD3_MAX_SEQUENCE_LENGTH = 512
+
+
+class SD3Text(TextConditioner):
+    """Stable Diffusion 3 / 3.5: two CLIP text encoders with projections (CLIP-L, CLIP-G) and a T5 encoder. As
+    diffusers' ``StableDiffusion3Pipeline.encode_prompt``: both CLIPs' penultimate hidden states concatenated on
+    the feature axis and zero-padded to T5's width, then T5's last hidden states after them on the sequence axis:
+    embeddings (n, 77 + max_sequence_length, D_T5); the pooled vector is both CLIPs' projected pooled outputs
+    concatenated (n, P1 + P2). The unconditional branch is the empty prompt's (the pipeline's negative prompt "").
+
+    Args:
+        tokenizers, text_encoders: the three of each, in the checkpoint's order (CLIP-L, CLIP-G, T5).
+        max_sequence_length: T5's length (the pipeline's argument, default 256; at most 512).
+    """
+
+    family = "sd3"
+
+    def __init__(self, tokenizers: Sequence, text_encoders: Sequence[torch.nn.Module], *,
+                 max_sequence_length: int = 256):
+        if len(tokenizers) != 3 or len(text_encoders) != 3:
+            raise ValueError("SD3 takes three tokenizers and three text encoders (two CLIPs and T5)")
+        if (isinstance(max_sequence_length, bool) or not isinstance(max_sequence_length, int)
+                or not 1 <= max_sequence_length <= SD3_MAX_SEQUENCE_LENGTH):
+            raise ParameterError(f"SD3's max_sequence_length must be a whole number from 1 to "
+                                 f"{SD3_MAX_SEQUENCE_LENGTH}, got {max_sequence_length!r}")
+        self.tokenizer, self.tokenizer_2, self.tokenizer_3 = tokenizers
+        self.text_encoder, self.text_encoder_2, self.text_encoder_3 = text_encoders
+        self.max_sequence_length = max_sequence_length
+
+    @property
+    def clip_length(self) -> int:
+        """The CLIP keys' count (77), before T5's."""
+        return int(self.tokenizer.model_max_length)
+
+    @property
+    def max_length(self) -> int:
+        """The text keys: 77 CLIP positions, then ``max_sequence_length`` T5 positions."""
+        return self.clip_length + self.max_sequence_length
+
+    @property
+    def encoders(self) -> list[torch.nn.Module]:
+        return [self.text_encoder, self.text_encoder_2, self.text_encoder_3]
+
+    def components(self) -> dict:
+        return {"text_encoder": self.text_encoder, "text_encoder_2": self.text_encoder_2,
+                "text_encoder_3": self.text_encoder_3, "tokenizer": self.tokenizer, "tokenizer_2": self.tokenizer_2,
+                "tokenizer_3": self.tokenizer_3}
+
+    @property
+    def hidden_size(self) -> int:
+        return int(self.text_encoder_3.config.d_model)
+
+    def tokenize(self, prompt: str, *, warn: bool = True) -> PromptTokens:
+        """The first CLIP tokenizer's tokens, after checking that the second splits the prompt into the same
+        pieces (as SDXL's); a warning, too, when T5 truncates it."""
+        tokens = _same_split("SD3", self.tokenizer, self.tokenizer_2, prompt, warn=warn)
+        tokenize(self.tokenizer_3, prompt, warn=warn, max_length=self.max_sequence_length)
+        return tokens
+
+    @torch.no_grad()
+    def encode(self, prompts, *, size=None) -> Conditioning:
+        prompts = self._check_prompts(prompts)
+        return self.encode_ids([self._ids(self.tokenizer, prompts), self._ids(self.tokenizer_2, prompts),
+                                self._ids(self.tokenizer_3, prompts, self.max_sequence_length)], size=size)
+
+    def encode_ids(self, ids, *, size=None) -> Conditioning:
+        clip_ids, clip_2_ids, t5_ids = ids
+        dtype = next(self.text_encoder_3.parameters()).dtype
+        hidden, pooled = [], []
+        for encoder_ids, encoder in ((clip_ids, self.text_encoder), (clip_2_ids, self.text_encoder_2)):
+            out = encoder(encoder_ids, output_hidden_states=True)
+            hidden.append(out.hidden_states[-2])  # penultimate layer, (n, 77, D_i)
+            pooled.append(out[0])  # CLIPTextModelWithProjection's text_embeds, (n, P_i)
+        t5 = self.text_encoder_3(t5_ids)[0].to(dtype)  # last hidden states, (n, L, D)
+        clip = torch.cat(hidden, dim=-1).to(dtype)  # (n, 77, D1 + D2), zero-padded to D below
+        clip = torch.nn.functional.pad(clip, (0, t5.shape[-1] - clip.shape[-1]))
+        return Conditioning(torch.cat([clip, t5], dim=-2), torch.cat(pooled, dim=-1).to(dtype))
+
+    def unconditional(self, n: int, *, size=None) -> Conditioning:
+        return self.encode([""]).expand(n)

@@ -47,11 +47,12 @@ class PromptTokens:
         return min(len(self.ids), self.max_length)
 
 
-def tokenize(tokenizer, prompt: str, *, warn: bool = True) -> PromptTokens:
-    """Tokenize ``prompt``; warn (``PromptTruncatedWarning``) when it is too long."""
+def tokenize(tokenizer, prompt: str, *, warn: bool = True, max_length: int | None = None) -> PromptTokens:
+    """Tokenize ``prompt`` for a text encoder of ``max_length`` positions (default: the tokenizer's
+    ``model_max_length``); warn (``PromptTruncatedWarning``) when it is too long."""
     if not isinstance(prompt, str):
         raise PromptError(f"a prompt must be text, got {type(prompt).__name__}")
-    max_length = int(tokenizer.model_max_length)
+    max_length = int(tokenizer.model_max_length) if max_length is None else int(max_length)
     enc = tokenizer(prompt, return_offsets_mapping=True, truncation=False, add_special_tokens=True)
     if "offset_mapping" not in enc:
         raise PromptError("the tokenizer gives no character offsets (a fast tokenizer is needed)")
