@@ -199,3 +199,109 @@ def test_t5_style_tokenizer_ids_eos_padding_and_word_offsets():
     # a character outside the alphabet is T5's <unk>, and names its word
     odd = tokenize(t5, "a 猫 cat")
     assert t5.unk_token_id in odd.ids and unknown_words(t5, odd) == ["猫"]
+
+
+def sd3_keys(t5_length: int = 32):
+    """SD3's text keys on the tiny tokenizers: CLIP's 77 positions, then T5's ``t5_length``."""
+    from promptedit.testing import tiny_t5_tokenizer, tiny_tokenizer
+    from promptedit.text.tokens import KeySpan, TextKeys
+
+    clip, t5 = tiny_tokenizer(), tiny_t5_tokenizer()
+    return TextKeys((KeySpan(clip, 0, 77), KeySpan(t5, 77, t5_length))), clip, t5
+
+
+def test_a_word_has_key_positions_in_every_encoders_part_of_the_keys():
+    """SD3's keys are CLIP's 77 positions then T5's: a word is its CLIP positions p and its T5 positions 77 + q; one
+    past CLIP's limit keeps its T5 positions; past every part's limit, or absent, it raises as for one tokenizer."""
+    from promptedit.text.tokens import KeySpan, TextKeys
+
+    keys, clip, t5 = sd3_keys()
+    assert keys.length == 77 + 32
+    prompt = "a photo of a zebra cat"
+    # CLIP: start token, a, photo, of, a, z e b r a (a rare word: a token a letter); T5: a, photo, of, a, ▁ z e b r a
+    assert keys.word_positions(prompt, "cat") == [10, 77 + 10]
+    zebra = keys.word_positions(prompt, "zebra")
+    assert zebra == [*range(5, 10), *range(77 + 4, 77 + 10)]
+    for (a, b), w in [((0, 77), "zebra"), ((77, 109), "zebra")]:  # each part: that tokenizer's positions, offset
+        span = next(s for s in keys.spans if s.start == a)
+        assert [p - a for p in zebra if a <= p < b] == word_token_indices(span.tokenizer, prompt, w)
+    # a repeated word: every occurrence in both parts
+    assert keys.word_positions(prompt, "a") == [1, 4, 77 + 0, 77 + 3]
+    # one tokenizer's keys (SD, SDXL) are its positions, as before
+    assert TextKeys.of(clip).word_positions(prompt, "zebra") == word_token_indices(clip, prompt, "zebra")
+    assert TextKeys.of(keys) is keys
+    # past CLIP's 77 tokens, within T5's 32: T5's positions only
+    long = "a cat " + "on the mat " * 30 + "dog"
+    short_keys = TextKeys((KeySpan(clip, 0, 77), KeySpan(t5, 77, 512)))
+    dog = short_keys.word_positions(long, "dog")
+    assert dog == [77 + len(tokenize(t5, long).ids) - 2]
+    with pytest.raises(PromptError, match="limit"):
+        keys.word_positions(long, "dog")  # past both
+    with pytest.raises(WordNotInPromptError):
+        keys.word_positions(prompt, "giraffe")
+    with pytest.raises(ValueError, match="follow one another"):
+        TextKeys((KeySpan(clip, 0, 77), KeySpan(t5, 78, 32)))
+
+
+def test_replacement_mapper_over_two_encoders_maps_each_part_on_its_own():
+    """Prompt-to-Prompt's word-swap mapper on SD3's keys: block-diagonal, each block the one tokenizer's mapper, so
+    the target's CLIP keys read the source's CLIP keys and its T5 keys the source's T5 keys."""
+    from promptedit.text.tokens import KeySpan, TextKeys
+
+    keys, clip, t5 = sd3_keys()
+    src, tgts = "a photo of a cat", ["a photo of a dog", "a photo of a zebra"]
+    m = get_replacement_mapper(keys, src, tgts)
+    assert m.shape == (2, 109, 109)
+    assert torch.equal(m[:, :77, :77], get_replacement_mapper(clip, src, tgts))
+    assert torch.equal(m[:, 77:, 77:], get_replacement_mapper(TextKeys((KeySpan(t5, 0, 32),)), src, tgts))
+    assert m[:, :77, 77:].eq(0).all() and m[:, 77:, :77].eq(0).all()
+    # cat → zebra: every target key of zebra, in both parts, reads the source's cat of the same part
+    cat = keys.word_positions(src, "cat")
+    zebra = keys.word_positions(tgts[1], "zebra")
+    clip_z, t5_z = [p for p in zebra if p < 77], [p for p in zebra if p >= 77]
+    assert (len(clip_z), len(t5_z)) == (5, 6)  # z e b r a on CLIP, ▁ z e b r a on T5
+    assert torch.allclose(m[1, cat[0]][clip_z], torch.tensor(1 / 5)) and m[1, cat[0]].sum() == 1
+    assert torch.allclose(m[1, cat[1]][t5_z], torch.tensor(1 / 6)) and m[1, cat[1]].sum() == 1
+    # the T5 end token and padding follow one to one after the longer word
+    assert m[1, cat[1] + 1, t5_z[-1] + 1] == 1
+
+
+def test_refinement_mapper_over_two_encoders_points_into_the_same_part():
+    from promptedit.text.tokens import KeySpan, TextKeys
+
+    keys, clip, t5 = sd3_keys()
+    src, tgt = "a cat on the mat", "a striped cat on the mat"
+    mapper, alphas = get_refinement_mapper(keys, src, [tgt])
+    assert mapper.shape == alphas.shape == (1, 109)
+    clip_m, clip_a = get_refinement_mapper(clip, src, [tgt])
+    t5_m, t5_a = get_refinement_mapper(TextKeys((KeySpan(t5, 0, 32),)), src, [tgt])
+    assert torch.equal(mapper[:, :77], clip_m) and torch.equal(mapper[:, 77:], t5_m + 77)
+    assert torch.equal(alphas, torch.cat([clip_a, t5_a], dim=-1))
+    assert alphas[0, keys.word_positions(tgt, "striped")].eq(0).all()  # the added word, in both parts
+    assert mapper[0, keys.word_positions(tgt, "cat")].tolist() == keys.word_positions(src, "cat")
+    # T5 has no start token: a prompt whose only shared word comes first still aligns
+    assert get_refinement_mapper(keys, "cat", ["cat on the mat"])[1][0, [1, 77]].tolist() == [1.0, 1.0]
+    with pytest.raises(AlignmentError, match="share no words"):
+        get_refinement_mapper(keys, "cat", ["dog"])
+
+
+def test_controllers_on_two_encoders_keys_edit_a_word_in_both_parts():
+    """``build_controller`` over SD3's keys: re-weighting, cross-replace windows and local blend reach a word's CLIP
+    and T5 keys."""
+    from promptedit.control.edit_spec import EditSpec, build_controller
+
+    keys, _, _ = sd3_keys()
+    src, tgt = "a photo of a cat", "a photo of a dog"
+    spec = EditSpec(src, (tgt,), mode="replace", reweight={"dog": 2.0}, blend_words=("cat", "dog"),
+                    cross_replace_words={"dog": 0.5})
+    controller, mode, _ = build_controller(spec, keys, 10)
+    dog = keys.word_positions(tgt, "dog")
+    assert mode == "replace" and len(dog) == 2 and dog[1] >= 77
+    others = [k for k in range(109) if k not in dog]
+    assert controller.equalizer[0, dog].eq(2).all() and controller.equalizer[0, others].eq(1).all()
+    assert controller.prev.mapper.shape == (1, 109, 109) and controller.cross_alpha.shape[-1] == 109
+    assert controller.cross_alpha[:, 0, dog].sum(0).tolist() == [5.0, 5.0]  # the word's own window: half the steps
+    blend = controller.local_blend.word_alphas
+    assert blend.shape == (2, 109)
+    assert blend[0].nonzero().flatten().tolist() == keys.word_positions(src, "cat")
+    assert blend[1].nonzero().flatten().tolist() == dog

@@ -12,8 +12,9 @@ denoising loop, the inversions and the masks speak only to this interface (``enc
   hidden states, both pooled outputs) and T5, the CLIP keys then T5's on one sequence, as diffusers'
   ``StableDiffusion3Pipeline`` builds them.
 
-Token positions index the first tokenizer; SDXL's two tokenizers share CLIP's vocabulary, and a prompt the two
-split differently is refused (its word maps would not agree).
+A conditioner says where the attention's text keys come from (``keys``, :class:`~promptedit.text.tokens.TextKeys`):
+SD's and SDXL's are the first tokenizer's positions (SDXL's two tokenizers share CLIP's vocabulary, and a prompt
+the two split differently is refused: its word maps would not agree); SD3's are the CLIP positions, then T5's.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from dataclasses import dataclass, replace
 import torch
 
 from .errors import ParameterError, PromptError, UnknownWordsWarning
-from .text.tokens import PromptTokens, tokenize, unknown_words
+from .text.tokens import KeySpan, PromptTokens, TextKeys, tokenize, unknown_words
 
 @dataclass(frozen=True)
 class Conditioning:
@@ -90,8 +91,9 @@ class TextConditioner:
     """A model family's text side: prompts → :class:`Conditioning`.
 
     Attributes:
-        family: ``sd`` or ``sdxl``.
-        tokenizer: the tokenizer whose positions the attention maps' keys are (controllers index it).
+        family: the family's name (``sd``, ``sdxl``, ``sd3``).
+        tokenizer: the tokenizer whose positions the attention maps' keys are (the first of them, where
+            :attr:`keys` has several encoders' positions).
     """
 
     family: str = ""
@@ -103,6 +105,12 @@ class TextConditioner:
     def max_length(self) -> int:
         """Token positions of the cross-attention keys (77 for CLIP), start and end tokens included."""
         return int(self.tokenizer.model_max_length)
+
+    @property
+    def keys(self) -> TextKeys:
+        """Where the attention's text keys come from (controllers find words' key positions through it): here
+        :attr:`tokenizer`'s positions, :attr:`max_length` of them."""
+        return TextKeys((KeySpan(self.tokenizer, 0, self.max_length),))
 
     @property
     def encoders(self) -> list[torch.nn.Module]:
@@ -144,8 +152,10 @@ class TextConditioner:
         for p in prompts:
             if not isinstance(p, str):
                 raise PromptError(f"a prompt must be text, got {type(p).__name__}")
-            tokens = self.tokenize(p)  # warns when truncated
-            unknown += [w for w in unknown_words(self.tokenizer, tokens, self.vocabulary) if w not in unknown]
+            self.tokenize(p)  # warns when truncated
+            for span in self.keys.spans:  # each encoder's tokenizer whose keys the words become
+                unknown += [w for w in unknown_words(span.tokenizer, span.tokenize(p), self.vocabulary)
+                            if w not in unknown]
         if unknown:
             why = ("its vocabulary is the shapes world's (docs/shapes-world.md)" if self.vocabulary is not None
                    else "its tokenizer reads them as its unknown token")
@@ -369,6 +379,13 @@ class SD3Text(TextConditioner):
     def max_length(self) -> int:
         """The text keys: 77 CLIP positions, then ``max_sequence_length`` T5 positions."""
         return self.clip_length + self.max_sequence_length
+
+    @property
+    def keys(self) -> TextKeys:
+        """The CLIP keys (the first tokenizer's positions; the second splits prompts alike), then T5's: a word has
+        key positions in both."""
+        return TextKeys((KeySpan(self.tokenizer, 0, self.clip_length),
+                         KeySpan(self.tokenizer_3, self.clip_length, self.max_sequence_length)))
 
     @property
     def encoders(self) -> list[torch.nn.Module]:

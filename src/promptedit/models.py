@@ -70,6 +70,11 @@ class DiffusionModel:
         return self.text.tokenizer
 
     @property
+    def keys(self):
+        """Where the attention's text keys come from (:class:`~promptedit.text.tokens.TextKeys`)."""
+        return self.text.keys
+
+    @property
     def text_encoder(self) -> torch.nn.Module:
         """The (first) text encoder; for training and saving. The loop goes through :attr:`text`."""
         return self.text.encoders[0]

@@ -2,7 +2,7 @@
 
 Pure: prompts, token positions (:mod:`promptedit.text.tokens`), token mappers (:mod:`promptedit.text.alignment`) and
 controllers (:mod:`promptedit.control`); no diffusers. :func:`build_controller` turns a spec into an attention
-controller for a tokenizer and a number of steps (Hertz et al. 2023, Sec. 3.2).
+controller for a model's text keys and a number of steps (Hertz et al. 2023, Sec. 3.2).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from . import (
 from ..defaults import P2PDefaults
 from ..errors import ParameterError, PromptError, WordNotInPromptError, check_real
 from ..text.alignment import get_refinement_mapper, get_replacement_mapper
-from ..text.tokens import PromptTokens, prompt_words, swapped_words, tokenize, word_token_indices
+from ..text.tokens import PromptTokens, TextKeys, prompt_words, swapped_words
 
 MODES = ("replace", "refine", "reweight", "auto")
 Window = float | tuple[float, float]
@@ -231,18 +231,18 @@ def resolve_mode(spec: EditSpec) -> tuple[str, str]:
 
 
 class _Positions:
-    """Token positions of words in prompts, each prompt tokenized once."""
+    """Key positions of words in prompts (:class:`~promptedit.text.tokens.TextKeys`), each prompt tokenized once."""
 
-    def __init__(self, tokenizer):
-        self.tokenizer = tokenizer
-        self._tokens: dict[str, PromptTokens] = {}
+    def __init__(self, keys: TextKeys):
+        self.keys = keys
+        self._tokens: dict[str, tuple[PromptTokens, ...]] = {}
 
     def __call__(self, prompt: str, word: str) -> list[int] | None:
         """The positions of ``word`` in ``prompt``, or None when it is not there (or lies past the limit)."""
         if prompt not in self._tokens:
-            self._tokens[prompt] = tokenize(self.tokenizer, prompt, warn=False)
+            self._tokens[prompt] = self.keys.tokenize(prompt)
         try:
-            return word_token_indices(self.tokenizer, prompt, word, tokens=self._tokens[prompt])
+            return self.keys.word_positions(prompt, word, tokens=self._tokens[prompt])
         except PromptError:  # not there, or past the text encoder's limit
             return None
 
@@ -251,7 +251,7 @@ class _Positions:
         prompt's text, else not in the prompts."""
         for p in prompts:
             try:
-                word_token_indices(self.tokenizer, p, word, tokens=self._tokens.get(p))
+                self.keys.word_positions(p, word, tokens=self._tokens.get(p))
             except WordNotInPromptError:
                 continue
             except PromptError as e:
@@ -279,15 +279,17 @@ def _word_alphas(positions: _Positions, prompts: Sequence[str], words: Sequence[
 
 
 def build_controller(
-    spec: EditSpec, tokenizer, num_steps: int, defaults: P2PDefaults = P2PDefaults()
+    spec: EditSpec, keys, num_steps: int, defaults: P2PDefaults = P2PDefaults()
 ) -> tuple[AttentionEdit, str, list[str]]:
-    """The Prompt-to-Prompt controller for ``spec``: (controller, mode used, notes). ``defaults`` fill what the
-    spec leaves unset (windows, local blend's threshold, resolution and start)."""
+    """The Prompt-to-Prompt controller for ``spec`` over the text keys ``keys`` (the model's
+    :class:`~promptedit.text.tokens.TextKeys`, or a tokenizer whose positions they are): (controller, mode used,
+    notes). ``defaults`` fill what the spec leaves unset (windows, local blend's threshold, resolution and start)."""
     mode, note = resolve_mode(spec)
     notes = [note] if note else []
-    max_len = int(tokenizer.model_max_length)
+    keys = TextKeys.of(keys)
+    max_len = keys.length
     targets = list(spec.targets)
-    positions = _Positions(tokenizer)
+    positions = _Positions(keys)
 
     token_windows = []
     for word in spec.cross_replace_words:
@@ -331,9 +333,9 @@ def build_controller(
 
     base: AttentionEdit | None = None
     if mode == "replace":
-        base = AttentionReplace(get_replacement_mapper(tokenizer, spec.source, targets), alpha, **common)
+        base = AttentionReplace(get_replacement_mapper(keys, spec.source, targets), alpha, **common)
     elif mode == "refine":
-        mapper, alphas = get_refinement_mapper(tokenizer, spec.source, targets)
+        mapper, alphas = get_refinement_mapper(keys, spec.source, targets)
         base = AttentionRefine(mapper, alphas, alpha, **common)
     if spec.reweight:
         equalizer = torch.ones(len(targets), max_len)

@@ -133,7 +133,7 @@ def edit(
                                 batch=len(spec.prompts), allow_large=allow_large, negative_prompt=negative_prompt)
     spec, notes = _blend_swapped(model, spec, start)
     defaults, resolution_notes = p2p_defaults(model, spec, start)
-    controller, mode, mode_notes = build_controller(spec, model.tokenizer, sampling.num_inference_steps, defaults)
+    controller, mode, mode_notes = build_controller(spec, model.keys, sampling.num_inference_steps, defaults)
     notes = mode_notes + notes + resolution_notes
     store, f = None, None
     if store_attention:

@@ -24,7 +24,7 @@ from ..runner import (NoisedImage, Prepared, Sampling, decode_latents, make_gene
                      to_uint8)
 from ..samplers import strength_start
 from ..control.edit_spec import _check_prompt
-from ..text.tokens import prompt_words, span_token_indices
+from ..text.tokens import prompt_words
 from .result import MaskEditResult
 
 MASK_METHODS = ("instant", "diffedit")
@@ -46,11 +46,13 @@ class MaskBlend(AttentionControl):
 
 
 def edit_words(model: DiffusionModel, prompt: str, what: str = "edit text") -> tuple[list[str], list[list[int]]]:
-    """The words of ``prompt`` (lower-cased, punctuation left out) and their token positions."""
-    tokens = model.text.tokenize(prompt, warn=False)
+    """The words of ``prompt`` (lower-cased, punctuation left out) and their key positions (in every encoder's part
+    of the keys: :class:`~promptedit.text.tokens.TextKeys`)."""
+    model.text.tokenize(prompt, warn=False)  # refuses a prompt the family's tokenizers disagree on
+    tokens = model.keys.tokenize(prompt)
     words, toks = [], []
     for w, a, b in prompt_words(prompt):
-        idx = [i for i in span_token_indices(tokens, a, b) if i < tokens.max_length - 1]
+        idx = model.keys.span_positions(prompt, a, b, tokens)
         if idx and any(ch.isalnum() for ch in w):
             words.append(w)
             toks.append(idx)

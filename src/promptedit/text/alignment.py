@@ -4,7 +4,8 @@ Pure functions on token ids (no diffusers): the *replacement* mapper for word
 swaps and the *refinement* mapper, from a Needleman–Wunsch global alignment of
 the two token sequences, for added or removed phrases. Both return tensors of
 the text encoder's length ``max_len`` so that they index attention maps
-``(..., pixels, max_len)`` directly.
+``(..., pixels, max_len)`` directly; over keys of several encoders (SD3's CLIP then T5,
+:class:`~promptedit.text.tokens.TextKeys`) each encoder's part is mapped on its own.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from dataclasses import dataclass
 import torch
 
 from ..errors import AlignmentError
-from .tokens import prompt_words, swapped_words, tokenize, span_token_indices
+from .tokens import PromptTokens, TextKeys, prompt_words, span_token_indices, swapped_words
 
 GAP, MATCH, MISMATCH = 0, 1, -1  # the reference implementation's scores
 
@@ -86,21 +87,36 @@ def refinement_mapper(x_ids: list[int], y_ids: list[int], max_len: int) -> tuple
     return mapper, alphas
 
 
-def get_refinement_mapper(tokenizer, source: str, targets: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Refinement mappers for each target: (n_targets, max_len) each."""
-    max_len = int(tokenizer.model_max_length)
-    x = tokenize(tokenizer, source, warn=False)
+def _word_ids(tokenizer, tokens: PromptTokens) -> set[int]:
+    """The ids of a prompt's tokens without the start token (where the tokenizer has one) and the end token."""
+    ids = list(tokens.ids)
+    if ids and getattr(tokenizer, "bos_token_id", None) is not None and ids[0] == tokenizer.bos_token_id:
+        ids = ids[1:]
+    return set(ids[:-1])
+
+
+def get_refinement_mapper(keys, source: str, targets: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Refinement mappers for each target over the text keys ``keys`` (:class:`~promptedit.text.tokens.TextKeys`,
+    or a tokenizer whose positions they are): (n_targets, keys) each. Each span of the keys aligns its own
+    encoder's tokens of the prompts, and its mapper points into the source's keys of the same span."""
+    keys = TextKeys.of(keys)
     mappers, alphas = [], []
-    for target in targets:
-        y = tokenize(tokenizer, target, warn=False)
-        if not (set(x.ids[1:-1]) & set(y.ids[1:-1])):
-            raise AlignmentError(
-                f"prompts {source!r} and {target!r} share no words: there is nothing to keep, so they cannot be aligned"
-            )
-        mapper, alpha = refinement_mapper(list(x.ids), list(y.ids), max_len)
-        mappers.append(mapper)
-        alphas.append(alpha)
-    return torch.stack(mappers), torch.stack(alphas)
+    for span in keys.spans:
+        x = span.tokenize(source)
+        span_mappers, span_alphas = [], []
+        for target in targets:
+            y = span.tokenize(target)
+            if not (_word_ids(span.tokenizer, x) & _word_ids(span.tokenizer, y)):
+                raise AlignmentError(
+                    f"prompts {source!r} and {target!r} share no words: there is nothing to keep, so they cannot be "
+                    "aligned"
+                )
+            mapper, alpha = refinement_mapper(list(x.ids), list(y.ids), span.length)
+            span_mappers.append(mapper + span.start)
+            span_alphas.append(alpha)
+        mappers.append(torch.stack(span_mappers))
+        alphas.append(torch.stack(span_alphas))
+    return torch.cat(mappers, dim=-1), torch.cat(alphas, dim=-1)
 
 
 def replacement_mapper(
@@ -139,16 +155,16 @@ def replacement_mapper(
     return mapper
 
 
-def get_replacement_mapper(tokenizer, source: str, targets: list[str]) -> torch.Tensor:
-    """Replacement mappers for each target: (n_targets, max_len, max_len).
+def get_replacement_mapper(keys, source: str, targets: list[str]) -> torch.Tensor:
+    """Replacement mappers for each target over the text keys ``keys`` (:class:`~promptedit.text.tokens.TextKeys`,
+    or a tokenizer whose positions they are): (n_targets, keys, keys), block-diagonal over the keys' spans (each
+    span maps its own encoder's tokens of the words).
 
     Raises :class:`AlignmentError` when a target is more than a word swap of the
     source (a different number of words), suggesting a refinement edit.
     """
-    max_len = int(tokenizer.model_max_length)
-    x = tokenize(tokenizer, source, warn=False)
-    src_words = [span_token_indices(x, a, b) for _, a, b in prompt_words(source)]
-    out = []
+    keys = TextKeys.of(keys)
+    swaps = []
     for target in targets:
         swapped = swapped_words(source, target)
         if swapped is None:
@@ -156,7 +172,14 @@ def get_replacement_mapper(tokenizer, source: str, targets: list[str]) -> torch.
                 f"{target!r} is not a word swap of {source!r} (they have {len(prompt_words(source))} and "
                 f"{len(prompt_words(target))} words); use --mode refine to add or remove words, or --mode auto"
             )
-        y = tokenize(tokenizer, target, warn=False)
-        tgt_words = [span_token_indices(y, a, b) for _, a, b in prompt_words(target)]
-        out.append(replacement_mapper(src_words, tgt_words, swapped, max_len))
-    return torch.stack(out)
+        swaps.append(swapped)
+    out = torch.zeros(len(targets), keys.length, keys.length)
+    for span in keys.spans:
+        x = span.tokenize(source)
+        src_words = [span_token_indices(x, a, b) for _, a, b in prompt_words(source)]
+        block = slice(span.start, span.start + span.length)
+        for k, (target, swapped) in enumerate(zip(targets, swaps)):
+            y = span.tokenize(target)
+            tgt_words = [span_token_indices(y, a, b) for _, a, b in prompt_words(target)]
+            out[k, block, block] = replacement_mapper(src_words, tgt_words, swapped, span.length)
+    return out

@@ -7,13 +7,20 @@ diffusers import, so this module is tested on its own.
 Token positions are the text encoder's, special tokens included: with CLIP's start token at 0, in
 ``<|startoftext|> a cat <|endoftext|>`` the word ``cat`` is token 2; a T5 tokenizer has no start token, so in
 ``▁a ▁cat </s>`` it is token 1.
+
+The attention's text keys are one or more encoders' sequences one after another (:class:`TextKeys`): SD's and
+SDXL's are CLIP's 77 positions; SD3's are CLIP's 77, then T5's, so a word has keys in both (``cat`` above is
+keys 2 and 77 + 1). A model's text side says so (``TextConditioner.keys``); the controllers ask it, not which
+family the model is.
 """
 
 from __future__ import annotations
 
 import re
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from ..errors import PromptError, PromptTruncatedWarning, WordNotInPromptError
 
@@ -138,3 +145,72 @@ def swapped_words(source: str, target: str) -> list[int] | None:
     if len(a) != len(b):
         return None
     return [i for i, (x, y) in enumerate(zip(a, b)) if x != y]
+
+
+@dataclass(frozen=True)
+class KeySpan:
+    """A run of the attention's text keys that is one text encoder's sequence: keys ``start`` … ``start + length
+    − 1`` are ``tokenizer``'s positions 0 … ``length − 1`` (the prompt's tokens, truncated and padded to
+    ``length``)."""
+
+    tokenizer: Any
+    start: int
+    length: int
+
+    def tokenize(self, prompt: str, *, warn: bool = False) -> PromptTokens:
+        """The prompt as this encoder sees it (truncated at ``length``)."""
+        return tokenize(self.tokenizer, prompt, warn=warn, max_length=self.length)
+
+
+@dataclass(frozen=True)
+class TextKeys:
+    """Where the attention's text keys come from: spans of encoders' positions one after another, covering keys
+    0 … ``length − 1`` (SD, SDXL: CLIP's 77; SD3: CLIP's 77, then T5's). A word's key positions are its token
+    positions in every span, each offset by the span's start."""
+
+    spans: tuple[KeySpan, ...]
+
+    def __post_init__(self):
+        if not self.spans or [s.start for s in self.spans] != [0, *(s.start + s.length for s in self.spans[:-1])]:
+            raise ValueError("key spans must follow one another from key 0")
+
+    @classmethod
+    def of(cls, keys) -> "TextKeys":
+        """``keys`` as :class:`TextKeys`: itself, or a tokenizer's positions (its ``model_max_length``) as one span."""
+        return keys if isinstance(keys, TextKeys) else cls((KeySpan(keys, 0, int(keys.model_max_length)),))
+
+    @property
+    def length(self) -> int:
+        """The number of text keys."""
+        return self.spans[-1].start + self.spans[-1].length
+
+    def tokenize(self, prompt: str) -> tuple[PromptTokens, ...]:
+        """The prompt as each span's encoder sees it."""
+        return tuple(span.tokenize(prompt) for span in self.spans)
+
+    def span_positions(self, prompt: str, start: int, end: int,
+                       tokens: Sequence[PromptTokens] | None = None) -> list[int]:
+        """Key positions of the tokens whose characters overlap [start, end) of ``prompt``, in every span, those
+        past a span's end token left out; ``tokens``: :meth:`tokenize`'s, when made already."""
+        out: list[int] = []
+        for span, span_tokens in zip(self.spans, tokens or self.tokenize(prompt), strict=True):
+            out += [span.start + i for i in span_token_indices(span_tokens, start, end) if i < span.length - 1]
+        return out
+
+    def word_positions(self, prompt: str, word: str, tokens: Sequence[PromptTokens] | None = None) -> list[int]:
+        """Key positions of every occurrence of ``word`` in ``prompt`` (see :func:`word_token_indices`), in every
+        span; raises as it does when the word is not in the prompt, or lies past the limit of every span.
+        ``tokens``: :meth:`tokenize`'s, when made already."""
+        found: list[int] = []
+        error: PromptError | None = None
+        for span, span_tokens in zip(self.spans, tokens or self.tokenize(prompt), strict=True):
+            try:
+                found += [span.start + i for i in word_token_indices(span.tokenizer, prompt, word, tokens=span_tokens)]
+            except WordNotInPromptError:
+                raise
+            except PromptError as e:  # past this span's limit
+                error = e
+        if not found:
+            assert error is not None
+            raise error
+        return found
