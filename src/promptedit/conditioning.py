@@ -340,8 +340,8 @@ class SDXLText(TextConditioner):
         return cond.expand(n)
 
 
-#: the longest T5 sequence SD3 takes (diffusers' ``StableDiffusion3Pipeline`` refuses more)
-SD3_MAX_SEQUENCE_LENGTH = 512
+#: the longest T5 sequence SD3 takes (diffusers' ``StableDiffusion3Pipeline`` refuses more), and the pipeline's default
+SD3_MAX_SEQUENCE_LENGTH, SD3_DEFAULT_SEQUENCE_LENGTH = 512, 256
 
 
 class SD3Text(TextConditioner):
@@ -353,15 +353,18 @@ class SD3Text(TextConditioner):
 
     Args:
         tokenizers, text_encoders: the three of each, in the checkpoint's order (CLIP-L, CLIP-G, T5).
-        max_sequence_length: T5's length (the pipeline's argument, default 256; at most 512).
+        max_sequence_length: T5's length (the pipeline's argument, at most 512; default: the pipeline's 256, or
+            the T5 tokenizer's ``model_max_length`` where shorter, so that a saved model keeps its length).
     """
 
     family = "sd3"
 
     def __init__(self, tokenizers: Sequence, text_encoders: Sequence[torch.nn.Module], *,
-                 max_sequence_length: int = 256):
+                 max_sequence_length: int | None = None):
         if len(tokenizers) != 3 or len(text_encoders) != 3:
             raise ValueError("SD3 takes three tokenizers and three text encoders (two CLIPs and T5)")
+        if max_sequence_length is None:
+            max_sequence_length = min(SD3_DEFAULT_SEQUENCE_LENGTH, int(tokenizers[2].model_max_length))
         if (isinstance(max_sequence_length, bool) or not isinstance(max_sequence_length, int)
                 or not 1 <= max_sequence_length <= SD3_MAX_SEQUENCE_LENGTH):
             raise ParameterError(f"SD3's max_sequence_length must be a whole number from 1 to "

@@ -145,14 +145,46 @@ def _flux_defaults(backbone) -> dict:
     """``FluxPipeline``'s sampling defaults (28 steps; FLUX.1-dev's embedded guidance 3.5, an undistilled model's
     no guidance, as the pipeline's ``true_cfg_scale`` 1); attention sites at the packed tokens' grid (2)."""
     return {"sampling": {"num_inference_steps": 28, "guidance_scale": 3.5 if backbone.guidance_embeds else 1.0},
-            "p2p": {"self_replace_min_downsample": 2, "blend_downsample": 2, "attention_downsample": 2},
-            "masks": {"downsample": 2}}
+            **_patch_grid_defaults(2)}
+
+
+def _patch_grid_defaults(grid: int) -> dict:
+    """An MM-DiT's attention sites all sit at its patches' grid: maps are read and injected there."""
+    return {"p2p": {"self_replace_min_downsample": grid, "blend_downsample": grid, "attention_downsample": grid},
+            "masks": {"downsample": grid}}
+
+
+def _sd3_defaults(backbone) -> dict:
+    """``StableDiffusion3Pipeline``'s sampling defaults (28 steps, classifier-free guidance 7.0); attention sites at
+    the patches' grid (2)."""
+    return {"sampling": {"num_inference_steps": 28, "guidance_scale": 7.0}, **_patch_grid_defaults(backbone.patch_size)}
 
 
 def _flux_backbone(module):
     from .backbones.mmdit import FluxBackbone
 
     return FluxBackbone(module)
+
+
+def _sd3_text(parts: dict, index: dict):
+    from .conditioning import SD3Text
+
+    return SD3Text([parts[f"tokenizer{k}"] for k in ("", "_2", "_3")],
+                   [parts[f"text_encoder{k}"] for k in ("", "_2", "_3")])
+
+
+def _sd3_flow(config: dict, image_seq_len: int | None = None):
+    """``StableDiffusion3Pipeline``'s schedule: the scheduler's own spacing, shifted (by μ from the image's token
+    count where the scheduler shifts dynamically)."""
+    from .samplers import FlowMatchEulerSampler
+
+    return FlowMatchEulerSampler(config, spacing="scheduler", image_seq_len=image_seq_len)
+
+
+def _sd3_backbone(module):
+    from .backbones.mmdit import SD3Backbone
+
+    return SD3Backbone(module)
 
 
 def _unet(module):
@@ -199,6 +231,16 @@ FAMILIES: dict[str, Family] = {f.name: f for f in (
            pipelines=Pipelines("FluxPipeline", "FluxInpaintPipeline", None),
            pipeline_call=_flux_pipeline_call, pooled=True, sampler=_flow, guidance=_flux_guidance,
            defaults=_flux_defaults, denoiser="transformer"),
+    Family(name="sd3",
+           class_names=("StableDiffusion3Pipeline", "StableDiffusion3Img2ImgPipeline",
+                        "StableDiffusion3InpaintPipeline"),
+           components=("vae", "transformer", "text_encoder", "text_encoder_2", "text_encoder_3", "tokenizer",
+                       "tokenizer_2", "tokenizer_3", "scheduler"),
+           text=_sd3_text, backbone=_sd3_backbone,
+           pipelines=Pipelines("StableDiffusion3Pipeline", "StableDiffusion3InpaintPipeline", None),
+           pipeline_call=lambda model, scale: {"guidance_scale": scale,
+                                               "max_sequence_length": model.text.max_sequence_length},
+           pooled=True, sampler=_sd3_flow, defaults=_sd3_defaults, denoiser="transformer"),
 )}
 
 #: name -> folder of each shipped model

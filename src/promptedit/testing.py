@@ -166,10 +166,22 @@ def tiny_flux_model(seed: int = 0, *, guidance_embeds: bool = False, max_length:
         defaults=TINY_DEFAULTS.replace("sampling", image_size=32))
 
 
+def tiny_sd3_model(seed: int = 0, *, max_length: int = 32) -> DiffusionModel:
+    """:func:`tiny_sd3_components` as a promptedit model (32 px images; T5's ``max_length`` short, as the shapes
+    models'), guided classifier-free as SD3; its text side and backbone made as loading makes them."""
+    from .families import FAMILIES
+
+    parts, family = tiny_sd3_components(seed, max_length=max_length), FAMILIES["sd3"]
+    return DiffusionModel(
+        vae=parts["vae"], backbone=family.backbone(parts["transformer"]), text=family.text(parts, {}),
+        scheduler_config=dict(parts["scheduler"].config), name=f"tiny-sd3-{seed}",
+        defaults=TINY_DEFAULTS.replace("sampling", image_size=32))
+
+
 #: family name (as :data:`promptedit.families.FAMILIES` spells it) -> builder of its tiny random-weight model,
 #: ``seed → DiffusionModel``; the family contract tests (tests/test_families.py) run on every entry, so a new
 #: family gets them by adding its builder here
-TINY_MODELS = {"sd": tiny_components, "sdxl": tiny_sdxl_components, "flux": tiny_flux_model}
+TINY_MODELS = {"sd": tiny_components, "sdxl": tiny_sdxl_components, "flux": tiny_flux_model, "sd3": tiny_sd3_model}
 
 
 def _tiny_clip(cls, tokenizer, seed: int, hidden: int = 32, layers: int = 2):

@@ -14,6 +14,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 
 from ..errors import ParameterError
 
@@ -190,3 +191,29 @@ class Backbone:
 def nearest_grid(available, wanted: int) -> int:
     """The grid among ``available`` closest to ``wanted`` on a log scale (ties: the larger maps)."""
     return min(available, key=lambda f: (abs(math.log2(f) - math.log2(wanted)), f))
+
+
+def value_edited_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, edit, n_prompts: int,
+                           scale: float | None = None) -> torch.Tensor:
+    """Attention (B, H, S, d) of q (B, H, N, d) over k, v (B, H, S, d) with a linear edit of the targets' maps
+    applied through the values (:class:`~promptedit.control.ValueEdit`): target k's output is
+    ``P_0 · (A_k V_k) + P_k · (b_k ⊙ V_k)`` from fused kernels. B is ``n_prompts``, or twice that with the
+    unconditional rows first; the conditional rows are the source, then the targets."""
+    batch = q.shape[0]
+    n = n_prompts
+    if batch not in (n, 2 * n):
+        raise RuntimeError(f"attention batch {batch} does not match {n} prompts")
+    src = batch - n  # the source's row in the conditional half; the targets follow it
+    edit = edit.to(v.device, v.dtype)  # a no-op when the controller built it for this device
+    v_t = v[src + 1:]  # (n_t, heads, keys, head_dim)
+    v_mixed = v_t if edit.mix is None else torch.einsum("tij,thjd->thid", edit.mix, v_t)
+
+    def with_source_rows(x):  # the targets read the source's queries and keys: P_0 in every target row
+        return torch.cat([x[: src + 1], x[src: src + 1].expand(n - 1, *x.shape[1:])])
+
+    out = F.scaled_dot_product_attention(with_source_rows(q), with_source_rows(k),
+                                         torch.cat([v[: src + 1], v_mixed]), scale=scale)
+    if edit.keep is not None:  # the targets' own maps, weighted per key
+        own = F.scaled_dot_product_attention(q[src + 1:], k[src + 1:], edit.keep[:, None, :, None] * v_t, scale=scale)
+        out = torch.cat([out[: src + 1], out[src + 1:] + own])
+    return out

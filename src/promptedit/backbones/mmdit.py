@@ -1,4 +1,6 @@
-"""MM-DiT transformers as :class:`~promptedit.backbones.base.Backbone` s: FLUX.1 (``FluxTransformer2DModel``).
+"""MM-DiT transformers as :class:`~promptedit.backbones.base.Backbone` s: FLUX.1 (``FluxTransformer2DModel``; text
+then image tokens) and Stable Diffusion 3 / 3.5 (``SD3Transformer2DModel``; image then text tokens, and SD3.5's
+second, image-only attention in its dual blocks, a ``"self"`` site as a UNet's self-attention).
 
 In an MM-DiT block text and image tokens attend jointly: one softmax over the keys of both. The image queries'
 text columns are what a UNet's cross-attention was and their image columns what its self-attention was
@@ -37,7 +39,7 @@ import torch.nn.functional as F
 
 from ..control import AttentionControl
 from ..errors import HookError, ParameterError
-from .base import AttachReport, AttentionSite, Backbone
+from .base import AttachReport, AttentionSite, Backbone, value_edited_attention
 
 
 def joint_views(site: AttentionSite) -> tuple[AttentionSite, AttentionSite]:
@@ -345,16 +347,18 @@ def flux_site(key: str, n_double: int) -> AttentionSite:
     return AttentionSite(name, "joint", None, "other", 0)
 
 
-class FluxBackbone(Backbone):
-    """FLUX.1's ``FluxTransformer2DModel``: latents packed into 2 × 2-patch tokens, RoPE over (text: 0; image:
-    row, column) ids, timesteps as fractions (σ), the embedded guidance scale where the model is guidance-distilled
-    (``guidance_embeds``), joint attention through :class:`FluxControlledProcessor`.
+class MMDiTBackbone(Backbone):
+    """What the MM-DiT backbones share: the transformer's processors replaced, through ``set_attn_processor``, by
+    ones that show each joint layer to a controller (:func:`joint_attention`; the original processors run where
+    the controller wants nothing), and Plug-and-Play's feature injection on its blocks. A subclass says where each
+    processor's layer sits (:meth:`site`) and which processor shows it (:meth:`processor`).
 
     Args:
         transformer: the transformer (in eval mode for inference).
     """
 
-    token_subsets = True
+    #: the module names' prefixes of the blocks whose image tokens feature injection may replace
+    block_prefixes: tuple[str, ...] = ("transformer_blocks.",)
 
     def __init__(self, transformer: torch.nn.Module):
         self.module = transformer
@@ -364,6 +368,89 @@ class FluxBackbone(Backbone):
     @property
     def config(self):
         return self.module.config
+
+    def site(self, key: str) -> AttentionSite:
+        """The site of the transformer's attention processor ``key``."""
+        raise NotImplementedError
+
+    def processor(self, controller: AttentionControl, site: AttentionSite, fallback):
+        """The processor showing the layer at ``site`` to ``controller``; ``fallback``: the layer's own."""
+        raise NotImplementedError
+
+    def compile(self, **options) -> None:
+        self.compiled = torch.compile(self.module, **options)
+
+    def sites(self) -> list[AttentionSite]:
+        return [self.site(key) for key in self.module.attn_processors]
+
+    @contextmanager
+    def attach(self, controller: AttentionControl) -> Iterator[AttachReport]:
+        """Install ``controller`` on every joint (and image-only self-attention) layer; restore the original
+        processors on exit."""
+        original = dict(self.module.attn_processors)
+        sites = {key: self.site(key) for key in original}
+        n_joint = sum(1 for s in sites.values() if s.kind == "joint" and s.on_grid)
+        n_self = sum(1 for s in sites.values() if s.kind in ("joint", "self") and s.on_grid)
+        if n_joint == 0:
+            raise HookError(f"no joint attention layer found among the transformer's {len(original)} attention "
+                            "processors; this model cannot be edited with attention control")
+        self.module.set_attn_processor(
+            {key: self.processor(controller, sites[key], proc) for key, proc in original.items()})
+        self._attached = True
+        try:
+            yield AttachReport(cross_layers=n_joint, self_layers=n_self)
+        finally:
+            self._attached = False
+            self.module.set_attn_processor(original)
+
+    #: the most text tokens the joint sequence holds (FLUX.1: T5's 512; SD3: CLIP's 77 and T5's 512)
+    max_text_tokens: int = 512
+
+    def estimate_memory(self, height: int, width: int, batch: int) -> int:
+        """16 live tensors of tokens × inner width, text and image tokens, for ``batch`` branches with classifier-free
+        guidance, on latents of ``height`` × ``width`` (attention maps are never held: fused kernels)."""
+        bytes_per = torch.finfo(self.dtype).bits // 8
+        tokens = self.image_seq_len(height, width) + self.max_text_tokens
+        width_ = int(self.config.num_attention_heads) * int(self.config.attention_head_dim)
+        return 16 * 2 * batch * tokens * width_ * bytes_per
+
+    def default_feature_layers(self) -> list[str]:
+        raise NotImplementedError
+
+    @contextmanager
+    def inject_features(self, injector) -> Iterator[list[str]]:
+        """Plug-and-Play's injection on a transformer: the targets' image tokens leaving the named blocks
+        (:meth:`default_feature_layers` when ``injector`` names none) are replaced by the source's (the blocks
+        return (text, image) token pairs; the text stream is left alone); hooks removed on exit."""
+        names = injector.layers or self.default_feature_layers()
+        modules = dict(self.module.named_modules())
+
+        def image_stream(module, inputs, output):  # output: (text tokens, image tokens), each (batch, S, D)
+            return output[0], injector(module, inputs, output[1])
+
+        handles = []
+        try:
+            for name in names:
+                if name not in modules or not name.startswith(self.block_prefixes):
+                    raise ParameterError(f"no transformer block {name!r} for feature injection")
+                handles.append(modules[name].register_forward_hook(image_stream, prepend=True))
+            yield names
+        finally:
+            for h in handles:
+                h.remove()
+
+
+class FluxBackbone(MMDiTBackbone):
+    """FLUX.1's ``FluxTransformer2DModel``: latents packed into 2 × 2-patch tokens, RoPE over (text: 0; image:
+    row, column) ids, timesteps as fractions (σ), the embedded guidance scale where the model is guidance-distilled
+    (``guidance_embeds``), joint attention through :class:`FluxControlledProcessor`.
+
+    Args:
+        transformer: the transformer (in eval mode for inference).
+    """
+
+    token_subsets = True
+    block_prefixes = ("transformer_blocks.", "single_transformer_blocks.")
 
     @property
     def guidance_embeds(self) -> bool:
@@ -404,31 +491,11 @@ class FluxBackbone(Backbone):
             joint_attention_kwargs={"text_length": emb.shape[1]} if self._attached else None, return_dict=False,
         )[0]
 
-    def compile(self, **options) -> None:
-        self.compiled = torch.compile(self.module, **options)
+    def site(self, key: str) -> AttentionSite:
+        return flux_site(key, len(self.module.transformer_blocks))
 
-    def sites(self) -> list[AttentionSite]:
-        n_double = len(self.module.transformer_blocks)
-        return [flux_site(key, n_double) for key in self.module.attn_processors]
-
-    @contextmanager
-    def attach(self, controller: AttentionControl) -> Iterator[AttachReport]:
-        """Install ``controller`` on every joint layer; restore the original processors on exit."""
-        original = dict(self.module.attn_processors)
-        n_double = len(self.module.transformer_blocks)
-        sites = {key: flux_site(key, n_double) for key in original}
-        n_joint = sum(1 for s in sites.values() if s.on_grid)
-        if n_joint == 0:
-            raise HookError(f"no joint attention layer found among the transformer's {len(original)} attention "
-                            "processors; this model cannot be edited with attention control")
-        self.module.set_attn_processor(
-            {key: FluxControlledProcessor(controller, sites[key], proc) for key, proc in original.items()})
-        self._attached = True
-        try:
-            yield AttachReport(cross_layers=n_joint, self_layers=n_joint)
-        finally:
-            self._attached = False
-            self.module.set_attn_processor(original)
+    def processor(self, controller: AttentionControl, site: AttentionSite, fallback):
+        return FluxControlledProcessor(controller, site, fallback)
 
     @contextmanager
     def kv_attention(self, cache: KVCache) -> Iterator[int]:
@@ -457,28 +524,6 @@ class FluxBackbone(Backbone):
         if n_single == 0:
             return [f"transformer_blocks.{len(self.module.transformer_blocks) - 1}"]
         return [f"single_transformer_blocks.{j}" for j in range(n_single // 2, n_single)]
-
-    @contextmanager
-    def inject_features(self, injector) -> Iterator[list[str]]:
-        """Plug-and-Play's injection on a transformer: the targets' image tokens leaving the named blocks
-        (:meth:`default_feature_layers` when ``injector`` names none) are replaced by the source's (the blocks
-        return (text, image) token pairs; the text stream is left alone); hooks removed on exit."""
-        names = injector.layers or self.default_feature_layers()
-        modules = dict(self.module.named_modules())
-
-        def image_stream(module, inputs, output):  # output: (text tokens, image tokens), each (batch, S, D)
-            return output[0], injector(module, inputs, output[1])
-
-        handles = []
-        try:
-            for name in names:
-                if name not in modules or not name.startswith(("transformer_blocks.", "single_transformer_blocks.")):
-                    raise ParameterError(f"no transformer block {name!r} for feature injection")
-                handles.append(modules[name].register_forward_hook(image_stream, prepend=True))
-            yield names
-        finally:
-            for h in handles:
-                h.remove()
 
     def pack(self, latents: torch.Tensor) -> torch.Tensor:
         return pack_latents(latents)
@@ -512,10 +557,135 @@ class FluxBackbone(Backbone):
         """Image tokens of a latent of h × w (μ of the sampler's dynamic shifting is read from it)."""
         return (h // 2) * (w // 2)
 
-    def estimate_memory(self, height: int, width: int, batch: int) -> int:
-        """16 live tensors of tokens × inner width, text and image tokens, for ``batch`` branches with classifier-free
-        guidance, on latents of ``height`` × ``width`` (attention maps are never held: fused kernels)."""
-        bytes_per = torch.finfo(self.dtype).bits // 8
-        tokens = self.image_seq_len(height, width) + 512
-        width_ = int(self.config.num_attention_heads) * int(self.config.attention_head_dim)
-        return 16 * 2 * batch * tokens * width_ * bytes_per
+
+
+def self_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, controller: AttentionControl,
+                   site: AttentionSite, scale: float | None = None) -> torch.Tensor:
+    """An image-only self-attention layer's output (B, H, N, d) from q, k, v (B, H, N, d) under ``controller``
+    (SD3.5's second attention in its dual blocks), as a UNet's self-attention is controlled: the fused kernel
+    where the controller wants nothing; source injection (a :class:`~promptedit.control.ValueEdit`) through the
+    values; otherwise the probabilities (B, H, N, N), shown to the controller, whose returned tensor is used."""
+    if not controller.wants(site):
+        return F.scaled_dot_product_attention(q, k, v, scale=scale)
+    edit = controller.value_edit(site)
+    if edit is not None:
+        return value_edited_attention(q, k, v, edit, controller.n_prompts, scale)
+    scale = q.shape[-1] ** -0.5 if scale is None else scale
+    probs = ((q @ k.transpose(-1, -2)).float() * scale).softmax(-1).to(q.dtype)  # (B, H, N, N)
+    return controller(probs, site).to(v.dtype) @ v
+
+
+def sd3_site(key: str, grid: int) -> AttentionSite:
+    """The site of an ``SD3Transformer2DModel`` processor key: ``transformer_blocks.i.attn`` is joint at depth i,
+    ``transformer_blocks.i.attn2`` (SD3.5's dual attention) image-only self-attention at depth i; the image
+    tokens are ``grid`` × ``grid`` latent patches (the patch size)."""
+    name = key.removesuffix(".processor")
+    parts = name.split(".")
+    if len(parts) == 3 and parts[0] == "transformer_blocks" and parts[1].isdigit() and parts[2] in ("attn", "attn2"):
+        return AttentionSite(name, "joint" if parts[2] == "attn" else "self", grid, "blocks", int(parts[1]))
+    return AttentionSite(name, "joint", None, "other", 0)
+
+
+class SD3ControlledProcessor:
+    """SD3's attention processor (diffusers' ``JointAttnProcessor2_0``: a joint layer projects the image tokens and
+    ``encoder_hidden_states`` apart and joins them image first; SD3.5's second attention in a dual block takes
+    the image tokens alone; q and k RMS-normed where the model says; the last block's text output left
+    unprojected, ``context_pre_only``), with the controller's edit where it wants the layer
+    (:func:`joint_attention`, :func:`self_attention`), the original processor elsewhere."""
+
+    def __init__(self, controller: AttentionControl, site: AttentionSite, fallback):
+        self.controller = controller
+        self.site = site
+        self.fallback = fallback
+
+    def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, *args, **kwargs):
+        views = joint_views(self.site) if self.site.kind == "joint" else (self.site,)
+        if (attention_mask is not None or not self.site.on_grid
+                or not any(self.controller.wants(view) for view in views)):
+            return self.fallback(attn, hidden_states, encoder_hidden_states, attention_mask, *args, **kwargs)
+
+        def heads(x: torch.Tensor, norm) -> torch.Tensor:  # (B, S, H·d) → (B, H, S, d), normed where the layer is
+            x = x.unflatten(-1, (attn.heads, -1)).transpose(1, 2)
+            return x if norm is None else norm(x)
+
+        q, k = heads(attn.to_q(hidden_states), attn.norm_q), heads(attn.to_k(hidden_states), attn.norm_k)
+        v = heads(attn.to_v(hidden_states), None)
+        n_image = q.shape[2]
+        if encoder_hidden_states is None:  # SD3.5's image-only attention
+            out = self_attention(q, k, v, controller=self.controller, site=self.site)
+        else:  # joint: [image, text]
+            eq = heads(attn.add_q_proj(encoder_hidden_states), attn.norm_added_q)
+            ek = heads(attn.add_k_proj(encoder_hidden_states), attn.norm_added_k)
+            ev = heads(attn.add_v_proj(encoder_hidden_states), None)
+            q, k, v = torch.cat([q, eq], dim=2), torch.cat([k, ek], dim=2), torch.cat([v, ev], dim=2)
+            out = joint_attention(q, k, v, text=slice(n_image, q.shape[2]), image=slice(0, n_image),
+                                  controller=self.controller, site=self.site)  # (B, H, S, d)
+        out = out.transpose(1, 2).flatten(2, 3).to(q.dtype)  # (B, S, H·d)
+        image_out = attn.to_out[1](attn.to_out[0](out[:, :n_image]))
+        if encoder_hidden_states is None:
+            return image_out
+        text_out = out[:, n_image:]
+        return image_out, (text_out if attn.context_pre_only else attn.to_add_out(text_out))
+
+
+class SD3Backbone(MMDiTBackbone):
+    """Stable Diffusion 3 / 3.5's ``SD3Transformer2DModel``: latents taken as they are (the transformer cuts them
+    into p × p patches and adds its position embeddings), the sampler's timesteps as they are (σ · 1000, as
+    ``StableDiffusion3Pipeline`` passes them), joint attention over [image, text] and SD3.5's image-only second
+    attention through :class:`SD3ControlledProcessor`. Guided classifier-free: no guidance input.
+
+    Args:
+        transformer: the transformer (in eval mode for inference).
+    """
+
+    max_text_tokens = 77 + 512
+
+    def predict(self, x: torch.Tensor, t, conditioning, *, compiled: bool = False,
+                guidance: float | None = None) -> torch.Tensor:
+        """The velocity (n, C, h, w) for x (n, C, h, w) at the sampler's timestep t under ``conditioning`` (n rows:
+        the CLIP and T5 keys (n, 77 + L, D), the pooled CLIP vectors (n, P))."""
+        if guidance is not None:
+            raise ParameterError("SD3 takes no guidance scale as an input (it is not guidance-distilled): its "
+                                 "guidance is classifier-free")
+        module = self.compiled if compiled and self.compiled is not None else self.module
+        return module(hidden_states=x, timestep=torch.as_tensor(t, device=x.device).expand(x.shape[0]),
+                      encoder_hidden_states=conditioning.embeddings, pooled_projections=conditioning.pooled,
+                      return_dict=False)[0]
+
+    @property
+    def patch_size(self) -> int:
+        return int(self.config.patch_size)
+
+    def site(self, key: str) -> AttentionSite:
+        return sd3_site(key, self.patch_size)
+
+    def processor(self, controller: AttentionControl, site: AttentionSite, fallback):
+        return SD3ControlledProcessor(controller, site, fallback)
+
+    def default_feature_layers(self) -> list[str]:
+        """Feature injection's default blocks: the later half of the joint blocks (as FLUX.1's later single-stream
+        blocks; not yet measured on SD3)."""
+        n = len(self.module.transformer_blocks)
+        return [f"transformer_blocks.{i}" for i in range(n // 2, n)]
+
+    @property
+    def size_factor(self) -> int:
+        """Latent sides must be multiples of the patch size."""
+        return self.patch_size
+
+    @property
+    def latent_channels(self) -> int:
+        return int(self.config.out_channels)
+
+    @property
+    def in_channels(self) -> int:
+        return int(self.config.in_channels)
+
+    @property
+    def native_size(self) -> int:
+        """The latent side the model was trained at (``sample_size``: 128 for SD3 and SD3.5, 1024 px)."""
+        return int(self.config.sample_size)
+
+    def image_seq_len(self, h: int, w: int) -> int:
+        """Image tokens of a latent of h × w (μ of a dynamically shifting schedule is read from it)."""
+        return (h // self.patch_size) * (w // self.patch_size)

@@ -17,11 +17,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import torch
-import torch.nn.functional as F
 
 from ..control import AttentionControl, FeatureInjection, ValueEdit
 from ..errors import HookError, ParameterError
-from .base import AttachReport, AttentionSite, Backbone
+from .base import AttachReport, AttentionSite, Backbone, value_edited_attention
 
 _PLACE_OF_PREFIX = {"down_blocks": "down", "mid_block": "mid", "up_blocks": "up"}
 
@@ -117,23 +116,7 @@ class ControlledAttnProcessor:
         batch, heads = query.shape[0], attn.heads
         # (batch, tokens, channels) -> (batch, heads, tokens, head_dim)
         q, k, v = (x.view(batch, -1, heads, x.shape[-1] // heads).transpose(1, 2) for x in (query, key, value))
-        n = self.controller.n_prompts
-        if batch not in (n, 2 * n):
-            raise RuntimeError(f"attention batch {batch} does not match {n} prompts")
-        src = batch - n  # the source's row in the conditional half; the targets follow it
-        edit = edit.to(v.device, v.dtype)  # a no-op when the controller built it for this device
-        v_t = v[src + 1:]  # (n_t, heads, keys, head_dim)
-        v_mixed = v_t if edit.mix is None else torch.einsum("tij,thjd->thid", edit.mix, v_t)
-
-        def with_source_rows(x):  # the targets read the source's queries and keys: P_0 in every target row
-            return torch.cat([x[: src + 1], x[src: src + 1].expand(n - 1, *x.shape[1:])])
-
-        out = F.scaled_dot_product_attention(with_source_rows(q), with_source_rows(k),
-                                             torch.cat([v[: src + 1], v_mixed]), scale=attn.scale)
-        if edit.keep is not None:  # the targets' own maps, weighted per key
-            own = F.scaled_dot_product_attention(q[src + 1:], k[src + 1:], edit.keep[:, None, :, None] * v_t,
-                                                 scale=attn.scale)
-            out = torch.cat([out[: src + 1], out[src + 1:] + own])
+        out = value_edited_attention(q, k, v, edit, self.controller.n_prompts, attn.scale)
         return out.transpose(1, 2).reshape(batch, -1, heads * out.shape[-1]).to(query.dtype)
 
 
