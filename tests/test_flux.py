@@ -1,5 +1,5 @@
-"""FLUX.1 on tiny random-weight components built in code: every command runs on a FLUX folder, bad input gives
-one line, and what a FLUX folder cannot do is refused in one line."""
+"""FLUX.1 (and SD3.5, the other MM-DiT family) on tiny random-weight components built in code: every command runs
+on a FLUX or SD3 folder, bad input gives one line, and what such a folder cannot do is refused in one line."""
 
 from __future__ import annotations
 
@@ -17,11 +17,12 @@ pytestmark = pytest.mark.integration
 SRC, TGT = "a photo of a cat", "a photo of a dog"
 
 
-@pytest.fixture(scope="module")
-def flux_dir(tmp_path_factory):
+@pytest.fixture(scope="module", params=["flux", "sd3"])
+def flux_dir(request, tmp_path_factory):
+    """A tiny MM-DiT folder: FLUX.1's, and SD3.5's (the same commands, the same refusals)."""
     from promptedit.testing import TINY_MODELS, save_model
 
-    return save_model(TINY_MODELS["flux"](0), tmp_path_factory.mktemp("models") / "tiny-flux")
+    return save_model(TINY_MODELS[request.param](0), tmp_path_factory.mktemp("models") / f"tiny-{request.param}")
 
 
 @pytest.fixture(scope="module")
@@ -53,10 +54,11 @@ def test_every_command_runs_on_a_tiny_flux_folder(flux_dir, image, tmp_path, cap
         code, out, err = run(capsys, *argv, *m)
         assert code == 0, (argv, err)
     rec = json.loads((tmp_path / "e" / "result.json").read_text())
-    assert rec["model_family"] == "flux" and rec["mode"] == "replace"
+    family = rec["model_family"]
+    assert flux_dir.name == f"tiny-{family}" and rec["mode"] == "replace"
     bad = [
         (["mask-edit", "--image", tmp_path / "in.png", "--source", SRC, "--target", TGT, "--out", tmp_path / "x",
-          "--method", "diffedit"], "no FLUX version"),
+          "--method", "diffedit"], f"no {family.upper()} version"),
         (["generate", SRC, "--out", tmp_path / "x.png", "--height", 30], "multiple of"),
         (["edit", "--source", SRC, "--target", "a photo of a horse and a cow", "--mode", "replace", "--out",
           tmp_path / "x"], "not a word swap"),
