@@ -79,7 +79,9 @@ def test_a_flux_folder_without_promptedit_json_takes_the_familys_defaults(flux_d
     folder = shutil.copytree(flux_dir, tmp_path / "bare")
     (folder / "promptedit.json").unlink()
     d = load_model(folder).defaults
-    assert (d.sampling.num_inference_steps, d.sampling.guidance_scale) == (28, 1.0)  # undistilled: no guidance
+    # the pipeline's: undistilled FLUX.1, no guidance; SD3, classifier-free 7.0
+    guidance = {"tiny-flux": 1.0, "tiny-sd3": 7.0}[flux_dir.name]
+    assert (d.sampling.num_inference_steps, d.sampling.guidance_scale) == (28, guidance)
     assert d.p2p.self_replace_min_downsample == 2 and d.masks.downsample == 2  # the packed tokens' grid
     assert load_model(flux_dir).defaults.sampling.num_inference_steps == 4  # its own promptedit.json wins
 
