@@ -132,8 +132,8 @@ def test_a_folder_of_an_unknown_class_is_refused_naming_it(tiny_model_dir, tmp_p
     folder = shutil.copytree(tiny_model_dir, tmp_path / "m")
     index = json.loads((folder / "model_index.json").read_text())
     assert index["_class_name"] == FAMILIES["sd"].pipelines.txt2img  # what save_model writes
-    (folder / "model_index.json").write_text(json.dumps({**index, "_class_name": "StableDiffusion3Pipeline"}))
-    with pytest.raises(ModelLoadError, match="'StableDiffusion3Pipeline' is not a model family"):
+    (folder / "model_index.json").write_text(json.dumps({**index, "_class_name": "KandinskyV22Pipeline"}))
+    with pytest.raises(ModelLoadError, match="'KandinskyV22Pipeline' is not a model family"):
         load_model(folder, device="cpu")
 
 

@@ -34,8 +34,9 @@ def test_generate_with_a_negative_prompt_equals_diffusers_pipeline(family_model)
     pipe.set_progress_bar_config(disable=True)
     kw = dict(seed=3, num_inference_steps=3, guidance_scale=7.5, progress=False)
     ours = generate(m, SRC, negative_prompt=NEG, **kw)
-    ref = pipe(SRC, negative_prompt=NEG, num_inference_steps=3, guidance_scale=7.5, height=m.image_size,
-               width=m.image_size, latents=ours.latents, output_type="np").images
+    ref = pipe(SRC, num_inference_steps=3, height=m.image_size, width=m.image_size,
+               latents=m.backbone.pack(ours.latents), output_type="np",
+               **{**m.family_entry.pipeline_call(m, 7.5), "negative_prompt": NEG}).images  # the family's run
     assert np.abs(decode_latents(m, ours.final_latents) - ref).max() < 1e-5
     assert ours.sampling.negative_prompt == NEG
     plain = generate(m, SRC, **kw)

@@ -160,18 +160,18 @@ class Backbone:
 
     @property
     def latent_channels(self) -> int:
-        """Channels of x_t: what the backbone predicts."""
-        raise NotImplementedError
+        """Channels of x_t: what the backbone predicts (a diffusers model's ``out_channels``)."""
+        return int(self.module.config.out_channels)
 
     @property
     def in_channels(self) -> int:
         """Channels the backbone takes (an inpainting UNet: latent, mask and masked image's latents)."""
-        raise NotImplementedError
+        return int(self.module.config.in_channels)
 
     @property
     def native_size(self) -> int:
-        """The latent side the model was trained at."""
-        raise NotImplementedError
+        """The latent side the model was trained at (a diffusers model's ``sample_size``)."""
+        return int(self.module.config.sample_size)
 
     def estimate_memory(self, height: int, width: int, batch: int) -> int:
         """Rough peak bytes of the activations for ``batch`` branches with classifier-free guidance, on latents

@@ -673,19 +673,6 @@ class SD3Backbone(MMDiTBackbone):
         """Latent sides must be multiples of the patch size."""
         return self.patch_size
 
-    @property
-    def latent_channels(self) -> int:
-        return int(self.config.out_channels)
-
-    @property
-    def in_channels(self) -> int:
-        return int(self.config.in_channels)
-
-    @property
-    def native_size(self) -> int:
-        """The latent side the model was trained at (``sample_size``: 128 for SD3 and SD3.5, 1024 px)."""
-        return int(self.config.sample_size)
-
     def image_seq_len(self, h: int, w: int) -> int:
         """Image tokens of a latent of h × w (μ of a dynamically shifting schedule is read from it)."""
         return (h // self.patch_size) * (w // self.patch_size)

@@ -208,18 +208,6 @@ class UNetBackbone(Backbone):
         """Every level but the last halves the latent."""
         return 2 ** (len(self.config.block_out_channels) - 1)
 
-    @property
-    def latent_channels(self) -> int:
-        return int(self.config.out_channels)
-
-    @property
-    def in_channels(self) -> int:
-        return int(self.config.in_channels)
-
-    @property
-    def native_size(self) -> int:
-        return int(self.config.sample_size)
-
     def estimate_memory(self, height: int, width: int, batch: int) -> int:
         """16 live tensors of pixels × channels per resolution level for ``batch`` branches with classifier-free
         guidance (measured on the embedded model: 14–15 at 1024 px, more at small sizes where fixed costs
