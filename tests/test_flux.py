@@ -17,11 +17,20 @@ pytestmark = pytest.mark.integration
 SRC, TGT = "a photo of a cat", "a photo of a dog"
 
 
+@pytest.fixture(scope="module")
+def flux_dir(tmp_path_factory):
+    from promptedit.testing import TINY_MODELS, save_model
+
+    return save_model(TINY_MODELS["flux"](0), tmp_path_factory.mktemp("models") / "tiny-flux")
+
+
 @pytest.fixture(scope="module", params=["flux", "sd3"])
-def flux_dir(request, tmp_path_factory):
+def mmdit_dir(request, flux_dir, tmp_path_factory):
     """A tiny MM-DiT folder: FLUX.1's, and SD3.5's (the same commands, the same refusals)."""
     from promptedit.testing import TINY_MODELS, save_model
 
+    if request.param == "flux":
+        return flux_dir
     return save_model(TINY_MODELS[request.param](0), tmp_path_factory.mktemp("models") / f"tiny-{request.param}")
 
 
@@ -32,9 +41,9 @@ def image():
     return img
 
 
-def test_every_command_runs_on_a_tiny_flux_folder(flux_dir, image, tmp_path, capsys):
+def test_every_command_runs_on_a_tiny_flux_folder(mmdit_dir, image, tmp_path, capsys):
     Image.fromarray(image).save(tmp_path / "in.png")
-    m = ["--model", flux_dir, "--quiet"]
+    m = ["--model", mmdit_dir, "--quiet"]
     ok = [
         ["generate", SRC, "--out", tmp_path / "g.png", "--steps", 2],
         ["edit", "--source", SRC, "--target", TGT, "--out", tmp_path / "e", "--steps", 2, "--save-attention",
@@ -55,7 +64,7 @@ def test_every_command_runs_on_a_tiny_flux_folder(flux_dir, image, tmp_path, cap
         assert code == 0, (argv, err)
     rec = json.loads((tmp_path / "e" / "result.json").read_text())
     family = rec["model_family"]
-    assert flux_dir.name == f"tiny-{family}" and rec["mode"] == "replace"
+    assert mmdit_dir.name == f"tiny-{family}" and rec["mode"] == "replace"
     bad = [
         (["mask-edit", "--image", tmp_path / "in.png", "--source", SRC, "--target", TGT, "--out", tmp_path / "x",
           "--method", "diffedit"], f"no {family.upper()} version"),
@@ -64,6 +73,9 @@ def test_every_command_runs_on_a_tiny_flux_folder(flux_dir, image, tmp_path, cap
           tmp_path / "x"], "not a word swap"),
         (["attention", SRC, "--out", tmp_path / "x.png", "--resolution", 4], "no cross-attention maps at 1/4"),
     ]
+    if family == "sd3":  # KV-Edit runs subsets of FLUX.1's image tokens; SD3's transformer patches the latent itself
+        bad.append((["mask-edit", "--image", tmp_path / "in.png", "--source", SRC, "--target", TGT, "--out",
+                     tmp_path / "x", "--method", "kv-edit"], "SD3 model's SD3Backbone cannot"))
     for argv, message in bad:
         code, _, err = run(capsys, *argv, *m)
         lines = [l for l in err.splitlines() if l.strip()]
@@ -71,19 +83,19 @@ def test_every_command_runs_on_a_tiny_flux_folder(flux_dir, image, tmp_path, cap
     assert not (tmp_path / "x").exists()
 
 
-def test_a_flux_folder_without_promptedit_json_takes_the_familys_defaults(flux_dir, tmp_path):
+def test_a_flux_folder_without_promptedit_json_takes_the_familys_defaults(mmdit_dir, tmp_path):
     import shutil
 
     from promptedit.models import load_model
 
-    folder = shutil.copytree(flux_dir, tmp_path / "bare")
+    folder = shutil.copytree(mmdit_dir, tmp_path / "bare")
     (folder / "promptedit.json").unlink()
     d = load_model(folder).defaults
     # the pipeline's: undistilled FLUX.1, no guidance; SD3, classifier-free 7.0
-    guidance = {"tiny-flux": 1.0, "tiny-sd3": 7.0}[flux_dir.name]
+    guidance = {"tiny-flux": 1.0, "tiny-sd3": 7.0}[mmdit_dir.name]
     assert (d.sampling.num_inference_steps, d.sampling.guidance_scale) == (28, guidance)
     assert d.p2p.self_replace_min_downsample == 2 and d.masks.downsample == 2  # the packed tokens' grid
-    assert load_model(flux_dir).defaults.sampling.num_inference_steps == 4  # its own promptedit.json wins
+    assert load_model(mmdit_dir).defaults.sampling.num_inference_steps == 4  # its own promptedit.json wins
 
 
 @pytest.fixture(scope="module")
