@@ -32,8 +32,7 @@ def parts():
     return tiny_sd3_components(0)
 
 
-@pytest.mark.parametrize("max_sequence_length", [256, 512])
-@pytest.mark.parametrize("t5_width", [32, 48])
+@pytest.mark.parametrize("max_sequence_length, t5_width", [(256, 32), (512, 48)])
 def test_sd3_conditioning_is_the_pipelines(parts, max_sequence_length, t5_width):
     """embeddings = [CLIP-L ‖ CLIP-G penultimate, zero-padded to T5's width ; T5] on the sequence, pooled = both CLIPs'
     projections, ∅ = the empty prompt's: bit for bit what ``StableDiffusion3Pipeline.encode_prompt`` gives, for
