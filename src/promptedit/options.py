@@ -73,7 +73,7 @@ def with_options(f, options):
 def sampling_options(f):
     """--steps, --guidance, --seed, --height, --width, --allow-large-size."""
     @click.option("--steps", type=click.IntRange(1, 1000), default=None,
-                  help="DDIM steps (default: the model's, else the papers' 50).")
+                  help="Sampling steps (default: the model's, else the papers' 50).")
     @click.option("--guidance", type=FiniteRange(0), default=None,
                   help="Classifier-free guidance scale (default: the model's, else 7.5).")
     @click.option("--seed", type=click.IntRange(0, MAX_SEED), default=None,

@@ -29,7 +29,7 @@ def _bench_sections():
 @click.option("--n", "n", type=int, default=50, show_default=True, help="Items per metric.")
 @click.option("--seed", type=int, default=0, show_default=True, help="x_T seed of item 0 (item i uses SEED + i).")
 @click.option("--steps", type=int, default=None,
-              help="DDIM steps (default: the model's; its inversion steps, 50, for the real-image section).")
+              help="Sampling steps (default: the model's; its inversion steps, 50, for the real-image section).")
 @click.option("--guidance", type=FINITE, default=None, help="Classifier-free guidance scale (default: the model's).")
 @click.option("--only", "only", type=click.Choice(_bench_sections()), multiple=True,
               help="Run only this section (repeat for several).")

@@ -15,8 +15,9 @@ from ..families import DEFAULT_MODEL, EMBEDDED_MODELS, resolve_model
 from ..options import echo, refuse_given
 
 EMBEDDED_MODEL = EMBEDDED_MODELS[DEFAULT_MODEL]
-MODEL_HELP = ("Diffusers Stable Diffusion folder, SD 1.x/2.x or XL, or a shipped shapes-world model: embedded "
-              "(SD's architecture, the default) or embedded-xl (SDXL's).")
+MODEL_HELP = ("A model folder in diffusers format (SD 1.x/2.x, SDXL, SD3/3.5 or FLUX.1, recognised from its "
+              "model_index.json), or a shipped shapes-world model: embedded (SD's architecture, the default) or "
+              "embedded-xl (SDXL's).")
 
 
 def resolve_model_path(model: str | None) -> str:
