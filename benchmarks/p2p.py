@@ -97,7 +97,39 @@ def main(argv=None):
     medians, peaks = time_cases(cases, args.repeats, model.device)
     rows = print_table(f"model {model.name}, device {model.device}, {size} px, {steps} steps, median of "
                        f"{args.repeats}, torch threads {torch.get_num_threads()}", medians, peaks, "plain (diffusers)")
-    dump(args.json, {"machine": machine(), "model": model.name, "size": size, "steps": steps, "rows": rows})
+    maps = stored_map_bytes(model, start, sampling, steps)
+    print(f"attention maps of an edit with its maps stored: {maps['stored'] / 2**20:.2f} MiB kept (per-word maps "
+          f"summed over layers and steps); the full attention matrices of one step's attention layers "
+          f"{maps['full_step'] / 2**20:.1f} MiB, of the run {maps['full_run'] / 2**20:.1f} MiB "
+          f"({maps['full_run'] / maps['stored']:.0f}x)")
+    dump(args.json, {"machine": machine(), "model": model.name, "size": size, "steps": steps, "rows": rows,
+                     "maps": maps})
+
+
+def stored_map_bytes(model, start, sampling, steps) -> dict:
+    """Bytes the attention store keeps for a word swap with its maps recorded (what attention figures, local blend
+    and instant masks read), against the full attention matrices (queries × all keys, every head) of every
+    attention layer: one step's, and the run's (what the papers' attention store holds before averaging)."""
+    from promptedit.control import AttentionStore, Compose
+
+    spec = EDITS["replace"]
+    ctrl, _, _ = build_controller(spec, model.tokenizer, steps, model.defaults.p2p)
+    store = AttentionStore()
+    run_branches(model, spec.prompts, start, sampling=sampling, controller=Compose([ctrl, store]), progress=False)
+    stored = sum(t.numel() * t.element_size() for t in store.sums.values())
+    h, w = sampling.height // model.vae_scale_factor, sampling.width // model.vae_scale_factor
+    keys_text = model.max_length
+    full = 0
+    heads = getattr(model.unet.config, "num_attention_heads", None)
+    for site in model.backbone.sites():
+        if not site.on_grid:
+            continue
+        n_img = (h // site.grid) * (w // site.grid)
+        n_keys = n_img + keys_text if site.kind == "joint" else (keys_text if site.kind == "cross" else n_img)
+        n_q = n_img + keys_text if site.kind == "joint" else n_img
+        layer_heads = heads if isinstance(heads, int) else 8  # a UNet's heads vary by level; 8 is SD's
+        full += len(spec.prompts) * layer_heads * n_q * n_keys * 4
+    return {"stored": stored, "full_step": full, "full_run": full * steps}
 
 
 if __name__ == "__main__":
