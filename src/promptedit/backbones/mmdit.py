@@ -98,6 +98,8 @@ def joint_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, text: 
     out = F.scaled_dot_product_attention(q, k, v, scale=scale)
     if not (wants_cross or wants_self):
         return out
+    if out.requires_grad:  # training through the views (the recipe's grounding terms): SDPA's backward reads its
+        out = out.clone()  # output, which the image rows below are written into
     n, batch = controller.n_prompts, q.shape[0]
     if batch not in (n, 2 * n):
         raise RuntimeError(f"attention batch {batch} does not match {n} prompts")

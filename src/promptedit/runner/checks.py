@@ -19,7 +19,8 @@ def check_sampling(num_inference_steps, guidance_scale, model=None) -> None:
     if num_inference_steps > 1000:
         raise ParameterError(f"num_inference_steps must be at most 1000, got {num_inference_steps}")
     if model is not None:
-        model.make_sampler((model.backbone.native_size,) * 2).set_steps(num_inference_steps)
+        side = model.image_size // model.vae_scale_factor  # the native latent side (the defaults' image size's)
+        model.make_sampler((side, side)).set_steps(num_inference_steps)
         model.make_guidance(guidance_scale)  # checks the scale as the model's guidance takes it
     else:
         check_scale(guidance_scale)
