@@ -186,3 +186,93 @@ def test_an_sdxl_architecture_run_starts_from_an_sd_model_where_shapes_agree(tmp
     assert res.images.shape == (2, 64, 64, 3)
     with pytest.raises(ValueError, match="SDXL-architecture"):
         train(TrainConfig(**TINY), tmp_path / "bad", progress=False, log=lambda m: None, init_from=loaded)
+
+
+def test_flux_training_noise_levels_are_the_shifted_logit_normal():
+    """SD3's logit-normal σ (m = 0, s = 1), shifted as the scheduler shifts a 16 × 16-token image (FLUX.1's
+    dynamic shift, μ = 1.15 there): the median is e^μ / (e^μ + 1)."""
+    import math
+
+    from promptedit.train.flow import FLUX_SCHEDULER, training_mu, training_sigmas
+
+    assert training_mu(FLUX_SCHEDULER, 256) == pytest.approx(1.15) and training_mu(FLUX_SCHEDULER, 64) == 0.5
+    sigmas = training_sigmas(20000, torch.Generator().manual_seed(0), FLUX_SCHEDULER, 256)
+    assert sigmas.shape == (20000,) and 0 < sigmas.min() and sigmas.max() < 1
+    assert sigmas.median().item() == pytest.approx(math.exp(1.15) / (math.exp(1.15) + 1), abs=0.01)
+    fixed = training_sigmas(20000, torch.Generator().manual_seed(0), {"shift": 3.0}, 256)  # SD3's fixed shift
+    assert fixed.median().item() == pytest.approx(0.75, abs=0.01)
+
+
+def test_flux_loss_is_rectified_flow_with_the_sigma_timestep():
+    """x_σ = (1 − σ)·x₀ + σ·ε, target ε − x₀, the backbone called at t = σ·1000: a backbone that answers
+    (x − x₀)/σ, the exact velocity, has loss 0; one that answers 0 has E‖ε − x₀‖²."""
+    from types import SimpleNamespace
+
+    from promptedit.conditioning import Conditioning
+    from promptedit.train.flow import FLUX_SCHEDULER, flow_loss
+
+    z0 = torch.randn(4, 12, 32, 32)
+    config = TrainConfig(**TINY)
+    text = SimpleNamespace(encode_ids=lambda ids, size: Conditioning(torch.zeros(4, 3, 8)))
+
+    def model(answer):
+        return SimpleNamespace(text=text, scheduler_config=FLUX_SCHEDULER,
+                               backbone=SimpleNamespace(predict=lambda x, t, cond: answer(x, t / 1000)))
+
+    exact, _, signal = flow_loss(model(lambda x, s: (x - z0) / s[:, None, None, None]), z0, [], torch.Generator()
+                                 .manual_seed(0), config)
+    assert exact.item() < 1e-8 and signal.shape == (4,) and ((0 < signal) & (signal < 1)).all()
+    zero, _, _ = flow_loss(model(lambda x, s: torch.zeros_like(x)), z0, [], torch.Generator().manual_seed(0), config)
+    assert zero.item() == pytest.approx(1 + z0.pow(2).mean().item(), rel=0.05)
+
+
+def test_a_flux_architecture_run_trains_resumes_exports_and_loads(tmp_path, monkeypatch):
+    """--arch flux: a FluxTransformer2DModel (no guidance embedding) under CLIP's pooled vector, started from an
+    SD-architecture run's CLIP encoder and tokenizer, and T5's keys on the T5-style tokenizer; the codec packs 2 × 2
+    latent cells of 2 px patches into 16 × 16 tokens; it trains with the grounding terms on the joint attention's
+    text view, resumes, exports in fp16 as a FluxPipeline folder, loads and generates."""
+    import json
+
+    from promptedit.methods.editing import generate
+    import numpy as np
+
+    from promptedit.testing import TINY_TRAIN_FLUX
+    from promptedit.train import shapes
+    from promptedit.train.grounding import grounding_targets
+
+    sd = train(TrainConfig(**{**TINY, "steps": 1}), tmp_path / "sd", progress=False, log=lambda m: None)
+    config = TrainConfig(**TINY_TRAIN_FLUX)
+    assert config.patch_size == 2 and config.lr == 3e-4
+    logs, maps = [], []
+
+    def grounding(recorded, regions, grounded, weight):  # what the grounding term is given
+        maps.append([tuple(a.shape) for a in recorded])
+        return token_grounding_loss(recorded, regions, grounded, weight)
+
+    token_grounding_loss = shapes.token_grounding_loss
+    monkeypatch.setattr(shapes, "token_grounding_loss", grounding)
+    model = train(config, tmp_path / "run", progress=False, log=logs.append, init_from=sd)
+    # every joint layer's image → text view, (batch, 16 × 16 image tokens, 32 T5 keys), 1 double + 1 single block
+    assert maps == [[(4, 256, 32)] * 2] * 3
+    assert any("CLIP text encoder" in m for m in logs)
+    assert model.family == "flux" and not model.unet.config.guidance_embeds and model.vae.latent_channels == 12
+    assert model.text.components()["tokenizer"].get_vocab() == sd.tokenizer.get_vocab()
+    # T5 has no start token: the grounded words are the keys at their own word index
+    caption, objects = "a red circle on a white background", np.zeros((1, 64, 64), dtype=bool)
+    objects[0, 8:24, 8:24] = True
+    ids = model.tokenizer(caption).input_ids
+    _, grounded = grounding_targets([caption], [objects], 32, first=0)
+    assert [model.tokenizer.decode([ids[k]]) for k in grounded[0].nonzero()[:, 0]] == ["red", "circle", "white",
+                                                                                        "background"]
+    state = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=False)
+    assert state["step"] == 3 and "text_encoder_2" in state and (tmp_path / "run" / "tokenizer_2").is_dir()
+    more = train(TrainConfig(**{**TINY_TRAIN_FLUX, "steps": 4}), tmp_path / "run", progress=False, log=logs.append)
+    assert any("resumed from step 3" in m for m in logs) and more.training_info["steps"] == 4
+    folder = save_model(more, tmp_path / "export", half=True)
+    assert json.loads((folder / "model_index.json").read_text())["_class_name"] == "FluxPipeline"
+    loaded = load_model(folder)
+    assert loaded.family == "flux" and loaded.image_size == 64 and loaded.unet.dtype == torch.float32
+    assert torch.equal(loaded.unet.proj_out.weight, more.unet.proj_out.weight.half().float())
+    # the defaults' 20 steps, shifted for the 64 px canvas's 256 tokens (the transformer's config records no size)
+    res = generate(loaded, ["a red circle on a white background"], progress=False)
+    assert res.images.shape == (1, 64, 64, 3) and res.sampling.num_inference_steps == 20

@@ -230,7 +230,7 @@ FAMILIES: dict[str, Family] = {f.name: f for f in (
            text=_flux_text, backbone=_flux_backbone,
            pipelines=Pipelines("FluxPipeline", "FluxInpaintPipeline", None),
            pipeline_call=_flux_pipeline_call, pooled=True, sampler=_flow, guidance=_flux_guidance,
-           defaults=_flux_defaults, denoiser="transformer"),
+           defaults=_flux_defaults, denoiser="transformer", trains_from=("sd",)),
     Family(name="sd3",
            class_names=("StableDiffusion3Pipeline", "StableDiffusion3Img2ImgPipeline",
                         "StableDiffusion3InpaintPipeline"),

@@ -29,6 +29,9 @@ TINY_CORPUS = [
 # a training recipe (promptedit.train.shapes.TrainConfig overrides) small enough for a test to run in seconds
 TINY_TRAIN = dict(steps=3, batch_size=4, unet_channels=(8, 16, 32), head_channels=8, text_hidden=32, text_layers=1,
                   text_heads=2, checkpoint_every=1, warmup_steps=1)
+# the same for the FLUX architecture (its CLIP encoder the shape of TINY_TRAIN's, so that it can start from one)
+TINY_TRAIN_FLUX = dict(TINY_TRAIN, arch="flux", flux_width=32, flux_heads=2, flux_double_layers=1,
+                       flux_single_layers=1, t5_hidden=32, t5_layers=1, t5_heads=2)
 
 
 def tiny_tokenizer(max_length: int = 77):

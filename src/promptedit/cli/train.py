@@ -40,8 +40,10 @@ from .common import load, set_threads
 @click.option("--two-object-fraction", type=FINITE, default=None,
               help="Share of two-object captions in the training stream (default 0.4, the world's own).")
 @click.option("--arch", type=click.Choice(list(FAMILIES)), default="sd", show_default=True,
-              help="The architecture: SD 1.x/2.x's conditioning (one text encoder), or SDXL's (two text encoders, "
-                   "pooled embedding, time ids); an sdxl run may start --init-from an sd model where shapes agree.")
+              help="The architecture: SD 1.x/2.x's conditioning (one text encoder), SDXL's (two text encoders, "
+                   "pooled embedding, time ids; an sdxl run may start --init-from an sd model where shapes agree), "
+                   "or FLUX.1's (an MM-DiT transformer with CLIP's pooled vector and T5's keys, trained as a "
+                   "rectified flow; its CLIP encoder starts from the embedded SD model's).")
 @click.option("--seed", type=int, default=0, show_default=True,
               help="Seed of the weights' initialisation and of the noise drawn in training.")
 @click.option("--data-seed", type=int, default=None,
@@ -101,7 +103,10 @@ def train(out, steps, checkpoint_every, batch_size, minutes, lr, grounding_weigh
     if export:
         check_output_dir(export)
     start_model = None  # loaded before the run folder is made, so that a bad model leaves nothing behind
-    if init_from is not None and (fresh or not (run_path / "checkpoint.pt").exists()):
+    new_run = fresh or not (run_path / "checkpoint.pt").exists()
+    if init_from is None and new_run and config.arch == "flux" and config.clip_from_sd:
+        init_from = "embedded"  # the CLIP text encoder (pooled vector) starts from the SD model's
+    if init_from is not None and new_run:
         start_model = load(init_from, "cpu", quiet=quiet, threads=threads)
         try:
             check_architecture(config, start_model)

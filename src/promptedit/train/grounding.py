@@ -59,10 +59,11 @@ def word_regions(caption: str) -> list[int | None]:
     return regions
 
 
-def grounding_targets(captions: Sequence[str], masks: Sequence[np.ndarray], num_keys: int
+def grounding_targets(captions: Sequence[str], masks: Sequence[np.ndarray], num_keys: int, first: int = 1
                       ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-token region masks for a batch. Word i of a caption is token i + 1 (after the start token); every
-    world word is one token of the embedded tokenizer (checked by the recipe's tokenizer builder).
+    """Per-token region masks for a batch. Word i of a caption is token i + ``first`` (1: after CLIP's start
+    token; 0: T5, which has none); every world word is one token of the recipe's tokenizers (checked by their
+    builders).
 
     captions: B strings ("" for a dropped caption: nothing grounded); masks: B arrays bool (n_objects, H, W).
     Returns regions (B, num_keys, H, W) float and grounded (B, num_keys) bool.
@@ -76,7 +77,7 @@ def grounding_targets(captions: Sequence[str], masks: Sequence[np.ndarray], num_
         objects = torch.from_numpy(np.asarray(m, dtype=bool))  # (n_objects, H, W)
         background = ~objects.any(0)
         for i, r in enumerate(word_regions(caption)):
-            k = i + 1
+            k = i + first
             if r is None or k >= num_keys - 1:  # the last key is the end token at the longest
                 continue
             area = background if r == BACKGROUND else objects[r]

@@ -44,12 +44,18 @@ from ..defaults import InversionDefaults, MaskDefaults, ModelDefaults, P2PDefaul
 from ..families import FAMILIES
 from ..models import DiffusionModel
 from ..outputs.files import write_with
-from ..text.vocab import build_clip_tokenizer
+from ..text.vocab import build_clip_tokenizer, build_t5_tokenizer as build_t5_tokenizer_from
 from ..world import iter_samples, spec
+from .flow import build_flux_components, flow_loss
 from .grounding import GroundingRecorder, grounding_targets, token_grounding_loss, word_mass_loss
 from .words import token_identity_loss, word_positions
 
 HELD_OUT_SEED = spec.HELD_OUT_SEED  # benchmarks draw scenes from this seed; training never does
+#: the name of each architecture's model
+MODEL_NAMES = {"sd": "promptedit-shapes", "sdxl": "promptedit-shapes-xl", "flux": "promptedit-shapes-flux"}
+#: the FLUX transformer's peak learning rate (a transformer takes a lower one than the UNets' 7e-4; DiT trains at
+#: 1e-4 with batch 256)
+FLUX_LR = 3e-4
 
 
 @dataclass
@@ -58,7 +64,7 @@ class TrainConfig:
 
     steps: int = 4000
     batch_size: int = 32
-    lr: float = 7e-4
+    lr: float | None = None  # None: the architecture's (7e-4 for the UNets, FLUX_LR for the transformer)
     warmup_steps: int = 100
     min_lr_fraction: float = 0.1
     weight_decay: float = 0.01
@@ -81,8 +87,9 @@ class TrainConfig:
     max_minutes: float | None = None
     checkpoint_every: int = 250
     # architecture: a family of the registry (promptedit.families.FAMILIES): "sd" (one CLIP text encoder, SD
-    # 1.x/2.x's conditioning) or "sdxl" (a pooled family, SDXL's: two text encoders, their penultimate hidden
-    # states concatenated, the second's pooled output and the time ids into the UNet)
+    # 1.x/2.x's conditioning), "sdxl" (a pooled family, SDXL's: two text encoders, their penultimate hidden
+    # states concatenated, the second's pooled output and the time ids into the UNet) or "flux" (FLUX.1's
+    # MM-DiT transformer, CLIP's pooled vector and T5's keys, trained as a rectified flow: train/flow.py)
     arch: str = "sd"
     # the first level must be wider than the 48 latent channels: at high noise ε ≈ x_t must pass through it
     unet_channels: tuple[int, ...] = (64, 128, 256)
@@ -99,7 +106,24 @@ class TrainConfig:
     text_heads: int = 4
     max_length: int = 32
     vocab_size: int = 600
-    patch_size: int = 4
+    # the codec's patch side in pixels; None: the architecture's (4 for the UNets, 2 for FLUX, whose transformer
+    # packs 2 × 2 latent cells into a token: 16 × 16 image tokens at 64 px, maps at 4 px as the SD model's)
+    patch_size: int | None = None
+    # the FLUX architecture (arch "flux", train/flow.py): the transformer's width, heads, double- and
+    # single-stream blocks; the T5 encoder's width, layers and heads and its token count (FluxPipeline's
+    # max_sequence_length); SD3's logit-normal timestep density (m, s); whether the CLIP text encoder (the pooled
+    # vector) and its tokenizer start from the shipped SD model's (the CLI loads it for a new run)
+    flux_width: int = 192
+    flux_heads: int = 3
+    flux_double_layers: int = 2
+    flux_single_layers: int = 4
+    t5_hidden: int = 128
+    t5_layers: int = 2
+    t5_heads: int = 4
+    max_sequence_length: int = 32
+    logit_mean: float = 0.0
+    logit_std: float = 1.0
+    clip_from_sd: bool = True
     # noise schedule
     beta_start: float = 1e-4
     beta_end: float = 0.02
@@ -118,7 +142,22 @@ class TrainConfig:
                 check_real(f.name, value)
         if self.max_minutes is not None:
             check_real("max_minutes", self.max_minutes, 0.0, low_open=True)
+        if self.arch not in FAMILIES:
+            raise ValueError(f"arch must be one of {', '.join(FAMILIES)}, got {self.arch!r}")
+        flux = self.arch == "flux"
+        if self.lr is None:
+            self.lr = FLUX_LR if flux else 7e-4
+        if self.patch_size is None:
+            self.patch_size = 2 if flux else 4
         check_real("lr", self.lr, 0.0)  # AdamW takes lr >= 0 (0 keeps the weights)
+        check_whole("patch_size", self.patch_size, 1)
+        if flux and (spec.CANVAS_SIZE // self.patch_size) % 2:
+            raise ValueError(f"a FLUX transformer packs 2 x 2 latent cells: the codec's patch {self.patch_size} "
+                             f"must divide the {spec.CANVAS_SIZE} px canvas into an even number of cells")
+        if self.flux_width <= 0 or self.flux_heads <= 0 or self.t5_hidden <= 0 or self.t5_heads <= 0:
+            raise ValueError("the transformer's and the T5 encoder's widths and heads must be positive")
+        if self.logit_std <= 0:
+            raise ValueError(f"the logit-normal's s must be positive, got {self.logit_std}")
         self.unet_channels = tuple(int(c) for c in self.unet_channels)
         if self.steps <= 0 or self.batch_size <= 0 or self.checkpoint_every <= 0:
             raise ValueError("steps, batch size and checkpoint interval must be positive")
@@ -136,8 +175,6 @@ class TrainConfig:
             raise ValueError(f"the final learning-rate fraction must be in [0, 1], got {self.min_lr_fraction}")
         if not 0 <= self.two_object_fraction <= 1:
             raise ValueError(f"the two-object fraction must be in [0, 1], got {self.two_object_fraction}")
-        if self.arch not in FAMILIES:
-            raise ValueError(f"arch must be one of {', '.join(FAMILIES)}, got {self.arch!r}")
         n, pooled = len(self.unet_channels), FAMILIES[self.arch].pooled
         if self.mid_block is None:
             self.mid_block = not pooled
@@ -163,7 +200,12 @@ def caption_corpus(n: int = 20000, seed: int = 12345) -> list[str]:
 def build_tokenizer(config: TrainConfig):
     """The CLIP-style tokenizer: every word of the world's captions is one token."""
     corpus = caption_corpus()
-    tok = build_clip_tokenizer(corpus, vocab_size=config.vocab_size, model_max_length=config.max_length)
+    return _one_token_per_word(
+        build_clip_tokenizer(corpus, vocab_size=config.vocab_size, model_max_length=config.max_length), corpus)
+
+
+def _one_token_per_word(tok, corpus: list[str]):
+    """``tok``, after checking that it keeps every word of ``corpus`` one token."""
     words = sorted(set(" ".join(corpus).split()))
     split = [w for w in words if len(tok(w, add_special_tokens=False).input_ids) != 1]
     if split:
@@ -171,12 +213,23 @@ def build_tokenizer(config: TrainConfig):
     return tok
 
 
+def build_t5_tokenizer(config: TrainConfig):
+    """The T5-style tokenizer of a FLUX run: every word of the world's captions is one ``▁word`` token."""
+    corpus = caption_corpus()
+    return _one_token_per_word(
+        build_t5_tokenizer_from(corpus, vocab_size=config.vocab_size, model_max_length=config.max_sequence_length),
+        corpus)
+
+
 def build_model(config: TrainConfig, tokenizer) -> DiffusionModel:
-    """Fresh, randomly initialised components (seeded)."""
+    """Fresh, randomly initialised components (seeded); ``tokenizer``: the run's CLIP tokenizer, or for a FLUX
+    run the pair (CLIP tokenizer, T5 tokenizer)."""
     from diffusers import DDIMScheduler, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
 
     torch.manual_seed(config.seed)
+    if config.arch == "flux":
+        return _build_flux_model(config, *tokenizer)
     codec = PatchCodec(patch_size=config.patch_size)
     n = len(config.unet_channels)
     xl = FAMILIES[config.arch].pooled  # SDXL's conditioning: two text encoders, pooled embedding, time ids
@@ -230,11 +283,22 @@ def build_model(config: TrainConfig, tokenizer) -> DiffusionModel:
         text = SDText(tokenizer, text_encoder)
     return DiffusionModel(
         vae=codec, backbone=FAMILIES[config.arch].backbone(unet), text=text, scheduler_config=dict(scheduler.config),
-        name="promptedit-shapes-xl" if xl else "promptedit-shapes", defaults=SHAPES_DEFAULTS,
+        name=MODEL_NAMES[config.arch], defaults=SHAPES_DEFAULTS,
     )
 
 
 XL_TIME_DIM = 8  # SDXL's per-id Fourier width is 256; the shapes world needs few
+
+
+def _build_flux_model(config: TrainConfig, clip_tokenizer, t5_tokenizer) -> DiffusionModel:
+    from ..conditioning import FluxText
+
+    parts = build_flux_components(config, clip_tokenizer, t5_tokenizer)
+    # T5's keys are max_sequence_length long: the T5 tokenizer's model_max_length (build_t5_tokenizer)
+    text = FluxText([clip_tokenizer, t5_tokenizer], [parts["text_encoder"], parts["text_encoder_2"]])
+    return DiffusionModel(
+        vae=PatchCodec(patch_size=config.patch_size), backbone=FAMILIES["flux"].backbone(parts["transformer"]),
+        text=text, scheduler_config=parts["scheduler"], name=MODEL_NAMES["flux"], defaults=SHAPES_FLUX_DEFAULTS)
 
 
 def text_condition(model: DiffusionModel, ids: torch.Tensor, dropped: torch.Tensor) -> tuple[torch.Tensor, dict]:
@@ -316,6 +380,13 @@ SHAPES_DEFAULTS = ModelDefaults(
                     blend_propagation=1, attention_downsample=1),
     inversion=InversionDefaults(num_inference_steps=50, self_replace=0.8, edit_null="source"),
     masks=MaskDefaults(downsample=1, smooth_times=0, guided_filter_radius=2.0, region_peak=0.9))
+#: the FLUX-architecture model's: the SD model's, its maps at the transformer's 2 × 2 token grid (4 px at codec
+#: patch 2, the SD model's resolution), and the canvas's size (a FLUX transformer's config records none)
+SHAPES_FLUX_DEFAULTS = dataclasses.replace(
+    SHAPES_DEFAULTS, sampling=dataclasses.replace(SHAPES_DEFAULTS.sampling, image_size=spec.CANVAS_SIZE),
+    p2p=dataclasses.replace(SHAPES_DEFAULTS.p2p, self_replace_min_downsample=2, blend_downsample=2,
+                                             attention_downsample=2),
+    masks=dataclasses.replace(SHAPES_DEFAULTS.masks, downsample=2))
 
 
 def rendered_batch(config: TrainConfig, step: int) -> tuple[list[str], torch.Tensor, list[np.ndarray]]:
@@ -414,14 +485,36 @@ def check_architecture(config: TrainConfig, model: DiffusionModel) -> None:
     if model.family != config.arch and model.family not in FAMILIES[config.arch].trains_from:
         raise ValueError(f"cannot start an {config.arch.upper()}-architecture run from {model.name}, an "
                          f"{model.family.upper()}-architecture model")
-    with torch.device("meta"):
-        # a model of the other family is compared with that family's own UNet layout
-        layout = {} if model.family == config.arch else {"mid_block": None, "up_attention": None}
-        fresh = build_model(dataclasses.replace(config, arch=model.family, **layout), model.tokenizer)
-    for mine, theirs, what in ((fresh.unet, model.unet, "UNet"), (fresh.text_encoder, model.text_encoder, "text encoder")):
+    if config.arch == "flux":  # from a FLUX model, every weight; from an SD one, its CLIP text encoder
+        tokenizers = (model.text.components()["tokenizer"], model.tokenizer if model.family == "flux" else
+                      build_t5_tokenizer(config))
+        with torch.device("meta"):
+            fresh = build_model(config, tokenizers)
+        pairs = [(fresh.text_encoder, model.text_encoder, "CLIP text encoder")]
+        if model.family == "flux":
+            pairs += [(fresh.unet, model.unet, "transformer"), (fresh.text.encoders[1], model.text.encoders[1],
+                                                                "T5 encoder")]
+    else:
+        with torch.device("meta"):
+            # a model of the other family is compared with that family's own UNet layout
+            layout = {} if model.family == config.arch else {"mid_block": None, "up_attention": None}
+            fresh = build_model(dataclasses.replace(config, arch=model.family, **layout), model.tokenizer)
+        pairs = [(fresh.unet, model.unet, "UNet"), (fresh.text_encoder, model.text_encoder, "text encoder")]
+    for mine, theirs, what in pairs:
         want = {k: tuple(v.shape) for k, v in mine.state_dict().items()}
         if want != {k: tuple(v.shape) for k, v in theirs.state_dict().items()}:
             raise ValueError(f"cannot start from {model.name}: its {what} does not have this recipe's architecture")
+
+
+def keys_encoder(model: DiffusionModel) -> torch.nn.Module:
+    """The text encoder whose outputs are the attention's text keys (the word-identity term's): T5 in a FLUX
+    model, the (first) CLIP encoder in the others."""
+    return model.text.encoders[1] if model.family == "flux" else model.text_encoder
+
+
+def special_token_ids(tokenizer) -> set[int]:
+    """The ids of the tokenizer's start, end and padding tokens (T5 has no start token)."""
+    return {i for i in (tokenizer.bos_token_id, tokenizer.eos_token_id, tokenizer.pad_token_id) if i is not None}
 
 
 def fit_identity_head(model: DiffusionModel, tokenizer, config: TrainConfig, iters: int = 300,
@@ -430,19 +523,23 @@ def fit_identity_head(model: DiffusionModel, tokenizer, config: TrainConfig, ite
     trained weights: a head started from the token embeddings would first pull the encoder's outputs towards
     them."""
     words = caption_corpus(n=4000, seed=config.seed + 7)
-    special_ids = {tokenizer.bos_token_id, tokenizer.eos_token_id, tokenizer.pad_token_id}
-    text_encoder = model.text_encoder
+    special_ids = special_token_ids(tokenizer)
+    text_encoder = keys_encoder(model)
+    flux = config.arch == "flux"
     device = next(text_encoder.parameters()).device
     head = torch.nn.Parameter(text_encoder.get_input_embeddings().weight.detach().clone())  # (V, D)
     opt = torch.optim.Adam([head], lr=1e-2)
     rng = np.random.default_rng(config.seed)
     for _ in range(iters):
         batch = [words[i] for i in rng.integers(0, len(words), batch_size)]
-        ids = tokenizer(batch, padding="max_length", max_length=config.max_length, truncation=True,
-                        return_tensors="pt").input_ids.to(device)  # (B, L)
-        with torch.no_grad():  # the features the UNet reads (and the identity term trains), first encoder's
-            hidden = text_condition(model, ids, torch.zeros(len(ids), dtype=torch.bool, device=device))[0]
-            hidden = hidden[..., : config.text_hidden]  # (B, L, D)
+        ids = tokenizer(batch, padding="max_length", max_length=config.max_sequence_length if flux else
+                        config.max_length, truncation=True, return_tensors="pt").input_ids.to(device)  # (B, L)
+        with torch.no_grad():  # the features the backbone reads (and the identity term trains), first encoder's
+            if flux:  # T5's last hidden states, the keys
+                hidden = text_encoder(ids)[0]  # (B, L, D)
+            else:
+                hidden = text_condition(model, ids, torch.zeros(len(ids), dtype=torch.bool, device=device))[0]
+                hidden = hidden[..., : config.text_hidden]  # (B, L, D)
         loss = token_identity_loss(hidden, ids, word_positions(ids, special_ids), head, config.identity_temperature)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -496,7 +593,7 @@ def _run_tokenizer(config: TrainConfig, out: Path, start_from: DiffusionModel | 
     """The starting model's tokenizer, else the one an earlier run left in ``out``, else a new one; saved in
     ``out`` unless it came from there."""
     if start_from is not None:  # its weights need its tokenizer, whatever an earlier run left in ``out``
-        tokenizer = start_from.tokenizer
+        tokenizer = start_from.text.components()["tokenizer"]  # the (first) CLIP tokenizer
         tokenizer.save_pretrained(out / "tokenizer")
     elif (out / "tokenizer").is_dir():  # a resumed run keeps the tokenizer it started with
         from transformers import CLIPTokenizer
@@ -505,16 +602,31 @@ def _run_tokenizer(config: TrainConfig, out: Path, start_from: DiffusionModel | 
     else:
         tokenizer = build_tokenizer(config)
         tokenizer.save_pretrained(out / "tokenizer")
-    return tokenizer
+    if config.arch != "flux":
+        return tokenizer
+    # the T5 tokenizer of a FLUX run, the attention's keys: the starting FLUX model's, else the run's own
+    if start_from is not None and start_from.family == "flux":
+        t5_tokenizer = start_from.tokenizer
+    elif (out / "tokenizer_2").is_dir():
+        from transformers import T5TokenizerFast
+
+        return tokenizer, T5TokenizerFast.from_pretrained(out / "tokenizer_2")
+    else:
+        t5_tokenizer = build_t5_tokenizer(config)
+    t5_tokenizer.save_pretrained(out / "tokenizer_2")
+    return tokenizer, t5_tokenizer
 
 
 def _start_model(config: TrainConfig, tokenizer, start_from: DiffusionModel | None, device: torch.device,
                  log) -> DiffusionModel:
     """The run's model on ``device`` in training mode, with ``start_from``'s weights when given (where the
-    shapes agree, for an SDXL run from an SD model)."""
+    shapes agree, for an SDXL run from an SD model; only the CLIP text encoder, for a FLUX run from one)."""
     model = build_model(config, tokenizer)
     encoders = list(model.text.encoders)
-    if start_from is not None and start_from.family == model.family:
+    if start_from is not None and config.arch == "flux" and start_from.family != "flux":
+        model.text_encoder.load_state_dict({k: v.float() for k, v in start_from.text_encoder.state_dict().items()})
+        log(f"starting the CLIP text encoder (the pooled vector) from {start_from.name}'s")
+    elif start_from is not None and start_from.family == model.family:
         model.unet.load_state_dict({k: v.float() for k, v in start_from.unet.state_dict().items()})
         for mine, theirs in zip(encoders, start_from.text.encoders):
             mine.load_state_dict({k: v.float() for k, v in theirs.state_dict().items()})
@@ -596,12 +708,12 @@ def _make_run(config: TrainConfig, model: DiffusionModel, device: torch.device, 
     # the word-identity classifier (train/words.py): trained beside the model, not exported; it starts from
     # the token embeddings (one direction per word) and has its own optimiser, so that checkpoints of runs
     # without it resume unchanged
-    identity_head = torch.nn.Parameter(text_encoder.get_input_embeddings().weight.detach().clone())  # (V, D)
+    identity_head = torch.nn.Parameter(keys_encoder(model).get_input_embeddings().weight.detach().clone())  # (V, D)
     identity_opt = torch.optim.AdamW([identity_head], lr=config.lr, weight_decay=0.0, betas=(0.9, 0.99))
     if state is not None and "identity_head" in state:
         identity_head.data.copy_(state["identity_head"])
         identity_opt.load_state_dict(state["identity_optimizer"])
-    elif start_from is not None and config.identity_weight > 0:
+    elif start_from is not None and start_from.family == model.family and config.identity_weight > 0:
         identity_head.data.copy_(fit_identity_head(model, model.tokenizer, config))
     return _TrainingRun(config, model, opt, ema, rng, identity_head, identity_opt, step, elapsed, history)
 
@@ -611,30 +723,40 @@ def _step_losses(run: _TrainingRun, batch, noise_scheduler, alphas_cumprod: torc
     """The loss of one batch (rendered images, captions with dropout, noise and timesteps drawn on the CPU) and
     its terms by :data:`LOSS_TERMS` name ("loss": the weighted denoising loss)."""
     config, model = run.config, run.model
-    device = alphas_cumprod.device
+    device = model.device
     captions, x, masks = batch
     captions = drop_captions(captions, config.caption_dropout, run.rng)
     dropped = torch.tensor([c == "" for c in captions], device=device)
-    ids = model.tokenizer(captions, padding="max_length", max_length=config.max_length, truncation=True,
-                          return_tensors="pt").input_ids.to(device)  # (B, L)
+    flux = config.arch == "flux"
+    tokenizer = model.tokenizer  # the attention's keys' (T5's in a FLUX model)
+    ids = tokenizer(captions, padding="max_length", max_length=config.max_sequence_length if flux else
+                    config.max_length, truncation=True, return_tensors="pt").input_ids.to(device)  # (B, L)
     codec = model.vae
     with torch.no_grad():
         z0 = codec.encode(x.to(device)).latent_dist.mean * codec.config.scaling_factor  # (B, C, h, w)
-    noise = torch.randn(z0.shape, generator=run.rng).to(device)
-    t = torch.randint(0, config.num_train_timesteps, (z0.shape[0],), generator=run.rng).to(device)
-    zt = noise_scheduler.add_noise(z0, noise, t)
     recorder.begin(num_steps=1, latent_size=tuple(z0.shape[-2:]), n_prompts=z0.shape[0])
     recorder.begin_step(0)
-    hidden, added = text_condition(model, ids, dropped)  # (B, L, D or 2D)
-    pred = model.unet(zt, t, encoder_hidden_states=hidden, **added).sample
-    target = noise_scheduler.get_velocity(z0, noise, t) if config.prediction_type == "v_prediction" else noise
-    per_sample = F.mse_loss(pred, target, reduction="none").mean(dim=(1, 2, 3))
-    d_loss = (per_sample * min_snr_weights(alphas_cumprod, t, config.min_snr_gamma, config.prediction_type)).mean()
+    if flux:  # rectified flow (train/flow.py); the pooled vector from CLIP's ids of the same captions
+        clip_ids = model.text.components()["tokenizer"](captions, padding="max_length", max_length=config.max_length,
+                                                         truncation=True, return_tensors="pt").input_ids  # (B, L_clip)
+        d_loss, hidden, signal = flow_loss(model, z0, [clip_ids.to(device), ids], run.rng, config)
+        words_hidden = hidden  # (B, L, D): T5's, the keys
+    else:
+        noise = torch.randn(z0.shape, generator=run.rng).to(device)
+        t = torch.randint(0, config.num_train_timesteps, (z0.shape[0],), generator=run.rng).to(device)
+        zt = noise_scheduler.add_noise(z0, noise, t)
+        hidden, added = text_condition(model, ids, dropped)  # (B, L, D or 2D)
+        pred = model.unet(zt, t, encoder_hidden_states=hidden, **added).sample
+        target = noise_scheduler.get_velocity(z0, noise, t) if config.prediction_type == "v_prediction" else noise
+        per_sample = F.mse_loss(pred, target, reduction="none").mean(dim=(1, 2, 3))
+        d_loss = (per_sample * min_snr_weights(alphas_cumprod, t, config.min_snr_gamma, config.prediction_type)).mean()
+        signal = alphas_cumprod[t] ** 0.5  # √ᾱ_t: layout is unknowable from pure noise
+        words_hidden = hidden[..., : config.text_hidden]  # the (first) encoder's features of each token
     loss, terms = d_loss, {"loss": d_loss}
     if grounding:
-        regions, grounded = grounding_targets(captions, masks, ids.shape[1])
+        # word i of a caption is token i + 1 after CLIP's start token, token i in T5's (no start token)
+        regions, grounded = grounding_targets(captions, masks, ids.shape[1], first=0 if flux else 1)
         regions, grounded = regions.to(device), grounded.to(device)
-        signal = alphas_cumprod[t] ** 0.5  # √ᾱ_t: layout is unknowable from pure noise
         if config.grounding_weight > 0:
             terms["grounding"] = token_grounding_loss(recorder.maps, regions, grounded, signal)
             loss = loss + config.grounding_weight * terms["grounding"]
@@ -642,10 +764,8 @@ def _step_losses(run: _TrainingRun, batch, noise_scheduler, alphas_cumprod: torc
             terms["word_mass"] = word_mass_loss(recorder.maps, regions, grounded, signal, floor=config.word_mass_floor)
             loss = loss + config.word_mass_weight * terms["word_mass"]
     if config.identity_weight > 0:
-        special_ids = {model.tokenizer.bos_token_id, model.tokenizer.eos_token_id, model.tokenizer.pad_token_id}
-        words_hidden = hidden[..., : config.text_hidden]  # the (first) encoder's features of each token
-        terms["identity"] = token_identity_loss(words_hidden, ids, word_positions(ids, special_ids), run.identity_head,
-                                                config.identity_temperature)
+        terms["identity"] = token_identity_loss(words_hidden, ids, word_positions(ids, special_token_ids(tokenizer)),
+                                                run.identity_head, config.identity_temperature)
         loss = loss + config.identity_weight * terms["identity"]
     return loss, terms
 
@@ -672,7 +792,7 @@ def _finish(run: _TrainingRun) -> DiffusionModel:
         e.eval()
     for m in (model.unet, *run.encoders, model.vae):
         m.requires_grad_(False)
-    model.name = "promptedit-shapes-xl" if FAMILIES[config.arch].pooled else "promptedit-shapes"
+    model.name = MODEL_NAMES[config.arch]
     model.training_info = {"steps": run.step, "minutes": run.elapsed / 60, "history": run.history,
                            "config": dataclasses.asdict(config)}  # type: ignore[attr-defined]
     return model
@@ -699,10 +819,12 @@ def train(config: TrainConfig, out: str | os.PathLike, *, resume: bool = True, p
     state, start_from = _open_checkpoint(config, ckpt_path, resume, init_from)
     out.mkdir(parents=True, exist_ok=True)
     model = _start_model(config, _run_tokenizer(config, out, start_from), start_from, device, log)
-    from diffusers import DDPMScheduler
+    noise_scheduler = alphas_cumprod = None  # a FLUX run's noise levels are train/flow.py's
+    if config.arch != "flux":
+        from diffusers import DDPMScheduler
 
-    noise_scheduler = DDPMScheduler.from_config(model.scheduler_config)
-    alphas_cumprod = noise_scheduler.alphas_cumprod.to(device)
+        noise_scheduler = DDPMScheduler.from_config(model.scheduler_config)
+        alphas_cumprod = noise_scheduler.alphas_cumprod.to(device)
     run = _make_run(config, model, device, state, ckpt_path, start_from, log)
     (out / "config.json").write_text(json.dumps(dataclasses.asdict(config), indent=2))
     recorder = GroundingRecorder()
