@@ -15,6 +15,8 @@ def test_help_everywhere(capsys):
                  ["bench", "world"], ["serve"], ["dev", "tiny-model"]):
         code, out, _ = run(capsys, *argv, "--help")
         assert code == 0 and "Usage:" in out
+    code, out, _ = run(capsys, "train", "--arch", "flux", "--help")
+    assert code == 0 and "sd|sdxl|flux" in out and "FLUX.1's" in out
 
 
 def test_generate_writes_image_and_record(tiny_model_dir, tmp_path, capsys):
