@@ -481,7 +481,8 @@ def check_architecture(config: TrainConfig, model: DiffusionModel) -> None:
     """Raise ValueError, naming the component, unless ``model``'s UNet and text encoder have the parameter shapes
     that ``config`` builds (with the model's tokenizer), or when the model's family is neither the run's nor one
     the run's family trains from (``Family.trains_from``: an SDXL run may start from an SD model,
-    :func:`init_sdxl_from_sd`; an SD run not from an SDXL one)."""
+    :func:`init_sdxl_from_sd`; an SD run not from an SDXL one; a FLUX run from an SD model's CLIP text encoder,
+    compared alone)."""
     if model.family != config.arch and model.family not in FAMILIES[config.arch].trains_from:
         raise ValueError(f"cannot start an {config.arch.upper()}-architecture run from {model.name}, an "
                          f"{model.family.upper()}-architecture model")
