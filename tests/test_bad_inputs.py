@@ -770,6 +770,8 @@ def test_training_settings_are_checked_on_construction(tmp_path, capsys):
     for bad in ({"lr": -1.0}, {"lr": "x"}, {"steps": 2.5}, {"max_minutes": 0.0}):
         with pytest.raises(ParameterError):  # lr -1 had reached AdamW, an internal error
             TrainConfig(**{**TINY_TRAIN, **bad})
+    with pytest.raises(ValueError, match="arch must be one of sd, sdxl, flux, got 'sd3'"):  # a family it cannot build
+        TrainConfig(**{**TINY_TRAIN, "arch": "sd3"})
     folder = tmp_path / "run"
     folder.mkdir()
     (folder / "config.json").write_text('{"lr": "x"}')  # a damaged run folder

@@ -8,7 +8,7 @@ import time
 import click
 
 from ..errors import ParameterError
-from ..families import FAMILIES
+from ..train import ARCHITECTURES
 from ..options import FINITE
 from .common import load, set_threads
 
@@ -39,7 +39,7 @@ from .common import load, set_threads
               help="Where the cosine decay ends, as a fraction of --lr (default 0.1).")
 @click.option("--two-object-fraction", type=FINITE, default=None,
               help="Share of two-object captions in the training stream (default 0.4, the world's own).")
-@click.option("--arch", type=click.Choice(list(FAMILIES)), default="sd", show_default=True,
+@click.option("--arch", type=click.Choice(ARCHITECTURES), default="sd", show_default=True,
               help="The architecture: SD 1.x/2.x's conditioning (one text encoder), SDXL's (two text encoders, "
                    "pooled embedding, time ids; an sdxl run may start --init-from an sd model where shapes agree), "
                    "or FLUX.1's (an MM-DiT transformer with CLIP's pooled vector and T5's keys, trained as a "

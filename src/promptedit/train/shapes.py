@@ -46,6 +46,7 @@ from ..models import DiffusionModel
 from ..outputs.files import write_with
 from ..text.vocab import build_clip_tokenizer, build_t5_tokenizer as build_t5_tokenizer_from
 from ..world import iter_samples, spec
+from . import ARCHITECTURES
 from .flow import build_flux_components, flow_loss
 from .grounding import GroundingRecorder, grounding_targets, token_grounding_loss, word_mass_loss
 from .words import token_identity_loss, word_positions
@@ -142,8 +143,8 @@ class TrainConfig:
                 check_real(f.name, value)
         if self.max_minutes is not None:
             check_real("max_minutes", self.max_minutes, 0.0, low_open=True)
-        if self.arch not in FAMILIES:
-            raise ValueError(f"arch must be one of {', '.join(FAMILIES)}, got {self.arch!r}")
+        if self.arch not in ARCHITECTURES:
+            raise ValueError(f"arch must be one of {', '.join(ARCHITECTURES)}, got {self.arch!r}")
         flux = self.arch == "flux"
         if self.lr is None:
             self.lr = FLUX_LR if flux else 7e-4
