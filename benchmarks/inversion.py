@@ -1,4 +1,5 @@
-"""Time each inversion method side by side on the same images, with ratios against null-text inversion
+"""Time each inversion method the model runs side by side on the same images, with ratios against its default
+(null-text inversion on DDIM models, Euler on flow models)
 (the paper's settings: 50 DDIM steps — the model's inversion steps unless --steps —, at most 10 Adam iterations per step,
 lr 1e-2·(1 − i/100), early stop at 1e-5 + i·2e-5), and each reconstruction's PSNR.
 
@@ -14,7 +15,7 @@ import numpy as np
 import torch
 from common import arg_parser, dump, get_model, machine, print_table, time_cases
 
-from promptedit.methods.inversion import METHODS, invert, reconstruct
+from promptedit.methods.inversion import default_method, invert, reconstruct, sampler_methods
 from promptedit.images.metrics import psnr
 
 
@@ -51,10 +52,14 @@ def main(argv=None):
             rec[method] = {"psnr_db": float(np.mean(values))}
         return run
 
-    cases = {m: case(m) for m in METHODS}
+    methods = sampler_methods(model.make_sampler())  # the methods the model's sampler runs (DDIM's or the flow's)
+    if not model.make_guidance(2.0).branches > 1:  # a guidance-distilled model: no unconditional branch to replace
+        methods = [m for m in methods if m not in ("null-text", "negative-prompt")]
+    cases = {m: case(m) for m in methods}
     medians, peaks = time_cases(cases, args.repeats, model.device)
     rows = print_table(f"inversion + reconstruction of {args.images} image(s), model {model.name}, device "
-                       f"{model.device}, median of {args.repeats}", medians, peaks, "null-text", rec)
+                       f"{model.device}, median of {args.repeats}", medians, peaks, default_method(model)
+                       if default_method(model) in cases else next(iter(cases)), rec)
     dump(args.json, {"machine": machine(), "model": model.name, "rows": rows})
 
 
