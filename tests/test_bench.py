@@ -9,7 +9,7 @@ import torch
 
 from promptedit.bench import SECTIONS
 from promptedit.bench.world import (
-    REAL_METHODS,
+    real_methods,
     REWEIGHTS,
     BenchResult,
     Metric,
@@ -84,10 +84,12 @@ def test_every_section_runs_and_returns_every_key(tiny_model, one_thread):
     assert real["direct_reconstruction_psnr"].value > real["ddim_reconstruction_psnr"].value
     assert real["null-text_time_ratio_to_null_text"].value == pytest.approx(1.0)
     # calls: invert, reconstruct and edit per method and image; four mask-guided runs per mask scene
-    assert result.sections["real_images"].units == 3 * len(REAL_METHODS) * len(result.sections["real_images"].items)
+    methods = real_methods(tiny_model)
+    assert [m[0] for m in methods] == ["null-text", "null-text@7.5", "negative-prompt", "direct", "ddim"]
+    assert result.sections["real_images"].units == 3 * len(methods) * len(result.sections["real_images"].items)
     assert result.sections["masks"].units == 4 * len(result.sections["masks"].items)
     inversions = [r["methods"] for r in result.sections["real_images"].items]
-    assert inversions and all(set(m) == {label for label, _, _ in REAL_METHODS} for m in inversions)
+    assert inversions and all(set(m) == {label for label, _, _ in methods} for m in inversions)
     assert result.sections["generation"].metrics["colour_accuracy"].n == 2
     assert result.sections["p2p_add_word"].metrics["box_iou_mean"].n == 6  # 2 each of texture, night, prefix
     seq = result.sections["p2p_reweight"].metrics["texture_strength_by_c"].value
@@ -130,7 +132,7 @@ def test_real_images_also_edit_as_the_papers_do_when_the_model_does_not(tiny_mod
     assert extra == {f"{m}_all_branches_edit_{k}" for m in ("null-text", "null-text@7.5", "negative-prompt")
                      for k in ("colour_accuracy", "background_psnr")}
     assert all(section.metrics[k].n == 1 for k in extra)
-    assert section.units == 3 * len(REAL_METHODS) + 3
+    assert section.units == 3 * len(real_methods(model)) + 3
 
 
 def test_pooled_psnr_is_not_hidden_by_exact_items():

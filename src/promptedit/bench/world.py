@@ -804,11 +804,23 @@ def bench_local_blend(run: _Run, n: int = 50) -> SectionResult:
 
 
 #: Inversion methods of ``real_images``: (label, method, guidance, or None for the run's sampling guidance).
-#: ``null-text@7.5`` is null-text at the paper's w = 7.5, beside the model's own guidance.
+#: ``null-text@7.5`` is null-text at the paper's w = 7.5, beside the model's own guidance; then the plain inversions
+#: of the model's sampler (DDIM; on a flow model Euler, RF-Solver, FireFlow and Uni-Inv).
 REAL_METHODS: tuple[tuple[str, str, float | None], ...] = (
     ("null-text", "null-text", None), ("null-text@7.5", "null-text", 7.5), ("negative-prompt", "negative-prompt", None),
-    ("direct", "direct", None), ("ddim", "ddim", None),
+    ("direct", "direct", None),
 )
+
+
+def real_methods(model) -> list[tuple[str, str, float | None]]:
+    """:data:`REAL_METHODS` that run on ``model`` (null-text and negative-prompt need classifier-free guidance),
+    then its sampler's own plain inversions."""
+    from ..methods.inversion import NEEDS_CLASSIFIER_FREE, sampler_methods
+
+    own = sampler_methods(model.make_sampler())
+    guided = model.make_guidance(2.0).branches > 1
+    methods = [m for m in REAL_METHODS if m[1] in own and (guided or m[1] not in NEEDS_CLASSIFIER_FREE)]
+    return methods + [(m, m, None) for m in own if m not in {r[1] for r in REAL_METHODS}]
 
 
 @_with_run
@@ -822,8 +834,8 @@ def bench_real_images(run: _Run, n: int = 50, inner_steps: int = 10) -> SectionR
     the model's defaults: a word swap of an inversion blends locally on the swapped words unless the model
     says otherwise): the edited object's colour (read inside its true mask) and the PSNR outside the edited
     object against the ground-truth render of the edited caption, i.e. what a user sees against what the
-    edit should give. ``ddim`` is plain DDIM inversion reconstructed at the
-    sampling guidance (7.5 by the paper), to show what the pivotal methods add. When the model's edits give
+    edit should give. ``ddim`` (a flow model: ``euler``, ``rf-solver``, ``fireflow``, ``uni-inv``) is the plain
+    inversion reconstructed at the sampling guidance (7.5 by the paper), to show what the pivotal methods add. When the model's edits give
     the inversion's null embeddings to the source branch only (``inversion.edit_null``), the methods that
     have such embeddings are also edited as their papers do, every branch taking them (``…_all_branches_…``).
     """
@@ -835,10 +847,11 @@ def bench_real_images(run: _Run, n: int = 50, inner_steps: int = 10) -> SectionR
     stream = 8
 
     papers = run.model.defaults.inversion.edit_null != "all"  # also edit as the papers do
+    methods = real_methods(run.model)
 
     def body(out: SectionResult):
         per = {label: {"psnr": [], "seconds": [], "colour": [], "bg_psnr": [], "size": [], "all_colour": [],
-                       "all_bg_psnr": []} for label, _, _ in REAL_METHODS}
+                       "all_bg_psnr": []} for label, _, _ in methods}
         found, i = 0, 0
         while found < n:
             scene = scene_at(HELD_OUT_SEED + stream, i)
@@ -856,7 +869,7 @@ def bench_real_images(run: _Run, n: int = 50, inner_steps: int = 10) -> SectionR
             row = {"caption": scene.caption, "target": tgt_caption, "object_size": size, "methods": {}}
             images = [("rendered", src.image), ("truth", truth.image)]
             edit_spec = EditSpec(scene.caption, (tgt_caption,))  # as a user edits: the defaults, nothing more
-            for label, method, w in REAL_METHODS:
+            for label, method, w in methods:
                 inv = invert(run.model, to_model_size(src.image, run.model.image_size), scene.caption, method=method,
                              num_inference_steps=run.kw["num_inference_steps"],
                              guidance_scale=run.kw["guidance_scale"] if w is None else w,
@@ -888,12 +901,13 @@ def bench_real_images(run: _Run, n: int = 50, inner_steps: int = 10) -> SectionR
                 out.examples.append(Example(f"{scene.caption} -> {new}", images))
             found += 1
             run.tick(out.name)
-        for label, _, _ in REAL_METHODS:
+        for label, method, _ in methods:
             m = per[label]
             main = label == "null-text"
             out.metrics[f"{label}_reconstruction_psnr"] = _metric(
                 m["psnr"], "mean", Target(">=", 30.0) if main else None,
-                "reconstruction vs the rendered image, dB" + (" (DDIM inversion sampled at the guidance)" if label == "ddim" else ""))
+                "reconstruction vs the rendered image, dB"
+                + ("" if method in {r[1] for r in REAL_METHODS} else " (plain inversion, sampled at the guidance)"))
             out.metrics[f"{label}_seconds"] = _metric(m["seconds"], "mean", None, "inversion time per image, s")
             out.metrics[f"{label}_edit_colour_accuracy"] = _metric(
                 m["colour"], "rate", Target(">=", 0.85) if main else None,
@@ -913,8 +927,8 @@ def bench_real_images(run: _Run, n: int = 50, inner_steps: int = 10) -> SectionR
                     m["all_colour"], "rate", None, "same edit, every branch taking the inversion's null (the paper's)")
                 out.metrics[f"{label}_all_branches_edit_background_psnr"] = _metric(
                     m["all_bg_psnr"], "mean", None, "same edit, every branch taking the inversion's null, dB")
-        nt = _mean(per["null-text"]["seconds"])
-        for label, _, _ in REAL_METHODS:
+        nt = _mean(per["null-text"]["seconds"]) if "null-text" in per else None
+        for label, _, _ in methods:
             t = _mean(per[label]["seconds"])
             out.metrics[f"{label}_time_ratio_to_null_text"] = Metric(
                 None if not nt or t is None else t / nt, len(per[label]["seconds"]), None,
