@@ -90,6 +90,34 @@ def test_an_identity_edit_is_plain_generation_and_edits_change_only_the_target(f
         assert res.attention_downsample in family_model.backbone.grids()
 
 
+def test_value_injection_in_transformer_blocks_and_a_unet_refuses_it(family_model):
+    """EditSpec(inject_values=…): with source = target it is plain generation of the target; with a swap it changes
+    only the target; its blocks default to the model's and are recorded; blocks the model lacks and a window that
+    covers no step are refused, as is the whole option on a UNet (no transformer blocks), in one line."""
+    from promptedit.errors import ParameterError
+
+    run = dict(seed=1, num_inference_steps=STEPS, progress=False)
+    depths = family_model.backbone.block_depths()
+    if not depths:
+        with pytest.raises(ParameterError, match="--self-replace"):
+            edit(family_model, EditSpec(SRC, (TGT,), inject_values=0.5), **run)
+        return
+    plain = generate(family_model, TGT, **run).images[0]
+    same = edit(family_model, EditSpec(TGT, (TGT,), cross_replace=0, inject_values=1.0), **run)
+    assert _max_diff(same.images[1], plain) <= 1 and same.spec.value_blocks == (1,)  # the model's default
+    assert any(n.startswith("value injection: the targets take the source's values of every token in blocks 1 "
+                            "(the model default) at steps 1-3 of 3") for n in same.notes)
+    base = edit(family_model, EditSpec(SRC, (TGT,), cross_replace=0), **run).images
+    ours = edit(family_model, EditSpec(SRC, (TGT,), cross_replace=0, inject_values=1.0, value_blocks=tuple(depths)),
+                **run).images
+    assert _max_diff(ours[0], base[0]) <= 1 and _max_diff(ours[1], base[1]) > 1
+    for spec, message in ((EditSpec(SRC, (TGT,), inject_values=1.0, value_blocks=(1, 5, 6)), "blocks 5-6 not in this "
+                           "model: its transformer blocks are depths 0-1"),
+                          (EditSpec(SRC, (TGT,), inject_values=0.3), "covers no step of 3")):
+        with pytest.raises(ParameterError, match=message):
+            edit(family_model, spec, **run)
+
+
 def test_cross_attention_sites_exist_and_the_store_records_maps_at_each_grid(family_model):
     from promptedit.control.store import AttentionStore
     from promptedit.runner import SeedStart, denoise

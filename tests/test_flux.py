@@ -204,3 +204,29 @@ def test_the_web_apps_mask_tab_runs_kv_edit_on_flux(flux_model, image, tmp_path)
     gallery, info, record = app.masks(str(tmp_path / "in.png"), None, SRC, TGT, "kv-edit (instant)", 0, 4, 7.5, 0.6)
     rec = json.loads(open(record).read())
     assert len(gallery) == 4 and info.startswith("kv-edit") and rec["settings"]["mask"]["strength"] == 0.6
+
+
+def test_edit_injects_values_on_a_flux_folder_and_records_it_and_bad_value_options_are_one_line(
+        flux_dir, tiny_model_dir, tmp_path, capsys):
+    from helpers import one_line_error
+
+    edit = ["edit", "--source", SRC, "--target", TGT, "--steps", 2, "--quiet", "--threads", 1]
+    code, _, err = run(capsys, *edit, "--inject-values", 0.5, "--value-blocks", "0-1", "--inject-keys",
+                       "--value-tokens", "image", "--cross-replace", 0, "--out", tmp_path / "v", "--model", flux_dir)
+    assert code == 0, err
+    spec = json.loads((tmp_path / "v" / "result.json").read_text())["spec"]
+    assert (spec["inject_values"], spec["value_blocks"], spec["inject_keys"], spec["value_tokens"]) == (
+        0.5, [0, 1], True, "image")
+    bad = [
+        (["--inject-values", 0.5, "--value-blocks", "1,7-9"], flux_dir, "value blocks 7-9 not in this model"),
+        (["--inject-values", 0.2], flux_dir, "covers no step of 2"),
+        (["--value-blocks", "1"], flux_dir, "value-blocks needs inject-values"),
+        (["--inject-values", 0.5, "--value-blocks", "3-1"], flux_dir, "not a range of depths"),
+        (["--inject-values", 0.5, "--value-blocks", "late"], flux_dir, "must be block depths and ranges"),
+        (["--inject-values", 0.5], tiny_model_dir, "on a UNet the source's self-attention is injected with "
+                                                   "--self-replace"),
+    ]
+    for argv, model, message in bad:
+        line = one_line_error(*run(capsys, *edit, *argv, "--out", tmp_path / "x", "--model", model)[::2])
+        assert message in line, (argv, line)
+    assert not (tmp_path / "x").exists()

@@ -199,7 +199,26 @@ def read_inversion(path):
 # ----------------------------------------------------------------------------- edit
 
 P2P_FLAGS = ("mode", "cross_replace", "self_replace", "reweight", "blend", "blend_subtract", "blend_threshold",
-             "blend_start", "inject_features", "blend_source", "blend_target", "self_replace_downsample")
+             "blend_start", "inject_features", "blend_source", "blend_target", "self_replace_downsample",
+             "inject_values", "value_blocks", "inject_keys", "value_tokens")
+
+
+def parse_blocks(text: str) -> tuple[int, ...]:
+    """``--value-blocks``: block depths as a list of depths and ranges, ``39-56`` or ``19,20,30-33``."""
+    depths: list[int] = []
+    for part in text.split(","):
+        lo, sep, hi = part.strip().partition("-")
+        try:
+            a, b = int(lo), int(hi if sep else lo)
+        except ValueError:
+            raise ParameterError(f"--value-blocks must be block depths and ranges, e.g. 39-56 or 19,20,30-33; got "
+                                 f"{text!r}") from None
+        if a < 0 or b < a:
+            raise ParameterError(f"--value-blocks: {part.strip()!r} is not a range of depths (0 <= FIRST <= LAST)")
+        depths += range(a, b + 1)
+    return tuple(depths)
+
+
 def p2p_options(f):
     """The Prompt-to-Prompt options of an edit."""
     options = [
@@ -221,6 +240,19 @@ def p2p_options(f):
         click.option("--blend-start", type=FINITE, default=None, help="Fraction of steps before blending (default 0.2)."),
         click.option("--inject-features", default=None, metavar="F | START,END",
                      help="Plug-and-Play: inject the source's decoder features over this window."),
+        click.option("--inject-values", default=None, metavar="F | START,END",
+                     help="Transformers (FLUX.1, SD3): the targets take the source's attention values in the "
+                          "--value-blocks over this window (RF-Solver-Edit, FireFlow; their FLUX.1-dev settings: "
+                          "2 of 15 steps, 1 of 8)."),
+        click.option("--value-blocks", default=None, metavar="DEPTHS",
+                     help="Block depths of --inject-values, e.g. 39-56 or 19,20,30-33 (FLUX.1: double-stream blocks "
+                          "first, then single-stream; default: RF-Solver-Edit's single-stream blocks 20-37, depths "
+                          "39-56 on FLUX.1-dev; FireFlow's: 19-56)."),
+        click.option("--inject-keys", is_flag=True,
+                     help="With --inject-values: inject the source's keys too (Stable Flow's K and V)."),
+        click.option("--value-tokens", type=click.Choice(["all", "image"]), default=None,
+                     help="With --inject-values: whose values, every token's (RF-Solver-Edit's and FireFlow's code; "
+                          "the default) or the image tokens' (Stable Flow's)."),
         click.option("--self-replace-downsample", type=click.IntRange(min=1), default=None, metavar="N",
                      help="Inject self-attention at layers at least N times smaller than the latent (default: the "
                           "model's; P2P code 4, its null-text notebook and PnPInversion 2)."),
@@ -255,6 +287,9 @@ def spec_from_flags(source, targets, kw) -> "EditSpec":  # noqa: F821
         inject_features=parse_window(kw["inject_features"], "--inject-features") if kw["inject_features"] else None,
         blend_swapped=kw.get("blend_swapped"), blend_source=tuple(kw.get("blend_source", ())),
         blend_target=tuple(kw.get("blend_target", ())), self_replace_downsample=kw.get("self_replace_downsample"),
+        inject_values=parse_window(kw["inject_values"], "--inject-values") if kw.get("inject_values") else None,
+        value_blocks=parse_blocks(kw["value_blocks"]) if kw.get("value_blocks") else None,
+        inject_keys=bool(kw.get("inject_keys")), value_tokens=kw.get("value_tokens"),
     )
 
 

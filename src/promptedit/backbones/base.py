@@ -124,6 +124,18 @@ class Backbone:
         """Plug-and-Play feature injection (a context manager yielding the injected layers' names)."""
         raise NotImplementedError
 
+    def block_depths(self) -> list[int]:
+        """The depths (ascending) of the transformer blocks whose attention value injection can reach (the on-grid
+        sites of place ``"blocks"``); empty for a UNet."""
+        return sorted({s.index for s in self.sites() if s.place == "blocks" and s.on_grid})
+
+    def default_value_blocks(self) -> list[int]:
+        """Value injection's default block depths (:class:`~promptedit.control.ValueInjection`); a backbone without
+        transformer blocks refuses value injection in one line."""
+        raise ParameterError(f"value injection (--inject-values) replaces values in a transformer's blocks (FLUX.1, "
+                             f"SD3); this model's {type(self).__name__} has none: on a UNet the source's "
+                             "self-attention is injected with --self-replace, its features with --inject-features")
+
     #: whether the backbone runs a subset of an image's tokens against the others' cached keys and values
     #: (:meth:`kv_attention`, KV-Edit): a transformer over image tokens; a UNet's convolutions need every pixel
     token_subsets: bool = False

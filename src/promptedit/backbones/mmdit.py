@@ -153,6 +153,27 @@ def joint_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, text: 
     return out
 
 
+def with_source_values(k: torch.Tensor, v: torch.Tensor, inject, n_prompts: int, image: slice
+                       ) -> tuple[torch.Tensor, torch.Tensor]:
+    """k, v (B, H, S, d) (after norms and RoPE) with each target row's values, and keys where ``inject.keys``
+    (:class:`~promptedit.control.SourceValues`), replaced by its source's: of the image tokens at ``image``, or
+    of every token where ``inject.text``. B is n or 2·n prompts (the unconditional rows first); each half's first
+    row is its source, so both branches of classifier-free guidance take their own source's (as Plug-and-Play's
+    feature injection does)."""
+    batch = v.shape[0]
+    if batch not in (n_prompts, 2 * n_prompts):
+        raise RuntimeError(f"attention batch {batch} does not match {n_prompts} prompts")
+    tokens = slice(None) if inject.text else image
+
+    def swap(x: torch.Tensor) -> torch.Tensor:
+        x = x.clone()
+        for src in range(0, batch, n_prompts):
+            x[src + 1: src + n_prompts, :, tokens] = x[src: src + 1, :, tokens]
+        return x
+
+    return (swap(k) if inject.keys else k), swap(v)
+
+
 def _heads(x: torch.Tensor, head_dim: int) -> torch.Tensor:
     """(B, S, H·d) → (B, S, H, d)."""
     return x.unflatten(-1, (-1, head_dim))
@@ -215,15 +236,20 @@ class FluxControlledProcessor:
     def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, image_rotary_emb=None,
                  text_length: int | None = None):
         cross, self_ = joint_views(self.site)
+        values = self.controller.source_values(self.site) if self.site.on_grid else None
         if (attention_mask is not None or not self.site.on_grid
-                or not (self.controller.wants(cross) or self.controller.wants(self_))):
+                or not (self.controller.wants(cross) or self.controller.wants(self_) or values)):
             return self.fallback(attn, hidden_states, encoder_hidden_states, attention_mask, image_rotary_emb)
         q, k, v, text_length = joint_qkv(attn, hidden_states, encoder_hidden_states, image_rotary_emb, text_length,
                                          self.site.name)
-        out = joint_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2),
-                              text=slice(0, text_length), image=slice(text_length, q.shape[1]),
-                              controller=self.controller, site=self.site)  # (B, H, S, d)
-        out = out.transpose(1, 2).flatten(2, 3).to(q.dtype)  # (B, S, H·d)
+        q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)  # (B, H, S, d), text first
+        text, image = slice(0, text_length), slice(text_length, q.shape[2])
+        if values:
+            k, v = with_source_values(k, v, values, self.controller.n_prompts, image)
+        out = joint_attention(q, k, v, text=text, image=image, controller=self.controller,
+                              site=self.site)  # (B, H, S, d)
+        out = out.transpose(1, 2)  # (B, S, H, d)
+        out = out.flatten(2, 3).to(q.dtype)  # (B, S, H·d)
         return joint_output(attn, out, encoder_hidden_states, text_length)
 
 
@@ -527,6 +553,17 @@ class FluxBackbone(MMDiTBackbone):
             return [f"transformer_blocks.{len(self.module.transformer_blocks) - 1}"]
         return [f"single_transformer_blocks.{j}" for j in range(n_single // 2, n_single)]
 
+    def default_value_blocks(self) -> list[int]:
+        """Value injection's default depths: RF-Solver-Edit's, the single-stream blocks from index 20 of FLUX.1's 38
+        (its ``SingleStreamBlock``: ``info['id'] > 19``; depths 39–56 after the 19 double-stream blocks), the same
+        share of another depth's (at least its last single-stream block), or the last double-stream block where
+        there are none. (FireFlow injects in all 38 single-stream blocks: depths 19–56.)"""
+        n_double, n_single = len(self.module.transformer_blocks), len(self.module.single_transformer_blocks)
+        if n_single == 0:
+            return [n_double - 1]
+        first = min(round(n_single * 20 / 38), n_single - 1)
+        return list(range(n_double + first, n_double + n_single))
+
     def pack(self, latents: torch.Tensor) -> torch.Tensor:
         return pack_latents(latents)
 
@@ -602,8 +639,9 @@ class SD3ControlledProcessor:
 
     def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, *args, **kwargs):
         views = joint_views(self.site) if self.site.kind == "joint" else (self.site,)
+        values = self.controller.source_values(self.site) if self.site.on_grid else None
         if (attention_mask is not None or not self.site.on_grid
-                or not any(self.controller.wants(view) for view in views)):
+                or not (values or any(self.controller.wants(view) for view in views))):
             return self.fallback(attn, hidden_states, encoder_hidden_states, attention_mask, *args, **kwargs)
 
         def heads(x: torch.Tensor, norm) -> torch.Tensor:  # (B, S, H·d) → (B, H, S, d), normed where the layer is
@@ -614,12 +652,16 @@ class SD3ControlledProcessor:
         v = heads(attn.to_v(hidden_states), None)
         n_image = q.shape[2]
         if encoder_hidden_states is None:  # SD3.5's image-only attention
+            if values:
+                k, v = with_source_values(k, v, values, self.controller.n_prompts, slice(None))
             out = self_attention(q, k, v, controller=self.controller, site=self.site)
         else:  # joint: [image, text]
             eq = heads(attn.add_q_proj(encoder_hidden_states), attn.norm_added_q)
             ek = heads(attn.add_k_proj(encoder_hidden_states), attn.norm_added_k)
             ev = heads(attn.add_v_proj(encoder_hidden_states), None)
             q, k, v = torch.cat([q, eq], dim=2), torch.cat([k, ek], dim=2), torch.cat([v, ev], dim=2)
+            if values:
+                k, v = with_source_values(k, v, values, self.controller.n_prompts, slice(0, n_image))
             out = joint_attention(q, k, v, text=slice(n_image, q.shape[2]), image=slice(0, n_image),
                                   controller=self.controller, site=self.site)  # (B, H, S, d)
         out = out.transpose(1, 2).flatten(2, 3).to(q.dtype)  # (B, S, H·d)
@@ -669,6 +711,12 @@ class SD3Backbone(MMDiTBackbone):
         blocks; not yet measured on SD3)."""
         n = len(self.module.transformer_blocks)
         return [f"transformer_blocks.{i}" for i in range(n // 2, n)]
+
+    def default_value_blocks(self) -> list[int]:
+        """Value injection's default depths: the later half of the joint blocks, as on FLUX.1 (no paper's setting
+        for SD3; not measured)."""
+        n = len(self.module.transformer_blocks)
+        return list(range(n // 2, n))
 
     @property
     def size_factor(self) -> int:

@@ -55,6 +55,16 @@ class ValueEdit:
         )
 
 
+@dataclass(frozen=True)
+class SourceValues:
+    """What the targets take from the source at a layer under value injection (:class:`~promptedit.control.values.
+    ValueInjection`): its values, and its keys too with ``keys`` (Stable Flow); of the image tokens, and of the text
+    tokens too with ``text`` (RF-Solver-Edit's and FireFlow's code replaces a single-stream block's whole V)."""
+
+    keys: bool = False
+    text: bool = False
+
+
 def step_window(window: float | tuple[float, float], num_steps: int) -> tuple[int, int]:
     """Turn a window given as a fraction ``f`` (meaning ``(0, f)``) or a pair into step indices [start, end)."""
     if isinstance(window, (int, float)) and not isinstance(window, bool):
@@ -135,6 +145,12 @@ class AttentionControl:
         injection); a joint layer's image block is injected this way only, never read."""
         return False
 
+    def source_values(self, site: AttentionSite) -> SourceValues | None:
+        """Whether, at this site and step, each target's keys and values are replaced by its source's before the
+        attention is computed (value injection, applied by the processor to both guidance halves), and which;
+        None: not here. Independent of :meth:`wants`: a layer can take the source's values and be edited too."""
+        return None
+
     def forward(self, attn: torch.Tensor, site: AttentionSite) -> torch.Tensor:
         """Edit the conditional branch's probabilities (n_prompts, heads, pixels, keys); return the result."""
         return attn
@@ -181,6 +197,9 @@ class Compose(AttentionControl):
 
     def injects_source(self, site: AttentionSite) -> bool:
         return any(c.wants(site) and c.injects_source(site) for c in self.controllers)
+
+    def source_values(self, site: AttentionSite) -> SourceValues | None:
+        return next((v for v in (c.source_values(site) for c in self.controllers) if v is not None), None)
 
     def forward(self, attn: torch.Tensor, site: AttentionSite) -> torch.Tensor:
         for c in self.controllers:

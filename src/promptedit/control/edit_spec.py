@@ -99,6 +99,15 @@ class EditSpec:
         self_replace_downsample: self-attention is injected at layers at least this many times smaller than the
             latent (None: the model's ``p2p.self_replace_min_downsample``; P2P code 4, its null-text notebook and
             PnPInversion 2).
+        inject_values: value-injection window (RF-Solver-Edit, FireFlow, Stable Flow;
+            :class:`~promptedit.control.ValueInjection`): the targets take the source's values in ``value_blocks``
+            over these steps; None: none. Transformers only (a UNet refuses it).
+        value_blocks: the transformer block depths of value injection (FLUX.1: double-stream 0 … D−1, then
+            single-stream D …); None: the model's default (FLUX.1: RF-Solver-Edit's single-stream blocks 20–37,
+            depths 39–56 on FLUX.1-dev).
+        inject_keys: inject the source's keys too (Stable Flow's K and V).
+        value_tokens: whose values are injected: ``all`` tokens of the joint sequence (RF-Solver-Edit's and
+            FireFlow's code; None means this) or the ``image`` tokens only (Stable Flow's).
         blend_swapped: for word swaps of an inversion given no ``blend_words``: blend locally on the swapped
             words (None: the model's ``inversion.blend_swapped``).
     """
@@ -119,6 +128,10 @@ class EditSpec:
     blend_source: tuple[str, ...] = ()
     blend_target: tuple[str, ...] = ()
     self_replace_downsample: int | None = None
+    inject_values: Window | None = None
+    value_blocks: tuple[int, ...] | None = None
+    inject_keys: bool = False
+    value_tokens: str | None = None
 
     def __post_init__(self):
         _check_prompt("source", self.source)
@@ -132,7 +145,7 @@ class EditSpec:
         object.__setattr__(self, "targets", targets)
         if self.mode not in MODES:
             raise ParameterError(f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
-        for name in ("cross_replace", "self_replace", "inject_features"):
+        for name in ("cross_replace", "self_replace", "inject_features", "inject_values"):
             if getattr(self, name) is not None:
                 object.__setattr__(self, name, _check_window(name.replace("_", "-"), getattr(self, name)))
         object.__setattr__(
@@ -168,8 +181,33 @@ class EditSpec:
             check_real("blend start", self.blend_start, 0.0, 1.0)
         if self.blend_swapped is not None and not isinstance(self.blend_swapped, bool):
             raise ParameterError(f"blend_swapped must be True, False or None, got {self.blend_swapped!r}")
+        self._check_value_injection()
         if self.mode == "reweight" and not self.reweight:
             raise ParameterError("mode reweight needs at least one word to re-weight (--reweight WORD=C)")
+
+    def _check_value_injection(self) -> None:
+        from .values import VALUE_TOKENS
+
+        blocks = self.value_blocks
+        if blocks is not None:
+            if isinstance(blocks, (str, int)) or not isinstance(blocks, (list, tuple, range)):
+                raise ParameterError(f"value blocks must be a list of block depths, got {blocks!r}")
+            if not blocks:
+                raise ParameterError("value blocks must name at least one block depth")
+            for b in blocks:
+                if isinstance(b, bool) or not isinstance(b, int) or b < 0:
+                    raise ParameterError(f"a value block must be a block depth (a whole number >= 0), got {b!r}")
+            object.__setattr__(self, "value_blocks", tuple(sorted(set(blocks))))
+        if not isinstance(self.inject_keys, bool):
+            raise ParameterError(f"inject_keys must be True or False, got {self.inject_keys!r}")
+        if self.value_tokens is not None and self.value_tokens not in VALUE_TOKENS:
+            raise ParameterError(f"value tokens must be one of {', '.join(VALUE_TOKENS)}, got {self.value_tokens!r}")
+        if self.inject_values is None:
+            given = [flag for flag, on in (("value-blocks", blocks is not None), ("inject-keys", self.inject_keys),
+                                           ("value-tokens", self.value_tokens is not None)) if on]
+            if given:
+                raise ParameterError(f"{', '.join(given)} {'needs' if len(given) == 1 else 'need'} inject-values "
+                                     "(the steps of value injection)")
 
     @classmethod
     def from_prompt(cls, text: str, syntax: str = "auto", *, num_inference_steps: int | None = None,

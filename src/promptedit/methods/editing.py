@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 
-from ..control import MAP_PLACES, AttentionStore, Compose, FeatureInjection
+from ..control import MAP_PLACES, AttentionStore, Compose, FeatureInjection, ValueInjection, step_window
 from ..defaults import EDIT_NULLS, P2PDefaults
 from ..errors import ParameterError, PromptError
 from ..models import DiffusionModel
@@ -61,6 +61,45 @@ def _blend_swapped(model: DiffusionModel, spec: EditSpec, start: Start) -> tuple
         return spec, []
     note = f"local blend on the swapped words {', '.join(words)}: the image is kept outside them (blend_swapped)"
     return dataclasses.replace(spec, blend_words=words), [note]
+
+
+def _ranges(depths) -> str:
+    """Depths as runs: ``19-21, 30``."""
+    runs: list[list[int]] = []
+    for d in sorted(depths):
+        if runs and d == runs[-1][1] + 1:
+            runs[-1][1] = d
+        else:
+            runs.append([d, d])
+    return ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in runs)
+
+
+def value_injection(model: DiffusionModel, spec: EditSpec, num_steps: int
+                    ) -> tuple[EditSpec, ValueInjection | None, list[str]]:
+    """The spec with its value blocks resolved (the model's default where it names none), its
+    :class:`~promptedit.control.ValueInjection` (None without ``inject_values``) and a note saying what is injected
+    where. Refused in one line: on a backbone without transformer blocks (a UNet), at depths the model lacks, and
+    with a window that covers no step of the run (the injection asked for would never happen)."""
+    if spec.inject_values is None:
+        return spec, None, []
+    default = model.backbone.default_value_blocks()  # a UNet refuses here
+    blocks = default if spec.value_blocks is None else list(spec.value_blocks)
+    have = model.backbone.block_depths()
+    missing = sorted(set(blocks) - set(have))
+    if missing:
+        raise ParameterError(f"value block{'s' if len(missing) > 1 else ''} {_ranges(missing)} not in this model: its "
+                             f"transformer blocks are depths {_ranges(have)}")
+    start, end = step_window(spec.inject_values, num_steps)
+    if start >= end:
+        raise ParameterError(f"inject-values {spec.inject_values} covers no step of {num_steps}: widen it (a fraction "
+                             "of at least one step), or leave it out for no value injection")
+    tokens = spec.value_tokens or "all"
+    control = ValueInjection(spec.inject_values, blocks, keys=spec.inject_keys, tokens=tokens)
+    what = "keys and values" if spec.inject_keys else "values"
+    note = (f"value injection: the targets take the source's {what} of {'every token' if tokens == 'all' else 'the image tokens'}"
+            f" in blocks {_ranges(blocks)}{' (the model default)' if spec.value_blocks is None else ''} at steps "
+            f"{start + 1}-{end} of {num_steps}")
+    return dataclasses.replace(spec, value_blocks=tuple(blocks)), control, [note]
 
 
 def generate(model: DiffusionModel, prompt: str | Sequence[str], *, seed: int | None = None,
@@ -134,7 +173,8 @@ def edit(
     spec, notes = _blend_swapped(model, spec, start)
     defaults, resolution_notes = p2p_defaults(model, spec, start)
     controller, mode, mode_notes = build_controller(spec, model.keys, sampling.num_inference_steps, defaults)
-    notes = mode_notes + notes + resolution_notes
+    spec, values, value_notes = value_injection(model, spec, sampling.num_inference_steps)
+    notes = mode_notes + notes + resolution_notes + value_notes
     store, f = None, None
     if store_attention:
         f, note = figure_downsample(model)
@@ -142,7 +182,8 @@ def edit(
         store = AttentionStore(downsamples=[f], places=MAP_PLACES)
     features = FeatureInjection(spec.inject_features) if spec.inject_features is not None else None
     edit_null = (model.defaults.inversion.edit_null if edit_null is None else edit_null) if inverted else None
-    out = run(model, spec.prompts, start, sampling=sampling, controller=Compose([controller, store]) if store else controller,
+    control = Compose([controller, values, store]) if store or values else controller
+    out = run(model, spec.prompts, start, sampling=sampling, controller=control,
               features=features, callback=callback, edit_null=edit_null, progress=progress)
     return EditResult(
         start.method if inverted else "p2p", spec.prompts, out.images, None if inverted else start.seed, sampling,
