@@ -328,6 +328,56 @@ def test_pie_p2p_recipe_is_pnpinversion_controller(tmp_path):
             read_manifest(path, defaults, recipe="pie-p2p")
 
 
+@pytest.mark.parametrize("recipe, method, steps, window, blocks", [
+    ("rf-solver-edit", "rf-solver", 15, 0.14, tuple(range(39, 57))),  # 2 of 15 steps, single-stream blocks 20-37
+    ("fireflow", "fireflow", 8, 0.125, tuple(range(19, 57))),  # 1 of 8 steps, every single-stream block
+])
+def test_flux_recipes_invert_with_their_solver_and_inject_values_as_the_papers_code(tmp_path, recipe, method, steps,
+                                                                                    window, blocks):
+    """--recipe rf-solver-edit / fireflow: each PIE item inverted with the paper's solver at its steps and edited at
+    FLUX.1-dev's embedded guidance 2 with the source's values (every token's) in its blocks for its first steps,
+    and no Prompt-to-Prompt (no cross- or self-attention injection, no blend); the inversion's own method only."""
+    from promptedit.batch import RECIPES, item_plan, read_manifest
+    from promptedit.cli.batch import batch
+    from promptedit.control.base import step_window
+
+    assert list([p for p in batch.params if p.name == "recipe"][0].type.choices) == list(RECIPES)
+    (item,), kind = read_manifest(_write_pie(tmp_path / "data", ENTRY), {}, recipe=recipe)
+    plan = item_plan(item, tmp_path / "out")
+    assert kind == "pie" and item.method == method and plan.options["method"] == method
+    assert (plan.sampling.steps, plan.sampling.guidance) == (steps, 2)
+    spec = plan.spec
+    assert (spec.inject_values, spec.value_blocks, spec.value_tokens, spec.inject_keys) == (window, blocks, "all", False)
+    assert step_window(spec.inject_values, steps) == (0, {"rf-solver": 2, "fireflow": 1}[method])
+    assert (spec.cross_replace, spec.self_replace, spec.blends, spec.blend_swapped) == (0, 0, False, False)
+    other = {"rf-solver": "fireflow", "fireflow": "rf-solver"}[method]
+    for defaults in ({"method": other}, {"method": "instant"}):
+        with pytest.raises(PromptEditError, match=f"--recipe {recipe} edits an inversion with value injection"):
+            read_manifest(tmp_path / "data", defaults, recipe=recipe)
+
+
+def test_velocity_edit_items_take_the_papers_flux_settings_by_default(tmp_path):
+    """A batch item of flowedit / uniedit that sets nothing runs the function's defaults, the papers' FLUX.1
+    settings: FlowEdit 28 steps, n_max 24, guidance 1.5 / 5.5; UniEdit-Flow 15 steps, α 0.6, ω 5, guidance 1."""
+    import inspect
+
+    from promptedit.batch import item_from_options, item_plan
+    from promptedit.methods import velocityedit
+    from promptedit.requests import FlowOptions
+
+    (tmp_path / "in.png").write_bytes(b"")
+    for method, papers in (("flowedit", {"num_inference_steps": 28, "source_guidance": 1.5, "target_guidance": 5.5}),
+                           ("uniedit", {"num_inference_steps": 15, "alpha": 0.6, "omega": 5.0,
+                                        "guidance_scale": 1.0})):
+        item = item_from_options("a", {"image": str(tmp_path / "in.png"), "source": "a cat", "target": "a dog",
+                                       "method": method})
+        plan = item_plan(item, tmp_path / method)
+        assert plan.method == method and plan.options == FlowOptions()
+        assert (plan.sampling.steps, plan.sampling.guidance) == (None, None)  # nothing overrides the function's
+        params = inspect.signature(getattr(velocityedit, method)).parameters
+        assert {k: params[k].default for k in papers} == papers
+
+
 # ----------------------------------------------------------------------------- metrics
 
 

@@ -134,7 +134,7 @@ def item_options() -> dict[str, tuple[str, ...]]:
 
 
 #: the options that take a step window (a fraction, START,END or WORD=…)
-WINDOW_OPTIONS = frozenset({"cross-replace", "self-replace", "inject-features"})
+WINDOW_OPTIONS = frozenset({"cross-replace", "self-replace", "inject-features", "inject-values"})
 
 
 def check_defaults(defaults: Mapping[str, object]) -> None:
@@ -337,7 +337,28 @@ PIE_P2P: Mapping[str, object] = {
     "blend-threshold": 0.3, "blend-start": 0.2, "self-replace-downsample": 2, "edit-null": "all",
     "no-blend-swapped": True,
 }
-RECIPES: Mapping[str, Mapping[str, object]] = {"pie-p2p": PIE_P2P}
+#: ``--recipe rf-solver-edit``: RF-Solver-Edit (Wang et al. 2024) on FLUX.1-dev as its repository's scripts edit
+#: (FLUX_Image_Edit/src/run_*.sh; FireFlow's Table 4 runs it at 15 steps): RF-Solver inversion at guidance 1 and
+#: sampling at FLUX.1-dev's embedded guidance 2, 15 steps, V of the single-stream blocks ``info['id'] > 19``
+#: (20–37: depths 39–56 after the 19 double-stream blocks) replaced by the source's, every token's, in the first 2
+#: steps (``--inject 2``; 3 in its horse → camel script, "typically 2 to 8" in its README); no Prompt-to-Prompt.
+RF_SOLVER_EDIT: Mapping[str, object] = {
+    "method": "rf-solver", "steps": 15, "guidance": 2, "inject-values": 0.14, "value-blocks": "39-56",
+    "value-tokens": "all", "cross-replace": 0, "self-replace": 0, "no-blend-swapped": True,
+}
+#: ``--recipe fireflow``: FireFlow (Deng et al. 2025) on FLUX.1-dev as its README's and scripts' fast editing runs:
+#: FireFlow inversion and sampling (guidance 1, then 2), 8 steps, V of every single-stream block
+#: (``--start_layer_index 0 --end_layer_index 37``: depths 19–56) replaced by the source's in the first step
+#: (``--inject 1``); no Prompt-to-Prompt.
+FIREFLOW: Mapping[str, object] = {
+    "method": "fireflow", "steps": 8, "guidance": 2, "inject-values": 0.125, "value-blocks": "19-56",
+    "value-tokens": "all", "cross-replace": 0, "self-replace": 0, "no-blend-swapped": True,
+}
+RECIPES: Mapping[str, Mapping[str, object]] = {"pie-p2p": PIE_P2P, "rf-solver-edit": RF_SOLVER_EDIT,
+                                               "fireflow": FIREFLOW}
+#: the inversion methods each recipe edits (the first: its own, when --method gives none)
+RECIPE_METHODS: Mapping[str, tuple[str, ...]] = {
+    "pie-p2p": tuple(m for m in INVERSION_METHODS), "rf-solver-edit": ("rf-solver",), "fireflow": ("fireflow",)}
 
 
 def pie_p2p_options(entry) -> dict:
@@ -372,9 +393,10 @@ def _id_clash(seen: Mapping[str, tuple[str, str]], item_id, where: str) -> str |
 def read_pie_items(folder: Path, defaults: Mapping[str, object] | None = None, *, blend: bool = False,
                    types: Iterable[int] | None = None, recipe: str | None = None) -> list[BatchItem]:
     """The items of a PIE-Bench folder: each image edited from its source prompt to its target prompt (the
-    ``[ ]`` marks stripped), locally blended on its ``blended_word`` pair when ``blend``; with ``recipe``
-    (``pie-p2p``), as PnPInversion's script edits it (:data:`PIE_P2P`, :func:`pie_p2p_options`), ``defaults``
-    over the recipe's."""
+    ``[ ]`` marks stripped), locally blended on its ``blended_word`` pair when ``blend``; with ``recipe``, as
+    the paper's code edits it: ``pie-p2p`` PnPInversion's script (:data:`PIE_P2P`, :func:`pie_p2p_options`),
+    ``rf-solver-edit`` and ``fireflow`` theirs on FLUX.1-dev (:data:`RF_SOLVER_EDIT`, :data:`FIREFLOW`);
+    ``defaults`` over the recipe's."""
     from .pie.data import read_pie
 
     if recipe is not None:
@@ -390,7 +412,7 @@ def read_pie_items(folder: Path, defaults: Mapping[str, object] | None = None, *
             if clash:
                 raise ManifestError(clash)
             seen[entry.id.lower()] = (entry.id, f"entry {entry.id}")
-            if recipe is not None:
+            if recipe == "pie-p2p":
                 options.update(pie_p2p_options(entry))
             items.append(item_from_options(entry.id, options, defaults=defaults, relative_path=entry.relative_path))
         except ManifestError as e:
@@ -407,10 +429,12 @@ def read_manifest(path: str | os.PathLike, defaults: Mapping[str, object] | None
             raise ManifestError(f"recipe must be one of {', '.join(RECIPES)}, got {recipe!r}")
         if pie_blend:
             raise ManifestError(f"--recipe {recipe} blends on each item's blended_word itself: give no --pie-blend")
-        method = (defaults or {}).get("method", "null-text")
-        if method not in INVERSION_METHODS:
-            raise ManifestError(f"--recipe {recipe} edits an inversion with Prompt-to-Prompt: --method must be one of "
-                                f"{', '.join(INVERSION_METHODS)}, got {method}")
+        methods = RECIPE_METHODS[recipe]
+        method = (defaults or {}).get("method", RECIPES[recipe].get("method", "null-text"))
+        if method not in methods:
+            what = "Prompt-to-Prompt" if recipe == "pie-p2p" else "value injection"
+            raise ManifestError(f"--recipe {recipe} edits an inversion with {what}: --method must be "
+                                f"{'one of ' if len(methods) > 1 else ''}{', '.join(methods)}, got {method}")
     if p.is_dir():
         if not (p / "mapping_file.json").is_file():
             raise ManifestError(f"{p} is a folder but not a PIE-Bench folder (no mapping_file.json)")
