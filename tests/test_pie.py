@@ -345,9 +345,11 @@ def test_flux_recipes_invert_with_their_solver_and_inject_values_as_the_papers_c
     (item,), kind = read_manifest(_write_pie(tmp_path / "data", ENTRY), {}, recipe=recipe)
     plan = item_plan(item, tmp_path / "out")
     assert kind == "pie" and item.method == method and plan.options["method"] == method
-    assert (plan.sampling.steps, plan.sampling.guidance) == (steps, 2)
+    assert (plan.sampling.steps, plan.sampling.guidance, plan.sampling.height, plan.sampling.width) == (
+        steps, 2, 512, 512)
     spec = plan.spec
-    assert (spec.inject_values, spec.value_blocks, spec.value_tokens, spec.inject_keys) == (window, blocks, "all", False)
+    assert (spec.inject_values, spec.value_blocks, spec.value_tokens, spec.inject_keys) == (window, blocks, "all",
+                                                                                             False)
     assert step_window(spec.inject_values, steps) == (0, {"rf-solver": 2, "fireflow": 1}[method])
     assert (spec.cross_replace, spec.self_replace, spec.blends, spec.blend_swapped) == (0, 0, False, False)
     other = {"rf-solver": "fireflow", "fireflow": "rf-solver"}[method]

@@ -341,17 +341,20 @@ PIE_P2P: Mapping[str, object] = {
 #: (FLUX_Image_Edit/src/run_*.sh; FireFlow's Table 4 runs it at 15 steps): RF-Solver inversion at guidance 1 and
 #: sampling at FLUX.1-dev's embedded guidance 2, 15 steps, V of the single-stream blocks ``info['id'] > 19``
 #: (20–37: depths 39–56 after the 19 double-stream blocks) replaced by the source's, every token's, in the first 2
-#: steps (``--inject 2``; 3 in its horse → camel script, "typically 2 to 8" in its README); no Prompt-to-Prompt.
+#: steps (``--inject 2``; 3 in its horse → camel script, "typically 2 to 8" in its README); no Prompt-to-Prompt;
+#: at PIE-Bench's 512 × 512 (its ``edit.py`` edits an image at its own size, not FLUX.1's 1024).
 RF_SOLVER_EDIT: Mapping[str, object] = {
-    "method": "rf-solver", "steps": 15, "guidance": 2, "inject-values": 0.14, "value-blocks": "39-56",
+    "method": "rf-solver", "steps": 15, "guidance": 2, "height": 512, "width": 512, "inject-values": 0.14,
+    "value-blocks": "39-56",
     "value-tokens": "all", "cross-replace": 0, "self-replace": 0, "no-blend-swapped": True,
 }
 #: ``--recipe fireflow``: FireFlow (Deng et al. 2025) on FLUX.1-dev as its README's and scripts' fast editing runs:
 #: FireFlow inversion and sampling (guidance 1, then 2), 8 steps, V of every single-stream block
 #: (``--start_layer_index 0 --end_layer_index 37``: depths 19–56) replaced by the source's in the first step
-#: (``--inject 1``); no Prompt-to-Prompt.
+#: (``--inject 1``); no Prompt-to-Prompt; at 512 × 512, as RF-Solver-Edit.
 FIREFLOW: Mapping[str, object] = {
-    "method": "fireflow", "steps": 8, "guidance": 2, "inject-values": 0.125, "value-blocks": "19-56",
+    "method": "fireflow", "steps": 8, "guidance": 2, "height": 512, "width": 512, "inject-values": 0.125,
+    "value-blocks": "19-56",
     "value-tokens": "all", "cross-replace": 0, "self-replace": 0, "no-blend-swapped": True,
 }
 RECIPES: Mapping[str, Mapping[str, object]] = {"pie-p2p": PIE_P2P, "rf-solver-edit": RF_SOLVER_EDIT,

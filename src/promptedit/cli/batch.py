@@ -67,9 +67,10 @@ class BatchCommand(click.Command):
               help="PIE-Bench: edit every item as the paper's code does. pie-p2p: PnPInversion's run_editing_p2p.py "
                    "(SD 1.4: 50 steps, guidance 7.5, cross-replace 0.4, self-replace 0.6, refine, blended_word's "
                    "words blended in the source and the target and the target's re-weighted x2); rf-solver-edit: "
-                   "RF-Solver-Edit's (FLUX.1-dev: rf-solver inversion, 15 steps, guidance 2, the source's values in "
-                   "blocks 39-56 for the first 2 steps); fireflow: FireFlow's (fireflow inversion, 8 steps, guidance "
-                   "2, values in blocks 19-56 for the first step). Options given here or per item override it.")
+                   "RF-Solver-Edit's (FLUX.1-dev at 512 px: rf-solver inversion, 15 steps, guidance 2, the source's "
+                   "values in blocks 39-56 for the first 2 steps); fireflow: FireFlow's (likewise with fireflow "
+                   "inversion, 8 steps, values in blocks 19-56 for the first step). Options given here or per item "
+                   "override it.")
 @click.option("--layout", type=click.Choice(["pie"]), default=None,
               help="Also write PnPInversion's layout (DIR/pie/<method>/annotation_images/<image_path>) so their "
                    "evaluation scripts run unchanged.")

@@ -96,9 +96,10 @@ def value_injection(model: DiffusionModel, spec: EditSpec, num_steps: int
     tokens = spec.value_tokens or "all"
     control = ValueInjection(spec.inject_values, blocks, keys=spec.inject_keys, tokens=tokens)
     what = "keys and values" if spec.inject_keys else "values"
-    note = (f"value injection: the targets take the source's {what} of {'every token' if tokens == 'all' else 'the image tokens'}"
-            f" in blocks {_ranges(blocks)}{' (the model default)' if spec.value_blocks is None else ''} at steps "
-            f"{start + 1}-{end} of {num_steps}")
+    whose = "every token" if tokens == "all" else "the image tokens"
+    chosen = " (the model default)" if spec.value_blocks is None else ""
+    note = (f"value injection: the targets take the source's {what} of {whose} in blocks {_ranges(blocks)}{chosen}"
+            f" at steps {start + 1}-{end} of {num_steps}")
     return dataclasses.replace(spec, value_blocks=tuple(blocks)), control, [note]
 
 
