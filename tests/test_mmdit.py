@@ -205,22 +205,23 @@ def test_instant_masks_read_the_joint_layers_image_to_text_view():
     assert ctrl.selection.anchor == 3 and torch.equal(ctrl.masks[-1], expected)
 
 
-@pytest.mark.parametrize("family", ["flux", "sd3"])
-def test_value_injection_swaps_the_targets_values_in_its_blocks_and_steps_only(family):
+@pytest.mark.parametrize("family", ["flux", "flux-dev", "sd3"])
+def test_value_injection_swaps_the_targets_values_in_its_blocks_and_steps_only(family, request):
     """RF-Solver-Edit's / Stable Flow's value injection through the MM-DiT processors (classifier-free guided tiny
-    models: both halves of the batch): nothing to inject (no such block, an empty window) runs the stock processors
-    bit for bit; injecting leaves the source's row as it was and changes the target's; with source = target it is
-    plain generation."""
+    models: both halves of the batch; the guidance-distilled FLUX.1 the papers edit: one): nothing to inject (no
+    such block, an empty window) runs the stock processors bit for bit; injecting leaves the source's row as it
+    was and changes the target's; with source = target it is plain generation."""
     from promptedit.control import ValueInjection
     from promptedit.testing import TINY_MODELS
 
-    model = TINY_MODELS[family](0)
+    model = request.getfixturevalue({"flux": "flux_model", "flux-dev": "flux_dev"}[family]) if "flux" in family \
+        else TINY_MODELS[family](0)
     x = torch.randn(1, model.latent_channels, 16, 16, generator=torch.Generator().manual_seed(0)).expand(2, -1, -1, -1)
     depths = model.backbone.block_depths()
     assert depths == [0, 1] and model.backbone.default_value_blocks() == [1]
 
     def run(prompts, controller=None):
-        return denoise(model, model.encode(prompts, size=(32, 32)), x, num_inference_steps=2, guidance_scale=4.0,
+        return denoise(model, model.encode(prompts, size=(32, 32)), x, num_inference_steps=1, guidance_scale=4.0,
                        progress=False, controller=controller)
 
     plain = run(["a photo of a cat", "a photo of a dog"])
