@@ -358,6 +358,24 @@ def test_flux_recipes_invert_with_their_solver_and_inject_values_as_the_papers_c
             read_manifest(tmp_path / "data", defaults, recipe=recipe)
 
 
+def test_the_fireflow_recipe_edits_a_pie_item_on_a_flux_folder(tmp_path, flux_model, capsys):
+    """The recipe runs end to end on a tiny FLUX.1 folder (its blocks and size given over the recipe's, which are
+    FLUX.1-dev's): a FireFlow inversion edited with value injection, recorded in the item's result.json."""
+    from helpers import run
+    from promptedit.testing import save_model
+
+    folder = save_model(flux_model, tmp_path / "flux")
+    code, _, err = run(capsys, "batch", _write_pie(tmp_path / "data", ENTRY), "--out", tmp_path / "run", "--model",
+                       folder, "--recipe", "fireflow", "--set", "value-blocks=1", "--set", "height=32", "--set",
+                       "width=32", "--quiet", "--threads", 1)
+    assert code == 0, err
+    rec = json.loads((tmp_path / "run" / "000000000000" / "result.json").read_text())
+    assert rec["method"] == "fireflow" and rec["inversion"]["num_inference_steps"] == 8
+    assert (rec["spec"]["inject_values"], rec["spec"]["value_blocks"], rec["spec"]["cross_replace"]) == (0.125, [1], 0)
+    assert "value injection: the targets take the source's values of every token in blocks 1 at steps 1-1 of 8" in \
+        rec["notes"]
+
+
 def test_velocity_edit_items_take_the_papers_flux_settings_by_default(tmp_path):
     """A batch item of flowedit / uniedit that sets nothing runs the function's defaults, the papers' FLUX.1
     settings: FlowEdit 28 steps, n_max 24, guidance 1.5 / 5.5; UniEdit-Flow 15 steps, α 0.6, ω 5, guidance 1."""
