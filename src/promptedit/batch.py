@@ -338,8 +338,8 @@ PIE_P2P: Mapping[str, object] = {
     "no-blend-swapped": True,
 }
 #: ``--recipe rf-solver-edit``: RF-Solver-Edit (Wang et al. 2024) on FLUX.1-dev as its repository's scripts edit
-#: (FLUX_Image_Edit/src/run_*.sh; FireFlow's Table 4 runs it at 15 steps): RF-Solver inversion at guidance 1 and
-#: sampling at FLUX.1-dev's embedded guidance 2, 15 steps, V of the single-stream blocks ``info['id'] > 19``
+#: (FLUX_Image_Edit/src/run_*.sh, as of commit 3388e29): RF-Solver inversion at guidance 1 and sampling at
+#: FLUX.1-dev's embedded guidance 2, 15 steps, V of the single-stream blocks ``info['id'] > 19``
 #: (20–37: depths 39–56 after the 19 double-stream blocks) replaced by the source's, every token's, in the first 2
 #: steps (``--inject 2``; 3 in its horse → camel script, "typically 2 to 8" in its README); no Prompt-to-Prompt;
 #: at PIE-Bench's 512 × 512 (its ``edit.py`` edits an image at its own size, not FLUX.1's 1024).
@@ -348,7 +348,8 @@ RF_SOLVER_EDIT: Mapping[str, object] = {
     "value-blocks": "39-56",
     "value-tokens": "all", "cross-replace": 0, "self-replace": 0, "no-blend-swapped": True,
 }
-#: ``--recipe fireflow``: FireFlow (Deng et al. 2025) on FLUX.1-dev as its README's and scripts' fast editing runs:
+#: ``--recipe fireflow``: FireFlow (Deng et al. 2025) on FLUX.1-dev as its README's and scripts' fast editing runs
+#: (HolmesShuan/FireFlow-Fast-Inversion-of-Rectified-Flow-for-Image-Semantic-Editing, commit 98588a6):
 #: FireFlow inversion and sampling (guidance 1, then 2), 8 steps, V of every single-stream block
 #: (``--start_layer_index 0 --end_layer_index 37``: depths 19–56) replaced by the source's in the first step
 #: (``--inject 1``); no Prompt-to-Prompt; at 512 × 512, as RF-Solver-Edit.
