@@ -83,6 +83,9 @@ def test_every_section_runs_and_returns_every_key(tiny_model, one_thread):
     real = result.sections["real_images"].metrics
     assert real["direct_reconstruction_psnr"].value > real["ddim_reconstruction_psnr"].value
     assert real["null-text_time_ratio_to_null_text"].value == pytest.approx(1.0)
+    assert real["direct_reconstruction_psnr"].target is None  # the flow's exact inversion's targets are not DDIM's
+    assert str(result.sections["masks"].metrics["instant_mask_iou"].target) == ">= 0.7"
+    assert "sampler" not in result.settings
     # calls: invert, reconstruct and edit per method and image; four mask-guided runs per mask scene
     methods = real_methods(tiny_model)
     assert [m[0] for m in methods] == ["null-text", "null-text@7.5", "negative-prompt", "direct", "ddim"]
@@ -276,3 +279,54 @@ def test_object_sizes_split_at_a_tenth_and_a_quarter_of_the_image():
         mask[:] = False
         mask[:rows] = True  # rows / 64 of the image: 6 -> 9.4 %, 7 -> 10.9 %, 15 -> 23.4 %, 16 -> 25 %
         assert size_bin(mask) == size, rows
+
+
+FLOW_REAL_KEYS = {f"{m}_{k}" for m in ("flowedit", "uniedit")
+                  for k in ("edit_colour_accuracy", "edit_background_psnr", "seconds")}
+FLOW_MASK_KEYS = {f"{m}_{k}" for m in ("kv_edit", "kv_edit_true_mask")
+                  for k in ("background_psnr", "new_colour_accuracy", "edit_seconds")}
+
+
+def test_real_images_on_a_flow_model_also_measure_flowedit_uniedit_and_the_exact_inversions_targets(flux_model,
+                                                                                                  one_thread):
+    """On a flow model the colour swap of real_images is also made by FlowEdit and UniEdit-Flow from the rendered
+    scene (one call each, no inversion), measured as the inversions' edits are; the exact (direct) inversion carries
+    issue 32's targets. A DDIM model has none of these keys (the EXPECTED sets above) and no such targets."""
+    from promptedit.bench.world import bench_real_images, velocity_methods
+
+    assert velocity_methods(flux_model) == ("flowedit", "uniedit")
+    section = bench_real_images(flux_model, n=2, steps=STEPS, inner_steps=1, examples=1)
+    assert FLOW_REAL_KEYS <= set(section.metrics)
+    assert section.units == (3 * len(real_methods(flux_model)) + 2) * 2
+    for m in ("flowedit", "uniedit"):
+        per_item = [row["methods"][m] for row in section.items]
+        assert section.metrics[f"{m}_edit_colour_accuracy"].n == 2
+        assert section.metrics[f"{m}_edit_colour_accuracy"].value == np.mean([r["edit_colour_right"] for r in per_item])
+        assert section.metrics[f"{m}_edit_background_psnr"].value == pytest.approx(
+            np.mean([r["edit_background_psnr"] for r in per_item]))
+        assert section.metrics[f"{m}_seconds"].value > 0
+    assert [label for label, _ in section.examples[0].images[-2:]] == ["flowedit edit", "uniedit edit"]
+    targets = {k: str(section.metrics[f"direct_{k}"].target) for k in
+               ("reconstruction_psnr", "edit_colour_accuracy", "edit_background_psnr")}
+    assert targets == {"reconstruction_psnr": ">= 35", "edit_colour_accuracy": ">= 0.9",
+                       "edit_background_psnr": ">= 32"}
+    text = markdown_report(BenchResult({"model": "tiny-flux", "seed": 0, "num_inference_steps": STEPS,
+                                        "guidance_scale": 1.0, "held_out_seed": 1, "resized_from": None,
+                                        "sampler": "flow-match-euler"}, {"real_images": section}))
+    assert "flow-match-euler steps" in text and "| real_images.flowedit_edit_background_psnr |" in text
+
+
+def test_masks_on_a_flow_transformer_also_measure_kv_edit_in_the_instant_and_the_true_mask(flux_model, one_thread):
+    """KV-Edit beside InstDiffEdit on the same scenes: in its instant mask and in the true one (two calls more per
+    scene; no DiffEdit on FLUX.1), background PSNR against the true target and the new colour; the instant mask
+    takes issue 32's IoU target for joint attention. A UNet model gets none of these rows."""
+    from promptedit.bench.world import bench_masks
+
+    section = bench_masks(flux_model, n=1, steps=STEPS, examples=0)
+    assert FLOW_MASK_KEYS <= set(section.metrics) and not FLOW_MASK_KEYS & set(EXPECTED["masks"])
+    assert section.units == 5  # instant, instant_authors, instant_1step, kv_edit, kv_edit_true_mask
+    assert all(section.metrics[k].n == 1 for k in FLOW_MASK_KEYS)
+    item = section.items[0]
+    assert item["kv_edit"]["mask_seconds"] > 0 and item["kv_edit_true_mask"]["mask_seconds"] is None
+    assert item["kv_edit_true_mask"]["mask_iou"] > 0.8  # the true mask itself, at the model's 32 px and back
+    assert str(section.metrics["instant_mask_iou"].target) == ">= 0.85"

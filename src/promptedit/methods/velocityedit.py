@@ -95,10 +95,15 @@ def flowedit_latents(v_src, v_tar, x_src: torch.Tensor, sampler, *, n_max: int, 
 # ----------------------------------------------------------------------------- the methods
 
 
+def steers_velocity(sampler) -> bool:
+    """Whether :data:`METHODS` run on ``sampler``: a flow's, which steps the ODE with Euler."""
+    return "euler" in sampler.solvers
+
+
 def _flow_sampler(model: DiffusionModel, latent_size, what: str):
     """The model's sampler for latents of ``latent_size``; a one-line ParameterError where it is no flow's."""
     sampler = model.make_sampler(latent_size)
-    if "euler" not in sampler.solvers:
+    if not steers_velocity(sampler):
         raise ParameterError(f"{what} edits flow-matching models (FLUX.1, SD3); this model samples with "
                              f"{sampler.name} (edit it with Prompt-to-Prompt: promptedit edit)")
     return sampler
