@@ -230,3 +230,22 @@ def test_edit_injects_values_on_a_flux_folder_and_records_it_and_bad_value_optio
         line = one_line_error(*run(capsys, *edit, *argv, "--out", tmp_path / "x", "--model", model)[::2])
         assert message in line, (argv, line)
     assert not (tmp_path / "x").exists()
+
+
+@pytest.mark.parametrize("method", ["flowedit", "uniedit", "kv-edit", "euler", "rf-solver", "fireflow", "direct"])
+def test_batch_over_the_shapes_pie_set_runs_the_flow_methods_on_a_flux_folder_and_evaluate_reads_them(
+        method, flux_dir, tmp_path, capsys):
+    """issue 32: `world pie` + `batch --method M` + `evaluate` on a FLUX folder, for the velocity edits, KV-Edit
+    (in its instant mask) and the flow's inversions + Prompt-to-Prompt (blended locally on PIE's words)."""
+    data, out = tmp_path / "pie", tmp_path / "run"
+    code, _, err = run(capsys, "world", "pie", "--out", data, "--n", 2)
+    assert code == 0, err
+    blend = [] if method in ("flowedit", "uniedit", "kv-edit") else ["--pie-blend"]
+    code, stdout, err = run(capsys, "batch", data, "--out", out, "--model", flux_dir, "--method", method, *blend,
+                            "--steps", 2, "--quiet", "--threads", 1)
+    assert code == 0 and "2 done, 0 skipped, 0 failed" in stdout, err
+    results = [json.loads(p.read_text()) for p in out.glob("*/result.json")]
+    assert len(results) == 2 and all(r["method"] == method and r["num_inference_steps"] == 2 for r in results)
+    code, stdout, err = run(capsys, "evaluate", out, "--data", data)
+    assert code == 0 and "2 of 2 items;" in stdout, err
+    assert json.loads((out / "evaluation.json").read_text())["evaluated"] == 2
