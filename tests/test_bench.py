@@ -330,3 +330,14 @@ def test_masks_on_a_flow_transformer_also_measure_kv_edit_in_the_instant_and_the
     assert item["kv_edit"]["mask_seconds"] > 0 and item["kv_edit_true_mask"]["mask_seconds"] is None
     assert item["kv_edit_true_mask"]["mask_iou"] > 0.8  # the true mask itself, at the model's 32 px and back
     assert str(section.metrics["instant_mask_iou"].target) == ">= 0.85"
+
+
+def test_masks_on_sd3_take_the_joint_attention_target_but_no_kv_edit(one_thread):
+    """SD3 is a flow MM-DiT whose backbone cannot run KV-Edit: its instant masks take issue 32's IoU target for
+    joint attention, and the section has no KV-Edit rows (nor calls)."""
+    from promptedit.bench.world import bench_masks
+    from promptedit.testing import TINY_MODELS
+
+    section = bench_masks(TINY_MODELS["sd3"](0), n=1, steps=STEPS, examples=0)
+    assert not FLOW_MASK_KEYS & set(section.metrics) and section.units == 3
+    assert str(section.metrics["instant_mask_iou"].target) == ">= 0.85"
