@@ -341,3 +341,25 @@ def test_masks_on_sd3_take_the_joint_attention_target_but_no_kv_edit(one_thread)
     section = bench_masks(TINY_MODELS["sd3"](0), n=1, steps=STEPS, examples=0)
     assert not FLOW_MASK_KEYS & set(section.metrics) and section.units == 3
     assert str(section.metrics["instant_mask_iou"].target) == ">= 0.85"
+
+
+@pytest.mark.parametrize("name", ["p2p_colour_swap", "p2p_background_swap", "p2p_shape_swap"])
+def test_word_swaps_on_a_transformer_are_also_measured_with_value_injection(name, flux_model, one_thread):
+    """On an MM-DiT the word swap is also made with value injection (RF-Solver-Edit's share of the steps, at least
+    one; the model's default blocks) on the same items and measured by the same rules (``values_…``; the source's
+    and the baseline's figures are not repeated): one edit more per item. A UNet gets none (EXPECTED above)."""
+    from promptedit.bench import world
+
+    fn = world.SECTION_FUNCTIONS[name][0]
+    section = fn(flux_model, n=2, steps=STEPS, examples=1)
+    plain = {k for k in EXPECTED[name] if not k.startswith(("baseline", "source"))}
+    assert set(section.metrics) == EXPECTED[name] | {f"values_{k}" for k in plain}
+    assert all(section.metrics[f"values_{k}"].n == section.metrics[k].n == 2 for k in plain)
+    assert section.units == (3 if name == "p2p_colour_swap" else 2) * 2  # + the no-control baseline of colour
+    assert all("values" in item and "mask_iou" in item["values"] for item in section.items)
+    assert section.metrics["values_mask_iou_mean" if "mask_iou_mean" in plain else "values_box_iou_mean"].value \
+        == pytest.approx(np.mean([item["values"]["mask_iou" if "mask_iou_mean" in plain else "m_box_iou"]
+                                  for item in section.items]))
+    tiles = dict(section.examples[0].images)
+    assert not np.array_equal(tiles["P2P + values"], tiles["P2P edit"])  # the injection took effect
+    assert world.value_window(flux_model, STEPS) == 0.5 and world.value_window(flux_model, 30) == pytest.approx(2 / 15)

@@ -455,16 +455,33 @@ def bench_generation(run: _Run, n_one: int = 50, n_two: int = 50) -> SectionResu
     return _section("generation", body)
 
 
+def value_window(model, steps: int | None) -> float | None:
+    """The value-injection window the word-swap sections also edit with on a transformer (None on a UNet):
+    RF-Solver-Edit's share of the steps (2 of 15, ``--recipe rf-solver-edit``), at least one step of the run's."""
+    if not model.backbone.block_depths():
+        return None
+    steps = model.defaults.sampling.num_inference_steps if steps is None else steps
+    return max(2 / 15, 1 / steps)
+
+
+def _same(key: str) -> bool:
+    """Whether a word-swap figure is of the source or the no-control baseline: the same with value injection."""
+    return key.startswith(("baseline", "source"))
+
+
 def _swap_section(run: _Run, name: str, n: int, kind: str, measure, summarise) -> SectionResult:
     """Shared loop of the one-object word-swap sections (colour, background, shape).
 
     ``measure(run, out, row, target, seed, images)`` adds ``m_*`` entries to ``row`` (and may
-    append example images); ``summarise(rows)`` returns the section's metrics.
+    append example images); ``summarise(rows)`` returns the section's metrics. On a transformer the same edit is
+    also made with value injection (:func:`value_window`, the model's default blocks) and measured alike: its
+    metrics are ``values_…`` (the source's and the baselines', the same images, are not repeated).
     """
     _check_n(n=n)
+    window = value_window(run.model, run.kw["num_inference_steps"])
 
     def body(out: SectionResult):
-        rows = []
+        rows, value_rows = [], []
         for j, (i, cap, rng) in enumerate(held_out_items(STREAMS[name], n, lambda c: len(c.objects) == 1 and _unstyled(c))):
             o = cap.objects[0]
             if kind == "background":
@@ -492,11 +509,33 @@ def _swap_section(run: _Run, name: str, n: int, kind: str, measure, summarise) -
             rows.append(row)
             item.update({"read_source": _describe(r_src), "read_edit": _describe(r_edit), "mask_iou": row["iou"]})
             item.update({k: v for k, v in row.items() if k.startswith("m_")})
+            if window is not None:
+                try:
+                    values_img = run.edit(EditSpec(cap.caption, (tgt.caption,), mode="replace", inject_values=window),
+                                          seed)[1]
+                except PromptEditError as e:
+                    out.skip(f"values: {type(e).__name__}", str(e))
+                    item["values"] = {"skipped": str(e)}
+                else:
+                    out.units += 1
+                    r_values = _read(values_img, 1)
+                    vrow = {**{k: v for k, v in row.items() if not k.startswith("m_")}, "edit": r_values,
+                            "iou": _mask_iou(_first(r_src), _first(r_values))}
+                    measure(run, out, vrow, tgt, seed, images)
+                    value_rows.append(vrow)
+                    images.append(("P2P + values", values_img))
+                    item["values"] = {"read_edit": _describe(r_values), "mask_iou": vrow["iou"],
+                                      **{k: v for k, v in vrow.items() if k.startswith("m_") and not _same(k[2:])}}
             out.items.append(item)
             if len(out.examples) < run.examples:
                 out.examples.append(Example(f"{cap.caption} -> {new}", images))
             run.tick(out.name)
         out.metrics = summarise(rows)
+        if window is not None:
+            for k, m in summarise(value_rows).items():
+                if not _same(k):
+                    m.description = f"with value injection over the first {window:.3g} of the steps: {m.description}"
+                    out.metrics[f"values_{k}"] = m
 
     return _section(name, body)
 
@@ -512,11 +551,12 @@ def bench_colour_swap(run: _Run, n: int = 50) -> SectionResult:
     """
 
     def measure(run, out, row, tgt, seed, images):
-        base = run.generate(tgt.caption, seed)
-        out.units += 1
-        images.append(("no control", base))
-        r_base = _read(base, 1)
-        e, b, s = _first(row["edit"]), _first(r_base), _first(row["src"])
+        if "r_base" not in row:  # once per item (a value-injection edit of the item measures against the same)
+            base = run.generate(tgt.caption, seed)
+            out.units += 1
+            images.append(("no control", base))
+            row["r_base"] = _read(base, 1)
+        e, b, s = _first(row["edit"]), _first(row["r_base"]), _first(row["src"])
         row["m_new_colour_right"] = e is not None and e.colour == row["new"]
         row["m_source_colour_right"] = s is not None and s.colour == row["cap"].objects[0].colour
         row["m_baseline_mask_iou"] = _mask_iou(s, b)
