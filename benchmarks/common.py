@@ -127,12 +127,14 @@ def flux_random(seed: int = 0, *, double: int = 1, single: int = 2, max_sequence
                                             base_image_seq_len=256, max_image_seq_len=4096)
     for m in (transformer, vae, clip, t5):
         m.eval().requires_grad_(False)
-    from promptedit.defaults import ModelDefaults, SamplingDefaults
+    from promptedit.defaults import ModelDefaults
+    from promptedit.families import FAMILIES
 
-    return DiffusionModel(vae=vae, backbone=FluxBackbone(transformer), text=FluxText([clip_tok, t5_tok], [clip, t5]),
+    backbone = FluxBackbone(transformer)
+    defaults = ModelDefaults.from_dict(FAMILIES["flux"].defaults(backbone))  # a FLUX.1-dev folder's, as loaded
+    return DiffusionModel(vae=vae, backbone=backbone, text=FluxText([clip_tok, t5_tok], [clip, t5]),
                           scheduler_config=dict(sched.config), name=f"flux-random-{double}+{single}",
-                          defaults=ModelDefaults(sampling=SamplingDefaults(num_inference_steps=28, guidance_scale=3.5,
-                                                                           image_size=1024)))
+                          defaults=defaults.replace("sampling", image_size=1024))
 
 
 def arg_parser(doc: str, *, images: int | None = 2, repeats: int = 3):
