@@ -85,6 +85,11 @@ class Family:
     shipped: tuple[str, str] | None = None
     trains_from: tuple[str, ...] = ()
 
+    @property
+    def mmdit(self) -> bool:
+        """Whether the denoiser is an MM-DiT transformer trained with rectified flow (SD3, FLUX.1), not a UNet."""
+        return self.denoiser == "transformer"
+
 
 def _sd_text(parts: dict, index: dict):
     from .conditioning import SDText

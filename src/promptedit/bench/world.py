@@ -973,53 +973,58 @@ def bench_real_images(run: _Run, n: int = 50, inner_steps: int = 10) -> SectionR
                 out.examples.append(Example(f"{scene.caption} -> {new}", images))
             found += 1
             run.tick(out.name)
-        for label, method, _ in methods:
-            m = per[label]
-            main = label == "null-text"
-            targets = FLOW_DIRECT_TARGETS if velocity and label == "direct" else {
-                "reconstruction_psnr": Target(">=", 30.0), "edit_colour_accuracy": Target(">=", 0.85),
-                "edit_background_psnr": Target(">=", 28.0)} if main else {}
-            out.metrics[f"{label}_reconstruction_psnr"] = _metric(
-                m["psnr"], "mean", targets.get("reconstruction_psnr"),
-                "reconstruction vs the rendered image, dB"
-                + ("" if method in {r[1] for r in REAL_METHODS} else " (plain inversion, sampled at the guidance)"))
-            out.metrics[f"{label}_seconds"] = _metric(m["seconds"], "mean", None, "inversion time per image, s")
-            out.metrics[f"{label}_edit_colour_accuracy"] = _metric(
-                m["colour"], "rate", targets.get("edit_colour_accuracy"),
-                "colour swap from the inversion: colour read inside the true mask == the new colour")
-            out.metrics[f"{label}_edit_background_psnr"] = _metric(
-                m["bg_psnr"], "mean", targets.get("edit_background_psnr"),
-                "PSNR outside the edited object vs the ground-truth render of the edited caption, dB")
-            for size, low, high in SIZE_BINS if label in ("null-text", "direct") else ():
-                pick = [k for k, b in enumerate(m["size"]) if b == size]
-                share = f"{low:.0%} to {min(high, 1):.0%} of the image" if high <= 1 else f"{low:.0%} of the image or more"
-                out.metrics[f"{label}_edit_colour_accuracy_{size}"] = _metric(
-                    [m["colour"][k] for k in pick], "rate", None, f"the colour swap's colour right, {size} objects ({share})")
-                out.metrics[f"{label}_edit_background_psnr_{size}"] = _metric(
-                    [m["bg_psnr"][k] for k in pick], "mean", None, f"its PSNR outside the object, {size} objects, dB")
-            if m["all_colour"]:
-                out.metrics[f"{label}_all_branches_edit_colour_accuracy"] = _metric(
-                    m["all_colour"], "rate", None, "same edit, every branch taking the inversion's null (the paper's)")
-                out.metrics[f"{label}_all_branches_edit_background_psnr"] = _metric(
-                    m["all_bg_psnr"], "mean", None, "same edit, every branch taking the inversion's null, dB")
-        for m in velocity:
-            name = {"flowedit": "FlowEdit (inversion-free)", "uniedit": "UniEdit-Flow (Uni-Inv, then Uni-Edit)"}[m]
-            out.metrics[f"{m}_edit_colour_accuracy"] = _metric(
-                steered[m]["colour"], "rate", None, f"the same colour swap by {name} from the rendered scene: colour "
-                "read inside the true mask == the new colour")
-            out.metrics[f"{m}_edit_background_psnr"] = _metric(
-                steered[m]["bg_psnr"], "mean", None, "its PSNR outside the edited object vs the ground-truth render "
-                "of the edited caption, dB")
-            out.metrics[f"{m}_seconds"] = _metric(steered[m]["seconds"], "mean", None,
-                                                   "the whole edit per image (no inversion file), s")
-        nt = _mean(per["null-text"]["seconds"]) if "null-text" in per else None
-        for label, _, _ in methods:
-            t = _mean(per[label]["seconds"])
-            out.metrics[f"{label}_time_ratio_to_null_text"] = Metric(
-                None if not nt or t is None else t / nt, len(per[label]["seconds"]), None,
-                "inversion time / null-text's, same images, same run")
-
+        _real_images_metrics(out, methods, per, velocity, steered)
     return _section("real_images", body)
+
+
+def _real_images_metrics(out: SectionResult, methods, per: dict, velocity, steered: dict) -> None:
+    """``real_images``' metrics from its per-method lists (``per``: inversions by label; ``steered``: the velocity
+    edits FlowEdit and UniEdit-Flow, on a flow model)."""
+    for label, method, _ in methods:
+        m = per[label]
+        main = label == "null-text"
+        targets = FLOW_DIRECT_TARGETS if velocity and label == "direct" else {
+            "reconstruction_psnr": Target(">=", 30.0), "edit_colour_accuracy": Target(">=", 0.85),
+            "edit_background_psnr": Target(">=", 28.0)} if main else {}
+        out.metrics[f"{label}_reconstruction_psnr"] = _metric(
+            m["psnr"], "mean", targets.get("reconstruction_psnr"),
+            "reconstruction vs the rendered image, dB"
+            + ("" if method in {r[1] for r in REAL_METHODS} else " (plain inversion, sampled at the guidance)"))
+        out.metrics[f"{label}_seconds"] = _metric(m["seconds"], "mean", None, "inversion time per image, s")
+        out.metrics[f"{label}_edit_colour_accuracy"] = _metric(
+            m["colour"], "rate", targets.get("edit_colour_accuracy"),
+            "colour swap from the inversion: colour read inside the true mask == the new colour")
+        out.metrics[f"{label}_edit_background_psnr"] = _metric(
+            m["bg_psnr"], "mean", targets.get("edit_background_psnr"),
+            "PSNR outside the edited object vs the ground-truth render of the edited caption, dB")
+        for size, low, high in SIZE_BINS if label in ("null-text", "direct") else ():
+            pick = [k for k, b in enumerate(m["size"]) if b == size]
+            share = f"{low:.0%} to {min(high, 1):.0%} of the image" if high <= 1 else f"{low:.0%} of the image or more"
+            out.metrics[f"{label}_edit_colour_accuracy_{size}"] = _metric(
+                [m["colour"][k] for k in pick], "rate", None, f"the colour swap's colour right, {size} objects ({share})")
+            out.metrics[f"{label}_edit_background_psnr_{size}"] = _metric(
+                [m["bg_psnr"][k] for k in pick], "mean", None, f"its PSNR outside the object, {size} objects, dB")
+        if m["all_colour"]:
+            out.metrics[f"{label}_all_branches_edit_colour_accuracy"] = _metric(
+                m["all_colour"], "rate", None, "same edit, every branch taking the inversion's null (the paper's)")
+            out.metrics[f"{label}_all_branches_edit_background_psnr"] = _metric(
+                m["all_bg_psnr"], "mean", None, "same edit, every branch taking the inversion's null, dB")
+    for m in velocity:
+        name = {"flowedit": "FlowEdit (inversion-free)", "uniedit": "UniEdit-Flow (Uni-Inv, then Uni-Edit)"}[m]
+        out.metrics[f"{m}_edit_colour_accuracy"] = _metric(
+            steered[m]["colour"], "rate", None, f"the same colour swap by {name} from the rendered scene: colour "
+            "read inside the true mask == the new colour")
+        out.metrics[f"{m}_edit_background_psnr"] = _metric(
+            steered[m]["bg_psnr"], "mean", None, "its PSNR outside the edited object vs the ground-truth render "
+            "of the edited caption, dB")
+        out.metrics[f"{m}_seconds"] = _metric(steered[m]["seconds"], "mean", None,
+                                               "the whole edit per image (no inversion file), s")
+    nt = _mean(per["null-text"]["seconds"]) if "null-text" in per else None
+    for label, _, _ in methods:
+        t = _mean(per[label]["seconds"])
+        out.metrics[f"{label}_time_ratio_to_null_text"] = Metric(
+            None if not nt or t is None else t / nt, len(per[label]["seconds"]), None,
+            "inversion time / null-text's, same images, same run")
 
 
 def _velocity_edit(run: _Run, method: str, image: np.ndarray, source: str, target: str, seed: int):

@@ -8,6 +8,7 @@ import time
 import click
 
 from ..errors import ParameterError
+from ..families import FAMILIES
 from ..train import ARCHITECTURES
 from ..options import FINITE
 from .common import load, set_threads
@@ -104,7 +105,7 @@ def train(out, steps, checkpoint_every, batch_size, minutes, lr, grounding_weigh
         check_output_dir(export)
     start_model = None  # loaded before the run folder is made, so that a bad model leaves nothing behind
     new_run = fresh or not (run_path / "checkpoint.pt").exists()
-    if init_from is None and new_run and config.arch == "flux" and config.clip_from_sd:
+    if init_from is None and new_run and FAMILIES[config.arch].mmdit and config.clip_from_sd:
         init_from = "embedded"  # the CLIP text encoder (pooled vector) starts from the SD model's
     if init_from is not None and new_run:
         start_model = load(init_from, "cpu", quiet=quiet, threads=threads)

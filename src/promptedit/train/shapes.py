@@ -145,7 +145,7 @@ class TrainConfig:
             check_real("max_minutes", self.max_minutes, 0.0, low_open=True)
         if self.arch not in ARCHITECTURES:
             raise ValueError(f"arch must be one of {', '.join(ARCHITECTURES)}, got {self.arch!r}")
-        flux = self.arch == "flux"
+        flux = FAMILIES[self.arch].mmdit
         if self.lr is None:
             self.lr = FLUX_LR if flux else 7e-4
         if self.patch_size is None:
@@ -229,7 +229,7 @@ def build_model(config: TrainConfig, tokenizer) -> DiffusionModel:
     from transformers import CLIPTextConfig, CLIPTextModel
 
     torch.manual_seed(config.seed)
-    if config.arch == "flux":
+    if FAMILIES[config.arch].mmdit:
         return _build_flux_model(config, *tokenizer)
     codec = PatchCodec(patch_size=config.patch_size)
     n = len(config.unet_channels)
@@ -487,13 +487,13 @@ def check_architecture(config: TrainConfig, model: DiffusionModel) -> None:
     if model.family != config.arch and model.family not in FAMILIES[config.arch].trains_from:
         raise ValueError(f"cannot start an {config.arch.upper()}-architecture run from {model.name}, an "
                          f"{model.family.upper()}-architecture model")
-    if config.arch == "flux":  # from a FLUX model, every weight; from an SD one, its CLIP text encoder
-        tokenizers = (model.text.components()["tokenizer"], model.tokenizer if model.family == "flux" else
+    if FAMILIES[config.arch].mmdit:  # from a FLUX model, every weight; from an SD one, its CLIP text encoder
+        tokenizers = (model.text.components()["tokenizer"], model.tokenizer if model.family_entry.mmdit else
                       build_t5_tokenizer(config))
         with torch.device("meta"):
             fresh = build_model(config, tokenizers)
         pairs = [(fresh.text_encoder, model.text_encoder, "CLIP text encoder")]
-        if model.family == "flux":
+        if model.family_entry.mmdit:
             pairs += [(fresh.unet, model.unet, "transformer"), (fresh.text.encoders[1], model.text.encoders[1],
                                                                 "T5 encoder")]
     else:
@@ -511,7 +511,7 @@ def check_architecture(config: TrainConfig, model: DiffusionModel) -> None:
 def keys_encoder(model: DiffusionModel) -> torch.nn.Module:
     """The text encoder whose outputs are the attention's text keys (the word-identity term's): T5 in a FLUX
     model, the (first) CLIP encoder in the others."""
-    return model.text.encoders[1] if model.family == "flux" else model.text_encoder
+    return model.text.encoders[1] if model.family_entry.mmdit else model.text_encoder
 
 
 def special_token_ids(tokenizer) -> set[int]:
@@ -527,7 +527,7 @@ def fit_identity_head(model: DiffusionModel, tokenizer, config: TrainConfig, ite
     words = caption_corpus(n=4000, seed=config.seed + 7)
     special_ids = special_token_ids(tokenizer)
     text_encoder = keys_encoder(model)
-    flux = config.arch == "flux"
+    flux = FAMILIES[config.arch].mmdit
     device = next(text_encoder.parameters()).device
     head = torch.nn.Parameter(text_encoder.get_input_embeddings().weight.detach().clone())  # (V, D)
     opt = torch.optim.Adam([head], lr=1e-2)
@@ -604,10 +604,10 @@ def _run_tokenizer(config: TrainConfig, out: Path, start_from: DiffusionModel | 
     else:
         tokenizer = build_tokenizer(config)
         tokenizer.save_pretrained(out / "tokenizer")
-    if config.arch != "flux":
+    if not FAMILIES[config.arch].mmdit:
         return tokenizer
     # the T5 tokenizer of a FLUX run, the attention's keys: the starting FLUX model's, else the run's own
-    if start_from is not None and start_from.family == "flux":
+    if start_from is not None and start_from.family_entry.mmdit:
         t5_tokenizer = start_from.tokenizer
     elif (out / "tokenizer_2").is_dir():
         from transformers import T5TokenizerFast
@@ -625,7 +625,7 @@ def _start_model(config: TrainConfig, tokenizer, start_from: DiffusionModel | No
     shapes agree, for an SDXL run from an SD model; only the CLIP text encoder, for a FLUX run from one)."""
     model = build_model(config, tokenizer)
     encoders = list(model.text.encoders)
-    if start_from is not None and config.arch == "flux" and start_from.family != "flux":
+    if start_from is not None and FAMILIES[config.arch].mmdit and not start_from.family_entry.mmdit:
         model.text_encoder.load_state_dict({k: v.float() for k, v in start_from.text_encoder.state_dict().items()})
         log(f"starting the CLIP text encoder (the pooled vector) from {start_from.name}'s")
     elif start_from is not None and start_from.family == model.family:
@@ -729,7 +729,7 @@ def _step_losses(run: _TrainingRun, batch, noise_scheduler, alphas_cumprod: torc
     captions, x, masks = batch
     captions = drop_captions(captions, config.caption_dropout, run.rng)
     dropped = torch.tensor([c == "" for c in captions], device=device)
-    flux = config.arch == "flux"
+    flux = FAMILIES[config.arch].mmdit
     tokenizer = model.tokenizer  # the attention's keys' (T5's in a FLUX model)
     ids = tokenizer(captions, padding="max_length", max_length=config.max_sequence_length if flux else
                     config.max_length, truncation=True, return_tensors="pt").input_ids.to(device)  # (B, L)
@@ -822,7 +822,7 @@ def train(config: TrainConfig, out: str | os.PathLike, *, resume: bool = True, p
     out.mkdir(parents=True, exist_ok=True)
     model = _start_model(config, _run_tokenizer(config, out, start_from), start_from, device, log)
     noise_scheduler = alphas_cumprod = None  # a FLUX run's noise levels are train/flow.py's
-    if config.arch != "flux":
+    if not FAMILIES[config.arch].mmdit:
         from diffusers import DDPMScheduler
 
         noise_scheduler = DDPMScheduler.from_config(model.scheduler_config)
