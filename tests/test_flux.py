@@ -69,6 +69,8 @@ def test_every_command_runs_on_a_tiny_flux_folder(mmdit_dir, image, tmp_path, ca
         (["mask-edit", "--image", tmp_path / "in.png", "--source", SRC, "--target", TGT, "--out", tmp_path / "x",
           "--method", "diffedit"], f"no {family.upper()} version"),
         (["generate", SRC, "--out", tmp_path / "x.png", "--height", 30], "multiple of"),
+        (["edit", "--image", tmp_path / "in.png", "--source", SRC, "--target", TGT, "--out", tmp_path / "x",
+          "--inner-steps", 3], "--inner-steps is not used with --method euler, this model's default"),
         (["edit", "--source", SRC, "--target", "a photo of a horse and a cow", "--mode", "replace", "--out",
           tmp_path / "x"], "not a word swap"),
         (["attention", SRC, "--out", tmp_path / "x.png", "--resolution", 4], "no cross-attention maps at 1/4"),

@@ -411,7 +411,8 @@ def plan_edit(source, targets, one_prompt, syntax, out, image, inversion, method
         spec = spec_from_flags(source, targets, {**p2p, "blend_swapped": blend_swapped})
     out = check_output_dir(out)
     check_not_inputs(out, [image, inversion], is_edit_file)
-    options = dict(method=method, fit=fit, inner_steps=inner_steps, edit_null=edit_null, save_attention=save_attention)
+    options = dict(method=method, fit=fit, inner_steps=inner_steps, edit_null=edit_null, save_attention=save_attention,
+                   inner_steps_given="inner_steps" in given)
     return EditPlan(spec, out, parsed, image, inversion, inv, sampling, options)
 
 
@@ -421,6 +422,12 @@ def edit_request(model, plan: EditPlan, *, quiet: bool = True):
     o = plan.options
     prepared, invert = None, None
     if plan.image:
+        if o["method"] is None and o.get("inner_steps_given"):  # the model's default method: known only now
+            from .methods.inversion import default_method
+
+            if default_method(model) != "null-text":
+                raise ParameterError(f"--inner-steps is not used with --method {default_method(model)}, this "
+                                     "model's default (only with null-text)")
         prepared, invert = invert_request(model, plan.image, plan.spec.source, o["method"], o["fit"],
                                           o["inner_steps"], replace(plan.sampling, negative_prompt=None), quiet)
     negative = plan.sampling.negative_prompt  # the edit's own: an inversion takes none
