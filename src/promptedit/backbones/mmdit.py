@@ -95,11 +95,8 @@ def joint_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, text: 
     where the image block is injected from the source (rows of the joint probabilities then still sum to 1)."""
     cross, self_ = joint_views(site)
     wants_cross, wants_self = controller.wants(cross), controller.wants(self_)
-    out = F.scaled_dot_product_attention(q, k, v, scale=scale)
     if not (wants_cross or wants_self):
-        return out
-    if out.requires_grad:  # training through the views (the recipe's grounding terms): SDPA's backward reads its
-        out = out.clone()  # output, which the image rows below are written into
+        return F.scaled_dot_product_attention(q, k, v, scale=scale)
     n, batch = controller.n_prompts, q.shape[0]
     if batch not in (n, 2 * n):
         raise RuntimeError(f"attention batch {batch} does not match {n} prompts")
@@ -107,7 +104,13 @@ def joint_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, text: 
     q_img = q[:, :, image]  # (B, H, N, d)
     inject = wants_self and n_t > 0 and controller.injects_source(self_)  # targets take the source's image block
     edit = controller.value_edit(cross) if wants_cross else None
+    if not (wants_cross and edit is None) and (n_t == 0 or not (edit is not None or inject)):
+        return F.scaled_dot_product_attention(q, k, v, scale=scale)  # nothing to edit here
+    # each output row computed once: the fused call only for the rows the edit leaves as they are (a new tensor
+    # written by rows, so training through the views reads no tensor that was changed in place)
+    out = torch.empty_like(q)
     if wants_cross and edit is None:  # explicit: the controller reads (and may replace) the text distribution
+        out[:, :, text] = F.scaled_dot_product_attention(q[:, :, text], k, v, scale=scale)
         image_part, mass, probs = text_column_attention(q_img, k, v, text, scale)
         if inject:
             s_part, s_mass, _ = text_column_attention(q_img[src: src + 1].expand(n_t, -1, -1, -1),
@@ -117,8 +120,9 @@ def joint_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, text: 
         probs = controller(probs, cross)  # (B, H, N, L): the returned tensor is the one used
         out[:, :, image] = image_part + mass * (probs.to(v.dtype) @ v[:, :, text])
         return out
-    if n_t == 0 or not (edit is not None or inject):
-        return out
+    out[: src + 1] = F.scaled_dot_product_attention(q[: src + 1], k[: src + 1], v[: src + 1], scale=scale)
+    out[src + 1:, :, text] = F.scaled_dot_product_attention(q[src + 1:, :, text], k[src + 1:], v[src + 1:],
+                                                            scale=scale)
     # through the values (fused kernels only): target k's image rows are
     #   M · (P_0/m_0 · A V_k,text + P_k/m_k · b ⊙ V_k,text) + (P_0 or P_k) · V_k,image,
     # M = m_0 where the image block is injected from the source, else m_k
